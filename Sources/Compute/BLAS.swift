@@ -1,0 +1,56 @@
+#if canImport(Accelerate)
+import Accelerate
+#else
+import CBLAS
+#endif
+
+/// Row-major single-precision matrix product C = alpha·op(A)·op(B) + beta·C through the platform BLAS.
+/// op(A) is m×k, op(B) is k×n, C is m×n. Runs on the calling thread (BLAS is pinned to one thread).
+@inlinable
+public func sgemm(
+    transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    guard m > 0, n > 0 else { return }
+    if k == 0 {
+        for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+        return
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The same product split across all workers: by rows of C when m is large enough, else by columns.
+@inlinable
+public func parallelSgemm(
+    transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    let workers = ComputeThreads.count
+    // Below ~2 MFLOP a thread hop costs more than it saves.
+    if workers == 1 || m * n * k < 1 << 20 {
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+              b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
+    let cAddress = Int(bitPattern: c)
+    if m >= n {
+        parallelChunks(m, minimumChunk: 16) { rows in
+            let c = UnsafeMutablePointer<Float>(bitPattern: cAddress)!
+            let aStart = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+            sgemm(transA: transA, transB: transB, m: rows.count, n: n, k: k, alpha: alpha, a: aStart, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c + rows.lowerBound * ldc, ldc: ldc)
+        }
+    } else {
+        parallelChunks(n, minimumChunk: 16) { cols in
+            let c = UnsafeMutablePointer<Float>(bitPattern: cAddress)!
+            let bStart = transB ? b + cols.lowerBound * ldb : b + cols.lowerBound
+            sgemm(transA: transA, transB: transB, m: m, n: cols.count, k: k, alpha: alpha, a: a, lda: lda,
+                  b: bStart, ldb: ldb, beta: beta, c: c + cols.lowerBound, ldc: ldc)
+        }
+    }
+}

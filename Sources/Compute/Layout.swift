@@ -1,0 +1,145 @@
+/// Shape and layout operators: transpose, concat, gather, pad, slice.
+public func transposed<T: Sendable>(_ x: Tensor<T>, permutation perm: [Int]) throws -> Tensor<T> {
+    guard perm.count == x.rank, Set(perm) == Set(0..<x.rank) else {
+        throw ComputeError.shapeMismatch("Transpose perm \(perm) is not a permutation of \(x.rank) axes")
+    }
+    let shape = perm.map { x.shape[$0] }
+    let inStrides = strides(of: x.shape)
+    let permutedStrides = perm.map { inStrides[$0] }
+    let count = x.count
+    if count == 0 { return Tensor(shape: shape, scalars: []) }
+    let rank = shape.count
+    let scalars = [T](unsafeUninitializedCapacity: count) { out, initialized in
+        x.scalars.withUnsafeBufferPointer { src in
+            var index = [Int](repeating: 0, count: rank)
+            var offset = 0
+            for i in 0..<count {
+                (out.baseAddress! + i).initialize(to: src[offset])
+                var axis = rank - 1
+                while axis >= 0 {
+                    index[axis] += 1
+                    offset += permutedStrides[axis]
+                    if index[axis] < shape[axis] { break }
+                    offset -= permutedStrides[axis] * shape[axis]
+                    index[axis] = 0
+                    axis -= 1
+                }
+            }
+        }
+        initialized = count
+    }
+    return Tensor(shape: shape, scalars: scalars)
+}
+
+public func concatenated<T: Sendable>(_ parts: [Tensor<T>], axis: Int) throws -> Tensor<T> {
+    guard let first = parts.first else { throw ComputeError.shapeMismatch("Concat needs at least one input") }
+    for p in parts where p.rank != first.rank || (0..<first.rank).contains(where: { $0 != axis && p.shape[$0] != first.shape[$0] }) {
+        throw ComputeError.shapeMismatch("Concat on axis \(axis): shapes \(parts.map(\.shape)) differ off that axis")
+    }
+    var shape = first.shape
+    shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+    let outer = first.shape[..<axis].reduce(1, *)
+    var scalars: [T] = []
+    scalars.reserveCapacity(shape.reduce(1, *))
+    for o in 0..<outer {
+        for p in parts {
+            let block = p.shape[axis...].reduce(1, *)
+            scalars.append(contentsOf: p.scalars[o * block..<(o + 1) * block])
+        }
+    }
+    return Tensor(shape: shape, scalars: scalars)
+}
+
+public func gathered<T: Sendable>(_ x: Tensor<T>, indices: Tensor<Int64>, axis: Int) throws -> Tensor<T> {
+    let dim = x.shape[axis]
+    let outer = x.shape[..<axis].reduce(1, *)
+    let inner = x.shape[(axis + 1)...].reduce(1, *)
+    var scalars: [T] = []
+    scalars.reserveCapacity(outer * indices.count * inner)
+    for o in 0..<outer {
+        for raw in indices.scalars {
+            let i = raw < 0 ? Int(raw) + dim : Int(raw)
+            guard i >= 0 && i < dim else {
+                throw ComputeError.shapeMismatch("Gather index \(raw) is out of range for axis \(axis) of size \(dim)")
+            }
+            let start = (o * dim + i) * inner
+            scalars.append(contentsOf: x.scalars[start..<start + inner])
+        }
+    }
+    let shape = Array(x.shape[..<axis]) + indices.shape + Array(x.shape[(axis + 1)...])
+    return Tensor(shape: shape, scalars: scalars)
+}
+
+public enum PadMode: String, Sendable { case constant, reflect, edge }
+
+/// Pads (or crops, for negative amounts) every axis: `pads` holds all begins, then all ends.
+public func padded(_ x: Tensor<Float>, pads: [Int], mode: PadMode, value: Float) throws -> Tensor<Float> {
+    let rank = x.rank
+    guard pads.count == 2 * rank else {
+        throw ComputeError.shapeMismatch("Pad needs \(2 * rank) pad values for a rank-\(rank) input, got \(pads.count)")
+    }
+    let shape = (0..<rank).map { x.shape[$0] + pads[$0] + pads[rank + $0] }
+    guard shape.allSatisfy({ $0 >= 0 }) else { throw ComputeError.shapeMismatch("Pad \(pads) crops \(x.shape) below zero") }
+    if mode == .reflect, (0..<rank).contains(where: { (pads[$0] > 0 || pads[rank + $0] > 0) && (pads[$0] >= x.shape[$0] || pads[rank + $0] >= x.shape[$0]) }) {
+        throw ComputeError.shapeMismatch("reflect Pad \(pads) is larger than the input \(x.shape)")
+    }
+    let count = shape.reduce(1, *)
+    let inStrides = strides(of: x.shape)
+    var out = [Float](repeating: value, count: count)
+    if count == 0 { return Tensor(shape: shape, scalars: out) }
+    var index = [Int](repeating: 0, count: rank)
+    for i in 0..<count {
+        var offset = 0
+        var inside = true
+        for axis in 0..<rank {
+            var j = index[axis] - pads[axis]
+            let n = x.shape[axis]
+            if j < 0 || j >= n {
+                switch mode {
+                case .constant: inside = false
+                case .edge: j = j < 0 ? 0 : n - 1
+                case .reflect: j = j < 0 ? -j : 2 * (n - 1) - j
+                }
+            }
+            if !inside { break }
+            offset += j * inStrides[axis]
+        }
+        if inside { out[i] = x.scalars[offset] }
+        var axis = rank - 1
+        while axis >= 0 {
+            index[axis] += 1
+            if index[axis] < shape[axis] { break }
+            index[axis] = 0
+            axis -= 1
+        }
+    }
+    return Tensor(shape: shape, scalars: out)
+}
+
+/// Slices with per-axis starts/ends/steps already clamped by the caller.
+public func sliced<T: Sendable>(_ x: Tensor<T>, starts: [Int], ends: [Int], steps: [Int]) -> Tensor<T> {
+    let rank = x.rank
+    let shape = (0..<rank).map { a -> Int in
+        let s = steps[a]
+        return s > 0 ? max(0, (ends[a] - starts[a] + s - 1) / s) : max(0, (starts[a] - ends[a] - s - 1) / -s)
+    }
+    let count = shape.reduce(1, *)
+    let inStrides = strides(of: x.shape)
+    var out: [T] = []
+    out.reserveCapacity(count)
+    if count == 0 { return Tensor(shape: shape, scalars: out) }
+    var index = [Int](repeating: 0, count: rank)
+    for _ in 0..<count {
+        var offset = 0
+        for a in 0..<rank { offset += (starts[a] + index[a] * steps[a]) * inStrides[a] }
+        out.append(x.scalars[offset])
+        var axis = rank - 1
+        while axis >= 0 {
+            index[axis] += 1
+            if index[axis] < shape[axis] { break }
+            index[axis] = 0
+            axis -= 1
+        }
+    }
+    return Tensor(shape: shape, scalars: out)
+}

@@ -1,0 +1,72 @@
+import Foundation
+
+/// Softmax over `axis`, numerically stable (the maximum is subtracted first).
+public func softmax(_ x: Tensor<Float>, axis: Int, log: Bool = false) -> Tensor<Float> {
+    let n = x.shape[axis]
+    let inner = x.shape[(axis + 1)...].reduce(1, *)
+    let outer = x.shape[..<axis].reduce(1, *)
+    var out = x
+    out.scalars.withUnsafeMutableBufferPointer { p in
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let base = o * n * inner + i
+                var m = -Float.infinity
+                for j in 0..<n { m = max(m, p[base + j * inner]) }
+                var sum: Float = 0
+                for j in 0..<n { sum += Foundation.exp(p[base + j * inner] - m) }
+                let logSum = Foundation.log(sum)
+                for j in 0..<n {
+                    let shifted = p[base + j * inner] - m
+                    p[base + j * inner] = log ? shifted - logSum : Foundation.exp(shifted) / sum
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// Inference BatchNormalization over axis 1: y = scale·(x − mean)/√(var + ε) + bias.
+public func batchNormalized(_ x: Tensor<Float>, scale: [Float], bias: [Float], mean: [Float], variance: [Float],
+                            epsilon: Float) throws -> Tensor<Float> {
+    guard x.rank >= 2 else { throw ComputeError.shapeMismatch("BatchNormalization expects N×C… input, got \(x.shape)") }
+    let c = x.shape[1]
+    guard [scale.count, bias.count, mean.count, variance.count].allSatisfy({ $0 == c }) else {
+        throw ComputeError.shapeMismatch("BatchNormalization on \(c) channels got parameters of sizes \([scale.count, bias.count, mean.count, variance.count])")
+    }
+    let inner = x.shape[2...].reduce(1, *)
+    let a = (0..<c).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
+    let b = (0..<c).map { bias[$0] - mean[$0] * a[$0] }
+    var out = x
+    out.scalars.withUnsafeMutableBufferPointer { p in
+        for plane in 0..<(x.shape[0] * c) {
+            let ch = plane % c
+            for i in 0..<inner { p[plane * inner + i] = p[plane * inner + i] * a[ch] + b[ch] }
+        }
+    }
+    return out
+}
+
+/// Local response normalisation across channels (AlexNet).
+public func localResponseNormalized(_ x: Tensor<Float>, size: Int, alpha: Float, beta: Float, bias: Float) throws -> Tensor<Float> {
+    guard x.rank >= 3 else { throw ComputeError.shapeMismatch("LRN expects N×C×… input, got \(x.shape)") }
+    let (n, c) = (x.shape[0], x.shape[1])
+    let inner = x.shape[2...].reduce(1, *)
+    let before = (size - 1) / 2, after = size - 1 - before
+    var out = x
+    x.scalars.withUnsafeBufferPointer { src in
+        out.scalars.withUnsafeMutableBufferPointer { dst in
+            for b in 0..<n {
+                for ch in 0..<c {
+                    let lo = max(0, ch - before), hi = min(c - 1, ch + after)
+                    for i in 0..<inner {
+                        var sum: Float = 0
+                        for k in lo...hi { let v = src[(b * c + k) * inner + i]; sum += v * v }
+                        let idx = (b * c + ch) * inner + i
+                        dst[idx] = src[idx] / Foundation.pow(bias + alpha / Float(size) * sum, beta)
+                    }
+                }
+            }
+        }
+    }
+    return out
+}

@@ -1,0 +1,51 @@
+import Dispatch
+import Foundation
+#if canImport(Accelerate)
+import Accelerate
+#else
+import CBLAS
+#endif
+
+/// How many threads the kernels split their work over (all cores by default).
+public enum ComputeThreads {
+    nonisolated(unsafe) private static var configured: Int = 0
+
+    /// The worker count; the first read pins OpenBLAS to one thread per call, because the kernels
+    /// split work across cores themselves (two BLAS thread pools would fight over the same cores).
+    public static var count: Int {
+        if configured == 0 { configure(max(1, ProcessInfoCores.active)) }
+        return configured
+    }
+
+    public static func configure(_ threads: Int) {
+        configured = max(1, threads)
+        #if !canImport(Accelerate)
+        openblas_set_num_threads(1)
+        #endif
+    }
+}
+
+enum ProcessInfoCores {
+    static var active: Int { ProcessInfo.processInfo.activeProcessorCount }
+}
+
+/// Runs `body(range)` over `0..<count` split into contiguous chunks, one per worker.
+/// Runs inline when the work is too small to be worth a thread hop.
+@inlinable
+public func parallelChunks(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+    let workers = min(ComputeThreads.count, max(1, count / max(1, minimumChunk)))
+    if workers <= 1 || count <= 1 {
+        if count > 0 { body(0..<count) }
+        return
+    }
+    let chunk = (count + workers - 1) / workers
+    withoutActuallyEscaping(body) { body in
+        // Each worker touches a disjoint range; the caller owns the synchronisation of shared output.
+        nonisolated(unsafe) let body = body
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let start = w * chunk
+            let end = min(count, start + chunk)
+            if start < end { body(start..<end) }
+        }
+    }
+}

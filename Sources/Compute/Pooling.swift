@@ -1,0 +1,97 @@
+/// Max or average pooling over NCHW planes.
+public enum PoolKind: Sendable { case max, average(countIncludePad: Bool) }
+
+public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) throws -> Tensor<Float> {
+    guard input.rank == 4 else { throw ComputeError.shapeMismatch("pooling expects 4-D NCHW input, got \(input.shape)") }
+    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    guard let (oh, ow) = window.outputSize(h: h, w: w) else {
+        throw ComputeError.shapeMismatch("pooling window \(window.kernel) does not fit input \(input.shape)")
+    }
+    var output = Tensor<Float>(zeros: [n, c, oh, ow])
+    let (kh, kw) = window.kernel
+    let (sh, sw) = window.strides
+    let (dh, dw) = window.dilations
+    let (pt, pl) = (window.pads.top, window.pads.left)
+    let (pb, pr) = (window.pads.bottom, window.pads.right)
+    input.scalars.withUnsafeBufferPointer { inBuf in
+        output.scalars.withUnsafeMutableBufferPointer { outBuf in
+            let inBase = inBuf.baseAddress!
+            let outAddress = Int(bitPattern: outBuf.baseAddress!)
+            parallelChunks(n * c, minimumChunk: 4) { planes in
+                let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
+                for p in planes {
+                    let src = inBase + p * h * w
+                    let dst = out + p * oh * ow
+                    for oy in 0..<oh {
+                        for ox in 0..<ow {
+                            let y0 = oy * sh - pt, x0 = ox * sw - pl
+                            switch kind {
+                            case .max:
+                                var best = -Float.infinity
+                                for ki in 0..<kh {
+                                    let iy = y0 + ki * dh
+                                    if iy < 0 || iy >= h { continue }
+                                    for kj in 0..<kw {
+                                        let ix = x0 + kj * dw
+                                        if ix < 0 || ix >= w { continue }
+                                        let v = src[iy * w + ix]
+                                        if v > best || v.isNaN { best = v }
+                                    }
+                                }
+                                dst[oy * ow + ox] = best
+                            case .average(let includePad):
+                                var sum: Float = 0
+                                var inside = 0
+                                for ki in 0..<kh {
+                                    let iy = y0 + ki * dh
+                                    if iy < 0 || iy >= h { continue }
+                                    for kj in 0..<kw {
+                                        let ix = x0 + kj * dw
+                                        if ix < 0 || ix >= w { continue }
+                                        sum += src[iy * w + ix]
+                                        inside += 1
+                                    }
+                                }
+                                var divisor = inside
+                                if includePad {
+                                    // Count the window's cells that lie inside the padded input (not past it).
+                                    let yEnd = min(y0 + (kh - 1) * dh, h - 1 + pb), xEnd = min(x0 + (kw - 1) * dw, w - 1 + pr)
+                                    let rows = (yEnd - y0) / dh + 1, cols = (xEnd - x0) / dw + 1
+                                    divisor = max(1, rows * cols)
+                                }
+                                dst[oy * ow + ox] = divisor > 0 ? sum / Float(divisor) : 0
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return output
+}
+
+/// Mean over each H×W plane, keeping [N, C, 1, 1].
+public func globalAveragePool(_ input: Tensor<Float>) throws -> Tensor<Float> {
+    guard input.rank >= 3 else { throw ComputeError.shapeMismatch("GlobalAveragePool expects N×C×spatial input, got \(input.shape)") }
+    let planes = input.shape[0] * input.shape[1]
+    let size = input.count / max(1, planes)
+    var out = [Float](repeating: 0, count: planes)
+    input.scalars.withUnsafeBufferPointer { src in
+        for p in 0..<planes {
+            var sum: Float = 0
+            for i in 0..<size { sum += src[p * size + i] }
+            out[p] = sum / Float(max(1, size))
+        }
+    }
+    return Tensor(shape: [input.shape[0], input.shape[1]] + Array(repeating: 1, count: input.rank - 2), scalars: out)
+}
+
+/// Max over each H×W plane, keeping [N, C, 1, 1].
+public func globalMaxPool(_ input: Tensor<Float>) throws -> Tensor<Float> {
+    guard input.rank >= 3 else { throw ComputeError.shapeMismatch("GlobalMaxPool expects N×C×spatial input, got \(input.shape)") }
+    let planes = input.shape[0] * input.shape[1]
+    let size = input.count / max(1, planes)
+    var out = [Float](repeating: 0, count: planes)
+    for p in 0..<planes { out[p] = input.scalars[p * size..<(p + 1) * size].max() ?? 0 }
+    return Tensor(shape: [input.shape[0], input.shape[1]] + Array(repeating: 1, count: input.rank - 2), scalars: out)
+}

@@ -1,0 +1,42 @@
+/// A dense, contiguous, row-major tensor (NCHW for images).
+public struct Tensor<Scalar: Sendable>: Sendable {
+    public var shape: [Int]
+    public var scalars: [Scalar]
+
+    public init(shape: [Int], scalars: [Scalar]) {
+        precondition(shape.reduce(1, *) == scalars.count, "shape \(shape) does not hold \(scalars.count) scalars")
+        self.shape = shape
+        self.scalars = scalars
+    }
+
+    public init(shape: [Int], repeating value: Scalar) {
+        self.shape = shape
+        self.scalars = Array(repeating: value, count: shape.reduce(1, *))
+    }
+
+    public var count: Int { scalars.count }
+    public var rank: Int { shape.count }
+
+    /// The same scalars viewed with another shape of the same element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        Tensor(shape: newShape, scalars: scalars)
+    }
+}
+
+extension Tensor: Equatable where Scalar: Equatable {}
+
+extension Tensor where Scalar: Numeric {
+    public init(zeros shape: [Int]) { self.init(shape: shape, repeating: 0) }
+}
+
+/// Row-major strides of a shape.
+@inlinable
+public func strides(of shape: [Int]) -> [Int] {
+    var result = [Int](repeating: 1, count: shape.count)
+    var running = 1
+    for axis in stride(from: shape.count - 1, through: 0, by: -1) {
+        result[axis] = running
+        running *= shape[axis]
+    }
+    return result
+}

@@ -1,0 +1,66 @@
+import Compute
+import Foundation
+
+/// Where images and labels come from: Fashion-MNIST IDX files, or a pair of .npy files.
+public enum DatasetSource: Sendable, Equatable {
+    /// A folder holding MNIST-style IDX files (raw or .gz).
+    case idx(directory: String)
+    /// images.npy ([N,H,W] or [N,C,H,W], uint8 or float) and labels.npy (integers).
+    case npy(images: String, labels: String)
+
+    public static let defaultFashionMNIST = "/usr/share/datasets/fashion-mnist"
+    static let installHint = "install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or pass --data DIR (a folder with the IDX files) or --data images.npy,labels.npy"
+
+    /// Parses the `--data` argument: nil → the default Fashion-MNIST folder.
+    public init(argument: String?) {
+        guard let argument, !argument.isEmpty else {
+            self = .idx(directory: DatasetSource.defaultFashionMNIST)
+            return
+        }
+        let parts = argument.split(separator: ",").map(String.init)
+        if parts.count == 2 { self = .npy(images: parts[0], labels: parts[1]) } else { self = .idx(directory: argument) }
+    }
+
+    public enum Split: String, Sendable { case train, test }
+
+    public func load(split: Split = .test, preprocessing: Preprocessing = Preprocessing()) throws -> ImageDataset {
+        switch self {
+        case .idx(let directory):
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw DatasetError.notFound(path: directory, hint: DatasetSource.installHint)
+            }
+            let prefix = split == .test ? "t10k" : "train"
+            let images = try IDXFile.read(try DatasetSource.find("\(prefix)-images-idx3-ubyte", in: directory))
+            let labels = try IDXFile.read(try DatasetSource.find("\(prefix)-labels-idx1-ubyte", in: directory))
+            return try ImageDataset.preprocessed(pixels: images.bytes.map { Float($0) }, shape: images.shape,
+                                                 labels: labels.bytes.map { Int($0) }, scale: 1 / 255, preprocessing: preprocessing)
+        case .npy(let imagesPath, let labelsPath):
+            let labelArray = try NPYFile.read(labelsPath)
+            let labels: [Int]
+            switch labelArray {
+            case .int64(let t): labels = t.scalars.map { Int($0) }
+            case .uint8(let t): labels = t.scalars.map { Int($0) }
+            case .float: throw DatasetError.malformed(path: labelsPath, reason: "labels must be integers, found floats")
+            }
+            switch try NPYFile.read(imagesPath) {
+            case .uint8(let t):
+                return try ImageDataset.preprocessed(pixels: t.scalars.map { Float($0) }, shape: t.shape, labels: labels,
+                                                     scale: 1 / 255, preprocessing: preprocessing)
+            case .float(let t):
+                return try ImageDataset.preprocessed(pixels: t.scalars, shape: t.shape, labels: labels, scale: 1,
+                                                     preprocessing: preprocessing)
+            case .int64:
+                throw DatasetError.malformed(path: imagesPath, reason: "images must be uint8 or float")
+            }
+        }
+    }
+
+    static func find(_ base: String, in directory: String) throws -> String {
+        for name in [base + ".gz", base, base.replacingOccurrences(of: "-idx", with: ".idx") + ".gz"] {
+            let path = (directory as NSString).appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: path) { return path }
+        }
+        throw DatasetError.notFound(path: (directory as NSString).appendingPathComponent(base + ".gz"), hint: installHint)
+    }
+}

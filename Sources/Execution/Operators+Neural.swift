@@ -1,0 +1,121 @@
+import Compute
+import Foundation
+import ModelGraph
+
+/// Convolution, pooling, normalisation and activations.
+extension Operators {
+    static func registerNeuralOperators(_ t: inout [String: Kernel]) {
+        t["Conv"] = { node, args in
+            let x = try args.float(0), w = try args.float(1)
+            guard x.rank == 4 else {
+                throw args.invalid("only 2-D convolution (4-D NCHW input) is supported, input is \(x.shape)")
+            }
+            let window = try window2D(node, args: args, input: x.shape, kernel: Array(w.shape.suffix(2)))
+            let bias = args.has(2) ? try args.float(2).scalars : nil
+            return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: node.int("group", default: 1)))]
+        }
+        t["MaxPool"] = { node, args in
+            guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw args.invalid("the Indices output of MaxPool is not supported") }
+            let x = try args.float(0)
+            guard let k = node.ints("kernel_shape"), k.count == 2 else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
+            return [.float(try pool2d(x, kind: .max, window: try window2D(node, args: args, input: x.shape, kernel: k)))]
+        }
+        t["AveragePool"] = { node, args in
+            let x = try args.float(0)
+            guard let k = node.ints("kernel_shape"), k.count == 2 else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
+            let kind = PoolKind.average(countIncludePad: node.int("count_include_pad", default: 0) != 0)
+            return [.float(try pool2d(x, kind: kind, window: try window2D(node, args: args, input: x.shape, kernel: k)))]
+        }
+        t["GlobalAveragePool"] = { _, args in [.float(try globalAveragePool(try args.float(0)))] }
+        t["GlobalMaxPool"] = { _, args in [.float(try globalMaxPool(try args.float(0)))] }
+        t["BatchNormalization"] = { node, args in
+            if node.int("training_mode", default: 0) != 0 { throw args.invalid("training_mode=1 is not supported for inference") }
+            let y = try batchNormalized(try args.float(0), scale: try args.float(1).scalars, bias: try args.float(2).scalars,
+                                        mean: try args.float(3).scalars, variance: try args.float(4).scalars,
+                                        epsilon: node.float("epsilon", default: 1e-5))
+            return [.float(y)]
+        }
+        t["LRN"] = { node, args in
+            guard let size = node.int("size") else { throw args.invalid("LRN needs the size attribute") }
+            return [.float(try localResponseNormalized(try args.float(0), size: size, alpha: node.float("alpha", default: 1e-4),
+                                                       beta: node.float("beta", default: 0.75), bias: node.float("bias", default: 1)))]
+        }
+        t["Softmax"] = { node, args in [.float(try softmaxOp(node, args, log: false))] }
+        t["LogSoftmax"] = { node, args in [.float(try softmaxOp(node, args, log: true))] }
+        t["Relu"] = { _, args in [.float(try args.float(0).mapped { max($0, 0) })] }
+        t["LeakyRelu"] = { node, args in
+            let alpha = node.float("alpha", default: 0.01)
+            return [.float(try args.float(0).mapped { $0 >= 0 ? $0 : alpha * $0 })]
+        }
+        t["Sigmoid"] = { _, args in [.float(try args.float(0).mapped { 1 / (1 + Foundation.exp(-$0)) })] }
+        t["Tanh"] = { _, args in [.float(try args.float(0).mapped { Foundation.tanh($0) })] }
+        t["HardSigmoid"] = { node, args in
+            let alpha = node.float("alpha", default: 0.2), beta = node.float("beta", default: 0.5)
+            return [.float(try args.float(0).mapped { min(1, max(0, alpha * $0 + beta)) })]
+        }
+        t["Clip"] = { node, args in
+            var lo = -Float.greatestFiniteMagnitude, hi = Float.greatestFiniteMagnitude
+            if args.opset < 11 {
+                lo = node.float("min", default: lo)
+                hi = node.float("max", default: hi)
+            } else {
+                if args.has(1) { lo = try args.float(1).scalars.first ?? lo }
+                if args.has(2) { hi = try args.float(2).scalars.first ?? hi }
+            }
+            let (low, high) = (lo, hi)
+            return [.float(try args.float(0).mapped { min(max($0, low), high) })]
+        }
+        t["Dropout"] = { node, args in
+            let x = try args.any(0)
+            // Inference: identity; the optional mask output is all true.
+            if node.outputs.count > 1 && !node.outputs[1].isEmpty {
+                return [x, .int64(Tensor(shape: x.shape, repeating: 1))]
+            }
+            return [x]
+        }
+    }
+
+    static func softmaxOp(_ node: Node, _ args: Arguments, log: Bool) throws -> Tensor<Float> {
+        let x = try args.float(0)
+        if args.opset < 13 {
+            // Before opset 13: coerce to 2-D at `axis` (default 1) and normalise each row.
+            let axis = try args.axis(node.int("axis", default: 1), rank: max(1, x.rank))
+            let rows = x.shape[..<axis].reduce(1, *)
+            let flat = x.reshaped([rows, x.count / max(1, rows)])
+            return softmax(flat, axis: 1, log: log).reshaped(x.shape)
+        }
+        return softmax(x, axis: try args.axis(node.int("axis", default: -1), rank: x.rank), log: log)
+    }
+
+    /// Kernel, strides, dilations and pads of a 2-D Conv or pooling node, resolving auto_pad.
+    static func window2D(_ node: Node, args: Arguments, input: [Int], kernel: [Int]) throws -> Window2D {
+        guard kernel.count == 2, input.count == 4 else {
+            throw args.invalid("only 2-D windows are supported (kernel \(kernel), input \(input))")
+        }
+        if let declared = node.ints("kernel_shape"), declared != kernel {
+            throw args.mismatch("kernel_shape \(declared) does not match the weight's spatial shape \(kernel)")
+        }
+        let s = node.ints("strides") ?? [1, 1]
+        let d = node.ints("dilations") ?? [1, 1]
+        guard s.count == 2, d.count == 2, s.allSatisfy({ $0 > 0 }), d.allSatisfy({ $0 > 0 }) else {
+            throw args.invalid("strides \(s) and dilations \(d) must be two positive numbers")
+        }
+        var p = node.ints("pads") ?? [0, 0, 0, 0]
+        guard p.count == 4 else { throw args.invalid("pads \(p) must have four values") }
+        let autoPad = node.string("auto_pad", default: "NOTSET")
+        if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+            for axis in 0..<2 {
+                let n = input[2 + axis]
+                let out = (n + s[axis] - 1) / s[axis]
+                let total = max(0, (out - 1) * s[axis] + (kernel[axis] - 1) * d[axis] + 1 - n)
+                let small = total / 2, large = total - small
+                p[axis] = autoPad == "SAME_UPPER" ? small : large
+                p[axis + 2] = autoPad == "SAME_UPPER" ? large : small
+            }
+        } else if autoPad == "VALID" {
+            p = [0, 0, 0, 0]
+        }
+        return Window2D(kernel: (kernel[0], kernel[1]), strides: (s[0], s[1]), dilations: (d[0], d[1]),
+                        pads: (p[0], p[1], p[2], p[3]), ceilMode: node.int("ceil_mode", default: 0) != 0)
+    }
+}

@@ -1,0 +1,78 @@
+import Compute
+import ModelGraph
+
+/// Operator dispatch: one entry per ONNX op type (default domain).
+enum Operators {
+    typealias Kernel = @Sendable (_ node: Node, _ inputs: Arguments) throws -> [AnyTensor]
+
+    static let table: [String: Kernel] = {
+        var t: [String: Kernel] = [:]
+        registerNeuralOperators(&t)
+        registerMathOperators(&t)
+        registerShapeOperators(&t)
+        return t
+    }()
+
+    /// Ops that are cheap on constants and whose result depends only on their inputs.
+    static let notFoldable: Set<String> = ["Dropout"]
+
+    static func supports(_ node: Node) -> Bool {
+        (node.domain.isEmpty || node.domain == "ai.onnx") && table[node.opType] != nil
+    }
+
+    static func isFoldable(_ node: Node) -> Bool { !notFoldable.contains(node.opType) }
+
+    static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int) throws -> [AnyTensor] {
+        guard let kernel = table[node.opType] else {
+            throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName, opset: opset)
+        }
+        do {
+            return try kernel(node, Arguments(node: node, values: inputs, opset: opset))
+        } catch let error as ComputeError {
+            throw ExecutionError.shapeMismatch(node: node.displayName, op: node.opType, detail: error.description)
+        }
+    }
+}
+
+/// A node's input values with typed, checked accessors.
+struct Arguments: Sendable {
+    let node: Node
+    let values: [AnyTensor?]
+    let opset: Int
+
+    var count: Int { values.count }
+
+    func has(_ i: Int) -> Bool { i < values.count && values[i] != nil }
+
+    func float(_ i: Int) throws -> Tensor<Float> {
+        guard i < values.count, let value = values[i] else { throw invalid("missing input \(i)") }
+        switch value {
+        case .float(let t): return t
+        case .int64(let t): return Tensor(shape: t.shape, scalars: t.scalars.map { Float($0) })
+        }
+    }
+
+    func any(_ i: Int) throws -> AnyTensor {
+        guard i < values.count, let value = values[i] else { throw invalid("missing input \(i)") }
+        return value
+    }
+
+    func ints(_ i: Int) throws -> [Int] {
+        try any(i).int64Values.map { Int($0) }
+    }
+
+    func invalid(_ detail: String) -> ExecutionError {
+        .invalidNode(node: node.displayName, op: node.opType, detail: detail)
+    }
+
+    func mismatch(_ detail: String) -> ExecutionError {
+        .shapeMismatch(node: node.displayName, op: node.opType, detail: detail)
+    }
+
+    /// Normalises a possibly negative axis for a tensor of `rank`.
+    func axis(_ a: Int, rank: Int) throws -> Int {
+        let r = a < 0 ? a + rank : a
+        guard r >= 0 && r < rank else { throw invalid("axis \(a) is out of range for rank \(rank)") }
+        return r
+    }
+}

@@ -1,0 +1,116 @@
+import Compute
+import Foundation
+import ONNXProto
+
+/// TensorProto -> AnyTensor. Floating types become Float; integer and bool types become Int64.
+extension Onnx_TensorProto {
+    func decoded(baseDirectory: URL?) throws -> AnyTensor {
+        let shape = dims.map { Int($0) }
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+            throw ONNXError.invalidTensor(tensor: name, reason: "negative dimension in \(shape)")
+        }
+        let count = shape.reduce(1, *)
+        let raw = try rawBytes(baseDirectory: baseDirectory)
+        switch Int(dataType) {
+        case ONNXDataType.float:
+            let values: [Float] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? floatData
+            return .float(try make(shape, values))
+        case ONNXDataType.double:
+            let values: [Double] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? doubleData
+            return .float(try make(shape, values.map { Float($0) }))
+        case ONNXDataType.float16:
+            let bits: [UInt16] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? int32Data.map { UInt16(truncatingIfNeeded: $0) }
+            return .float(try make(shape, bits.map { Float(halfBits: $0) }))
+        case ONNXDataType.int64:
+            let values: [Int64] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? int64Data
+            return .int64(try make(shape, values))
+        case ONNXDataType.int32:
+            let values: [Int32] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? int32Data
+            return .int64(try make(shape, values.map { Int64($0) }))
+        case ONNXDataType.int16:
+            let values: [Int16] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? int32Data.map { Int16(truncatingIfNeeded: $0) }
+            return .int64(try make(shape, values.map { Int64($0) }))
+        case ONNXDataType.int8:
+            let values: [Int8] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? int32Data.map { Int8(truncatingIfNeeded: $0) }
+            return .int64(try make(shape, values.map { Int64($0) }))
+        case ONNXDataType.uint8, ONNXDataType.bool:
+            let values: [UInt8] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? int32Data.map { UInt8(truncatingIfNeeded: $0) }
+            return .int64(try make(shape, values.map { Int64($0) }))
+        case ONNXDataType.uint16:
+            let values: [UInt16] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? int32Data.map { UInt16(truncatingIfNeeded: $0) }
+            return .int64(try make(shape, values.map { Int64($0) }))
+        case ONNXDataType.uint32:
+            let values: [UInt32] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? uint64Data.map { UInt32(truncatingIfNeeded: $0) }
+            return .int64(try make(shape, values.map { Int64($0) }))
+        case ONNXDataType.uint64:
+            let values: [UInt64] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? uint64Data
+            return .int64(try make(shape, values.map { Int64(truncatingIfNeeded: $0) }))
+        default:
+            throw ONNXError.unsupportedTensorType(tensor: name, dataType: Int(dataType))
+        }
+    }
+
+    private func make<T>(_ shape: [Int], _ values: [T]) throws -> Tensor<T> {
+        guard values.count == shape.reduce(1, *) else {
+            throw ONNXError.invalidTensor(tensor: name, reason: "shape \(shape) needs \(shape.reduce(1, *)) values, found \(values.count)")
+        }
+        return Tensor(shape: shape, scalars: values)
+    }
+
+    /// The little-endian payload: raw_data, or the external file's bytes; nil when the typed fields hold the data.
+    private func rawBytes(baseDirectory: URL?) throws -> Data? {
+        if dataLocation == .external {
+            var entries: [String: String] = [:]
+            for entry in externalData { entries[entry.key] = entry.value }
+            guard let location = entries["location"] else {
+                throw ONNXError.invalidTensor(tensor: name, reason: "external data without a location")
+            }
+            let url = (baseDirectory ?? URL(fileURLWithPath: ".")).appendingPathComponent(location)
+            guard let handle = try? FileHandle(forReadingFrom: url) else {
+                throw ONNXError.missingExternalData(tensor: name, file: url.path)
+            }
+            defer { try? handle.close() }
+            let offset = UInt64(entries["offset"] ?? "0") ?? 0
+            try handle.seek(toOffset: offset)
+            let data: Data
+            if let lengthText = entries["length"], let length = Int(lengthText) {
+                data = handle.readData(ofLength: length)
+                guard data.count == length else { throw ONNXError.missingExternalData(tensor: name, file: url.path) }
+            } else {
+                data = handle.readDataToEndOfFile()
+            }
+            return data
+        }
+        return hasRawData ? rawData : nil
+    }
+
+    private static func unpack<T>(_ data: Data, count: Int, tensor: String) throws -> [T] {
+        let size = MemoryLayout<T>.stride
+        guard data.count >= count * size else {
+            throw ONNXError.invalidTensor(tensor: tensor, reason: "raw data has \(data.count) bytes, shape needs \(count * size)")
+        }
+        if count == 0 { return [] }
+        return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            data.withUnsafeBytes { bytes in
+                _ = memcpy(buffer.baseAddress!, bytes.baseAddress!, count * size)
+            }
+            initialized = count
+        } // ONNX raw data is little-endian, as are all platforms Swift runs this on.
+    }
+}
+
+extension Float {
+    /// IEEE 754 half-precision bits to Float (portable: Float16 is unavailable on x86-64 macOS).
+    init(halfBits h: UInt16) {
+        let sign = UInt32(h & 0x8000) << 16
+        let exponent = Int((h >> 10) & 0x1F)
+        let mantissa = UInt32(h & 0x3FF)
+        if exponent == 0 {
+            self = (sign != 0 ? -1 : 1) * Float(mantissa) * 0x1p-24
+        } else if exponent == 31 {
+            self = Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
+        } else {
+            self = Float(bitPattern: sign | UInt32(exponent + 112) << 23 | (mantissa << 13))
+        }
+    }
+}

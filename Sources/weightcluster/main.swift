@@ -1,0 +1,3 @@
+import WeightClusterCLI
+
+WeightClusterCommand.main()
