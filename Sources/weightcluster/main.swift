@@ -1,3 +1,3 @@
 import WeightClusterCLI
 
-WeightClusterCommand.main()
+WeightClusterCommand.runAsMain()

@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""Writes the committed test fixtures under Tests/WeightClusterTests/Fixtures.
+
+ops/NAME.onnx + NAME.input.npy + NAME.output.npy: one small graph per operator case, built with onnx.helper,
+  the expected output computed by onnxruntime's CPU provider.
+models/NAME.onnx + NAME.input.npy + NAME.output.npy: small PyTorch CNNs (VGG, AlexNet, ResNet and
+  MobileNetV2 style, eval mode) exported with torch.onnx.export at opsets 11, 13 and 17; expected
+  output from PyTorch itself.
+
+Run with a Python that has torch (Debian python3-torch), onnx and onnxruntime:
+    python3 Scripts/make_fixtures.py
+"""
+import os
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "WeightClusterTests", "Fixtures")
+rng = np.random.RandomState(1234)
+
+
+def save_npy(path, array):
+    np.save(path, np.ascontiguousarray(array))
+
+
+def op_case(name, op, x, attrs=None, consts=(), opset=13, extra_nodes=(), out_rank=None):
+    """One node `op` reading input `x` (float32) and constants `consts` (name -> array, or None to omit)."""
+    inputs, inits = ["x"], []
+    for i, c in enumerate(consts):
+        if c is None:
+            inputs.append("")
+            continue
+        cname = f"c{i}"
+        inputs.append(cname)
+        inits.append(numpy_helper.from_array(np.asarray(c), cname))
+    nodes = [helper.make_node(op, inputs, ["y"], name=f"{name}_node", **(attrs or {}))] + list(extra_nodes)
+    out_name = extra_nodes[-1].output[0] if extra_nodes else "y"
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"x": x})[0].astype(np.float32)
+    d = os.path.join(ROOT, "ops")
+    onnx.save(model, os.path.join(d, f"{name}.onnx"))
+    save_npy(os.path.join(d, f"{name}.input.npy"), x)
+    save_npy(os.path.join(d, f"{name}.output.npy"), y)
+
+
+def f32(*shape):
+    return rng.randn(*shape).astype(np.float32)
+
+
+def make_ops():
+    os.makedirs(os.path.join(ROOT, "ops"), exist_ok=True)
+    x4 = f32(2, 4, 7, 7)
+    op_case("conv_basic", "Conv", x4, {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, [f32(6, 4, 3, 3), f32(6)])
+    op_case("conv_strided_dilated", "Conv", x4, {"kernel_shape": [3, 3], "strides": [2, 1], "dilations": [2, 1], "pads": [2, 0, 1, 1]}, [f32(5, 4, 3, 3)])
+    op_case("conv_grouped", "Conv", x4, {"kernel_shape": [3, 3], "group": 2, "pads": [1, 1, 1, 1]}, [f32(6, 2, 3, 3), f32(6)])
+    op_case("conv_depthwise", "Conv", x4, {"kernel_shape": [3, 3], "group": 4, "strides": [2, 2], "pads": [1, 1, 1, 1]}, [f32(4, 1, 3, 3), f32(4)])
+    op_case("conv_pointwise", "Conv", x4, {"kernel_shape": [1, 1]}, [f32(8, 4, 1, 1), f32(8)])
+    op_case("conv_same_upper", "Conv", x4, {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER", "strides": [2, 2]}, [f32(3, 4, 2, 2)])
+    op_case("gemm_transb", "Gemm", f32(3, 5), {"transB": 1, "alpha": 0.5, "beta": 2.0}, [f32(4, 5), f32(4)])
+    op_case("gemm_transa", "Gemm", f32(5, 3), {"transA": 1}, [f32(5, 4), f32(3, 4)])
+    op_case("matmul_2d", "MatMul", f32(3, 5), {}, [f32(5, 4)])
+    op_case("matmul_batched", "MatMul", f32(2, 3, 5), {}, [f32(5, 4)])
+    op_case("matmul_broadcast", "MatMul", f32(2, 1, 3, 5), {}, [f32(3, 5, 2)])
+    op_case("add_bias", "Add", x4, {}, [f32(1, 4, 1, 1)])
+    op_case("add_rowvec", "Add", f32(3, 5), {}, [f32(5)])
+    op_case("sub_broadcast", "Sub", f32(2, 1, 5), {}, [f32(3, 1)])
+    op_case("mul_scalar", "Mul", x4, {}, [np.array(1.5, dtype=np.float32)])
+    op_case("div_channels", "Div", x4, {}, [np.abs(f32(4, 1, 1)) + 0.5])
+    op_case("relu", "Relu", x4)
+    op_case("leaky_relu", "LeakyRelu", x4, {"alpha": 0.2})
+    op_case("clip_inputs", "Clip", x4, {}, [np.array(-0.5, np.float32), np.array(0.7, np.float32)])
+    op_case("clip_min_only", "Clip", x4, {}, [np.array(0.0, np.float32)])
+    op_case("clip_opset6", "Clip", x4, {"min": 0.0, "max": 6.0}, opset=6)
+    op_case("sigmoid", "Sigmoid", x4)
+    op_case("tanh", "Tanh", x4)
+    op_case("maxpool", "MaxPool", x4, {"kernel_shape": [2, 2], "strides": [2, 2]})
+    op_case("maxpool_pad_ceil", "MaxPool", x4, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1})
+    op_case("avgpool", "AveragePool", x4, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]})
+    op_case("avgpool_include_pad", "AveragePool", x4, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1})
+    op_case("global_avgpool", "GlobalAveragePool", x4)
+    op_case("flatten", "Flatten", x4, {"axis": 1})
+    op_case("flatten_axis2", "Flatten", x4, {"axis": 2})
+    op_case("reshape", "Reshape", x4, {}, [np.array([0, -1, 7], np.int64)])
+    op_case("transpose", "Transpose", x4, {"perm": [0, 2, 3, 1]})
+    op_case("concat", "Concat", x4, {"axis": 1}, [f32(2, 3, 7, 7)])
+    op_case("batchnorm", "BatchNormalization", x4, {"epsilon": 1e-3},
+            [f32(4), f32(4), f32(4), np.abs(f32(4)) + 0.1])
+    op_case("dropout", "Dropout", x4)
+    op_case("identity", "Identity", x4)
+    op_case("softmax", "Softmax", f32(3, 10), {"axis": 1})
+    op_case("softmax_axis_opset11", "Softmax", f32(2, 3, 4), {"axis": 1}, opset=11)
+    op_case("log_softmax", "LogSoftmax", f32(3, 10), {"axis": -1})
+    op_case("lrn", "LRN", x4, {"size": 3, "alpha": 1e-2, "beta": 0.75, "bias": 2.0})
+    op_case("pad_constant", "Pad", x4, {"mode": "constant"}, [np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), np.array(0.5, np.float32)])
+    op_case("pad_reflect", "Pad", x4, {"mode": "reflect"}, [np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64)])
+    op_case("pad_edge", "Pad", x4, {"mode": "edge"}, [np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)])
+    op_case("gather_axis1", "Gather", x4, {"axis": 1}, [np.array([3, 0, -1], np.int64)])
+    op_case("unsqueeze", "Unsqueeze", f32(3, 5), {}, [np.array([0, 3], np.int64)])
+    op_case("unsqueeze_opset11", "Unsqueeze", f32(3, 5), {"axes": [1]}, opset=11)
+    op_case("squeeze", "Squeeze", f32(3, 1, 5, 1), {}, [np.array([1], np.int64)])
+    op_case("squeeze_all", "Squeeze", f32(3, 1, 5, 1))
+    op_case("slice", "Slice", x4, {}, [np.array([1, 6], np.int64), np.array([3, 0], np.int64), np.array([1, 3], np.int64), np.array([1, -2], np.int64)])
+    # Shape chain: y = Reshape(x, Concat(Gather(Shape(x), 0), [-1])), what x.view(x.size(0), -1) exports.
+    chain = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.int64))),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["y"]),
+    ]
+    graph = helper.make_graph(chain, "shape_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 7, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+                               numpy_helper.from_array(np.array([-1], np.int64), "minus1")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x4})[0]
+    onnx.save(model, os.path.join(ROOT, "ops", "shape_chain.onnx"))
+    save_npy(os.path.join(ROOT, "ops", "shape_chain.input.npy"), x4)
+    save_npy(os.path.join(ROOT, "ops", "shape_chain.output.npy"), y)
+    # Constant node folded at load time, then Mul.
+    const = helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(f32(1, 4, 1, 1)))
+    mul = helper.make_node("Mul", ["x", "k"], ["y"])
+    graph = helper.make_graph([const, mul], "constant_mul", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x4.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x4})[0]
+    onnx.save(model, os.path.join(ROOT, "ops", "constant_mul.onnx"))
+    save_npy(os.path.join(ROOT, "ops", "constant_mul.input.npy"), x4)
+    save_npy(os.path.join(ROOT, "ops", "constant_mul.output.npy"), y)
+
+
+class TinyVGG(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Linear(16 * 8 * 8, 32), nn.ReLU(), nn.Dropout(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        x = self.features(x)
+        return self.classifier(x.view(x.size(0), -1))  # exports a Shape/Gather/Unsqueeze/Concat/Reshape chain
+
+
+class TinyAlexNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 5, stride=2, padding=2), nn.ReLU(),
+                                      nn.MaxPool2d(3, stride=2), nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(),
+                                      nn.AvgPool2d(3, stride=2))
+        self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(12 * 9, 24), nn.ReLU(), nn.Linear(24, 10))
+
+    def forward(self, x):
+        return torch.softmax(self.classifier(torch.flatten(self.features(x), 1)), dim=1)
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                                  nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + x)
+
+
+class TinyResNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.MaxPool2d(3, stride=2, padding=1))
+        self.block = Bottleneck(8)
+        self.down = nn.Conv2d(8, 16, 1, stride=2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.down(self.block(self.stem(x)))
+        x = nn.functional.adaptive_avg_pool2d(x, 1)
+        return self.fc(torch.flatten(x, 1))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c, expand):
+        super().__init__()
+        h = c * expand
+        self.conv = nn.Sequential(nn.Conv2d(c, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+                                  nn.Conv2d(h, h, 3, padding=1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+                                  nn.Conv2d(h, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+class TinyMobileNetV2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+        self.block = InvertedResidual(8, 4)
+        self.head = nn.Sequential(nn.Conv2d(8, 16, 1), nn.ReLU6())
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(16, 10))
+
+    def forward(self, x):
+        x = self.head(self.block(self.stem(x)))
+        return self.classifier(x.mean([2, 3]))
+
+
+def make_models():
+    os.makedirs(os.path.join(ROOT, "models"), exist_ok=True)
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 32, 32)
+    for name, cls in [("tiny_vgg", TinyVGG), ("tiny_alexnet", TinyAlexNet), ("tiny_resnet", TinyResNet),
+                      ("tiny_mobilenetv2", TinyMobileNetV2)]:
+        model = cls()
+        # Non-trivial BatchNorm statistics so folding is exercised.
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.2)
+        model.eval()
+        with torch.no_grad():
+            y = model(x).numpy()
+        for opset in (11, 13, 17):
+            path = os.path.join(ROOT, "models", f"{name}_opset{opset}.onnx")
+            torch.onnx.export(model, x, path, input_names=["input"], output_names=["logits"], opset_version=opset,
+                              dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+            save_npy(path.replace(".onnx", ".input.npy"), x.numpy())
+            save_npy(path.replace(".onnx", ".output.npy"), y)
+
+
+if __name__ == "__main__":
+    make_ops()
+    make_models()
+    print("fixtures written to", os.path.normpath(ROOT))

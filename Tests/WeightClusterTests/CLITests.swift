@@ -1,0 +1,151 @@
+import Compute
+import Datasets
+import Foundation
+import ModelGraph
+import ONNXFormat
+import Testing
+import _TestSupport
+@testable import WeightClusterCLI
+
+/// Runs the built `weightcluster` binary: exit codes and one-line errors are what a user sees.
+enum CLI {
+    static var binary: String {
+        Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("weightcluster").path
+    }
+
+    static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
+
+    static func temporaryDirectory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wc-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+}
+
+@Suite(.serialized) struct CLITests {
+    /// One line on stderr starting with "error:", a non-zero exit, nothing on stdout.
+    func expectOneLineError(_ arguments: [String], containing text: String) throws {
+        let result = try CLI.run(arguments)
+        #expect(result.status != 0, "\(arguments)")
+        #expect(result.stderr.hasPrefix("error: "), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "one line: \(result.stderr)")
+        #expect(result.stderr.contains(text), "\(result.stderr)")
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func inspectPrintsKernelsAndParameters() throws {
+        let result = try CLI.run(["inspect", Fixtures.path("models/tiny_vgg_opset13.onnx")])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("2D kernels: 136 of 3x3"))  // 1·8 + 8·16
+        #expect(result.stdout.contains("parameters: "))
+    }
+
+    @Test func inspectJSON() throws {
+        let result = try CLI.run(["inspect", "--json", Fixtures.path("models/tiny_vgg_opset13.onnx")])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect((object["kernels"] as? [String: Int])?["3x3"] == 136)
+        #expect(object["dense_weight_bytes"] as? Int == 4 * (object["parameters"] as? Int ?? 0))
+    }
+
+    @Test func runWritesTheModelOutput() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = Fixtures.path("models/tiny_mobilenetv2_opset17")
+        let out = dir.appendingPathComponent("y.npy").path
+        let result = try CLI.run(["run", base + ".onnx", "--input", base + ".input.npy", "--output", out])
+        #expect(result.status == 0, "\(result.stderr)")
+        let ours = try TestSupport.readFloat(out), expected = try TestSupport.readFloat(base + ".output.npy")
+        #expect(TestSupport.maxAbsDifference(ours.scalars, expected.scalars) <= 1e-4)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["y.npy"])
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
+    func evaluateJSONOnTheBundledModel() throws {
+        let result = try CLI.run(["evaluate", "--limit", "64", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["images"] as? Int == 64)
+        let top1 = try #require(object["top1"] as? Double)
+        #expect(top1 > 0.8, "the bundled model scores 92% on the full test set")
+        #expect((object["top5"] as? Double ?? 0) >= top1)
+        #expect((object["images_per_second"] as? Double ?? 0) > 0)
+    }
+
+    @Test func missingModel() throws {
+        try expectOneLineError(["inspect", "/nonexistent/m.onnx"], containing: "model file not found: /nonexistent/m.onnx")
+    }
+
+    @Test func notAnONNXFile() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("notes.onnx").path
+        try Data("just text\n".utf8).write(to: URL(fileURLWithPath: path))
+        try expectOneLineError(["inspect", path], containing: "is not a valid ONNX model")
+    }
+
+    @Test func truncatedModel() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("models/tiny_vgg_opset13.onnx")))
+        let path = dir.appendingPathComponent("cut.onnx").path
+        try data.prefix(data.count - 100).write(to: URL(fileURLWithPath: path))
+        try expectOneLineError(["evaluate", path, "--limit", "1"], containing: "is not a valid ONNX model")
+    }
+
+    @Test func unsupportedOperator() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let graph = Graph(nodes: [Node(name: "attention", opType: "Einsum", inputs: ["x"], outputs: ["y"])],
+                          inputs: [ValueInfo(name: "x", shape: nil)], outputs: [ValueInfo(name: "y", shape: nil)], opsetVersion: 14)
+        let path = dir.appendingPathComponent("einsum.onnx").path
+        try ONNXModelFile.save(graph, to: path)
+        try expectOneLineError(["run", path, "--input", Fixtures.path("ops/relu.input.npy"), "--output", dir.appendingPathComponent("y.npy").path],
+                               containing: "unsupported operator Einsum at node 'attention' (opset 14)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("y.npy").path))
+    }
+
+    @Test func shapeMismatch() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try expectOneLineError(["run", Fixtures.path("models/tiny_resnet_opset13.onnx"), "--input", Fixtures.path("ops/relu.input.npy"),
+                                "--output", dir.appendingPathComponent("y.npy").path], containing: "input 'input': expects shape [N, 1, 32, 32], got [2, 4, 7, 7]")
+    }
+
+    @Test func datasetNotFound() throws {
+        try expectOneLineError(["evaluate", "--data", "/nonexistent/fmnist"], containing: "apt-get install dataset-fashion-mnist")
+    }
+
+    @Test func badOptionValues() throws {
+        try expectOneLineError(["evaluate", "--batch", "0"], containing: "--batch must be ≥ 1")
+        try expectOneLineError(["evaluate", "--std", "0"], containing: "--std")
+    }
+
+    @Test func outputMustNotOverwriteTheInput() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("x.npy").path
+        try FileManager.default.copyItem(atPath: Fixtures.path("ops/relu.input.npy"), toPath: input)
+        let before = try Data(contentsOf: URL(fileURLWithPath: input))
+        try expectOneLineError(["run", Fixtures.path("ops/relu.onnx"), "--input", input, "--output", input], containing: "is the input file")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: input)) == before)
+    }
+
+    @Test func commandsParseInProcess() throws {
+        let command = try WeightClusterCommand.parseAsRoot(["evaluate", "m.onnx", "--limit", "10", "--batch", "8", "--pad", "0"])
+        let evaluate = try #require(command as? Evaluate)
+        #expect(evaluate.limit == 10 && evaluate.batch == 8 && evaluate.dataOptions.pad == 0)
+        #expect(throws: (any Error).self) { try WeightClusterCommand.parseAsRoot(["evaluate", "--limit", "0"]) }
+    }
+}

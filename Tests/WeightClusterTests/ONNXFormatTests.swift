@@ -1,0 +1,94 @@
+import Compute
+import Execution
+import Foundation
+import ModelGraph
+@testable import ONNXFormat
+import Testing
+import _TestSupport
+
+enum ONNXFormatTestLoader {
+    static func load(_ fixture: String) throws -> Graph { try ONNXModelFile.load(Fixtures.path(fixture + ".onnx")) }
+}
+
+@Suite struct ONNXFormatTests {
+    @Test func exportRoundTripKeepsOutputs() throws {
+        let name = "models/tiny_resnet_opset13"
+        let graph = try ONNXFormatTestLoader.load(name)
+        let data = try ONNXModelFile.encode(graph)
+        let reloaded = try ONNXModelFile.decode(data)
+        #expect(reloaded.nodes == graph.nodes)
+        #expect(reloaded.initializers == graph.initializers)
+        #expect(reloaded.opsetVersion == graph.opsetVersion)
+        let input = try TestSupport.readFloat(Fixtures.path(name + ".input.npy"))
+        let a = try Executor(graph: graph)(input), b = try Executor(graph: reloaded)(input)
+        #expect(a == b)
+        #expect(try ONNXModelFile.encode(reloaded) == data, "encoding is deterministic")
+    }
+
+    @Test func saveIsAtomicAndLeavesNoTemporaryFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wc-save-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("m.onnx").path
+        try ONNXModelFile.save(try ONNXFormatTestLoader.load("ops/relu"), to: out)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["m.onnx"])
+        #expect(try ONNXModelFile.load(out).nodes.map(\.opType) == ["Relu"])
+    }
+
+    @Test func missingFile() {
+        #expect(throws: ONNXError.fileNotFound(path: "/nonexistent/model.onnx")) {
+            try ONNXModelFile.load("/nonexistent/model.onnx")
+        }
+    }
+
+    @Test func truncatedFileIsRejected() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("models/tiny_vgg_opset13.onnx")))
+        let error = #expect(throws: ONNXError.self) { try ONNXModelFile.decode(data.prefix(data.count / 2), path: "cut.onnx") }
+        #expect(error?.description.contains("cut.onnx is not a valid ONNX model") == true)
+    }
+
+    @Test func nonONNXFileIsRejected() {
+        let error = #expect(throws: ONNXError.self) {
+            try ONNXModelFile.decode(Data("hello, this is a text file\n".utf8), path: "notes.txt")
+        }
+        #expect(error?.description.hasPrefix("notes.txt is not a valid ONNX model") == true)
+    }
+
+    @Test func float16AndIntegerInitializersAreRead() {
+        #expect(Float(halfBits: 0x3C00) == 1)
+        #expect(Float(halfBits: 0xC000) == -2)
+        #expect(Float(halfBits: 0x0001) == 0x1p-24)
+    }
+}
+
+@Suite struct ExecutorErrorTests {
+    @Test func unsupportedOperatorNamesOpNodeAndOpset() {
+        let graph = Graph(nodes: [Node(name: "mystery", opType: "Einsum", inputs: ["x"], outputs: ["y"])],
+                          inputs: [ValueInfo(name: "x", shape: nil)], outputs: [ValueInfo(name: "y", shape: nil)], opsetVersion: 15)
+        let error = #expect(throws: ExecutionError.self) { try Executor(graph: graph) }
+        #expect(error == .unsupportedOperator(op: "Einsum", domain: "", node: "mystery", opset: 15))
+        #expect(error?.description.contains("Einsum") == true && error?.description.contains("opset 15") == true)
+    }
+
+    @Test func shapeMismatchNamesNodeAndShapes() throws {
+        let graph = Graph(nodes: [Node(name: "fc", opType: "Gemm", inputs: ["x", "w"], outputs: ["y"], attributes: ["transB": .int(1)])],
+                          initializers: ["w": .float(Tensor(zeros: [4, 5]))],
+                          inputs: [ValueInfo(name: "x", shape: nil)], outputs: [ValueInfo(name: "y", shape: nil)])
+        let executor = try Executor(graph: graph)
+        let error = #expect(throws: ExecutionError.self) { try executor(Tensor(zeros: [2, 3])) }
+        #expect(error?.description.contains("node 'fc'") == true)
+        #expect(error?.description.contains("[2, 3]") == true && error?.description.contains("[4, 5]") == true)
+    }
+
+    @Test func wrongInputShapeIsReported() throws {
+        let graph = try ONNXFormatTestLoader.load("ops/relu")
+        let error = #expect(throws: ExecutionError.self) { try Executor(graph: graph)(Tensor(zeros: [1, 1, 28, 28])) }
+        #expect(error?.description.contains("expects shape [2, 4, 7, 7], got [1, 1, 28, 28]") == true)
+    }
+
+    @Test func danglingValueIsReported() {
+        let graph = Graph(nodes: [Node(name: "r", opType: "Relu", inputs: ["nowhere"], outputs: ["y"])],
+                          outputs: [ValueInfo(name: "y", shape: nil)])
+        #expect(throws: ExecutionError.missingValue(node: "r", value: "nowhere")) { try Executor(graph: graph) }
+    }
+}
