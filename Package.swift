@@ -40,6 +40,9 @@ let package = Package(
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 resources: [.copy("Resources")]),
         .executableTarget(name: "weightcluster", dependencies: ["WeightClusterCLI"]),
+        // Benchmarks (not tests): Scripts/bench-inference.sh runs them beside onnxruntime.
+        .executableTarget(name: "wc-inference-bench", dependencies: ["Compute", "Execution", "ONNXFormat"],
+                          path: "Benchmarks/InferenceBenchmark"),
         .target(name: "_TestSupport", dependencies: ["Compute", "Datasets"], path: "Tests/_TestSupport"),
         .testTarget(name: "WeightClusterTests",
                     dependencies: ["_TestSupport", "Compute", "ModelGraph", "ONNXFormat", "Execution",

@@ -50,8 +50,12 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
 /// Grouped convolutions with one input channel per group (depthwise) take a direct loop;
 /// everything else is im2col over a chunk of images followed by one GEMM per group.
+///
+/// `prepared` holds Winograd-transformed weights: when given (and the layer qualifies), the convolution takes
+/// Winograd F(2×2,3×3); `Winograd.isWorthwhile` says when preparing them pays.
 public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
-                   group: Int = 1) throws -> Tensor<Float> {
+                   group: Int = 1, activation: Activation = .none,
+                   prepared: Winograd.PreparedWeights? = nil) throws -> Tensor<Float> {
     guard input.rank == 4, weight.rank == 4 else {
         throw ComputeError.shapeMismatch("Conv expects 4-D input and weight, got input \(input.shape) and weight \(weight.shape)")
     }
@@ -69,18 +73,25 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     guard let (oh, ow) = window.outputSize(h: h, w: w) else {
         throw ComputeError.shapeMismatch("Conv window \(kh)x\(kw) does not fit input \(input.shape)")
     }
-    var output = Tensor<Float>(zeros: [n, oc, oh, ow])
+    // Every path below writes each output element, so the buffer starts uninitialised (no memset).
+    var output = Tensor<Float>(shape: [n, oc, oh, ow], unsafeUninitialized: { _ in })
     if group == c && icg == 1 && oc == c {
         depthwiseConv2d(input, weight: weight, bias: bias, window: window, into: &output)
+        if activation == .relu { output = output.mapped { max($0, 0) } }
+    } else if let prepared, prepared.outputChannels == oc, prepared.inputChannels == icg,
+              Winograd.applies(weightShape: weight.shape, window: window, group: group) {
+        Winograd.convolve(input, weights: prepared, bias: bias, window: window, activation: activation, into: &output)
     } else {
-        im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, into: &output)
+        im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation, into: &output)
     }
     return output
 }
 
+
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
-                  into output: inout Tensor<Float>) {
+                  activation: Activation, into output: inout Tensor<Float>) {
+    let relu = activation == .relu
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (oc, icg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
     let (oh, ow) = (output.shape[2], output.shape[3])
@@ -125,7 +136,11 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                                 let dst = out + ((first + img) * oc + channel) * ohw
                                 let src = tmp + o * cols + img * ohw
                                 let bv = bias?[channel] ?? 0
-                                for i in 0..<ohw { dst[i] = src[i] + bv }
+                                if relu {
+                                    for i in 0..<ohw { dst[i] = max(src[i] + bv, 0) }
+                                } else {
+                                    for i in 0..<ohw { dst[i] = src[i] + bv }
+                                }
                             }
                         }
                     }

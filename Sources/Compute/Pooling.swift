@@ -13,6 +13,8 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
     let (dh, dw) = window.dilations
     let (pt, pl) = (window.pads.top, window.pads.left)
     let (pb, pr) = (window.pads.bottom, window.pads.right)
+    let isPlainMax2x2 = window.kernel == (2, 2) && window.strides == (2, 2) && window.dilations == (1, 1)
+        && pt == 0 && pl == 0 && 2 * oh <= h && 2 * ow <= w
     input.scalars.withUnsafeBufferPointer { inBuf in
         output.scalars.withUnsafeMutableBufferPointer { outBuf in
             let inBase = inBuf.baseAddress!
@@ -22,6 +24,17 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
                 for p in planes {
                     let src = inBase + p * h * w
                     let dst = out + p * oh * ow
+                    if case .max = kind, isPlainMax2x2 {
+                        // The common 2×2 / stride-2 max pool, without bounds checks.
+                        for oy in 0..<oh {
+                            let r0 = src + 2 * oy * w, r1 = r0 + w
+                            let d = dst + oy * ow
+                            for ox in 0..<ow {
+                                d[ox] = max(max(r0[2 * ox], r0[2 * ox + 1]), max(r1[2 * ox], r1[2 * ox + 1]))
+                            }
+                        }
+                        continue
+                    }
                     for oy in 0..<oh {
                         for ox in 0..<ow {
                             let y0 = oy * sh - pt, x0 = ox * sw - pl

@@ -14,6 +14,17 @@ public struct Tensor<Scalar: Sendable>: Sendable {
         self.scalars = Array(repeating: value, count: shape.reduce(1, *))
     }
 
+    /// A tensor whose scalars `initializer` must all write (for kernels that overwrite their whole output).
+    @inlinable
+    public init(shape: [Int], unsafeUninitialized initializer: (UnsafeMutableBufferPointer<Scalar>) -> Void) {
+        let count = shape.reduce(1, *)
+        self.shape = shape
+        self.scalars = [Scalar](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initializer(buffer)
+            initialized = count
+        }
+    }
+
     public var count: Int { scalars.count }
     public var rank: Int { shape.count }
 

@@ -1,4 +1,5 @@
 import Compute
+import Dispatch
 import ModelGraph
 
 /// Runs a graph on the CPU. Preparation sorts the nodes, checks every operator is supported, folds the
@@ -12,9 +13,26 @@ public final class Executor: @unchecked Sendable {
     public let constants: [String: AnyTensor]
     private let lastUse: [String: Int]
     private let outputNames: Set<String>
+    /// When set, `run` adds each node's wall time to `profile` under its op type.
+    public var profiling = false
+    public private(set) var profile: [String: Double] = [:]
 
-    public init(graph: Graph) throws {
+    /// Winograd-transformed weights of the Conv nodes in `plan` that take that path, by plan index.
+    private let prepared: [Int: Winograd.PreparedWeights]
+    public let options: Options
+
+    public struct Options: Sendable {
+        public enum Winograd: Sendable { case automatic, always, never }
+        /// Which 3×3 convolutions run as Winograd F(2×2,3×3) (automatic: those with enough input channels to gain).
+        public var winograd: Winograd = .automatic
+        /// Fuse a Relu into the convolution that feeds it alone.
+        public var fuseActivations = true
+        public init() {}
+    }
+
+    public init(graph: Graph, options: Options = Options()) throws {
         self.graph = graph
+        self.options = options
         let sorted = try Executor.topologicallySorted(graph)
         for node in sorted where !Operators.supports(node) {
             throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName,
@@ -34,6 +52,20 @@ public final class Executor: @unchecked Sendable {
                 remaining.append(node)
             }
         }
+        if options.fuseActivations { remaining = Executor.fusingActivations(remaining, graphOutputs: Set(graph.outputs.map(\.name))) }
+        var prepared: [Int: Winograd.PreparedWeights] = [:]
+        for (index, node) in remaining.enumerated() where node.opType == "Conv" && options.winograd != .never {
+            guard node.inputs.count > 1, let weight = constants[node.inputs[1]]?.floatTensor, weight.rank == 4,
+                  let window = try? Operators.window2D(node, args: Arguments(node: node, values: [], opset: graph.opsetVersion),
+                                                       input: [1, weight.shape[1], 8, 8], kernel: Array(weight.shape.suffix(2))),
+                  Winograd.applies(weightShape: weight.shape, window: window, group: node.int("group", default: 1)),
+                  node.string("auto_pad", default: "NOTSET") == "NOTSET" || node.string("auto_pad", default: "") == "VALID"
+            else { continue }
+            if options.winograd == .always || Winograd.isWorthwhile(inputChannels: weight.shape[1]) {
+                prepared[index] = Winograd.PreparedWeights(weight)
+            }
+        }
+        self.prepared = prepared
         var lastUse: [String: Int] = [:]
         for (index, node) in remaining.enumerated() {
             for input in node.inputs where !input.isEmpty && constants[input] == nil { lastUse[input] = index }
@@ -66,7 +98,9 @@ public final class Executor: @unchecked Sendable {
                 // Free intermediates whose last reader is this node (the local copy keeps it alive until done).
                 if lastUse[name] == index && !outputNames.contains(name) { values[name] = nil }
             }
-            let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion)
+            let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared[index])
+            if profiling { profile[node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
         }
         var result: [String: AnyTensor] = [:]
@@ -105,6 +139,26 @@ public final class Executor: @unchecked Sendable {
             throw ExecutionError.inputMismatch(name: info.name,
                 detail: "expects shape [\(dims.map(\.description).joined(separator: ", "))], got \(shape)")
         }
+    }
+
+    /// Folds each Relu into the Conv that feeds it alone (the Conv then writes the Relu's output).
+    static func fusingActivations(_ nodes: [Node], graphOutputs: Set<String>) -> [Node] {
+        var readers: [String: Int] = [:]
+        for node in nodes { for input in node.inputs { readers[input, default: 0] += 1 } }
+        var result: [Node] = []
+        var skip = Set<Int>()
+        for (i, node) in nodes.enumerated() where !skip.contains(i) {
+            var node = node
+            if node.opType == "Conv", node.outputs.count == 1, let out = node.outputs.first,
+               readers[out] == 1, !graphOutputs.contains(out),
+               let j = nodes.indices.first(where: { $0 > i && nodes[$0].opType == "Relu" && nodes[$0].inputs == [out] }) {
+                node.attributes[Operators.fusedActivationKey] = .string("Relu")
+                node.outputs = nodes[j].outputs
+                skip.insert(j)
+            }
+            result.append(node)
+        }
+        return result
     }
 
     /// Kahn's algorithm; keeps the file's order among ready nodes.

@@ -12,7 +12,9 @@ extension Operators {
             }
             let window = try window2D(node, args: args, input: x.shape, kernel: Array(w.shape.suffix(2)))
             let bias = args.has(2) ? try args.float(2).scalars : nil
-            return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: node.int("group", default: 1)))]
+            let activation: Activation = node.attributes[fusedActivationKey] == .string("Relu") ? .relu : .none
+            return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: node.int("group", default: 1),
+                                      activation: activation, prepared: args.prepared))]
         }
         t["MaxPool"] = { node, args in
             guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw args.invalid("the Indices output of MaxPool is not supported") }

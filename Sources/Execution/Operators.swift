@@ -22,12 +22,15 @@ enum Operators {
 
     static func isFoldable(_ node: Node) -> Bool { !notFoldable.contains(node.opType) }
 
-    static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int) throws -> [AnyTensor] {
+    /// Attribute the executor sets on a Conv that computes its following Relu too (never exported).
+    static let fusedActivationKey = "_fused_activation"
+
+    static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int, prepared: Winograd.PreparedWeights? = nil) throws -> [AnyTensor] {
         guard let kernel = table[node.opType] else {
             throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName, opset: opset)
         }
         do {
-            return try kernel(node, Arguments(node: node, values: inputs, opset: opset))
+            return try kernel(node, Arguments(node: node, values: inputs, opset: opset, prepared: prepared))
         } catch let error as ComputeError {
             throw ExecutionError.shapeMismatch(node: node.displayName, op: node.opType, detail: error.description)
         }
@@ -39,6 +42,7 @@ struct Arguments: Sendable {
     let node: Node
     let values: [AnyTensor?]
     let opset: Int
+    var prepared: Winograd.PreparedWeights? = nil
 
     var count: Int { values.count }
 

@@ -20,11 +20,13 @@ public func writeAtomically(_ data: Data, to path: String) throws {
         .appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
     do {
         try data.write(to: temporary)
-        if FileManager.default.fileExists(atPath: url.path) {
-            _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-        } else {
-            try FileManager.default.moveItem(at: temporary, to: url)
+        // rename(2) replaces an existing file atomically.
+        guard rename(temporary.path, url.path) == 0 else {
+            throw FileOutputError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
         }
+    } catch let error as FileOutputError {
+        try? FileManager.default.removeItem(at: temporary)
+        throw error
     } catch {
         try? FileManager.default.removeItem(at: temporary)
         throw FileOutputError.cannotWrite(path: path, reason: (error as NSError).localizedDescription)

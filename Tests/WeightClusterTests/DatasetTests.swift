@@ -59,3 +59,21 @@ import Testing
         #expect(DatasetSource(argument: "a.npy,b.npy") == .npy(images: "a.npy", labels: "b.npy"))
     }
 }
+
+@Suite struct AtomicWriteTests {
+    @Test func replacesAnExistingFileAndLeavesNoTemporary() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wc-atomic-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("y.npy").path
+        try NPYFile.write(.float(Tensor(shape: [1], scalars: [1])), to: path)
+        try NPYFile.write(.float(Tensor(shape: [2], scalars: [2, 3])), to: path)
+        guard case .float(let t) = try NPYFile.read(path) else { Issue.record("type"); return }
+        #expect(t.scalars == [2, 3])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["y.npy"])
+    }
+
+    @Test func unwritableDirectoryIsAnError() {
+        #expect(throws: (any Error).self) { try NPYFile.write(.float(Tensor(shape: [1], scalars: [1])), to: "/nonexistent/dir/y.npy") }
+    }
+}

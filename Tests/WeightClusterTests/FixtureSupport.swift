@@ -17,9 +17,9 @@ enum Fixtures {
     }
 
     /// Runs fixture `folder/name` and returns (ours, expected).
-    static func run(_ folder: String, _ name: String) throws -> (Tensor<Float>, Tensor<Float>) {
+    static func run(_ folder: String, _ name: String, options: Executor.Options = .init()) throws -> (Tensor<Float>, Tensor<Float>) {
         let base = path("\(folder)/\(name)")
-        let executor = try Executor(graph: try ONNXModelFile.load(base + ".onnx"))
+        let executor = try Executor(graph: try ONNXModelFile.load(base + ".onnx"), options: options)
         let input = try TestSupport.readFloat(base + ".input.npy")
         let expected = try TestSupport.readFloat(base + ".output.npy")
         return (try executor(input), expected)

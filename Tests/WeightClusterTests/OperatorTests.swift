@@ -6,9 +6,12 @@ import _TestSupport
 
 /// Every operator case against onnxruntime's output (Scripts/make_fixtures.py).
 @Suite struct OperatorTests {
-    @Test(arguments: Fixtures.names(in: "ops"))
-    func matchesOnnxRuntime(_ name: String) throws {
-        let (ours, expected) = try Fixtures.run("ops", name)
+    @Test(arguments: Fixtures.names(in: "ops"), [Executor.Options.Winograd.automatic, .always, .never])
+    func matchesOnnxRuntime(_ name: String, winograd: Executor.Options.Winograd) throws {
+        var options = Executor.Options()
+        options.winograd = winograd
+        options.fuseActivations = winograd != .never
+        let (ours, expected) = try Fixtures.run("ops", name, options: options)
         #expect(ours.shape == expected.shape, "\(name): shape")
         let tolerance: Float = 1e-4 * max(1, expected.scalars.map(abs).max() ?? 1)
         #expect(TestSupport.maxAbsDifference(ours.scalars, expected.scalars) <= tolerance, "\(name)")
@@ -38,9 +41,11 @@ import _TestSupport
 
 /// Small PyTorch CNNs (VGG, AlexNet, ResNet, MobileNetV2 style) exported at opsets 11, 13, 17, against PyTorch's output.
 @Suite struct ModelFixtureTests {
-    @Test(arguments: Fixtures.names(in: "models"))
-    func matchesPyTorch(_ name: String) throws {
-        let (ours, expected) = try Fixtures.run("models", name)
+    @Test(arguments: Fixtures.names(in: "models"), [Executor.Options.Winograd.always, .never])
+    func matchesPyTorch(_ name: String, winograd: Executor.Options.Winograd) throws {
+        var options = Executor.Options()
+        options.winograd = winograd
+        let (ours, expected) = try Fixtures.run("models", name, options: options)
         #expect(ours.shape == expected.shape)
         #expect(TestSupport.maxAbsDifference(ours.scalars, expected.scalars) <= 1e-4, "\(name)")
     }

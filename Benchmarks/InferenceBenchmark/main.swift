@@ -1,0 +1,91 @@
+// Inference throughput and sgemm speed, printed as JSON for Scripts/bench-inference.sh.
+// Not a test: numbers are information, compared with a baseline measured in the same run.
+//   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10]
+import Compute
+import Dispatch
+import Execution
+import Foundation
+import ONNXFormat
+#if canImport(Accelerate)
+import Accelerate
+#else
+import CBLAS
+#endif
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+func peakRSSBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+    return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+@MainActor func option(_ name: String, _ fallback: Int) -> Int {
+    guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count, let v = Int(arguments[i + 1]) else { return fallback }
+    arguments.removeSubrange(i...(i + 1))
+    return v
+}
+let batch = option("--batch", 64)
+let iterations = option("--iterations", 10)
+guard let modelPath = arguments.first else {
+    FileHandle.standardError.write(Data("usage: wc-inference-bench MODEL [--batch 64] [--iterations 10]\n".utf8))
+    exit(2)
+}
+
+var result: [String: Any] = ["model": modelPath, "batch": batch, "iterations": iterations, "threads": ComputeThreads.count]
+
+// 1. Inference throughput.
+let graph = try ONNXModelFile.load(modelPath)
+var options = Executor.Options()
+if ProcessInfo.processInfo.environment["WC_WINOGRAD"] == "never" { options.winograd = .never }
+if ProcessInfo.processInfo.environment["WC_WINOGRAD"] == "always" { options.winograd = .always }
+let executor = try Executor(graph: graph, options: options)
+var generator = SystemRandomNumberGenerator()
+let inputShape = graph.inputs[0].shape!.enumerated().map { i, d -> Int in
+    if case .fixed(let n) = d, n > 0 { return i == 0 ? batch : n }
+    return batch
+}
+let input = Tensor<Float>(shape: inputShape, scalars: (0..<inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
+for _ in 0..<2 { _ = try executor(input) }
+let inferenceSeconds = try seconds { for _ in 0..<iterations { _ = try executor(input) } }
+result["images_per_second"] = Double(batch * iterations) / inferenceSeconds
+result["seconds_per_batch"] = inferenceSeconds / Double(iterations)
+executor.profiling = true
+_ = try executor(input)
+result["seconds_by_op"] = executor.profile
+
+// 2. sgemm GFLOP/s on conv-like shapes: our threaded split (BLAS pinned to one thread per call)
+//    against OpenBLAS called directly with its own threads.
+func gflops(m: Int, n: Int, k: Int, repeats: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Double {
+    let a = (0..<m * k).map { _ in Float.random(in: -1...1) }, b = (0..<k * n).map { _ in Float.random(in: -1...1) }
+    var c = [Float](repeating: 0, count: m * n)
+    return a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+        body(pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
+        let t = seconds { for _ in 0..<repeats { body(pa.baseAddress!, pb.baseAddress!, pc.baseAddress!) } }
+        return 2 * Double(m) * Double(n) * Double(k) * Double(repeats) / t / 1e9
+    } } }
+}
+var gemmRows: [[String: Any]] = []
+for (m, n, k) in [(1024, 1024, 1024), (64, 1024, 576), (256, 1024, 2304), (512, 256, 4608)] {
+    let repeats = max(3, Int(2e9 / (2 * Double(m * n * k))))
+    let ours = gflops(m: m, n: n, k: k, repeats: repeats) { a, b, c in
+        parallelSgemm(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: c, ldc: n)
+    }
+    #if !canImport(Accelerate)
+    openblas_set_num_threads(Int32(ComputeThreads.count))
+    #endif
+    let direct = gflops(m: m, n: n, k: k, repeats: repeats) { a, b, c in
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
+    }
+    ComputeThreads.configure(ComputeThreads.count)  // pins BLAS to one thread again
+    gemmRows.append(["m": m, "n": n, "k": k, "ours_gflops": ours, "openblas_gflops": direct, "ratio": ours / direct])
+}
+result["sgemm"] = gemmRows
+result["peak_rss_bytes"] = peakRSSBytes()
+let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys, .prettyPrinted])
+print(String(decoding: data, as: UTF8.self))

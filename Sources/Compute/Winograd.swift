@@ -1,0 +1,208 @@
+/// Winograd F(2×2, 3×3) convolution for 3×3, stride-1, undilated, ungrouped layers (Lavin & Gray 2015).
+/// Each 2×2 output tile costs 16 multiplies instead of 36: the work becomes 16 GEMMs of
+/// [OC × IC]·[IC × tiles], with input and output transforms around them. Errors stay at float32 rounding level.
+public enum Winograd {
+    public static func applies(weightShape: [Int], window: Window2D, group: Int) -> Bool {
+        weightShape.count == 4 && weightShape[2] == 3 && weightShape[3] == 3 && group == 1
+            && window.strides == (1, 1) && window.dilations == (1, 1)
+    }
+
+    /// Whether Winograd beats im2col + GEMM for a layer with this many input channels
+    /// (measured on VGG-16: with one input channel the 16 tiny GEMMs lose; see docs/RESULTS.md).
+    public static func isWorthwhile(inputChannels: Int) -> Bool { inputChannels >= 16 }
+
+    /// Weights transformed once, U[ξ][oc][ic] = (G·g·Gᵀ)[ξ] for every kernel g = W[oc, ic];
+    /// an executor prepares them at load time for constant weights.
+    public final class PreparedWeights: @unchecked Sendable {
+        public let outputChannels: Int
+        public let inputChannels: Int
+        let u: [Float]
+
+        public init(_ weight: Tensor<Float>) {
+            precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3)
+            let (oc, ic) = (weight.shape[0], weight.shape[1])
+            outputChannels = oc
+            inputChannels = ic
+            let plane = oc * ic
+            u = [Float](unsafeUninitializedCapacity: 16 * plane) { u, initialized in
+                weight.scalars.withUnsafeBufferPointer { w in
+                    for k in 0..<plane {
+                        let g = w.baseAddress! + k * 9
+                        for r in 0..<4 {
+                            // Row r of G·g (three values), then that row times Gᵀ.
+                            let (r0, r1, r2): (Float, Float, Float)
+                            switch r {
+                            case 0: (r0, r1, r2) = (g[0], g[1], g[2])
+                            case 1: (r0, r1, r2) = (0.5 * (g[0] + g[3] + g[6]), 0.5 * (g[1] + g[4] + g[7]), 0.5 * (g[2] + g[5] + g[8]))
+                            case 2: (r0, r1, r2) = (0.5 * (g[0] - g[3] + g[6]), 0.5 * (g[1] - g[4] + g[7]), 0.5 * (g[2] - g[5] + g[8]))
+                            default: (r0, r1, r2) = (g[6], g[7], g[8])
+                            }
+                            u[(r * 4 + 0) * plane + k] = r0
+                            u[(r * 4 + 1) * plane + k] = 0.5 * (r0 + r1 + r2)
+                            u[(r * 4 + 2) * plane + k] = 0.5 * (r0 - r1 + r2)
+                            u[(r * 4 + 3) * plane + k] = r2
+                        }
+                    }
+                }
+                initialized = 16 * plane
+            }
+        }
+    }
+
+    static func convolve(_ input: Tensor<Float>, weights prepared: PreparedWeights, bias: [Float]?, window: Window2D,
+                         activation: Activation, into output: inout Tensor<Float>) {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let oc = prepared.outputChannels
+        let (oh, ow) = (output.shape[2], output.shape[3])
+        let (th, tw) = ((oh + 1) / 2, (ow + 1) / 2)
+        let tilesPerImage = th * tw
+        // Images per chunk: enough tiles for efficient GEMMs, bounded transform buffers.
+        // At least one chunk per worker, so the transforms run on every core.
+        let workersWanted = ComputeThreads.count
+        let perChunk = max(1, min((n + workersWanted - 1) / workersWanted,
+                                  min((512 + tilesPerImage - 1) / tilesPerImage, (1 << 20) / max(1, c * tilesPerImage))))
+        let chunks = (n + perChunk - 1) / perChunk
+        let u = prepared.u
+        let (pt, pl) = (window.pads.top, window.pads.left)
+
+        input.scalars.withUnsafeBufferPointer { inBuf in
+            u.withUnsafeBufferPointer { uBuf in
+                output.scalars.withUnsafeMutableBufferPointer { outBuf in
+                    let inBase = inBuf.baseAddress!, uBase = uBuf.baseAddress!
+                    let outAddress = Int(bitPattern: outBuf.baseAddress!)
+                    let runChunk = { (chunk: Int, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>, splitGemms: Bool) in
+                        let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
+                        let first = chunk * perChunk
+                        let images = min(perChunk, n - first)
+                        let tiles = images * tilesPerImage
+                        inputTransform(inBase, c: c, h: h, w: w, first: first, images: images, th: th, tw: tw,
+                                       pt: pt, pl: pl, tiles: tiles, into: v)
+                        let vStride = paddedStride(c * tiles), mStride = paddedStride(oc * tiles)
+                        let gemm = { (xi: Int) in
+                            sgemm(m: oc, n: tiles, k: c, a: uBase + xi * oc * c, lda: c, b: v + xi * vStride, ldb: tiles,
+                                  c: m + xi * mStride, ldc: tiles)
+                        }
+                        if splitGemms {
+                            parallelChunks(16) { range in for xi in range { gemm(xi) } }
+                        } else {
+                            for xi in 0..<16 { gemm(xi) }
+                        }
+                        outputTransform(m, oc: oc, first: first, images: images, th: th, tw: tw, oh: oh, ow: ow,
+                                        tiles: tiles, bias: bias, activation: activation, into: out)
+                    }
+                    let vSize = 16 * paddedStride(c * perChunk * tilesPerImage)
+                    let mSize = 16 * paddedStride(oc * perChunk * tilesPerImage)
+                    let workers = min(ComputeThreads.count, chunks)
+                    if workers <= 1 {
+                        let v = UnsafeMutablePointer<Float>.allocate(capacity: vSize)
+                        let m = UnsafeMutablePointer<Float>.allocate(capacity: mSize)
+                        defer { v.deallocate(); m.deallocate() }
+                        for chunk in 0..<chunks { runChunk(chunk, v, m, ComputeThreads.count > 1) }
+                    } else {
+                        parallelChunks(chunks) { range in
+                            let v = UnsafeMutablePointer<Float>.allocate(capacity: vSize)
+                            let m = UnsafeMutablePointer<Float>.allocate(capacity: mSize)
+                            defer { v.deallocate(); m.deallocate() }
+                            for chunk in range { runChunk(chunk, v, m, false) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The distance between the 16 transformed blocks, padded by one cache line so that the 16 streams the
+    /// transforms read and write do not fall into the same cache set (a power-of-two stride would).
+    @usableFromInline
+    static func paddedStride(_ count: Int) -> Int { (count + 15) / 16 * 16 + 16 }
+
+    /// V[ξ][ic][tile] = (Bᵀ·d·B)[ξ] for every 4×4 input patch d (zero outside the image).
+    @usableFromInline
+    static func inputTransform(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, first: Int, images: Int,
+                               th: Int, tw: Int, pt: Int, pl: Int, tiles: Int, into v: UnsafeMutablePointer<Float>) {
+        let stride = paddedStride(c * tiles)
+        let patch = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+        defer { patch.deallocate() }
+        for img in 0..<images {
+            for ch in 0..<c {
+                let plane = input + ((first + img) * c + ch) * h * w
+                let row = v + ch * tiles + img * th * tw
+                for ty in 0..<th {
+                    let y0 = 2 * ty - pt
+                    let rowInside = y0 >= 0 && y0 + 3 < h
+                    for tx in 0..<tw {
+                        let x0 = 2 * tx - pl
+                        let p: UnsafePointer<Float>
+                        let ld: Int
+                        if rowInside && x0 >= 0 && x0 + 3 < w {
+                            p = plane + y0 * w + x0
+                            ld = w
+                        } else {
+                            for i in 0..<4 {
+                                let y = y0 + i
+                                for j in 0..<4 {
+                                    let x = x0 + j
+                                    patch[i * 4 + j] = y >= 0 && y < h && x >= 0 && x < w ? plane[y * w + x] : 0
+                                }
+                            }
+                            p = UnsafePointer(patch)
+                            ld = 4
+                        }
+                        let r0 = p, r1 = p + ld, r2 = p + 2 * ld, r3 = p + 3 * ld
+                        // Bᵀ·d: four rows.
+                        let a0 = r0[0] - r2[0], a1 = r0[1] - r2[1], a2 = r0[2] - r2[2], a3 = r0[3] - r2[3]
+                        let b0 = r1[0] + r2[0], b1 = r1[1] + r2[1], b2 = r1[2] + r2[2], b3 = r1[3] + r2[3]
+                        let c0 = r2[0] - r1[0], c1 = r2[1] - r1[1], c2 = r2[2] - r1[2], c3 = r2[3] - r1[3]
+                        let d0 = r1[0] - r3[0], d1 = r1[1] - r3[1], d2 = r1[2] - r3[2], d3 = r1[3] - r3[3]
+                        // ·B: each row [t0 − t2, t1 + t2, t2 − t1, t1 − t3].
+                        let o = row + ty * tw + tx
+                        o[0] = a0 - a2; o[stride] = a1 + a2; o[2 * stride] = a2 - a1; o[3 * stride] = a1 - a3
+                        o[4 * stride] = b0 - b2; o[5 * stride] = b1 + b2; o[6 * stride] = b2 - b1; o[7 * stride] = b1 - b3
+                        o[8 * stride] = c0 - c2; o[9 * stride] = c1 + c2; o[10 * stride] = c2 - c1; o[11 * stride] = c1 - c3
+                        o[12 * stride] = d0 - d2; o[13 * stride] = d1 + d2; o[14 * stride] = d2 - d1; o[15 * stride] = d1 - d3
+                    }
+                }
+            }
+        }
+    }
+
+    /// Y = Aᵀ·m·A per tile, plus bias and activation, written into NCHW output.
+    @usableFromInline
+    static func outputTransform(_ m: UnsafePointer<Float>, oc: Int, first: Int, images: Int, th: Int, tw: Int,
+                                oh: Int, ow: Int, tiles: Int, bias: [Float]?, activation: Activation,
+                                into out: UnsafeMutablePointer<Float>) {
+        let st = paddedStride(oc * tiles)
+        let relu = activation == .relu
+        let floor: Float = relu ? 0 : -.infinity
+        for o in 0..<oc {
+            let bv = bias?[o] ?? 0
+            for img in 0..<images {
+                let dst = out + ((first + img) * oc + o) * oh * ow
+                let src = m + o * tiles + img * th * tw
+                for ty in 0..<th {
+                    let y = 2 * ty
+                    for tx in 0..<tw {
+                        let s = src + ty * tw + tx
+                        // Aᵀ·m: two rows of four.
+                        let a0 = s[0] + s[4 * st] + s[8 * st], a1 = s[st] + s[5 * st] + s[9 * st]
+                        let a2 = s[2 * st] + s[6 * st] + s[10 * st], a3 = s[3 * st] + s[7 * st] + s[11 * st]
+                        let b0 = s[4 * st] - s[8 * st] - s[12 * st], b1 = s[5 * st] - s[9 * st] - s[13 * st]
+                        let b2 = s[6 * st] - s[10 * st] - s[14 * st], b3 = s[7 * st] - s[11 * st] - s[15 * st]
+                        let y00 = max(a0 + a1 + a2 + bv, floor), y01 = max(a1 - a2 - a3 + bv, floor)
+                        let y10 = max(b0 + b1 + b2 + bv, floor), y11 = max(b1 - b2 - b3 + bv, floor)
+                        let x = 2 * tx
+                        dst[y * ow + x] = y00
+                        if x + 1 < ow { dst[y * ow + x + 1] = y01 }
+                        if y + 1 < oh {
+                            dst[(y + 1) * ow + x] = y10
+                            if x + 1 < ow { dst[(y + 1) * ow + x + 1] = y11 }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An activation fused into the convolution's output pass.
+public enum Activation: Sendable, Equatable { case none, relu }

@@ -1,0 +1,61 @@
+import Compute
+import Testing
+import _TestSupport
+
+/// Winograd F(2×2,3×3) against im2col + GEMM and a naive loop, over odd sizes, paddings and batch sizes.
+@Suite struct ConvolutionTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var n, c, h, w, oc: Int
+        var pads: (Int, Int, Int, Int)
+        var description: String { "n\(n) c\(c) \(h)x\(w) oc\(oc) pads\(pads)" }
+    }
+
+    static let cases = [
+        Case(n: 1, c: 3, h: 5, w: 5, oc: 2, pads: (1, 1, 1, 1)),
+        Case(n: 3, c: 16, h: 7, w: 6, oc: 5, pads: (1, 1, 1, 1)),
+        Case(n: 2, c: 8, h: 9, w: 4, oc: 4, pads: (0, 0, 0, 0)),
+        Case(n: 5, c: 4, h: 2, w: 2, oc: 3, pads: (1, 1, 1, 1)),
+        Case(n: 2, c: 5, h: 6, w: 7, oc: 6, pads: (2, 0, 1, 2)),
+    ]
+
+    static func random(_ count: Int, seed: UInt64) -> [Float] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 2000) / 1000 - 1
+        }
+    }
+
+    /// The definition, in six loops.
+    static func naive(_ x: Tensor<Float>, _ wt: Tensor<Float>, _ bias: [Float], _ window: Window2D) -> Tensor<Float> {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let oc = wt.shape[0]
+        let (oh, ow) = window.outputSize(h: h, w: w)!
+        var out = Tensor<Float>(zeros: [n, oc, oh, ow])
+        for b in 0..<n { for o in 0..<oc { for y in 0..<oh { for xx in 0..<ow {
+            var s = bias[o]
+            for i in 0..<c { for ki in 0..<3 { for kj in 0..<3 {
+                let iy = y + ki - window.pads.top, ix = xx + kj - window.pads.left
+                if iy >= 0 && iy < h && ix >= 0 && ix < w { s += x.scalars[((b * c + i) * h + iy) * w + ix] * wt.scalars[((o * c + i) * 3 + ki) * 3 + kj] }
+            } } }
+            out.scalars[((b * oc + o) * oh + y) * ow + xx] = s
+        } } } }
+        return out
+    }
+
+    @Test(arguments: cases)
+    func winogradMatchesDefinition(_ k: Case) throws {
+        let x = Tensor(shape: [k.n, k.c, k.h, k.w], scalars: Self.random(k.n * k.c * k.h * k.w, seed: 1))
+        let wt = Tensor(shape: [k.oc, k.c, 3, 3], scalars: Self.random(k.oc * k.c * 9, seed: 2))
+        let bias = Self.random(k.oc, seed: 3)
+        let window = Window2D(kernel: (3, 3), pads: k.pads)
+        let reference = Self.naive(x, wt, bias, window)
+        let winograd = try conv2d(x, weight: wt, bias: bias, window: window, prepared: Winograd.PreparedWeights(wt))
+        let im2col = try conv2d(x, weight: wt, bias: bias, window: window)
+        #expect(winograd.shape == reference.shape)
+        #expect(TestSupport.maxAbsDifference(winograd.scalars, reference.scalars) < 1e-4)
+        #expect(TestSupport.maxAbsDifference(im2col.scalars, reference.scalars) < 1e-4)
+        let fused = try conv2d(x, weight: wt, bias: bias, window: window, activation: .relu, prepared: Winograd.PreparedWeights(wt))
+        #expect(TestSupport.maxAbsDifference(fused.scalars, reference.scalars.map { max($0, 0) }) < 1e-4)
+    }
+}
