@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""onnxruntime CPU-provider throughput on random input, printed as JSON (the baseline of bench-inference.sh)."""
+import json, resource, sys, time
+import numpy as np
+import onnxruntime as ort
+
+model, batch, iterations, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+options = ort.SessionOptions()
+options.intra_op_num_threads = threads
+session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+inp = session.get_inputs()[0]
+shape = [batch if not isinstance(d, int) or i == 0 else d for i, d in enumerate(inp.shape)]
+x = np.random.RandomState(0).uniform(-1, 1, shape).astype(np.float32)
+for _ in range(2):
+    session.run(None, {inp.name: x})
+start = time.perf_counter()
+for _ in range(iterations):
+    session.run(None, {inp.name: x})
+seconds = time.perf_counter() - start
+print(json.dumps({"images_per_second": batch * iterations / seconds, "seconds_per_batch": seconds / iterations,
+                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "onnxruntime": ort.__version__}))

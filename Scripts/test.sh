@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: set up, run `swift test`, then (when ../shared/models is present) check the reference
+# models' full 10,000-image top-1 in a release build. Ends with one line "tests: N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+Scripts/setup.sh || exit 1
+log=$(mktemp)
+swift test 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+passed=$(grep -cE '^✔ Test .*passed' "$log" || true)
+failed=$(grep -cE '^✘ Test .* failed after' "$log" || true)
+rm -f "$log"
+if [ "$status" -eq 0 ] && [ -d ../shared/models ]; then
+  if Scripts/check-reference-accuracy.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+fi
+[ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+echo "tests: $passed passed, $failed failed"
+exit "$status"
