@@ -8,7 +8,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "weightcluster", targets: ["weightcluster"]),
-        .library(name: "WeightClusterKit", targets: ["Compute", "ModelGraph", "ONNXFormat", "Execution", "Datasets", "Evaluation"]),
+        .library(name: "WeightClusterKit", targets: ["Compute", "Clustering", "ModelGraph", "ONNXFormat", "Execution", "Datasets", "Evaluation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -24,6 +24,8 @@ let package = Package(
         .target(name: "Compute", dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
         // Atomic file writes (temporary name, then rename).
         .target(name: "FileOutput"),
+        // k-means over the rows of a matrix; knows nothing about neural networks.
+        .target(name: "Clustering", dependencies: ["Compute"]),
         // The in-memory model: nodes, attributes, weight tensors.
         .target(name: "ModelGraph", dependencies: ["Compute"]),
         // ONNX file <-> ModelGraph.
@@ -43,6 +45,8 @@ let package = Package(
         // Benchmarks (not tests): Scripts/bench-inference.sh runs them beside onnxruntime.
         .executableTarget(name: "wc-inference-bench", dependencies: ["Compute", "Execution", "ONNXFormat"],
                           path: "Benchmarks/InferenceBenchmark"),
+        .executableTarget(name: "wc-kmeans-bench", dependencies: ["Clustering", "Datasets", "ModelGraph", "ONNXFormat"],
+                          path: "Benchmarks/KMeansBenchmark"),
         .target(name: "_TestSupport", dependencies: ["Compute", "Datasets"], path: "Tests/_TestSupport"),
         .testTarget(name: "WeightClusterTests",
                     dependencies: ["_TestSupport", "Compute", "ModelGraph", "ONNXFormat", "Execution",

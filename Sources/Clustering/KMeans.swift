@@ -1,0 +1,176 @@
+import Compute
+import Foundation
+
+/// Weighted k-means over the rows of an n×d matrix (Lloyd's iterations), Euclidean or spherical.
+///
+/// - Initialisation: k-means++ when n·K ≤ 2²⁸, else K distinct rows drawn at random (as faiss does); both seeded.
+/// - Assignment, d ≤ 32: a k-d tree over the centroids plus Hamerly's distance bounds — a row whose exact
+///   distance to its centroid is still below a lower bound on its distance to every other centroid keeps its
+///   cluster without a search; the others get an exact two-nearest-neighbour query.
+///   d > 32: distances through BLAS, a block of rows against a block of centroids at a time (never n×K at once).
+/// - Update: weighted means in Double, serial, so results do not depend on the thread count.
+/// - Empty clusters move to the rows that are currently worst served.
+/// Deterministic for a given seed.
+public enum KMeans {
+    public static func fit(_ data: [Float], rows n: Int, dimension d: Int, weights: [Float]? = nil,
+                           configuration config: KMeansConfiguration) throws -> KMeansResult {
+        let k = config.clusters
+        guard d >= 1, data.count == n * d else { throw KMeansError.shape("data has \(data.count) values, expected \(n)×\(d)") }
+        guard k >= 1 && k <= n else { throw KMeansError.invalidClusterCount(k: k, rows: n) }
+        if let weights {
+            guard weights.count == n else { throw KMeansError.shape("\(weights.count) weights for \(n) rows") }
+            if let bad = weights.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+                throw KMeansError.shape("weight \(bad) is negative or not finite")
+            }
+        }
+        for i in 0..<n where !data[i * d..<(i + 1) * d].allSatisfy(\.isFinite) { throw KMeansError.nonFinite(row: i) }
+
+        var x = data
+        if config.metric == .spherical { normaliseRows(&x, rows: n, dimension: d) }
+        let w = weights ?? [Float](repeating: 1, count: n)
+        var generator = SeededGenerator(seed: config.seed)
+        let method: KMeansConfiguration.Initialization = switch config.initialization {
+        case .automatic: n * k <= KMeansConfiguration.kMeansPlusPlusBudget ? .kMeansPlusPlus : .randomSample
+        case let other: other
+        }
+        var centroids = method == .kMeansPlusPlus
+            ? kMeansPlusPlus(x, rows: n, dimension: d, weights: w, k: k, generator: &generator)
+            : randomSample(x, rows: n, dimension: d, weights: w, k: k, generator: &generator)
+        if config.metric == .spherical { normaliseRows(&centroids, rows: k, dimension: d) }
+
+        var state = Assignment(rows: n, dimension: d, useTree: d <= 32)
+        var history: [Double] = []
+        var inertia = state.assign(x, weights: w, centroids: centroids, clusters: k, movement: nil)
+        history.append(inertia)
+        var iterations = 0
+        while iterations < config.maxIterations {
+            iterations += 1
+            let previous = centroids
+            update(&centroids, x, rows: n, dimension: d, weights: w, assignments: state.assignments, k: k,
+                   spherical: config.metric == .spherical, bounds: state.upper)
+            let movement = (0..<k).map { c -> Float in
+                var s: Float = 0
+                for j in 0..<d { let t = centroids[c * d + j] - previous[c * d + j]; s += t * t }
+                return s.squareRoot()
+            }
+            let before = state.assignments
+            inertia = state.assign(x, weights: w, centroids: centroids, clusters: k, movement: movement)
+            history.append(inertia)
+            let changed = zip(before, state.assignments).contains { $0 != $1 }
+            let gain = (history[history.count - 2] - inertia) / max(history[history.count - 2], .leastNonzeroMagnitude)
+            if !changed || gain < config.tolerance { break }
+        }
+        return KMeansResult(centroids: centroids, dimension: d, assignments: state.assignments, inertia: inertia,
+                            inertiaHistory: history, iterations: iterations, initialization: method,
+                            assignmentMethod: d <= 32 ? "kd-tree + bounds" : "blas")
+    }
+
+    /// Scales each nonzero row to unit length.
+    public static func normaliseRows(_ x: inout [Float], rows: Int, dimension d: Int) {
+        for i in 0..<rows {
+            var s: Float = 0
+            for j in 0..<d { s += x[i * d + j] * x[i * d + j] }
+            if s > 0 {
+                let r = 1 / s.squareRoot()
+                for j in 0..<d { x[i * d + j] *= r }
+            }
+        }
+    }
+
+    static func randomSample(_ x: [Float], rows n: Int, dimension d: Int, weights: [Float], k: Int,
+                             generator: inout SeededGenerator) -> [Float] {
+        var pool = (0..<n).filter { weights[$0] > 0 }
+        if pool.count < k { pool = Array(0..<n) }
+        // Partial Fisher–Yates: the first k entries become a uniform sample without replacement.
+        for i in 0..<k {
+            let j = i + Int(generator.next() % UInt64(pool.count - i))
+            pool.swapAt(i, j)
+        }
+        var c = [Float](repeating: 0, count: k * d)
+        for (slot, row) in pool.prefix(k).enumerated() {
+            for j in 0..<d { c[slot * d + j] = x[row * d + j] }
+        }
+        return c
+    }
+
+    static func kMeansPlusPlus(_ x: [Float], rows n: Int, dimension d: Int, weights: [Float], k: Int,
+                               generator: inout SeededGenerator) -> [Float] {
+        var c = [Float](repeating: 0, count: k * d)
+        var nearest = [Float](repeating: .infinity, count: n)
+        var total = weights.reduce(0.0) { $0 + Double($1) }
+        var chosen = total > 0 ? pick(weights.map(Double.init), total: total, generator: &generator) : 0
+        for slot in 0..<k {
+            for j in 0..<d { c[slot * d + j] = x[chosen * d + j] }
+            if slot == k - 1 { break }
+            total = 0
+            x.withUnsafeBufferPointer { px in
+                nearest.withUnsafeMutableBufferPointer { nb in
+                    let cAddress = Int(bitPattern: nb.baseAddress!)
+                    let centre = Array(c[slot * d..<(slot + 1) * d])
+                    parallelChunks(n, minimumChunk: 4096) { range in
+                        let nb = UnsafeMutablePointer<Float>(bitPattern: cAddress)!
+                        for i in range {
+                            var s: Float = 0
+                            for j in 0..<d { let t = px[i * d + j] - centre[j]; s += t * t }
+                            if s < nb[i] { nb[i] = s }
+                        }
+                    }
+                }
+            }
+            let scores = (0..<n).map { Double(nearest[$0]) * Double(weights[$0]) }
+            total = scores.reduce(0, +)
+            // All rows already coincide with a centre: fall back to an unchosen row.
+            chosen = total > 0 ? pick(scores, total: total, generator: &generator) : (slot + 1) % n
+        }
+        return c
+    }
+
+    private static func pick(_ scores: [Double], total: Double, generator: inout SeededGenerator) -> Int {
+        var target = generator.unit() * total
+        for (i, s) in scores.enumerated() {
+            target -= s
+            if target < 0 && s > 0 { return i }
+        }
+        return scores.lastIndex { $0 > 0 } ?? 0
+    }
+
+    /// Weighted means (normalised sums in spherical mode); empty clusters take the worst-served rows.
+    static func update(_ centroids: inout [Float], _ x: [Float], rows n: Int, dimension d: Int, weights: [Float],
+                       assignments: [Int32], k: Int, spherical: Bool, bounds: [Float]) {
+        var sums = [Double](repeating: 0, count: k * d)
+        var mass = [Double](repeating: 0, count: k)
+        x.withUnsafeBufferPointer { px in
+            sums.withUnsafeMutableBufferPointer { s in
+                for i in 0..<n {
+                    let a = Int(assignments[i]), wi = Double(weights[i])
+                    if wi == 0 { continue }
+                    mass[a] += wi
+                    for j in 0..<d { s[a * d + j] += wi * Double(px[i * d + j]) }
+                }
+            }
+        }
+        var empty: [Int] = []
+        for c in 0..<k {
+            if mass[c] == 0 { empty.append(c); continue }
+            if spherical {
+                var norm = 0.0
+                for j in 0..<d { norm += sums[c * d + j] * sums[c * d + j] }
+                if norm > 0 {
+                    let r = 1 / norm.squareRoot()
+                    for j in 0..<d { centroids[c * d + j] = Float(sums[c * d + j] * r) }
+                }
+            } else {
+                for j in 0..<d { centroids[c * d + j] = Float(sums[c * d + j] / mass[c]) }
+            }
+        }
+        guard !empty.isEmpty else { return }
+        // Rows with the largest weighted distance to their centroid, one per empty cluster.
+        let badness = (0..<n).map { i -> Double in Double(weights[i]) * Double(bounds[i]) * Double(bounds[i]) }
+        let worst = (0..<n).filter { weights[$0] > 0 }.sorted { i, j in
+            badness[i] != badness[j] ? badness[i] > badness[j] : i < j
+        }
+        for (c, row) in zip(empty, worst) {
+            for j in 0..<d { centroids[c * d + j] = x[row * d + j] }
+        }
+    }
+}

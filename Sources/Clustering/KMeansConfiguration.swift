@@ -1,0 +1,72 @@
+/// What to cluster and how. Validated by `KMeans.fit`.
+public struct KMeansConfiguration: Sendable, Equatable {
+    public enum Metric: String, Sendable, CaseIterable {
+        /// Squared Euclidean distance; centroid = weighted mean.
+        case euclidean
+        /// Rows normalised to unit length; centroid = normalised weighted sum (cosine similarity).
+        case spherical
+    }
+
+    public enum Initialization: String, Sendable, CaseIterable {
+        /// k-means++ when n·K is small enough for its O(n·K·d) passes, else `randomSample`.
+        case automatic
+        /// D²-weighted seeding (Arthur & Vassilvitskii 2007), with row weights.
+        case kMeansPlusPlus
+        /// K distinct rows drawn uniformly among rows of positive weight (Forgy; what faiss does).
+        case randomSample
+    }
+
+    public var clusters: Int
+    public var metric: Metric
+    public var initialization: Initialization
+    public var maxIterations: Int
+    /// Stop when an iteration lowers the inertia by less than this fraction.
+    public var tolerance: Double
+    public var seed: UInt64
+
+    public init(clusters: Int, metric: Metric = .euclidean, initialization: Initialization = .automatic,
+                maxIterations: Int = 50, tolerance: Double = 1e-4, seed: UInt64 = 0) {
+        self.clusters = clusters
+        self.metric = metric
+        self.initialization = initialization
+        self.maxIterations = maxIterations
+        self.tolerance = tolerance
+        self.seed = seed
+    }
+
+    /// Largest n·K for which `automatic` still chooses k-means++.
+    public static let kMeansPlusPlusBudget = 1 << 28
+}
+
+/// The outcome of a clustering.
+public struct KMeansResult: Sendable {
+    /// K×d, row-major.
+    public var centroids: [Float]
+    public var dimension: Int
+    /// Cluster of each row.
+    public var assignments: [Int32]
+    /// Σ wᵢ‖xᵢ − c(xᵢ)‖² for the final assignment (rows normalised first in spherical mode).
+    public var inertia: Double
+    /// Inertia after each assignment step, first to last; never increases.
+    public var inertiaHistory: [Double]
+    public var iterations: Int
+    public var initialization: KMeansConfiguration.Initialization
+    /// How the assignment step searched: "kd-tree + bounds" or "blas".
+    public var assignmentMethod: String
+
+    public var clusters: Int { centroids.count / max(1, dimension) }
+}
+
+public enum KMeansError: Error, Equatable, CustomStringConvertible {
+    case invalidClusterCount(k: Int, rows: Int)
+    case nonFinite(row: Int)
+    case shape(String)
+
+    public var description: String {
+        switch self {
+        case .invalidClusterCount(let k, let rows): "K must be between 1 and the number of rows (\(rows)), got \(k)"
+        case .nonFinite(let row): "row \(row) contains NaN or infinite values"
+        case .shape(let message): message
+        }
+    }
+}
