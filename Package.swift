@@ -49,7 +49,7 @@ let package = Package(
                           path: "Benchmarks/KMeansBenchmark"),
         .target(name: "_TestSupport", dependencies: ["Compute", "Datasets"], path: "Tests/_TestSupport"),
         .testTarget(name: "WeightClusterTests",
-                    dependencies: ["_TestSupport", "Compute", "ModelGraph", "ONNXFormat", "Execution",
+                    dependencies: ["_TestSupport", "Compute", "Clustering", "ModelGraph", "ONNXFormat", "Execution",
                                    "Datasets", "Evaluation", "WeightClusterCLI"],
                     resources: [.copy("Fixtures")]),
     ]

@@ -33,6 +33,8 @@ var configuration = KMeansConfiguration(clusters: k, maxIterations: Int(value("-
 if let initialization = value("--init", arguments), let method = KMeansConfiguration.Initialization(rawValue: initialization) {
     configuration.initialization = method
 }
+if let leaves = value("--leaves", arguments), let budget = Int(leaves) { configuration.leafBudget = budget }
+if let m = value("--neighbours", arguments), let count = Int(m) { configuration.neighbours = count }
 let start = DispatchTime.now().uptimeNanoseconds
 let result = try KMeans.fit(kernels, rows: n, dimension: 9, configuration: configuration)
 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

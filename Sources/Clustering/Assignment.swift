@@ -5,78 +5,112 @@ struct Assignment {
     let rows: Int
     let dimension: Int
     let useTree: Bool
+    /// Leaves a tree search may open (`Int.max`: exact).
+    let leafBudget: Int
+    /// Later iterations search only the `neighbours` centroids nearest to a row's current centroid (0: the tree).
+    let neighbours: Int
     var assignments: [Int32]
     /// Exact distance of each row to its centroid after `assign`.
     var upper: [Float]
-    /// A lower bound on each row's distance to every other centroid (tree path only).
-    var lower: [Float]
+    /// Whether `assignments` holds a previous answer to improve on.
+    var hasAssignment = false
+    /// Rows whose first search starts from a known centroid (−1: none).
+    var seeds: [Int32] = []
+    /// The neighbour lists of the previous iteration (m per centroid), refined instead of rebuilt.
+    var graph: [Int32] = []
 
-    init(rows: Int, dimension: Int, useTree: Bool) {
+    init(rows: Int, dimension: Int, useTree: Bool, leafBudget: Int, neighbours: Int) {
         self.rows = rows
         self.dimension = dimension
         self.useTree = useTree
+        self.leafBudget = leafBudget
+        self.neighbours = neighbours
         assignments = [Int32](repeating: 0, count: rows)
         upper = [Float](repeating: 0, count: rows)
-        lower = [Float](repeating: 0, count: rows)
     }
 
-    /// Assigns every row to its nearest centroid; returns the weighted inertia.
-    /// `movement[c]` is how far centroid c moved since the last call (nil on the first call: search everything).
-    mutating func assign(_ x: [Float], weights: [Float], centroids: [Float], clusters k: Int, movement: [Float]?) -> Double {
+    mutating func seed(row: Int, cluster: Int) {
+        if seeds.isEmpty { seeds = [Int32](repeating: -1, count: rows) }
+        seeds[row] = Int32(cluster)
+    }
+
+    /// Assigns every row to its nearest centroid (tree path: the nearest the search finds, never worse than the
+    /// row's current centroid, so the inertia cannot increase); returns the weighted inertia.
+    mutating func assign(_ x: [Float], weights: [Float], centroids: [Float], clusters k: Int) -> Double {
         var cost = [Double](repeating: 0, count: rows)
         if useTree {
-            assignWithTree(x, centroids: centroids, clusters: k, movement: movement, cost: &cost)
+            assignWithTree(x, centroids: centroids, clusters: k, cost: &cost)
         } else {
             assignWithBLAS(x, centroids: centroids, clusters: k, cost: &cost)
         }
+        hasAssignment = true
         var total = 0.0
         for i in 0..<rows { total += cost[i] * Double(weights[i]) }
         return total
     }
 
-    private mutating func assignWithTree(_ x: [Float], centroids: [Float], clusters k: Int, movement: [Float]?,
-                                         cost: inout [Double]) {
+    private mutating func assignWithTree(_ x: [Float], centroids: [Float], clusters k: Int, cost: inout [Double]) {
         let d = dimension
         let tree = CentroidTree(centroids: centroids, count: k, dimension: d)
-        let maxMove = movement?.max() ?? 0
-        let first = movement == nil
+        let improve = hasAssignment
+        let budget = leafBudget
+        // The neighbour lists: for each centroid, its m nearest centroids (itself first).
+        let m = min(k, neighbours + 1)
+        // Leaves each neighbour-list query opens: a few times the list length, in centroids.
+        let graphLeafFactor = 4
+        let graphBudget = leafBudget == .max ? Int.max : max(4, graphLeafFactor * m / CentroidTree.leafSize)
+        let useGraph = improve && neighbours > 0
+        if useGraph {
+            let fresh = CentroidGraph.build(tree: tree, centroids: centroids, k: k, dimension: d, m: m,
+                                            leafBudget: max(4, graphLeafFactor * m / CentroidTree.leafSize))
+            graph = graph.count == k * m
+                ? CentroidGraph.refine(graph, fresh: fresh, centroids: centroids, k: k, dimension: d, m: m) : fresh
+        }
+        let pg = graph
+        let initial = improve ? [] : seeds
         x.withUnsafeBufferPointer { px in
             centroids.withUnsafeBufferPointer { pc in
                 assignments.withUnsafeMutableBufferPointer { pa in
                     upper.withUnsafeMutableBufferPointer { pu in
-                        lower.withUnsafeMutableBufferPointer { pl in
-                            cost.withUnsafeMutableBufferPointer { pcost in
-                                let addresses = (Int(bitPattern: pa.baseAddress!), Int(bitPattern: pu.baseAddress!),
-                                                 Int(bitPattern: pl.baseAddress!), Int(bitPattern: pcost.baseAddress!))
-                                parallelChunks(rows, minimumChunk: 1024) { range in
-                                    let a = UnsafeMutablePointer<Int32>(bitPattern: addresses.0)!
-                                    let u = UnsafeMutablePointer<Float>(bitPattern: addresses.1)!
-                                    let l = UnsafeMutablePointer<Float>(bitPattern: addresses.2)!
-                                    let out = UnsafeMutablePointer<Double>(bitPattern: addresses.3)!
-                                    let scratch = CentroidTree.makeScratch()
-                                    defer { scratch.deallocate() }
-                                    for i in range {
-                                        let row = px.baseAddress! + i * d
-                                        if !first {
-                                            // Hamerly: the exact distance to the current centroid against a lower
-                                            // bound on the distance to any other one.
-                                            let c = pc.baseAddress! + Int(a[i]) * d
-                                            var s: Float = 0
-                                            for j in 0..<d { let t = row[j] - c[j]; s += t * t }
-                                            let bound = l[i] - maxMove
-                                            if s.squareRoot() <= bound {
-                                                u[i] = s.squareRoot()
-                                                l[i] = bound
-                                                out[i] = Double(s)
-                                                continue
+                        cost.withUnsafeMutableBufferPointer { pcost in
+                            let addresses = (Int(bitPattern: pa.baseAddress!), Int(bitPattern: pu.baseAddress!),
+                                             Int(bitPattern: pcost.baseAddress!))
+                            parallelChunks(rows, minimumChunk: 1024) { range in
+                                let a = UnsafeMutablePointer<Int32>(bitPattern: addresses.0)!
+                                let u = UnsafeMutablePointer<Float>(bitPattern: addresses.1)!
+                                let out = UnsafeMutablePointer<Double>(bitPattern: addresses.2)!
+                                let scratch = CentroidTree.makeScratch()
+                                defer { scratch.deallocate() }
+                                for i in range {
+                                    let row = px.baseAddress! + i * d
+                                    var start: Int32 = -1
+                                    var startDistance = Float.infinity
+                                    let known = improve ? a[i] : (initial.isEmpty ? -1 : initial[i])
+                                    if known >= 0 {
+                                        let c = pc.baseAddress! + Int(known) * d
+                                        var s: Float = 0
+                                        for j in 0..<d { let t = row[j] - c[j]; s += t * t }
+                                        start = known
+                                        startDistance = s
+                                    }
+                                    var (best, distance) = (start, startDistance)
+                                    if useGraph {
+                                        pg.withUnsafeBufferPointer { g in
+                                            let list = g.baseAddress! + Int(start) * m
+                                            for t in 0..<m {
+                                                let c = pc.baseAddress! + Int(list[t]) * d
+                                                var s: Float = 0
+                                                for j in 0..<d { let q = row[j] - c[j]; s += q * q }
+                                                if s < distance { distance = s; best = list[t] }
                                             }
                                         }
-                                        let (best, d1, d2) = tree.twoNearest(row, scratch: scratch)
-                                        a[i] = best
-                                        u[i] = d1.squareRoot()
-                                        l[i] = d2.squareRoot()
-                                        out[i] = Double(d1)
+                                    } else {
+                                        (best, distance) = tree.nearest(row, start: start, startDistance: startDistance,
+                                                                        leafBudget: budget, scratch: scratch)
                                     }
+                                    a[i] = best
+                                    u[i] = distance.squareRoot()
+                                    out[i] = Double(distance)
                                 }
                             }
                         }

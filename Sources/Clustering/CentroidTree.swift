@@ -1,5 +1,6 @@
-/// A k-d tree over the centroids, rebuilt each iteration, answering exact two-nearest-neighbour queries.
-/// Used when rows are short (d ≤ 32, e.g. 3×3 kernels): a query visits a few leaves instead of all K centroids.
+/// A k-d tree over the centroids, rebuilt each iteration, answering nearest-centroid queries with box-distance
+/// pruning. Used when rows are short (d ≤ 32, e.g. 3×3 kernels): a query opens a bounded number of leaves
+/// instead of scanning all K centroids.
 @usableFromInline
 struct CentroidTree {
     @usableFromInline let dimension: Int
@@ -13,6 +14,8 @@ struct CentroidTree {
     @usableFromInline var right: [Int32] = []
     @usableFromInline var start: [Int32] = []
     @usableFromInline var end: [Int32] = []
+    /// Per node, the bounding box of its centroids: d minima then d maxima.
+    @usableFromInline var boxes: [Float] = []
     static let leafSize = 8
 
     init(centroids: [Float], count: Int, dimension: Int) {
@@ -54,6 +57,20 @@ struct CentroidTree {
         }
         self.points = points
         ids = order
+        var boxes = [Float](repeating: 0, count: nodes.dim.count * 2 * dimension)
+        for node in 0..<nodes.dim.count {
+            for j in 0..<dimension {
+                var mn = Float.infinity, mx = -Float.infinity
+                for i in Int(nodes.start[node])..<Int(nodes.end[node]) {
+                    let v = points[i * dimension + j]
+                    mn = min(mn, v)
+                    mx = max(mx, v)
+                }
+                boxes[node * 2 * dimension + j] = mn
+                boxes[node * 2 * dimension + dimension + j] = mx
+            }
+        }
+        self.boxes = boxes
         splitDimension = nodes.dim
         splitValue = nodes.value
         left = nodes.left
@@ -83,45 +100,112 @@ struct CentroidTree {
         .allocate(capacity: 256)
     }
 
-    /// The nearest and second-nearest centroids of `x` (squared distances); `second` is +∞ when K = 1.
+    /// The nearest centroid of `x` found by a depth-first search (near side first) that opens at most
+    /// `leafBudget` leaves, starting from the candidate `start` at squared distance `startDistance`.
+    /// With an unlimited budget the answer is exact; with a budget it is the best of the leaves opened.
     @inlinable
-    func twoNearest(_ x: UnsafePointer<Float>, scratch stack: UnsafeMutableBufferPointer<(Int32, Float)>)
-        -> (best: Int32, bestDistance: Float, secondDistance: Float) {
-        var best: Int32 = -1
-        var d1 = Float.infinity, d2 = Float.infinity
+    func nearest(_ x: UnsafePointer<Float>, start: Int32, startDistance: Float, leafBudget: Int,
+                 scratch stack: UnsafeMutableBufferPointer<(Int32, Float)>) -> (best: Int32, distance: Float) {
+        var best = start
+        var d1 = startDistance
+        var leaves = 0
         points.withUnsafeBufferPointer { p in
+          boxes.withUnsafeBufferPointer { box in
             var top = 0
             stack[0] = (0, 0)
             top = 1
             while top > 0 {
                 top -= 1
-                let (node, gap) = stack[top]
-                if gap >= d2 { continue }
+                let (node, _) = stack[top]
                 let n = Int(node)
+                // Squared distance from x to the node's box: a lower bound for every centroid inside.
+                let lo = box.baseAddress! + n * 2 * dimension, hi = lo + dimension
+                var gap: Float = 0
+                for j in 0..<dimension {
+                    let v = x[j]
+                    let t = v < lo[j] ? lo[j] - v : (v > hi[j] ? v - hi[j] : 0)
+                    gap += t * t
+                }
+                if gap >= d1 { continue }
                 let dim = splitDimension[n]
                 if dim < 0 {
-                    for i in Int(start[n])..<Int(end[n]) {
+                    for i in Int(self.start[n])..<Int(end[n]) {
                         let c = p.baseAddress! + i * dimension
                         var s: Float = 0
                         for j in 0..<dimension { let t = x[j] - c[j]; s += t * t }
                         if s < d1 {
-                            d2 = d1
                             d1 = s
                             best = ids[i]
-                        } else if s < d2 {
-                            d2 = s
                         }
                     }
+                    leaves += 1
+                    if leaves >= leafBudget { break }
                     continue
                 }
                 let diff = x[Int(dim)] - splitValue[n]
                 let (near, far) = diff < 0 ? (left[n], right[n]) : (right[n], left[n])
                 // Far side first on the stack, so the near side is searched first.
-                stack[top] = (far, max(gap, diff * diff))
-                stack[top + 1] = (near, gap)
+                stack[top] = (far, 0)
+                stack[top + 1] = (near, 0)
                 top += 2
             }
+          }
         }
-        return (best, d1, d2)
+        return (best, d1)
+    }
+
+    /// The `m` nearest centroids of `x` among the leaves a depth-first search opens (at most `leafBudget`;
+    /// `.max`: exact), nearest first, written to `result`; `distances` is scratch space for m values.
+    func kNearest(_ x: UnsafePointer<Float>, m: Int, leafBudget: Int, into result: UnsafeMutablePointer<Int32>,
+                  distances: UnsafeMutablePointer<Float>, scratch stack: UnsafeMutableBufferPointer<(Int32, Float)>) {
+        var found = 0
+        var leaves = 0
+        points.withUnsafeBufferPointer { p in
+            boxes.withUnsafeBufferPointer { box in
+                stack[0] = (0, 0)
+                var top = 1
+                while top > 0 {
+                    top -= 1
+                    let n = Int(stack[top].0)
+                    let worst = found < m ? Float.infinity : distances[m - 1]
+                    let lo = box.baseAddress! + n * 2 * dimension, hi = lo + dimension
+                    var gap: Float = 0
+                    for j in 0..<dimension {
+                        let v = x[j]
+                        let t = v < lo[j] ? lo[j] - v : (v > hi[j] ? v - hi[j] : 0)
+                        gap += t * t
+                    }
+                    if gap >= worst { continue }
+                    let dim = splitDimension[n]
+                    if dim < 0 {
+                        for i in Int(self.start[n])..<Int(end[n]) {
+                            let c = p.baseAddress! + i * dimension
+                            var s: Float = 0
+                            for j in 0..<dimension { let t = x[j] - c[j]; s += t * t }
+                            if found < m || s < distances[m - 1] {
+                                // Insertion into the sorted list of the m best.
+                                var slot = min(found, m - 1)
+                                while slot > 0 && distances[slot - 1] > s {
+                                    distances[slot] = distances[slot - 1]
+                                    result[slot] = result[slot - 1]
+                                    slot -= 1
+                                }
+                                distances[slot] = s
+                                result[slot] = ids[i]
+                                found = min(found + 1, m)
+                            }
+                        }
+                        leaves += 1
+                        if leaves >= leafBudget && found == m { break }
+                        continue
+                    }
+                    let diff = x[Int(dim)] - splitValue[n]
+                    let (near, far) = diff < 0 ? (left[n], right[n]) : (right[n], left[n])
+                    stack[top] = (far, 0)
+                    stack[top + 1] = (near, 0)
+                    top += 2
+                }
+            }
+        }
     }
 }

@@ -4,9 +4,9 @@ import Foundation
 /// Weighted k-means over the rows of an n×d matrix (Lloyd's iterations), Euclidean or spherical.
 ///
 /// - Initialisation: k-means++ when n·K ≤ 2²⁸, else K distinct rows drawn at random (as faiss does); both seeded.
-/// - Assignment, d ≤ 32: a k-d tree over the centroids plus Hamerly's distance bounds — a row whose exact
-///   distance to its centroid is still below a lower bound on its distance to every other centroid keeps its
-///   cluster without a search; the others get an exact two-nearest-neighbour query.
+/// - Assignment, d ≤ 32: a k-d tree over the centroids (rebuilt each iteration, box-distance pruning). Each row
+///   starts from its current centroid and opens at most `leafBudget` leaves, so a row only ever moves to a
+///   nearer centroid and the inertia never increases; `leafBudget = .max` makes the search exact.
 ///   d > 32: distances through BLAS, a block of rows against a block of centroids at a time (never n×K at once).
 /// - Update: weighted means in Double, serial, so results do not depend on the thread count.
 /// - Empty clusters move to the rows that are currently worst served.
@@ -33,28 +33,26 @@ public enum KMeans {
         case .automatic: n * k <= KMeansConfiguration.kMeansPlusPlusBudget ? .kMeansPlusPlus : .randomSample
         case let other: other
         }
+        var seededRows: [Int] = []
         var centroids = method == .kMeansPlusPlus
             ? kMeansPlusPlus(x, rows: n, dimension: d, weights: w, k: k, generator: &generator)
-            : randomSample(x, rows: n, dimension: d, weights: w, k: k, generator: &generator)
+            : randomSample(x, rows: n, dimension: d, weights: w, k: k, generator: &generator, chosen: &seededRows)
         if config.metric == .spherical { normaliseRows(&centroids, rows: k, dimension: d) }
 
-        var state = Assignment(rows: n, dimension: d, useTree: d <= 32)
+        var state = Assignment(rows: n, dimension: d, useTree: d <= 32, leafBudget: config.leafBudget,
+                                   neighbours: config.leafBudget == .max ? 0 : config.neighbours)
+        // A row drawn as an initial centroid starts in its own cluster (so K = N reproduces every row exactly).
+        for (slot, row) in seededRows.enumerated() { state.seed(row: row, cluster: slot) }
         var history: [Double] = []
-        var inertia = state.assign(x, weights: w, centroids: centroids, clusters: k, movement: nil)
+        var inertia = state.assign(x, weights: w, centroids: centroids, clusters: k)
         history.append(inertia)
         var iterations = 0
         while iterations < config.maxIterations {
             iterations += 1
-            let previous = centroids
             update(&centroids, x, rows: n, dimension: d, weights: w, assignments: state.assignments, k: k,
                    spherical: config.metric == .spherical, bounds: state.upper)
-            let movement = (0..<k).map { c -> Float in
-                var s: Float = 0
-                for j in 0..<d { let t = centroids[c * d + j] - previous[c * d + j]; s += t * t }
-                return s.squareRoot()
-            }
             let before = state.assignments
-            inertia = state.assign(x, weights: w, centroids: centroids, clusters: k, movement: movement)
+            inertia = state.assign(x, weights: w, centroids: centroids, clusters: k)
             history.append(inertia)
             let changed = zip(before, state.assignments).contains { $0 != $1 }
             let gain = (history[history.count - 2] - inertia) / max(history[history.count - 2], .leastNonzeroMagnitude)
@@ -62,7 +60,7 @@ public enum KMeans {
         }
         return KMeansResult(centroids: centroids, dimension: d, assignments: state.assignments, inertia: inertia,
                             inertiaHistory: history, iterations: iterations, initialization: method,
-                            assignmentMethod: d <= 32 ? "kd-tree + bounds" : "blas")
+                            assignmentMethod: d <= 32 ? (config.leafBudget == .max ? "kd-tree, exact" : "kd-tree, \(config.leafBudget) leaves") : "blas")
     }
 
     /// Scales each nonzero row to unit length.
@@ -78,7 +76,7 @@ public enum KMeans {
     }
 
     static func randomSample(_ x: [Float], rows n: Int, dimension d: Int, weights: [Float], k: Int,
-                             generator: inout SeededGenerator) -> [Float] {
+                             generator: inout SeededGenerator, chosen: inout [Int]) -> [Float] {
         var pool = (0..<n).filter { weights[$0] > 0 }
         if pool.count < k { pool = Array(0..<n) }
         // Partial Fisher–Yates: the first k entries become a uniform sample without replacement.
@@ -87,6 +85,7 @@ public enum KMeans {
             pool.swapAt(i, j)
         }
         var c = [Float](repeating: 0, count: k * d)
+        chosen = Array(pool.prefix(k))
         for (slot, row) in pool.prefix(k).enumerated() {
             for j in 0..<d { c[slot * d + j] = x[row * d + j] }
         }
@@ -164,12 +163,21 @@ public enum KMeans {
             }
         }
         guard !empty.isEmpty else { return }
-        // Rows with the largest weighted distance to their centroid, one per empty cluster.
-        let badness = (0..<n).map { i -> Double in Double(weights[i]) * Double(bounds[i]) * Double(bounds[i]) }
-        let worst = (0..<n).filter { weights[$0] > 0 }.sorted { i, j in
-            badness[i] != badness[j] ? badness[i] > badness[j] : i < j
+        // Rows with the largest weighted distance to their centroid, one per empty cluster (a sorted top-E list;
+        // ties to the lower row index, so the choice is deterministic).
+        var worst: [(badness: Double, row: Int)] = []
+        worst.reserveCapacity(empty.count + 1)
+        for i in 0..<n where weights[i] > 0 {
+            let b = Double(weights[i]) * Double(bounds[i]) * Double(bounds[i])
+            if worst.count == empty.count, let last = worst.last, b <= last.badness { continue }
+            var slot = worst.count
+            worst.append((b, i))
+            while slot > 0 && worst[slot - 1].badness < b { worst[slot] = worst[slot - 1]; slot -= 1 }
+            worst[slot] = (b, i)
+            if worst.count > empty.count { worst.removeLast() }
         }
-        for (c, row) in zip(empty, worst) {
+        let worstRows = worst.map(\.row)
+        for (c, row) in zip(empty, worstRows) {
             for j in 0..<d { centroids[c * d + j] = x[row * d + j] }
         }
     }

@@ -23,15 +23,23 @@ public struct KMeansConfiguration: Sendable, Equatable {
     /// Stop when an iteration lowers the inertia by less than this fraction.
     public var tolerance: Double
     public var seed: UInt64
+    /// Tree leaves (of up to 8 centroids) one row's search may open when d ≤ 32; `.max` for exact search.
+    public var leafBudget: Int
+    /// After the first assignment, a row compares only the centroids nearest to its current one (a neighbour
+    /// graph over the centroids, rebuilt each iteration); ignored when `leafBudget` is `.max` (exact search).
+    public var neighbours: Int
 
     public init(clusters: Int, metric: Metric = .euclidean, initialization: Initialization = .automatic,
-                maxIterations: Int = 50, tolerance: Double = 1e-4, seed: UInt64 = 0) {
+                maxIterations: Int = 30, tolerance: Double = 1e-3, seed: UInt64 = 0, leafBudget: Int = 2,
+                neighbours: Int = 24) {
         self.clusters = clusters
         self.metric = metric
         self.initialization = initialization
         self.maxIterations = maxIterations
         self.tolerance = tolerance
         self.seed = seed
+        self.leafBudget = leafBudget
+        self.neighbours = neighbours
     }
 
     /// Largest n·K for which `automatic` still chooses k-means++.
