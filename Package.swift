@@ -8,7 +8,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "weightcluster", targets: ["weightcluster"]),
-        .library(name: "WeightClusterKit", targets: ["Compute", "Clustering", "ModelGraph", "ONNXFormat", "Execution", "Datasets", "Evaluation"]),
+        .library(name: "WeightClusterKit", targets: ["Compute", "Clustering", "ModelGraph", "Compression", "ONNXFormat", "Execution", "Datasets", "Evaluation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "Clustering", dependencies: ["Compute"]),
         // The in-memory model: nodes, attributes, weight tensors.
         .target(name: "ModelGraph", dependencies: ["Compute"]),
+        // Compression passes over a graph: kernel clustering, footprint accounting, compact export.
+        .target(name: "Compression", dependencies: ["ModelGraph", "Clustering", "Compute"]),
         // ONNX file <-> ModelGraph.
         .target(name: "ONNXFormat", dependencies: ["ModelGraph", "ONNXProto", "FileOutput"]),
         // Runs a graph: operator dispatch, constant folding, memory release.
@@ -38,7 +40,7 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["Execution", "Datasets"]),
         // Commands, as a library so tests run them in-process.
         .target(name: "WeightClusterCLI",
-                dependencies: ["ONNXFormat", "Execution", "Datasets", "Evaluation",
+                dependencies: ["ONNXFormat", "Compression", "Execution", "Datasets", "Evaluation",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 resources: [.copy("Resources")]),
         .executableTarget(name: "weightcluster", dependencies: ["WeightClusterCLI"]),
@@ -49,7 +51,7 @@ let package = Package(
                           path: "Benchmarks/KMeansBenchmark"),
         .target(name: "_TestSupport", dependencies: ["Compute", "Datasets"], path: "Tests/_TestSupport"),
         .testTarget(name: "WeightClusterTests",
-                    dependencies: ["_TestSupport", "Compute", "Clustering", "ModelGraph", "ONNXFormat", "Execution",
+                    dependencies: ["_TestSupport", "Compute", "Clustering", "Compression", "ModelGraph", "ONNXFormat", "Execution",
                                    "Datasets", "Evaluation", "WeightClusterCLI"],
                     resources: [.copy("Fixtures")]),
     ]

@@ -166,15 +166,21 @@ public enum KMeans {
         // Rows with the largest weighted distance to their centroid, one per empty cluster (a sorted top-E list;
         // ties to the lower row index, so the choice is deterministic).
         var worst: [(badness: Double, row: Int)] = []
-        worst.reserveCapacity(empty.count + 1)
-        for i in 0..<n where weights[i] > 0 {
-            let b = Double(weights[i]) * Double(bounds[i]) * Double(bounds[i])
-            if worst.count == empty.count, let last = worst.last, b <= last.badness { continue }
-            var slot = worst.count
-            worst.append((b, i))
-            while slot > 0 && worst[slot - 1].badness < b { worst[slot] = worst[slot - 1]; slot -= 1 }
-            worst[slot] = (b, i)
-            if worst.count > empty.count { worst.removeLast() }
+        if empty.count > 64 {
+            worst = (0..<n).filter { weights[$0] > 0 }.map { i in (Double(weights[i]) * Double(bounds[i]) * Double(bounds[i]), i) }
+            worst.sort { $0.badness != $1.badness ? $0.badness > $1.badness : $0.row < $1.row }
+            worst = Array(worst.prefix(empty.count))
+        } else {
+            worst.reserveCapacity(empty.count + 1)
+            for i in 0..<n where weights[i] > 0 {
+                let b = Double(weights[i]) * Double(bounds[i]) * Double(bounds[i])
+                if worst.count == empty.count, let last = worst.last, b <= last.badness { continue }
+                var slot = worst.count
+                worst.append((b, i))
+                while slot > 0 && worst[slot - 1].badness < b { worst[slot] = worst[slot - 1]; slot -= 1 }
+                worst[slot] = (b, i)
+                if worst.count > empty.count { worst.removeLast() }
+            }
         }
         let worstRows = worst.map(\.row)
         for (c, row) in zip(empty, worstRows) {

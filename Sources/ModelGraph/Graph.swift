@@ -16,6 +16,9 @@ public struct Graph: Sendable {
     public var producer: String
     /// Free-form key/value metadata (the ONNX file's metadata_props).
     public var metadata: [String: String]
+    /// File element type of initializers stored narrower than they compute (ONNX data type codes:
+    /// 2 uint8, 3 int8, 4 uint16, 5 int16, 6 int32, 9 bool, 10 float16, 11 double); float and int64 need no entry.
+    public var storageTypes: [String: Int] = [:]
 
     public init(name: String = "graph", nodes: [Node] = [], initializers: [String: AnyTensor] = [:],
                 inputs: [ValueInfo] = [], outputs: [ValueInfo] = [], opsetVersion: Int = 13, irVersion: Int = 8,

@@ -39,8 +39,11 @@ public enum ONNXModelFile {
     static func graph(from model: Onnx_ModelProto, baseDirectory: URL?) throws -> Graph {
         let proto = model.graph
         var initializers: [String: AnyTensor] = [:]
+        var storageTypes: [String: Int] = [:]
         for tensor in proto.initializer {
             initializers[tensor.name] = try tensor.decoded(baseDirectory: baseDirectory)
+            let type = Int(tensor.dataType)
+            if type != ONNXDataType.float && type != ONNXDataType.int64 { storageTypes[tensor.name] = type }
         }
         let opset = model.opsetImport.first { $0.domain.isEmpty || $0.domain == "ai.onnx" }.map { Int($0.version) } ?? 1
         var nodes: [Node] = []
@@ -57,10 +60,12 @@ public enum ONNXModelFile {
         let inputs = proto.input.filter { initializers[$0.name] == nil }.map(ValueInfo.init)
         var metadata: [String: String] = [:]
         for entry in model.metadataProps { metadata[entry.key] = entry.value }
-        return Graph(name: proto.name, nodes: nodes, initializers: initializers, inputs: inputs,
-                     outputs: proto.output.map(ValueInfo.init), opsetVersion: opset, irVersion: Int(model.irVersion),
-                     producer: [model.producerName, model.producerVersion].filter { !$0.isEmpty }.joined(separator: " "),
-                     metadata: metadata)
+        var graph = Graph(name: proto.name, nodes: nodes, initializers: initializers, inputs: inputs,
+                          outputs: proto.output.map(ValueInfo.init), opsetVersion: opset, irVersion: Int(model.irVersion),
+                          producer: [model.producerName, model.producerVersion].filter { !$0.isEmpty }.joined(separator: " "),
+                          metadata: metadata)
+        graph.storageTypes = storageTypes
+        return graph
     }
 
     /// Writes `graph` as an ONNX model, atomically.
@@ -95,7 +100,9 @@ public enum ONNXModelFile {
             return n
         }
         // Sorted by name so the same graph always gives byte-identical files.
-        proto.initializer = graph.initializers.sorted { $0.key < $1.key }.map { $0.value.proto(named: $0.key) }
+        proto.initializer = graph.initializers.sorted { $0.key < $1.key }.map {
+            $0.value.proto(named: $0.key, storage: graph.storageTypes[$0.key])
+        }
         proto.input = graph.inputs.map(\.proto)
         proto.output = graph.outputs.map(\.proto)
         model.graph = proto
@@ -139,18 +146,39 @@ extension ValueInfo {
 }
 
 extension AnyTensor {
-    func proto(named name: String) -> Onnx_TensorProto {
+    /// Encodes as `storage` (an ONNX data type code) when given, else as float or int64.
+    func proto(named name: String, storage: Int? = nil) -> Onnx_TensorProto {
         var t = Onnx_TensorProto()
         t.name = name
         t.dims = shape.map { Int64($0) }
-        switch self {
-        case .float(let tensor):
+        func raw<T>(_ values: [T]) -> Data { values.withUnsafeBytes { Data($0) } }
+        switch (self, storage) {
+        case (.float(let tensor), ONNXDataType.float16?):
+            t.rawData = raw(tensor.scalars.map(\.halfBits))
+        case (.float(let tensor), ONNXDataType.double?):
+            t.rawData = raw(tensor.scalars.map { Double($0) })
+        case (.float(let tensor), _):
             t.dataType = Int32(ONNXDataType.float)
-            t.rawData = tensor.scalars.withUnsafeBytes { Data($0) }
-        case .int64(let tensor):
+            t.rawData = raw(tensor.scalars)
+            return t
+        case (.int64(let tensor), ONNXDataType.uint8?), (.int64(let tensor), ONNXDataType.bool?):
+            t.rawData = Data(tensor.scalars.map { UInt8(truncatingIfNeeded: $0) })
+        case (.int64(let tensor), ONNXDataType.int8?):
+            t.rawData = raw(tensor.scalars.map { Int8(truncatingIfNeeded: $0) })
+        case (.int64(let tensor), ONNXDataType.uint16?):
+            t.rawData = raw(tensor.scalars.map { UInt16(truncatingIfNeeded: $0) })
+        case (.int64(let tensor), ONNXDataType.int16?):
+            t.rawData = raw(tensor.scalars.map { Int16(truncatingIfNeeded: $0) })
+        case (.int64(let tensor), ONNXDataType.int32?):
+            t.rawData = raw(tensor.scalars.map { Int32(truncatingIfNeeded: $0) })
+        case (.int64(let tensor), ONNXDataType.uint32?):
+            t.rawData = raw(tensor.scalars.map { UInt32(truncatingIfNeeded: $0) })
+        case (.int64(let tensor), _):
             t.dataType = Int32(ONNXDataType.int64)
-            t.rawData = tensor.scalars.withUnsafeBytes { Data($0) }
+            t.rawData = raw(tensor.scalars)
+            return t
         }
+        t.dataType = Int32(storage!)
         return t
     }
 }

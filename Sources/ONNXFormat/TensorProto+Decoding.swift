@@ -98,19 +98,3 @@ extension Onnx_TensorProto {
         } // ONNX raw data is little-endian, as are all platforms Swift runs this on.
     }
 }
-
-extension Float {
-    /// IEEE 754 half-precision bits to Float (portable: Float16 is unavailable on x86-64 macOS).
-    init(halfBits h: UInt16) {
-        let sign = UInt32(h & 0x8000) << 16
-        let exponent = Int((h >> 10) & 0x1F)
-        let mantissa = UInt32(h & 0x3FF)
-        if exponent == 0 {
-            self = (sign != 0 ? -1 : 1) * Float(mantissa) * 0x1p-24
-        } else if exponent == 31 {
-            self = Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
-        } else {
-            self = Float(bitPattern: sign | UInt32(exponent + 112) << 23 | (mantissa << 13))
-        }
-    }
-}

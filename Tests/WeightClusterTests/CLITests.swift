@@ -149,3 +149,61 @@ enum CLI {
         #expect(throws: (any Error).self) { try WeightClusterCommand.parseAsRoot(["evaluate", "--limit", "0"]) }
     }
 }
+
+@Suite(.serialized) struct CompressCLITests {
+    let model = Fixtures.path("models/tiny_resnet_opset13.onnx")
+
+    @Test func compressWritesJSONAndAnONNXFile() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("c.onnx").path
+        let result = try CLI.run(["compress", model, "-o", out, "--kernel-reduction", "0.5", "--format", "codebook", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        for key in ["kernels", "clusters", "kernel_reduction", "footprint_bytes", "dense_bytes", "clustering_seconds", "inertia"] {
+            #expect(object[key] != nil, "\(key)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["c.onnx"])
+        _ = try ONNXModelFile.load(out)
+    }
+
+    @Test func compressRefusesToOverwriteItsInput() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let copy = dir.appendingPathComponent("m.onnx").path
+        try FileManager.default.copyItem(atPath: model, toPath: copy)
+        let before = try Data(contentsOf: URL(fileURLWithPath: copy))
+        let result = try CLI.run(["compress", copy, "-o", copy, "--kernel-reduction", "0.5"])
+        #expect(result.status != 0 && result.stderr.contains("is the input file"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: copy)) == before)
+    }
+
+    @Test func compressRejectsBadSizes() throws {
+        for (args, text) in [(["--kernel-reduction", "1"], "[0, 1)"), (["--kernel-clusters", "0"], "at least 1"),
+                             (["--kernel-clusters", "100000"], "larger than the number of kernels"), ([], "exactly one of")] {
+            let result = try CLI.run(["compress", model, "-o", "/tmp/never-written.onnx"] + args)
+            #expect(result.status != 0)
+            #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(text), "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1)
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written.onnx"))
+    }
+
+    @Test func modelWithoutConvolutions() throws {
+        let result = try CLI.run(["compress", Fixtures.path("ops/gemm_transb.onnx"), "-o", "/tmp/never-written.onnx", "--kernel-reduction", "0.5"])
+        #expect(result.status != 0 && result.stderr.contains("no Conv layer"))
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
+    func sweepWritesTableCSVJSONMarkdownAndSVG() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try CLI.run(["sweep", "--kernel-reduction", "0.5,0.9", "--kernel-modes", "plain,scaled", "--limit", "32",
+                                  "--out", dir.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("Δtop-1"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["sweep.csv", "sweep.json", "sweep.md", "sweep.svg"])
+        let csv = try String(contentsOfFile: dir.appendingPathComponent("sweep.csv").path, encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 5)
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Compression
+import Datasets
+import Evaluation
+import Execution
+import ModelGraph
+
+extension KernelClusteringConfiguration.Mode: ExpressibleByArgument {}
+extension KernelClusteringConfiguration.Scope: ExpressibleByArgument {}
+
+/// Kernel-clustering settings shared by `compress` and `sweep`.
+struct KernelOptions: ParsableArguments {
+    @Option(help: "How kernels are represented: plain (centroid replaces kernel, the paper) or scaled (scale × unit shape).")
+    var kernelMode: KernelClusteringConfiguration.Mode = .plain
+
+    @Option(help: "One codebook for the whole network (per kernel shape) or one per layer.")
+    var kernelScope: KernelClusteringConfiguration.Scope = .network
+
+    @Option(help: "Leave Conv layers whose node or weight name matches this glob dense (repeatable).")
+    var exclude: [String] = []
+
+    @Option(help: "Weight each kernel by its input channel's energy on N calibration (training) images.")
+    var calibration: Int?
+
+    @Option(help: "Bits per kernel scale in scaled mode: 16 (float16) or 8.")
+    var scaleBits: Int = 16
+
+    @Option(help: "Seed of the clustering (same seed, same output file).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Maximum Lloyd iterations.")
+    var maxIterations: Int = 30
+
+    func validate() throws {
+        if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
+    }
+
+    func configuration(_ size: KernelClusteringConfiguration.Size) throws -> KernelClusteringConfiguration {
+        let config = KernelClusteringConfiguration(size: size, mode: kernelMode, scope: kernelScope, exclude: exclude,
+                                                   scaleBits: scaleBits, seed: seed, maxIterations: maxIterations)
+        try config.validate()
+        return config
+    }
+
+    /// Channel energies from the first N training images (the test set is kept for evaluation).
+    func channelEnergy(_ graph: Graph, data: DataOptions) throws -> [String: [Float]] {
+        guard let calibration else { return [:] }
+        let source = data.source
+        let split: DatasetSource.Split = if case .idx = source { .train } else { .test }
+        let images = try source.load(split: split, preprocessing: data.preprocessing).prefix(calibration)
+        return try Calibration.convInputEnergy(try Executor(graph: graph), images: images)
+    }
+}
