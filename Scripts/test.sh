@@ -4,6 +4,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh || exit 1
+# onnxruntime (PyPI) in a virtualenv, so the export tests also run the files in onnxruntime; skipped if pip fails.
+venv=.build/ort-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnxruntime, numpy" 2>/dev/null; then
+  (python3 -m venv "$venv" && "$venv/bin/pip" install -q onnxruntime numpy) >/dev/null 2>&1 || echo "note: onnxruntime not installed; its export tests will be skipped"
+fi
+"$venv/bin/python" -c "import onnxruntime, numpy" 2>/dev/null && export WC_ONNXRUNTIME_PYTHON="$PWD/$venv/bin/python"
 log=$(mktemp)
 swift test 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

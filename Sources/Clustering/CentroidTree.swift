@@ -94,6 +94,19 @@ struct CentroidTree {
         }
     }
 
+    /// Squared distance from x to a node's box (d minima, then d maxima): a lower bound for every centroid inside.
+    @inlinable
+    func boxDistance(_ x: UnsafePointer<Float>, _ lo: UnsafePointer<Float>) -> Float {
+        let hi = lo + dimension
+        var gap: Float = 0
+        for j in 0..<dimension {
+            let v = x[j]
+            let t = v < lo[j] ? lo[j] - v : (v > hi[j] ? v - hi[j] : 0)
+            gap += t * t
+        }
+        return gap
+    }
+
     /// Scratch space for one query: a stack of (node, lower bound) pairs, deep enough for any tree we build.
     @usableFromInline
     static func makeScratch() -> UnsafeMutableBufferPointer<(Int32, Float)> {
@@ -118,15 +131,7 @@ struct CentroidTree {
                 top -= 1
                 let (node, _) = stack[top]
                 let n = Int(node)
-                // Squared distance from x to the node's box: a lower bound for every centroid inside.
-                let lo = box.baseAddress! + n * 2 * dimension, hi = lo + dimension
-                var gap: Float = 0
-                for j in 0..<dimension {
-                    let v = x[j]
-                    let t = v < lo[j] ? lo[j] - v : (v > hi[j] ? v - hi[j] : 0)
-                    gap += t * t
-                }
-                if gap >= d1 { continue }
+                if boxDistance(x, box.baseAddress! + n * 2 * dimension) >= d1 { continue }
                 let dim = splitDimension[n]
                 if dim < 0 {
                     for i in Int(self.start[n])..<Int(end[n]) {
@@ -168,14 +173,7 @@ struct CentroidTree {
                     top -= 1
                     let n = Int(stack[top].0)
                     let worst = found < m ? Float.infinity : distances[m - 1]
-                    let lo = box.baseAddress! + n * 2 * dimension, hi = lo + dimension
-                    var gap: Float = 0
-                    for j in 0..<dimension {
-                        let v = x[j]
-                        let t = v < lo[j] ? lo[j] - v : (v > hi[j] ? v - hi[j] : 0)
-                        gap += t * t
-                    }
-                    if gap >= worst { continue }
+                    if boxDistance(x, box.baseAddress! + n * 2 * dimension) >= worst { continue }
                     let dim = splitDimension[n]
                     if dim < 0 {
                         for i in Int(self.start[n])..<Int(end[n]) {

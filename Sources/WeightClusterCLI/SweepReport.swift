@@ -97,7 +97,7 @@ struct SweepReport: Codable {
                 let path = points.map { "\(px(xs($0))),\(py($0.top1))" }.joined(separator: " ")
                 s += "<polyline fill=\"none\" stroke=\"\(colours[i % colours.count])\" stroke-width=\"2\" points=\"\(path)\"/>\n"
                 for p in points { s += "<circle cx=\"\(px(xs(p)))\" cy=\"\(py(p.top1))\" r=\"3\" fill=\"\(colours[i % colours.count])\"/>\n" }
-                s += "<text x=\"\(x0 + panel - 90)\" y=\"\(margin + 16 + Double(i) * 16)\" fill=\"\(colours[i % colours.count])\">\(mode)</text>\n"
+                s += "<text x=\"\(x0 + margin + 10)\" y=\"\(height - margin - 10 - Double(modes.count - 1 - i) * 16)\" fill=\"\(colours[i % colours.count])\">\(mode)</text>\n"
             }
         }
         panelSVG(x0: 0, title: "top-1 vs footprint", xs: { Double($0.footprintBytes) / 1_048_576 }, xLabel: "footprint (MiB)",

@@ -144,3 +144,53 @@ import _TestSupport
         #expect(rebuilt == r.graph.initializers["w"]?.floatTensor)
     }
 }
+
+/// The exported files in onnxruntime itself, when a Python with onnxruntime is available
+/// (`WC_ONNXRUNTIME_PYTHON`, set by Scripts/test.sh, or `python3`).
+@Suite struct OnnxRuntimeExportTests {
+    static let python: String? = {
+        let candidates = [ProcessInfo.processInfo.environment["WC_ONNXRUNTIME_PYTHON"], "/usr/bin/python3", "python3"].compactMap { $0 }
+        for candidate in candidates {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = [candidate, "-c", "import onnxruntime, numpy"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            if (try? p.run()) != nil { p.waitUntilExit(); if p.terminationStatus == 0 { return candidate } }
+        }
+        return nil
+    }()
+
+    @Test(.enabled(if: python != nil, "no Python with onnxruntime"), arguments: KernelClusteringConfiguration.Mode.allCases)
+    func codebookAndDenseFilesAgreeInOnnxRuntime(_ mode: KernelClusteringConfiguration.Mode) throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let g = try ONNXFormatTestLoader.load("models/tiny_resnet_opset13")
+        let r = try clusterKernels(in: g, configuration: .init(size: .reduction(0.7), mode: mode))
+        let dense = dir.appendingPathComponent("dense.onnx").path, codebook = dir.appendingPathComponent("codebook.onnx").path
+        try ONNXModelFile.save(r.graph, to: dense)
+        try ONNXModelFile.save(r.codebookGraph(), to: codebook)
+        let input = Fixtures.path("models/tiny_resnet_opset13.input.npy")
+        let script = """
+        import sys, numpy as np, onnxruntime as ort
+        x = np.load(sys.argv[3])
+        a, b = (ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0] for p in sys.argv[1:3])
+        np.save(sys.argv[4], a)
+        print(float(np.abs(a - b).max()))
+        """
+        let ortOut = dir.appendingPathComponent("ort.npy").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [Self.python!, "-c", script, codebook, dense, input, ortOut]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let difference = try #require(Float(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(difference <= 1e-5, "codebook vs dense in onnxruntime")
+        let ours = try Executor(graph: try ONNXModelFile.load(codebook))(try TestSupport.readFloat(input))
+        #expect(TestSupport.maxAbsDifference(ours.scalars, try TestSupport.readFloat(ortOut).scalars) <= 1e-4, "ours vs onnxruntime")
+    }
+}
