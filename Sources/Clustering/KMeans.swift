@@ -60,7 +60,8 @@ public enum KMeans {
         }
         return KMeansResult(centroids: centroids, dimension: d, assignments: state.assignments, inertia: inertia,
                             inertiaHistory: history, iterations: iterations, initialization: method,
-                            assignmentMethod: d <= 32 ? (config.leafBudget == .max ? "kd-tree, exact" : "kd-tree, \(config.leafBudget) leaves") : "blas")
+                            assignmentMethod: d <= 32 ? (config.leafBudget == .max ? "kd-tree, exact"
+                                : "kd-tree seed (\(config.leafBudget) leaves) + \(config.neighbours)-neighbour graph") : "blas")
     }
 
     /// Scales each nonzero row to unit length.

@@ -1,4 +1,6 @@
 import Compression
+import Datasets
+import Evaluation
 import Compute
 import Execution
 import Foundation
@@ -192,5 +194,23 @@ import _TestSupport
         #expect(difference <= 1e-5, "codebook vs dense in onnxruntime")
         let ours = try Executor(graph: try ONNXModelFile.load(codebook))(try TestSupport.readFloat(input))
         #expect(TestSupport.maxAbsDifference(ours.scalars, try TestSupport.readFloat(ortOut).scalars) <= 1e-4, "ours vs onnxruntime")
+    }
+}
+
+@Suite struct CalibrationTests {
+    @Test func convInputEnergyIsTheMeanSquarePerChannel() throws {
+        let graph = try ONNXFormatTestLoader.load("models/tiny_resnet_opset13")
+        let x = try TestSupport.readFloat(Fixtures.path("models/tiny_resnet_opset13.input.npy"))
+        let dataset = try ImageDataset(images: x, labels: Array(repeating: 0, count: x.shape[0]))
+        let energy = try Calibration.convInputEnergy(try Executor(graph: graph), images: dataset, batchSize: 2)
+        let first = try #require(graph.nodes.first { $0.opType == "Conv" })
+        // The first conv reads the image itself: one channel, mean of x².
+        let expected = x.scalars.reduce(0) { $0 + $1 * $1 } / Float(x.count)
+        let measured = try #require(energy[first.inputs[1]])
+        #expect(measured.count == 1 && abs(measured[0] - expected) < 1e-4 * expected)
+        #expect(energy.count == graph.nodes.filter { $0.opType == "Conv" }.count)
+        // Weighting changes the clustering but keeps it valid.
+        let r = try clusterKernels(in: graph, configuration: .init(size: .reduction(0.6)), channelEnergy: energy)
+        #expect(r.footprint.kernelReduction > 0.55)
     }
 }
