@@ -39,8 +39,10 @@ public enum KMeans {
             : randomSample(x, rows: n, dimension: d, weights: w, k: k, generator: &generator, chosen: &seededRows)
         if config.metric == .spherical { normaliseRows(&centroids, rows: k, dimension: d) }
 
-        var state = Assignment(rows: n, dimension: d, useTree: d <= 32, leafBudget: config.leafBudget,
-                                   neighbours: config.leafBudget == .max ? 0 : config.neighbours)
+        // Small problems search exactly: the neighbour graph pays off only when n·K is large.
+        let exact = config.leafBudget == .max || n * k <= config.exactSearchBudget
+        var state = Assignment(rows: n, dimension: d, useTree: d <= 32, leafBudget: exact ? .max : config.leafBudget,
+                               neighbours: exact ? 0 : config.neighbours)
         // A row drawn as an initial centroid starts in its own cluster (so K = N reproduces every row exactly).
         for (slot, row) in seededRows.enumerated() { state.seed(row: row, cluster: slot) }
         var history: [Double] = []
@@ -60,7 +62,7 @@ public enum KMeans {
         }
         return KMeansResult(centroids: centroids, dimension: d, assignments: state.assignments, inertia: inertia,
                             inertiaHistory: history, iterations: iterations, initialization: method,
-                            assignmentMethod: d <= 32 ? (config.leafBudget == .max ? "kd-tree, exact"
+                            assignmentMethod: d <= 32 ? (exact ? "kd-tree, exact"
                                 : "kd-tree seed (\(config.leafBudget) leaves) + \(config.neighbours)-neighbour graph") : "blas")
     }
 

@@ -28,6 +28,10 @@ public struct KMeansConfiguration: Sendable, Equatable {
     /// After the first assignment, a row compares only the centroids nearest to its current one (a neighbour
     /// graph over the centroids, rebuilt each iteration); ignored when `leafBudget` is `.max` (exact search).
     public var neighbours: Int
+    /// Up to this n·K the search is exact (`leafBudget` and `neighbours` are then ignored): on small problems the
+    /// approximate search costs more inertia than the exact one costs time (bundled small VGG at −85.6%: inertia
+    /// 55.1 approximate against 44.4 exact).
+    public var exactSearchBudget = 1 << 28
 
     public init(clusters: Int, metric: Metric = .euclidean, initialization: Initialization = .automatic,
                 maxIterations: Int = 30, tolerance: Double = 1e-3, seed: UInt64 = 0, leafBudget: Int = 2,

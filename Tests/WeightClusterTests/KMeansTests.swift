@@ -19,6 +19,14 @@ import Testing
         #expect(r.inertia == 0)
     }
 
+    @Test func kEqualsNIsExactOnTheApproximatePathToo() throws {
+        let x = Self.data(rows: 300, dimension: 9, seed: 2)
+        var config = KMeansConfiguration(clusters: 300, initialization: .randomSample)
+        config.exactSearchBudget = 0
+        let r = try KMeans.fit(x, rows: 300, dimension: 9, configuration: config)
+        #expect(r.inertia == 0)
+    }
+
     @Test func oneClusterIsTheWeightedMean() throws {
         let x: [Float] = [0, 0, 2, 2, 4, 10]
         let r = try KMeans.fit(x, rows: 3, dimension: 2, weights: [1, 1, 2], configuration: .init(clusters: 1))
@@ -30,8 +38,9 @@ import Testing
         let (d, n, k) = shape
         let x = Self.data(rows: n, dimension: d, seed: 7)
         for metric in KMeansConfiguration.Metric.allCases {
-            let r = try KMeans.fit(x, rows: n, dimension: d,
-                                   configuration: .init(clusters: k, metric: metric, initialization: .randomSample, maxIterations: 40, tolerance: 0))
+            var config = KMeansConfiguration(clusters: k, metric: metric, initialization: .randomSample, maxIterations: 40, tolerance: 0)
+            config.exactSearchBudget = 0  // the approximate (tree seed + neighbour graph) path
+            let r = try KMeans.fit(x, rows: n, dimension: d, configuration: config)
             for (a, b) in zip(r.inertiaHistory, r.inertiaHistory.dropFirst()) {
                 #expect(b <= a * (1 + 1e-9), "\(metric) d=\(d): \(a) -> \(b)")
             }
@@ -40,7 +49,8 @@ import Testing
 
     @Test func sameSeedSameResult() throws {
         let x = Self.data(rows: 2000, dimension: 9, seed: 3)
-        let config = KMeansConfiguration(clusters: 50, seed: 42)
+        var config = KMeansConfiguration(clusters: 50, seed: 42)
+        config.exactSearchBudget = 0
         let a = try KMeans.fit(x, rows: 2000, dimension: 9, configuration: config)
         let b = try KMeans.fit(x, rows: 2000, dimension: 9, configuration: config)
         #expect(a.centroids == b.centroids && a.assignments == b.assignments)
