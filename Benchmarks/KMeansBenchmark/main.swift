@@ -35,6 +35,7 @@ if let initialization = value("--init", arguments), let method = KMeansConfigura
 }
 if let leaves = value("--leaves", arguments), let budget = Int(leaves) { configuration.leafBudget = budget }
 if let m = value("--neighbours", arguments), let count = Int(m) { configuration.neighbours = count }
+if arguments.contains("--approximate") { configuration.exactSearchBudget = 0 }
 let start = DispatchTime.now().uptimeNanoseconds
 let result = try KMeans.fit(kernels, rows: n, dimension: 9, configuration: configuration)
 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
