@@ -101,7 +101,6 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     // Images per GEMM: enough columns to keep BLAS efficient, few enough to bound the im2col buffer.
     let perChunk = max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
     let chunks = (n + perChunk - 1) / perChunk
-    let workers = min(ComputeThreads.count, chunks)
     let isPointwise = kh == 1 && kw == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
 
     input.scalars.withUnsafeBufferPointer { inBuf in
@@ -145,21 +144,7 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                         }
                     }
                 }
-                let colSize = kdim * perChunk * ohw
-                let tmpSize = ocg * perChunk * ohw
-                if workers <= 1 {
-                    let col = UnsafeMutablePointer<Float>.allocate(capacity: colSize)
-                    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: tmpSize)
-                    defer { col.deallocate(); tmp.deallocate() }
-                    for chunk in 0..<chunks { runChunk(chunk, col, tmp, true) }
-                } else {
-                    parallelChunks(chunks) { range in
-                        let col = UnsafeMutablePointer<Float>.allocate(capacity: colSize)
-                        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: tmpSize)
-                        defer { col.deallocate(); tmp.deallocate() }
-                        for chunk in range { runChunk(chunk, col, tmp, false) }
-                    }
-                }
+                forEachChunk(chunks, scratch: (kdim * perChunk * ohw, ocg * perChunk * ohw), runChunk)
             }
         }
     }

@@ -49,3 +49,18 @@ public func parallelChunks(_ count: Int, minimumChunk: Int = 1, _ body: (Range<I
         }
     }
 }
+
+/// Runs `body(chunk, scratchA, scratchB, alone)` for chunks 0..<count, split over the workers, each worker with
+/// its own two scratch buffers of `scratch` floats. `alone` is true when a single worker runs every chunk, so the
+/// body may parallelise inside (its GEMMs) instead.
+@inlinable
+public func forEachChunk(_ count: Int, scratch sizes: (Int, Int),
+                         _ body: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Bool) -> Void) {
+    let alone = min(ComputeThreads.count, count) <= 1
+    parallelChunks(alone ? min(count, 1) : count) { range in
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: max(1, sizes.0))
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: max(1, sizes.1))
+        defer { a.deallocate(); b.deallocate() }
+        for chunk in (alone ? 0..<count : range) { body(chunk, a, b, alone) }
+    }
+}

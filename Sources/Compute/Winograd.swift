@@ -90,22 +90,8 @@ public enum Winograd {
                         outputTransform(m, oc: oc, first: first, images: images, th: th, tw: tw, oh: oh, ow: ow,
                                         tiles: tiles, bias: bias, activation: activation, into: out)
                     }
-                    let vSize = 16 * paddedStride(c * perChunk * tilesPerImage)
-                    let mSize = 16 * paddedStride(oc * perChunk * tilesPerImage)
-                    let workers = min(ComputeThreads.count, chunks)
-                    if workers <= 1 {
-                        let v = UnsafeMutablePointer<Float>.allocate(capacity: vSize)
-                        let m = UnsafeMutablePointer<Float>.allocate(capacity: mSize)
-                        defer { v.deallocate(); m.deallocate() }
-                        for chunk in 0..<chunks { runChunk(chunk, v, m, ComputeThreads.count > 1) }
-                    } else {
-                        parallelChunks(chunks) { range in
-                            let v = UnsafeMutablePointer<Float>.allocate(capacity: vSize)
-                            let m = UnsafeMutablePointer<Float>.allocate(capacity: mSize)
-                            defer { v.deallocate(); m.deallocate() }
-                            for chunk in range { runChunk(chunk, v, m, false) }
-                        }
-                    }
+                    forEachChunk(chunks, scratch: (16 * paddedStride(c * perChunk * tilesPerImage),
+                                                   16 * paddedStride(oc * perChunk * tilesPerImage)), runChunk)
                 }
             }
         }
