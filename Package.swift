@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["Execution", "Datasets"]),
         // Commands, as a library so tests run them in-process.
         .target(name: "WeightClusterCLI",
-                dependencies: ["ONNXFormat", "Compression", "Execution", "Datasets", "Evaluation",
+                dependencies: ["ONNXFormat", "Clustering", "Compression", "Execution", "Datasets", "Evaluation",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 resources: [.copy("Resources")]),
         .executableTarget(name: "weightcluster", dependencies: ["WeightClusterCLI"]),

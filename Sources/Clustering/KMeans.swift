@@ -3,7 +3,8 @@ import Foundation
 
 /// Weighted k-means over the rows of an n×d matrix (Lloyd's iterations), Euclidean or spherical.
 ///
-/// - Initialisation: k-means++ when n·K ≤ 2²⁸, else K distinct rows drawn at random (as faiss does); both seeded.
+/// - Initialisation: k-means++ when n·K ≤ 2²⁸, else K distinct rows drawn with probability ∝ w‖x − μ‖²
+///   (`spreadSample`, one D² round against the mean); uniform random rows (faiss's way) on request. All seeded.
 /// - Assignment, d ≤ 32: a k-d tree over the centroids (rebuilt each iteration, box-distance pruning). Each row
 ///   starts from its current centroid and opens at most `leafBudget` leaves, so a row only ever moves to a
 ///   nearer centroid and the inertia never increases; `leafBudget = .max` makes the search exact.
@@ -30,13 +31,15 @@ public enum KMeans {
         let w = weights ?? [Float](repeating: 1, count: n)
         var generator = SeededGenerator(seed: config.seed)
         let method: KMeansConfiguration.Initialization = switch config.initialization {
-        case .automatic: n * k <= KMeansConfiguration.kMeansPlusPlusBudget ? .kMeansPlusPlus : .randomSample
+        case .automatic: n * k <= KMeansConfiguration.kMeansPlusPlusBudget ? .kMeansPlusPlus : .spreadSample
         case let other: other
         }
         var seededRows: [Int] = []
-        var centroids = method == .kMeansPlusPlus
-            ? kMeansPlusPlus(x, rows: n, dimension: d, weights: w, k: k, generator: &generator)
-            : randomSample(x, rows: n, dimension: d, weights: w, k: k, generator: &generator, chosen: &seededRows)
+        var centroids = switch method {
+        case .kMeansPlusPlus: kMeansPlusPlus(x, rows: n, dimension: d, weights: w, k: k, generator: &generator)
+        case .spreadSample: spreadSample(x, rows: n, dimension: d, weights: w, k: k, generator: &generator, chosen: &seededRows)
+        default: randomSample(x, rows: n, dimension: d, weights: w, k: k, generator: &generator, chosen: &seededRows)
+        }
         if config.metric == .spherical { normaliseRows(&centroids, rows: k, dimension: d) }
 
         // Small problems search exactly: the neighbour graph pays off only when n·K is large.
@@ -92,6 +95,29 @@ public enum KMeans {
         for (slot, row) in pool.prefix(k).enumerated() {
             for j in 0..<d { c[slot * d + j] = x[row * d + j] }
         }
+        return c
+    }
+
+    static func spreadSample(_ x: [Float], rows n: Int, dimension d: Int, weights: [Float], k: Int,
+                             generator: inout SeededGenerator, chosen: inout [Int]) -> [Float] {
+        var mean = [Double](repeating: 0, count: d)
+        var mass = 0.0
+        for i in 0..<n { mass += Double(weights[i]); for j in 0..<d { mean[j] += Double(weights[i]) * Double(x[i * d + j]) } }
+        if mass > 0 { for j in 0..<d { mean[j] /= mass } }
+        // Efraimidis–Spirakis: key = log(u) / pᵢ; the k largest keys are a weighted sample without replacement.
+        var keyed: [(key: Double, row: Int)] = []
+        keyed.reserveCapacity(n)
+        for i in 0..<n {
+            var s = 0.0
+            for j in 0..<d { let t = Double(x[i * d + j]) - mean[j]; s += t * t }
+            let p = Double(weights[i]) * s
+            let u = max(generator.unit(), .leastNormalMagnitude)
+            keyed.append((p > 0 ? Foundation.log(u) / p : -.infinity, i))
+        }
+        keyed.sort { $0.key != $1.key ? $0.key > $1.key : $0.row < $1.row }
+        chosen = keyed.prefix(k).map(\.row)
+        var c = [Float](repeating: 0, count: k * d)
+        for (slot, row) in chosen.enumerated() { for j in 0..<d { c[slot * d + j] = x[row * d + j] } }
         return c
     }
 

@@ -8,12 +8,15 @@ public struct KMeansConfiguration: Sendable, Equatable {
     }
 
     public enum Initialization: String, Sendable, CaseIterable {
-        /// k-means++ when n·K is small enough for its O(n·K·d) passes, else `randomSample`.
+        /// k-means++ when n·K is small enough for its O(n·K·d) passes, else `spreadSample`.
         case automatic
         /// D²-weighted seeding (Arthur & Vassilvitskii 2007), with row weights.
         case kMeansPlusPlus
         /// K distinct rows drawn uniformly among rows of positive weight (Forgy; what faiss does).
         case randomSample
+        /// K distinct rows drawn with probability ∝ wᵢ‖xᵢ − μ‖² (μ the weighted mean): one D² round of k-means++
+        /// against the mean, O(n log n), so rare far-out rows get centroids as k-means++ would give them.
+        case spreadSample
     }
 
     public var clusters: Int

@@ -115,6 +115,7 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
         let k = clusterCounts[g]
         let kmeans = try KMeans.fit(rows, rows: n, dimension: d, weights: weights,
                                     configuration: KMeansConfiguration(clusters: k, metric: config.mode == .scaled ? .spherical : .euclidean,
+                                                                       initialization: config.initialization,
                                                                        maxIterations: config.maxIterations, seed: config.seed &+ UInt64(g)))
         inertia += kmeans.inertia
         codebooks.append(Codebook(kernelShape: [first[2], first[3]], entries: kmeans.centroids))

@@ -1,3 +1,5 @@
+import Clustering
+
 /// Settings of the kernel-clustering pass, validated before any work is done.
 public struct KernelClusteringConfiguration: Sendable, Equatable {
     public enum Mode: String, Sendable, CaseIterable {
@@ -31,6 +33,8 @@ public struct KernelClusteringConfiguration: Sendable, Equatable {
     public var scaleBits: Int
     public var seed: UInt64
     public var maxIterations: Int
+    /// k-means seeding (automatic: k-means++ on small problems, random rows on large ones).
+    public var initialization: KMeansConfiguration.Initialization = .automatic
 
     public init(size: Size, mode: Mode = .plain, scope: Scope = .network, exclude: [String] = [], scaleBits: Int = 16,
                 seed: UInt64 = 0, maxIterations: Int = 30) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Clustering
 import Compression
 import Datasets
 import Evaluation
@@ -7,6 +8,7 @@ import ModelGraph
 
 extension KernelClusteringConfiguration.Mode: ExpressibleByArgument {}
 extension KernelClusteringConfiguration.Scope: ExpressibleByArgument {}
+extension KMeansConfiguration.Initialization: ExpressibleByArgument {}
 
 /// Kernel-clustering settings shared by `compress` and `sweep`.
 struct KernelOptions: ParsableArguments {
@@ -31,13 +33,17 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "Maximum Lloyd iterations.")
     var maxIterations: Int = 30
 
+    @Option(help: "k-means seeding: automatic (k-means++ when n·K ≤ 2^28, else spreadSample), kMeansPlusPlus, randomSample, spreadSample.")
+    var kernelInit: KMeansConfiguration.Initialization = .automatic
+
     func validate() throws {
         if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
     }
 
     func configuration(_ size: KernelClusteringConfiguration.Size) throws -> KernelClusteringConfiguration {
-        let config = KernelClusteringConfiguration(size: size, mode: kernelMode, scope: kernelScope, exclude: exclude,
+        var config = KernelClusteringConfiguration(size: size, mode: kernelMode, scope: kernelScope, exclude: exclude,
                                                    scaleBits: scaleBits, seed: seed, maxIterations: maxIterations)
+        config.initialization = kernelInit
         try config.validate()
         return config
     }

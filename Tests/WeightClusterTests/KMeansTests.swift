@@ -8,7 +8,7 @@ import Testing
         return (0..<(n * d)).map { i in Float((i / d) % 7) + Float(g.unit() - 0.5) }
     }
 
-    @Test(arguments: [KMeansConfiguration.Initialization.randomSample, .kMeansPlusPlus])
+    @Test(arguments: [KMeansConfiguration.Initialization.randomSample, .kMeansPlusPlus, .spreadSample])
     func kEqualsNReproducesEveryRow(_ initialization: KMeansConfiguration.Initialization) throws {
         let x = Self.data(rows: 300, dimension: 9, seed: 1)
         let r = try KMeans.fit(x, rows: 300, dimension: 9, configuration: .init(clusters: 300, initialization: initialization))
@@ -19,9 +19,10 @@ import Testing
         #expect(r.inertia == 0)
     }
 
-    @Test func kEqualsNIsExactOnTheApproximatePathToo() throws {
+    @Test(arguments: [KMeansConfiguration.Initialization.randomSample, .spreadSample])
+    func kEqualsNIsExactOnTheApproximatePathToo(_ initialization: KMeansConfiguration.Initialization) throws {
         let x = Self.data(rows: 300, dimension: 9, seed: 2)
-        var config = KMeansConfiguration(clusters: 300, initialization: .randomSample)
+        var config = KMeansConfiguration(clusters: 300, initialization: initialization)
         config.exactSearchBudget = 0
         let r = try KMeans.fit(x, rows: 300, dimension: 9, configuration: config)
         #expect(r.inertia == 0)
