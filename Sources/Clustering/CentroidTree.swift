@@ -113,58 +113,12 @@ struct CentroidTree {
         .allocate(capacity: 256)
     }
 
-    /// The nearest centroid of `x` found by a depth-first search (near side first) that opens at most
-    /// `leafBudget` leaves, starting from the candidate `start` at squared distance `startDistance`.
-    /// With an unlimited budget the answer is exact; with a budget it is the best of the leaves opened.
+    /// Depth-first search from the root, near side first. Skips every node whose box lies at least `bound()` away,
+    /// hands each centroid of an opened leaf to `visit(id, squaredDistance)`, and stops when `leafOpened()`,
+    /// called after each leaf, returns true.
     @inlinable
-    func nearest(_ x: UnsafePointer<Float>, start: Int32, startDistance: Float, leafBudget: Int,
-                 scratch stack: UnsafeMutableBufferPointer<(Int32, Float)>) -> (best: Int32, distance: Float) {
-        var best = start
-        var d1 = startDistance
-        var leaves = 0
-        points.withUnsafeBufferPointer { p in
-          boxes.withUnsafeBufferPointer { box in
-            var top = 0
-            stack[0] = (0, 0)
-            top = 1
-            while top > 0 {
-                top -= 1
-                let (node, _) = stack[top]
-                let n = Int(node)
-                if boxDistance(x, box.baseAddress! + n * 2 * dimension) >= d1 { continue }
-                let dim = splitDimension[n]
-                if dim < 0 {
-                    for i in Int(self.start[n])..<Int(end[n]) {
-                        let c = p.baseAddress! + i * dimension
-                        var s: Float = 0
-                        for j in 0..<dimension { let t = x[j] - c[j]; s += t * t }
-                        if s < d1 {
-                            d1 = s
-                            best = ids[i]
-                        }
-                    }
-                    leaves += 1
-                    if leaves >= leafBudget { break }
-                    continue
-                }
-                let diff = x[Int(dim)] - splitValue[n]
-                let (near, far) = diff < 0 ? (left[n], right[n]) : (right[n], left[n])
-                // Far side first on the stack, so the near side is searched first.
-                stack[top] = (far, 0)
-                stack[top + 1] = (near, 0)
-                top += 2
-            }
-          }
-        }
-        return (best, d1)
-    }
-
-    /// The `m` nearest centroids of `x` among the leaves a depth-first search opens (at most `leafBudget`;
-    /// `.max`: exact), nearest first, written to `result`; `distances` is scratch space for m values.
-    func kNearest(_ x: UnsafePointer<Float>, m: Int, leafBudget: Int, into result: UnsafeMutablePointer<Int32>,
-                  distances: UnsafeMutablePointer<Float>, scratch stack: UnsafeMutableBufferPointer<(Int32, Float)>) {
-        var found = 0
-        var leaves = 0
+    func search(_ x: UnsafePointer<Float>, scratch stack: UnsafeMutableBufferPointer<(Int32, Float)>,
+                bound: () -> Float, visit: (Int32, Float) -> Void, leafOpened: () -> Bool) {
         points.withUnsafeBufferPointer { p in
             boxes.withUnsafeBufferPointer { box in
                 stack[0] = (0, 0)
@@ -172,38 +126,67 @@ struct CentroidTree {
                 while top > 0 {
                     top -= 1
                     let n = Int(stack[top].0)
-                    let worst = found < m ? Float.infinity : distances[m - 1]
-                    if boxDistance(x, box.baseAddress! + n * 2 * dimension) >= worst { continue }
+                    if boxDistance(x, box.baseAddress! + n * 2 * dimension) >= bound() { continue }
                     let dim = splitDimension[n]
                     if dim < 0 {
                         for i in Int(self.start[n])..<Int(end[n]) {
                             let c = p.baseAddress! + i * dimension
                             var s: Float = 0
                             for j in 0..<dimension { let t = x[j] - c[j]; s += t * t }
-                            if found < m || s < distances[m - 1] {
-                                // Insertion into the sorted list of the m best.
-                                var slot = min(found, m - 1)
-                                while slot > 0 && distances[slot - 1] > s {
-                                    distances[slot] = distances[slot - 1]
-                                    result[slot] = result[slot - 1]
-                                    slot -= 1
-                                }
-                                distances[slot] = s
-                                result[slot] = ids[i]
-                                found = min(found + 1, m)
-                            }
+                            visit(ids[i], s)
                         }
-                        leaves += 1
-                        if leaves >= leafBudget && found == m { break }
+                        if leafOpened() { return }
                         continue
                     }
                     let diff = x[Int(dim)] - splitValue[n]
                     let (near, far) = diff < 0 ? (left[n], right[n]) : (right[n], left[n])
+                    // Far side first on the stack, so the near side is searched first.
                     stack[top] = (far, 0)
                     stack[top + 1] = (near, 0)
                     top += 2
                 }
             }
         }
+    }
+
+    /// The nearest centroid of `x` found by a search that opens at most `leafBudget` leaves, starting from the
+    /// candidate `start` at squared distance `startDistance`. With an unlimited budget the answer is exact.
+    @inlinable
+    func nearest(_ x: UnsafePointer<Float>, start: Int32, startDistance: Float, leafBudget: Int,
+                 scratch stack: UnsafeMutableBufferPointer<(Int32, Float)>) -> (best: Int32, distance: Float) {
+        var best = start
+        var d1 = startDistance
+        var leaves = 0
+        search(x, scratch: stack, bound: { d1 }, visit: { id, s in
+            if s < d1 { d1 = s; best = id }
+        }, leafOpened: {
+            leaves += 1
+            return leaves >= leafBudget
+        })
+        return (best, d1)
+    }
+
+    /// The `m` nearest centroids of `x` among the leaves a search opens (at most `leafBudget` once m are found;
+    /// `.max`: exact), nearest first, written to `result`; `distances` is scratch space for m values.
+    func kNearest(_ x: UnsafePointer<Float>, m: Int, leafBudget: Int, into result: UnsafeMutablePointer<Int32>,
+                  distances: UnsafeMutablePointer<Float>, scratch stack: UnsafeMutableBufferPointer<(Int32, Float)>) {
+        var found = 0
+        var leaves = 0
+        search(x, scratch: stack, bound: { found < m ? .infinity : distances[m - 1] }, visit: { id, s in
+            guard found < m || s < distances[m - 1] else { return }
+            // Insertion into the sorted list of the m best.
+            var slot = min(found, m - 1)
+            while slot > 0 && distances[slot - 1] > s {
+                distances[slot] = distances[slot - 1]
+                result[slot] = result[slot - 1]
+                slot -= 1
+            }
+            distances[slot] = s
+            result[slot] = id
+            found = min(found + 1, m)
+        }, leafOpened: {
+            leaves += 1
+            return leaves >= leafBudget && found == m
+        })
     }
 }
