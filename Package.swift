@@ -49,6 +49,8 @@ let package = Package(
                           path: "Benchmarks/InferenceBenchmark"),
         .executableTarget(name: "wc-kmeans-bench", dependencies: ["Clustering", "Datasets", "ModelGraph", "ONNXFormat"],
                           path: "Benchmarks/KMeansBenchmark"),
+        .executableTarget(name: "wc-neuron-bench", dependencies: ["Compression", "Compute", "Execution", "ModelGraph", "ONNXFormat"],
+                          path: "Benchmarks/NeuronBenchmark"),
         .target(name: "_TestSupport", dependencies: ["Compute", "Datasets"], path: "Tests/_TestSupport"),
         .testTarget(name: "WeightClusterTests",
                     dependencies: ["_TestSupport", "Compute", "Clustering", "Compression", "ModelGraph", "ONNXFormat", "Execution",

@@ -3,7 +3,8 @@ import Foundation
 
 /// Weighted k-means over the rows of an n×d matrix (Lloyd's iterations), Euclidean or spherical.
 ///
-/// - Initialisation: k-means++ when n·K ≤ 2²⁸, else K distinct rows drawn with probability ∝ w‖x − μ‖²
+/// - Initialisation: k-means++ when n·K ≤ 2²⁸ and n·K·d ≤ 9·2²⁸ (its K sequential passes over the data are
+///   memory-bound for long rows), else K distinct rows drawn with probability ∝ w‖x − μ‖²
 ///   (`spreadSample`, one D² round against the mean); uniform random rows (faiss's way) on request. All seeded.
 /// - Assignment, d ≤ 32: a k-d tree over the centroids (rebuilt each iteration, box-distance pruning). Each row
 ///   starts from its current centroid and opens at most `leafBudget` leaves, so a row only ever moves to a
@@ -31,7 +32,7 @@ public enum KMeans {
         let w = weights ?? [Float](repeating: 1, count: n)
         var generator = SeededGenerator(seed: config.seed)
         let method: KMeansConfiguration.Initialization = switch config.initialization {
-        case .automatic: n * k <= KMeansConfiguration.kMeansPlusPlusBudget ? .kMeansPlusPlus : .spreadSample
+        case .automatic: KMeansConfiguration.affordsKMeansPlusPlus(rows: n, clusters: k, dimension: d) ? .kMeansPlusPlus : .spreadSample
         case let other: other
         }
         var seededRows: [Int] = []
@@ -135,7 +136,7 @@ public enum KMeans {
                 nearest.withUnsafeMutableBufferPointer { nb in
                     let cAddress = Int(bitPattern: nb.baseAddress!)
                     let centre = Array(c[slot * d..<(slot + 1) * d])
-                    parallelChunks(n, minimumChunk: 4096) { range in
+                    parallelChunks(n, minimumChunk: max(1, 4096 / d)) { range in
                         let nb = UnsafeMutablePointer<Float>(bitPattern: cAddress)!
                         for i in range {
                             var s: Float = 0

@@ -1,3 +1,5 @@
+import ModelGraph
+
 /// Exact storage of a compressed model, in bytes, as the paper counts kernels.
 public struct Footprint: Sendable, Codable, Equatable {
     /// All float weights of the original model at 32 bits.
@@ -22,5 +24,28 @@ public struct Footprint: Sendable, Codable, Equatable {
 
     public static func indexBits(clusters k: Int) -> Int {
         k <= 1 ? 0 : Int.bitWidth - (k - 1).leadingZeroBitCount
+    }
+}
+
+/// Storage of a model after any combination of the passes, in bytes: every float weight at 32 bits, except that
+/// pruned or neuron-clustered matrices count what they store (shared columns, indices, scales; sparse rows when
+/// smaller) and clustered kernels count codebook, indices and scales.
+public struct ModelFootprint: Sendable, Equatable {
+    public var denseBytes: Int
+    public var totalBytes: Int
+    public var compressionRatio: Double { Double(denseBytes) / Double(max(1, totalBytes)) }
+
+    public init(original: Graph, pruning: PruningResult? = nil, neurons: NeuronClusteringResult? = nil,
+                kernels: KernelClusteringResult? = nil) {
+        denseBytes = original.parameterCount * 4
+        var total = denseBytes
+        // Neuron clustering replaces the pruned matrices it covers; pruned layers it left alone keep their count.
+        let clustered = Set(neurons?.layers.map(\.weightName) ?? [])
+        for layer in pruning?.layers ?? [] where !clustered.contains(layer.weightName) {
+            total += layer.storedBytes - layer.weights * 4
+        }
+        for layer in neurons?.layers ?? [] { total += layer.storedBytes - layer.denseBytes }
+        if let f = kernels?.footprint { total += f.codebookBytes + f.indexBytes + f.scaleBytes - f.clusteredDenseBytes }
+        totalBytes = total
     }
 }

@@ -67,12 +67,14 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
     case noConvolutions(String)
     case tooManyClusters(k: Int, kernels: Int)
     case nonFinite(tensor: String)
+    case noFullyConnected(String)
 
     public var description: String {
         switch self {
         case .invalidSetting(let message): message
         case .noConvolutions(let detail): "the model has no Conv layer with constant weights to cluster\(detail)"
         case .tooManyClusters(let k, let kernels): "K = \(k) is larger than the number of kernels (\(kernels)); choose K between 1 and \(kernels)"
+        case .noFullyConnected(let detail): "the model has no fully-connected layer (Gemm/MatMul with a constant 2-D weight) to compress\(detail)"
         case .nonFinite(let tensor): "weight tensor '\(tensor)' contains NaN or infinite values"
         }
     }

@@ -21,6 +21,8 @@ public final class Executor: @unchecked Sendable {
 
     /// Winograd-transformed weights of the Conv nodes in `plan` that take that path, by plan index.
     private let prepared: [Int: Winograd.PreparedWeights]
+    /// Compressed fully-connected layers (shared columns) in `plan`, by plan index.
+    private let products: [Int: SharedColumnProduct]
     public let options: Options
 
     public struct Options: Sendable {
@@ -29,6 +31,9 @@ public final class Executor: @unchecked Sendable {
         public var winograd: Winograd = .automatic
         /// Fuse a Relu into the convolution that feeds it alone.
         public var fuseActivations = true
+        /// Run layers whose weight is a Gather of shared columns in compressed form (sum, then the smaller
+        /// product); when false the Gather is folded into a dense weight at load.
+        public var sharedColumns = true
         public init() {}
     }
 
@@ -43,8 +48,9 @@ public final class Executor: @unchecked Sendable {
         var constants = graph.initializers
         var remaining: [Node] = []
         let graphInputs = Set(graph.inputs.map(\.name))
+        let keptGathers = options.sharedColumns ? Executor.sharedColumnGathers(sorted, graph: graph) : []
         for node in sorted {
-            let foldable = Operators.isFoldable(node)
+            let foldable = Operators.isFoldable(node) && !keptGathers.contains(node.outputs.first ?? "")
                 && node.inputs.allSatisfy { $0.isEmpty || (constants[$0] != nil && !graphInputs.contains($0)) }
             if foldable {
                 let inputs = node.inputs.map { $0.isEmpty ? nil : constants[$0] }
@@ -54,6 +60,9 @@ public final class Executor: @unchecked Sendable {
                 remaining.append(node)
             }
         }
+        let rewrite = try Executor.rewritingSharedColumns(remaining, gathers: keptGathers, constants: constants,
+                                                          graphOutputs: Set(graph.outputs.map(\.name)))
+        remaining = rewrite.0
         if options.fuseActivations { remaining = Executor.fusingActivations(remaining, graphOutputs: Set(graph.outputs.map(\.name))) }
         var prepared: [Int: Winograd.PreparedWeights] = [:]
         for (index, node) in remaining.enumerated() where node.opType == "Conv" && options.winograd != .never {
@@ -68,6 +77,11 @@ public final class Executor: @unchecked Sendable {
             }
         }
         self.prepared = prepared
+        var products: [Int: SharedColumnProduct] = [:]
+        for (index, node) in remaining.enumerated() where node.opType == Executor.sharedColumnsOp {
+            products[index] = rewrite.1[node.outputs.first ?? ""]
+        }
+        self.products = products
         var lastUse: [String: Int] = [:]
         for (index, node) in remaining.enumerated() {
             for input in node.inputs where !input.isEmpty && constants[input] == nil { lastUse[input] = index }
@@ -102,7 +116,8 @@ public final class Executor: @unchecked Sendable {
             }
             inputObserver?(node, inputs)
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
-            let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared[index])
+            let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared[index],
+                                                   shared: products[index])
             if profiling { profile[node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
         }

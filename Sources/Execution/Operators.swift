@@ -10,6 +10,7 @@ enum Operators {
         registerNeuralOperators(&t)
         registerMathOperators(&t)
         registerShapeOperators(&t)
+        t[Executor.sharedColumnsOp] = sharedColumns
         return t
     }()
 
@@ -25,12 +26,13 @@ enum Operators {
     /// Attribute the executor sets on a Conv that computes its following Relu too (never exported).
     static let fusedActivationKey = "_fused_activation"
 
-    static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int, prepared: Winograd.PreparedWeights? = nil) throws -> [AnyTensor] {
+    static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int, prepared: Winograd.PreparedWeights? = nil,
+                         shared: SharedColumnProduct? = nil) throws -> [AnyTensor] {
         guard let kernel = table[node.opType] else {
             throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName, opset: opset)
         }
         do {
-            return try kernel(node, Arguments(node: node, values: inputs, opset: opset, prepared: prepared))
+            return try kernel(node, Arguments(node: node, values: inputs, opset: opset, prepared: prepared, shared: shared))
         } catch let error as ComputeError {
             throw ExecutionError.shapeMismatch(node: node.displayName, op: node.opType, detail: error.description)
         }
@@ -43,6 +45,7 @@ struct Arguments: Sendable {
     let values: [AnyTensor?]
     let opset: Int
     var prepared: Winograd.PreparedWeights? = nil
+    var shared: SharedColumnProduct? = nil
 
     var count: Int { values.count }
 

@@ -11,13 +11,14 @@ import ONNXFormat
 enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
     /// The same graph with clustered weights (a drop-in model).
     case dense
-    /// Codebook + indices (+ scales) and nodes that rebuild each weight: a really smaller file.
+    /// Codebook + indices (+ scales), shared columns + column indices, and nodes that rebuild each weight:
+    /// a really smaller file.
     case codebook
 }
 
 struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Cluster a CNN's 2D kernels, write the compressed model, and (with --data) measure its accuracy.")
+        abstract: "Prune, cluster neurons and/or 2D kernels, write the compressed model, and (with --data) measure its accuracy.")
 
     @OptionGroup var model: ModelArgument
 
@@ -31,6 +32,7 @@ struct Compress: ParsableCommand {
     var kernelClusters: Int?
 
     @OptionGroup var kernels: KernelOptions
+    @OptionGroup var neuronOptions: NeuronOptions
 
     @Option(help: "dense (same graph, clustered weights) or codebook (compact file).")
     var format: ExportFormat = .dense
@@ -47,21 +49,26 @@ struct Compress: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard (kernelReduction == nil) != (kernelClusters == nil) else {
+        if kernelReduction != nil && kernelClusters != nil {
             throw ValidationError("give exactly one of --kernel-reduction R and --kernel-clusters K")
+        }
+        if kernelReduction == nil && kernelClusters == nil && neuronOptions.isEmpty {
+            throw ValidationError("nothing to do: give exactly one of --kernel-reduction R and --kernel-clusters K, and/or --neurons MODE with --column-reduction R, and/or --sparsity S")
         }
     }
 
     func run() throws {
         let inputPath = try model.path
         try ensureDistinct(output: output, input: inputPath)
-        let size: KernelClusteringConfiguration.Size = kernelClusters.map { .clusters($0) } ?? .reduction(kernelReduction!)
-        let config = try kernels.configuration(size)
+        let kernelSize: KernelClusteringConfiguration.Size? = kernelClusters.map { .clusters($0) } ?? kernelReduction.map { .reduction($0) }
+        let kernelConfig = try kernelSize.map { try kernels.configuration($0) }
+        let pruneConfig = try neuronOptions.pruning()
+        let neuronConfig = try neuronOptions.clustering(kernels)
         let graph = try model.load()
-        let energy = try kernels.channelEnergy(graph, data: dataOptions)
-        let result = try clusterKernels(in: graph, configuration: config, channelEnergy: energy)
-        let written = format == .codebook ? result.codebookGraph() : result.graph
-        try ONNXModelFile.save(written, to: output)
+        let energy = kernelConfig == nil ? [:] : try kernels.channelEnergy(graph, data: dataOptions)
+        let pipeline = try Pipeline(graph, pruning: pruneConfig, neurons: neuronConfig, kernels: kernelConfig, channelEnergy: energy,
+                                    codebook: format == .codebook)
+        try ONNXModelFile.save(pipeline.graph, to: output)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
 
         var report: AccuracyReport?
@@ -72,25 +79,60 @@ struct Compress: ParsableCommand {
             let executor = try Executor(graph: try ONNXModelFile.load(output))
             report = try Evaluator.evaluate(executor, on: dataset) { Terminal.progress("evaluating", $0, $1) }
         }
-        let f = result.footprint
+        let total = pipeline.footprint
         if json {
             var object: [String: Any] = [
-                "model": inputPath, "output": output, "format": format.rawValue, "mode": config.mode.rawValue,
-                "scope": config.scope.rawValue, "kernels": f.kernels, "clusters": f.clusters,
-                "kernel_reduction": f.kernelReduction, "footprint_bytes": f.totalBytes, "dense_bytes": f.denseBytes,
-                "compression_ratio": f.compressionRatio, "codebook_bytes": f.codebookBytes, "index_bytes": f.indexBytes,
-                "scale_bytes": f.scaleBytes, "rest_bytes": f.restBytes, "file_bytes": fileBytes,
-                "clustering_seconds": result.clusteringSeconds, "inertia": result.inertia, "seed": config.seed,
-                "calibration_images": kernels.calibration ?? 0,
+                "model": inputPath, "output": output, "format": format.rawValue, "footprint_bytes": total.totalBytes,
+                "dense_bytes": total.denseBytes, "compression_ratio": total.compressionRatio, "file_bytes": fileBytes,
+                "clustering_seconds": pipeline.seconds, "seed": kernels.seed,
             ]
+            if let f = pipeline.kernels?.footprint, let config = kernelConfig {
+                object.merge([
+                    "mode": config.mode.rawValue, "kernel_mode": config.mode.rawValue, "scope": config.scope.rawValue,
+                    "kernels": f.kernels, "clusters": f.clusters, "kernel_reduction": f.kernelReduction,
+                    "kernel_footprint_bytes": f.totalBytes, "codebook_bytes": f.codebookBytes, "index_bytes": f.indexBytes,
+                    "scale_bytes": f.scaleBytes, "rest_bytes": f.restBytes, "inertia": pipeline.kernels!.inertia,
+                    "calibration_images": kernels.calibration ?? 0,
+                ]) { $1 }
+            }
+            if let pruning = pipeline.pruning {
+                object["sparsity"] = pruning.configuration.sparsity
+                object["prune_scope"] = pruning.configuration.scope.rawValue
+                object["pruned_layers"] = pruning.layers.map { ["layer": $0.nodeName, "weights": $0.weights, "zeros": $0.zeros, "stored_bytes": $0.storedBytes] }
+            }
+            if let neurons = pipeline.neurons {
+                let columns = neurons.layers.reduce(0) { $0 + $1.inputs }, shared = neurons.layers.reduce(0) { $0 + $1.clusters }
+                object["mode"] = neurons.configuration.mode.rawValue
+                object["sparsity"] = object["sparsity"] ?? 0.0
+                object["column_reduction"] = 1 - Double(shared) / Double(max(1, columns))
+                object["folded_layers"] = neurons.foldedLayers
+                object["scaled_layers"] = neurons.scaledLayers
+                object["neuron_layers"] = neurons.layers.map { layer -> [String: Any] in
+                    var entry: [String: Any] = ["layer": layer.nodeName, "inputs": layer.inputs, "outputs": layer.outputs,
+                                                "clusters": layer.clusters, "column_reduction": layer.columnReduction,
+                                                "live_columns": layer.liveColumns, "dense_bytes": layer.denseBytes,
+                                                "stored_bytes": layer.storedBytes, "reconstruction_error": layer.inertia]
+                    switch layer.factors {
+                    case .none: entry["factors"] = "none"
+                    case .folded(let into): entry["factors"] = "folded"; entry["folded_into"] = into
+                    case .explicit(let reason): entry["factors"] = "explicit"; entry["reason"] = reason
+                    }
+                    return entry
+                }
+            }
             if let report { object["top1"] = report.top1; object["top5"] = report.top5; object["images"] = report.images }
             print(try Terminal.json(object))
             return
         }
         print("wrote \(output) (\(format.rawValue), \(Terminal.bytes(fileBytes)) on disk)")
-        print("kernels: \(f.kernels) → \(f.clusters) shared (\(config.mode.rawValue), \(config.scope.rawValue) scope): kernel reduction \(Terminal.percent(f.kernelReduction))")
-        print("footprint: \(Terminal.bytes(f.totalBytes)) of \(Terminal.bytes(f.denseBytes)) dense (×\(String(format: "%.2f", f.compressionRatio))): codebook \(Terminal.bytes(f.codebookBytes)), indices \(Terminal.bytes(f.indexBytes)), scales \(Terminal.bytes(f.scaleBytes)), rest \(Terminal.bytes(f.restBytes))")
-        print(String(format: "clustering: %.2f s, inertia %.6g", result.clusteringSeconds, result.inertia))
+        for line in pipeline.neuronLines() { print(line) }
+        if let result = pipeline.kernels, let config = kernelConfig {
+            let f = result.footprint
+            print("kernels: \(f.kernels) → \(f.clusters) shared (\(config.mode.rawValue), \(config.scope.rawValue) scope): kernel reduction \(Terminal.percent(f.kernelReduction))")
+            print("kernel footprint: codebook \(Terminal.bytes(f.codebookBytes)), indices \(Terminal.bytes(f.indexBytes)), scales \(Terminal.bytes(f.scaleBytes)) for \(Terminal.bytes(f.clusteredDenseBytes)) of kernels")
+            print(String(format: "clustering: %.2f s, inertia %.6g", result.clusteringSeconds, result.inertia))
+        }
+        print("footprint: \(Terminal.bytes(total.totalBytes)) of \(Terminal.bytes(total.denseBytes)) dense (×\(String(format: "%.2f", total.compressionRatio)))")
         if let report { print("top-1: \(Terminal.percent(report.top1))   top-5: \(Terminal.percent(report.top5))   (\(report.images) images)") }
     }
 }

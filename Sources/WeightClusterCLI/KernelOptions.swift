@@ -33,7 +33,7 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "Maximum Lloyd iterations.")
     var maxIterations: Int = 30
 
-    @Option(help: "k-means seeding: automatic (k-means++ when n·K ≤ 2^28, else spreadSample), kMeansPlusPlus, randomSample, spreadSample.")
+    @Option(help: "k-means seeding (kernels and neurons): automatic (k-means++ when n·K ≤ 2^28 and n·K·d ≤ 9·2^28, else spreadSample), kMeansPlusPlus, randomSample, spreadSample.")
     var kernelInit: KMeansConfiguration.Initialization = .automatic
 
     func validate() throws {

@@ -2,23 +2,36 @@ import Foundation
 
 struct SweepRow: Codable {
     var mode: String
-    var scope: String
-    var kernelReduction: Double
-    var clusters: Int
-    var kernels: Int
     var footprintBytes: Int
     var denseBytes: Int
     var compressionRatio: Double
     var top1: Double
     var deltaTop1: Double
     var clusteringSeconds: Double
-    var inertia: Double
+    // Kernel clustering.
+    var scope: String?
+    var kernelReduction: Double?
+    var clusters: Int?
+    var kernels: Int?
+    var inertia: Double?
+    // Neuron clustering (clusters = shared columns over all layers).
+    var sparsity: Double?
+    var columnReduction: Double?
+    var columns: Int?
+    var foldedLayers: Int?
+    var scaledLayers: Int?
 
     enum CodingKeys: String, CodingKey {
-        case mode, scope, clusters, kernels, top1, inertia
+        case mode, scope, clusters, kernels, top1, inertia, sparsity, columns
         case kernelReduction = "kernel_reduction", footprintBytes = "footprint_bytes", denseBytes = "dense_bytes"
         case compressionRatio = "compression_ratio", deltaTop1 = "delta_top1", clusteringSeconds = "clustering_seconds"
+        case columnReduction = "column_reduction", foldedLayers = "folded_layers", scaledLayers = "scaled_layers"
     }
+
+    var isNeuron: Bool { columnReduction != nil }
+    /// The line a row belongs to in the chart.
+    var series: String { isNeuron ? "\(mode) s=\(sparsity ?? 0)" : mode }
+    var reduction: Double { columnReduction ?? kernelReduction ?? 0 }
 }
 
 /// One sweep's rows as a terminal table, CSV, JSON, Markdown and an SVG chart.
@@ -30,11 +43,22 @@ struct SweepReport: Codable {
 
     enum CodingKeys: String, CodingKey { case model, images, rows; case baselineTop1 = "baseline_top1" }
 
+    private var neuron: Bool { rows.first?.isNeuron ?? false }
+
     private var cells: [[String]] {
-        [["mode", "K", "kernel reduction", "footprint", "ratio", "top-1", "Δtop-1", "clustering s"]] + rows.map { r in
-            [r.mode, "\(r.clusters)", String(format: "%.2f%%", 100 * r.kernelReduction), Terminal.bytes(r.footprintBytes),
-             String(format: "%.2f", r.compressionRatio), String(format: "%.2f%%", 100 * r.top1),
+        func common(_ r: SweepRow) -> [String] {
+            [Terminal.bytes(r.footprintBytes), String(format: "%.2f", r.compressionRatio), String(format: "%.2f%%", 100 * r.top1),
              String(format: "%+.2f", 100 * r.deltaTop1), String(format: "%.1f", r.clusteringSeconds)]
+        }
+        let tail = ["footprint", "ratio", "top-1", "Δtop-1", "clustering s"]
+        if neuron {
+            return [["mode", "sparsity", "column reduction", "k (all layers)", "folded/scaled"] + tail] + rows.map { r in
+                [r.mode, String(format: "%.2f", r.sparsity ?? 0), String(format: "%.2f%%", 100 * r.reduction), "\(r.clusters ?? 0)",
+                 "\(r.foldedLayers ?? 0)/\(r.scaledLayers ?? 0)"] + common(r)
+            }
+        }
+        return [["mode", "K", "kernel reduction"] + tail] + rows.map { r in
+            [r.mode, "\(r.clusters ?? 0)", String(format: "%.2f%%", 100 * r.reduction)] + common(r)
         }
     }
 
@@ -43,9 +67,12 @@ struct SweepReport: Codable {
     }
 
     func csv() -> String {
-        (["mode,scope,clusters,kernels,kernel_reduction,footprint_bytes,dense_bytes,compression_ratio,top1,delta_top1,clustering_seconds,inertia"]
+        func text<T>(_ v: T?) -> String { v.map { "\($0)" } ?? "" }
+        return (["mode,scope,sparsity,column_reduction,kernel_reduction,clusters,kernels,columns,folded_layers,scaled_layers,footprint_bytes,dense_bytes,compression_ratio,top1,delta_top1,clustering_seconds,inertia"]
             + rows.map { r in
-                "\(r.mode),\(r.scope),\(r.clusters),\(r.kernels),\(r.kernelReduction),\(r.footprintBytes),\(r.denseBytes),\(r.compressionRatio),\(r.top1),\(r.deltaTop1),\(r.clusteringSeconds),\(r.inertia)"
+                [r.mode, text(r.scope), text(r.sparsity), text(r.columnReduction), text(r.kernelReduction), text(r.clusters), text(r.kernels),
+                 text(r.columns), text(r.foldedLayers), text(r.scaledLayers), "\(r.footprintBytes)", "\(r.denseBytes)",
+                 "\(r.compressionRatio)", "\(r.top1)", "\(r.deltaTop1)", "\(r.clusteringSeconds)", text(r.inertia)].joined(separator: ",")
             }).joined(separator: "\n") + "\n"
     }
 
@@ -56,21 +83,25 @@ struct SweepReport: Codable {
     }
 
     func markdown() -> String {
-        var lines = ["# Kernel-clustering sweep", "", "Model `\(model)`, \(images) test images, baseline top-1 \(String(format: "%.2f%%", 100 * baselineTop1)).", ""]
+        var lines = [neuron ? "# Neuron-clustering sweep" : "# Kernel-clustering sweep", "", "Model `\(model)`, \(images) test images, baseline top-1 \(String(format: "%.2f%%", 100 * baselineTop1)).", ""]
         let c = cells
         lines.append("| " + c[0].joined(separator: " | ") + " |")
         lines.append("|" + c[0].map { _ in "---" }.joined(separator: "|") + "|")
         for row in c.dropFirst() { lines.append("| " + row.joined(separator: " | ") + " |") }
         lines.append("")
-        lines.append("![accuracy against footprint and kernel reduction](sweep.svg)")
+        lines.append("![accuracy against footprint and \(neuron ? "column" : "kernel") reduction](sweep.svg)")
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// Two panels: top-1 against footprint (MiB), and top-1 against kernel reduction; one line per mode.
+    /// Two panels: top-1 against footprint (MiB), and top-1 against kernel or column reduction; one line per mode
+    /// (and sparsity), coloured by mode, dashed by sparsity.
     func svg() -> String {
-        let width = 900.0, height = 360.0, panel = 400.0, margin = 50.0
+        let width = 1040.0, height = 360.0, panel = 400.0, margin = 50.0
         let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
-        let modes = Array(Set(rows.map(\.mode))).sorted()
+        let series = rows.map(\.series).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let modes = rows.map(\.mode).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let dashes = ["", "6 3", "2 2", "8 3 2 3", "1 3"]
+        let sparsities = rows.compactMap(\.sparsity).reduce(into: [Double]()) { if !$0.contains($1) { $0.append($1) } }
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         func panelSVG(x0: Double, title: String, xs: (SweepRow) -> Double, xLabel: String, format: (Double) -> String) {
@@ -92,18 +123,36 @@ struct SweepReport: Codable {
             }
             s += "<text x=\"\(x0 + margin + plotW / 2 - 40)\" y=\"\(height - 8)\">\(xLabel)</text>\n"
             s += "<line x1=\"\(x0 + margin)\" y1=\"\(py(baselineTop1))\" x2=\"\(x0 + panel)\" y2=\"\(py(baselineTop1))\" stroke=\"gray\" stroke-dasharray=\"4 3\"/>\n"
-            for (i, mode) in modes.enumerated() {
-                let points = rows.filter { $0.mode == mode }.sorted { xs($0) < xs($1) }
+            for name in series {
+                let points = rows.filter { $0.series == name }.sorted { xs($0) < xs($1) }
+                guard let first = points.first else { continue }
+                let colour = colours[(modes.firstIndex(of: first.mode) ?? 0) % colours.count]
+                let dash = dashes[(sparsities.firstIndex(of: first.sparsity ?? 0) ?? 0) % dashes.count]
                 let path = points.map { "\(px(xs($0))),\(py($0.top1))" }.joined(separator: " ")
-                s += "<polyline fill=\"none\" stroke=\"\(colours[i % colours.count])\" stroke-width=\"2\" points=\"\(path)\"/>\n"
-                for p in points { s += "<circle cx=\"\(px(xs(p)))\" cy=\"\(py(p.top1))\" r=\"3\" fill=\"\(colours[i % colours.count])\"/>\n" }
-                s += "<text x=\"\(x0 + margin + 10)\" y=\"\(height - margin - 10 - Double(modes.count - 1 - i) * 16)\" fill=\"\(colours[i % colours.count])\">\(mode)</text>\n"
+                s += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" stroke-dasharray=\"\(dash)\" points=\"\(path)\"/>\n"
+                for p in points { s += "<circle cx=\"\(px(xs(p)))\" cy=\"\(py(p.top1))\" r=\"3\" fill=\"\(colour)\"/>\n" }
             }
         }
         panelSVG(x0: 0, title: "top-1 vs footprint", xs: { Double($0.footprintBytes) / 1_048_576 }, xLabel: "footprint (MiB)",
                  format: { String(format: "%.1f", $0) })
-        panelSVG(x0: panel + 50, title: "top-1 vs kernel reduction", xs: { $0.kernelReduction }, xLabel: "kernel reduction",
+        let kind = neuron ? "column" : "kernel"
+        panelSVG(x0: panel + 50, title: "top-1 vs \(kind) reduction", xs: { $0.reduction }, xLabel: "\(kind) reduction",
                  format: { String(format: "%.0f%%", 100 * $0) })
+        // Legend: colour per mode, dash per sparsity.
+        var y = margin
+        for (i, mode) in modes.enumerated() {
+            s += "<line x1=\"910\" y1=\"\(y - 4)\" x2=\"940\" y2=\"\(y - 4)\" stroke=\"\(colours[i % colours.count])\" stroke-width=\"2\"/>\n"
+            s += "<text x=\"946\" y=\"\(y)\">\(mode)</text>\n"
+            y += 16
+        }
+        if neuron {
+            y += 8
+            for (i, sparsity) in sparsities.enumerated() {
+                s += "<line x1=\"910\" y1=\"\(y - 4)\" x2=\"940\" y2=\"\(y - 4)\" stroke=\"black\" stroke-width=\"2\" stroke-dasharray=\"\(dashes[i % dashes.count])\"/>\n"
+                s += "<text x=\"946\" y=\"\(y)\">sparsity \(sparsity)</text>\n"
+                y += 16
+            }
+        }
         s += "</svg>\n"
         return s
     }

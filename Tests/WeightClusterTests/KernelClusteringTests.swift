@@ -163,6 +163,19 @@ import _TestSupport
         return nil
     }()
 
+    /// Runs `script` with the onnxruntime Python; returns its exit status and standard output.
+    static func runPython(_ script: String, _ arguments: [String]) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [python!, "-c", script] + arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
     @Test(.enabled(if: python != nil, "no Python with onnxruntime"), arguments: KernelClusteringConfiguration.Mode.allCases)
     func codebookAndDenseFilesAgreeInOnnxRuntime(_ mode: KernelClusteringConfiguration.Mode) throws {
         let dir = try CLI.temporaryDirectory()
@@ -181,15 +194,8 @@ import _TestSupport
         print(float(np.abs(a - b).max()))
         """
         let ortOut = dir.appendingPathComponent("ort.npy").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [Self.python!, "-c", script, codebook, dense, input, ortOut]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
+        let (status, text) = try Self.runPython(script, [codebook, dense, input, ortOut])
+        #expect(status == 0)
         let difference = try #require(Float(text.trimmingCharacters(in: .whitespacesAndNewlines)))
         #expect(difference <= 1e-5, "codebook vs dense in onnxruntime")
         let ours = try Executor(graph: try ONNXModelFile.load(codebook))(try TestSupport.readFloat(input))
