@@ -8,7 +8,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "weightcluster", targets: ["weightcluster"]),
-        .library(name: "WeightClusterKit", targets: ["Compute", "Clustering", "ModelGraph", "Compression", "ONNXFormat", "Execution", "Datasets", "Evaluation"]),
+        .library(name: "WeightClusterKit", targets: ["Compute", "Clustering", "ModelGraph", "Compression", "ONNXFormat", "Execution", "Datasets", "Evaluation", "Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -36,11 +36,13 @@ let package = Package(
         .target(name: "Execution", dependencies: ["ModelGraph", "Compute"]),
         // IDX / NPY readers, Fashion-MNIST, preprocessing.
         .target(name: "Datasets", dependencies: ["Compute", "CZlib", "FileOutput"]),
+        // Reverse-mode gradients over a graph, optimisers and the fine-tuning loop.
+        .target(name: "Training", dependencies: ["Execution", "ModelGraph", "Compute", "Datasets"]),
         // Accuracy over a dataset.
         .target(name: "Evaluation", dependencies: ["Execution", "Datasets"]),
         // Commands, as a library so tests run them in-process.
         .target(name: "WeightClusterCLI",
-                dependencies: ["ONNXFormat", "Clustering", "Compression", "Execution", "Datasets", "Evaluation",
+                dependencies: ["ONNXFormat", "Clustering", "Compression", "Execution", "Datasets", "Evaluation", "Training",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 resources: [.copy("Resources")]),
         .executableTarget(name: "weightcluster", dependencies: ["WeightClusterCLI"]),
@@ -54,7 +56,7 @@ let package = Package(
         .target(name: "_TestSupport", dependencies: ["Compute", "Datasets"], path: "Tests/_TestSupport"),
         .testTarget(name: "WeightClusterTests",
                     dependencies: ["_TestSupport", "Compute", "Clustering", "Compression", "ModelGraph", "ONNXFormat", "Execution",
-                                   "Datasets", "Evaluation", "WeightClusterCLI"],
+                                   "Datasets", "Evaluation", "Training", "WeightClusterCLI"],
                     resources: [.copy("Fixtures")]),
     ]
 )

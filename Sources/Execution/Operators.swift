@@ -83,3 +83,16 @@ struct Arguments: Sendable {
         return r
     }
 }
+
+extension Executor {
+    /// Runs one node's operator on the given inputs, as `run` does for each node (for other engines over the
+    /// same graphs, such as training). Fused-activation and prepared-weight shortcuts are not applied.
+    public static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int) throws -> [AnyTensor] {
+        try Operators.evaluate(node, inputs: inputs, opset: opset)
+    }
+
+    /// The 2-D window (kernel, strides, dilations, pads with auto_pad resolved) of a Conv or pooling node.
+    public static func window(of node: Node, input: [Int], kernel: [Int], opset: Int) throws -> Window2D {
+        try Operators.window2D(node, args: Arguments(node: node, values: [], opset: opset), input: input, kernel: kernel)
+    }
+}

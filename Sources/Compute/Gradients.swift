@@ -1,0 +1,157 @@
+/// Backward kernels of the training engine: the gradients of convolution and pooling with respect to their
+/// inputs and weights, given the gradient of their output.
+
+/// Gradients of `conv2d(input, weight, bias, window, group)`: (dInput, dWeight, dBias).
+/// Per chunk of images: dW += dY·colsᵀ and dCols = Wᵀ·dY (BLAS), then col2im. Each worker accumulates its own dW,
+/// summed in a fixed order, so results do not depend on timing.
+public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window: Window2D, group: Int,
+                           gradOutput dy: Tensor<Float>) throws -> (input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]) {
+    guard input.rank == 4, weight.rank == 4, dy.rank == 4 else {
+        throw ComputeError.shapeMismatch("Conv backward expects 4-D tensors, got \(input.shape), \(weight.shape), \(dy.shape)")
+    }
+    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let (oc, icg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+    let (oh, ow) = (dy.shape[2], dy.shape[3])
+    guard dy.shape[0] == n, dy.shape[1] == oc, c == icg * group else {
+        throw ComputeError.shapeMismatch("Conv backward: gradient \(dy.shape) does not match input \(input.shape) and weight \(weight.shape)")
+    }
+    let ocg = oc / group, kdim = icg * kh * kw, ohw = oh * ow
+    var dx = Tensor<Float>(zeros: input.shape)
+    var db = [Float](repeating: 0, count: oc)
+    for img in 0..<n { for o in 0..<oc { var s: Float = 0; let base = (img * oc + o) * ohw; for i in 0..<ohw { s += dy.scalars[base + i] }; db[o] += s } }
+    let workers = max(1, min(ComputeThreads.count, n))
+    var partial = [[Float]](repeating: [], count: workers)
+    let per = (n + workers - 1) / workers
+    input.scalars.withUnsafeBufferPointer { px in
+        weight.scalars.withUnsafeBufferPointer { pw in
+            dy.scalars.withUnsafeBufferPointer { pdy in
+                dx.scalars.withUnsafeMutableBufferPointer { pdx in
+                    let dxAddress = Int(bitPattern: pdx.baseAddress!)
+                    partial.withUnsafeMutableBufferPointer { parts in
+                        let partsAddress = Int(bitPattern: parts.baseAddress!)
+                        parallelChunks(workers) { range in
+                            let dxBase = UnsafeMutablePointer<Float>(bitPattern: dxAddress)!
+                            let parts = UnsafeMutablePointer<[Float]>(bitPattern: partsAddress)!
+                            let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * ohw)
+                            let dcol = UnsafeMutablePointer<Float>.allocate(capacity: kdim * ohw)
+                            defer { col.deallocate(); dcol.deallocate() }
+                            for worker in range {
+                                var dw = [Float](repeating: 0, count: weight.count)
+                                dw.withUnsafeMutableBufferPointer { pdw in
+                                    for img in (worker * per)..<min(n, (worker + 1) * per) {
+                                        for g in 0..<group {
+                                            im2col(px.baseAddress!, c: c, h: h, w: w, firstImage: img, images: 1,
+                                                   channels: g * icg..<(g + 1) * icg, window: window, oh: oh, ow: ow, into: col)
+                                            let dyg = pdy.baseAddress! + (img * oc + g * ocg) * ohw
+                                            // dW[g] (ocg×kdim) += dY (ocg×ohw) · colsᵀ (ohw×kdim)
+                                            sgemm(transB: true, m: ocg, n: kdim, k: ohw, a: dyg, lda: ohw, b: col, ldb: ohw,
+                                                  beta: 1, c: pdw.baseAddress! + g * ocg * kdim, ldc: kdim)
+                                            // dCols (kdim×ohw) = W[g]ᵀ (kdim×ocg) · dY (ocg×ohw)
+                                            sgemm(transA: true, m: kdim, n: ohw, k: ocg, a: pw.baseAddress! + g * ocg * kdim, lda: kdim,
+                                                  b: dyg, ldb: ohw, c: dcol, ldc: ohw)
+                                            col2im(dcol, c: c, h: h, w: w, image: img, channels: g * icg..<(g + 1) * icg,
+                                                   window: window, oh: oh, ow: ow, into: dxBase)
+                                        }
+                                    }
+                                }
+                                parts[worker] = dw
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    var dw = [Float](repeating: 0, count: weight.count)
+    for part in partial where !part.isEmpty { for i in dw.indices { dw[i] += part[i] } }
+    return (dx, Tensor(shape: weight.shape, scalars: dw), db)
+}
+
+/// Adds a [channels·kh·kw, oh·ow] column matrix of one image back onto its NCHW input positions (the adjoint of im2col).
+func col2im(_ col: UnsafePointer<Float>, c: Int, h: Int, w: Int, image: Int, channels: Range<Int>, window: Window2D,
+            oh: Int, ow: Int, into dx: UnsafeMutablePointer<Float>) {
+    let (kh, kw) = window.kernel
+    let (sh, sw) = window.strides
+    let (dh, dw) = window.dilations
+    let (pt, pl) = (window.pads.top, window.pads.left)
+    var row = 0
+    for ch in channels {
+        let plane = dx + (image * c + ch) * h * w
+        for ki in 0..<kh {
+            for kj in 0..<kw {
+                let src = col + row * oh * ow
+                for oy in 0..<oh {
+                    let iy = oy * sh + ki * dh - pt
+                    if iy < 0 || iy >= h { continue }
+                    for ox in 0..<ow {
+                        let ix = ox * sw + kj * dw - pl
+                        if ix >= 0 && ix < w { plane[iy * w + ix] += src[oy * ow + ox] }
+                    }
+                }
+                row += 1
+            }
+        }
+    }
+}
+
+/// Gradient of `pool2d(input, kind, window)` with respect to its input. Max pooling sends each output's gradient
+/// to the first maximum of its window (PyTorch's choice); average pooling spreads it over the divisor's cells.
+public func pool2dBackward(_ input: Tensor<Float>, kind: PoolKind, window: Window2D, gradOutput dy: Tensor<Float>) throws -> Tensor<Float> {
+    guard input.rank == 4, dy.rank == 4 else { throw ComputeError.shapeMismatch("pooling backward expects 4-D tensors") }
+    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let (oh, ow) = (dy.shape[2], dy.shape[3])
+    let (kh, kw) = window.kernel
+    let (sh, sw) = window.strides
+    let (dh, dw) = window.dilations
+    let (pt, pl, pb, pr) = (window.pads.top, window.pads.left, window.pads.bottom, window.pads.right)
+    var dx = Tensor<Float>(zeros: input.shape)
+    input.scalars.withUnsafeBufferPointer { px in
+        dy.scalars.withUnsafeBufferPointer { pdy in
+            dx.scalars.withUnsafeMutableBufferPointer { pdx in
+                let address = Int(bitPattern: pdx.baseAddress!)
+                parallelChunks(n * c, minimumChunk: 4) { planes in
+                    let out = UnsafeMutablePointer<Float>(bitPattern: address)!
+                    for p in planes {
+                        let src = px.baseAddress! + p * h * w, g = pdy.baseAddress! + p * oh * ow, d = out + p * h * w
+                        for oy in 0..<oh {
+                            for ox in 0..<ow {
+                                let y0 = oy * sh - pt, x0 = ox * sw - pl
+                                let grad = g[oy * ow + ox]
+                                switch kind {
+                                case .max:
+                                    var best = -Float.infinity, at = -1
+                                    for ki in 0..<kh {
+                                        let iy = y0 + ki * dh
+                                        if iy < 0 || iy >= h { continue }
+                                        for kj in 0..<kw {
+                                            let ix = x0 + kj * dw
+                                            if ix < 0 || ix >= w { continue }
+                                            if src[iy * w + ix] > best || at < 0 { best = src[iy * w + ix]; at = iy * w + ix }
+                                        }
+                                    }
+                                    if at >= 0 { d[at] += grad }
+                                case .average(let includePad):
+                                    var inside = 0
+                                    for ki in 0..<kh where (0..<h).contains(y0 + ki * dh) {
+                                        for kj in 0..<kw where (0..<w).contains(x0 + kj * dw) { inside += 1 }
+                                    }
+                                    var divisor = inside
+                                    if includePad {
+                                        let yEnd = min(y0 + (kh - 1) * dh, h - 1 + pb), xEnd = min(x0 + (kw - 1) * dw, w - 1 + pr)
+                                        divisor = max(1, ((yEnd - y0) / dh + 1) * ((xEnd - x0) / dw + 1))
+                                    }
+                                    guard divisor > 0 else { continue }
+                                    let share = grad / Float(divisor)
+                                    for ki in 0..<kh where (0..<h).contains(y0 + ki * dh) {
+                                        for kj in 0..<kw where (0..<w).contains(x0 + kj * dw) { d[(y0 + ki * dh) * w + x0 + kj * dw] += share }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return dx
+}
