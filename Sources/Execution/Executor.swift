@@ -208,3 +208,18 @@ public final class Executor: @unchecked Sendable {
         return order
     }
 }
+
+extension Executor {
+    /// The model with every constant subgraph folded into initializers: weights rebuilt from a codebook or from
+    /// shared columns become plain dense tensors (a drop-in dense model). Build the executor with
+    /// `fuseActivations = false` and `sharedColumns = false` so the remaining nodes are standard ONNX.
+    public func foldedGraph() -> Graph {
+        var g = graph
+        g.nodes = plan
+        let read = Set(plan.flatMap(\.inputs)).union(graph.outputs.map(\.name))
+        g.initializers = constants.filter { read.contains($0.key) }
+        g.storageTypes = g.storageTypes.filter { g.initializers[$0.key] != nil && g.initializers[$0.key]?.floatTensor == nil }
+        g.metadata["weightcluster.format"] = "dense"
+        return g
+    }
+}

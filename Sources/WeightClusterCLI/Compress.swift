@@ -7,6 +7,7 @@ import FileOutput
 import Foundation
 import ModelGraph
 import ONNXFormat
+import Training
 
 enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
     /// The same graph with clustered weights (a drop-in model).
@@ -39,6 +40,11 @@ struct Compress: ParsableCommand {
 
     @OptionGroup var dataOptions: DataOptions
 
+    @Option(help: "Fine-tune the compressed model for this many epochs before writing it (structure kept).")
+    var finetuneEpochs: Int?
+
+    @OptionGroup var training: TrainingOptions
+
     @Flag(help: "Evaluate the written model on the test set (implied by --data).")
     var evaluate = false
 
@@ -67,12 +73,22 @@ struct Compress: ParsableCommand {
         let graph = try model.load()
         let energy = kernelConfig == nil ? [:] : try kernels.channelEnergy(graph, data: dataOptions)
         let pipeline = try Pipeline(graph, pruning: pruneConfig, neurons: neuronConfig, kernels: kernelConfig, channelEnergy: energy,
-                                    codebook: format == .codebook)
-        try ONNXModelFile.save(pipeline.graph, to: output)
+                                    codebook: format == .codebook || finetuneEpochs != nil)
+        var written = pipeline.graph
+        var trainingReports: [EpochReport] = []
+        var beforeTraining: Double?
+        if let finetuneEpochs {
+            var test = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
+            if let limit { test = test.prefix(limit) }
+            beforeTraining = try Evaluator.evaluate(try Executor(graph: written), on: test) { Terminal.progress("before fine-tuning", $0, $1) }.top1
+            (written, trainingReports) = try training.fineTune(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: test)
+            written = try exported(written, format: format)
+        }
+        try ONNXModelFile.save(written, to: output)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
 
         var report: AccuracyReport?
-        if evaluate || dataOptions.data != nil {
+        if evaluate || dataOptions.data != nil || finetuneEpochs != nil {
             var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
             if let limit { dataset = dataset.prefix(limit) }
             // Evaluate what was written, read back from the file.
@@ -121,6 +137,10 @@ struct Compress: ParsableCommand {
                 }
             }
             if let report { object["top1"] = report.top1; object["top5"] = report.top5; object["images"] = report.images }
+            if let beforeTraining {
+                object["top1_before_finetuning"] = beforeTraining
+                object["finetune_epochs"] = trainingReports.map { ["epoch": $0.epoch, "loss": $0.loss, "top1": $0.testTop1 ?? 0, "seconds": $0.seconds] }
+            }
             print(try Terminal.json(object))
             return
         }
@@ -133,6 +153,9 @@ struct Compress: ParsableCommand {
             print(String(format: "clustering: %.2f s, inertia %.6g", result.clusteringSeconds, result.inertia))
         }
         print("footprint: \(Terminal.bytes(total.totalBytes)) of \(Terminal.bytes(total.denseBytes)) dense (×\(String(format: "%.2f", total.compressionRatio)))")
+        if let beforeTraining {
+            print("fine-tuning: top-1 \(Terminal.percent(beforeTraining)) before, " + trainingReports.map { String(format: "%.2f%%", 100 * ($0.testTop1 ?? 0)) }.joined(separator: " → ") + " after \(trainingReports.count) epoch(s)")
+        }
         if let report { print("top-1: \(Terminal.percent(report.top1))   top-5: \(Terminal.percent(report.top5))   (\(report.images) images)") }
     }
 }

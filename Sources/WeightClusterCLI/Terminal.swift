@@ -14,6 +14,15 @@ enum Terminal {
         if done >= total { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
     }
 
+    /// A status line on stderr, rewritten in place on a terminal; elsewhere only the final one is printed.
+    static func status(_ text: String, done: Bool) {
+        if isInteractive {
+            FileHandle.standardError.write(Data("\r\u{1B}[2K\(text)\(done ? "\n" : "")".utf8))
+        } else if done {
+            FileHandle.standardError.write(Data("\(text)\n".utf8))
+        }
+    }
+
     static func json(_ object: [String: Any]) throws -> String {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
         return String(decoding: data, as: UTF8.self)

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Datasets
+import Evaluation
+import Execution
+import FileOutput
+import Foundation
+import ModelGraph
+import ONNXFormat
+import Training
+
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a compressed model (a --format codebook file from compress) with its codebooks, shared columns and pruning kept.",
+        discussion: """
+        The structure travels in the file itself: kernel codebooks and shared columns are initializers that the graph
+        gathers into weights, so training their values keeps every kernel equal to its codebook entry (times its
+        scale) and every column shared; the pruning record in the metadata keeps pruned weights at zero.
+        """)
+
+    @OptionGroup var model: ModelArgument
+
+    @Option(name: [.short, .long], help: "Where to write the fine-tuned ONNX model.")
+    var output: String
+
+    @Option(help: "Epochs over the training images.")
+    var epochs: Int
+
+    @OptionGroup var training: TrainingOptions
+    @OptionGroup var dataOptions: DataOptions
+
+    @Option(help: "codebook (the same compact form as the input) or dense (weights rebuilt).")
+    var format: ExportFormat = .codebook
+
+    @Option(help: "Evaluate on the first N test images only.")
+    var limit: Int?
+
+    @Option(help: "Seed of shuffling, augmentation and dropout.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func run() throws {
+        let inputPath = try model.path
+        try ensureDistinct(output: output, input: inputPath)
+        _ = try training.configuration(epochs: epochs, seed: seed, preprocessing: dataOptions.preprocessing)
+        let graph = try model.load()
+        let structure = try trainableStructure(graph)
+        var test = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
+        if let limit { test = test.prefix(limit) }
+        let before = try Evaluator.evaluate(try Executor(graph: graph), on: test) { Terminal.progress("before", $0, $1) }
+        if !json { print("fine-tuning \(inputPath) (\(structure)); top-1 before: \(Terminal.percent(before.top1))") }
+        let (trained, reports) = try training.fineTune(graph, epochs: epochs, seed: seed, data: dataOptions, test: test)
+        try ONNXModelFile.save(try exported(trained, format: format), to: output)
+        if json {
+            let object: [String: Any] = [
+                "model": inputPath, "output": output, "structure": structure, "top1_before": before.top1,
+                "top1": reports.last?.testTop1 ?? before.top1, "images": test.count,
+                "epochs": reports.map { ["epoch": $0.epoch, "loss": $0.loss, "train_accuracy": $0.trainAccuracy, "top1": $0.testTop1 ?? 0,
+                                         "images_per_second": $0.imagesPerSecond, "seconds": $0.seconds] },
+            ]
+            print(try Terminal.json(object))
+            return
+        }
+        for r in reports {
+            print(String(format: "epoch %d: loss %.4f, train accuracy %.2f%%, test top-1 %.2f%%, %.0f images/s, %.0f s", r.epoch, r.loss,
+                         100 * r.trainAccuracy, 100 * (r.testTop1 ?? 0), r.imagesPerSecond, r.seconds))
+        }
+        print("wrote \(output) (\(format.rawValue)); top-1 \(Terminal.percent(before.top1)) → \(Terminal.percent(reports.last?.testTop1 ?? before.top1)) on \(test.count) images")
+    }
+}
+
+/// The trained graph in the requested form: as it is (codebook / shared columns), or with every rebuilt weight folded.
+func exported(_ graph: Graph, format: ExportFormat) throws -> Graph {
+    guard format == .dense else { return graph }
+    var options = Executor.Options()
+    options.fuseActivations = false
+    options.sharedColumns = false
+    options.winograd = .never
+    return try Executor(graph: graph, options: options).foldedGraph()
+}

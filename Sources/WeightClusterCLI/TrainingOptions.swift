@@ -1,0 +1,112 @@
+import ArgumentParser
+import Datasets
+import Evaluation
+import Execution
+import Foundation
+import ModelGraph
+import Training
+
+extension TrainingConfiguration.Optimizer: ExpressibleByArgument {}
+extension TrainingConfiguration.Schedule: ExpressibleByArgument {}
+
+/// Training settings shared by `finetune`, `compress --finetune-epochs` and `sweep --finetune-epochs`.
+struct TrainingOptions: ParsableArguments {
+    @Option(help: "Learning rate (peak rate for one-cycle).")
+    var lr: Float = 0.01
+
+    @Option(help: "sgd (momentum, Nesterov) or adam.")
+    var optimizer: TrainingConfiguration.Optimizer = .sgd
+
+    @Option(help: "Training batch size.")
+    var trainBatch: Int = 64
+
+    @Option(help: "Learning-rate schedule: cosine, one-cycle or constant.")
+    var schedule: TrainingConfiguration.Schedule = .cosine
+
+    @Option(help: "SGD momentum.")
+    var momentum: Float = 0.9
+
+    @Option(help: "L2 weight decay on weights of rank ≥ 2.")
+    var weightDecay: Float = 5e-4
+
+    @Flag(help: "No random flips and shifts of the training images.")
+    var noAugment = false
+
+    @Flag(help: "Keep BatchNormalization statistics frozen while training.")
+    var freezeBatchNorm = false
+
+    @Option(help: "Stop each epoch after this many steps.")
+    var steps: Int?
+
+    @Option(help: "Train on the first N training images only.")
+    var trainLimit: Int?
+
+    func configuration(epochs: Int, seed: UInt64, preprocessing: Preprocessing) throws -> TrainingConfiguration {
+        var c = TrainingConfiguration(epochs: epochs)
+        c.learningRate = lr
+        c.optimizer = optimizer
+        c.batchSize = trainBatch
+        c.schedule = schedule
+        c.momentum = momentum
+        c.nesterov = optimizer == .sgd && momentum > 0
+        c.weightDecay = weightDecay
+        c.augment = !noAugment
+        c.background = (0 - preprocessing.mean) / preprocessing.std
+        c.batchNormalization = freezeBatchNorm ? .frozen : .train
+        c.stepsPerEpoch = steps
+        c.seed = seed
+        try c.validate()
+        if let trainLimit, trainLimit < 1 { throw ValidationError("--train-limit must be at least 1, got \(trainLimit)") }
+        return c
+    }
+
+    /// Fine-tunes `graph` (its structure — codebooks, shared columns, pruning record — kept) and returns the
+    /// trained graph with one report per epoch, each with the test top-1 on `test`.
+    func fineTune(_ graph: Graph, epochs: Int, seed: UInt64, data: DataOptions, test: ImageDataset) throws -> (Graph, [EpochReport]) {
+        let config = try configuration(epochs: epochs, seed: seed, preprocessing: data.preprocessing)
+        var train = try data.source.load(split: .train, preprocessing: data.preprocessing)
+        if let trainLimit { train = train.prefix(trainLimit) }
+        let classes = try outputClasses(graph, sample: test.count > 0 ? test : train)
+        if let bad = train.labels.first(where: { $0 >= classes }) {
+            throw ValidationError("the training labels go up to \(train.labels.max() ?? bad) but the model has \(classes) outputs")
+        }
+        let trainer = try Trainer(graph: graph, configuration: config, masked: prunedWeights(graph))
+        let reports = try trainer.train(train, evaluate: { g in
+            try Evaluator.evaluate(try Executor(graph: g), on: test) { Terminal.progress("evaluating", $0, $1) }.top1
+        }, progress: { p in
+            Terminal.status(String(format: "epoch %d/%d %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s", p.epoch, p.epochs, p.images, p.total,
+                                   p.loss, 100 * p.accuracy, p.imagesPerSecond), done: p.images >= p.total)
+        })
+        return (trainer.graph, reports)
+    }
+
+    func outputClasses(_ graph: Graph, sample: ImageDataset) throws -> Int {
+        let y = try Executor(graph: graph)(sample.batch(0..<min(1, sample.count)))
+        return y.shape.last ?? 0
+    }
+
+    /// Weights recorded as pruned by `compress --sparsity` that are still plain initializers.
+    func prunedWeights(_ graph: Graph) -> Set<String> {
+        guard let record = graph.metadata["weightcluster.pruning"],
+              let layers = record.split(separator: " ").first(where: { $0.hasPrefix("layers=") }) else { return [] }
+        return Set(layers.dropFirst("layers=".count).split(separator: ",").map(String.init))
+    }
+}
+
+/// What `finetune` can keep while training; nil when the file records nothing trainable.
+func trainableStructure(_ graph: Graph) throws -> String {
+    let codebooks = graph.initializers.keys.filter { $0.hasPrefix("wc_codebook_") }.count
+    let shared = graph.initializers.keys.filter { $0.hasSuffix("/wc_shared_columns") }.count
+    let pruned = graph.metadata["weightcluster.pruning"] != nil
+    if codebooks == 0 && shared == 0 && !pruned {
+        if graph.metadata["weightcluster.kernel_clustering"] != nil || graph.metadata["weightcluster.neuron_clustering"] != nil {
+            throw ValidationError("this model was written with --format dense, which does not keep the clustering structure; write it with `weightcluster compress … --format codebook` to fine-tune it")
+        }
+        throw ValidationError("the model has no trainable structure recorded (no codebook, shared columns or pruning record); compress it first with `weightcluster compress … --format codebook`")
+    }
+    var parts: [String] = []
+    if codebooks > 0 { parts.append("\(codebooks) kernel codebook\(codebooks == 1 ? "" : "s")") }
+    if shared > 0 { parts.append("\(shared) shared-column layer\(shared == 1 ? "" : "s")") }
+    if pruned { parts.append("pruning masks") }
+    return parts.joined(separator: ", ")
+}
