@@ -1,6 +1,7 @@
 // Inference throughput and sgemm speed, printed as JSON for Scripts/bench-inference.sh.
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10]
+import _BenchmarkSupport
 import Compute
 import Dispatch
 import Execution
@@ -18,21 +19,11 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
-func peakRSSBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
-    return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-}
 
-var arguments = Array(CommandLine.arguments.dropFirst())
-@MainActor func option(_ name: String, _ fallback: Int) -> Int {
-    guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count, let v = Int(arguments[i + 1]) else { return fallback }
-    arguments.removeSubrange(i...(i + 1))
-    return v
-}
-let batch = option("--batch", 64)
-let iterations = option("--iterations", 10)
-guard let modelPath = arguments.first else {
+var arguments = BenchmarkArguments()
+let batch = arguments.take("--batch", 64)
+let iterations = arguments.take("--iterations", 10)
+guard let modelPath = arguments.rest.first else {
     FileHandle.standardError.write(Data("usage: wc-inference-bench MODEL [--batch 64] [--iterations 10]\n".utf8))
     exit(2)
 }

@@ -4,6 +4,7 @@
 //   wc-neuron-bench [MODEL] [--layer NAME] [--batch 64] [--repeats 30]
 // Default layer: AlexNet's /classifier/classifier.5/Gemm (4096×4096) from ../shared/models/alexnet-fmnist.onnx;
 // without the model, a random 4096×4096 layer.
+import _BenchmarkSupport
 import Compression
 import Compute
 import Dispatch
@@ -12,22 +13,12 @@ import Foundation
 import ModelGraph
 import ONNXFormat
 
-func peakRSSBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
-    return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-}
 
-var arguments = Array(CommandLine.arguments.dropFirst())
-@MainActor func option(_ name: String) -> String? {
-    guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return nil }
-    defer { arguments.removeSubrange(i...i + 1) }
-    return arguments[i + 1]
-}
-let batch = Int(option("--batch") ?? "") ?? 64
-let repeats = Int(option("--repeats") ?? "") ?? 30
-let layerName = option("--layer") ?? "/classifier/classifier.5/Gemm"
-let modelPath = arguments.first ?? "../shared/models/alexnet-fmnist.onnx"
+var arguments = BenchmarkArguments()
+let batch = Int(arguments.take("--batch") ?? "") ?? 64
+let repeats = Int(arguments.take("--repeats") ?? "") ?? 30
+let layerName = arguments.take("--layer") ?? "/classifier/classifier.5/Gemm"
+let modelPath = arguments.rest.first ?? "../shared/models/alexnet-fmnist.onnx"
 
 // The layer as a one-node graph: x[batch, in] → Gemm(W, b, transB = 1) → Relu → y.
 var weight: Tensor<Float>, bias: Tensor<Float>, source: String

@@ -2,10 +2,14 @@
 /// inputs and weights, given the gradient of their output.
 
 /// Gradients of `conv2d(input, weight, bias, window, group)`: (dInput, dWeight, dBias).
-/// Per chunk of images: dW += dY·colsᵀ and dCols = Wᵀ·dY (BLAS), then col2im. Each worker accumulates its own dW,
-/// summed in a fixed order, so results do not depend on timing.
+/// Images go in chunks, as in the forward pass: the chunk's receptive fields unfolded once (im2col), then
+/// dW += dY·colsᵀ and dCols = Wᵀ·dY as two BLAS products over all its pixels, then col2im. Each worker sums its
+/// own dW, added in a fixed order, so results do not depend on timing; a single chunk parallelises its GEMMs instead.
+///
+/// dInput is skipped when `inputGradient` is false (a first layer); for stride-1 "same" 3×3 layers it is the
+/// convolution of dY with the flipped, transposed kernels, which takes the Winograd path.
 public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window: Window2D, group: Int,
-                           gradOutput dy: Tensor<Float>) throws -> (input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]) {
+                           gradOutput dy: Tensor<Float>, inputGradient: Bool = true) throws -> (input: Tensor<Float>?, weight: Tensor<Float>, bias: [Float]) {
     guard input.rank == 4, weight.rank == 4, dy.rank == 4 else {
         throw ComputeError.shapeMismatch("Conv backward expects 4-D tensors, got \(input.shape), \(weight.shape), \(dy.shape)")
     }
@@ -16,41 +20,68 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
         throw ComputeError.shapeMismatch("Conv backward: gradient \(dy.shape) does not match input \(input.shape) and weight \(weight.shape)")
     }
     let ocg = oc / group, kdim = icg * kh * kw, ohw = oh * ow
-    var dx = Tensor<Float>(zeros: input.shape)
+    let perChunk = max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
+    let chunks = (n + perChunk - 1) / perChunk
+    let workers = max(1, min(ComputeThreads.count, chunks))
+    let alone = workers == 1
+    var dx = Tensor<Float>(zeros: inputGradient ? input.shape : [0])
     var db = [Float](repeating: 0, count: oc)
+    // dX as a forward convolution where Winograd applies: kernels [IC, OC, 3, 3] rotated by 180°.
+    let transposed = Window2D(kernel: (kh, kw), pads: (kh - 1 - window.pads.top, kw - 1 - window.pads.left,
+                                                      kh - 1 - window.pads.bottom, kw - 1 - window.pads.right))
+    let viaConvolution = inputGradient && group == 1 && window.strides == (1, 1) && window.dilations == (1, 1) && oh == h && ow == w
+        && Winograd.applies(weightShape: [c, oc, kh, kw], window: transposed, group: 1) && Winograd.isWorthwhile(inputChannels: oc)
+    if viaConvolution {
+        var flipped = [Float](repeating: 0, count: weight.count)
+        for o in 0..<oc { for i in 0..<c { for y in 0..<kh { for x in 0..<kw {
+            flipped[((i * oc + o) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)] = weight.scalars[((o * c + i) * kh + y) * kw + x]
+        } } } }
+        let kernels = Tensor(shape: [c, oc, kh, kw], scalars: flipped)
+        dx = try conv2d(dy, weight: kernels, bias: nil, window: transposed, prepared: Winograd.PreparedWeights(kernels))
+    }
+    let scatter = inputGradient && !viaConvolution
     for img in 0..<n { for o in 0..<oc { var s: Float = 0; let base = (img * oc + o) * ohw; for i in 0..<ohw { s += dy.scalars[base + i] }; db[o] += s } }
-    let workers = max(1, min(ComputeThreads.count, n))
     var partial = [[Float]](repeating: [], count: workers)
-    let per = (n + workers - 1) / workers
+    let perWorker = (chunks + workers - 1) / workers
     input.scalars.withUnsafeBufferPointer { px in
         weight.scalars.withUnsafeBufferPointer { pw in
             dy.scalars.withUnsafeBufferPointer { pdy in
                 dx.scalars.withUnsafeMutableBufferPointer { pdx in
-                    let dxAddress = Int(bitPattern: pdx.baseAddress!)
+                    let dxAddress = Int(bitPattern: pdx.baseAddress ?? UnsafeMutablePointer<Float>.allocate(capacity: 0))
                     partial.withUnsafeMutableBufferPointer { parts in
                         let partsAddress = Int(bitPattern: parts.baseAddress!)
                         parallelChunks(workers) { range in
                             let dxBase = UnsafeMutablePointer<Float>(bitPattern: dxAddress)!
                             let parts = UnsafeMutablePointer<[Float]>(bitPattern: partsAddress)!
-                            let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * ohw)
-                            let dcol = UnsafeMutablePointer<Float>.allocate(capacity: kdim * ohw)
-                            defer { col.deallocate(); dcol.deallocate() }
+                            let capacity = perChunk * ohw
+                            let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * capacity)
+                            let dcol = UnsafeMutablePointer<Float>.allocate(capacity: kdim * capacity)
+                            let dyc = UnsafeMutablePointer<Float>.allocate(capacity: ocg * capacity)
+                            defer { col.deallocate(); dcol.deallocate(); dyc.deallocate() }
+                            let gemm = alone ? parallelSgemm : sgemm
                             for worker in range {
                                 var dw = [Float](repeating: 0, count: weight.count)
                                 dw.withUnsafeMutableBufferPointer { pdw in
-                                    for img in (worker * per)..<min(n, (worker + 1) * per) {
+                                    for chunk in (worker * perWorker)..<min(chunks, (worker + 1) * perWorker) {
+                                        let first = chunk * perChunk, count = min(perChunk, n - first), cols = count * ohw
                                         for g in 0..<group {
-                                            im2col(px.baseAddress!, c: c, h: h, w: w, firstImage: img, images: 1,
+                                            im2col(px.baseAddress!, c: c, h: h, w: w, firstImage: first, images: count,
                                                    channels: g * icg..<(g + 1) * icg, window: window, oh: oh, ow: ow, into: col)
-                                            let dyg = pdy.baseAddress! + (img * oc + g * ocg) * ohw
-                                            // dW[g] (ocg×kdim) += dY (ocg×ohw) · colsᵀ (ohw×kdim)
-                                            sgemm(transB: true, m: ocg, n: kdim, k: ohw, a: dyg, lda: ohw, b: col, ldb: ohw,
-                                                  beta: 1, c: pdw.baseAddress! + g * ocg * kdim, ldc: kdim)
-                                            // dCols (kdim×ohw) = W[g]ᵀ (kdim×ocg) · dY (ocg×ohw)
-                                            sgemm(transA: true, m: kdim, n: ohw, k: ocg, a: pw.baseAddress! + g * ocg * kdim, lda: kdim,
-                                                  b: dyg, ldb: ohw, c: dcol, ldc: ohw)
-                                            col2im(dcol, c: c, h: h, w: w, image: img, channels: g * icg..<(g + 1) * icg,
-                                                   window: window, oh: oh, ow: ow, into: dxBase)
+                                            // dY of the chunk as [ocg, images·ohw].
+                                            for img in 0..<count {
+                                                for o in 0..<ocg {
+                                                    (dyc + o * cols + img * ohw).update(from: pdy.baseAddress! + ((first + img) * oc + g * ocg + o) * ohw, count: ohw)
+                                                }
+                                            }
+                                            // dW[g] (ocg×kdim) += dY (ocg×cols) · colsᵀ (cols×kdim)
+                                            gemm(false, true, ocg, kdim, cols, 1, dyc, cols, col, cols, 1, pdw.baseAddress! + g * ocg * kdim, kdim)
+                                            guard scatter else { continue }
+                                            // dCols (kdim×cols) = W[g]ᵀ (kdim×ocg) · dY (ocg×cols)
+                                            gemm(true, false, kdim, cols, ocg, 1, pw.baseAddress! + g * ocg * kdim, kdim, dyc, cols, 0, dcol, cols)
+                                            for img in 0..<count {
+                                                col2im(dcol + img * ohw, rowStride: cols, c: c, h: h, w: w, image: first + img,
+                                                       channels: g * icg..<(g + 1) * icg, window: window, oh: oh, ow: ow, into: dxBase)
+                                            }
                                         }
                                     }
                                 }
@@ -64,11 +95,12 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
     }
     var dw = [Float](repeating: 0, count: weight.count)
     for part in partial where !part.isEmpty { for i in dw.indices { dw[i] += part[i] } }
-    return (dx, Tensor(shape: weight.shape, scalars: dw), db)
+    return (inputGradient ? dx : nil, Tensor(shape: weight.shape, scalars: dw), db)
 }
 
-/// Adds a [channels·kh·kw, oh·ow] column matrix of one image back onto its NCHW input positions (the adjoint of im2col).
-func col2im(_ col: UnsafePointer<Float>, c: Int, h: Int, w: Int, image: Int, channels: Range<Int>, window: Window2D,
+/// Adds one image's [channels·kh·kw, oh·ow] columns (rows `rowStride` apart) back onto its NCHW input positions
+/// (the adjoint of im2col).
+func col2im(_ col: UnsafePointer<Float>, rowStride: Int, c: Int, h: Int, w: Int, image: Int, channels: Range<Int>, window: Window2D,
             oh: Int, ow: Int, into dx: UnsafeMutablePointer<Float>) {
     let (kh, kw) = window.kernel
     let (sh, sw) = window.strides
@@ -79,7 +111,7 @@ func col2im(_ col: UnsafePointer<Float>, c: Int, h: Int, w: Int, image: Int, cha
         let plane = dx + (image * c + ch) * h * w
         for ki in 0..<kh {
             for kj in 0..<kw {
-                let src = col + row * oh * ow
+                let src = col + row * rowStride
                 for oy in 0..<oh {
                     let iy = oy * sh + ki * dh - pt
                     if iy < 0 || iy >= h { continue }

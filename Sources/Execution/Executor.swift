@@ -180,7 +180,7 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Kahn's algorithm; keeps the file's order among ready nodes.
-    static func topologicallySorted(_ graph: Graph) throws -> [Node] {
+    public static func topologicallySorted(_ graph: Graph) throws -> [Node] {
         var available = Set(graph.initializers.keys).union(graph.inputs.map(\.name))
         available.insert("")
         var producers: [String: Int] = [:]

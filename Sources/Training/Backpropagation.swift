@@ -1,5 +1,6 @@
 import Compute
 import Execution
+import Dispatch
 import Foundation
 import ModelGraph
 
@@ -27,6 +28,9 @@ public final class Backpropagation {
     private var generator: UInt64
 
     public enum BatchNormalizationMode: Sendable { case train, frozen }
+    /// When set, forward and backward add each node's wall time to `profile` under "forward/op" and "backward/op".
+    public var profiling = false
+    public private(set) var profile: [String: Double] = [:]
 
     public init(graph: Graph, inputGradients: Bool = false, seed: UInt64 = 0) throws {
         self.graph = graph
@@ -38,7 +42,7 @@ public final class Backpropagation {
             if node.opType == "Reshape" || node.opType == "Pad" { frozen.formUnion(node.inputs.dropFirst()) }
         }
         parameters = graph.initializers.keys.filter { graph.initializers[$0]?.floatTensor != nil && !frozen.contains($0) }.sorted()
-        let order = try Backpropagation.sorted(graph)
+        let order = try Executor.topologicallySorted(graph)
         // Fold what depends on no parameter and no input; mark what gradients flow through.
         var constants = graph.initializers
         var live = Set(parameters)
@@ -89,6 +93,8 @@ public final class Backpropagation {
         for (name, value) in feeds { values[name] = value }
         var tape = Tape(values: [:], logits: Tensor(zeros: [0]))
         for node in plan {
+            let started = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            defer { if profiling { profile["forward/" + node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 } }
             let inputs = node.inputs.map { $0.isEmpty ? nil : values[$0] }
             var outputs: [AnyTensor]
             if node.opType == "Dropout" && training {
@@ -98,6 +104,13 @@ public final class Backpropagation {
                 let mask = (0..<x.count).map { _ in nextUnit() >= Double(ratio) ? keep : 0 }
                 tape.dropoutMasks[node.outputs[0]] = mask
                 outputs = [.float(Tensor(shape: x.shape, scalars: zip(x.scalars, mask).map { $0 * $1 }))]
+            } else if node.opType == "Conv", let x = inputs[0]?.floatTensor, let w = inputs[1]?.floatTensor, x.rank == 4, w.rank == 4,
+                      case let window = try Executor.window(of: node, input: x.shape, kernel: Array(w.shape.suffix(2)), opset: graph.opsetVersion),
+                      Winograd.applies(weightShape: w.shape, window: window, group: node.int("group", default: 1)),
+                      Winograd.isWorthwhile(inputChannels: w.shape[1]) {
+                // The executor's fast path; the weights change every step, so they are transformed every step.
+                outputs = [.float(try conv2d(x, weight: w, bias: inputs.count > 2 ? inputs[2]?.floatTensor?.scalars : nil, window: window,
+                                             prepared: Winograd.PreparedWeights(w)))]
             } else if node.opType == "BatchNormalization" && training && batchNormalization == .train {
                 outputs = [.float(try batchNormalizationTraining(node, inputs, tape: &tape))]
             } else if node.opType == "Softmax" || node.opType == "LogSoftmax", node.inputs[0] == logitsName, training {
@@ -200,6 +213,8 @@ public final class Backpropagation {
             if out != logitsName { grads[out] = nil }  // consumed
             let wants = node.inputs.map { !$0.isEmpty && differentiable.contains($0) }
             guard wants.contains(true) else { continue }
+            let started = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            defer { if profiling { profile["backward/" + node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 } }
             switch node.opType {
             case "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Cast":
                 if node.opType == "Cast", node.int("to", default: 1) != 1 { break }
@@ -260,8 +275,9 @@ public final class Backpropagation {
             case "Conv":
                 let x = try value(node.inputs[0], node), w = try value(node.inputs[1], node)
                 let window = try Executor.window(of: node, input: x.shape, kernel: Array(w.shape.suffix(2)), opset: graph.opsetVersion)
-                let g = try conv2dBackward(x, weight: w, window: window, group: node.int("group", default: 1), gradOutput: dy)
-                if wants[0] { accumulate(node.inputs[0], g.input) }
+                let g = try conv2dBackward(x, weight: w, window: window, group: node.int("group", default: 1), gradOutput: dy,
+                                           inputGradient: wants[0])
+                if let dx = g.input { accumulate(node.inputs[0], dx) }
                 if wants[1] { accumulate(node.inputs[1], g.weight) }
                 if wants.count > 2 && wants[2] { accumulate(node.inputs[2], Tensor(shape: [g.bias.count], scalars: g.bias)) }
             case "MaxPool", "AveragePool":
@@ -403,25 +419,6 @@ public final class Backpropagation {
     private func nextUnit() -> Double {
         generator = generator &* 6364136223846793005 &+ 1442695040888963407
         return Double(generator >> 11) / Double(1 << 53)
-    }
-
-    static func sorted(_ graph: Graph) throws -> [Node] {
-        var available = Set(graph.initializers.keys).union(graph.inputs.map(\.name))
-        available.insert("")
-        var done = [Bool](repeating: false, count: graph.nodes.count)
-        var order: [Node] = []
-        var progress = true
-        while progress {
-            progress = false
-            for (i, node) in graph.nodes.enumerated() where !done[i] && node.inputs.allSatisfy(available.contains) {
-                done[i] = true
-                order.append(node)
-                available.formUnion(node.outputs)
-                progress = true
-            }
-        }
-        guard order.count == graph.nodes.count else { throw TrainingError.invalid("the graph has a cycle or a missing value") }
-        return order
     }
 }
 

@@ -41,6 +41,11 @@ struct Sweep: ParsableCommand {
     @OptionGroup var kernels: KernelOptions
     @OptionGroup var dataOptions: DataOptions
 
+    @Option(help: "Also fine-tune every point for this many epochs and report its top-1 (a fine-tuned column).")
+    var finetuneEpochs: Int?
+
+    @OptionGroup var training: TrainingOptions
+
     @Option(help: "Evaluate only the first N test images.")
     var limit: Int?
 
@@ -90,8 +95,14 @@ struct Sweep: ParsableCommand {
                 row.scaledLayers = n.scaledLayers
                 row.inertia = n.layers.reduce(0) { $0 + $1.inertia }
             }
+            var tuned = ""
+            if let finetuneEpochs {
+                let (_, reports) = try training.fineTune(pipeline.graph, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: dataset)
+                row.top1Finetuned = reports.last?.testTop1
+                tuned = ", fine-tuned \(Terminal.percent(row.top1Finetuned ?? 0))"
+            }
             rows.append(row)
-            FileHandle.standardError.write(Data("\(label): top-1 \(Terminal.percent(report.top1))\n".utf8))
+            FileHandle.standardError.write(Data("\(label): top-1 \(Terminal.percent(report.top1))\(tuned)\n".utf8))
         }
         let sweep = SweepReport(model: try model.path, images: dataset.count, baselineTop1: baseline.top1, rows: rows)
         print(sweep.table())

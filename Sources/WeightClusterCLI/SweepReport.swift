@@ -20,12 +20,15 @@ struct SweepRow: Codable {
     var columns: Int?
     var foldedLayers: Int?
     var scaledLayers: Int?
+    /// Top-1 after `--finetune-epochs` of fine-tuning.
+    var top1Finetuned: Double?
 
     enum CodingKeys: String, CodingKey {
         case mode, scope, clusters, kernels, top1, inertia, sparsity, columns
         case kernelReduction = "kernel_reduction", footprintBytes = "footprint_bytes", denseBytes = "dense_bytes"
         case compressionRatio = "compression_ratio", deltaTop1 = "delta_top1", clusteringSeconds = "clustering_seconds"
         case columnReduction = "column_reduction", foldedLayers = "folded_layers", scaledLayers = "scaled_layers"
+        case top1Finetuned = "top1_finetuned"
     }
 
     var isNeuron: Bool { columnReduction != nil }
@@ -46,11 +49,13 @@ struct SweepReport: Codable {
     private var neuron: Bool { rows.first?.isNeuron ?? false }
 
     private var cells: [[String]] {
+        let tuned = rows.contains { $0.top1Finetuned != nil }
         func common(_ r: SweepRow) -> [String] {
             [Terminal.bytes(r.footprintBytes), String(format: "%.2f", r.compressionRatio), String(format: "%.2f%%", 100 * r.top1),
              String(format: "%+.2f", 100 * r.deltaTop1), String(format: "%.1f", r.clusteringSeconds)]
+                + (tuned ? [r.top1Finetuned.map { String(format: "%.2f%%", 100 * $0) } ?? ""] : [])
         }
-        let tail = ["footprint", "ratio", "top-1", "Δtop-1", "clustering s"]
+        let tail = ["footprint", "ratio", "top-1", "Δtop-1", "clustering s"] + (tuned ? ["top-1 fine-tuned"] : [])
         if neuron {
             return [["mode", "sparsity", "column reduction", "k (all layers)", "folded/scaled"] + tail] + rows.map { r in
                 [r.mode, String(format: "%.2f", r.sparsity ?? 0), String(format: "%.2f%%", 100 * r.reduction), "\(r.clusters ?? 0)",
@@ -68,11 +73,12 @@ struct SweepReport: Codable {
 
     func csv() -> String {
         func text<T>(_ v: T?) -> String { v.map { "\($0)" } ?? "" }
-        return (["mode,scope,sparsity,column_reduction,kernel_reduction,clusters,kernels,columns,folded_layers,scaled_layers,footprint_bytes,dense_bytes,compression_ratio,top1,delta_top1,clustering_seconds,inertia"]
+        return (["mode,scope,sparsity,column_reduction,kernel_reduction,clusters,kernels,columns,folded_layers,scaled_layers,footprint_bytes,dense_bytes,compression_ratio,top1,delta_top1,clustering_seconds,inertia,top1_finetuned"]
             + rows.map { r in
                 [r.mode, text(r.scope), text(r.sparsity), text(r.columnReduction), text(r.kernelReduction), text(r.clusters), text(r.kernels),
                  text(r.columns), text(r.foldedLayers), text(r.scaledLayers), "\(r.footprintBytes)", "\(r.denseBytes)",
-                 "\(r.compressionRatio)", "\(r.top1)", "\(r.deltaTop1)", "\(r.clusteringSeconds)", text(r.inertia)].joined(separator: ",")
+                 "\(r.compressionRatio)", "\(r.top1)", "\(r.deltaTop1)", "\(r.clusteringSeconds)", text(r.inertia),
+                 text(r.top1Finetuned)].joined(separator: ",")
             }).joined(separator: "\n") + "\n"
     }
 

@@ -68,7 +68,7 @@ struct TrainingOptions: ParsableArguments {
         if let trainLimit { train = train.prefix(trainLimit) }
         let classes = try outputClasses(graph, sample: test.count > 0 ? test : train)
         if let bad = train.labels.first(where: { $0 >= classes }) {
-            throw ValidationError("the training labels go up to \(train.labels.max() ?? bad) but the model has \(classes) outputs")
+            throw ValidationError("model has \(classes) outputs but the training labels go up to \(train.labels.max() ?? bad)")
         }
         let trainer = try Trainer(graph: graph, configuration: config, masked: prunedWeights(graph))
         let reports = try trainer.train(train, evaluate: { g in

@@ -292,3 +292,51 @@ enum ModelArgumentPath {
         return root.appendingPathComponent("Sources/WeightClusterCLI/Resources/small-vgg-fmnist.onnx").path
     }
 }
+
+@Suite(.serialized) struct FinetuneCLITests {
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
+    func finetuneACodebookFile() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let compact = dir.appendingPathComponent("c.onnx").path, tuned = dir.appendingPathComponent("t.onnx").path
+        #expect(try CLI.run(["compress", "-o", compact, "--kernel-reduction", "0.9", "--format", "codebook"]).status == 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: compact))
+        let result = try CLI.run(["finetune", compact, "-o", tuned, "--epochs", "1", "--steps", "2", "--train-batch", "8", "--limit", "16", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["top1_before"] != nil && object["top1"] != nil && (object["epochs"] as? [Any])?.count == 1)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: compact)) == before, "the input is never modified")
+        let trained = try ONNXModelFile.load(tuned)
+        #expect(trained.initializers.keys.contains("wc_codebook_0"))
+        // Dense export: the same model with the weights rebuilt.
+        let dense = dir.appendingPathComponent("d.onnx").path
+        #expect(try CLI.run(["finetune", compact, "-o", dense, "--epochs", "1", "--steps", "1", "--train-batch", "4", "--limit", "8", "--format", "dense"]).status == 0)
+        #expect(try ONNXModelFile.load(dense).initializers.keys.allSatisfy { !$0.contains("wc_") })
+    }
+
+    @Test func badFinetuneRequests() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let dense = dir.appendingPathComponent("dense.onnx").path
+        #expect(try CLI.run(["compress", "-o", dense, "--kernel-reduction", "0.5"]).status == 0)
+        // Labels beyond the model's 10 outputs.
+        let images = dir.appendingPathComponent("x.npy").path, labels = dir.appendingPathComponent("y.npy").path
+        try NPYFile.write(.uint8(Tensor(shape: [2, 28, 28], repeating: 0)), to: images)
+        try NPYFile.write(.int64(Tensor(shape: [2], scalars: [3, 12])), to: labels)
+        let compact = dir.appendingPathComponent("c.onnx").path
+        #expect(try CLI.run(["compress", "-o", compact, "--kernel-reduction", "0.5", "--format", "codebook"]).status == 0)
+        for (args, text) in [
+            (["finetune", "-o", "/tmp/never-written.onnx", "--epochs", "1"], "no trainable structure recorded"),
+            (["finetune", dense, "-o", "/tmp/never-written.onnx", "--epochs", "1"], "written with --format dense"),
+            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "0"], "--epochs must be between 1 and 1000"),
+            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--lr", "20"], "--lr must be in (0, 10]"),
+            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--data", "\(images),\(labels)"], "labels up to 12"),
+        ] {
+            let result = try CLI.run(args)
+            #expect(result.status != 0)
+            #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(text), "\(args): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written.onnx"))
+    }
+}

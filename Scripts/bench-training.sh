@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Training throughput: our engine against PyTorch on the CPU (Debian's python3-torch), the same VGG-16, batch 64,
+# SGD with Nesterov momentum, in one run; prints images/s of each, the ratio and peak RSS.
+#   Scripts/bench-training.sh [MODEL] [--steps N] [--avx512]
+# --avx512 unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this run, so OpenBLAS picks its own kernels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=../shared/models/vgg16-fmnist.onnx
+steps=10
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) steps=$2; shift 2 ;;
+    --avx512) unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; shift ;;
+    *) model=$1; shift ;;
+  esac
+done
+[ -f "$model" ] || { echo "error: model not found: $model" >&2; exit 1; }
+if ! /usr/bin/python3 -c "import torch, onnx" 2>/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-onnx >/dev/null
+fi
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}"
+swift build -c release --product wc-train-bench >/dev/null
+ours=$(.build/release/wc-train-bench "$model" --steps "$steps" --batch 64)
+theirs=$(/usr/bin/python3 Benchmarks/torch_training.py "$model" "$steps" 64)
+/usr/bin/python3 - "$ours" "$theirs" <<'PY'
+import json, sys
+ours, theirs = (json.loads(a) for a in sys.argv[1:3])
+for r in (ours, theirs):
+    print(f"{r['engine']:>16}: {r['images_per_second']:7.1f} images/s ({r['steps']} steps of {r['batch']}, {r['seconds']:.2f} s, {r['threads']} threads), peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
+print(f"ratio (ours / PyTorch): {ours['images_per_second'] / theirs['images_per_second']:.2f}")
+PY
