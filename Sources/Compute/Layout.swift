@@ -50,21 +50,30 @@ public func concatenated<T: Sendable>(_ parts: [Tensor<T>], axis: Int) throws ->
     return Tensor(shape: shape, scalars: scalars)
 }
 
+@inlinable
 public func gathered<T: Sendable>(_ x: Tensor<T>, indices: Tensor<Int64>, axis: Int) throws -> Tensor<T> {
     let dim = x.shape[axis]
     let outer = x.shape[..<axis].reduce(1, *)
     let inner = x.shape[(axis + 1)...].reduce(1, *)
-    var scalars: [T] = []
-    scalars.reserveCapacity(outer * indices.count * inner)
-    for o in 0..<outer {
-        for raw in indices.scalars {
-            let i = raw < 0 ? Int(raw) + dim : Int(raw)
-            guard i >= 0 && i < dim else {
-                throw ComputeError.shapeMismatch("Gather index \(raw) is out of range for axis \(axis) of size \(dim)")
-            }
-            let start = (o * dim + i) * inner
-            scalars.append(contentsOf: x.scalars[start..<start + inner])
+    let rows = try indices.scalars.map { raw -> Int in
+        let i = raw < 0 ? Int(raw) + dim : Int(raw)
+        guard i >= 0 && i < dim else {
+            throw ComputeError.shapeMismatch("Gather index \(raw) is out of range for axis \(axis) of size \(dim)")
         }
+        return i
+    }
+    let count = outer * rows.count * inner
+    let scalars = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+        x.scalars.withUnsafeBufferPointer { source in
+            guard var destination = buffer.baseAddress, let base = source.baseAddress else { return }
+            for o in 0..<outer {
+                for i in rows {
+                    destination.initialize(from: base + (o * dim + i) * inner, count: inner)
+                    destination += inner
+                }
+            }
+        }
+        initialized = count
     }
     let shape = Array(x.shape[..<axis]) + indices.shape + Array(x.shape[(axis + 1)...])
     return Tensor(shape: shape, scalars: scalars)

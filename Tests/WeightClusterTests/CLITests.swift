@@ -314,6 +314,19 @@ enum ModelArgumentPath {
         #expect(try ONNXModelFile.load(dense).initializers.keys.allSatisfy { !$0.contains("wc_") })
     }
 
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
+    func sweepWithAFineTunedColumn() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try CLI.run(["sweep", "--kernel-reduction", "0.9", "--limit", "16", "--finetune-epochs", "1", "--steps", "1",
+                                  "--train-batch", "4", "--out", dir.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("top-1 fine-tuned"))
+        let csv = try String(contentsOfFile: dir.appendingPathComponent("sweep.csv").path, encoding: .utf8)
+        let lines = csv.split(separator: "\n")
+        #expect(lines[0].hasSuffix(",top1_finetuned") && !lines[1].hasSuffix(","))
+    }
+
     @Test func badFinetuneRequests() throws {
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
