@@ -24,7 +24,7 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
     let chunks = (n + perChunk - 1) / perChunk
     let workers = max(1, min(ComputeThreads.count, chunks))
     let alone = workers == 1
-    var dx = Tensor<Float>(zeros: inputGradient ? input.shape : [0])
+    var dx = Tensor<Float>(zeros: inputGradient ? input.shape : [1])  // one unused scalar keeps the buffer pointer valid
     var db = [Float](repeating: 0, count: oc)
     // dX as a forward convolution where Winograd applies: kernels [IC, OC, 3, 3] rotated by 180°.
     let transposed = Window2D(kernel: (kh, kw), pads: (kh - 1 - window.pads.top, kw - 1 - window.pads.left,
@@ -47,7 +47,7 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
         weight.scalars.withUnsafeBufferPointer { pw in
             dy.scalars.withUnsafeBufferPointer { pdy in
                 dx.scalars.withUnsafeMutableBufferPointer { pdx in
-                    let dxAddress = Int(bitPattern: pdx.baseAddress ?? UnsafeMutablePointer<Float>.allocate(capacity: 0))
+                    let dxAddress = Int(bitPattern: pdx.baseAddress!)
                     partial.withUnsafeMutableBufferPointer { parts in
                         let partsAddress = Int(bitPattern: parts.baseAddress!)
                         parallelChunks(workers) { range in
