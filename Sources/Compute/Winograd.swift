@@ -24,9 +24,13 @@ public enum Winograd {
             outputChannels = oc
             inputChannels = ic
             let plane = oc * ic
-            u = [Float](unsafeUninitializedCapacity: 16 * plane) { u, initialized in
+            u = [Float](unsafeUninitializedCapacity: 16 * plane) { buffer, initialized in
+                let address = Int(bitPattern: buffer.baseAddress!)
                 weight.scalars.withUnsafeBufferPointer { w in
-                    for k in 0..<plane {
+                    // Kernels split over the workers (the weights of a training step are transformed every step).
+                    parallelChunks(plane, minimumChunk: 4096) { kernels in
+                    let u = UnsafeMutablePointer<Float>(bitPattern: address)!
+                    for k in kernels {
                         let g = w.baseAddress! + k * 9
                         for r in 0..<4 {
                             // Row r of G·g (three values), then that row times Gᵀ.
@@ -42,6 +46,7 @@ public enum Winograd {
                             u[(r * 4 + 2) * plane + k] = 0.5 * (r0 - r1 + r2)
                             u[(r * 4 + 3) * plane + k] = r2
                         }
+                    }
                     }
                 }
                 initialized = 16 * plane

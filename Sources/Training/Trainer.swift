@@ -154,36 +154,45 @@ public final class Trainer {
 
     private func update(_ grads: [String: Tensor<Float>], rate lr: Float) {
         let c = configuration
+        let momentum = c.momentum, nesterov = c.nesterov, adam = c.optimizer == .adam
+        let t = Float(step + 1)
+        let correction1 = 1 - powf(0.9, t), correction2 = 1 - powf(0.999, t)
         for name in engine.parameters {
             guard let g = grads[name] else { continue }
             var w = engine.parameter(name)
             let decay = w.rank >= 2 ? c.weightDecay : 0
             let mask = masks[name]
-            switch c.optimizer {
-            case .sgd:
-                var v = velocity[name] ?? [Float](repeating: 0, count: w.count)
-                for i in 0..<w.count {
-                    if let mask, !mask[i] { continue }
-                    let d = g.scalars[i] + decay * w.scalars[i]
-                    v[i] = c.momentum * v[i] + d
-                    w.scalars[i] -= lr * (c.nesterov ? d + c.momentum * v[i] : v[i])
+            var first = velocity[name] ?? [Float](repeating: 0, count: w.count)
+            var second = adam ? (secondMoment[name] ?? [Float](repeating: 0, count: w.count)) : []
+            // Elementwise, so the split over workers does not change the result.
+            w.scalars.withUnsafeMutableBufferPointer { pw in
+                first.withUnsafeMutableBufferPointer { pm in
+                    second.withUnsafeMutableBufferPointer { ps in
+                        g.scalars.withUnsafeBufferPointer { pg in
+                            let (wa, ma, sa) = (Int(bitPattern: pw.baseAddress!), Int(bitPattern: pm.baseAddress!),
+                                                Int(bitPattern: ps.baseAddress ?? pm.baseAddress!))
+                            parallelChunks(pw.count, minimumChunk: 1 << 16) { range in
+                                let w = UnsafeMutablePointer<Float>(bitPattern: wa)!, m = UnsafeMutablePointer<Float>(bitPattern: ma)!
+                                let s = UnsafeMutablePointer<Float>(bitPattern: sa)!
+                                for i in range {
+                                    if let mask, !mask[i] { continue }
+                                    let d = pg[i] + decay * w[i]
+                                    if adam {
+                                        m[i] = 0.9 * m[i] + 0.1 * d
+                                        s[i] = 0.999 * s[i] + 0.001 * d * d
+                                        w[i] -= lr * (m[i] / correction1) / ((s[i] / correction2).squareRoot() + 1e-8)
+                                    } else {
+                                        m[i] = momentum * m[i] + d
+                                        w[i] -= lr * (nesterov ? d + momentum * m[i] : m[i])
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
-                velocity[name] = v
-            case .adam:
-                var m = velocity[name] ?? [Float](repeating: 0, count: w.count)
-                var s = secondMoment[name] ?? [Float](repeating: 0, count: w.count)
-                let t = Float(step + 1)
-                let correction1 = 1 - powf(0.9, t), correction2 = 1 - powf(0.999, t)
-                for i in 0..<w.count {
-                    if let mask, !mask[i] { continue }
-                    let d = g.scalars[i] + decay * w.scalars[i]
-                    m[i] = 0.9 * m[i] + 0.1 * d
-                    s[i] = 0.999 * s[i] + 0.001 * d * d
-                    w.scalars[i] -= lr * (m[i] / correction1) / ((s[i] / correction2).squareRoot() + 1e-8)
-                }
-                velocity[name] = m
-                secondMoment[name] = s
             }
+            velocity[name] = first
+            if adam { secondMoment[name] = second }
             engine.setParameter(name, w)
         }
     }
