@@ -77,9 +77,13 @@ struct Compress: ParsableCommand {
         var written = pipeline.graph
         var trainingReports: [EpochReport] = []
         var beforeTraining: Double?
-        if let finetuneEpochs {
-            var test = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
-            if let limit { test = test.prefix(limit) }
+        // The test images, loaded once, when anything is evaluated.
+        var testImages: ImageDataset?
+        if evaluate || dataOptions.data != nil || finetuneEpochs != nil {
+            testImages = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
+            if let limit { testImages = testImages?.prefix(limit) }
+        }
+        if let finetuneEpochs, let test = testImages {
             beforeTraining = try Evaluator.evaluate(try Executor(graph: written), on: test) { Terminal.progress("before fine-tuning", $0, $1) }.top1
             (written, trainingReports) = try training.fineTune(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: test)
             written = try exported(written, format: format)
@@ -88,9 +92,7 @@ struct Compress: ParsableCommand {
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
 
         var report: AccuracyReport?
-        if evaluate || dataOptions.data != nil || finetuneEpochs != nil {
-            var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
-            if let limit { dataset = dataset.prefix(limit) }
+        if let dataset = testImages {
             // Evaluate what was written, read back from the file.
             let executor = try Executor(graph: try ONNXModelFile.load(output))
             report = try Evaluator.evaluate(executor, on: dataset) { Terminal.progress("evaluating", $0, $1) }

@@ -93,7 +93,7 @@ struct TrainingOptions: ParsableArguments {
     }
 }
 
-/// What `finetune` can keep while training; nil when the file records nothing trainable.
+/// What `finetune` can keep while training, described; throws when the file records nothing trainable.
 func trainableStructure(_ graph: Graph) throws -> String {
     let codebooks = graph.initializers.keys.filter { $0.hasPrefix("wc_codebook_") }.count
     let shared = graph.initializers.keys.filter { $0.hasSuffix("/wc_shared_columns") }.count
