@@ -41,6 +41,10 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
     }
     let scatter = inputGradient && !viaConvolution
     for img in 0..<n { for o in 0..<oc { var s: Float = 0; let base = (img * oc + o) * ohw; for i in 0..<ohw { s += dy.scalars[base + i] }; db[o] += s } }
+    // dW through the Winograd transforms where they apply (16 multiplies per 2×2 tile instead of 36).
+    let winogradWeights = Winograd.applies(weightShape: weight.shape, window: window, group: group) && Winograd.isWorthwhile(inputChannels: c)
+    let winogradDW = winogradWeights ? Winograd.weightGradient(input, gradOutput: dy, window: window) : nil
+    if let dw = winogradDW, !scatter { return (inputGradient ? dx : nil, Tensor(shape: weight.shape, scalars: dw), db) }
     var partial = [[Float]](repeating: [], count: workers)
     let perWorker = (chunks + workers - 1) / workers
     input.scalars.withUnsafeBufferPointer { px in
@@ -65,8 +69,10 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
                                     for chunk in (worker * perWorker)..<min(chunks, (worker + 1) * perWorker) {
                                         let first = chunk * perChunk, count = min(perChunk, n - first), cols = count * ohw
                                         for g in 0..<group {
-                                            im2col(px.baseAddress!, c: c, h: h, w: w, firstImage: first, images: count,
-                                                   channels: g * icg..<(g + 1) * icg, window: window, oh: oh, ow: ow, into: col)
+                                            if !winogradWeights {
+                                                im2col(px.baseAddress!, c: c, h: h, w: w, firstImage: first, images: count,
+                                                       channels: g * icg..<(g + 1) * icg, window: window, oh: oh, ow: ow, into: col)
+                                            }
                                             // dY of the chunk as [ocg, images·ohw].
                                             for img in 0..<count {
                                                 for o in 0..<ocg {
@@ -74,7 +80,9 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
                                                 }
                                             }
                                             // dW[g] (ocg×kdim) += dY (ocg×cols) · colsᵀ (cols×kdim)
-                                            gemm(false, true, ocg, kdim, cols, 1, dyc, cols, col, cols, 1, pdw.baseAddress! + g * ocg * kdim, kdim)
+                                            if !winogradWeights {
+                                                gemm(false, true, ocg, kdim, cols, 1, dyc, cols, col, cols, 1, pdw.baseAddress! + g * ocg * kdim, kdim)
+                                            }
                                             guard scatter else { continue }
                                             // dCols (kdim×cols) = W[g]ᵀ (kdim×ocg) · dY (ocg×cols)
                                             gemm(true, false, kdim, cols, ocg, 1, pw.baseAddress! + g * ocg * kdim, kdim, dyc, cols, 0, dcol, cols)
@@ -93,8 +101,8 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
             }
         }
     }
-    var dw = [Float](repeating: 0, count: weight.count)
-    for part in partial where !part.isEmpty { for i in dw.indices { dw[i] += part[i] } }
+    var dw = winogradDW ?? [Float](repeating: 0, count: weight.count)
+    if !winogradWeights { for part in partial where !part.isEmpty { for i in dw.indices { dw[i] += part[i] } } }
     return (inputGradient ? dx : nil, Tensor(shape: weight.shape, scalars: dw), db)
 }
 
@@ -186,4 +194,19 @@ public func pool2dBackward(_ input: Tensor<Float>, kind: PoolKind, window: Windo
         }
     }
     return dx
+}
+
+/// Gradient of Relu from its output, in place: dy stays where y > 0 and becomes 0 elsewhere. Split over the workers.
+public func reluBackward(_ dy: inout Tensor<Float>, output y: Tensor<Float>) {
+    precondition(dy.count == y.count)
+    let count = dy.count
+    y.scalars.withUnsafeBufferPointer { y in
+        dy.scalars.withUnsafeMutableBufferPointer { g in
+            let address = Int(bitPattern: g.baseAddress!)
+            parallelChunks(count, minimumChunk: 1 << 16) { range in
+                let g = UnsafeMutablePointer<Float>(bitPattern: address)!
+                for i in range where !(y[i] > 0) { g[i] = 0 }
+            }
+        }
+    }
 }

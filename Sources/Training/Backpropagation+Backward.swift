@@ -19,8 +19,8 @@ extension Backpropagation {
         let values = tape.values
         func value(_ name: String, _ node: Node) throws -> Tensor<Float> { try float(values[name], node) }
         for node in plan.reversed() {
-            guard let out = node.outputs.first, let dy = grads[out] else { continue }
-            if out != logitsName { grads[out] = nil }  // consumed
+            guard let out = node.outputs.first, var dy = grads[out] else { continue }
+            if out != logitsName { grads[out] = nil }  // consumed: `dy` is now its only owner and may be changed in place
             let wants = node.inputs.map { !$0.isEmpty && differentiable.contains($0) }
             guard wants.contains(true) else { continue }
             let started = profiling ? DispatchTime.now().uptimeNanoseconds : 0
@@ -34,7 +34,8 @@ extension Backpropagation {
                 accumulate(node.inputs[0], dy)
             case "Relu":
                 let y = try value(out, node)
-                accumulate(node.inputs[0], Tensor(shape: dy.shape, scalars: zip(dy.scalars, y.scalars).map { $1 > 0 ? $0 : 0 }))
+                reluBackward(&dy, output: y)
+                accumulate(node.inputs[0], dy)
             case "LeakyRelu":
                 let x = try value(node.inputs[0], node), alpha = node.float("alpha", default: 0.01)
                 accumulate(node.inputs[0], Tensor(shape: dy.shape, scalars: zip(dy.scalars, x.scalars).map { $1 >= 0 ? $0 : alpha * $0 }))

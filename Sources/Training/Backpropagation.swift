@@ -24,6 +24,9 @@ public final class Backpropagation {
     /// The node whose input is the loss's logits, when the graph ends in Softmax/LogSoftmax (skipped in training).
     let logitsName: String
     public var batchNormalization: BatchNormalizationMode = .train
+    /// Relu nodes run inside the convolution before them (Conv output name → Relu output name): the convolution's
+    /// own output has no other reader, and Relu's backward needs only its output.
+    let fusedRelu: [String: String]
     /// Seeded generator for Dropout masks.
     private var generator: UInt64
 
@@ -61,6 +64,17 @@ public final class Backpropagation {
         }
         for p in parameters { constants[p] = nil }
         self.constants = constants
+        let graphOutputs = Set(graph.outputs.map(\.name))
+        var readers: [String: [Node]] = [:]
+        for node in plan { for input in node.inputs where !input.isEmpty { readers[input, default: []].append(node) } }
+        var fused: [String: String] = [:]
+        for node in plan where node.opType == "Conv" {
+            if let out = node.outputs.first, !graphOutputs.contains(out), let only = readers[out], only.count == 1,
+               only[0].opType == "Relu", only[0].inputs == [out] {
+                fused[out] = only[0].outputs[0]
+            }
+        }
+        fusedRelu = fused
         self.plan = plan
         self.differentiable = live
         guard let output = graph.outputs.first?.name else { throw TrainingError.invalid("the model has no output") }
@@ -95,6 +109,7 @@ public final class Backpropagation {
         for node in plan {
             let started = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             defer { if profiling { profile["forward/" + node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 } }
+            if node.opType == "Relu", fusedRelu[node.inputs[0]] != nil { continue }  // ran inside its convolution
             let inputs = node.inputs.map { $0.isEmpty ? nil : values[$0] }
             var outputs: [AnyTensor]
             if node.opType == "Dropout" && training {
@@ -104,13 +119,21 @@ public final class Backpropagation {
                 let mask = (0..<x.count).map { _ in nextUnit() >= Double(ratio) ? keep : 0 }
                 tape.dropoutMasks[node.outputs[0]] = mask
                 outputs = [.float(Tensor(shape: x.shape, scalars: zip(x.scalars, mask).map { $0 * $1 }))]
-            } else if node.opType == "Conv", let x = inputs[0]?.floatTensor, let w = inputs[1]?.floatTensor, x.rank == 4, w.rank == 4,
-                      case let window = try Executor.window(of: node, input: x.shape, kernel: Array(w.shape.suffix(2)), opset: graph.opsetVersion),
-                      Winograd.applies(weightShape: w.shape, window: window, group: node.int("group", default: 1)),
-                      Winograd.isWorthwhile(inputChannels: w.shape[1]) {
-                // The executor's fast path; the weights change every step, so they are transformed every step.
-                outputs = [.float(try conv2d(x, weight: w, bias: inputs.count > 2 ? inputs[2]?.floatTensor?.scalars : nil, window: window,
-                                             prepared: Winograd.PreparedWeights(w)))]
+            } else if node.opType == "Conv", let x = inputs[0]?.floatTensor, let w = inputs[1]?.floatTensor, x.rank == 4, w.rank == 4 {
+                // The executor's fast paths: Winograd where it applies (the weights change every step, so they are
+                // transformed every step) and a following Relu fused into the output pass.
+                let window = try Executor.window(of: node, input: x.shape, kernel: Array(w.shape.suffix(2)), opset: graph.opsetVersion)
+                let group = node.int("group", default: 1)
+                let winograd = Winograd.applies(weightShape: w.shape, window: window, group: group) && Winograd.isWorthwhile(inputChannels: w.shape[1])
+                let relu = fusedRelu[node.outputs[0]]
+                let y = try conv2d(x, weight: w, bias: inputs.count > 2 ? inputs[2]?.floatTensor?.scalars : nil, window: window, group: group,
+                                   activation: relu == nil ? .none : .relu, prepared: winograd ? Winograd.PreparedWeights(w) : nil)
+                if let relu {
+                    values[relu] = .float(y)
+                    outputs = []
+                } else {
+                    outputs = [.float(y)]
+                }
             } else if node.opType == "BatchNormalization" && training && batchNormalization == .train {
                 outputs = [.float(try batchNormalizationTraining(node, inputs, tape: &tape))]
             } else if node.opType == "Softmax" || node.opType == "LogSoftmax", node.inputs[0] == logitsName, training {

@@ -58,4 +58,28 @@ import _TestSupport
         let fused = try conv2d(x, weight: wt, bias: bias, window: window, activation: .relu, prepared: Winograd.PreparedWeights(wt))
         #expect(TestSupport.maxAbsDifference(fused.scalars, reference.scalars.map { max($0, 0) }) < 1e-4)
     }
+
+    /// dW[o,i,ky,kx] = Σ dy[b,o,y,x]·input[b,i,y+ky−top,x+kx−left]: the Winograd weight gradient (and conv2dBackward,
+    /// which takes it for 16+ input channels) against the definition, over the same odd sizes and paddings,
+    /// plus a batch large enough to split into chunks over the workers.
+    @Test(arguments: cases + [Case(n: 9, c: 16, h: 11, w: 9, oc: 7, pads: (1, 0, 2, 1))])
+    func winogradWeightGradientMatchesDefinition(_ k: Case) throws {
+        let x = Tensor(shape: [k.n, k.c, k.h, k.w], scalars: Self.random(k.n * k.c * k.h * k.w, seed: 4))
+        let window = Window2D(kernel: (3, 3), pads: k.pads)
+        let (oh, ow) = window.outputSize(h: k.h, w: k.w)!
+        let dy = Tensor(shape: [k.n, k.oc, oh, ow], scalars: Self.random(k.n * k.oc * oh * ow, seed: 5))
+        var reference = [Float](repeating: 0, count: k.oc * k.c * 9)
+        for b in 0..<k.n { for o in 0..<k.oc { for y in 0..<oh { for xx in 0..<ow {
+            let g = dy.scalars[((b * k.oc + o) * oh + y) * ow + xx]
+            for i in 0..<k.c { for ki in 0..<3 { for kj in 0..<3 {
+                let iy = y + ki - window.pads.top, ix = xx + kj - window.pads.left
+                if iy >= 0 && iy < k.h && ix >= 0 && ix < k.w { reference[((o * k.c + i) * 3 + ki) * 3 + kj] += g * x.scalars[((b * k.c + i) * k.h + iy) * k.w + ix] }
+            } } }
+        } } } }
+        let winograd = Winograd.weightGradient(x, gradOutput: dy, window: window)
+        #expect(TestSupport.maxAbsDifference(winograd, reference) < 1e-3)
+        let wt = Tensor(shape: [k.oc, k.c, 3, 3], scalars: Self.random(k.oc * k.c * 9, seed: 6))
+        let backward = try conv2dBackward(x, weight: wt, window: window, group: 1, gradOutput: dy)
+        #expect(TestSupport.maxAbsDifference(backward.weight.scalars, reference) < 1e-3)
+    }
 }
