@@ -218,3 +218,25 @@ public enum KMeans {
         }
     }
 }
+
+extension KMeans {
+    /// Each row's nearest centroid, without moving the centroids (one assignment step). Spherical: rows and centroids
+    /// are compared as unit vectors. `current` starts each row's search from its present centroid, so the
+    /// approximate tree search (`leafBudget` leaves) only ever moves a row to a nearer centroid; exact when
+    /// n·K ≤ `exactSearchBudget`.
+    public static func nearest(_ data: [Float], rows n: Int, dimension d: Int, centroids: [Float], clusters k: Int,
+                               metric: KMeansConfiguration.Metric, current: [Int32]? = nil, leafBudget: Int = 2,
+                               exactSearchBudget: Int = 1 << 28) -> [Int32] {
+        precondition(data.count == n * d && centroids.count == k * d && k >= 1 && (current?.count ?? n) == n)
+        var x = data, c = centroids
+        if metric == .spherical {
+            normaliseRows(&x, rows: n, dimension: d)
+            normaliseRows(&c, rows: k, dimension: d)
+        }
+        var state = Assignment(rows: n, dimension: d, useTree: d <= 32, leafBudget: n * k <= exactSearchBudget ? .max : leafBudget,
+                               neighbours: 0)
+        if let current { for (row, cluster) in current.enumerated() where cluster >= 0 && Int(cluster) < k { state.seed(row: row, cluster: Int(cluster)) } }
+        _ = state.assign(x, weights: [Float](repeating: 1, count: n), centroids: c, clusters: k)
+        return state.assignments
+    }
+}

@@ -20,7 +20,7 @@ extension Backpropagation {
         func value(_ name: String, _ node: Node) throws -> Tensor<Float> { try float(values[name], node) }
         for node in plan.reversed() {
             guard let out = node.outputs.first, var dy = grads[out] else { continue }
-            if out != logitsName { grads[out] = nil }  // consumed: `dy` is now its only owner and may be changed in place
+            if out != logitsName && !retainedGradients.contains(out) { grads[out] = nil }  // consumed: `dy` is now its only owner and may be changed in place
             let wants = node.inputs.map { !$0.isEmpty && differentiable.contains($0) }
             guard wants.contains(true) else { continue }
             let started = profiling ? DispatchTime.now().uptimeNanoseconds : 0
@@ -157,7 +157,7 @@ extension Backpropagation {
                 throw TrainingError.unsupported(op: node.opType, node: node.displayName)
             }
         }
-        let wanted = Set(parameters).union(graph.inputs.map(\.name))
+        let wanted = Set(parameters).union(graph.inputs.map(\.name)).union(retainedGradients)
         return grads.filter { wanted.contains($0.key) }
     }
 

@@ -31,6 +31,8 @@ public final class Backpropagation {
     private var generator: UInt64
 
     public enum BatchNormalizationMode: Sendable { case train, frozen }
+    /// Values (not parameters) whose gradient `backward` returns too, e.g. a weight rebuilt from a codebook.
+    public var retainedGradients: Set<String> = []
     /// When set, forward and backward add each node's wall time to `profile` under "forward/op" and "backward/op".
     public var profiling = false
     public internal(set) var profile: [String: Double] = [:]

@@ -62,6 +62,24 @@ public struct EpochReport: Sendable, Codable {
     public var testTop1: Double?
     public var imagesPerSecond: Double
     public var seconds: Double
+    /// With re-assignment: how many times a kernel changed its codebook entry during the epoch.
+    public var reassigned: Int?
+}
+
+/// Periodic re-assignment of tied weights (kernel clustering's "re-assign every N steps"). Each value in `shadows`
+/// (a weight rebuilt from a codebook, by its graph name) has a dense shadow copy, trained by plain SGD with the
+/// gradient of the rebuilt value (straight-through); every `every` steps `apply` receives the graph and the shadows
+/// and returns the graph with new assignments (and how many changed), from which training continues.
+public struct Reassignment {
+    public var every: Int
+    public var shadows: [String: Tensor<Float>]
+    public var apply: (Graph, [String: Tensor<Float>]) throws -> (graph: Graph, moved: Int)
+
+    public init(every: Int, shadows: [String: Tensor<Float>], apply: @escaping (Graph, [String: Tensor<Float>]) throws -> (graph: Graph, moved: Int)) {
+        self.every = every
+        self.shadows = shadows
+        self.apply = apply
+    }
 }
 
 /// Progress of the current epoch, for a progress bar.
@@ -78,19 +96,25 @@ public struct TrainingProgress: Sendable {
 /// Mini-batch training of a graph's parameters with softmax cross-entropy. Parameters named in `masked` keep
 /// their zeros (pruned weights stay exactly zero). Deterministic for a given seed and thread count.
 public final class Trainer {
-    public let engine: Backpropagation
+    public private(set) var engine: Backpropagation
     public let configuration: TrainingConfiguration
+    private var reassignment: Reassignment?
     private var masks: [String: [Bool]] = [:]
     private var velocity: [String: [Float]] = [:]
     private var secondMoment: [String: [Float]] = [:]
     private var step = 0
     private var generator: UInt64
 
-    public init(graph: Graph, configuration: TrainingConfiguration, masked: Set<String> = []) throws {
+    public init(graph: Graph, configuration: TrainingConfiguration, masked: Set<String> = [], reassignment: Reassignment? = nil) throws {
         try configuration.validate()
         engine = try Backpropagation(graph: graph, seed: configuration.seed)
         engine.batchNormalization = configuration.batchNormalization
         self.configuration = configuration
+        if let reassignment {
+            guard reassignment.every >= 1 else { throw TrainingError.invalid("--reassign-every must be at least 1, got \(reassignment.every)") }
+            engine.retainedGradients = Set(reassignment.shadows.keys)
+            self.reassignment = reassignment
+        }
         generator = configuration.seed &* 0x2545_F491_4F6C_DD1D | 1
         for name in masked where engine.parameters.contains(name) {
             masks[name] = engine.parameter(name).scalars.map { $0 != 0 }
@@ -111,7 +135,7 @@ public final class Trainer {
         for epoch in 1...config.epochs {
             let order = shuffled(data.count)
             let start = DispatchTime.now().uptimeNanoseconds
-            var lossSum = 0.0, correct = 0, seen = 0
+            var lossSum = 0.0, correct = 0, seen = 0, reassigned = 0
             for b in 0..<perEpoch {
                 let rows = Array(order[(b * config.batchSize)..<min(data.count, (b + 1) * config.batchSize)])
                 var x = gather(data.images, rows)
@@ -120,8 +144,10 @@ public final class Trainer {
                 let tape = try engine.forward([input: .float(x)], training: true)
                 let (loss, gradient, right) = try Backpropagation.crossEntropy(tape.logits, labels: labels)
                 let grads = try engine.backward(tape, logitsGradient: gradient)
-                update(grads, rate: rate(step: step, of: totalSteps))
+                let lr = rate(step: step, of: totalSteps)
+                update(grads, rate: lr)
                 step += 1
+                if reassignment != nil { reassigned += try trainShadows(grads, rate: lr) }
                 lossSum += Double(loss) * Double(rows.count)
                 correct += right
                 seen += rows.count
@@ -133,7 +159,8 @@ public final class Trainer {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             let top1 = try evaluate?(engine.graph)
             reports.append(EpochReport(epoch: epoch, loss: lossSum / Double(max(1, seen)), trainAccuracy: Double(correct) / Double(max(1, seen)),
-                                       testTop1: top1, imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds))
+                                       testTop1: top1, imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds,
+                                       reassigned: reassignment == nil ? nil : reassigned))
         }
         return reports
     }
@@ -195,6 +222,29 @@ public final class Trainer {
             if adam { secondMoment[name] = second }
             engine.setParameter(name, w)
         }
+    }
+
+    /// One SGD step of the shadow weights (weight decay as for the parameters); on every `every`-th step the
+    /// re-assignment, after which training goes on from the new graph (optimizer state is kept: the parameters are
+    /// the same tensors). Returns how many kernels changed entry.
+    private func trainShadows(_ grads: [String: Tensor<Float>], rate lr: Float) throws -> Int {
+        guard var r = reassignment else { return 0 }
+        for (name, shadow) in r.shadows {
+            guard let g = grads[name], g.count == shadow.count else { continue }
+            var w = shadow
+            let decay = configuration.weightDecay
+            for i in w.scalars.indices { w.scalars[i] -= lr * (g.scalars[i] + decay * w.scalars[i]) }
+            r.shadows[name] = w
+        }
+        reassignment = r
+        guard step % r.every == 0 else { return 0 }
+        let (graph, moved) = try r.apply(engine.graph, r.shadows)
+        let profiling = engine.profiling
+        engine = try Backpropagation(graph: graph, seed: configuration.seed &+ UInt64(step))
+        engine.batchNormalization = configuration.batchNormalization
+        engine.retainedGradients = Set(r.shadows.keys)
+        engine.profiling = profiling
+        return moved
     }
 
     private func nextRandom() -> UInt64 {

@@ -61,6 +61,9 @@ struct Compress: ParsableCommand {
         if kernelReduction == nil && kernelClusters == nil && neuronOptions.isEmpty {
             throw ValidationError("nothing to do: give exactly one of --kernel-reduction R and --kernel-clusters K, and/or --neurons MODE with --column-reduction R, and/or --sparsity S")
         }
+        if training.reassignEvery != nil && (finetuneEpochs == nil || (kernelReduction == nil && kernelClusters == nil)) {
+            throw ValidationError("--reassign-every needs kernel codebooks to fine-tune: give --finetune-epochs and --kernel-reduction or --kernel-clusters")
+        }
     }
 
     func run() throws {
@@ -85,7 +88,8 @@ struct Compress: ParsableCommand {
         }
         if let finetuneEpochs, let test = testImages {
             beforeTraining = try Evaluator.evaluate(try Executor(graph: written), on: test) { Terminal.progress("before fine-tuning", $0, $1) }.top1
-            (written, trainingReports) = try training.fineTune(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: test)
+            (written, trainingReports) = try training.fineTune(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: test,
+                                                                  original: graph)
             written = try exported(written, format: format)
         }
         try ONNXModelFile.save(written, to: output)
@@ -141,7 +145,11 @@ struct Compress: ParsableCommand {
             if let report { object["top1"] = report.top1; object["top5"] = report.top5; object["images"] = report.images }
             if let beforeTraining {
                 object["top1_before_finetuning"] = beforeTraining
-                object["finetune_epochs"] = trainingReports.map { ["epoch": $0.epoch, "loss": $0.loss, "top1": $0.testTop1 ?? 0, "seconds": $0.seconds] }
+                object["finetune_epochs"] = trainingReports.map { r -> [String: Any] in
+                    var entry: [String: Any] = ["epoch": r.epoch, "loss": r.loss, "top1": r.testTop1 ?? 0, "seconds": r.seconds]
+                    if let moved = r.reassigned { entry["reassigned"] = moved }
+                    return entry
+                }
             }
             print(try Terminal.json(object))
             return

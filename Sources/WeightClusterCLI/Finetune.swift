@@ -56,15 +56,20 @@ struct Finetune: ParsableCommand {
             let object: [String: Any] = [
                 "model": inputPath, "output": output, "structure": structure, "top1_before": before.top1,
                 "top1": reports.last?.testTop1 ?? before.top1, "images": test.count,
-                "epochs": reports.map { ["epoch": $0.epoch, "loss": $0.loss, "train_accuracy": $0.trainAccuracy, "top1": $0.testTop1 ?? 0,
-                                         "images_per_second": $0.imagesPerSecond, "seconds": $0.seconds] },
+                "epochs": reports.map { r -> [String: Any] in
+                    var entry: [String: Any] = ["epoch": r.epoch, "loss": r.loss, "train_accuracy": r.trainAccuracy, "top1": r.testTop1 ?? 0,
+                                                "images_per_second": r.imagesPerSecond, "seconds": r.seconds]
+                    if let moved = r.reassigned { entry["reassigned"] = moved }
+                    return entry
+                },
             ]
             print(try Terminal.json(object))
             return
         }
         for r in reports {
             print(String(format: "epoch %d: loss %.4f, train accuracy %.2f%%, test top-1 %.2f%%, %.0f images/s, %.0f s", r.epoch, r.loss,
-                         100 * r.trainAccuracy, 100 * (r.testTop1 ?? 0), r.imagesPerSecond, r.seconds))
+                         100 * r.trainAccuracy, 100 * (r.testTop1 ?? 0), r.imagesPerSecond, r.seconds)
+                  + (r.reassigned.map { ", \($0) kernel re-assignments" } ?? ""))
         }
         print("wrote \(output) (\(format.rawValue)); top-1 \(Terminal.percent(before.top1)) → \(Terminal.percent(reports.last?.testTop1 ?? before.top1)) on \(test.count) images")
     }

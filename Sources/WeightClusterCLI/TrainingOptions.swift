@@ -1,4 +1,6 @@
 import ArgumentParser
+import Compression
+import Compute
 import Datasets
 import Evaluation
 import Execution
@@ -41,6 +43,10 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Train on the first N training images only.")
     var trainLimit: Int?
 
+    @Option(help: ArgumentHelp("Re-assign every clustered kernel to its nearest codebook entry every N steps (default: assignments stay fixed).",
+                               discussion: "Each kernel keeps a dense shadow copy — the original weights with compress --finetune-epochs, else the clustered ones — trained with its own gradient (straight-through); the codebooks (and scales) train as usual."))
+    var reassignEvery: Int?
+
     func configuration(epochs: Int, seed: UInt64, preprocessing: Preprocessing) throws -> TrainingConfiguration {
         var c = TrainingConfiguration(epochs: epochs)
         c.learningRate = lr
@@ -57,12 +63,15 @@ struct TrainingOptions: ParsableArguments {
         c.seed = seed
         try c.validate()
         if let trainLimit, trainLimit < 1 { throw ValidationError("--train-limit must be at least 1, got \(trainLimit)") }
+        if let reassignEvery, reassignEvery < 1 { throw ValidationError("--reassign-every must be at least 1, got \(reassignEvery)") }
         return c
     }
 
     /// Fine-tunes `graph` (its structure — codebooks, shared columns, pruning record — kept) and returns the
-    /// trained graph with one report per epoch, each with the test top-1 on `test`.
-    func fineTune(_ graph: Graph, epochs: Int, seed: UInt64, data: DataOptions, test: ImageDataset) throws -> (Graph, [EpochReport]) {
+    /// trained graph with one report per epoch, each with the test top-1 on `test`. With `--reassign-every`, the
+    /// kernels' shadow weights start from `original`'s weights of the same name when given.
+    func fineTune(_ graph: Graph, epochs: Int, seed: UInt64, data: DataOptions, test: ImageDataset,
+                  original: Graph? = nil) throws -> (Graph, [EpochReport]) {
         let config = try configuration(epochs: epochs, seed: seed, preprocessing: data.preprocessing)
         var train = try data.source.load(split: .train, preprocessing: data.preprocessing)
         if let trainLimit { train = train.prefix(trainLimit) }
@@ -70,7 +79,8 @@ struct TrainingOptions: ParsableArguments {
         if let bad = train.labels.first(where: { $0 >= classes }) {
             throw ValidationError("model has \(classes) outputs but the training labels go up to \(train.labels.max() ?? bad)")
         }
-        let trainer = try Trainer(graph: graph, configuration: config, masked: prunedWeights(graph))
+        let trainer = try Trainer(graph: graph, configuration: config, masked: prunedWeights(graph),
+                                  reassignment: try reassignment(graph, original: original))
         let reports = try trainer.train(train, evaluate: { g in
             try Evaluator.evaluate(try Executor(graph: g), on: test) { Terminal.progress("evaluating", $0, $1) }.top1
         }, progress: { p in
@@ -78,6 +88,23 @@ struct TrainingOptions: ParsableArguments {
                                    p.loss, 100 * p.accuracy, p.imagesPerSecond), done: p.images >= p.total)
         })
         return (trainer.graph, reports)
+    }
+
+    /// The re-assignment `--reassign-every` asks for, with the kernels' shadow weights.
+    func reassignment(_ graph: Graph, original: Graph?) throws -> Reassignment? {
+        guard let every = reassignEvery else { return nil }
+        let structure = CodebookStructure(graph)
+        guard !structure.layers.isEmpty else {
+            throw ValidationError("--reassign-every needs kernel codebooks: compress with --kernel-reduction or --kernel-clusters and --format codebook")
+        }
+        let folded = try Executor(graph: graph).foldedGraph()
+        var shadows: [String: Tensor<Float>] = [:]
+        for layer in structure.layers {
+            let start = original?.initializers[layer.weight]?.floatTensor ?? folded.initializers[layer.weight]?.floatTensor
+            guard let start, start.shape == layer.shape else { throw ValidationError("no weights of \(layer.shape) to start \(layer.weight)'s shadow from") }
+            shadows[layer.weight] = start
+        }
+        return Reassignment(every: every, shadows: shadows) { g, latent in try structure.reassigned(g, to: latent) }
     }
 
     func outputClasses(_ graph: Graph, sample: ImageDataset) throws -> Int {

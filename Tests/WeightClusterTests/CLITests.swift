@@ -344,6 +344,9 @@ enum ModelArgumentPath {
             (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "0"], "--epochs must be between 1 and 1000"),
             (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--lr", "20"], "--lr must be in (0, 10]"),
             (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--data", "\(images),\(labels)"], "labels up to 12"),
+            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--reassign-every", "0"], "--reassign-every must be at least 1"),
+            (["compress", "-o", "/tmp/never-written.onnx", "--sparsity", "0.5", "--finetune-epochs", "1", "--reassign-every", "5"],
+             "--reassign-every needs kernel codebooks"),
         ] {
             let result = try CLI.run(args)
             #expect(result.status != 0)

@@ -90,6 +90,56 @@ import _TestSupport
         #expect(Set(trained.initializers.keys) == Set(compact.initializers.keys) && trained.storageTypes == compact.storageTypes)
     }
 
+    /// Re-assignment reads the structure back from the codebook graph: shadows set to entry j (times 2.5 in scaled
+    /// mode, with fp16 and with 8-bit scales) are assigned to j with that factor, and the graph keeps its form.
+    @Test(arguments: [(KernelClusteringConfiguration.Mode.plain, 16), (.scaled, 16), (.scaled, 8)])
+    func reassignmentFindsTheNearestEntry(_ mode: KernelClusteringConfiguration.Mode, _ scaleBits: Int) throws {
+        var config = KernelClusteringConfiguration(size: .reduction(0.5), mode: mode)
+        config.scaleBits = scaleBits
+        let compact = try clusterKernels(in: NeuronFixtures.convHead(globalPool: true), configuration: config).codebookGraph()
+        let structure = CodebookStructure(compact)
+        let layer = try #require(structure.layers.first { $0.weight == "cw" })
+        let book = compact.initializers[layer.codebook]!.floatTensor!
+        let (k, n) = (book.shape[0], layer.shape[0] * layer.shape[1])
+        let target = (0..<n).map { Int32(($0 * 7 + 3) % k) }
+        let factor: Float = mode == .scaled ? 2.5 : 1
+        let shadow = Tensor(shape: layer.shape, scalars: target.flatMap { t in (0..<9).map { factor * book.scalars[Int(t) * 9 + $0] } })
+        let (moved, count) = try structure.reassigned(compact, to: ["cw": shadow])
+        #expect(structure.indices(of: layer, in: moved) == target)
+        #expect(count == zip(structure.indices(of: layer, in: compact), target).filter { $0 != $1 }.count)
+        #expect(Set(moved.initializers.keys) == Set(compact.initializers.keys) && moved.storageTypes == compact.storageTypes)
+        let rebuilt = try Executor(graph: moved).constants["cw"]!.floatTensor!
+        #expect(TestSupport.maxAbsDifference(rebuilt.scalars, shadow.scalars) < (scaleBits == 8 ? 0.05 : 1e-5))
+        #expect(throws: (any Error).self) { try structure.reassigned(compact, to: [:]) }
+    }
+
+    /// Fine-tuning with re-assignment every step, shadows starting from the original weights: kernels change entry,
+    /// every kernel is still its entry times its scale, and two runs give the same model.
+    @Test func fineTuningWithReassignmentKeepsTheCodebookShared() throws {
+        let original = NeuronFixtures.convHead(globalPool: true)
+        let compact = try clusterKernels(in: original, configuration: .init(size: .reduction(0.75), mode: .scaled)).codebookGraph()
+        let structure = CodebookStructure(compact)
+        func run() throws -> (Graph, [EpochReport]) {
+            let shadows = Dictionary(uniqueKeysWithValues: structure.layers.map { ($0.weight, original.initializers[$0.weight]!.floatTensor!) })
+            let trainer = try Trainer(graph: compact, configuration: Self.quick(3),
+                                      reassignment: Reassignment(every: 1, shadows: shadows) { try structure.reassigned($0, to: $1) })
+            let reports = try trainer.train(try Self.data())
+            return (trainer.graph, reports)
+        }
+        let (trained, reports) = try run()
+        #expect(reports.allSatisfy { $0.reassigned != nil } && reports.contains { ($0.reassigned ?? 0) > 0 }, "\(reports.map(\.reassigned))")
+        #expect(structure.indices(of: structure.layers[0], in: trained) != structure.indices(of: structure.layers[0], in: compact))
+        let book = trained.initializers["wc_codebook_0"]!.floatTensor!.scalars
+        let index = structure.indices(of: structure.layers[0], in: trained)
+        let scale = trained.initializers["cw/wc_scale"]!.floatTensor!.scalars
+        let kernels = try Executor(graph: trained).constants["cw"]!.floatTensor!.scalars
+        for k in 0..<index.count {
+            for j in 0..<9 { #expect(abs(kernels[k * 9 + j] - scale[k] * book[Int(index[k]) * 9 + j]) < 1e-6) }
+        }
+        let (again, _) = try run()
+        for name in trained.initializers.keys { #expect(trained.initializers[name] == again.initializers[name], "\(name) differs between runs") }
+    }
+
     @Test func sharedColumnsStayShared() throws {
         let clustered = try clusterNeurons(in: NeuronFixtures.convHead(globalPool: true), configuration: .init(size: .reduction(0.5)))
         let trainer = try Trainer(graph: clustered.graph, configuration: Self.quick())
