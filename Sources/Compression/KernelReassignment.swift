@@ -48,17 +48,25 @@ public struct CodebookStructure: Sendable {
                 throw CompressionError.invalidSetting("codebook \(codebook) is missing or not a [K, d] float tensor")
             }
             let (k, d) = (entries.shape[0], entries.shape[1])
-            for layer in layers where layer.codebook == codebook {
+            // All kernels of the codebook in one search (one tree over its entries), as the clustering did.
+            let members = layers.filter { $0.codebook == codebook }
+            var rows: [Float] = [], current: [Int32] = []
+            for layer in members {
                 guard let x = latent[layer.weight], x.count == layer.shape.reduce(1, *), x.count % d == 0 else {
                     throw CompressionError.invalidSetting("no latent weights of \(layer.shape) for \(layer.weight)")
                 }
-                let n = x.count / d
-                let current = indices(of: layer, in: graph)
-                let scaleName = layer.weight + "/wc_scale"
-                let scaled = graph.initializers[scaleName] != nil
-                let next = KMeans.nearest(x.scalars, rows: n, dimension: d, centroids: entries.scalars, clusters: k,
-                                          metric: scaled ? .spherical : .euclidean, current: current)
-                moved += zip(current, next).filter { $0 != $1 }.count
+                rows.append(contentsOf: x.scalars)
+                current.append(contentsOf: indices(of: layer, in: graph))
+            }
+            let scaled = graph.initializers[members[0].weight + "/wc_scale"] != nil
+            let all = KMeans.nearest(rows, rows: current.count, dimension: d, centroids: entries.scalars, clusters: k,
+                                     metric: scaled ? .spherical : .euclidean, current: current)
+            moved += zip(current, all).filter { $0 != $1 }.count
+            var offset = 0
+            for layer in members {
+                let n = layer.shape[0] * layer.shape[1]
+                let next = all[offset..<offset + n], x = rows[offset * d..<(offset + n) * d]
+                offset += n
                 if k <= 65_536 {
                     g.initializers[layer.weight + "/wc_index"] = .int64(Tensor(shape: [n], scalars: next.map(Int64.init)))
                 } else {
@@ -67,12 +75,12 @@ public struct CodebookStructure: Sendable {
                 }
                 guard scaled else { continue }
                 // Least-squares factor of each kernel on its (possibly no longer unit) entry.
-                var factors = [Float](repeating: 0, count: n)
-                for i in 0..<n {
-                    let c = Int(next[i]) * d
+                let scaleName = layer.weight + "/wc_scale"
+                let factors = zip(next, stride(from: x.startIndex, to: x.endIndex, by: d)).map { entry, start -> Float in
+                    let c = Int(entry) * d
                     var dot: Float = 0, norm: Float = 0
-                    for j in 0..<d { dot += x.scalars[i * d + j] * entries.scalars[c + j]; norm += entries.scalars[c + j] * entries.scalars[c + j] }
-                    factors[i] = norm > 0 ? dot / norm : 0
+                    for j in 0..<d { dot += x[start + j] * entries.scalars[c + j]; norm += entries.scalars[c + j] * entries.scalars[c + j] }
+                    return norm > 0 ? dot / norm : 0
                 }
                 if case .int64 = graph.initializers[scaleName], let step = graph.initializers[layer.weight + "/wc_scale_step"]?.floatTensor?.scalars.first, step > 0 {
                     g.initializers[scaleName] = .int64(Tensor(shape: [n, 1], scalars: factors.map { Int64(($0 / step).rounded().clamped(-127, 127)) }))

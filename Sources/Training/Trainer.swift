@@ -107,14 +107,12 @@ public final class Trainer {
 
     public init(graph: Graph, configuration: TrainingConfiguration, masked: Set<String> = [], reassignment: Reassignment? = nil) throws {
         try configuration.validate()
-        engine = try Backpropagation(graph: graph, seed: configuration.seed)
-        engine.batchNormalization = configuration.batchNormalization
-        self.configuration = configuration
-        if let reassignment {
-            guard reassignment.every >= 1 else { throw TrainingError.invalid("--reassign-every must be at least 1, got \(reassignment.every)") }
-            engine.retainedGradients = Set(reassignment.shadows.keys)
-            self.reassignment = reassignment
+        if let reassignment, reassignment.every < 1 {
+            throw TrainingError.invalid("--reassign-every must be at least 1, got \(reassignment.every)")
         }
+        self.configuration = configuration
+        self.reassignment = reassignment
+        engine = try Self.engine(graph, configuration: configuration, seed: configuration.seed, retaining: reassignment)
         generator = configuration.seed &* 0x2545_F491_4F6C_DD1D | 1
         for name in masked where engine.parameters.contains(name) {
             masks[name] = engine.parameter(name).scalars.map { $0 != 0 }
@@ -224,25 +222,36 @@ public final class Trainer {
         }
     }
 
-    /// One SGD step of the shadow weights (weight decay as for the parameters); on every `every`-th step the
-    /// re-assignment, after which training goes on from the new graph (optimizer state is kept: the parameters are
-    /// the same tensors). Returns how many kernels changed entry.
+    private static func engine(_ graph: Graph, configuration: TrainingConfiguration, seed: UInt64,
+                               retaining reassignment: Reassignment?) throws -> Backpropagation {
+        let engine = try Backpropagation(graph: graph, seed: seed)
+        engine.batchNormalization = configuration.batchNormalization
+        engine.retainedGradients = Set(reassignment.map { Array($0.shadows.keys) } ?? [])
+        return engine
+    }
+
+    /// One SGD step of the shadow weights, in place (weight decay as for the parameters); on every `every`-th step
+    /// the re-assignment, after which training goes on from the new graph (optimizer state is kept: the parameters
+    /// are the same tensors). Returns how many kernels changed entry.
     private func trainShadows(_ grads: [String: Tensor<Float>], rate lr: Float) throws -> Int {
-        guard var r = reassignment else { return 0 }
-        for (name, shadow) in r.shadows {
-            guard let g = grads[name], g.count == shadow.count else { continue }
-            var w = shadow
-            let decay = configuration.weightDecay
-            for i in w.scalars.indices { w.scalars[i] -= lr * (g.scalars[i] + decay * w.scalars[i]) }
-            r.shadows[name] = w
+        guard let names = reassignment?.shadows.keys else { return 0 }
+        let decay = configuration.weightDecay
+        for name in names {
+            guard let g = grads[name], g.count == reassignment!.shadows[name]!.count else { continue }
+            g.scalars.withUnsafeBufferPointer { pg in
+                reassignment!.shadows[name]!.scalars.withUnsafeMutableBufferPointer { pw in
+                    let address = Int(bitPattern: pw.baseAddress!)
+                    parallelChunks(pw.count, minimumChunk: 1 << 16) { range in
+                        let w = UnsafeMutablePointer<Float>(bitPattern: address)!
+                        for i in range { w[i] -= lr * (pg[i] + decay * w[i]) }
+                    }
+                }
+            }
         }
-        reassignment = r
-        guard step % r.every == 0 else { return 0 }
+        guard let r = reassignment, step % r.every == 0 else { return 0 }
         let (graph, moved) = try r.apply(engine.graph, r.shadows)
         let profiling = engine.profiling
-        engine = try Backpropagation(graph: graph, seed: configuration.seed &+ UInt64(step))
-        engine.batchNormalization = configuration.batchNormalization
-        engine.retainedGradients = Set(r.shadows.keys)
+        engine = try Self.engine(graph, configuration: configuration, seed: configuration.seed &+ UInt64(step), retaining: r)
         engine.profiling = profiling
         return moved
     }

@@ -145,11 +145,7 @@ struct Compress: ParsableCommand {
             if let report { object["top1"] = report.top1; object["top5"] = report.top5; object["images"] = report.images }
             if let beforeTraining {
                 object["top1_before_finetuning"] = beforeTraining
-                object["finetune_epochs"] = trainingReports.map { r -> [String: Any] in
-                    var entry: [String: Any] = ["epoch": r.epoch, "loss": r.loss, "top1": r.testTop1 ?? 0, "seconds": r.seconds]
-                    if let moved = r.reassigned { entry["reassigned"] = moved }
-                    return entry
-                }
+                object["finetune_epochs"] = trainingReports.map(\.json)
             }
             print(try Terminal.json(object))
             return

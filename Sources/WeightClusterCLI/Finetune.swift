@@ -56,12 +56,7 @@ struct Finetune: ParsableCommand {
             let object: [String: Any] = [
                 "model": inputPath, "output": output, "structure": structure, "top1_before": before.top1,
                 "top1": reports.last?.testTop1 ?? before.top1, "images": test.count,
-                "epochs": reports.map { r -> [String: Any] in
-                    var entry: [String: Any] = ["epoch": r.epoch, "loss": r.loss, "train_accuracy": r.trainAccuracy, "top1": r.testTop1 ?? 0,
-                                                "images_per_second": r.imagesPerSecond, "seconds": r.seconds]
-                    if let moved = r.reassigned { entry["reassigned"] = moved }
-                    return entry
-                },
+                "epochs": reports.map(\.json),
             ]
             print(try Terminal.json(object))
             return

@@ -137,3 +137,13 @@ func trainableStructure(_ graph: Graph) throws -> String {
     if pruned { parts.append("pruning masks") }
     return parts.joined(separator: ", ")
 }
+
+extension EpochReport {
+    /// One epoch in the JSON reports of `finetune` and `compress --finetune-epochs`.
+    var json: [String: Any] {
+        var entry: [String: Any] = ["epoch": epoch, "loss": loss, "train_accuracy": trainAccuracy, "top1": testTop1 ?? 0,
+                                    "images_per_second": imagesPerSecond, "seconds": seconds]
+        if let reassigned { entry["reassigned"] = reassigned }
+        return entry
+    }
+}
