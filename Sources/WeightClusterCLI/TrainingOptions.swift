@@ -19,7 +19,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "sgd (momentum, Nesterov) or adam.")
     var optimizer: TrainingConfiguration.Optimizer = .sgd
 
-    @Option(help: "Training batch size.")
+    @Option(name: [.customLong("train-batch"), .customLong("batch")], help: "Training batch size.")
     var trainBatch: Int = 64
 
     @Option(help: "Learning-rate schedule: cosine, one-cycle or constant.")

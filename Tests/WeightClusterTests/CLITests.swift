@@ -310,7 +310,7 @@ enum ModelArgumentPath {
         #expect(trained.initializers.keys.contains("wc_codebook_0"))
         // Dense export: the same model with the weights rebuilt.
         let dense = dir.appendingPathComponent("d.onnx").path
-        #expect(try CLI.run(["finetune", compact, "-o", dense, "--epochs", "1", "--steps", "1", "--train-batch", "4", "--limit", "8", "--format", "dense"]).status == 0)
+        #expect(try CLI.run(["finetune", compact, "-o", dense, "--epochs", "1", "--steps", "1", "--batch", "4", "--limit", "8", "--format", "dense"]).status == 0)
         #expect(try ONNXModelFile.load(dense).initializers.keys.allSatisfy { !$0.contains("wc_") })
     }
 
