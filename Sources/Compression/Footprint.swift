@@ -29,23 +29,25 @@ public struct Footprint: Sendable, Codable, Equatable {
 
 /// Storage of a model after any combination of the passes, in bytes: every float weight at 32 bits, except that
 /// pruned or neuron-clustered matrices count what they store (shared columns, indices, scales; sparse rows when
-/// smaller) and clustered kernels count codebook, indices and scales.
+/// smaller), clustered kernels count codebook, indices and scales, and palettized weights their codebooks at their
+/// stored precision, bit-packed indices (ceil(log2 K) bits each) and scales.
 public struct ModelFootprint: Sendable, Equatable {
     public var denseBytes: Int
     public var totalBytes: Int
     public var compressionRatio: Double { Double(denseBytes) / Double(max(1, totalBytes)) }
 
     public init(original: Graph, pruning: PruningResult? = nil, neurons: NeuronClusteringResult? = nil,
-                kernels: KernelClusteringResult? = nil) {
+                kernels: KernelClusteringResult? = nil, palettization: PalettizationResult? = nil) {
         denseBytes = original.parameterCount * 4
         var total = denseBytes
-        // Neuron clustering replaces the pruned matrices it covers; pruned layers it left alone keep their count.
-        let clustered = Set(neurons?.layers.map(\.weightName) ?? [])
+        // Neuron clustering and palettization replace the pruned matrices they cover; the rest keep their count.
+        let clustered = Set((neurons?.layers.map(\.weightName) ?? []) + (palettization?.layers.map(\.weight) ?? []))
         for layer in pruning?.layers ?? [] where !clustered.contains(layer.weightName) {
             total += layer.storedBytes - layer.weights * 4
         }
         for layer in neurons?.layers ?? [] { total += layer.storedBytes - layer.denseBytes }
         if let f = kernels?.footprint { total += f.codebookBytes + f.indexBytes + f.scaleBytes - f.clusteredDenseBytes }
+        if let p = palettization { total += p.storedBytes - p.denseBytes }
         totalBytes = total
     }
 }

@@ -183,7 +183,3 @@ func quantiseScales(_ raw: [Float], bits: Int) -> (stored: [Float], step: Float?
     let step = maxAbs > 0 ? maxAbs / 127 : 1
     return (raw.map { (($0 / step).rounded()).clamped(-127, 127) * step }, step)
 }
-
-extension Float {
-    func clamped(_ lo: Float, _ hi: Float) -> Float { Swift.min(Swift.max(self, lo), hi) }
-}

@@ -68,6 +68,10 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
     case tooManyClusters(k: Int, kernels: Int)
     case nonFinite(tensor: String)
     case noFullyConnected(String)
+    /// A compressed weight's recorded layout does not match the graph.
+    case layout(weight: String, detail: String)
+    /// Nothing in the model matches what the configuration asks for.
+    case nothingToCompress(String)
 
     public var description: String {
         switch self {
@@ -76,6 +80,8 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
         case .tooManyClusters(let k, let kernels): "K = \(k) is larger than the number of kernels (\(kernels)); choose K between 1 and \(kernels)"
         case .noFullyConnected(let detail): "the model has no fully-connected layer (Gemm/MatMul with a constant 2-D weight) to compress\(detail)"
         case .nonFinite(let tensor): "weight tensor '\(tensor)' contains NaN or infinite values"
+        case .layout(let weight, let detail): "compressed weight '\(weight)': \(detail)"
+        case .nothingToCompress(let detail): detail
         }
     }
 }

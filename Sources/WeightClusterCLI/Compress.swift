@@ -19,7 +19,7 @@ enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
 
 struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Prune, cluster neurons and/or 2D kernels, write the compressed model, and (with --data) measure its accuracy.")
+        abstract: "Palettize weights, prune, cluster neurons and/or 2D kernels, write the compressed model, and (with --data) measure its accuracy.")
 
     @OptionGroup var model: ModelArgument
 
@@ -34,6 +34,7 @@ struct Compress: ParsableCommand {
 
     @OptionGroup var kernels: KernelOptions
     @OptionGroup var neuronOptions: NeuronOptions
+    @OptionGroup var palettization: PalettizationOptions
 
     @Option(help: "dense (same graph, clustered weights) or codebook (compact file).")
     var format: ExportFormat = .dense
@@ -58,26 +59,34 @@ struct Compress: ParsableCommand {
         if kernelReduction != nil && kernelClusters != nil {
             throw ValidationError("give exactly one of --kernel-reduction R and --kernel-clusters K")
         }
-        if kernelReduction == nil && kernelClusters == nil && neuronOptions.isEmpty {
-            throw ValidationError("nothing to do: give exactly one of --kernel-reduction R and --kernel-clusters K, and/or --neurons MODE with --column-reduction R, and/or --sparsity S")
+        if kernelReduction == nil && kernelClusters == nil && neuronOptions.isEmpty && palettization.isEmpty {
+            throw ValidationError("nothing to do: give --bits B (palettization), and/or exactly one of --kernel-reduction R and --kernel-clusters K, and/or --neurons MODE with --column-reduction R, and/or --sparsity S")
         }
         if training.reassignEvery != nil && (finetuneEpochs == nil || (kernelReduction == nil && kernelClusters == nil)) {
             throw ValidationError("--reassign-every needs kernel codebooks to fine-tune: give --finetune-epochs and --kernel-reduction or --kernel-clusters")
         }
+        if let finetuneEpochs, finetuneEpochs < 1 {
+            throw ValidationError("--finetune-epochs must be at least 1, got \(finetuneEpochs)")
+        }
+    }
+
+    /// The library configuration the flags describe.
+    func configuration(_ graph: Graph) throws -> CompressionConfiguration {
+        let kernelSize: KernelClusteringConfiguration.Size? = kernelClusters.map { .clusters($0) } ?? kernelReduction.map { .reduction($0) }
+        let kernelConfig = try kernelSize.map { try kernels.configuration($0) }
+        return CompressionConfiguration(
+            pruning: try neuronOptions.pruning(), neurons: try neuronOptions.clustering(kernels), kernels: kernelConfig,
+            palettization: try palettization.configuration(seed: kernels.seed),
+            format: format == .codebook || finetuneEpochs != nil ? .codebook : .dense,
+            channelEnergy: kernelConfig == nil ? [:] : try kernels.channelEnergy(graph, data: dataOptions))
     }
 
     func run() throws {
         let inputPath = try model.path
         try ensureDistinct(output: output, input: inputPath)
-        let kernelSize: KernelClusteringConfiguration.Size? = kernelClusters.map { .clusters($0) } ?? kernelReduction.map { .reduction($0) }
-        let kernelConfig = try kernelSize.map { try kernels.configuration($0) }
-        let pruneConfig = try neuronOptions.pruning()
-        let neuronConfig = try neuronOptions.clustering(kernels)
         let graph = try model.load()
-        let energy = kernelConfig == nil ? [:] : try kernels.channelEnergy(graph, data: dataOptions)
-        let pipeline = try Pipeline(graph, pruning: pruneConfig, neurons: neuronConfig, kernels: kernelConfig, channelEnergy: energy,
-                                    codebook: format == .codebook || finetuneEpochs != nil)
-        var written = pipeline.graph
+        var result = try mapped { try compress(graph, configuration: try configuration(graph)) }
+        var written = result.graph
         var trainingReports: [EpochReport] = []
         var beforeTraining: Double?
         // The test images, loaded once, when anything is evaluated.
@@ -101,67 +110,91 @@ struct Compress: ParsableCommand {
             let executor = try Executor(graph: try ONNXModelFile.load(output))
             report = try Evaluator.evaluate(executor, on: dataset) { Terminal.progress("evaluating", $0, $1) }
         }
-        let total = pipeline.footprint
+        result.model = inputPath
+        result.output = output
+        result.format = format == .codebook ? .codebook : .dense
+        result.fileBytes = fileBytes
+        result.seed = kernels.seed
+        result.calibrationImages = kernels.calibration
+        result.top1 = report?.top1
+        result.top5 = report?.top5
+        result.images = report?.images
         if json {
-            var object: [String: Any] = [
-                "model": inputPath, "output": output, "format": format.rawValue, "footprint_bytes": total.totalBytes,
-                "dense_bytes": total.denseBytes, "compression_ratio": total.compressionRatio, "file_bytes": fileBytes,
-                "clustering_seconds": pipeline.seconds, "seed": kernels.seed,
-            ]
-            if let f = pipeline.kernels?.footprint, let config = kernelConfig {
-                object.merge([
-                    "mode": config.mode.rawValue, "kernel_mode": config.mode.rawValue, "scope": config.scope.rawValue,
-                    "kernels": f.kernels, "clusters": f.clusters, "kernel_reduction": f.kernelReduction,
-                    "kernel_footprint_bytes": f.totalBytes, "codebook_bytes": f.codebookBytes, "index_bytes": f.indexBytes,
-                    "scale_bytes": f.scaleBytes, "rest_bytes": f.restBytes, "inertia": pipeline.kernels!.inertia,
-                    "calibration_images": kernels.calibration ?? 0,
-                ]) { $1 }
-            }
-            if let pruning = pipeline.pruning {
-                object["sparsity"] = pruning.configuration.sparsity
-                object["prune_scope"] = pruning.configuration.scope.rawValue
-                object["pruned_layers"] = pruning.layers.map { ["layer": $0.nodeName, "weights": $0.weights, "zeros": $0.zeros, "stored_bytes": $0.storedBytes] }
-            }
-            if let neurons = pipeline.neurons {
-                let columns = neurons.layers.reduce(0) { $0 + $1.inputs }, shared = neurons.layers.reduce(0) { $0 + $1.clusters }
-                object["mode"] = neurons.configuration.mode.rawValue
-                object["sparsity"] = object["sparsity"] ?? 0.0
-                object["column_reduction"] = 1 - Double(shared) / Double(max(1, columns))
-                object["folded_layers"] = neurons.foldedLayers
-                object["scaled_layers"] = neurons.scaledLayers
-                object["neuron_layers"] = neurons.layers.map { layer -> [String: Any] in
-                    var entry: [String: Any] = ["layer": layer.nodeName, "inputs": layer.inputs, "outputs": layer.outputs,
-                                                "clusters": layer.clusters, "column_reduction": layer.columnReduction,
-                                                "live_columns": layer.liveColumns, "dense_bytes": layer.denseBytes,
-                                                "stored_bytes": layer.storedBytes, "reconstruction_error": layer.inertia]
-                    switch layer.factors {
-                    case .none: entry["factors"] = "none"
-                    case .folded(let into): entry["factors"] = "folded"; entry["folded_into"] = into
-                    case .explicit(let reason): entry["factors"] = "explicit"; entry["reason"] = reason
-                    }
-                    return entry
-                }
-            }
-            if let report { object["top1"] = report.top1; object["top5"] = report.top5; object["images"] = report.images }
-            if let beforeTraining {
-                object["top1_before_finetuning"] = beforeTraining
-                object["finetune_epochs"] = trainingReports.map(\.json)
-            }
-            print(try Terminal.json(object))
+            print(try CompressReport(result: result, top1BeforeFinetuning: beforeTraining, epochs: beforeTraining == nil ? nil : trainingReports).json())
             return
         }
         print("wrote \(output) (\(format.rawValue), \(Terminal.bytes(fileBytes)) on disk)")
-        for line in pipeline.neuronLines() { print(line) }
-        if let result = pipeline.kernels, let config = kernelConfig {
-            let f = result.footprint
+        for line in result.neuronLines() { print(line) }
+        if let k = result.kernels {
+            let f = k.footprint, config = k.configuration
             print("kernels: \(f.kernels) → \(f.clusters) shared (\(config.mode.rawValue), \(config.scope.rawValue) scope): kernel reduction \(Terminal.percent(f.kernelReduction))")
             print("kernel footprint: codebook \(Terminal.bytes(f.codebookBytes)), indices \(Terminal.bytes(f.indexBytes)), scales \(Terminal.bytes(f.scaleBytes)) for \(Terminal.bytes(f.clusteredDenseBytes)) of kernels")
-            print(String(format: "clustering: %.2f s, inertia %.6g", result.clusteringSeconds, result.inertia))
+            print(String(format: "clustering: %.2f s, inertia %.6g", k.clusteringSeconds, k.inertia))
         }
-        print("footprint: \(Terminal.bytes(total.totalBytes)) of \(Terminal.bytes(total.denseBytes)) dense (×\(String(format: "%.2f", total.compressionRatio)))")
+        for line in result.palettizationLines() { print(line) }
+        print("footprint: \(Terminal.bytes(result.footprintBytes)) of \(Terminal.bytes(result.denseBytes)) dense (×\(String(format: "%.2f", result.compressionRatio)))")
         if let beforeTraining {
             print("fine-tuning: top-1 \(Terminal.percent(beforeTraining)) before, " + trainingReports.map { String(format: "%.2f%%", 100 * ($0.testTop1 ?? 0)) }.joined(separator: " → ") + " after \(trainingReports.count) epoch(s)")
         }
         if let report { print("top-1: \(Terminal.percent(report.top1))   top-5: \(Terminal.percent(report.top5))   (\(report.images) images)") }
+    }
+}
+
+/// `compress --json`: the library's report, plus fine-tuning when it ran.
+struct CompressReport: Encodable {
+    var result: CompressionResult
+    var top1BeforeFinetuning: Double?
+    var epochs: [EpochReport]?
+
+    enum CodingKeys: String, CodingKey { case top1BeforeFinetuning = "top1_before_finetuning", epochs = "finetune_epochs" }
+
+    func encode(to encoder: Encoder) throws {
+        try result.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(top1BeforeFinetuning, forKey: .top1BeforeFinetuning)
+        try c.encodeIfPresent(epochs.map { $0.map(EpochEntry.init) }, forKey: .epochs)
+    }
+
+    func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
+
+/// One epoch of fine-tuning in a JSON report.
+struct EpochEntry: Encodable {
+    var report: EpochReport
+    init(_ report: EpochReport) { self.report = report }
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, loss, top1, seconds, reassigned
+        case trainAccuracy = "train_accuracy", imagesPerSecond = "images_per_second"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(report.epoch, forKey: .epoch)
+        try c.encode(report.loss, forKey: .loss)
+        try c.encode(report.trainAccuracy, forKey: .trainAccuracy)
+        try c.encode(report.testTop1 ?? 0, forKey: .top1)
+        try c.encode(report.imagesPerSecond, forKey: .imagesPerSecond)
+        try c.encode(report.seconds, forKey: .seconds)
+        try c.encodeIfPresent(report.reassigned, forKey: .reassigned)
+    }
+}
+
+extension CompressionResult {
+    /// Human-readable lines on palettization: totals, then one line per weight.
+    func palettizationLines() -> [String] {
+        guard let p = palettization else { return [] }
+        var lines = [String(format: "palettization: %d weights in %d tensors, %.2f bits per weight, %.2f s", p.denseBytes / 4, p.layers.count,
+                            bitsPerWeight ?? 0, p.seconds)]
+        if p.sharedCodebookBytes > 0 { lines.append("  shared codebooks: \(Terminal.bytes(p.sharedCodebookBytes))") }
+        for l in p.layers {
+            lines.append("  \(l.layer) (\(l.opType)): \(l.form) \(l.bits)-bit, K=\(l.clusters)\(l.clusterDim > 1 ? ", d=\(l.clusterDim)" : ""), \(l.granularity) (\(l.codebooks) codebook\(l.codebooks == 1 ? "" : "s")), \(Terminal.bytes(l.denseBytes)) → \(Terminal.bytes(l.storedBytes)), relative error \(String(format: "%.3g", l.relativeError))"
+                         + (l.note.map { "; \($0)" } ?? ""))
+        }
+        return lines
     }
 }

@@ -60,36 +60,7 @@ extension String {
     var trimmed: String { trimmingCharacters(in: .whitespaces) }
 }
 
-/// Pruning, then neuron clustering, then kernel clustering — each optional — over one model.
-struct Pipeline {
-    var pruning: PruningResult?
-    var neurons: NeuronClusteringResult?
-    var kernels: KernelClusteringResult?
-    /// The model to run and write: compressed forms (shared columns; codebook when `codebook`), or dense.
-    var graph: Graph
-    var footprint: ModelFootprint
-
-    init(_ original: Graph, pruning pruneConfig: PruningConfiguration?, neurons neuronConfig: NeuronClusteringConfiguration?,
-         kernels kernelConfig: KernelClusteringConfiguration?, channelEnergy: [String: [Float]] = [:], codebook: Bool = true) throws {
-        var g = original
-        if let pruneConfig {
-            pruning = try pruneWeights(in: g, configuration: pruneConfig)
-            g = pruning!.graph
-        }
-        if let neuronConfig {
-            neurons = try clusterNeurons(in: g, configuration: neuronConfig)
-            g = codebook ? neurons!.graph : neurons!.denseGraph
-        }
-        if let kernelConfig {
-            kernels = try clusterKernels(in: g, configuration: kernelConfig, channelEnergy: channelEnergy)
-            g = codebook ? kernels!.codebookGraph() : kernels!.graph
-        }
-        graph = g
-        footprint = ModelFootprint(original: original, pruning: pruning, neurons: neurons, kernels: kernels)
-    }
-
-    var seconds: Double { (neurons?.clusteringSeconds ?? 0) + (kernels?.clusteringSeconds ?? 0) }
-
+extension CompressionResult {
     /// Human-readable lines on what pruning and neuron clustering did.
     func neuronLines() -> [String] {
         var lines: [String] = []

@@ -11,14 +11,32 @@ struct Sweep: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compress at several settings, evaluate each, and chart accuracy against size.",
         discussion: """
-        Kernel sweep (default): kernel reductions × kernel modes.
+        Palettization (--bits): bits × granularities × cluster dims, every Conv/Gemm/MatMul/Gather weight.
+        Kernel sweep (--kernel-reduction, the default when nothing else is asked): kernel reductions × kernel modes.
         Neuron sweep (--neurons): sparsity × column reduction × neuron modes on the fully-connected layers.
+        Several families in one run share one table and one chart (top-1 against footprint), so the frontier shows
+        which form wins at each size.
         """)
 
     @OptionGroup var model: ModelArgument
 
-    @Option(help: "Comma-separated kernel reductions, each in [0, 1).")
-    var kernelReduction: String = "0.5,0.75,0.856,0.9,0.95,0.99"
+    @Option(help: "Comma-separated kernel reductions, each in [0, 1) (default 0.5,0.75,0.856,0.9,0.95,0.99 when no other family is asked).")
+    var kernelReduction: String?
+
+    @Option(help: "Palettization: comma-separated index bits (K = 2^bits entries per codebook).")
+    var bits: String?
+
+    @Option(help: "Palettization: comma-separated granularities (per-tensor, per-channel, per-grouped-channel, network).")
+    var granularity: String = "per-tensor"
+
+    @Option(help: "Palettization: output channels per codebook with per-grouped-channel.")
+    var groupSize: Int = 16
+
+    @Option(help: "Palettization: comma-separated vector lengths d (1 = scalar LUT); bits then count per vector.")
+    var clusterDim: String = "1"
+
+    @Option(help: "Palettization: precision of codebook entries (fp32, fp16, int8).")
+    var lut: EntryPrecision = .fp16
 
     @Option(help: "Comma-separated modes to run at each reduction (plain, scaled).")
     var kernelModes: String?
@@ -56,48 +74,50 @@ struct Sweep: ParsableCommand {
         let graph = try model.load()
         var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
         if let limit { dataset = dataset.prefix(limit) }
-        let plan = try neurons != nil ? neuronPlan() : kernelPlan()
-        let energy = neurons == nil ? try kernels.channelEnergy(graph, data: dataOptions) : [:]
+        var plan = try palettizationPlan()
+        if neurons != nil { plan += try neuronPlan() }
+        if kernelReduction != nil || plan.isEmpty { plan += try kernelPlan() }
+        let energy = plan.contains { $0.kernels != nil } ? try kernels.channelEnergy(graph, data: dataOptions) : [:]
         let baseline = try Evaluator.evaluate(try Executor(graph: graph), on: dataset) { Terminal.progress("baseline", $0, $1) }
         var rows: [SweepRow] = []
-        var pruned: (Double, PruningResult)? = nil
         for (number, point) in plan.enumerated() {
-            // Pruning is shared by every point of the same sparsity.
-            var prune: PruningResult? = nil
-            if let s = point.sparsity, s > 0 {
-                if pruned?.0 != s {
-                    pruned = (s, try pruneWeights(in: graph, configuration: .init(sparsity: s, scope: pruneScope, layers: layerPatterns)))
-                }
-                prune = pruned?.1
-            }
-            let pipeline = try Pipeline(prune?.graph ?? graph, pruning: nil, neurons: point.neurons, kernels: point.kernels,
-                                        channelEnergy: energy)
-            let footprint = ModelFootprint(original: graph, pruning: prune, neurons: pipeline.neurons, kernels: pipeline.kernels)
+            let config = CompressionConfiguration(
+                pruning: point.sparsity.flatMap { $0 > 0 ? PruningConfiguration(sparsity: $0, scope: pruneScope, layers: layerPatterns) : nil },
+                neurons: point.neurons, kernels: point.kernels, palettization: point.palettization, format: .codebook,
+                channelEnergy: point.kernels == nil ? [:] : energy)
+            let result = try mapped { try compress(graph, configuration: config) }
             let label = "\(point.label) (\(number + 1)/\(plan.count))"
-            let report = try Evaluator.evaluate(try Executor(graph: pipeline.graph), on: dataset) { Terminal.progress(label, $0, $1) }
-            var row = SweepRow(mode: point.mode, footprintBytes: footprint.totalBytes, denseBytes: footprint.denseBytes,
-                               compressionRatio: footprint.compressionRatio, top1: report.top1, deltaTop1: report.top1 - baseline.top1,
-                               clusteringSeconds: pipeline.seconds)
-            if let k = pipeline.kernels {
+            let report = try Evaluator.evaluate(try Executor(graph: result.graph), on: dataset) { Terminal.progress(label, $0, $1) }
+            var row = SweepRow(mode: point.mode, footprintBytes: result.footprintBytes, denseBytes: result.denseBytes,
+                               compressionRatio: result.compressionRatio, top1: report.top1, deltaTop1: report.top1 - baseline.top1,
+                               clusteringSeconds: result.clusteringSeconds)
+            if let k = result.kernels {
                 row.scope = k.configuration.scope.rawValue
                 row.kernelReduction = k.footprint.kernelReduction
                 row.clusters = k.footprint.clusters
                 row.kernels = k.footprint.kernels
                 row.inertia = k.inertia
             }
-            if let n = pipeline.neurons {
-                let columns = n.layers.reduce(0) { $0 + $1.inputs }, shared = n.layers.reduce(0) { $0 + $1.clusters }
+            if let n = result.neurons {
                 row.sparsity = point.sparsity ?? 0
-                row.columnReduction = 1 - Double(shared) / Double(max(1, columns))
-                row.clusters = shared
-                row.columns = columns
+                row.columnReduction = result.columnReduction
+                row.clusters = n.layers.reduce(0) { $0 + $1.clusters }
+                row.columns = n.layers.reduce(0) { $0 + $1.inputs }
                 row.foldedLayers = n.foldedLayers
                 row.scaledLayers = n.scaledLayers
                 row.inertia = n.layers.reduce(0) { $0 + $1.inertia }
             }
+            if let p = result.palettization, let s = point.settings {
+                row.bits = s.bits
+                row.granularity = s.granularity.rawValue
+                row.clusterDim = s.clusterDimension
+                row.bitsPerWeight = result.bitsPerWeight
+                row.clusters = s.entries
+                row.relativeError = p.layers.reduce(0) { $0 + $1.relativeError * Double($1.denseBytes) } / Double(max(1, p.denseBytes))
+            }
             var tuned = ""
             if let finetuneEpochs {
-                let (_, reports) = try training.fineTune(pipeline.graph, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: dataset)
+                let (_, reports) = try training.fineTune(result.graph, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: dataset)
                 row.top1Finetuned = reports.last?.testTop1
                 tuned = ", fine-tuned \(Terminal.percent(row.top1Finetuned ?? 0))"
             }
@@ -107,7 +127,11 @@ struct Sweep: ParsableCommand {
         let sweep = SweepReport(model: try model.path, images: dataset.count, baselineTop1: baseline.top1, rows: rows)
         print(sweep.table())
         if let out {
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            do {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            } catch {
+                throw ValidationError("cannot create the folder \(out) (is it an existing file?)")
+            }
             for (name, text) in [("sweep.csv", sweep.csv()), ("sweep.json", try sweep.json()), ("sweep.md", sweep.markdown()),
                                  ("sweep.svg", sweep.svg())] {
                 try writeAtomically(Data(text.utf8), to: (out as NSString).appendingPathComponent(name))
@@ -122,12 +146,47 @@ struct Sweep: ParsableCommand {
         var sparsity: Double?
         var neurons: NeuronClusteringConfiguration?
         var kernels: KernelClusteringConfiguration?
+        var palettization: PalettizationConfiguration?
+        var settings: PalettizationSettings?
+    }
+
+    func palettizationPlan() throws -> [Point] {
+        guard let bits else { return [] }
+        let widths = try integers(bits, option: "--bits"), dims = try integers(clusterDim, option: "--cluster-dim")
+        let granularities = try granularity.split(separator: ",").map { text in
+            guard let g = PalettizationSettings.Granularity(rawValue: String(text).trimmed) else {
+                throw ValidationError("unknown granularity '\(text)' (\(PalettizationSettings.Granularity.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return g
+        }
+        var plan: [Point] = []
+        for d in dims {
+            for g in granularities {
+                for b in widths {
+                    let settings = PalettizationSettings(bits: b, granularity: g, groupSize: groupSize, clusterDimension: d, precision: lut)
+                    let config = PalettizationConfiguration(
+                        global: WeightFormOverride(form: .palettize, bits: b, granularity: g, groupSize: groupSize, clusterDim: d, lut: lut),
+                        seed: kernels.seed)
+                    try mapped { try config.validate() }
+                    let form = d == 1 ? "scalar \(g.rawValue)" : "vector d=\(d) \(g.rawValue)"
+                    plan.append(Point(label: "\(form) \(b)-bit", mode: form, palettization: config, settings: settings))
+                }
+            }
+        }
+        return plan
+    }
+
+    func integers(_ text: String, option: String) throws -> [Int] {
+        try text.split(separator: ",").map { item -> Int in
+            guard let v = Int(String(item).trimmed) else { throw ValidationError("\(option) values must be whole numbers, got '\(item)'") }
+            return v
+        }
     }
 
     var layerPatterns: [String] { layers.flatMap { $0.split(separator: ",").map { String($0).trimmed } } }
 
     func kernelPlan() throws -> [Point] {
-        let reductions = try fractions(kernelReduction, option: "--kernel-reduction")
+        let reductions = try fractions(kernelReduction ?? "0.5,0.75,0.856,0.9,0.95,0.99", option: "--kernel-reduction")
         let modes = try (kernelModes ?? kernels.kernelMode.rawValue).split(separator: ",").map { text in
             guard let mode = KernelClusteringConfiguration.Mode(rawValue: String(text).trimmed) else {
                 throw ValidationError("unknown kernel mode '\(text)' (plain, scaled)")

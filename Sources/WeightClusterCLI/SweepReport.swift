@@ -22,6 +22,14 @@ struct SweepRow: Codable {
     var scaledLayers: Int?
     /// Top-1 after `--finetune-epochs` of fine-tuning.
     var top1Finetuned: Double?
+    // Palettization (clusters = entries per codebook).
+    var bits: Int?
+    var granularity: String?
+    var clusterDim: Int?
+    /// Over the palettized weights (codebooks, indices and scales included).
+    var bitsPerWeight: Double?
+    /// ‖W − Ŵ‖² / ‖W‖² over the palettized weights, weighted by size.
+    var relativeError: Double?
 
     enum CodingKeys: String, CodingKey {
         case mode, scope, clusters, kernels, top1, inertia, sparsity, columns
@@ -29,9 +37,13 @@ struct SweepRow: Codable {
         case compressionRatio = "compression_ratio", deltaTop1 = "delta_top1", clusteringSeconds = "clustering_seconds"
         case columnReduction = "column_reduction", foldedLayers = "folded_layers", scaledLayers = "scaled_layers"
         case top1Finetuned = "top1_finetuned"
+        case bits, granularity, clusterDim = "cluster_dim", bitsPerWeight = "bits_per_weight", relativeError = "relative_error"
     }
 
     var isNeuron: Bool { columnReduction != nil }
+    var isPalettization: Bool { bits != nil }
+    /// Bits per weight of the whole model: 32 / compression ratio.
+    var modelBitsPerWeight: Double { 32 / max(compressionRatio, 1e-9) }
     /// The line a row belongs to in the chart.
     var series: String { isNeuron ? "\(mode) s=\(sparsity ?? 0)" : mode }
     var reduction: Double { columnReduction ?? kernelReduction ?? 0 }
@@ -46,7 +58,9 @@ struct SweepReport: Codable {
 
     enum CodingKeys: String, CodingKey { case model, images, rows; case baselineTop1 = "baseline_top1" }
 
-    private var neuron: Bool { rows.first?.isNeuron ?? false }
+    private var neuron: Bool { !rows.isEmpty && rows.allSatisfy(\.isNeuron) }
+    /// Rows of more than one family (or palettization): the second panel and table use bits per weight.
+    private var mixed: Bool { rows.contains(where: \.isPalettization) || (rows.contains(where: \.isNeuron) && !neuron) }
 
     private var cells: [[String]] {
         let tuned = rows.contains { $0.top1Finetuned != nil }
@@ -62,6 +76,12 @@ struct SweepReport: Codable {
                  "\(r.foldedLayers ?? 0)/\(r.scaledLayers ?? 0)"] + common(r)
             }
         }
+        if mixed {
+            return [["form", "bits", "K", "reduction", "bits/weight (model)"] + tail] + rows.map { r in
+                [r.mode, r.bits.map(String.init) ?? "", "\(r.clusters ?? 0)", r.isPalettization ? "" : String(format: "%.2f%%", 100 * r.reduction),
+                 String(format: "%.2f", r.modelBitsPerWeight)] + common(r)
+            }
+        }
         return [["mode", "K", "kernel reduction"] + tail] + rows.map { r in
             [r.mode, "\(r.clusters ?? 0)", String(format: "%.2f%%", 100 * r.reduction)] + common(r)
         }
@@ -73,12 +93,13 @@ struct SweepReport: Codable {
 
     func csv() -> String {
         func text<T>(_ v: T?) -> String { v.map { "\($0)" } ?? "" }
-        return (["mode,scope,sparsity,column_reduction,kernel_reduction,clusters,kernels,columns,folded_layers,scaled_layers,footprint_bytes,dense_bytes,compression_ratio,top1,delta_top1,clustering_seconds,inertia,top1_finetuned"]
+        return (["mode,scope,sparsity,column_reduction,kernel_reduction,clusters,kernels,columns,folded_layers,scaled_layers,footprint_bytes,dense_bytes,compression_ratio,top1,delta_top1,clustering_seconds,inertia,top1_finetuned,bits,granularity,cluster_dim,bits_per_weight,relative_error"]
             + rows.map { r in
                 [r.mode, text(r.scope), text(r.sparsity), text(r.columnReduction), text(r.kernelReduction), text(r.clusters), text(r.kernels),
                  text(r.columns), text(r.foldedLayers), text(r.scaledLayers), "\(r.footprintBytes)", "\(r.denseBytes)",
                  "\(r.compressionRatio)", "\(r.top1)", "\(r.deltaTop1)", "\(r.clusteringSeconds)", text(r.inertia),
-                 text(r.top1Finetuned)].joined(separator: ",")
+                 text(r.top1Finetuned), text(r.bits), text(r.granularity), text(r.clusterDim), text(r.bitsPerWeight),
+                 text(r.relativeError)].joined(separator: ",")
             }).joined(separator: "\n") + "\n"
     }
 
@@ -89,13 +110,13 @@ struct SweepReport: Codable {
     }
 
     func markdown() -> String {
-        var lines = [neuron ? "# Neuron-clustering sweep" : "# Kernel-clustering sweep", "", "Model `\(model)`, \(images) test images, baseline top-1 \(String(format: "%.2f%%", 100 * baselineTop1)).", ""]
+        var lines = [mixed ? "# Compression sweep" : neuron ? "# Neuron-clustering sweep" : "# Kernel-clustering sweep", "", "Model `\(model)`, \(images) test images, baseline top-1 \(String(format: "%.2f%%", 100 * baselineTop1)).", ""]
         let c = cells
         lines.append("| " + c[0].joined(separator: " | ") + " |")
         lines.append("|" + c[0].map { _ in "---" }.joined(separator: "|") + "|")
         for row in c.dropFirst() { lines.append("| " + row.joined(separator: " | ") + " |") }
         lines.append("")
-        lines.append("![accuracy against footprint and \(neuron ? "column" : "kernel") reduction](sweep.svg)")
+        lines.append("![accuracy against footprint and \(mixed ? "bits per weight" : neuron ? "column reduction" : "kernel reduction")](sweep.svg)")
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -103,7 +124,7 @@ struct SweepReport: Codable {
     /// (and sparsity), coloured by mode, dashed by sparsity.
     func svg() -> String {
         let width = 1040.0, height = 360.0, panel = 400.0, margin = 50.0
-        let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+        let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
         let series = rows.map(\.series).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         let modes = rows.map(\.mode).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         let dashes = ["", "6 3", "2 2", "8 3 2 3", "1 3"]
@@ -141,9 +162,14 @@ struct SweepReport: Codable {
         }
         panelSVG(x0: 0, title: "top-1 vs footprint", xs: { Double($0.footprintBytes) / 1_048_576 }, xLabel: "footprint (MiB)",
                  format: { String(format: "%.1f", $0) })
-        let kind = neuron ? "column" : "kernel"
-        panelSVG(x0: panel + 50, title: "top-1 vs \(kind) reduction", xs: { $0.reduction }, xLabel: "\(kind) reduction",
-                 format: { String(format: "%.0f%%", 100 * $0) })
+        if mixed {
+            panelSVG(x0: panel + 50, title: "top-1 vs bits per weight (whole model)", xs: { $0.modelBitsPerWeight }, xLabel: "bits per weight",
+                     format: { String(format: "%.1f", $0) })
+        } else {
+            let kind = neuron ? "column" : "kernel"
+            panelSVG(x0: panel + 50, title: "top-1 vs \(kind) reduction", xs: { $0.reduction }, xLabel: "\(kind) reduction",
+                     format: { String(format: "%.0f%%", 100 * $0) })
+        }
         // Legend: colour per mode, dash per sparsity.
         var y = margin
         for (i, mode) in modes.enumerated() {

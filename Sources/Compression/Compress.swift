@@ -1,0 +1,73 @@
+import ModelGraph
+
+/// Everything one compression run does: each pass optional, run in this order over the model.
+public struct CompressionConfiguration: Sendable {
+    public enum Format: String, Sendable, Codable, CaseIterable {
+        /// The same graph with every compressed weight rebuilt densely (a drop-in model).
+        case dense
+        /// Codebooks, indices and scales in the graph, with standard nodes that rebuild each weight.
+        case codebook
+    }
+
+    /// Magnitude pruning of fully-connected layers.
+    public var pruning: PruningConfiguration?
+    /// Column clustering of fully-connected layers (Sakamoto et al.), norms folded into the layer before.
+    public var neurons: NeuronClusteringConfiguration?
+    /// Network- or layer-wide codebooks of 2D kernels (Matsui et al.).
+    public var kernels: KernelClusteringConfiguration?
+    /// Scalar or vector codebooks for every other selected weight.
+    public var palettization: PalettizationConfiguration?
+    public var format: Format
+    /// Optional kernel weighting by input-channel energy (see `clusterKernels`).
+    public var channelEnergy: [String: [Float]]
+
+    public init(pruning: PruningConfiguration? = nil, neurons: NeuronClusteringConfiguration? = nil,
+                kernels: KernelClusteringConfiguration? = nil, palettization: PalettizationConfiguration? = nil,
+                format: Format = .dense, channelEnergy: [String: [Float]] = [:]) {
+        self.pruning = pruning
+        self.neurons = neurons
+        self.kernels = kernels
+        self.palettization = palettization
+        self.format = format
+        self.channelEnergy = channelEnergy
+    }
+
+    public var isEmpty: Bool { pruning == nil && neurons == nil && kernels == nil && palettization == nil }
+}
+
+/// Compresses `graph`: prunes, clusters neurons, clusters kernels and palettizes the remaining weights, as
+/// configured, and returns the model in the requested format with a report of what every pass did.
+///
+///     let graph = try ONNXModelFile.load("model.onnx")
+///     let result = try compress(graph, configuration: .init(palettization: .init(global: .init(bits: 4))))
+///     try ONNXModelFile.save(result.graph, to: "model-4bit.onnx")
+public func compress(_ graph: Graph, configuration config: CompressionConfiguration) throws -> CompressionResult {
+    guard !config.isEmpty else {
+        throw CompressionError.nothingToCompress("nothing to do: configure pruning, neuron clustering, kernel clustering or palettization")
+    }
+    let codebook = config.format == .codebook
+    var g = graph
+    var pruning: PruningResult?, neurons: NeuronClusteringResult?, kernels: KernelClusteringResult?, palettes: PalettizationResult?
+    if let c = config.pruning {
+        pruning = try pruneWeights(in: g, configuration: c)
+        g = pruning!.graph
+    }
+    if let c = config.neurons {
+        neurons = try clusterNeurons(in: g, configuration: c)
+        g = codebook ? neurons!.graph : neurons!.denseGraph
+    }
+    if let c = config.kernels {
+        kernels = try clusterKernels(in: g, configuration: c, channelEnergy: config.channelEnergy)
+        g = codebook ? kernels!.codebookGraph() : kernels!.graph
+    }
+    if let c = config.palettization {
+        // Weights another pass already compressed keep that form.
+        let owned = Set((neurons?.layers.map(\.weightName) ?? []) + (kernels?.layers.map(\.weightName) ?? []))
+        palettes = try palettizeWeights(in: g, configuration: c, skipping: owned,
+                                        reserveZero: Set(pruning?.layers.map(\.weightName) ?? []))
+        g = codebook ? palettes!.graph : palettes!.denseGraph
+    }
+    let footprint = ModelFootprint(original: graph, pruning: pruning, neurons: neurons, kernels: kernels, palettization: palettes)
+    return CompressionResult(graph: g, format: config.format, footprint: footprint, pruning: pruning, neurons: neurons,
+                             kernels: kernels, palettization: palettes)
+}

@@ -1,0 +1,316 @@
+import Clustering
+import Compute
+import Dispatch
+import ModelGraph
+
+/// One palettized weight, as reported.
+public struct PalettizedLayer: Sendable, Codable, Equatable {
+    public var layer: String
+    public var weight: String
+    public var opType: String
+    /// `scalar` (d = 1) or `vector`.
+    public var form: String
+    public var bits: Int
+    /// Codebook entries per codebook.
+    public var clusters: Int
+    public var clusterDim: Int
+    public var granularity: String
+    public var codebooks: Int
+    public var lut: String
+    public var perChannelScale: Bool
+    public var denseBytes: Int
+    /// Indices and scales, plus the codebook unless it is shared (then counted once in `sharedCodebookBytes`).
+    public var storedBytes: Int
+    /// ‖W − Ŵ‖² / ‖W‖².
+    public var relativeError: Double
+    /// Why the layer's form differs from what was asked, when it does.
+    public var note: String?
+
+    enum CodingKeys: String, CodingKey {
+        case layer, weight, form, bits, clusters, granularity, codebooks, lut, note
+        case opType = "op_type", clusterDim = "cluster_dim", perChannelScale = "per_channel_scale", denseBytes = "dense_bytes"
+        case storedBytes = "stored_bytes", relativeError = "relative_error"
+    }
+}
+
+public struct PalettizationResult: Sendable {
+    /// Codebook form: every palettized weight rebuilt in the graph from its codebook and indices.
+    public var graph: Graph
+    /// The same weights reconstructed densely.
+    public var denseGraph: Graph
+    public var weights: [CompressedWeight]
+    public var layers: [PalettizedLayer]
+    /// Network-scope codebooks, each counted once.
+    public var sharedCodebookBytes: Int
+    public var seconds: Double
+
+    public var denseBytes: Int { layers.reduce(0) { $0 + $1.denseBytes } }
+    public var storedBytes: Int { layers.reduce(0) { $0 + $1.storedBytes } + sharedCodebookBytes }
+}
+
+/// A weight tensor palettization can take: Conv input 1, Gemm input 1, MatMul constant input 1 ([in, out]), Gather
+/// constant input 0 (an embedding table), seen as rows = output units × columns.
+struct PalettizableWeight {
+    var node: Node
+    var name: String
+    var tensor: Tensor<Float>
+    var rows: Int
+    var columns: Int
+    var transposed: Bool
+
+    static func all(in graph: Graph) -> [PalettizableWeight] {
+        var seen = Set<String>()
+        var result: [PalettizableWeight] = []
+        for node in graph.nodes {
+            let slot: Int
+            switch node.opType {
+            case "Conv", "Gemm", "MatMul": slot = 1
+            case "Gather": slot = 0
+            default: continue
+            }
+            guard node.inputs.count > slot, !seen.contains(node.inputs[slot]),
+                  let t = graph.initializers[node.inputs[slot]]?.floatTensor else { continue }
+            let name = node.inputs[slot]
+            var rows = 0, columns = 0, transposed = false
+            switch node.opType {
+            case "Conv":
+                guard t.rank >= 3 else { continue }
+                rows = t.shape[0]; columns = t.count / max(1, rows)
+            case "Gemm":
+                guard t.rank == 2 else { continue }
+                transposed = node.int("transB", default: 0) == 0
+                (rows, columns) = transposed ? (t.shape[1], t.shape[0]) : (t.shape[0], t.shape[1])
+            case "MatMul":
+                guard t.rank == 2 else { continue }
+                transposed = true
+                (rows, columns) = (t.shape[1], t.shape[0])
+            default:
+                guard t.rank == 2, node.int("axis", default: 0) == 0 else { continue }
+                (rows, columns) = (t.shape[0], t.shape[1])
+            }
+            guard rows > 0, columns > 0 else { continue }
+            seen.insert(name)
+            result.append(PalettizableWeight(node: node, name: name, tensor: t, rows: rows, columns: columns, transposed: transposed))
+        }
+        return result
+    }
+
+    /// The weight as rows × columns, row-major.
+    var canonical: [Float] {
+        guard transposed else { return tensor.scalars }
+        var c = [Float](repeating: 0, count: tensor.count)
+        tensor.scalars.withUnsafeBufferPointer { s in
+            for i in 0..<columns { for r in 0..<rows { c[r * columns + i] = s[i * rows + r] } }
+        }
+        return c
+    }
+}
+
+/// Palettizes every weight the configuration selects (`skipping` weights other passes own): each weight becomes
+/// codebook entries and indices, per tensor, per output channel, per group of output channels or shared by the
+/// network. Scalar codebooks come from exact 1-D k-means on sorted values (`ScalarKMeans`), vector codebooks from
+/// k-means over the vectors (`KMeans`); entries are rounded to their stored precision and every weight is then
+/// assigned to its nearest stored entry. Weights in `reserveZero` (pruned ones) keep an exact zero entry.
+public func palettizeWeights(in graph: Graph, configuration config: PalettizationConfiguration, skipping: Set<String> = [],
+                             reserveZero: Set<String> = []) throws -> PalettizationResult {
+    try config.validate()
+    let candidates = PalettizableWeight.all(in: graph).filter { !skipping.contains($0.name) }
+    // Every layer pattern must name a weight that exists.
+    for (i, layer) in config.layers.enumerated() where !candidates.contains(where: { globMatches(layer.name, $0.node.name) || globMatches(layer.name, $0.name) }) {
+        let known = candidates.prefix(8).map { $0.node.displayName }.joined(separator: ", ")
+        throw ConfigurationError(level: "layers[\(i)]", field: "name",
+                                 message: "'\(layer.name)' matches no layer with weights (layers: \(known)\(candidates.count > 8 ? ", …" : ""))")
+    }
+    var jobs: [(weight: PalettizableWeight, settings: PalettizationSettings, note: String?)] = []
+    for w in candidates {
+        guard var s = try config.settings(opType: w.node.opType, names: [w.node.name, w.name]) else { continue }
+        guard w.tensor.scalars.allSatisfy(\.isFinite) else { throw CompressionError.nonFinite(tensor: w.name) }
+        var note: String? = nil
+        if s.clusterDimension > w.columns {
+            throw ConfigurationError(level: "layer '\(w.node.displayName)'", field: "cluster_dim",
+                                     message: "\(s.clusterDimension) is larger than the layer's input axis (\(w.columns) weights per output channel)")
+        }
+        if w.columns % s.clusterDimension != 0 {
+            let bitsPerWeight = Double(s.bits) / Double(s.clusterDimension)
+            note = "input axis of \(w.columns) is not a multiple of cluster_dim \(s.clusterDimension): scalar LUT at the nearest bits per weight"
+            s.bits = max(1, min(8, Int(bitsPerWeight.rounded())))
+            s.clusterDimension = 1
+        }
+        if s.clusterDimension > 1 && reserveZero.contains(w.name) {
+            throw ConfigurationError(level: "layer '\(w.node.displayName)'", field: "cluster_dim",
+                                     message: "> 1 cannot keep pruned zeros exact yet; palettize pruned layers with cluster_dim 1")
+        }
+        jobs.append((w, s, note))
+    }
+    guard !jobs.isEmpty else {
+        throw CompressionError.nothingToCompress("no weight to palettize: the configuration leaves every Conv/Gemm/MatMul/Gather weight dense or the model has none")
+    }
+
+    let start = DispatchTime.now().uptimeNanoseconds
+    var compressed = graph, dense = graph
+    var weights: [CompressedWeight?] = Array(repeating: nil, count: jobs.count)
+    var sharedBytes = 0
+
+    // Network scope: one codebook per distinct setting, fitted on all its weights together.
+    var shared: [PalettizationSettings: [Int]] = [:]
+    for (i, job) in jobs.enumerated() where job.settings.granularity == .network { shared[job.settings, default: []].append(i) }
+    for (n, (settings, members)) in shared.sorted(by: { $0.value[0] < $1.value[0] }).enumerated() {
+        let name = "wc_codebook_\(n)"
+        let blocks = members.map { prepared(jobs[$0].weight, settings) }
+        let fitted = try fitCodebook(blocks.map { $0.values }, settings: settings, reserveZero: members.contains { reserveZero.contains(jobs[$0].weight.name) },
+                                     seed: config.seed &+ UInt64(n), maxIterations: config.maxIterations)
+        for (member, block) in zip(members, blocks) {
+            let job = jobs[member]
+            let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: job.weight.columns,
+                                      transposed: job.weight.transposed, dimension: settings.clusterDimension, entries: fitted.entries,
+                                      groupSize: job.weight.rows, codebook: name, precision: settings.precision, rowScales: settings.perChannelScale,
+                                      vectorScaleBits: nil)
+            weights[member] = CompressedWeight(layout: layout, indices: fitted.assign([block.values]), codebook: fitted.codebook,
+                                               rowScales: block.rowScales, vectorScales: nil)
+        }
+        sharedBytes += fitted.codebook.count * settings.precision.bits / 8 + (settings.precision == .int8 ? 4 : 0)
+    }
+
+    // Per tensor / channel / group: every group of every weight is an independent job, spread over the cores.
+    var groupJobs: [(job: Int, rows: Range<Int>)] = []
+    for (i, job) in jobs.enumerated() where job.settings.granularity != .network {
+        let size = groupRows(job.settings, rows: job.weight.rows)
+        for start in stride(from: 0, to: job.weight.rows, by: size) { groupJobs.append((i, start..<min(job.weight.rows, start + size))) }
+    }
+    let blocks = jobs.map { $0.settings.granularity == .network ? nil : prepared($0.weight, $0.settings) }
+    var fits = [FittedCodebook?](repeating: nil, count: groupJobs.count)
+    var failure: Error? = nil
+    fits.withUnsafeMutableBufferPointer { out in
+        nonisolated(unsafe) let out = out
+        nonisolated(unsafe) var failed: Error? = nil
+        parallelChunks(groupJobs.count) { range in
+            for g in range {
+                let (i, rows) = groupJobs[g]
+                let block = blocks[i]!, columns = jobs[i].weight.columns
+                do {
+                    out[g] = try fitCodebook([Array(block.values[rows.lowerBound * columns..<rows.upperBound * columns])], settings: jobs[i].settings,
+                                             reserveZero: reserveZero.contains(jobs[i].weight.name),
+                                             seed: config.seed &+ UInt64(g), maxIterations: config.maxIterations)
+                } catch { failed = error }
+            }
+        }
+        failure = failed
+    }
+    if let failure { throw failure }
+    for (i, job) in jobs.enumerated() where job.settings.granularity != .network {
+        let mine = groupJobs.indices.filter { groupJobs[$0].job == i }
+        // Groups of one tensor share one codebook tensor, so they share one entry count (the smallest, for tiny groups).
+        let entries = mine.map { fits[$0]!.entries }.min()!
+        var codebook: [Float] = [], indices: [Int32] = []
+        let block = blocks[i]!, columns = job.weight.columns
+        for g in mine {
+            let fit = fits[g]!.truncated(to: entries)
+            codebook += fit.codebook
+            indices += fit.assign([Array(block.values[groupJobs[g].rows.lowerBound * columns..<groupJobs[g].rows.upperBound * columns])])
+        }
+        let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: columns,
+                                  transposed: job.weight.transposed, dimension: job.settings.clusterDimension, entries: entries,
+                                  groupSize: groupRows(job.settings, rows: job.weight.rows), codebook: "\(job.weight.name)/wc_lut",
+                                  precision: job.settings.precision, rowScales: job.settings.perChannelScale, vectorScaleBits: nil)
+        weights[i] = CompressedWeight(layout: layout, indices: indices, codebook: codebook, rowScales: block.rowScales, vectorScales: nil)
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+
+    var layers: [PalettizedLayer] = []
+    for (i, job) in jobs.enumerated() {
+        let w = weights[i]!, l = w.layout
+        let rebuilt = w.reconstructed()
+        var err = 0.0, norm = 0.0
+        for (a, b) in zip(job.weight.tensor.scalars, rebuilt.scalars) { err += Double((a - b) * (a - b)); norm += Double(a * a) }
+        w.write(into: &compressed)
+        dense.initializers[l.weight] = .float(rebuilt)
+        let ownCodebook = job.settings.granularity == .network ? 0 : l.codebookBytes
+        layers.append(PalettizedLayer(layer: job.weight.node.displayName, weight: l.weight, opType: job.weight.node.opType,
+                                      form: l.dimension == 1 ? "scalar" : "vector", bits: job.settings.bits, clusters: l.entries,
+                                      clusterDim: l.dimension, granularity: job.settings.granularity.rawValue, codebooks: l.groups,
+                                      lut: l.precision.rawValue, perChannelScale: l.rowScales, denseBytes: job.weight.tensor.count * 4,
+                                      storedBytes: ownCodebook + l.indexAndScaleBytes, relativeError: norm > 0 ? err / norm : 0,
+                                      note: job.note))
+    }
+    return PalettizationResult(graph: compressed, denseGraph: dense, weights: weights.map { $0! }, layers: layers,
+                               sharedCodebookBytes: sharedBytes, seconds: seconds)
+}
+
+private func groupRows(_ s: PalettizationSettings, rows: Int) -> Int {
+    switch s.granularity {
+    case .perTensor, .network: rows
+    case .perChannel: 1
+    case .perGroupedChannel: min(rows, s.groupSize)
+    }
+}
+
+/// A weight's canonical rows, divided by their per-channel scales when asked (the scales as stored, float16).
+private func prepared(_ w: PalettizableWeight, _ s: PalettizationSettings) -> (values: [Float], rowScales: [Float]?) {
+    var values = w.canonical
+    guard s.perChannelScale else { return (values, nil) }
+    var scales = [Float](repeating: 1, count: w.rows)
+    for r in 0..<w.rows {
+        let row = r * w.columns..<(r + 1) * w.columns
+        let m = values[row].reduce(Float(0)) { max($0, abs($1)) }
+        let stored = Float(halfBits: m.halfBits)
+        scales[r] = stored > 0 && stored.isFinite ? stored : 1
+        for j in row { values[j] /= scales[r] }
+    }
+    return (values, scales)
+}
+
+/// A fitted codebook at its stored precision, and exact assignment to it.
+struct FittedCodebook {
+    var codebook: [Float]
+    var entries: Int
+    var dimension: Int
+
+    /// The first `k` entries (tiny groups may have fewer vectors than the others' entry count: a vector codebook of
+    /// `k` entries then holds all of them).
+    func truncated(to k: Int) -> FittedCodebook {
+        k == entries ? self : FittedCodebook(codebook: Array(codebook.prefix(k * dimension)), entries: k, dimension: dimension)
+    }
+
+    /// The nearest stored entry of every vector of the blocks, in order.
+    func assign(_ blocks: [[Float]]) -> [Int32] {
+        if dimension == 1 {
+            // Entries ascending with their original positions, then a binary search on the midpoints.
+            let order = (0..<entries).sorted { codebook[$0] < codebook[$1] }
+            let sorted = order.map { codebook[$0] }
+            let mids = ScalarKMeans.midpoints(sorted)
+            var out: [Int32] = []
+            out.reserveCapacity(blocks.reduce(0) { $0 + $1.count })
+            mids.withUnsafeBufferPointer { m in
+                for block in blocks { for x in block { out.append(Int32(order[ScalarKMeans.nearest(x, midpoints: m)])) } }
+            }
+            return out
+        }
+        let all = blocks.flatMap { $0 }
+        return KMeans.nearest(all, rows: all.count / dimension, dimension: dimension, centroids: codebook, clusters: entries,
+                              metric: .euclidean, leafBudget: .max)
+    }
+}
+
+/// Fits one codebook to the values of `blocks` (rows of consecutive `clusterDimension`-vectors), at the stored precision.
+func fitCodebook(_ blocks: [[Float]], settings s: PalettizationSettings, reserveZero: Bool, seed: UInt64,
+                 maxIterations: Int) throws -> FittedCodebook {
+    let d = s.clusterDimension, k = s.entries
+    if d == 1 {
+        var values = blocks.flatMap { $0 }
+        var centroids: [Float]
+        if reserveZero && k > 1 {
+            values.removeAll { $0 == 0 }
+            centroids = [0] + ScalarKMeans.fit(values, clusters: k - 1, maxIterations: maxIterations).centroids
+        } else {
+            centroids = ScalarKMeans.fit(values, clusters: k, maxIterations: maxIterations).centroids
+        }
+        centroids = s.precision.quantised(centroids, codebookSize: k).values
+        return FittedCodebook(codebook: centroids, entries: k, dimension: 1)
+    }
+    let all = blocks.flatMap { $0 }
+    let n = all.count / d
+    let entries = min(k, n)
+    let fit = try KMeans.fit(all, rows: n, dimension: d,
+                             configuration: KMeansConfiguration(clusters: entries, metric: .euclidean, maxIterations: min(maxIterations, 30), seed: seed))
+    return FittedCodebook(codebook: s.precision.quantised(fit.centroids, codebookSize: entries * d).values, entries: entries, dimension: d)
+}

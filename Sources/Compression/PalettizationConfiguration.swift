@@ -1,0 +1,210 @@
+import ModelGraph
+
+/// The resolved palettization of one weight tensor: K = 2^bits codebook entries of `clusterDimension` consecutive
+/// weights (along the input axis), one codebook per tensor, per output channel, per group of output channels, or
+/// shared by the whole network.
+public struct PalettizationSettings: Sendable, Codable, Equatable, Hashable {
+    public enum Granularity: String, Sendable, Codable, CaseIterable {
+        case perTensor = "per-tensor"
+        case perChannel = "per-channel"
+        case perGroupedChannel = "per-grouped-channel"
+        /// One codebook for every weight of the network with the same settings (the kernel-clustering seed's scope).
+        case network
+    }
+
+    public var bits: Int
+    public var granularity: Granularity
+    /// Output channels per codebook with `perGroupedChannel` (the last group may be smaller).
+    public var groupSize: Int
+    public var clusterDimension: Int
+    public var precision: EntryPrecision
+    /// Each output channel normalised by its largest magnitude before clustering, the factor kept in float16.
+    public var perChannelScale: Bool
+
+    public init(bits: Int = 4, granularity: Granularity = .perTensor, groupSize: Int = 16, clusterDimension: Int = 1,
+                precision: EntryPrecision = .fp16, perChannelScale: Bool = false) {
+        self.bits = bits
+        self.granularity = granularity
+        self.groupSize = groupSize
+        self.clusterDimension = clusterDimension
+        self.precision = precision
+        self.perChannelScale = perChannelScale
+    }
+
+    /// Largest index width: 8 bits for scalar LUTs (as coremltools), 20 for vector codebooks (a million entries).
+    public static func maximumBits(clusterDimension d: Int) -> Int { d == 1 ? 8 : 20 }
+
+    /// Codebook entries K = 2^bits.
+    public var entries: Int { 1 << bits }
+
+    func validate(at level: String) throws {
+        guard clusterDimension >= 1 && clusterDimension <= 64 else {
+            throw ConfigurationError(level: level, field: "cluster_dim", message: "must be between 1 and 64, got \(clusterDimension)")
+        }
+        let maxBits = Self.maximumBits(clusterDimension: clusterDimension)
+        guard bits >= 1 && bits <= maxBits else {
+            throw ConfigurationError(level: level, field: "bits",
+                                     message: "must be between 1 and \(maxBits)\(clusterDimension == 1 ? " for scalar LUTs" : " for vectors of \(clusterDimension)"), got \(bits)")
+        }
+        guard groupSize >= 1 else {
+            throw ConfigurationError(level: level, field: "group_size", message: "must be at least 1 output channel, got \(groupSize)")
+        }
+    }
+}
+
+/// A configuration value that is not accepted: where it was given (`global`, `op_types.Gemm`, `layers[2] 'fc*'`),
+/// the field, and what would be accepted. The CLI maps fields of the global level to its flags.
+public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
+    public var level: String
+    public var field: String
+    public var message: String
+
+    public var description: String { "\(level): \(field) \(message)" }
+}
+
+/// One level of the layered palettization configuration: each field left nil inherits from the level above.
+public struct WeightFormOverride: Sendable, Codable, Equatable {
+    public enum Form: String, Sendable, Codable {
+        case palettize
+        /// Leave the weight as it is.
+        case dense
+    }
+
+    public var form: Form?
+    public var bits: Int?
+    public var granularity: PalettizationSettings.Granularity?
+    public var groupSize: Int?
+    public var clusterDim: Int?
+    public var lut: EntryPrecision?
+    public var perChannelScale: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case form, bits, granularity, lut
+        case groupSize = "group_size", clusterDim = "cluster_dim", perChannelScale = "per_channel_scale"
+    }
+
+    public init(form: Form? = nil, bits: Int? = nil, granularity: PalettizationSettings.Granularity? = nil, groupSize: Int? = nil,
+                clusterDim: Int? = nil, lut: EntryPrecision? = nil, perChannelScale: Bool? = nil) {
+        self.form = form
+        self.bits = bits
+        self.granularity = granularity
+        self.groupSize = groupSize
+        self.clusterDim = clusterDim
+        self.lut = lut
+        self.perChannelScale = perChannelScale
+    }
+
+    /// Any field set here replaces the inherited one.
+    func applied(to base: (form: Form, settings: PalettizationSettings)) -> (form: Form, settings: PalettizationSettings) {
+        var s = base.settings
+        if let bits { s.bits = bits }
+        if let granularity { s.granularity = granularity }
+        if let groupSize { s.groupSize = groupSize }
+        if let clusterDim { s.clusterDimension = clusterDim }
+        if let lut { s.precision = lut }
+        if let perChannelScale { s.perChannelScale = perChannelScale }
+        // Setting any palettization field on a level implies palettizing, unless the level says dense.
+        let touched = bits != nil || granularity != nil || groupSize != nil || clusterDim != nil || lut != nil || perChannelScale != nil
+        return (form ?? (touched ? .palettize : base.form), s)
+    }
+}
+
+/// Palettization of every selected weight, layered like coremltools' `OptimizationConfig`: the global level,
+/// then per op type (`Conv`, `Gemm`, `MatMul`, `Gather`), then per layer (node or weight name, `*`/`?` globs; the
+/// last matching entry wins). Each level may set the form (`palettize` or `dense`) and any setting.
+///
+/// As JSON (`--config plan.json`):
+///
+///     { "global":   { "bits": 4, "granularity": "per-grouped-channel", "group_size": 16 },
+///       "op_types": { "Gemm": { "bits": 3 } },
+///       "layers":   [ { "name": "features.0", "form": "dense" }, { "name": "classifier.*", "cluster_dim": 2 } ] }
+public struct PalettizationConfiguration: Sendable, Codable, Equatable {
+    public struct LayerOverride: Sendable, Codable, Equatable {
+        /// Node or weight name, or a glob over them.
+        public var name: String
+        public var override: WeightFormOverride
+
+        public init(name: String, override: WeightFormOverride) {
+            self.name = name
+            self.override = override
+        }
+
+        enum CodingKeys: String, CodingKey { case name }
+
+        public init(from decoder: Decoder) throws {
+            name = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .name)
+            override = try WeightFormOverride(from: decoder)
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try override.encode(to: encoder)
+        }
+    }
+
+    public static let opTypes = ["Conv", "Gemm", "MatMul", "Gather"]
+
+    public var global: WeightFormOverride
+    public var opTypes: [String: WeightFormOverride]
+    public var layers: [LayerOverride]
+    public var seed: UInt64
+    public var maxIterations: Int
+
+    enum CodingKeys: String, CodingKey {
+        case global, layers, seed
+        case opTypes = "op_types", maxIterations = "max_iterations"
+    }
+
+    public init(global: WeightFormOverride = WeightFormOverride(), opTypes: [String: WeightFormOverride] = [:],
+                layers: [LayerOverride] = [], seed: UInt64 = 0, maxIterations: Int = 100) {
+        self.global = global
+        self.opTypes = opTypes
+        self.layers = layers
+        self.seed = seed
+        self.maxIterations = maxIterations
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        global = try c.decodeIfPresent(WeightFormOverride.self, forKey: .global) ?? WeightFormOverride()
+        opTypes = try c.decodeIfPresent([String: WeightFormOverride].self, forKey: .opTypes) ?? [:]
+        layers = try c.decodeIfPresent([LayerOverride].self, forKey: .layers) ?? []
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
+        maxIterations = try c.decodeIfPresent(Int.self, forKey: .maxIterations) ?? 100
+    }
+
+    /// Whether any level asks for palettization at all.
+    public var palettizesAnything: Bool {
+        global.form == .palettize || global.bits != nil || opTypes.values.contains { $0.applied(to: (.dense, .init())).form == .palettize }
+            || layers.contains { $0.override.applied(to: (.dense, .init())).form == .palettize }
+    }
+
+    /// The settings for one weight (nil: left dense), validated where they were set.
+    public func settings(opType: String, names: [String]) throws -> PalettizationSettings? {
+        var resolved = global.applied(to: (.dense, PalettizationSettings()))
+        try check(resolved, level: "global")
+        if let byOp = opTypes[opType] {
+            resolved = byOp.applied(to: resolved)
+            try check(resolved, level: "op_types.\(opType)")
+        }
+        for (i, layer) in layers.enumerated() where names.contains(where: { globMatches(layer.name, $0) }) {
+            resolved = layer.override.applied(to: resolved)
+            try check(resolved, level: "layers[\(i)] '\(layer.name)'")
+        }
+        return resolved.form == .palettize ? resolved.settings : nil
+    }
+
+    private func check(_ resolved: (form: WeightFormOverride.Form, settings: PalettizationSettings), level: String) throws {
+        if resolved.form == .palettize { try resolved.settings.validate(at: level) }
+    }
+
+    /// Checks what can be checked without a model: op types are known, iteration count positive.
+    public func validate() throws {
+        for op in opTypes.keys where !Self.opTypes.contains(op) {
+            throw ConfigurationError(level: "op_types", field: op, message: "is not an op type with weights to palettize (\(Self.opTypes.joined(separator: ", ")))")
+        }
+        guard maxIterations >= 1 else { throw ConfigurationError(level: "global", field: "max_iterations", message: "must be at least 1, got \(maxIterations)") }
+        try check(global.applied(to: (.dense, PalettizationSettings())), level: "global")
+    }
+}
