@@ -22,7 +22,42 @@ public enum ScalarKMeans {
             let order = values.indices.sorted { values[$0] < values[$1] }
             return fitSorted(order.map { values[$0] }, weights: order.map { weights[$0] }, clusters: k, maxIterations: maxIterations)
         }
-        return fitSorted(values.sorted(), weights: nil, clusters: k, maxIterations: maxIterations)
+        return fitSorted(sortedAscending(values), weights: nil, clusters: k, maxIterations: maxIterations)
+    }
+
+    /// `values` (no NaN) in ascending order: a least-significant-digit radix sort on the order-preserving integer
+    /// image of the float bits, three passes of 11 bits — several times faster than a comparison sort here.
+    public static func sortedAscending<C: Collection>(_ values: C) -> [Float] where C.Element == Float {
+        let n = values.count
+        guard n > 64 else { return values.sorted() }
+        var keys = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
+            var i = 0
+            for v in values {
+                let b = v.bitPattern
+                buffer[i] = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
+                i += 1
+            }
+            count = n
+        }
+        var scratch = [UInt32](repeating: 0, count: n)
+        var counts = [Int](repeating: 0, count: 2048)
+        for shift in stride(from: 0, to: 33, by: 11) where shift < 32 {
+            for i in 0..<2048 { counts[i] = 0 }
+            keys.withUnsafeBufferPointer { k in for key in k { counts[Int((key >> UInt32(shift)) & 0x7FF)] += 1 } }
+            var total = 0
+            for i in 0..<2048 { let c = counts[i]; counts[i] = total; total += c }
+            keys.withUnsafeBufferPointer { k in
+                scratch.withUnsafeMutableBufferPointer { out in
+                    for key in k {
+                        let bucket = Int((key >> UInt32(shift)) & 0x7FF)
+                        out[counts[bucket]] = key
+                        counts[bucket] += 1
+                    }
+                }
+            }
+            swap(&keys, &scratch)
+        }
+        return keys.map { key in Float(bitPattern: key & 0x8000_0000 != 0 ? key & 0x7FFF_FFFF : ~key) }
     }
 
     /// As `fit`, for values already in ascending order (weights in the same order).

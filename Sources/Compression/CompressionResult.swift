@@ -110,6 +110,7 @@ public struct CompressionResult: Sendable, Encodable {
             try put("bits_per_weight", bitsPerWeight)
             try put("palettized_weights", p.denseBytes / 4)
             try put("shared_codebook_bytes", p.sharedCodebookBytes)
+            try put("palettization_mse", p.meanSquaredError)
             try put("layers", p.layers)
         }
     }

@@ -23,13 +23,15 @@ public struct PalettizedLayer: Sendable, Codable, Equatable {
     public var storedBytes: Int
     /// ‖W − Ŵ‖² / ‖W‖².
     public var relativeError: Double
+    /// ‖W − Ŵ‖².
+    public var squaredError: Double
     /// Why the layer's form differs from what was asked, when it does.
     public var note: String?
 
     enum CodingKeys: String, CodingKey {
         case layer, weight, form, bits, clusters, granularity, codebooks, lut, note
         case opType = "op_type", clusterDim = "cluster_dim", perChannelScale = "per_channel_scale", denseBytes = "dense_bytes"
-        case storedBytes = "stored_bytes", relativeError = "relative_error"
+        case storedBytes = "stored_bytes", relativeError = "relative_error", squaredError = "squared_error"
     }
 }
 
@@ -46,6 +48,8 @@ public struct PalettizationResult: Sendable {
 
     public var denseBytes: Int { layers.reduce(0) { $0 + $1.denseBytes } }
     public var storedBytes: Int { layers.reduce(0) { $0 + $1.storedBytes } + sharedCodebookBytes }
+    /// Mean squared error over every palettized weight.
+    public var meanSquaredError: Double { layers.reduce(0) { $0 + $1.squaredError } / Double(max(1, denseBytes / 4)) }
 }
 
 /// A weight tensor palettization can take: Conv input 1, Gemm input 1, MatMul constant input 1 ([in, out]), Gather
@@ -157,7 +161,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
     for (n, (settings, members)) in shared.sorted(by: { $0.value[0] < $1.value[0] }).enumerated() {
         let name = "wc_codebook_\(n)"
         let blocks = members.map { prepared(jobs[$0].weight, settings) }
-        let fitted = try fitCodebook(blocks.map { $0.values }, settings: settings, reserveZero: members.contains { reserveZero.contains(jobs[$0].weight.name) },
+        let fitted = try fitCodebook(blocks.map { $0.values[...] }, settings: settings, reserveZero: members.contains { reserveZero.contains(jobs[$0].weight.name) },
                                      seed: config.seed &+ UInt64(n), maxIterations: config.maxIterations)
         for (member, block) in zip(members, blocks) {
             let job = jobs[member]
@@ -165,7 +169,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                                       transposed: job.weight.transposed, dimension: settings.clusterDimension, entries: fitted.entries,
                                       groupSize: job.weight.rows, codebook: name, precision: settings.precision, rowScales: settings.perChannelScale,
                                       vectorScaleBits: nil)
-            weights[member] = CompressedWeight(layout: layout, indices: fitted.assign([block.values]), codebook: fitted.codebook,
+            weights[member] = CompressedWeight(layout: layout, indices: fitted.assign([block.values[...]]), codebook: fitted.codebook,
                                                rowScales: block.rowScales, vectorScales: nil)
         }
         sharedBytes += fitted.codebook.count * settings.precision.bits / 8 + (settings.precision == .int8 ? 4 : 0)
@@ -178,7 +182,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         for start in stride(from: 0, to: job.weight.rows, by: size) { groupJobs.append((i, start..<min(job.weight.rows, start + size))) }
     }
     let blocks = jobs.map { $0.settings.granularity == .network ? nil : prepared($0.weight, $0.settings) }
-    var fits = [FittedCodebook?](repeating: nil, count: groupJobs.count)
+    var fits = [(codebook: FittedCodebook, indices: [Int32])?](repeating: nil, count: groupJobs.count)
     var failure: Error? = nil
     fits.withUnsafeMutableBufferPointer { out in
         nonisolated(unsafe) let out = out
@@ -186,11 +190,12 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         parallelChunks(groupJobs.count) { range in
             for g in range {
                 let (i, rows) = groupJobs[g]
-                let block = blocks[i]!, columns = jobs[i].weight.columns
+                let columns = jobs[i].weight.columns
+                let values = blocks[i]!.values[rows.lowerBound * columns..<rows.upperBound * columns]
                 do {
-                    out[g] = try fitCodebook([Array(block.values[rows.lowerBound * columns..<rows.upperBound * columns])], settings: jobs[i].settings,
-                                             reserveZero: reserveZero.contains(jobs[i].weight.name),
-                                             seed: config.seed &+ UInt64(g), maxIterations: config.maxIterations)
+                    let fit = try fitCodebook([values], settings: jobs[i].settings, reserveZero: reserveZero.contains(jobs[i].weight.name),
+                                              seed: config.seed &+ UInt64(g), maxIterations: config.maxIterations)
+                    out[g] = (fit, fit.assign([values]))
                 } catch { failed = error }
             }
         }
@@ -200,13 +205,19 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
     for (i, job) in jobs.enumerated() where job.settings.granularity != .network {
         let mine = groupJobs.indices.filter { groupJobs[$0].job == i }
         // Groups of one tensor share one codebook tensor, so they share one entry count (the smallest, for tiny groups).
-        let entries = mine.map { fits[$0]!.entries }.min()!
+        let entries = mine.map { fits[$0]!.codebook.entries }.min()!
         var codebook: [Float] = [], indices: [Int32] = []
+        indices.reserveCapacity(job.weight.tensor.count / job.settings.clusterDimension)
         let block = blocks[i]!, columns = job.weight.columns
         for g in mine {
-            let fit = fits[g]!.truncated(to: entries)
-            codebook += fit.codebook
-            indices += fit.assign([Array(block.values[groupJobs[g].rows.lowerBound * columns..<groupJobs[g].rows.upperBound * columns])])
+            let (fit, assigned) = fits[g]!
+            codebook += fit.truncated(to: entries).codebook
+            if fit.entries == entries {
+                indices += assigned
+            } else {
+                let rows = groupJobs[g].rows
+                indices += fit.truncated(to: entries).assign([block.values[rows.lowerBound * columns..<rows.upperBound * columns]])
+            }
         }
         let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: columns,
                                   transposed: job.weight.transposed, dimension: job.settings.clusterDimension, entries: entries,
@@ -229,7 +240,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                                       form: l.dimension == 1 ? "scalar" : "vector", bits: job.settings.bits, clusters: l.entries,
                                       clusterDim: l.dimension, granularity: job.settings.granularity.rawValue, codebooks: l.groups,
                                       lut: l.precision.rawValue, perChannelScale: l.rowScales, denseBytes: job.weight.tensor.count * 4,
-                                      storedBytes: ownCodebook + l.indexAndScaleBytes, relativeError: norm > 0 ? err / norm : 0,
+                                      storedBytes: ownCodebook + l.indexAndScaleBytes, relativeError: norm > 0 ? err / norm : 0, squaredError: err,
                                       note: job.note))
     }
     return PalettizationResult(graph: compressed, denseGraph: dense, weights: weights.map { $0! }, layers: layers,
@@ -272,7 +283,7 @@ struct FittedCodebook {
     }
 
     /// The nearest stored entry of every vector of the blocks, in order.
-    func assign(_ blocks: [[Float]]) -> [Int32] {
+    func assign(_ blocks: [ArraySlice<Float>]) -> [Int32] {
         if dimension == 1 {
             // Entries ascending with their original positions, then a binary search on the midpoints.
             let order = (0..<entries).sorted { codebook[$0] < codebook[$1] }
@@ -285,29 +296,29 @@ struct FittedCodebook {
             }
             return out
         }
-        let all = blocks.flatMap { $0 }
+        let all = Array(blocks.joined())
         return KMeans.nearest(all, rows: all.count / dimension, dimension: dimension, centroids: codebook, clusters: entries,
                               metric: .euclidean, leafBudget: .max)
     }
 }
 
 /// Fits one codebook to the values of `blocks` (rows of consecutive `clusterDimension`-vectors), at the stored precision.
-func fitCodebook(_ blocks: [[Float]], settings s: PalettizationSettings, reserveZero: Bool, seed: UInt64,
+func fitCodebook(_ blocks: [ArraySlice<Float>], settings s: PalettizationSettings, reserveZero: Bool, seed: UInt64,
                  maxIterations: Int) throws -> FittedCodebook {
     let d = s.clusterDimension, k = s.entries
     if d == 1 {
-        var values = blocks.flatMap { $0 }
+        var sorted = blocks.count == 1 ? ScalarKMeans.sortedAscending(blocks[0]) : ScalarKMeans.sortedAscending(blocks.joined())
         var centroids: [Float]
         if reserveZero && k > 1 {
-            values.removeAll { $0 == 0 }
-            centroids = [0] + ScalarKMeans.fit(values, clusters: k - 1, maxIterations: maxIterations).centroids
+            sorted.removeAll { $0 == 0 }
+            centroids = [0] + ScalarKMeans.fitSorted(sorted, weights: nil, clusters: k - 1, maxIterations: maxIterations).centroids
         } else {
-            centroids = ScalarKMeans.fit(values, clusters: k, maxIterations: maxIterations).centroids
+            centroids = ScalarKMeans.fitSorted(sorted, weights: nil, clusters: k, maxIterations: maxIterations).centroids
         }
         centroids = s.precision.quantised(centroids, codebookSize: k).values
         return FittedCodebook(codebook: centroids, entries: k, dimension: 1)
     }
-    let all = blocks.flatMap { $0 }
+    let all = Array(blocks.joined())
     let n = all.count / d
     let entries = min(k, n)
     let fit = try KMeans.fit(all, rows: n, dimension: d,

@@ -176,14 +176,11 @@ public struct CompressedWeight: Sendable {
             }
         }
         // Indices, in the narrowest unsigned type that holds them (K > 65,536: low 16 bits + high 8 bits).
-        let v = l.vectorsPerRow
         var index = "\(prefix)_index64"
+        storeIndicesAndScales(in: &graph)
         if l.entries <= 65_536 {
-            constant(l.indexName, .int64(Tensor(shape: [l.rows, v], scalars: indices.map(Int64.init))), l.entries <= 256 ? .uint8 : .uint16)
             node("Cast", [l.indexName], index, ["to": .int(7)])
         } else {
-            constant(l.indexName + "_low", .int64(Tensor(shape: [l.rows, v], scalars: indices.map { Int64($0 & 0xFFFF) })), .uint16)
-            constant(l.indexName + "_high", .int64(Tensor(shape: [l.rows, v], scalars: indices.map { Int64($0 >> 16) })), .uint8)
             constant("\(prefix)_65536", .int64(Tensor(shape: [], scalars: [65_536])), .int64)
             node("Cast", [l.indexName + "_low"], "\(prefix)_low64", ["to": .int(7)])
             node("Cast", [l.indexName + "_high"], "\(prefix)_high64", ["to": .int(7)])
@@ -199,17 +196,11 @@ public struct CompressedWeight: Sendable {
         }
         node("Gather", [codebookValue, index], "\(prefix)_gathered", ["axis": .int(0)])
         var value = "\(prefix)_gathered"
-        if let scales = vectorScales, let bits = l.vectorScaleBits {
-            let shape = l.dimension == 1 ? [l.rows, v] : [l.rows, v, 1]
+        if vectorScales != nil, let bits = l.vectorScaleBits {
             if bits == 8 {
-                let maxAbs = scales.map(abs).max() ?? 0
-                let step: Float = maxAbs > 0 ? maxAbs / 127 : 1
-                constant(l.vectorScaleName, .int64(Tensor(shape: shape, scalars: scales.map { Int64(($0 / step).rounded()) })), .int8)
-                constant(l.vectorScaleName + "_step", .float(Tensor(shape: [], scalars: [step])), .float)
                 node("Cast", [l.vectorScaleName], "\(prefix)_vector_scale_codes", ["to": .int(1)])
                 node("Mul", ["\(prefix)_vector_scale_codes", l.vectorScaleName + "_step"], "\(prefix)_vector_scale_value")
             } else {
-                constant(l.vectorScaleName, .float(Tensor(shape: shape, scalars: scales)), .float16)
                 node("Cast", [l.vectorScaleName], "\(prefix)_vector_scale_value", ["to": .int(1)])
             }
             node("Mul", [value, "\(prefix)_vector_scale_value"], "\(prefix)_vector_scaled")
@@ -237,6 +228,36 @@ public struct CompressedWeight: Sendable {
         layouts.append(l)
         WeightLayout.record(layouts, in: &graph)
         graph.metadata["weightcluster.format"] = "codebook"
+    }
+
+    /// Replaces the indices and per-vector scales of a weight already written by `write(into:)` (re-assignment):
+    /// same initializers, same storage types, same nodes.
+    public func replacingIndicesAndScales(in graph: inout Graph) {
+        storeIndicesAndScales(in: &graph)
+    }
+
+    private func storeIndicesAndScales(in graph: inout Graph) {
+        let l = layout, v = l.vectorsPerRow
+        func constant(_ name: String, _ tensor: AnyTensor, _ storage: StorageType) {
+            graph.initializers[name] = tensor
+            graph.storageTypes[name] = storage == .float || storage == .int64 ? nil : storage.rawValue
+        }
+        if l.entries <= 65_536 {
+            constant(l.indexName, .int64(Tensor(shape: [l.rows, v], scalars: indices.map(Int64.init))), l.entries <= 256 ? .uint8 : .uint16)
+        } else {
+            constant(l.indexName + "_low", .int64(Tensor(shape: [l.rows, v], scalars: indices.map { Int64($0 & 0xFFFF) })), .uint16)
+            constant(l.indexName + "_high", .int64(Tensor(shape: [l.rows, v], scalars: indices.map { Int64($0 >> 16) })), .uint8)
+        }
+        guard let scales = vectorScales, let bits = l.vectorScaleBits else { return }
+        let shape = l.dimension == 1 ? [l.rows, v] : [l.rows, v, 1]
+        if bits == 8 {
+            let maxAbs = scales.map(abs).max() ?? 0
+            let step: Float = maxAbs > 0 ? maxAbs / 127 : 1
+            constant(l.vectorScaleName, .int64(Tensor(shape: shape, scalars: scales.map { Int64(($0 / step).rounded().clamped(-127, 127)) })), .int8)
+            constant(l.vectorScaleName + "_step", .float(Tensor(shape: [], scalars: [step])), .float)
+        } else {
+            constant(l.vectorScaleName, .float(Tensor(shape: shape, scalars: scales)), .float16)
+        }
     }
 
     /// The weight `layout` describes, read back from a graph written by `write(into:)`.

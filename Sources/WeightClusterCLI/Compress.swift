@@ -62,8 +62,8 @@ struct Compress: ParsableCommand {
         if kernelReduction == nil && kernelClusters == nil && neuronOptions.isEmpty && palettization.isEmpty {
             throw ValidationError("nothing to do: give --bits B (palettization), and/or exactly one of --kernel-reduction R and --kernel-clusters K, and/or --neurons MODE with --column-reduction R, and/or --sparsity S")
         }
-        if training.reassignEvery != nil && (finetuneEpochs == nil || (kernelReduction == nil && kernelClusters == nil)) {
-            throw ValidationError("--reassign-every needs kernel codebooks to fine-tune: give --finetune-epochs and --kernel-reduction or --kernel-clusters")
+        if training.reassignEvery != nil && (finetuneEpochs == nil || (kernelReduction == nil && kernelClusters == nil && palettization.isEmpty)) {
+            throw ValidationError("--reassign-every needs codebooks to fine-tune: give --finetune-epochs and --bits, --kernel-reduction or --kernel-clusters")
         }
         if let finetuneEpochs, finetuneEpochs < 1 {
             throw ValidationError("--finetune-epochs must be at least 1, got \(finetuneEpochs)")

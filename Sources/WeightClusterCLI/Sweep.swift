@@ -38,6 +38,12 @@ struct Sweep: ParsableCommand {
     @Option(help: "Palettization: precision of codebook entries (fp32, fp16, int8).")
     var lut: EntryPrecision = .fp16
 
+    @Option(help: "Palettization with --cluster-dim d > 1: comma-separated bits per weight; each gives bits = round(d·b) per vector (instead of --bits).")
+    var vectorBitsPerWeight: String?
+
+    @Option(help: "Add the rows of an earlier sweep.json of the same model to the table and chart (repeatable).")
+    var include: [String] = []
+
     @Option(help: "Comma-separated modes to run at each reduction (plain, scaled).")
     var kernelModes: String?
 
@@ -124,6 +130,16 @@ struct Sweep: ParsableCommand {
             rows.append(row)
             FileHandle.standardError.write(Data("\(label): top-1 \(Terminal.percent(report.top1))\(tuned)\n".utf8))
         }
+        for path in include {
+            guard let data = FileManager.default.contents(atPath: path),
+                  let earlier = try? JSONDecoder().decode(SweepReport.self, from: data) else {
+                throw ValidationError("--include \(path) is not a sweep.json written by weightcluster sweep")
+            }
+            guard earlier.images == dataset.count, abs(earlier.baselineTop1 - baseline.top1) < 1e-9 else {
+                throw ValidationError("--include \(path) was measured on another model or image set (baseline \(Terminal.percent(earlier.baselineTop1)) on \(earlier.images) images)")
+            }
+            rows = earlier.rows + rows
+        }
         let sweep = SweepReport(model: try model.path, images: dataset.count, baselineTop1: baseline.top1, rows: rows)
         print(sweep.table())
         if let out {
@@ -151,8 +167,14 @@ struct Sweep: ParsableCommand {
     }
 
     func palettizationPlan() throws -> [Point] {
-        guard let bits else { return [] }
-        let widths = try integers(bits, option: "--bits"), dims = try integers(clusterDim, option: "--cluster-dim")
+        guard bits != nil || vectorBitsPerWeight != nil else { return [] }
+        let dims = try integers(clusterDim, option: "--cluster-dim")
+        let perWeight = try vectorBitsPerWeight.map { text in
+            try text.split(separator: ",").map { item -> Double in
+                guard let b = Double(String(item).trimmed), b > 0 else { throw ValidationError("--vector-bits-per-weight values must be positive numbers, got '\(item)'") }
+                return b
+            }
+        }
         let granularities = try granularity.split(separator: ",").map { text in
             guard let g = PalettizationSettings.Granularity(rawValue: String(text).trimmed) else {
                 throw ValidationError("unknown granularity '\(text)' (\(PalettizationSettings.Granularity.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -161,6 +183,7 @@ struct Sweep: ParsableCommand {
         }
         var plan: [Point] = []
         for d in dims {
+            let widths = try d > 1 && perWeight != nil ? perWeight!.map { Int((Double(d) * $0).rounded()) } : integers(bits ?? "", option: "--bits")
             for g in granularities {
                 for b in widths {
                     let settings = PalettizationSettings(bits: b, granularity: g, groupSize: groupSize, clusterDimension: d, precision: lut)

@@ -93,13 +93,13 @@ struct SweepReport: Codable {
 
     func csv() -> String {
         func text<T>(_ v: T?) -> String { v.map { "\($0)" } ?? "" }
-        return (["mode,scope,sparsity,column_reduction,kernel_reduction,clusters,kernels,columns,folded_layers,scaled_layers,footprint_bytes,dense_bytes,compression_ratio,top1,delta_top1,clustering_seconds,inertia,top1_finetuned,bits,granularity,cluster_dim,bits_per_weight,relative_error"]
+        return (["mode,scope,sparsity,column_reduction,kernel_reduction,clusters,kernels,columns,folded_layers,scaled_layers,footprint_bytes,dense_bytes,compression_ratio,top1,delta_top1,clustering_seconds,inertia,bits,granularity,cluster_dim,bits_per_weight,relative_error,top1_finetuned"]
             + rows.map { r in
                 [r.mode, text(r.scope), text(r.sparsity), text(r.columnReduction), text(r.kernelReduction), text(r.clusters), text(r.kernels),
                  text(r.columns), text(r.foldedLayers), text(r.scaledLayers), "\(r.footprintBytes)", "\(r.denseBytes)",
                  "\(r.compressionRatio)", "\(r.top1)", "\(r.deltaTop1)", "\(r.clusteringSeconds)", text(r.inertia),
-                 text(r.top1Finetuned), text(r.bits), text(r.granularity), text(r.clusterDim), text(r.bitsPerWeight),
-                 text(r.relativeError)].joined(separator: ",")
+                 text(r.bits), text(r.granularity), text(r.clusterDim), text(r.bitsPerWeight), text(r.relativeError),
+                 text(r.top1Finetuned)].joined(separator: ",")
             }).joined(separator: "\n") + "\n"
     }
 

@@ -94,12 +94,12 @@ struct TrainingOptions: ParsableArguments {
     func reassignment(_ graph: Graph, original: Graph?) throws -> Reassignment? {
         guard let every = reassignEvery else { return nil }
         let structure = CodebookStructure(graph)
-        guard !structure.layers.isEmpty else {
-            throw ValidationError("--reassign-every needs kernel codebooks: compress with --kernel-reduction or --kernel-clusters and --format codebook")
+        guard !structure.isEmpty else {
+            throw ValidationError("--reassign-every needs codebooks: compress with --bits, --kernel-reduction or --kernel-clusters and --format codebook")
         }
         let folded = try Executor(graph: graph).foldedGraph()
         var shadows: [String: Tensor<Float>] = [:]
-        for layer in structure.layers {
+        for layer in structure.layouts {
             let start = original?.initializers[layer.weight]?.floatTensor ?? folded.initializers[layer.weight]?.floatTensor
             guard let start, start.shape == layer.shape else { throw ValidationError("no weights of \(layer.shape) to start \(layer.weight)'s shadow from") }
             shadows[layer.weight] = start
@@ -122,7 +122,7 @@ struct TrainingOptions: ParsableArguments {
 
 /// What `finetune` can keep while training, described; throws when the file records nothing trainable.
 func trainableStructure(_ graph: Graph) throws -> String {
-    let codebooks = graph.initializers.keys.filter { $0.hasPrefix("wc_codebook_") }.count
+    let codebooks = Set(WeightLayout.recorded(in: graph).map(\.codebook)).count
     let shared = graph.initializers.keys.filter { $0.hasSuffix("/wc_shared_columns") }.count
     let pruned = graph.metadata["weightcluster.pruning"] != nil
     if codebooks == 0 && shared == 0 && !pruned {
@@ -132,7 +132,7 @@ func trainableStructure(_ graph: Graph) throws -> String {
         throw ValidationError("the model has no trainable structure recorded (no codebook, shared columns or pruning record); compress it first with `weightcluster compress … --format codebook`")
     }
     var parts: [String] = []
-    if codebooks > 0 { parts.append("\(codebooks) kernel codebook\(codebooks == 1 ? "" : "s")") }
+    if codebooks > 0 { parts.append("\(codebooks) codebook tensor\(codebooks == 1 ? "" : "s")") }
     if shared > 0 { parts.append("\(shared) shared-column layer\(shared == 1 ? "" : "s")") }
     if pruned { parts.append("pruning masks") }
     return parts.joined(separator: ", ")

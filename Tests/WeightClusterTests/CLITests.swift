@@ -346,7 +346,7 @@ enum ModelArgumentPath {
             (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--data", "\(images),\(labels)"], "labels up to 12"),
             (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--reassign-every", "0"], "--reassign-every must be at least 1"),
             (["compress", "-o", "/tmp/never-written.onnx", "--sparsity", "0.5", "--finetune-epochs", "1", "--reassign-every", "5"],
-             "--reassign-every needs kernel codebooks"),
+             "--reassign-every needs codebooks"),
         ] {
             let result = try CLI.run(args)
             #expect(result.status != 0)

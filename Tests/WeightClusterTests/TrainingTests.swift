@@ -72,12 +72,12 @@ import _TestSupport
         let trainer = try Trainer(graph: compact, configuration: Self.quick(), masked: ["w"])
         _ = try trainer.train(try Self.data())
         let trained = trainer.graph
-        #expect(trained.initializers["wc_codebook_0"] != compact.initializers["wc_codebook_0"], "the codebook trained")
-        #expect(trained.initializers["cw/wc_scale"] != compact.initializers["cw/wc_scale"], "the scales trained")
+        let layout = try #require(WeightLayout.recorded(in: trained).first { $0.weight == "cw" })
+        let start = try CompressedWeight.read(layout, from: compact), end = try CompressedWeight.read(layout, from: trained)
+        #expect(end.codebook != start.codebook, "the codebook trained")
+        #expect(end.vectorScales != start.vectorScales, "the scales trained")
         // Every kernel is still its codebook entry times its scale.
-        let book = trained.initializers["wc_codebook_0"]!.floatTensor!.scalars
-        let index = trained.initializers["cw/wc_index"]!.int64Values
-        let scale = trained.initializers["cw/wc_scale"]!.floatTensor!.scalars
+        let book = end.codebook, index = end.indices, scale = end.vectorScales!
         let kernels = try Executor(graph: trained).constants["cw"]!.floatTensor!.scalars
         for k in 0..<index.count {
             for j in 0..<9 { #expect(abs(kernels[k * 9 + j] - scale[k] * book[Int(index[k]) * 9 + j]) < 1e-6) }
@@ -98,15 +98,15 @@ import _TestSupport
         config.scaleBits = scaleBits
         let compact = try clusterKernels(in: NeuronFixtures.convHead(globalPool: true), configuration: config).codebookGraph()
         let structure = CodebookStructure(compact)
-        let layer = try #require(structure.layers.first { $0.weight == "cw" })
+        let layer = try #require(structure.layouts.first { $0.weight == "cw" })
         let book = compact.initializers[layer.codebook]!.floatTensor!
         let (k, n) = (book.shape[0], layer.shape[0] * layer.shape[1])
         let target = (0..<n).map { Int32(($0 * 7 + 3) % k) }
         let factor: Float = mode == .scaled ? 2.5 : 1
         let shadow = Tensor(shape: layer.shape, scalars: target.flatMap { t in (0..<9).map { factor * book.scalars[Int(t) * 9 + $0] } })
         let (moved, count) = try structure.reassigned(compact, to: ["cw": shadow])
-        #expect(structure.indices(of: layer, in: moved) == target)
-        #expect(count == zip(structure.indices(of: layer, in: compact), target).filter { $0 != $1 }.count)
+        #expect(try structure.indices(of: layer, in: moved) == target)
+        #expect(count == zip(try structure.indices(of: layer, in: compact), target).filter { $0 != $1 }.count)
         #expect(Set(moved.initializers.keys) == Set(compact.initializers.keys) && moved.storageTypes == compact.storageTypes)
         let rebuilt = try Executor(graph: moved).constants["cw"]!.floatTensor!
         #expect(TestSupport.maxAbsDifference(rebuilt.scalars, shadow.scalars) < (scaleBits == 8 ? 0.05 : 1e-5))
@@ -120,7 +120,7 @@ import _TestSupport
         let compact = try clusterKernels(in: original, configuration: .init(size: .reduction(0.75), mode: .scaled)).codebookGraph()
         let structure = CodebookStructure(compact)
         func run() throws -> (Graph, [EpochReport]) {
-            let shadows = Dictionary(uniqueKeysWithValues: structure.layers.map { ($0.weight, original.initializers[$0.weight]!.floatTensor!) })
+            let shadows = Dictionary(uniqueKeysWithValues: structure.layouts.map { ($0.weight, original.initializers[$0.weight]!.floatTensor!) })
             let trainer = try Trainer(graph: compact, configuration: Self.quick(3),
                                       reassignment: Reassignment(every: 1, shadows: shadows) { try structure.reassigned($0, to: $1) })
             let reports = try trainer.train(try Self.data())
@@ -128,10 +128,9 @@ import _TestSupport
         }
         let (trained, reports) = try run()
         #expect(reports.allSatisfy { $0.reassigned != nil } && reports.contains { ($0.reassigned ?? 0) > 0 }, "\(reports.map(\.reassigned))")
-        #expect(structure.indices(of: structure.layers[0], in: trained) != structure.indices(of: structure.layers[0], in: compact))
-        let book = trained.initializers["wc_codebook_0"]!.floatTensor!.scalars
-        let index = structure.indices(of: structure.layers[0], in: trained)
-        let scale = trained.initializers["cw/wc_scale"]!.floatTensor!.scalars
+        #expect(try structure.indices(of: structure.layouts[0], in: trained) != structure.indices(of: structure.layouts[0], in: compact))
+        let weight = try CompressedWeight.read(structure.layouts[0], from: trained)
+        let book = weight.codebook, index = weight.indices, scale = weight.vectorScales!
         let kernels = try Executor(graph: trained).constants["cw"]!.floatTensor!.scalars
         for k in 0..<index.count {
             for j in 0..<9 { #expect(abs(kernels[k * 9 + j] - scale[k] * book[Int(index[k]) * 9 + j]) < 1e-6) }
