@@ -6,7 +6,7 @@ public struct Footprint: Sendable, Codable, Equatable {
     public var denseBytes: Int
     /// The clustered kernels as they were, at 32 bits.
     public var clusteredDenseBytes: Int
-    /// Codebook entries at 32 bits.
+    /// Codebook entries at their stored precision (32 bits unless asked otherwise).
     public var codebookBytes: Int
     /// ceil(log2 K) bits per kernel, bit-packed, per codebook.
     public var indexBytes: Int

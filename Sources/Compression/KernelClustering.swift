@@ -118,8 +118,9 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
                                                                        initialization: config.initialization,
                                                                        maxIterations: config.maxIterations, seed: config.seed &+ UInt64(g)))
         inertia += kmeans.inertia
-        codebooks.append(Codebook(kernelShape: [first[2], first[3]], entries: kmeans.centroids))
-        codebookBytes += kmeans.centroids.count * 4
+        let centroids = config.codebookPrecision.quantised(kmeans.centroids, codebookSize: kmeans.centroids.count).values
+        codebooks.append(Codebook(kernelShape: [first[2], first[3]], entries: centroids))
+        codebookBytes += centroids.count * config.codebookPrecision.bits / 8 + (config.codebookPrecision == .int8 ? 4 : 0)
         indexBytes += (n * Footprint.indexBits(clusters: k) + 7) / 8
 
         var offset = 0
@@ -136,7 +137,7 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
                 for i in 0..<count {
                     let c = Int(indices[i]) * d
                     var dot: Float = 0
-                    for j in 0..<d { dot += tensor.scalars[i * d + j] * kmeans.centroids[c + j] }
+                    for j in 0..<d { dot += tensor.scalars[i * d + j] * centroids[c + j] }
                     raw[i] = dot
                 }
                 let (stored, quantStep) = quantiseScales(raw, bits: config.scaleBits)
@@ -145,12 +146,12 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
                 scaleBytes += (count * config.scaleBits + 7) / 8 + (config.scaleBits == 8 ? 4 : 0)
                 for i in 0..<count {
                     let c = Int(indices[i]) * d
-                    for j in 0..<d { reconstructed[i * d + j] = stored[i] * kmeans.centroids[c + j] }
+                    for j in 0..<d { reconstructed[i * d + j] = stored[i] * centroids[c + j] }
                 }
             } else {
                 for i in 0..<count {
                     let c = Int(indices[i]) * d
-                    for j in 0..<d { reconstructed[i * d + j] = kmeans.centroids[c + j] }
+                    for j in 0..<d { reconstructed[i * d + j] = centroids[c + j] }
                 }
             }
             result.initializers[name] = .float(Tensor(shape: tensor.shape, scalars: reconstructed))

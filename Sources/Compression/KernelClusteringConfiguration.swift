@@ -35,6 +35,8 @@ public struct KernelClusteringConfiguration: Sendable, Equatable {
     public var maxIterations: Int
     /// k-means seeding (automatic: k-means++ on small problems, random rows on large ones).
     public var initialization: KMeansConfiguration.Initialization = .automatic
+    /// Precision of the stored codebook entries (the kernels are rebuilt from the stored values).
+    public var codebookPrecision: EntryPrecision = .fp32
 
     public init(size: Size, mode: Mode = .plain, scope: Scope = .network, exclude: [String] = [], scaleBits: Int = 16,
                 seed: UInt64 = 0, maxIterations: Int = 30) {

@@ -12,7 +12,7 @@ extension KernelClusteringResult {
             let (oc, ic) = (layer.shape[0], layer.shape[1])
             let layout = WeightLayout(weight: layer.weightName, shape: layer.shape, rows: oc, columns: ic * d, transposed: false,
                                       dimension: d, entries: codebook.count, groupSize: oc, codebook: "wc_codebook_\(layer.codebook)",
-                                      precision: .fp32, rowScales: false,
+                                      precision: configuration.codebookPrecision, rowScales: false,
                                       vectorScaleBits: layer.scales == nil ? nil : (layer.scaleStep == nil ? 16 : 8))
             return CompressedWeight(layout: layout, indices: layer.indices, codebook: codebook.entries, rowScales: nil,
                                     vectorScales: layer.scales)

@@ -27,6 +27,9 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "Bits per kernel scale in scaled mode: 16 (float16) or 8.")
     var scaleBits: Int = 16
 
+    @Option(help: "Precision of the kernel codebook entries: fp32, fp16 or int8 (one step per codebook).")
+    var kernelCodebook: EntryPrecision = .fp32
+
     @Option(help: "Seed of the clustering (same seed, same output file).")
     var seed: UInt64 = 0
 
@@ -44,6 +47,7 @@ struct KernelOptions: ParsableArguments {
         var config = KernelClusteringConfiguration(size: size, mode: kernelMode, scope: kernelScope, exclude: exclude,
                                                    scaleBits: scaleBits, seed: seed, maxIterations: maxIterations)
         config.initialization = kernelInit
+        config.codebookPrecision = kernelCodebook
         try config.validate()
         return config
     }

@@ -7,6 +7,7 @@ import Foundation
 import ModelGraph
 import ONNXFormat
 import Testing
+import Training
 import _TestSupport
 
 @Suite struct ScalarKMeansTests {
@@ -223,11 +224,7 @@ extension OnnxRuntimeExportTests {
 
 @Suite(.serialized) struct PalettizationCLITests {
     func expectOneLineError(_ arguments: [String], containing text: String) throws {
-        let result = try CLI.run(arguments)
-        #expect(result.status != 0, "\(arguments)")
-        #expect(result.stderr.hasPrefix("error: "), "\(result.stderr)")
-        #expect(result.stderr.split(separator: "\n").count == 1, "one line: \(result.stderr)")
-        #expect(result.stderr.contains(text), "\(result.stderr)")
+        try CLITests().expectOneLineError(arguments, containing: text)
     }
 
     @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
@@ -276,5 +273,36 @@ extension OnnxRuntimeExportTests {
         #expect(csv.split(separator: "\n").count == 1 + 4 + 1)
         let svg = try String(contentsOfFile: dir.appendingPathComponent("sweep.svg").path, encoding: .utf8)
         #expect(svg.contains("scalar per-grouped-channel") && svg.contains("plain") && svg.contains("bits per weight"))
+    }
+}
+
+@Suite struct PalettizationTrainingTests {
+    /// Fine-tuning a 2-bit per-grouped-channel model trains the LUT entries (and the re-assignment moves weights
+    /// between them) while every group keeps at most 4 distinct values.
+    @Test(arguments: [false, true])
+    func fineTuningKeepsTheLUTs(_ reassign: Bool) throws {
+        let graph = NeuronFixtures.convHead(globalPool: true)
+        let global = WeightFormOverride(form: .palettize, bits: 2, granularity: .perGroupedChannel, groupSize: 4)
+        let r = try palettizeWeights(in: graph, configuration: PalettizationConfiguration(global: global))
+        let structure = CodebookStructure(r.graph)
+        let shadows = Dictionary(uniqueKeysWithValues: structure.layouts.map { ($0.weight, graph.initializers[$0.weight]!.floatTensor!) })
+        let trainer = try Trainer(graph: r.graph, configuration: TrainingTests.quick(3),
+                                  reassignment: reassign ? Reassignment(every: 1, shadows: shadows) { try structure.reassigned($0, to: $1) } : nil)
+        let reports = try trainer.train(try TrainingTests.data())
+        let trained = trainer.graph
+        if reassign { #expect(reports.contains { ($0.reassigned ?? 0) > 0 }) }
+        let folded = try Executor(graph: trained).foldedGraph()
+        for layout in structure.layouts {
+            let before = try CompressedWeight.read(layout, from: r.graph), after = try CompressedWeight.read(layout, from: trained)
+            #expect(before.codebook != after.codebook, "\(layout.weight): the LUT trained")
+            let w = try #require(folded.initializers[layout.weight]?.floatTensor)
+            #expect(w.scalars == after.reconstructed().scalars)
+            let columns = layout.columns
+            let canonical = layout.transposed ? (0..<layout.rows * columns).map { i in w.scalars[(i % columns) * layout.rows + i / columns] } : w.scalars
+            for start in stride(from: 0, to: layout.rows, by: 4) {
+                #expect(Set(canonical[start * columns..<min(layout.rows, start + 4) * columns]).count <= 4)
+            }
+        }
+        #expect(Set(trained.initializers.keys) == Set(r.graph.initializers.keys) && trained.storageTypes == r.graph.storageTypes)
     }
 }
