@@ -75,6 +75,7 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     guard group >= 1, c % group == 0, oc % group == 0, icg == c / group else {
         throw ComputeError.shapeMismatch("Conv input has \(c) channels but weight \(weight.shape) with group \(group) expects \(icg * group)")
     }
+    guard oc > 0, icg > 0 else { throw ComputeError.shapeMismatch("Conv weight \(weight.shape) has no elements") }
     guard kh == window.kernel.h, kw == window.kernel.w else {
         throw ComputeError.shapeMismatch("Conv kernel_shape \(window.kernel) does not match weight \(weight.shape)")
     }
