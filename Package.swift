@@ -59,7 +59,8 @@ let package = Package(
         // Fuzzing (Scripts/fuzz.sh): the entry points, and a driver that is a libFuzzer target or a mutation loop.
         .target(name: "_FuzzSupport", dependencies: ["Compute", "Datasets", "Execution", "ModelGraph", "ONNXFormat"],
                 path: "Fuzz/Support"),
-        .executableTarget(name: "wc-fuzz", dependencies: ["_FuzzSupport"], path: "Fuzz/Driver"),
+        .target(name: "_CFuzzer", path: "Fuzz/CFuzzer"),
+        .executableTarget(name: "wc-fuzz", dependencies: ["_FuzzSupport", "_CFuzzer"], path: "Fuzz/Driver"),
         .executableTarget(name: "wc-graph-bench", dependencies: ["Execution", "ModelGraph", "ONNXFormat"],
                           path: "Benchmarks/GraphBenchmark"),
         .target(name: "_TestSupport", dependencies: ["Compute", "Datasets"], path: "Tests/_TestSupport"),

@@ -19,7 +19,7 @@ fixtures=Tests/WeightClusterTests/Fixtures
 mode=libfuzzer
 mkdir -p $scratch
 if ! swift build --scratch-path $scratch --product wc-fuzz -c release \
-      -Xswiftc -sanitize=fuzzer,address -Xswiftc -DWC_LIBFUZZER >$scratch/build.log 2>&1; then
+      -Xswiftc -sanitize=fuzzer,address -Xswiftc -DWC_LIBFUZZER -Xswiftc -use-ld=lld >$scratch/build.log 2>&1; then
   echo "note: the libFuzzer build failed (see $scratch/build.log); using wc-fuzz's seeded mutation loop instead"
   mode=mutation
   swift build --scratch-path .build --product wc-fuzz -c release >/dev/null || exit 1

@@ -33,13 +33,13 @@ setup() {
     esac
   done
 }
-while IFS=$'\t' read -r name expect steps arguments; do
+while IFS=$'\x1f' read -r name expect steps arguments; do
   [[ "$name" == \#* ]] && continue
   setup "$steps"
-done < "$root/cases.tsv"
+done < <(tr '\t' '\037' < "$root/cases.tsv")  # tab is IFS whitespace: empty fields would collapse
 passed=0; failed=0; worst_rss=0; worst_time=0
 printf '%-36s %-6s %5s %8s %9s  %s\n' case expect exit seconds "RSS MiB" result
-while IFS=$'\t' read -r name expect steps arguments; do
+while IFS=$'\x1f' read -r name expect steps arguments; do
   [[ "$name" == \#* ]] && continue
   IFS='|' read -r -a args <<< "${arguments//\{root\}/$root}"
   trace=()
@@ -67,7 +67,7 @@ while IFS=$'\t' read -r name expect steps arguments; do
   [ $rss -gt $worst_rss ] && worst_rss=$rss
   if [ -z "$problem" ]; then passed=$((passed + 1)); result=ok; else failed=$((failed + 1)); result="FAIL $problem"; fi
   printf '%-36s %-6s %5d %8.2f %9d  %s\n' "$name" "$expect" $status "$seconds" $rss "$result"
-done < "$root/cases.tsv"
+done < <(tr '\t' '\037' < "$root/cases.tsv")  # tab is IFS whitespace: empty fields would collapse
 echo "peak memory of any case: $worst_rss MiB; strace check: $([ $have_strace = 1 ] && echo on || echo off)"
 echo "hostile: $passed passed, $failed failed"
 [ $failed -eq 0 ]

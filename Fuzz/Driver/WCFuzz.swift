@@ -7,21 +7,26 @@ import Foundation
 //  - plain: `wc-fuzz TARGET RUNS SEED FILE…`, a seeded mutation loop over the given seed files (no libFuzzer needed).
 
 #if WC_LIBFUZZER
+import _CFuzzer
+
 nonisolated(unsafe) private var selected: FuzzTarget?
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
-    if selected == nil {
-        FuzzTarget.prepare()
-        let name = ProcessInfo.processInfo.environment["WC_FUZZ_TARGET"] ?? ""
-        guard let target = FuzzTarget(rawValue: name) else {
-            FileHandle.standardError.write(Data("set WC_FUZZ_TARGET to one of: onnx, npy, idx, run\n".utf8))
-            exit(2)
-        }
-        selected = target
+/// SwiftPM links an executable's entry point as `<module>_main`; this one hands control to libFuzzer's driver.
+@_cdecl("wc_fuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    FuzzTarget.prepare()
+    let name = ProcessInfo.processInfo.environment["WC_FUZZ_TARGET"] ?? ""
+    guard let target = FuzzTarget(rawValue: name) else {
+        FileHandle.standardError.write(Data("set WC_FUZZ_TARGET to one of: onnx, npy, idx, run\n".utf8))
+        return 2
     }
-    selected!(Data(bytes: bytes, count: count))
-    return 0
+    selected = target
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { bytes, size in
+        selected!(bytes.map { Data(bytes: $0, count: size) } ?? Data())
+        return 0
+    }
 }
 #else
 @main

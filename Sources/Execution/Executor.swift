@@ -40,11 +40,15 @@ public final class Executor: @unchecked Sendable {
     /// The newest ai.onnx opset whose operator definitions WeightCluster follows; newer models are refused.
     public static let newestKnownOpset = 22
 
-    public init(graph: Graph, options: Options = Options()) throws {
+    public convenience init(graph: Graph, options: Options = Options()) throws {
+        try Executor.checkOpset(graph)
+        try self.init(graph: graph, sorted: try Executor.topologicallySorted(graph), options: options)
+    }
+
+    /// Prepares `graph` whose nodes `sorted` lists in topological order (validation sorts once for both).
+    init(graph: Graph, sorted: [Node], options: Options = Options()) throws {
         self.graph = graph
         self.options = options
-        try Executor.checkOpset(graph)
-        let sorted = try Executor.topologicallySorted(graph)
         for node in sorted where !Operators.supports(node) {
             throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName,
                                                      opset: graph.opsetVersion)
@@ -179,12 +183,16 @@ public final class Executor: @unchecked Sendable {
 
     /// Folds each Relu into the Conv that feeds it alone (the Conv then writes the Relu's output).
     static func fusingActivations(_ nodes: [Node], graphOutputs: Set<String>) -> [Node] {
+        let convOutputs = Set(nodes.lazy.filter { $0.opType == "Conv" && $0.outputs.count == 1 }.map { $0.outputs[0] })
+        guard !convOutputs.isEmpty else { return nodes }
         var readers: [String: Int] = [:]
-        // The first Relu after each value's producer that reads only that value.
+        // The first Relu after each Conv output's producer that reads only that value.
         var reluOf: [String: Int] = [:]
         for (j, node) in nodes.enumerated() {
-            for input in node.inputs { readers[input, default: 0] += 1 }
-            if node.opType == "Relu", node.inputs.count == 1, reluOf[node.inputs[0]] == nil { reluOf[node.inputs[0]] = j }
+            for input in node.inputs where convOutputs.contains(input) { readers[input, default: 0] += 1 }
+            if node.opType == "Relu", node.inputs.count == 1, convOutputs.contains(node.inputs[0]), reluOf[node.inputs[0]] == nil {
+                reluOf[node.inputs[0]] = j
+            }
         }
         var result: [Node] = []
         var skip = Set<Int>()

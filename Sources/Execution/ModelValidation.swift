@@ -15,6 +15,17 @@ public enum ModelValidation {
     /// Validates `graph`; returns warnings (unsupported operators under `.lenient`), throws the first error.
     @discardableResult
     public static func validate(_ graph: Graph, strictness: Strictness = .runnable) throws -> [String] {
+        try check(graph, strictness: strictness).warnings
+    }
+
+    /// Validates `graph` as `.runnable` and returns the executor the validation prepared, so a command that runs
+    /// the model prepares it once.
+    public static func validatedExecutor(_ graph: Graph) throws -> Executor {
+        guard let executor = try check(graph, strictness: .runnable).executor else { throw ExecutionError.missingValue(node: "graph", value: "executor") }
+        return executor
+    }
+
+    static func check(_ graph: Graph, strictness: Strictness) throws -> (warnings: [String], executor: Executor?) {
         try Executor.checkOpset(graph)
         let sorted = try Executor.topologicallySorted(graph)
         var warnings: [String] = []
@@ -25,10 +36,11 @@ public enum ModelValidation {
             warnings.append(error.description)
         }
         for node in sorted where Operators.supports(node) { try checkAttributes(node) }
-        guard warnings.isEmpty, let feeds = zeroFeeds(graph) else { return warnings }
+        guard warnings.isEmpty else { return (warnings, nil) }
+        let executor = try Executor(graph: graph, sorted: sorted)
         // Shapes and channel counts: one forward pass at batch 1 (constants are folded on the way).
-        _ = try Executor(graph: graph).run(feeds)
-        return warnings
+        if let feeds = zeroFeeds(graph) { _ = try executor.run(feeds) }
+        return (warnings, executor)
     }
 
     /// Attribute rules the ONNX specification states, checked without data.

@@ -30,6 +30,11 @@ struct ModelArgument: ParsableArguments {
         }
         return graph
     }
+
+    /// Loads and validates the model for a command that runs it, and returns the executor validation prepared.
+    func loadExecutor() throws -> Executor {
+        try ModelValidation.validatedExecutor(try ONNXModelFile.load(try path))
+    }
 }
 
 /// Where the evaluation data comes from and how it is preprocessed.
