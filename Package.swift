@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // Tensors and the numeric kernels (GEMM, convolution, pooling, elementwise).
         .target(name: "Compute", dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
-        // Atomic file writes (temporary name, then rename).
+        // The file boundary: atomic writes (mkstemp, then rename) and reads of regular files only.
         .target(name: "FileOutput"),
         // k-means over the rows of a matrix; knows nothing about neural networks.
         .target(name: "Clustering", dependencies: ["Compute"]),
@@ -56,10 +56,17 @@ let package = Package(
                           path: "Benchmarks/NeuronBenchmark"),
         .executableTarget(name: "wc-train-bench", dependencies: ["_BenchmarkSupport", "Compute", "Datasets", "ModelGraph", "ONNXFormat", "Training"],
                           path: "Benchmarks/TrainingBenchmark"),
+        // Fuzzing (Scripts/fuzz.sh): the entry points, and a driver that is a libFuzzer target or a mutation loop.
+        .target(name: "_FuzzSupport", dependencies: ["Compute", "Datasets", "Execution", "ModelGraph", "ONNXFormat"],
+                path: "Fuzz/Support"),
+        .target(name: "_CFuzzer", path: "Fuzz/CFuzzer"),
+        .executableTarget(name: "wc-fuzz", dependencies: ["_FuzzSupport", "_CFuzzer"], path: "Fuzz/Driver"),
+        .executableTarget(name: "wc-graph-bench", dependencies: ["Execution", "ModelGraph", "ONNXFormat"],
+                          path: "Benchmarks/GraphBenchmark"),
         .target(name: "_TestSupport", dependencies: ["Compute", "Datasets"], path: "Tests/_TestSupport"),
         .testTarget(name: "WeightClusterTests",
                     dependencies: ["_TestSupport", "Compute", "Clustering", "Compression", "ModelGraph", "ONNXFormat", "Execution",
-                                   "Datasets", "Evaluation", "Training", "WeightClusterCLI"],
+                                   "Datasets", "Evaluation", "Training", "WeightClusterCLI", "_FuzzSupport"],
                     resources: [.copy("Fixtures")]),
     ]
 )

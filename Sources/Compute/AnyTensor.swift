@@ -30,11 +30,27 @@ public enum AnyTensor: Sendable, Equatable {
         return nil
     }
 
-    /// The values as Int64, converting floats (used for shape-like inputs).
+    /// The values as Int64, converting floats toward zero; NaN becomes 0 and values past Int64's range saturate
+    /// (never a trap). Where a value becomes a size or an index, use `checkedInt64Values` instead.
     public var int64Values: [Int64] {
         switch self {
-        case .float(let t): t.scalars.map { Int64($0) }
+        case .float(let t): t.scalars.map { Int64(checking: $0) ?? ($0.isNaN ? 0 : $0 < 0 ? .min : .max) }
         case .int64(let t): t.scalars
+        }
+    }
+
+    /// The values as Int64, or nil when a float is NaN, infinite or outside Int64's range.
+    public var checkedInt64Values: [Int64]? {
+        switch self {
+        case .float(let t):
+            var result: [Int64] = []
+            result.reserveCapacity(t.count)
+            for v in t.scalars {
+                guard let i = Int64(checking: v) else { return nil }
+                result.append(i)
+            }
+            return result
+        case .int64(let t): return t.scalars
         }
     }
 

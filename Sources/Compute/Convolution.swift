@@ -21,6 +21,17 @@ public struct Window2D: Sendable, Equatable {
             && l.ceilMode == r.ceilMode
     }
 
+    /// Throws unless kernel, strides and dilations are in 1…`ShapeLimits.maxWindow` and pads in 0…that, so the
+    /// output-size arithmetic cannot overflow.
+    public func validate() throws {
+        let positive = [kernel.h, kernel.w, strides.h, strides.w, dilations.h, dilations.w]
+        let nonNegative = [pads.top, pads.left, pads.bottom, pads.right]
+        guard positive.allSatisfy({ $0 >= 1 && $0 <= ShapeLimits.maxWindow }),
+              nonNegative.allSatisfy({ $0 >= 0 && $0 <= ShapeLimits.maxWindow }) else {
+            throw ComputeError.shapeMismatch("window kernel \(kernel), strides \(strides), dilations \(dilations) must be 1…\(ShapeLimits.maxWindow) and pads \(pads) 0…\(ShapeLimits.maxWindow)")
+        }
+    }
+
     /// Output size for an input of `h`×`w`; nil when the window does not fit.
     public func outputSize(h: Int, w: Int) -> (h: Int, w: Int)? {
         func size(_ n: Int, _ k: Int, _ s: Int, _ d: Int, _ p0: Int, _ p1: Int) -> Int {
@@ -64,15 +75,19 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     guard group >= 1, c % group == 0, oc % group == 0, icg == c / group else {
         throw ComputeError.shapeMismatch("Conv input has \(c) channels but weight \(weight.shape) with group \(group) expects \(icg * group)")
     }
+    guard oc > 0, icg > 0 else { throw ComputeError.shapeMismatch("Conv weight \(weight.shape) has no elements") }
     guard kh == window.kernel.h, kw == window.kernel.w else {
         throw ComputeError.shapeMismatch("Conv kernel_shape \(window.kernel) does not match weight \(weight.shape)")
     }
     if let bias, bias.count != oc {
         throw ComputeError.shapeMismatch("Conv bias has \(bias.count) values for \(oc) output channels")
     }
+    try window.validate()
     guard let (oh, ow) = window.outputSize(h: h, w: w) else {
         throw ComputeError.shapeMismatch("Conv window \(kh)x\(kw) does not fit input \(input.shape)")
     }
+    _ = try elementCount([n, oc, oh, ow], "Conv output")
+    _ = try elementCount([icg, kh, kw, oh, ow], "Conv im2col buffer")
     // Every path below writes each output element, so the buffer starts uninitialised (no memset).
     var output = Tensor<Float>(shape: [n, oc, oh, ow], unsafeUninitialized: { _ in })
     if group == c && icg == 1 && oc == c {

@@ -29,7 +29,7 @@ public func broadcastBinary<T: Sendable, U: Sendable>(_ a: Tensor<T>, _ b: Tenso
     guard let shape = broadcastShape(a.shape, b.shape) else {
         throw ComputeError.shapeMismatch("shapes \(a.shape) and \(b.shape) do not broadcast")
     }
-    let count = shape.reduce(1, *)
+    let count = try elementCount(shape, "broadcast result")
     if count == 0 { return Tensor(shape: shape, scalars: []) }
     if b.count == 1 { let s = b.scalars[0]; return Tensor(shape: shape, scalars: a.scalars.map { op($0, s) }) }
     if a.count == 1 { let s = a.scalars[0]; return Tensor(shape: shape, scalars: b.scalars.map { op(s, $0) }) }

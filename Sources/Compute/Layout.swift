@@ -36,8 +36,10 @@ public func concatenated<T: Sendable>(_ parts: [Tensor<T>], axis: Int) throws ->
     for p in parts where p.rank != first.rank || (0..<first.rank).contains(where: { $0 != axis && p.shape[$0] != first.shape[$0] }) {
         throw ComputeError.shapeMismatch("Concat on axis \(axis): shapes \(parts.map(\.shape)) differ off that axis")
     }
+    guard axis >= 0 && axis < max(1, first.rank) else { throw ComputeError.shapeMismatch("Concat axis \(axis) is out of range for \(first.shape)") }
     var shape = first.shape
-    shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+    shape[axis] = parts.reduce(0) { $0 &+ $1.shape[axis] }
+    _ = try elementCount(shape, "Concat output")
     let outer = first.shape[..<axis].reduce(1, *)
     var scalars: [T] = []
     scalars.reserveCapacity(shape.reduce(1, *))
@@ -62,7 +64,7 @@ public func gathered<T: Sendable>(_ x: Tensor<T>, indices: Tensor<Int64>, axis: 
         }
         return i
     }
-    let count = outer * rows.count * inner
+    let count = try elementCount([outer, rows.count, inner], "Gather output")
     let scalars = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
         x.scalars.withUnsafeBufferPointer { source in
             guard var destination = buffer.baseAddress, let base = source.baseAddress else { return }
@@ -87,8 +89,10 @@ public func padded(_ x: Tensor<Float>, pads: [Int], mode: PadMode, value: Float)
     guard pads.count == 2 * rank else {
         throw ComputeError.shapeMismatch("Pad needs \(2 * rank) pad values for a rank-\(rank) input, got \(pads.count)")
     }
+    guard pads.allSatisfy({ (-ShapeLimits.maxElements...ShapeLimits.maxElements).contains($0) }) else { throw ComputeError.shapeMismatch("Pad \(pads) is out of range") }
     let shape = (0..<rank).map { x.shape[$0] + pads[$0] + pads[rank + $0] }
     guard shape.allSatisfy({ $0 >= 0 }) else { throw ComputeError.shapeMismatch("Pad \(pads) crops \(x.shape) below zero") }
+    _ = try elementCount(shape, "Pad output")
     if mode == .reflect, (0..<rank).contains(where: { (pads[$0] > 0 || pads[rank + $0] > 0) && (pads[$0] >= x.shape[$0] || pads[rank + $0] >= x.shape[$0]) }) {
         throw ComputeError.shapeMismatch("reflect Pad \(pads) is larger than the input \(x.shape)")
     }

@@ -49,6 +49,7 @@ public func batchNormalized(_ x: Tensor<Float>, scale: [Float], bias: [Float], m
 /// Local response normalisation across channels (AlexNet).
 public func localResponseNormalized(_ x: Tensor<Float>, size: Int, alpha: Float, beta: Float, bias: Float) throws -> Tensor<Float> {
     guard x.rank >= 3 else { throw ComputeError.shapeMismatch("LRN expects N×C×… input, got \(x.shape)") }
+    guard size >= 1, size <= ShapeLimits.maxWindow else { throw ComputeError.shapeMismatch("LRN size must be ≥ 1, got \(size)") }
     let (n, c) = (x.shape[0], x.shape[1])
     let inner = x.shape[2...].reduce(1, *)
     let before = (size - 1) / 2, after = size - 1 - before

@@ -4,9 +4,11 @@ public enum PoolKind: Sendable { case max, average(countIncludePad: Bool) }
 public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) throws -> Tensor<Float> {
     guard input.rank == 4 else { throw ComputeError.shapeMismatch("pooling expects 4-D NCHW input, got \(input.shape)") }
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    try window.validate()
     guard let (oh, ow) = window.outputSize(h: h, w: w) else {
         throw ComputeError.shapeMismatch("pooling window \(window.kernel) does not fit input \(input.shape)")
     }
+    _ = try elementCount([n, c, oh, ow], "pooling output")
     var output = Tensor<Float>(zeros: [n, c, oh, ow])
     let (kh, kw) = window.kernel
     let (sh, sw) = window.strides

@@ -37,6 +37,9 @@ public enum DatasetSource: Sendable, Equatable {
                                                  labels: labels.bytes.map { Int($0) }, scale: 1 / 255, preprocessing: preprocessing)
         case .npy(let imagesPath, let labelsPath):
             let labelArray = try NPYFile.read(labelsPath)
+            guard labelArray.shape.count == 1 else {
+                throw DatasetError.malformed(path: labelsPath, reason: "labels must be a 1-D array, found shape \(labelArray.shape)")
+            }
             let labels: [Int]
             switch labelArray {
             case .int64(let t): labels = t.scalars.map { Int($0) }

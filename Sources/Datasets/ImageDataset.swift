@@ -28,6 +28,9 @@ public struct ImageDataset: Sendable {
         guard images.shape[0] == labels.count else {
             throw DatasetError.mismatch("\(images.shape[0]) images but \(labels.count) labels")
         }
+        if let bad = labels.firstIndex(where: { $0 < 0 }) {
+            throw DatasetError.mismatch("label \(labels[bad]) of image \(bad) is negative; labels are class indices 0, 1, 2, …")
+        }
         self.images = images
         self.labels = labels
     }
@@ -60,16 +63,23 @@ public struct ImageDataset: Sendable {
         default: throw DatasetError.mismatch("images must be N×H×W or N×C×H×W, got \(shape)")
         }
         let (n, c, h, w) = (nchw[0], nchw[1], nchw[2], nchw[3])
+        guard p.pad >= 0, p.pad <= ShapeLimits.maxWindow, let count = checkedElementCount([n, c, h + 2 * p.pad, w + 2 * p.pad]),
+              checkedElementCount(nchw) == pixels.count else {
+            throw DatasetError.mismatch("\(shape) images padded by \(p.pad) are more than the \(ShapeLimits.maxElements)-value limit")
+        }
         let (ph, pw) = (h + 2 * p.pad, w + 2 * p.pad)
         // Padding is black (0) before normalisation, as torchvision's Pad does.
         let padValue = (0 - p.mean) / p.std
-        var out = [Float](repeating: padValue, count: n * c * ph * pw)
+        var out = [Float](repeating: padValue, count: count)
         for plane in 0..<(n * c) {
             for y in 0..<h {
                 for x in 0..<w {
                     out[(plane * ph + y + p.pad) * pw + x + p.pad] = (pixels[(plane * h + y) * w + x] * scale - p.mean) / p.std
                 }
             }
+        }
+        guard out.allSatisfy(\.isFinite) else {
+            throw DatasetError.mismatch("preprocessing gives NaN or infinite pixel values (mean \(p.mean), std \(p.std)); choose a --std that keeps (x − mean) / std finite, or check the images")
         }
         return try ImageDataset(images: Tensor(shape: [n, c, ph, pw], scalars: out), labels: labels)
     }

@@ -19,52 +19,62 @@ public enum NPYFile {
         }
     }
 
+    /// The longest header accepted: 64 KiB (NumPy itself refuses headers over 10,000 bytes by default).
+    public static let maxHeaderBytes = 1 << 16
+
     public static func read(_ path: String) throws -> Array {
-        guard FileManager.default.fileExists(atPath: path) else {
+        let data: Data
+        do {
+            data = try RegularFile.read(path, limit: 8 * ShapeLimits.maxElements + maxHeaderBytes + 12)
+        } catch .notFound {
             throw DatasetError.notFound(path: path, hint: "check the path")
-        }
-        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
-            throw DatasetError.unreadable(path: path, reason: "cannot open")
+        } catch {
+            throw DatasetError.unreadable(path: path, reason: error.description)
         }
         return try decode(data, path: path)
     }
 
     public static func decode(_ data: Data, path: String = "<memory>") throws -> Array {
+        func malformed(_ reason: String) -> DatasetError { .malformed(path: path, reason: reason) }
         let bytes = [UInt8](data.prefix(12))
         guard bytes.count >= 10, bytes[0] == 0x93, String(decoding: bytes[1..<6], as: UTF8.self) == "NUMPY" else {
-            throw DatasetError.malformed(path: path, reason: "not a .npy file (no \\x93NUMPY magic)")
+            throw malformed("not a .npy file (no \\x93NUMPY magic)")
         }
         let major = bytes[6]
         let headerLength: Int
         let headerStart: Int
-        if major == 1 {
+        switch major {
+        case 1:
             headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
             headerStart = 10
-        } else {
-            guard bytes.count >= 12 else { throw DatasetError.malformed(path: path, reason: "truncated header") }
+        case 2, 3:
+            guard bytes.count >= 12 else { throw malformed("truncated header") }
             headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
             headerStart = 12
+        default:
+            throw malformed("format version \(major) is not 1, 2 or 3")
         }
-        guard data.count >= headerStart + headerLength else { throw DatasetError.malformed(path: path, reason: "truncated header") }
-        let header = String(decoding: data[data.startIndex + headerStart..<data.startIndex + headerStart + headerLength], as: UTF8.self)
-        guard let descr = field("descr", in: header)?.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")) else {
-            throw DatasetError.malformed(path: path, reason: "header has no descr")
+        guard headerLength <= maxHeaderBytes else {
+            throw malformed("header of \(headerLength) bytes is longer than the \(maxHeaderBytes) accepted")
         }
-        if field("fortran_order", in: header)?.contains("True") == true {
-            throw DatasetError.malformed(path: path, reason: "Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
+        guard data.count >= headerStart + headerLength else { throw malformed("truncated header") }
+        let headerBytes = data[data.startIndex + headerStart..<data.startIndex + headerStart + headerLength]
+        guard let header = String(data: headerBytes, encoding: .utf8) else { throw malformed("header is not text") }
+        guard let descr = quotedField("descr", in: header) else { throw malformed("header has no descr") }
+        switch field("fortran_order", in: header) {
+        case "False"?: break
+        case "True"?: throw malformed("Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
+        default: throw malformed("header has no fortran_order True/False")
         }
-        guard let shapeText = header.range(of: "'shape':").map({ header[$0.upperBound...] }),
-              let open = shapeText.firstIndex(of: "("), let close = shapeText.firstIndex(of: ")") else {
-            throw DatasetError.malformed(path: path, reason: "header has no shape")
+        let shape = try parseShape(header, malformed: malformed)
+        guard let count = checkedElementCount(shape) else {
+            throw malformed("shape \(shape) has more than \(ShapeLimits.maxElements) elements")
         }
-        let shape = shapeText[shapeText.index(after: open)..<close].split(separator: ",")
-            .compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let count = shape.reduce(1, *)
         let payload = data[(data.startIndex + headerStart + headerLength)...]
         func load<T>(_ type: T.Type) throws -> [T] {
             let size = MemoryLayout<T>.stride
-            guard payload.count >= count * size else {
-                throw DatasetError.malformed(path: path, reason: "shape \(shape) of \(descr) needs \(count * size) bytes, found \(payload.count): truncated")
+            guard payload.count == count * size else {
+                throw malformed("shape \(shape) of \(descr) needs \(count * size) bytes of data, found \(payload.count)")
             }
             if count == 0 { return [] }
             return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -84,15 +94,40 @@ public enum NPYFile {
         case "<u2": return .int64(Tensor(shape: shape, scalars: try load(UInt16.self).map { Int64($0) }))
         case "<u4": return .int64(Tensor(shape: shape, scalars: try load(UInt32.self).map { Int64($0) }))
         default:
-            throw DatasetError.malformed(path: path, reason: "dtype \(descr) is not supported (float32/64, int8–64, uint8–32, bool)")
+            throw malformed("dtype \(descr.prefix(40)) is not supported (float32/64, int8–64, uint8–32, bool)")
+        }
+    }
+
+    /// The `'shape': (d0, d1, …)` tuple: non-negative decimal integers separated by commas, one trailing comma allowed.
+    private static func parseShape(_ header: String, malformed: (String) -> DatasetError) throws -> [Int] {
+        guard let key = header.range(of: "'shape':") else { throw malformed("header has no shape") }
+        let rest = header[key.upperBound...].drop { $0 == " " }
+        guard rest.first == "(", let close = rest.firstIndex(of: ")") else { throw malformed("shape is not a tuple") }
+        var parts = rest[rest.index(after: rest.startIndex)..<close].split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.count > 1, parts.last == "" { parts.removeLast() }
+        if parts == [""] { return [] }
+        guard parts.count <= ShapeLimits.maxRank else { throw malformed("shape has \(parts.count) dimensions") }
+        return try parts.map { text in
+            guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let n = Int(text) else {
+                throw malformed("shape entry '\(text.prefix(40))' is not a non-negative integer")
+            }
+            return n
         }
     }
 
     private static func field(_ key: String, in header: String) -> String? {
         guard let r = header.range(of: "'\(key)':") else { return nil }
         let rest = header[r.upperBound...]
-        let end = rest.firstIndex(of: ",") ?? rest.endIndex
-        return String(rest[..<end])
+        let end = rest.firstIndex(of: ",") ?? rest.firstIndex(of: "}") ?? rest.endIndex
+        return rest[..<end].trimmingCharacters(in: .whitespaces)
+    }
+
+    private static func quotedField(_ key: String, in header: String) -> String? {
+        guard let value = field(key, in: header), value.count >= 2, let q = value.first, q == "'" || q == "\"", value.last == q else {
+            return nil
+        }
+        return String(value.dropFirst().dropLast())
     }
 
     /// Serialises a float32, int64 or uint8 array as .npy version 1.0.

@@ -24,6 +24,7 @@ public enum Evaluator {
     /// Runs `executor` over `dataset` in batches of `batchSize`; `progress(done, total)` after each batch.
     public static func evaluate(_ executor: Executor, on dataset: ImageDataset, batchSize: Int = 64,
                                 progress: ((Int, Int) -> Void)? = nil) throws -> AccuracyReport {
+        guard dataset.count > 0 else { throw DatasetError.mismatch("the dataset has no images: there is nothing to measure") }
         let classes = dataset.classCount
         var correct1 = 0, correct5 = 0
         var perClassCorrect = [Int](repeating: 0, count: classes), perClassTotal = [Int](repeating: 0, count: classes)
@@ -34,6 +35,12 @@ public enum Evaluator {
             let logits = try executor(dataset.batch(range))
             guard logits.rank == 2, logits.shape[0] == range.count else {
                 throw DatasetError.mismatch("model output has shape \(logits.shape); expected [\(range.count), classes]")
+            }
+            if !logits.scalars.allSatisfy(\.isFinite) {
+                // Run the batch again, checking each node's output, to name the first node that went non-finite.
+                guard let inputName = executor.graph.inputs.first?.name else { throw ExecutionError.nonFinite(node: "graph output", op: "output") }
+                _ = try executor.run([inputName: .float(dataset.batch(range))], checkingFinite: true)
+                throw ExecutionError.nonFinite(node: executor.graph.outputs.first?.name ?? "graph output", op: "graph output")
             }
             let width = logits.shape[1]
             guard width >= classes else {

@@ -14,11 +14,17 @@ extension Executor {
     static func sharedColumnGathers(_ nodes: [Node], graph: Graph) -> Set<String> {
         let outputs = Set(graph.outputs.map(\.name))
         var result = Set<String>()
+        let candidates = Set(nodes.lazy.filter { $0.opType == "Gather" && $0.inputs.count == 2 }.compactMap { $0.outputs.first })
+        guard !candidates.isEmpty else { return result }
+        var readersOf: [String: [Int]] = [:]
+        for (i, node) in nodes.enumerated() {
+            for input in node.inputs where candidates.contains(input) && readersOf[input]?.last != i { readersOf[input, default: []].append(i) }
+        }
         for node in nodes where node.opType == "Gather" && node.inputs.count == 2 {
             guard let out = node.outputs.first, !outputs.contains(out),
                   let data = graph.initializers[node.inputs[0]]?.floatTensor, data.rank == 2 else { continue }
             let axis = node.int("axis", default: 0) < 0 ? node.int("axis", default: 0) + 2 : node.int("axis", default: 0)
-            let readers = nodes.filter { $0.inputs.contains(out) }
+            let readers = (readersOf[out] ?? []).map { nodes[$0] }
             let all = !readers.isEmpty && readers.allSatisfy { reader in
                 guard reader.inputs.count > 1, reader.inputs[1] == out, reader.inputs[0] != out else { return false }
                 if reader.opType == "MatMul" { return axis == 0 }

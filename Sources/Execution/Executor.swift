@@ -37,10 +37,18 @@ public final class Executor: @unchecked Sendable {
         public init() {}
     }
 
-    public init(graph: Graph, options: Options = Options()) throws {
+    /// The newest ai.onnx opset whose operator definitions WeightCluster follows; newer models are refused.
+    public static let newestKnownOpset = 22
+
+    public convenience init(graph: Graph, options: Options = Options()) throws {
+        try Executor.checkOpset(graph)
+        try self.init(graph: graph, sorted: try Executor.topologicallySorted(graph), options: options)
+    }
+
+    /// Prepares `graph` whose nodes `sorted` lists in topological order (validation sorts once for both).
+    init(graph: Graph, sorted: [Node], options: Options = Options()) throws {
         self.graph = graph
         self.options = options
-        let sorted = try Executor.topologicallySorted(graph)
         for node in sorted where !Operators.supports(node) {
             throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName,
                                                      opset: graph.opsetVersion)
@@ -92,14 +100,25 @@ public final class Executor: @unchecked Sendable {
         self.outputNames = Set(graph.outputs.map(\.name))
     }
 
-    /// Runs the graph on named inputs and returns every graph output.
-    public func run(_ feeds: [String: AnyTensor]) throws -> [String: AnyTensor] {
+    static func checkOpset(_ graph: Graph) throws {
+        guard graph.opsetVersion >= 1 && graph.opsetVersion <= newestKnownOpset else {
+            throw ExecutionError.unknownOpset(opset: graph.opsetVersion, newest: newestKnownOpset)
+        }
+    }
+
+    /// Runs the graph on named inputs and returns every graph output. With `checkingFinite`, throws
+    /// `ExecutionError.nonFinite` naming the first node whose float output holds NaN or ±Inf (or
+    /// `nonFiniteInput` when an input already does).
+    public func run(_ feeds: [String: AnyTensor], checkingFinite: Bool = false) throws -> [String: AnyTensor] {
         var values: [String: AnyTensor] = [:]
         for input in graph.inputs {
             guard let value = feeds[input.name] else {
                 throw ExecutionError.missingInput(name: input.name, available: graph.inputs.map(\.name))
             }
             try Executor.check(value, against: input)
+            if checkingFinite, let t = value.floatTensor, !t.scalars.allSatisfy(\.isFinite) {
+                throw ExecutionError.nonFiniteInput(name: input.name)
+            }
             values[input.name] = value
         }
         for (index, node) in plan.enumerated() {
@@ -120,6 +139,9 @@ public final class Executor: @unchecked Sendable {
                                                    shared: products[index])
             if profiling { profile[node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
+            if checkingFinite, outputs.contains(where: { !($0.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) }) {
+                throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
+            }
         }
         var result: [String: AnyTensor] = [:]
         for output in graph.outputs {
@@ -161,15 +183,23 @@ public final class Executor: @unchecked Sendable {
 
     /// Folds each Relu into the Conv that feeds it alone (the Conv then writes the Relu's output).
     static func fusingActivations(_ nodes: [Node], graphOutputs: Set<String>) -> [Node] {
+        let convOutputs = Set(nodes.lazy.filter { $0.opType == "Conv" && $0.outputs.count == 1 }.map { $0.outputs[0] })
+        guard !convOutputs.isEmpty else { return nodes }
         var readers: [String: Int] = [:]
-        for node in nodes { for input in node.inputs { readers[input, default: 0] += 1 } }
+        // The first Relu after each Conv output's producer that reads only that value.
+        var reluOf: [String: Int] = [:]
+        for (j, node) in nodes.enumerated() {
+            for input in node.inputs where convOutputs.contains(input) { readers[input, default: 0] += 1 }
+            if node.opType == "Relu", node.inputs.count == 1, convOutputs.contains(node.inputs[0]), reluOf[node.inputs[0]] == nil {
+                reluOf[node.inputs[0]] = j
+            }
+        }
         var result: [Node] = []
         var skip = Set<Int>()
         for (i, node) in nodes.enumerated() where !skip.contains(i) {
             var node = node
             if node.opType == "Conv", node.outputs.count == 1, let out = node.outputs.first,
-               readers[out] == 1, !graphOutputs.contains(out),
-               let j = nodes.indices.first(where: { $0 > i && nodes[$0].opType == "Relu" && nodes[$0].inputs == [out] }) {
+               readers[out] == 1, !graphOutputs.contains(out), let j = reluOf[out], j > i {
                 node.attributes[Operators.fusedActivationKey] = .string("Relu")
                 node.outputs = nodes[j].outputs
                 skip.insert(j)
@@ -179,33 +209,82 @@ public final class Executor: @unchecked Sendable {
         return result
     }
 
-    /// Kahn's algorithm; keeps the file's order among ready nodes.
+    /// Kahn's algorithm: each node waits for its not-yet-produced inputs, a node runs once its count reaches zero,
+    /// and among ready nodes the one listed first in the file goes first (a heap), so a file already in order keeps
+    /// its order. O((nodes + edges) log nodes), no recursion, whatever order the file lists its nodes in.
     public static func topologicallySorted(_ graph: Graph) throws -> [Node] {
+        let nodes = graph.nodes
         var available = Set(graph.initializers.keys).union(graph.inputs.map(\.name))
         available.insert("")
         var producers: [String: Int] = [:]
-        for (i, node) in graph.nodes.enumerated() { for o in node.outputs { producers[o] = i } }
-        for node in graph.nodes {
-            for input in node.inputs where !available.contains(input) && producers[input] == nil {
-                throw ExecutionError.missingValue(node: node.displayName, value: input)
+        producers.reserveCapacity(nodes.count)
+        for (i, node) in nodes.enumerated() {
+            for o in node.outputs where !o.isEmpty {
+                if producers.updateValue(i, forKey: o) != nil || available.contains(o) {
+                    throw ExecutionError.invalidNode(node: node.displayName, op: node.opType,
+                                                     detail: "value '\(o)' is already produced by another node, a graph input or an initializer")
+                }
             }
         }
-        var done = [Bool](repeating: false, count: graph.nodes.count)
+        var waiting = [Int](repeating: 0, count: nodes.count)
+        var readers = [[Int]](repeating: [], count: nodes.count)
+        for (i, node) in nodes.enumerated() {
+            for input in node.inputs where !available.contains(input) {
+                guard let p = producers[input] else { throw ExecutionError.missingValue(node: node.displayName, value: input) }
+                waiting[i] += 1
+                readers[p].append(i)
+            }
+        }
+        var ready = MinHeap()
+        for i in nodes.indices where waiting[i] == 0 { ready.push(i) }
         var order: [Node] = []
-        var progress = true
-        while progress {
-            progress = false
-            for (i, node) in graph.nodes.enumerated() where !done[i] && node.inputs.allSatisfy(available.contains) {
-                done[i] = true
-                order.append(node)
-                available.formUnion(node.outputs)
-                progress = true
+        order.reserveCapacity(nodes.count)
+        while let i = ready.pop() {
+            order.append(nodes[i])
+            for r in readers[i] {
+                waiting[r] -= 1
+                if waiting[r] == 0 { ready.push(r) }
             }
         }
-        if order.count != graph.nodes.count {
-            throw ExecutionError.cycle(nodes: graph.nodes.indices.filter { !done[$0] }.map { graph.nodes[$0].displayName })
+        if order.count != nodes.count {
+            throw ExecutionError.cycle(nodes: nodes.indices.filter { waiting[$0] > 0 }.prefix(5).map { nodes[$0].displayName })
         }
         return order
+    }
+}
+
+/// A binary min-heap of node indices.
+struct MinHeap {
+    private var items: [Int] = []
+
+    mutating func push(_ value: Int) {
+        items.append(value)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child] < items[parent] else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> Int? {
+        guard let first = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < items.count && items[left] < items[smallest] { smallest = left }
+                if right < items.count && items[right] < items[smallest] { smallest = right }
+                if smallest == parent { break }
+                items.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return first
     }
 }
 

@@ -8,7 +8,8 @@ extension Operators {
         t["Add"] = binary({ $0 + $1 }, { $0 &+ $1 })
         t["Sub"] = binary({ $0 - $1 }, { $0 &- $1 })
         t["Mul"] = binary({ $0 * $1 }, { $0 &* $1 })
-        t["Div"] = binary({ $0 / $1 }, { $1 == 0 ? 0 : $0 / $1 })
+        // Integer division by 0 gives 0 and Int64.min / -1 wraps (no trap on any input).
+        t["Div"] = binary({ $0 / $1 }, { $1 == 0 ? 0 : $1 == -1 ? 0 &- $0 : $0 / $1 })
         t["Pow"] = { _, args in
             [.float(try broadcastBinary(try args.float(0), try args.float(1)) { Foundation.pow($0, $1) })]
         }
@@ -17,7 +18,7 @@ extension Operators {
         t["Neg"] = { _, args in
             switch try args.any(0) {
             case .float(let x): [.float(x.mapped { -$0 })]
-            case .int64(let x): [.int64(Tensor(shape: x.shape, scalars: x.scalars.map { -$0 }))]
+            case .int64(let x): [.int64(Tensor(shape: x.shape, scalars: x.scalars.map { 0 &- $0 }))]
             }
         }
         t["ReduceMean"] = { node, args in [.float(try reduce(node, args, mean: true))] }
@@ -75,6 +76,7 @@ extension Operators {
         guard k == kb else {
             throw args.mismatch("A \(a.shape)\(transA ? "ᵀ" : "") and B \(b.shape)\(transB ? "ᵀ" : "") do not multiply (inner sizes \(k) and \(kb))")
         }
+        try args.checkShape([m, n])
         var y = Tensor<Float>(zeros: [m, n])
         var accumulate: Float = 0
         if args.has(2) && beta != 0 {
@@ -110,6 +112,7 @@ extension Operators {
             throw args.mismatch("MatMul batch dimensions \(batchA) and \(batchB) do not broadcast")
         }
         var shape = batch + [m, n]
+        try args.checkShape(shape)
         // A stack of rows times one matrix is a single GEMM.
         let flatten = batchB.allSatisfy { $0 == 1 } && batchA == batch
         let count = batch.reduce(1, *)

@@ -38,7 +38,7 @@ extension Operators {
             return [.float(y)]
         }
         t["LRN"] = { node, args in
-            guard let size = node.int("size") else { throw args.invalid("LRN needs the size attribute") }
+            guard let size = node.int("size"), size >= 1 else { throw args.invalid("LRN needs a size attribute ≥ 1") }
             return [.float(try localResponseNormalized(try args.float(0), size: size, alpha: node.float("alpha", default: 1e-4),
                                                        beta: node.float("beta", default: 0.75), bias: node.float("bias", default: 1)))]
         }
@@ -104,7 +104,14 @@ extension Operators {
         }
         var p = node.ints("pads") ?? [0, 0, 0, 0]
         guard p.count == 4 else { throw args.invalid("pads \(p) must have four values") }
+        let limit = ShapeLimits.maxWindow
+        guard (kernel + s + d).allSatisfy({ $0 >= 1 && $0 <= limit }), p.allSatisfy({ $0 >= 0 && $0 <= limit }) else {
+            throw args.invalid("kernel \(kernel), strides \(s) and dilations \(d) must be 1…\(limit), pads \(p) 0…\(limit)")
+        }
         let autoPad = node.string("auto_pad", default: "NOTSET")
+        guard ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(autoPad) else {
+            throw args.invalid("auto_pad '\(autoPad.prefix(40))' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID")
+        }
         if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
             for axis in 0..<2 {
                 let n = input[2 + axis]

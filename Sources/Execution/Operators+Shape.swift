@@ -29,23 +29,31 @@ extension Operators {
             let axis = node.int("axis", default: 1)
             let a = axis < 0 ? axis + x.shape.count : axis
             guard a >= 0 && a <= x.shape.count else { throw args.invalid("axis \(axis) is out of range for \(x.shape)") }
-            let rows = x.shape[..<a].reduce(1, *)
+            let rows = x.shape[..<a].reduce(1, *)  // a prefix of a valid shape: cannot overflow
             return [x.reshaped([rows, x.count / max(1, rows)])]
         }
         t["Reshape"] = { node, args in
             let x = try args.any(0)
             var shape = try args.ints(1)
             let allowZero = node.int("allowzero", default: 0) != 0
+            // ONNX: at most one -1, no value below -1, and with allowzero a 0 cannot stand beside a -1.
+            guard shape.count <= ShapeLimits.maxRank, shape.allSatisfy({ $0 >= -1 }), shape.filter({ $0 == -1 }).count <= 1,
+                  !(allowZero && shape.contains(0) && shape.contains(-1)) else {
+                throw args.invalid("shape \(shape) is not a valid Reshape target (one -1 at most, no other negative value)")
+            }
             for i in shape.indices where shape[i] == 0 && !allowZero {
                 guard i < x.shape.count else { throw args.mismatch("shape \(shape) copies dimension \(i) of \(x.shape)") }
                 shape[i] = x.shape[i]
             }
             if let unknown = shape.firstIndex(of: -1) {
-                let known = shape.enumerated().filter { $0.offset != unknown }.reduce(1) { $0 * $1.element }
-                guard known > 0, x.count % known == 0 else { throw args.mismatch("cannot reshape \(x.shape) to \(shape)") }
-                shape[unknown] = x.count / known
+                var known = shape
+                known.remove(at: unknown)
+                guard let product = checkedElementCount(known, limit: .max), product > 0, x.count % product == 0 else {
+                    throw args.mismatch("cannot reshape \(x.shape) to \(shape)")
+                }
+                shape[unknown] = x.count / product
             }
-            guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == x.count else {
+            guard checkedElementCount(shape, limit: .max) == x.count else {
                 throw args.mismatch("cannot reshape \(x.shape) (\(x.count) values) to \(shape)")
             }
             return [x.reshaped(shape)]
@@ -70,7 +78,7 @@ extension Operators {
         }
         t["Gather"] = { node, args in
             let x = try args.any(0)
-            let indices = Tensor(shape: try args.any(1).shape, scalars: try args.any(1).int64Values)
+            let indices = Tensor(shape: try args.any(1).shape, scalars: try args.ints(1).map { Int64($0) })
             let axis = try args.axis(node.int("axis", default: 0), rank: x.shape.count)
             switch x {
             case .float(let v): return [.float(try gathered(v, indices: indices, axis: axis))]
@@ -82,6 +90,7 @@ extension Operators {
             let axes = args.opset >= 13 ? try args.ints(1) : (node.ints("axes") ?? [])
             let rank = x.shape.count + axes.count
             let normalized = try Set(axes.map { try args.axis($0, rank: rank) })
+            guard normalized.count == axes.count else { throw args.invalid("axes \(axes) name an axis twice") }
             var shape: [Int] = []
             var source = x.shape.makeIterator()
             for i in 0..<rank { shape.append(normalized.contains(i) ? 1 : source.next() ?? 1) }
@@ -106,7 +115,11 @@ extension Operators {
             guard let to = node.int("to") else { throw args.invalid("Cast needs the 'to' attribute") }
             switch to {
             case 1, 10, 11: return [.float(try args.float(0))]
-            case 2, 3, 4, 5, 6, 7, 9, 12, 13: return [.int64(Tensor(shape: x.shape, scalars: x.int64Values))]
+            case 2, 3, 4, 5, 6, 7, 9, 12, 13:
+                guard let values = x.checkedInt64Values else {
+                    throw args.invalid("cannot cast NaN, an infinity or a value outside the 64-bit range to an integer type")
+                }
+                return [.int64(Tensor(shape: x.shape, scalars: values))]
             default: throw args.invalid("Cast to ONNX type \(to) is not supported")
             }
         }
@@ -125,8 +138,11 @@ extension Operators {
                 let a = try args.axis(rawAxis, rank: rank)
                 let n = x.shape[a]
                 func clamp(_ v: Int, _ lo: Int, _ hi: Int) -> Int { min(max(v < 0 ? v + n : v, lo), hi) }
-                st[a] = steps[i]
-                if steps[i] > 0 {
+                // A step longer than the axis takes one element, as any longer step would: keep it in range.
+                let step = max(-(n + 1), min(n + 1, steps[i]))
+                guard step != 0 else { throw args.invalid("Slice steps must be nonzero") }
+                st[a] = step
+                if step > 0 {
                     s[a] = clamp(starts[i], 0, n)
                     e[a] = clamp(ends[i], 0, n)
                 } else {
@@ -155,15 +171,24 @@ extension Operators {
                 if args.has(3) {
                     // Pads given for some axes only.
                     let axes = try args.ints(3).map { try args.axis($0, rank: x.rank) }
+                    guard pads.count == 2 * axes.count, Set(axes).count == axes.count else {
+                        throw args.invalid("pads \(pads) need two values for each of the axes \(axes), each axis once")
+                    }
                     var full = Array(repeating: 0, count: 2 * x.rank)
                     for (i, a) in axes.enumerated() { full[a] = pads[i]; full[x.rank + a] = pads[axes.count + i] }
                     pads = full
                 }
             }
+            guard pads.count == 2 * x.rank, pads.allSatisfy({ (-ShapeLimits.maxElements...ShapeLimits.maxElements).contains($0) }) else {
+                throw args.invalid("pads \(pads) must be \(2 * x.rank) values of at most \(ShapeLimits.maxElements) each for input \(x.shape)")
+            }
+            try args.checkShape((0..<x.rank).map { x.shape[$0] + pads[$0] + pads[x.rank + $0] })
             return [.float(try padded(x, pads: pads, mode: mode, value: value))]
         }
         t["ConstantOfShape"] = { node, args in
+            guard try args.any(0).shape.count == 1 else { throw args.invalid("the shape input must be a 1-D tensor, got \(try args.any(0).shape)") }
             let shape = try args.ints(0)
+            try args.checkShape(shape)
             switch node.attributes["value"] {
             case .tensor(.int64(let v))?: return [.int64(Tensor(shape: shape, repeating: v.scalars.first ?? 0))]
             case .tensor(.float(let v))?: return [.float(Tensor(shape: shape, repeating: v.scalars.first ?? 0))]

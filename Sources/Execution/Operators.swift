@@ -64,8 +64,20 @@ struct Arguments: Sendable {
         return value
     }
 
+    /// Integer values of input `i` (shapes, axes, pads, indices); floats must be finite and in Int64's range.
     func ints(_ i: Int) throws -> [Int] {
-        try any(i).int64Values.map { Int($0) }
+        guard let values = try any(i).checkedInt64Values else {
+            throw invalid("input \(i) holds NaN, an infinity or a value outside the 64-bit integer range where integers are needed")
+        }
+        return values.map { Int($0) }
+    }
+
+    /// Checks that `shape` can be allocated (no negative dimension, at most `ShapeLimits.maxElements` elements).
+    func checkShape(_ shape: [Int], _ what: String = "output") throws {
+        guard checkedElementCount(shape) != nil else {
+            if shape.contains(where: { $0 < 0 }) { throw mismatch("\(what) shape \(shape) has a negative dimension") }
+            throw mismatch("\(what) shape \(shape) is larger than the \(ShapeLimits.maxElements)-element limit")
+        }
     }
 
     func invalid(_ detail: String) -> ExecutionError {

@@ -9,16 +9,20 @@ import SwiftProtobuf
 public enum ONNXModelFile {
     /// Loads the model at `path` into a graph. External tensor data is read relative to the file.
     public static func load(_ path: String) throws -> Graph {
-        guard FileManager.default.fileExists(atPath: path) else { throw ONNXError.fileNotFound(path: path) }
-        let url = URL(fileURLWithPath: path)
         let data: Data
         do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
+            data = try RegularFile.read(path, limit: maxFileBytes)
+        } catch .notFound {
+            throw ONNXError.fileNotFound(path: path)
         } catch {
-            throw ONNXError.unreadable(path: path, reason: (error as NSError).localizedDescription)
+            throw ONNXError.unreadable(path: path, reason: error.description)
         }
+        let url = URL(fileURLWithPath: path)
         return try decode(data, path: path, baseDirectory: url.deletingLastPathComponent())
     }
+
+    /// Protocol buffers cannot encode more: 2 GiB.
+    public static let maxFileBytes = Int(Int32.max)
 
     public static func decode(_ data: Data, path: String = "<memory>", baseDirectory: URL? = nil) throws -> Graph {
         guard !data.isEmpty else { throw ONNXError.notONNX(path: path, reason: "the file is empty") }

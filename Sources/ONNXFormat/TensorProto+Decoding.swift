@@ -9,8 +9,13 @@ extension Onnx_TensorProto {
         guard shape.allSatisfy({ $0 >= 0 }) else {
             throw ONNXError.invalidTensor(tensor: name, reason: "negative dimension in \(shape)")
         }
-        let count = shape.reduce(1, *)
-        let raw = try rawBytes(baseDirectory: baseDirectory)
+        guard let count = checkedElementCount(shape) else {
+            throw ONNXError.invalidTensor(tensor: name, reason: "shape \(shape) has more than \(ShapeLimits.maxElements) elements")
+        }
+        guard let size = ONNXDataType.byteSize(Int(dataType)) else {
+            throw ONNXError.unsupportedTensorType(tensor: name, dataType: Int(dataType))
+        }
+        let raw = try rawBytes(byteCount: count * size, baseDirectory: baseDirectory)
         switch Int(dataType) {
         case ONNXDataType.float:
             let values: [Float] = try raw.map { try Self.unpack($0, count: count, tensor: name) } ?? floatData
@@ -51,43 +56,27 @@ extension Onnx_TensorProto {
     }
 
     private func make<T>(_ shape: [Int], _ values: [T]) throws -> Tensor<T> {
-        guard values.count == shape.reduce(1, *) else {
-            throw ONNXError.invalidTensor(tensor: name, reason: "shape \(shape) needs \(shape.reduce(1, *)) values, found \(values.count)")
+        let count = checkedElementCount(shape) ?? -1
+        guard values.count == count else {
+            throw ONNXError.invalidTensor(tensor: name, reason: "shape \(shape) needs \(count) values, found \(values.count)")
         }
         return Tensor(shape: shape, scalars: values)
     }
 
     /// The little-endian payload: raw_data, or the external file's bytes; nil when the typed fields hold the data.
-    private func rawBytes(baseDirectory: URL?) throws -> Data? {
+    private func rawBytes(byteCount: Int, baseDirectory: URL?) throws -> Data? {
         if dataLocation == .external {
             var entries: [String: String] = [:]
             for entry in externalData { entries[entry.key] = entry.value }
-            guard let location = entries["location"] else {
-                throw ONNXError.invalidTensor(tensor: name, reason: "external data without a location")
-            }
-            let url = (baseDirectory ?? URL(fileURLWithPath: ".")).appendingPathComponent(location)
-            guard let handle = try? FileHandle(forReadingFrom: url) else {
-                throw ONNXError.missingExternalData(tensor: name, file: url.path)
-            }
-            defer { try? handle.close() }
-            let offset = UInt64(entries["offset"] ?? "0") ?? 0
-            try handle.seek(toOffset: offset)
-            let data: Data
-            if let lengthText = entries["length"], let length = Int(lengthText) {
-                data = handle.readData(ofLength: length)
-                guard data.count == length else { throw ONNXError.missingExternalData(tensor: name, file: url.path) }
-            } else {
-                data = handle.readDataToEndOfFile()
-            }
-            return data
+            return try ExternalData.read(tensor: name, entries: entries, byteCount: byteCount, baseDirectory: baseDirectory)
         }
         return hasRawData ? rawData : nil
     }
 
     private static func unpack<T>(_ data: Data, count: Int, tensor: String) throws -> [T] {
         let size = MemoryLayout<T>.stride
-        guard data.count >= count * size else {
-            throw ONNXError.invalidTensor(tensor: tensor, reason: "raw data has \(data.count) bytes, shape needs \(count * size)")
+        guard data.count == count * size else {
+            throw ONNXError.invalidTensor(tensor: tensor, reason: "raw data has \(data.count) bytes, its shape needs exactly \(count * size)")
         }
         if count == 0 { return [] }
         return [T](unsafeUninitializedCapacity: count) { buffer, initialized in

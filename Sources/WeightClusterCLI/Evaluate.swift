@@ -26,7 +26,7 @@ struct Evaluate: ParsableCommand {
     }
 
     func run() throws {
-        let executor = try Executor(graph: try model.load())
+        let executor = try model.loadExecutor()
         var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
         if let limit { dataset = dataset.prefix(limit) }
         let report = try Evaluator.evaluate(executor, on: dataset, batchSize: batch) { done, total in

@@ -44,7 +44,7 @@ struct Finetune: ParsableCommand {
         let inputPath = try model.path
         try ensureDistinct(output: output, input: inputPath)
         _ = try training.configuration(epochs: epochs, seed: seed, preprocessing: dataOptions.preprocessing)
-        let graph = try model.load()
+        let graph = try model.load(strictness: .runnable)
         let structure = try trainableStructure(graph)
         var test = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
         if let limit { test = test.prefix(limit) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Datasets
+import Execution
 import Foundation
 import ModelGraph
 import ONNXFormat
@@ -19,7 +20,21 @@ struct ModelArgument: ParsableArguments {
         }
     }
 
-    func load() throws -> Graph { try ONNXModelFile.load(try path) }
+    /// Loads and validates the model once (graph, operator attributes, shapes), so a bad model fails before
+    /// any work. Under `.lenient` (the default: inspect, compress) an operator the executor does not run yet is
+    /// a warning on stderr; commands that run the model ask for `.runnable`.
+    func load(strictness: ModelValidation.Strictness = .lenient) throws -> Graph {
+        let graph = try ONNXModelFile.load(try path)
+        for warning in try ModelValidation.validate(graph, strictness: strictness) {
+            FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+        }
+        return graph
+    }
+
+    /// Loads and validates the model for a command that runs it, and returns the executor validation prepared.
+    func loadExecutor() throws -> Executor {
+        try ModelValidation.validatedExecutor(try ONNXModelFile.load(try path))
+    }
 }
 
 /// Where the evaluation data comes from and how it is preprocessed.

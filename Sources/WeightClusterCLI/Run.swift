@@ -23,7 +23,7 @@ struct Run: ParsableCommand {
         let path = try model.path
         try ensureDistinct(output: output, input: path)
         try ensureDistinct(output: output, input: input)
-        let executor = try Executor(graph: try model.load())
+        let executor = try model.loadExecutor()
         let value: AnyTensor = switch try NPYFile.read(input) {
         case .float(let t): .float(t)
         case .int64(let t): .int64(t)

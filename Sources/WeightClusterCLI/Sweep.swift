@@ -77,7 +77,7 @@ struct Sweep: ParsableCommand {
     var out: String?
 
     func run() throws {
-        let graph = try model.load()
+        let graph = try model.load(strictness: .runnable)
         var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
         if let limit { dataset = dataset.prefix(limit) }
         var plan = try palettizationPlan()
@@ -143,11 +143,7 @@ struct Sweep: ParsableCommand {
         let sweep = SweepReport(model: try model.path, images: dataset.count, baselineTop1: baseline.top1, rows: rows)
         print(sweep.table())
         if let out {
-            do {
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            } catch {
-                throw ValidationError("cannot create the folder \(out) (is it an existing file?)")
-            }
+            try createOutputDirectory(out)
             for (name, text) in [("sweep.csv", sweep.csv()), ("sweep.json", try sweep.json()), ("sweep.md", sweep.markdown()),
                                  ("sweep.svg", sweep.svg())] {
                 try writeAtomically(Data(text.utf8), to: (out as NSString).appendingPathComponent(name))

@@ -13,6 +13,25 @@ public struct WeightClusterCommand: ParsableCommand {
 }
 
 extension WeightClusterCommand {
+    /// Our own errors print their description; a Foundation error (which would print as an
+    /// "Error Domain=NSCocoaErrorDomain Code=…" dump) becomes its file and a short reason.
+    static func oneLine(_ error: Error) -> String {
+        if let cocoa = error as? CocoaError {
+            let path = cocoa.filePath ?? cocoa.url?.path ?? "a file"
+            let reason = switch cocoa.code {
+            case .fileWriteFileExists: "a file with that name already exists"
+            case .fileNoSuchFile, .fileReadNoSuchFile: "no such file or folder"
+            case .fileWriteNoPermission, .fileReadNoPermission: "permission denied"
+            case .fileWriteOutOfSpace: "the disk is full"
+            default: "the operation failed (Foundation code \(cocoa.code.rawValue))"
+            }
+            return "\(path): \(reason)"
+        }
+        if type(of: error) == NSError.self { return (error as NSError).localizedDescription.split(separator: "\n").first.map(String.init) ?? "failed" }
+        let text = message(for: error)
+        return text.split(separator: "\n").first.map(String.init) ?? "\(error)"
+    }
+
     /// Parses `arguments`, runs the command, and turns any error into one line on stderr and a non-zero exit.
     /// Help and version requests print as usual.
     public static func runAsMain(_ arguments: [String]? = nil) -> Never {
@@ -23,7 +42,7 @@ extension WeightClusterCommand {
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
-            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            let message = oneLine(error)
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
             Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
         }
