@@ -9,19 +9,25 @@ Preprocessing matches ../shared/models/README.md: pad 2 -> 32x32, x = (p/255 - 0
 Recipe as Scripts/train_small_vgg.py: SGD + Nesterov, one-cycle LR, batch 128, random horizontal flips, seeded.
 The models are not committed: run this script to make them.
 
-resnet: stem conv3x3 1->16, then basic blocks (two 3x3 convs + BatchNorm, ReLU after the Add) 16, 32 (stride 2),
-  64 (stride 2), 128 (stride 2), a 1x1 conv + BatchNorm projection shortcut wherever the shape changes,
-  GlobalAveragePool, Flatten, Gemm 128->10.
-mobilenetv2: stem conv3x3 1->16 + BN + ReLU6, inverted residuals (t, c, n, s) = (1,16,1,1), (6,24,2,2), (6,32,2,2),
-  (6,64,2,2), (6,96,1,1) (1x1 expand, 3x3 depthwise, 1x1 linear project, BatchNorm after each, ReLU6 = Clip after
-  expand and depthwise, residual Add when stride 1 and same width), 1x1 conv 96->256 + BN + ReLU6, GlobalAveragePool,
-  Flatten, Gemm 256->10.
+resnet: stem conv3x3 1->16 + BN + ReLU at 32x32, then three basic blocks (two 3x3 convs + BatchNorm, ReLU after the
+  Add) of width 32, 64, 128, each with stride 2 (16x16, 8x8, 4x4) and a 1x1 conv + BatchNorm projection shortcut,
+  GlobalAveragePool, Flatten, Gemm 128->10. 303,866 parameters; ONNX: 10 Conv, 7 Relu, 3 Add, GlobalAveragePool,
+  Flatten, Gemm.
+mobilenetv2: stem conv3x3 1->16 stride 2 (16x16) + BN + ReLU6, inverted residuals (t, c, n, s) = (1,16,1,1),
+  (6,24,2,2), (6,32,2,1), (6,64,2,2), (6,96,1,1) (1x1 expand, 3x3 depthwise, 1x1 linear project, BatchNorm after each,
+  ReLU6 = Clip after expand and depthwise, residual Add when stride 1 and same width), 1x1 conv 96->256 + BN + ReLU6,
+  GlobalAveragePool, Flatten, Gemm 256->10. 209,066 parameters.
 The export is in eval mode: PyTorch folds each BatchNorm that directly follows a Conv into that Conv, so the files
-hold Conv (group = channels for depthwise), Relu / Clip, Add, GlobalAveragePool, Flatten, Gemm.
+hold Conv (group = channels for the depthwise ones), Relu / Clip, Add, GlobalAveragePool, Flatten, Gemm; Clip takes
+its min 0 / max 6 as inputs from Constant nodes (opset 13), so mobilenetv2 also has 34 Constant nodes.
 
-Measured here (2 cores, PyTorch 1.13.1 CPU, 2 threads, seed 0, default 3 epochs; times include the test pass):
-    resnet:      686,634 params, test top-1 0.9175 (91.75 %), 427 s training
-    mobilenetv2: 160,762 params, test top-1 0.9051 (90.51 %), 424 s training
+Measured here (Debian python3-torch 1.13.1+dfsg, torch.__version__ "1.13.0a0", CPU, seed 0, default 3 epochs, --threads 1, both nets trained at the same time on the
+2 cores while three Swift worktrees were building and testing: load average 10-15, so each run got ~15-20 % of a
+core; the CPU cost on an idle core is ~232 ms (resnet) / ~422 ms (mobilenetv2) per 128-image step, i.e. ~110 s /
+~200 s of CPU per epoch):
+    resnet:      303,866 params, test top-1 0.9180 (91.80 %), 2090 s wall (loaded machine)
+    mobilenetv2: 209,066 params, test top-1 0.9121 (91.21 %), 3677 s wall (loaded machine)
+onnxruntime on the exported files gives the same top-1 (Benchmarks/palettize_reference.py --fp32 --evaluate).
 """
 import argparse, gzip, json, os, time
 import numpy as np
