@@ -2,9 +2,11 @@
 /// where each cluster is a contiguous run whose bounds are found by binary search on the midpoints between
 /// neighbouring centroids and whose mean comes from prefix sums — O(K log n) per iteration after the sort.
 ///
-/// Two seedings are run, the centroids at the (j + ½)/K quantiles (the usual reference) and evenly spaced
-/// between the smallest and largest value, each to convergence; the lower weighted error wins. An empty
-/// cluster moves to the farther end of the cluster with the largest error. Deterministic, no randomness.
+/// Seeded at the (j + ½)/K quantiles (as the usual reference does) and iterated to convergence. A second,
+/// evenly spaced seeding often reaches a lower squared error, but measured on VGG-16 a lower error on the first
+/// layer's 576 weights cost 1.2 points of top-1 (docs/RESULTS.md): squared error is not what matters, which is
+/// the data-aware issue's business, so the plain reference's seeding stays. An empty cluster moves to the farther
+/// end of the cluster with the largest error. Deterministic, no randomness.
 public enum ScalarKMeans {
     public struct Result: Sendable, Equatable {
         /// K centroids, ascending. Fewer distinct values than K leave repeated entries.
@@ -65,12 +67,13 @@ public enum ScalarKMeans {
         let n = x.count
         guard n > 0 else { return Result(centroids: [Float](repeating: 0, count: k), inertia: 0, iterations: 0) }
         let sums = PrefixSums(x, weights: weights)
-        let quantiles = (0..<k).map { j in x[min(n - 1, Int((Double(j) + 0.5) / Double(k) * Double(n)))] }
-        let (lo, hi) = (x[0], x[n - 1])
-        let spaced = (0..<k).map { j in k == 1 ? (lo + hi) / 2 : lo + (hi - lo) * Float(j) / Float(k - 1) }
-        let a = lloyd(x, sums: sums, start: quantiles, maxIterations: maxIterations)
-        let b = lloyd(x, sums: sums, start: spaced, maxIterations: maxIterations)
-        return b.inertia < a.inertia ? b : a
+        // numpy's linear quantiles at (j + ½)/K, read off the sorted values.
+        let quantiles = (0..<k).map { j -> Float in
+            let position = (Double(j) + 0.5) / Double(k) * Double(n - 1)
+            let below = Int(position.rounded(.down)), t = Float(position - Double(below))
+            return below + 1 < n ? x[below] + t * (x[below + 1] - x[below]) : x[below]
+        }
+        return lloyd(x, sums: sums, start: quantiles, maxIterations: maxIterations)
     }
 
     /// Index of the centroid nearest `value` (ties to the upper one), given ascending `centroids`:
