@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Data flows one way, and so do the imports:
-//   ONNXFormat (file <-> graph) ─▶ ModelGraph ─▶ Execution (executor over Compute kernels) ─▶ Evaluation ─▶ CLI
+//   ONNXFormat (file <-> graph) ─▶ ModelGraph ─▶ Compression (passes, over Clustering) ─▶ Execution (executor over
+//   Compute kernels) ─▶ Evaluation / Training ─▶ CLI
 let package = Package(
     name: "WeightCluster",
     platforms: [.macOS(.v13)],

@@ -98,8 +98,9 @@ public struct CompressionResult: Sendable, Encodable {
             try put("pruned_layers", p.layers.map { PrunedEntry(layer: $0.nodeName, weights: $0.weights, zeros: $0.zeros, storedBytes: $0.storedBytes) })
         }
         if let n = neurons {
-            // With both passes, "mode" names the neuron mode, as before.
+            // With both passes, "mode" names the neuron mode, as before; "kernel_mode" and "neuron_mode" say each.
             try put("mode", n.configuration.mode.rawValue)
+            try put("neuron_mode", n.configuration.mode.rawValue)
             if pruning == nil { try put("sparsity", 0.0) }
             try put("column_reduction", columnReduction)
             try put("folded_layers", n.foldedLayers)

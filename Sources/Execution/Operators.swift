@@ -14,7 +14,8 @@ enum Operators {
         return t
     }()
 
-    /// Ops that are cheap on constants and whose result depends only on their inputs.
+    /// Ops never folded at load even when every input is constant (their result is not a function of the inputs
+    /// alone: Dropout draws a mask when training).
     static let notFoldable: Set<String> = ["Dropout"]
 
     static func supports(_ node: Node) -> Bool {

@@ -14,7 +14,10 @@ import _TestSupport
     /// A plain reference: Lloyd with quantile seeds and brute-force assignment, O(n·K) per iteration.
     func referenceInertia(_ x: [Float], k: Int) -> Double {
         let s = x.sorted()
-        var c = (0..<k).map { s[min(s.count - 1, Int((Double($0) + 0.5) / Double(k) * Double(s.count)))] }
+        var c = (0..<k).map { j -> Float in
+            let p = (Double(j) + 0.5) / Double(k) * Double(s.count - 1), i = Int(p)
+            return s[i] + Float(p - Double(i)) * (s[min(i + 1, s.count - 1)] - s[i])
+        }
         var inertia = Double.infinity
         for _ in 0..<200 {
             var sum = [Double](repeating: 0, count: k), count = [Double](repeating: 0, count: k)
@@ -244,6 +247,11 @@ extension OnnxRuntimeExportTests {
         for key in ["form", "bits", "clusters", "stored_bytes", "dense_bytes", "relative_error", "granularity"] { #expect(layers[0][key] != nil, "\(key)") }
         #expect((object["top1"] as? Double ?? 0) > 0.8)
         #expect((object["file_bytes"] as? Int ?? 0) > 0)
+    }
+
+    @Test func versionIsPrinted() throws {
+        let result = try CLI.run(["--version"])
+        #expect(result.status == 0 && result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0.5.0")
     }
 
     @Test func badPalettizationInputIsOneLine() throws {
