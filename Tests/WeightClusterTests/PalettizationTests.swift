@@ -173,6 +173,21 @@ import _TestSupport
         }
     }
 
+    /// The kernel seed is a preset of the same layout: its codebook at fp16 is stored, counted and rebuilt as fp16.
+    @Test func kernelCodebooksAtHalfPrecision() throws {
+        let g = try tiny("tiny_vgg_opset13")
+        var config = KernelClusteringConfiguration(size: .reduction(0.5), mode: .scaled)
+        let full = try clusterKernels(in: g, configuration: config)
+        config.codebookPrecision = .fp16
+        let half = try clusterKernels(in: g, configuration: config)
+        #expect(half.footprint.codebookBytes * 2 == full.footprint.codebookBytes)
+        #expect(half.codebooks.allSatisfy { $0.entries.allSatisfy { Float(halfBits: $0.halfBits) == $0 } })
+        let saved = try ONNXModelFile.decode(try ONNXModelFile.encode(half.codebookGraph()))
+        #expect(WeightLayout.recorded(in: saved).allSatisfy { $0.precision == .fp16 && $0.vectorScaleBits == 16 })
+        let x = try TestSupport.readFloat(Fixtures.path("models/tiny_vgg_opset13.input.npy"))
+        #expect(TestSupport.maxAbsDifference(try Executor(graph: saved)(x).scalars, try Executor(graph: half.graph)(x).scalars) <= 1e-5)
+    }
+
     @Test func footprintCountsCodebooksIndicesAndScales() throws {
         let g = try tiny("tiny_vgg_opset13")
         let r = try compress(g, configuration: .init(palettization: config(.init(bits: 3, granularity: .perGroupedChannel, groupSize: 4,
