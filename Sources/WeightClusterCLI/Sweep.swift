@@ -77,6 +77,8 @@ struct Sweep: ParsableCommand {
     var out: String?
 
     func run() throws {
+        // A bad --out fails before any work.
+        if let out { try createOutputDirectory(out) }
         let graph = try model.load(strictness: .runnable)
         var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
         if let limit { dataset = dataset.prefix(limit) }
@@ -143,7 +145,6 @@ struct Sweep: ParsableCommand {
         let sweep = SweepReport(model: try model.path, images: dataset.count, baselineTop1: baseline.top1, rows: rows)
         print(sweep.table())
         if let out {
-            try createOutputDirectory(out)
             for (name, text) in [("sweep.csv", sweep.csv()), ("sweep.json", try sweep.json()), ("sweep.md", sweep.markdown()),
                                  ("sweep.svg", sweep.svg())] {
                 try writeAtomically(Data(text.utf8), to: (out as NSString).appendingPathComponent(name))
