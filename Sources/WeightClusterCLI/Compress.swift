@@ -64,6 +64,9 @@ struct Compress: ParsableCommand {
         if training.reassignEvery != nil && (finetuneEpochs == nil || (kernelReduction == nil && kernelClusters == nil)) {
             throw ValidationError("--reassign-every needs kernel codebooks to fine-tune: give --finetune-epochs and --kernel-reduction or --kernel-clusters")
         }
+        if let finetuneEpochs {
+            _ = try training.configuration(epochs: finetuneEpochs, seed: kernels.seed, preprocessing: dataOptions.preprocessing, epochsFlag: "--finetune-epochs")
+        }
     }
 
     func run() throws {
@@ -78,7 +81,7 @@ struct Compress: ParsableCommand {
         let pipeline = try Pipeline(graph, pruning: pruneConfig, neurons: neuronConfig, kernels: kernelConfig, channelEnergy: energy,
                                     codebook: format == .codebook || finetuneEpochs != nil)
         var written = pipeline.graph
-        var trainingReports: [EpochReport] = []
+        var fineTuning: FineTuningReport?
         var beforeTraining: Double?
         // The test images, loaded once, when anything is evaluated.
         var testImages: ImageDataset?
@@ -88,9 +91,10 @@ struct Compress: ParsableCommand {
         }
         if let finetuneEpochs, let test = testImages {
             beforeTraining = try Evaluator.evaluate(try Executor(graph: written), on: test) { Terminal.progress("before fine-tuning", $0, $1) }.top1
-            (written, trainingReports) = try training.fineTune(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: test,
-                                                                  original: graph)
-            written = try exported(written, format: format)
+            let result = try training.fineTuning(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, original: graph,
+                                                 epochsFlag: "--finetune-epochs")
+            fineTuning = result.report
+            written = try exported(result.graph, format: format)
         }
         try ONNXModelFile.save(written, to: output)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
@@ -143,9 +147,10 @@ struct Compress: ParsableCommand {
                 }
             }
             if let report { object["top1"] = report.top1; object["top5"] = report.top5; object["images"] = report.images }
-            if let beforeTraining {
+            if let beforeTraining, let fineTuning {
                 object["top1_before_finetuning"] = beforeTraining
-                object["finetune_epochs"] = trainingReports.map(\.json)
+                object.merge(fineTuning.json) { $1 }
+                object["finetune_epochs"] = object.removeValue(forKey: "epochs")
             }
             print(try Terminal.json(object))
             return
@@ -159,8 +164,8 @@ struct Compress: ParsableCommand {
             print(String(format: "clustering: %.2f s, inertia %.6g", result.clusteringSeconds, result.inertia))
         }
         print("footprint: \(Terminal.bytes(total.totalBytes)) of \(Terminal.bytes(total.denseBytes)) dense (×\(String(format: "%.2f", total.compressionRatio)))")
-        if let beforeTraining {
-            print("fine-tuning: top-1 \(Terminal.percent(beforeTraining)) before, " + trainingReports.map { String(format: "%.2f%%", 100 * ($0.testTop1 ?? 0)) }.joined(separator: " → ") + " after \(trainingReports.count) epoch(s)")
+        if let beforeTraining, let fineTuning {
+            print("fine-tuning (\(fineTuning.epochs.count) epoch(s)): \(fineTuning.summary); test top-1 before: \(Terminal.percent(beforeTraining))")
         }
         if let report { print("top-1: \(Terminal.percent(report.top1))   top-5: \(Terminal.percent(report.top5))   (\(report.images) images)") }
     }
