@@ -73,6 +73,7 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
         let probe = try subset(train, Array(0..<min(configuration.rangeTest.images, train.count)))
         range = try configuration.rangeTest.run(graph, on: probe, configuration: training, masked: masked) { events?(.rangeTest(step: $0, of: $1)) }
         training.learningRate = range!.chosen
+        events?(.rangeTestDone(range!))
     }
 
     let trainer = try Trainer(graph: graph, configuration: training, masked: masked, reassignment: reassignment)

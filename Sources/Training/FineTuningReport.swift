@@ -66,6 +66,7 @@ public struct FineTuningResult {
 /// What a fine-tuning run is doing, for a progress display.
 public enum FineTuningEvent: Sendable {
     case rangeTest(step: Int, of: Int)
+    case rangeTestDone(LearningRateRangeTest.Result)
     case evaluating(images: Int, of: Int)
     case training(TrainingProgress)
     case checkpoint(FineTuningReport.Checkpoint)

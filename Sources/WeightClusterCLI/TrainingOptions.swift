@@ -113,7 +113,11 @@ struct TrainingOptions: ParsableArguments {
             case .training(let p):
                 Terminal.status(String(format: "epoch %d/%d %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s", p.epoch, p.epochs, p.images, p.total,
                                        p.loss, 100 * p.accuracy, p.imagesPerSecond), done: p.images >= p.total)
-            case .checkpoint: break
+            case .rangeTestDone(let r):
+                FileHandle.standardError.write(Data(String(format: "learning-rate range test: lowest loss at lr %.3g, training at lr %.3g (%.0f s)\n",
+                                                           Double(r.bestRate), Double(r.chosen), r.seconds).utf8))
+            case .checkpoint(let c):
+                FileHandle.standardError.write(Data(String(format: "check-point: step %d, held-out top-1 %.2f%%\n", c.step, 100 * c.top1).utf8))
             case .backoff(let b):
                 FileHandle.standardError.write(Data(String(format: "fine-tuning diverged: %@; resuming from step %d at lr %.3g\n",
                                                            b.reason, b.resumedFrom, Double(b.toRate)).utf8))

@@ -301,16 +301,19 @@ enum ModelArgumentPath {
         let compact = dir.appendingPathComponent("c.onnx").path, tuned = dir.appendingPathComponent("t.onnx").path
         #expect(try CLI.run(["compress", "-o", compact, "--kernel-reduction", "0.9", "--format", "codebook"]).status == 0)
         let before = try Data(contentsOf: URL(fileURLWithPath: compact))
-        let result = try CLI.run(["finetune", compact, "-o", tuned, "--epochs", "1", "--steps", "2", "--train-batch", "8", "--limit", "16", "--json"])
+        let result = try CLI.run(["finetune", compact, "-o", tuned, "--epochs", "1", "--steps", "2", "--train-batch", "8", "--limit", "16",
+                                  "--held-out", "64", "--json"])
         #expect(result.status == 0, "\(result.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
-        #expect(object["top1_before"] != nil && object["top1"] != nil && (object["epochs"] as? [Any])?.count == 1)
+        #expect(object["top1_before"] != nil && object["top1_after"] != nil && object["top1"] != nil && (object["epochs"] as? [Any])?.count == 1)
+        #expect(object["diverged"] is Bool && object["lr_source"] as? String == "range-test" && (object["lr"] as? Double ?? 0) > 0)
         #expect(try Data(contentsOf: URL(fileURLWithPath: compact)) == before, "the input is never modified")
         let trained = try ONNXModelFile.load(tuned)
         #expect(trained.initializers.keys.contains("wc_codebook_0"))
         // Dense export: the same model with the weights rebuilt.
         let dense = dir.appendingPathComponent("d.onnx").path
-        #expect(try CLI.run(["finetune", compact, "-o", dense, "--epochs", "1", "--steps", "1", "--batch", "4", "--limit", "8", "--format", "dense"]).status == 0)
+        #expect(try CLI.run(["finetune", compact, "-o", dense, "--epochs", "1", "--steps", "1", "--batch", "4", "--limit", "8", "--format", "dense",
+                                 "--held-out", "64", "--lr", "0.01"]).status == 0)
         #expect(try ONNXModelFile.load(dense).initializers.keys.allSatisfy { !$0.contains("wc_") })
     }
 
@@ -319,7 +322,7 @@ enum ModelArgumentPath {
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let result = try CLI.run(["sweep", "--kernel-reduction", "0.9", "--limit", "16", "--finetune-epochs", "1", "--steps", "1",
-                                  "--train-batch", "4", "--out", dir.path])
+                                  "--train-batch", "4", "--held-out", "64", "--lr", "0.01", "--out", dir.path])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("top-1 fine-tuned"))
         let csv = try String(contentsOfFile: dir.appendingPathComponent("sweep.csv").path, encoding: .utf8)
