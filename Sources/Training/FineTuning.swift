@@ -92,6 +92,7 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
         let epochStart = DispatchTime.now().uptimeNanoseconds
         var lossSum = 0.0, correct = 0, seen = 0, reassigned = 0
         var epochTop1: Double?
+        var evaluating = 0.0  // check-point seconds, left out of the training throughput
         for b in 0..<perEpoch {
             let rows = Array(shuffled[(b * training.batchSize)..<min(train.count, (b + 1) * training.batchSize)])
             let (x, labels) = trainer.batch(train, rows: rows)
@@ -123,9 +124,11 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
             }
             events?(.training(TrainingProgress(epoch: epoch, epochs: training.epochs, images: seen, total: min(train.count, perEpoch * training.batchSize),
                                                loss: lossSum / Double(max(1, seen)), accuracy: Double(correct) / Double(max(1, seen)),
-                                               imagesPerSecond: Double(seen) / max(elapsed(since: epochStart), 1e-9))))
+                                               imagesPerSecond: Double(seen) / max(elapsed(since: epochStart) - evaluating, 1e-9))))
             if divergence == nil && ((b + 1) % checkpointEvery == 0 || b == perEpoch - 1) && heldOut.count > 0 {
+                let evaluationStart = DispatchTime.now().uptimeNanoseconds
                 let t = try top1(trainer.graph)
+                evaluating += elapsed(since: evaluationStart)
                 let checkpoint = FineTuningReport.Checkpoint(step: step, epoch: epoch, top1: t)
                 checkpoints.append(checkpoint)
                 events?(.checkpoint(checkpoint))
@@ -144,7 +147,7 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
             if let divergence {
                 guard backoffs.count < configuration.backoffs else {
                     stopped = divergence + (backoffs.isEmpty ? "" : " after \(backoffs.count) back-off\(backoffs.count == 1 ? "" : "s")")
-                    epochs.append(report(epoch, lossSum, correct, seen, epochTop1, epochStart, reassigned))
+                    epochs.append(report(epoch, lossSum, correct, seen, epochTop1, epochStart, evaluating, reassigned))
                     break training
                 }
                 let from = trainer.configuration.learningRate, to = from * configuration.backoffFactor
@@ -157,13 +160,14 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
                 above = 0
             }
         }
-        epochs.append(report(epoch, lossSum, correct, seen, epochTop1, epochStart, reassigned))
+        epochs.append(report(epoch, lossSum, correct, seen, epochTop1, epochStart, evaluating, reassigned))
     }
 
-    func report(_ epoch: Int, _ lossSum: Double, _ correct: Int, _ seen: Int, _ top1: Double?, _ start: UInt64, _ reassigned: Int) -> EpochReport {
+    func report(_ epoch: Int, _ lossSum: Double, _ correct: Int, _ seen: Int, _ top1: Double?, _ start: UInt64, _ evaluating: Double,
+                _ reassigned: Int) -> EpochReport {
         let seconds = elapsed(since: start)
         return EpochReport(epoch: epoch, loss: lossSum / Double(max(1, seen)), trainAccuracy: Double(correct) / Double(max(1, seen)),
-                           testTop1: nil, heldOutTop1: top1, imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds,
+                           testTop1: nil, heldOutTop1: top1, imagesPerSecond: Double(seen) / max(seconds - evaluating, 1e-9), seconds: seconds,
                            reassigned: reassignment == nil ? nil : reassigned)
     }
 

@@ -346,7 +346,7 @@ enum ModelArgumentPath {
             (["finetune", dense, "-o", "/tmp/never-written.onnx", "--epochs", "1"], "written with --format dense"),
             (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "0"], "--epochs must be between 1 and 1000"),
             (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--lr", "0"], "--lr must be a positive number"),
-            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--held-out", "-1"], "--held-out must be ≥ 0"),
+            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--held-out=-1"], "--held-out must be ≥ 0"),
             (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--data", "\(images),\(labels)"], "training labels go up to 12"),
             (["compress", "-o", "/tmp/never-written.onnx", "--kernel-reduction", "0.5", "--finetune-epochs", "0"],
              "--finetune-epochs must be between 1 and 1000"),
