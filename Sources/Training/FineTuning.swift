@@ -70,7 +70,8 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
     case .fixed(let rate):
         training.learningRate = rate
     case .auto:
-        let probe = try subset(train, Array(0..<min(configuration.rangeTest.images, train.count)))
+        let wanted = min(configuration.rangeTest.images, configuration.rangeTest.steps * training.batchSize)
+        let probe = try subset(train, Array(0..<min(wanted, train.count)))
         range = try configuration.rangeTest.run(graph, on: probe, configuration: training, masked: masked) { events?(.rangeTest(step: $0, of: $1)) }
         training.learningRate = range!.chosen
         events?(.rangeTestDone(range!))

@@ -29,7 +29,7 @@ extension FineTuningConfiguration.LearningRate: ExpressibleByArgument {
 /// `FineTuningConfiguration`, and the library does the rest.
 struct TrainingOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Peak learning rate, or auto.",
-                               discussion: "auto: a learning-rate range test (40 steps on 512 training images, the rate growing from 1e-4 to 1) picks a tenth of the rate where the smoothed loss was lowest."))
+                               discussion: "auto: a learning-rate range test (40 steps of one new batch each, the rate growing from 1e-4 to 1) picks a tenth of the rate where the smoothed loss was lowest."))
     var lr: FineTuningConfiguration.LearningRate = .auto
 
     @Option(help: "sgd (momentum, Nesterov) or adam.")
