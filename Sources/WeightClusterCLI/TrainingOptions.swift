@@ -125,8 +125,9 @@ struct TrainingOptions: ParsableArguments {
         }
         if let stopped = result.report.stopped {
             let kept = result.report.improved ? "the best state seen (step \(result.report.keptStep))" : "the compressed model unchanged"
-            FileHandle.standardError.write(Data(String(format: "warning: fine-tuning stopped: %@; wrote %@; try --lr %.2g or fewer epochs\n",
-                                                       stopped, kept, Double(result.report.finalLearningRate * 0.3)).utf8))
+            let lower = String(format: "--lr %.2g", Double(result.report.finalLearningRate * 0.3))
+            let hint = result.report.learningRateFromRangeTest ? lower : "--lr auto (the default) or \(lower)"
+            FileHandle.standardError.write(Data("warning: fine-tuning stopped: \(stopped); wrote \(kept); try \(hint)\n".utf8))
         }
         return result
     }
