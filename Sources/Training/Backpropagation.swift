@@ -228,15 +228,3 @@ public final class Backpropagation {
         return Double(generator >> 11) / Double(1 << 53)
     }
 }
-
-public enum TrainingError: Error, Equatable, CustomStringConvertible {
-    case invalid(String)
-    case unsupported(op: String, node: String)
-
-    public var description: String {
-        switch self {
-        case .invalid(let message): message
-        case .unsupported(let op, let node): "no gradient for \(op) (node \(node)); training supports Conv, Gemm, MatMul, Add/Sub/Mul/Div, Relu, LeakyRelu, Clip, Sigmoid, Tanh, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Concat, Pad (constant), BatchNormalization, Dropout, Gather, Cast"
-        }
-    }
-}

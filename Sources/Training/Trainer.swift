@@ -4,62 +4,13 @@ import Dispatch
 import Foundation
 import ModelGraph
 
-/// How to train.
-public struct TrainingConfiguration: Sendable, Equatable {
-    public enum Optimizer: String, Sendable, CaseIterable {
-        /// SGD with momentum (PyTorch semantics; Nesterov by default).
-        case sgd
-        /// Adam (β 0.9/0.999, ε 1e-8), weight decay added to the gradient as PyTorch's Adam does.
-        case adam
-    }
-
-    public enum Schedule: String, Sendable, CaseIterable {
-        case constant
-        /// Cosine decay from the learning rate to 0 over all steps.
-        case cosine
-        /// PyTorch's OneCycleLR: 30% cosine warm-up from lr/25 to lr, then cosine down to lr/10⁴.
-        case oneCycle = "one-cycle"
-    }
-
-    public var epochs: Int
-    public var batchSize: Int = 64
-    public var learningRate: Float = 0.01
-    public var optimizer: Optimizer = .sgd
-    public var momentum: Float = 0.9
-    public var nesterov = true
-    /// L2 weight decay on weights of rank ≥ 2 (biases, scales and normalisation parameters are not decayed).
-    public var weightDecay: Float = 5e-4
-    public var schedule: Schedule = .cosine
-    /// Random horizontal flips and shifts of up to `shift` pixels, the uncovered border filled with `background`.
-    public var augment = true
-    public var shift = 2
-    public var background: Float = 0
-    /// BatchNormalization during training: batch statistics (`train`) or the stored ones (`frozen`).
-    public var batchNormalization: Backpropagation.BatchNormalizationMode = .train
-    /// Stop each epoch after this many steps (benchmarks, quick runs).
-    public var stepsPerEpoch: Int? = nil
-    public var seed: UInt64 = 0
-
-    public init(epochs: Int) { self.epochs = epochs }
-
-    public func validate() throws {
-        guard epochs >= 1 && epochs <= 1000 else { throw TrainingError.invalid("--epochs must be between 1 and 1000, got \(epochs)") }
-        guard learningRate > 0 && learningRate <= 10 && learningRate.isFinite else {
-            throw TrainingError.invalid("--lr must be in (0, 10], got \(learningRate)")
-        }
-        guard batchSize >= 1 else { throw TrainingError.invalid("--batch must be at least 1, got \(batchSize)") }
-        guard momentum >= 0 && momentum < 1, weightDecay >= 0 else {
-            throw TrainingError.invalid("--momentum must be in [0, 1) and --weight-decay ≥ 0")
-        }
-        if let s = stepsPerEpoch, s < 1 { throw TrainingError.invalid("--steps must be at least 1, got \(s)") }
-    }
-}
-
 public struct EpochReport: Sendable, Codable {
     public var epoch: Int
     public var loss: Double
     public var trainAccuracy: Double
     public var testTop1: Double?
+    /// Fine-tuning: top-1 on the held-out training images at the end of the epoch.
+    public var heldOutTop1: Double? = nil
     public var imagesPerSecond: Double
     public var seconds: Double
     /// With re-assignment: how many times a kernel changed its codebook entry during the epoch.
@@ -80,6 +31,11 @@ public struct Reassignment {
         self.shadows = shadows
         self.apply = apply
     }
+
+    /// The one rule for the interval, for front ends that check it before any work.
+    public static func validate(every: Int) throws {
+        guard every >= 1 else { throw TrainingError.setting(.reassignEvery, "must be at least 1, got \(every)") }
+    }
 }
 
 /// Progress of the current epoch, for a progress bar.
@@ -97,19 +53,20 @@ public struct TrainingProgress: Sendable {
 /// their zeros (pruned weights stay exactly zero). Deterministic for a given seed and thread count.
 public final class Trainer {
     public private(set) var engine: Backpropagation
-    public let configuration: TrainingConfiguration
-    private var reassignment: Reassignment?
+    public internal(set) var configuration: TrainingConfiguration
+    private(set) var reassignment: Reassignment?
     private var masks: [String: [Bool]] = [:]
     private var velocity: [String: [Float]] = [:]
     private var secondMoment: [String: [Float]] = [:]
-    private var step = 0
+    /// Steps taken so far (the schedule's position).
+    public internal(set) var step = 0
+    /// The step the warm-up starts from (moved forward when a fine-tuning run resumes at a lower rate).
+    var warmupStart = 0
     private var generator: UInt64
 
     public init(graph: Graph, configuration: TrainingConfiguration, masked: Set<String> = [], reassignment: Reassignment? = nil) throws {
         try configuration.validate()
-        if let reassignment, reassignment.every < 1 {
-            throw TrainingError.invalid("--reassign-every must be at least 1, got \(reassignment.every)")
-        }
+        if let reassignment { try Reassignment.validate(every: reassignment.every) }
         self.configuration = configuration
         self.reassignment = reassignment
         engine = try Self.engine(graph, configuration: configuration, seed: configuration.seed, retaining: reassignment)
@@ -136,16 +93,9 @@ public final class Trainer {
             var lossSum = 0.0, correct = 0, seen = 0, reassigned = 0
             for b in 0..<perEpoch {
                 let rows = Array(order[(b * config.batchSize)..<min(data.count, (b + 1) * config.batchSize)])
-                var x = gather(data.images, rows)
-                if config.augment { augment(&x) }
-                let labels = rows.map { data.labels[$0] }
-                let tape = try engine.forward([input: .float(x)], training: true)
-                let (loss, gradient, right) = try Backpropagation.crossEntropy(tape.logits, labels: labels)
-                let grads = try engine.backward(tape, logitsGradient: gradient)
-                let lr = rate(step: step, of: totalSteps)
-                update(grads, rate: lr)
-                step += 1
-                if reassignment != nil { reassigned += try trainShadows(grads, rate: lr) }
+                let (x, labels) = batch(data, rows: rows)
+                let (loss, right, moved) = try step(x, labels: labels, input: input, rate: rate(step: step, of: totalSteps))
+                reassigned += moved
                 lossSum += Double(loss) * Double(rows.count)
                 correct += right
                 seen += rows.count
@@ -163,18 +113,75 @@ public final class Trainer {
         return reports
     }
 
-    /// Learning rate at `step` of `total`.
+    /// One optimisation step on a batch: forward, loss, backward, update (and the shadows' step and re-assignment).
+    /// Returns the batch's mean loss, how many rows it classified right, and how many kernels were re-assigned.
+    public func step(_ x: Tensor<Float>, labels: [Int], input: String? = nil, rate lr: Float) throws -> (loss: Float, correct: Int, reassigned: Int) {
+        guard let input = input ?? engine.graph.inputs.first?.name else { throw TrainingError.invalid("the model has no input") }
+        let tape = try engine.forward([input: .float(x)], training: true)
+        let (loss, gradient, right) = try Backpropagation.crossEntropy(tape.logits, labels: labels)
+        guard loss.isFinite else {
+            step += 1
+            return (loss, right, 0)  // no update from a non-finite loss; the caller decides what follows
+        }
+        var grads = try engine.backward(tape, logitsGradient: gradient)
+        if let clip = configuration.gradientClipNorm { Self.clip(&grads, parameters: engine.parameters, to: clip) }
+        update(grads, rate: lr)
+        step += 1
+        let moved = reassignment != nil ? try trainShadows(grads, rate: lr) : 0
+        return (loss, right, moved)
+    }
+
+    /// Rows `rows` of `data` as a batch, augmented when the configuration says so.
+    public func batch(_ data: ImageDataset, rows: [Int]) -> (images: Tensor<Float>, labels: [Int]) {
+        var x = Self.gather(data.images, rows)
+        if configuration.augment { augment(&x) }
+        return (x, rows.map { data.labels[$0] })
+    }
+
+    /// Learning rate at `step` of `total`: the schedule, times the linear warm-up.
     public func rate(step: Int, of total: Int) -> Float {
         let lr = configuration.learningRate
         let t = Double(step) / Double(max(1, total))
+        let warm = configuration.warmupSteps > 0 ? min(1, Float(step - warmupStart + 1) / Float(configuration.warmupSteps)) : 1
         switch configuration.schedule {
-        case .constant: return lr
-        case .cosine: return lr * Float(0.5 * (1 + cos(Double.pi * t)))
+        case .constant: return warm * lr
+        case .cosine: return warm * lr * Float(0.5 * (1 + cos(Double.pi * t)))
         case .oneCycle:
-            let warm = 0.3
+            let warmFraction = 0.3
             func anneal(_ from: Float, _ to: Float, _ p: Double) -> Float { to + (from - to) * Float(0.5 * (1 + cos(Double.pi * p))) }
-            return t < warm ? anneal(lr / 25, lr, t / warm) : anneal(lr, lr / 25 / 1e4, (t - warm) / (1 - warm))
+            return warm * (t < warmFraction ? anneal(lr / 25, lr, t / warmFraction) : anneal(lr, lr / 25 / 1e4, (t - warmFraction) / (1 - warmFraction)))
         }
+    }
+
+    /// The parameters, running statistics and shadow weights as they are now.
+    public struct State {
+        public var graph: Graph
+        var shadows: [String: Tensor<Float>]?
+    }
+
+    public var state: State { State(graph: engine.graph, shadows: reassignment?.shadows) }
+
+    /// Goes back to `state` at learning rate `rate`, with the optimizer's moments cleared and the warm-up restarted;
+    /// the schedule keeps its position.
+    public func restore(_ state: State, learningRate rate: Float) throws {
+        if let shadows = state.shadows { reassignment?.shadows = shadows }
+        let profiling = engine.profiling
+        engine = try Self.engine(state.graph, configuration: configuration, seed: configuration.seed &+ UInt64(step) &+ 1, retaining: reassignment)
+        engine.profiling = profiling
+        configuration.learningRate = rate
+        velocity = [:]
+        secondMoment = [:]
+        warmupStart = step
+    }
+
+    /// Scales all gradients of `parameters` together down to L2 norm `limit` when they are longer.
+    static func clip(_ grads: inout [String: Tensor<Float>], parameters: [String], to limit: Float) {
+        var sum = 0.0
+        for name in parameters { if let g = grads[name] { for v in g.scalars { sum += Double(v) * Double(v) } } }
+        let norm = sum.squareRoot()
+        guard norm > Double(limit), norm.isFinite else { return }
+        let factor = Float(Double(limit) / norm)
+        for name in parameters where grads[name] != nil { grads[name]!.scalars = grads[name]!.scalars.map { $0 * factor } }
     }
 
     private func update(_ grads: [String: Tensor<Float>], rate lr: Float) {
@@ -261,13 +268,13 @@ public final class Trainer {
         return generator >> 11
     }
 
-    private func shuffled(_ n: Int) -> [Int] {
+    func shuffled(_ n: Int) -> [Int] {
         var order = Array(0..<n)
         for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(nextRandom() % UInt64(i + 1))) }
         return order
     }
 
-    private func gather(_ images: Tensor<Float>, _ rows: [Int]) -> Tensor<Float> {
+    static func gather(_ images: Tensor<Float>, _ rows: [Int]) -> Tensor<Float> {
         let size = images.count / max(1, images.shape[0])
         var out = [Float](repeating: 0, count: rows.count * size)
         for (r, row) in rows.enumerated() { for j in 0..<size { out[r * size + j] = images.scalars[row * size + j] } }

@@ -65,8 +65,8 @@ struct Compress: ParsableCommand {
         if training.reassignEvery != nil && (finetuneEpochs == nil || (kernelReduction == nil && kernelClusters == nil && palettization.isEmpty)) {
             throw ValidationError("--reassign-every needs codebooks to fine-tune: give --finetune-epochs and --bits, --kernel-reduction or --kernel-clusters")
         }
-        if let finetuneEpochs, finetuneEpochs < 1 {
-            throw ValidationError("--finetune-epochs must be at least 1, got \(finetuneEpochs)")
+        if let finetuneEpochs {
+            _ = try training.configuration(epochs: finetuneEpochs, seed: kernels.seed, preprocessing: dataOptions.preprocessing, epochsFlag: "--finetune-epochs")
         }
     }
 
@@ -87,7 +87,7 @@ struct Compress: ParsableCommand {
         let graph = try model.load()
         var result = try mapped { try compress(graph, configuration: try configuration(graph)) }
         var written = result.graph
-        var trainingReports: [EpochReport] = []
+        var fineTuning: FineTuningReport?
         var beforeTraining: Double?
         // The test images, loaded once, when anything is evaluated.
         var testImages: ImageDataset?
@@ -97,9 +97,10 @@ struct Compress: ParsableCommand {
         }
         if let finetuneEpochs, let test = testImages {
             beforeTraining = try Evaluator.evaluate(try Executor(graph: written), on: test) { Terminal.progress("before fine-tuning", $0, $1) }.top1
-            (written, trainingReports) = try training.fineTune(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, test: test,
-                                                                  original: graph)
-            written = try exported(written, format: format)
+            let tuned = try training.fineTuning(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, original: graph,
+                                                epochsFlag: "--finetune-epochs")
+            fineTuning = tuned.report
+            written = try exported(tuned.graph, format: format)
         }
         try ONNXModelFile.save(written, to: output)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
@@ -120,7 +121,7 @@ struct Compress: ParsableCommand {
         result.top5 = report?.top5
         result.images = report?.images
         if json {
-            print(try CompressReport(result: result, top1BeforeFinetuning: beforeTraining, epochs: beforeTraining == nil ? nil : trainingReports).json())
+            print(try CompressReport(result: result, top1BeforeFinetuning: beforeTraining, fineTuning: fineTuning).json())
             return
         }
         print("wrote \(output) (\(format.rawValue), \(Terminal.bytes(fileBytes)) on disk)")
@@ -133,54 +134,28 @@ struct Compress: ParsableCommand {
         }
         for line in result.palettizationLines() { print(line) }
         print("footprint: \(Terminal.bytes(result.footprintBytes)) of \(Terminal.bytes(result.denseBytes)) dense (×\(String(format: "%.2f", result.compressionRatio)))")
-        if let beforeTraining {
-            print("fine-tuning: top-1 \(Terminal.percent(beforeTraining)) before, " + trainingReports.map { String(format: "%.2f%%", 100 * ($0.testTop1 ?? 0)) }.joined(separator: " → ") + " after \(trainingReports.count) epoch(s)")
+        if let beforeTraining, let fineTuning {
+            print("fine-tuning (\(fineTuning.epochs.count) epoch(s)): \(fineTuning.summary); test top-1 before: \(Terminal.percent(beforeTraining))")
         }
         if let report { print("top-1: \(Terminal.percent(report.top1))   top-5: \(Terminal.percent(report.top5))   (\(report.images) images)") }
     }
 }
 
-/// `compress --json`: the library's report, plus fine-tuning when it ran.
-struct CompressReport: Encodable {
+/// `compress --json`: the library's report, plus fine-tuning when it ran (the keys `finetune --json` uses, its
+/// epochs under `finetune_epochs`).
+struct CompressReport {
     var result: CompressionResult
     var top1BeforeFinetuning: Double?
-    var epochs: [EpochReport]?
-
-    enum CodingKeys: String, CodingKey { case top1BeforeFinetuning = "top1_before_finetuning", epochs = "finetune_epochs" }
-
-    func encode(to encoder: Encoder) throws {
-        try result.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodeIfPresent(top1BeforeFinetuning, forKey: .top1BeforeFinetuning)
-        try c.encodeIfPresent(epochs.map { $0.map(EpochEntry.init) }, forKey: .epochs)
-    }
+    var fineTuning: FineTuningReport?
 
     func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
-}
-
-/// One epoch of fine-tuning in a JSON report.
-struct EpochEntry: Encodable {
-    var report: EpochReport
-    init(_ report: EpochReport) { self.report = report }
-
-    enum CodingKeys: String, CodingKey {
-        case epoch, loss, top1, seconds, reassigned
-        case trainAccuracy = "train_accuracy", imagesPerSecond = "images_per_second"
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(report.epoch, forKey: .epoch)
-        try c.encode(report.loss, forKey: .loss)
-        try c.encode(report.trainAccuracy, forKey: .trainAccuracy)
-        try c.encode(report.testTop1 ?? 0, forKey: .top1)
-        try c.encode(report.imagesPerSecond, forKey: .imagesPerSecond)
-        try c.encode(report.seconds, forKey: .seconds)
-        try c.encodeIfPresent(report.reassigned, forKey: .reassigned)
+        var object = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(result)) as? [String: Any] ?? [:]
+        if let fineTuning {
+            object["top1_before_finetuning"] = top1BeforeFinetuning
+            object.merge(fineTuning.json) { $1 }
+            object["finetune_epochs"] = object.removeValue(forKey: "epochs")
+        }
+        return try Terminal.json(object)
     }
 }
 

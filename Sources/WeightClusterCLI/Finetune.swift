@@ -40,33 +40,41 @@ struct Finetune: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    func validate() throws {
+        _ = try training.configuration(epochs: epochs, seed: seed, preprocessing: dataOptions.preprocessing)
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+    }
+
     func run() throws {
         let inputPath = try model.path
         try ensureDistinct(output: output, input: inputPath)
-        _ = try training.configuration(epochs: epochs, seed: seed, preprocessing: dataOptions.preprocessing)
         let graph = try model.load(strictness: .runnable)
         let structure = try trainableStructure(graph)
         var test = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
         if let limit { test = test.prefix(limit) }
-        let before = try Evaluator.evaluate(try Executor(graph: graph), on: test) { Terminal.progress("before", $0, $1) }
-        if !json { print("fine-tuning \(inputPath) (\(structure)); top-1 before: \(Terminal.percent(before.top1))") }
-        let (trained, reports) = try training.fineTune(graph, epochs: epochs, seed: seed, data: dataOptions, test: test)
-        try ONNXModelFile.save(try exported(trained, format: format), to: output)
+        if !json { print("fine-tuning \(inputPath) (\(structure))") }
+        let result = try training.fineTuning(graph, epochs: epochs, seed: seed, data: dataOptions)
+        let written = try exported(result.graph, format: format)
+        try ONNXModelFile.save(written, to: output)
+        let before = try Evaluator.evaluate(try Executor(graph: graph), on: test) { Terminal.progress("test images, before", $0, $1) }
+        let after = try Evaluator.evaluate(try Executor(graph: written), on: test) { Terminal.progress("test images, after", $0, $1) }
+        let report = result.report
         if json {
-            let object: [String: Any] = [
-                "model": inputPath, "output": output, "structure": structure, "top1_before": before.top1,
-                "top1": reports.last?.testTop1 ?? before.top1, "images": test.count,
-                "epochs": reports.map(\.json),
+            var object: [String: Any] = [
+                "model": inputPath, "output": output, "structure": structure, "test_top1_before": before.top1,
+                "top1": after.top1, "images": test.count,
             ]
+            object.merge(report.json) { $1 }
             print(try Terminal.json(object))
             return
         }
-        for r in reports {
-            print(String(format: "epoch %d: loss %.4f, train accuracy %.2f%%, test top-1 %.2f%%, %.0f images/s, %.0f s", r.epoch, r.loss,
-                         100 * r.trainAccuracy, 100 * (r.testTop1 ?? 0), r.imagesPerSecond, r.seconds)
+        for r in report.epochs {
+            print(String(format: "epoch %d: loss %.4f, train accuracy %.2f%%, held-out top-1 %@, %.0f images/s, %.0f s", r.epoch, r.loss,
+                         100 * r.trainAccuracy, r.heldOutTop1.map { String(format: "%.2f%%", 100 * $0) } ?? "–", r.imagesPerSecond, r.seconds)
                   + (r.reassigned.map { ", \($0) kernel re-assignments" } ?? ""))
         }
-        print("wrote \(output) (\(format.rawValue)); top-1 \(Terminal.percent(before.top1)) → \(Terminal.percent(reports.last?.testTop1 ?? before.top1)) on \(test.count) images")
+        print("fine-tuning: " + report.summary)
+        print("wrote \(output) (\(format.rawValue)); test top-1 \(Terminal.percent(before.top1)) → \(Terminal.percent(after.top1)) on \(test.count) images")
     }
 }
 

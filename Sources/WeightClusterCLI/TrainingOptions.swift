@@ -11,10 +11,26 @@ import Training
 extension TrainingConfiguration.Optimizer: ExpressibleByArgument {}
 extension TrainingConfiguration.Schedule: ExpressibleByArgument {}
 
-/// Training settings shared by `finetune`, `compress --finetune-epochs` and `sweep --finetune-epochs`.
+/// `--lr auto` or `--lr RATE`.
+extension FineTuningConfiguration.LearningRate: ExpressibleByArgument {
+    public init?(argument: String) {
+        if argument == "auto" { self = .auto } else if let rate = Float(argument) { self = .fixed(rate) } else { return nil }
+    }
+
+    public var defaultValueDescription: String {
+        switch self {
+        case .auto: "auto"
+        case .fixed(let rate): "\(rate)"
+        }
+    }
+}
+
+/// Training settings shared by `finetune`, `compress --finetune-epochs` and `sweep --finetune-epochs`; they map onto
+/// `FineTuningConfiguration`, and the library does the rest.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Learning rate (peak rate for one-cycle).")
-    var lr: Float = 0.01
+    @Option(help: ArgumentHelp("Peak learning rate, or auto.",
+                               discussion: "auto: a learning-rate range test (40 steps of one new batch each, the rate growing from 1e-4 to 1) picks a tenth of the rate where the smoothed loss was lowest."))
+    var lr: FineTuningConfiguration.LearningRate = .auto
 
     @Option(help: "sgd (momentum, Nesterov) or adam.")
     var optimizer: TrainingConfiguration.Optimizer = .sgd
@@ -22,7 +38,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: [.customLong("train-batch"), .customLong("batch")], help: "Training batch size.")
     var trainBatch: Int = 64
 
-    @Option(help: "Learning-rate schedule: cosine, one-cycle or constant.")
+    @Option(help: "Learning-rate schedule: cosine, one-cycle or constant (after a linear warm-up over 3% of the steps).")
     var schedule: TrainingConfiguration.Schedule = .cosine
 
     @Option(help: "SGD momentum.")
@@ -40,54 +56,90 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Stop each epoch after this many steps.")
     var steps: Int?
 
-    @Option(help: "Train on the first N training images only.")
+    @Option(help: "Train on the first N training images only (after the held-out ones are set aside).")
     var trainLimit: Int?
+
+    @Option(help: ArgumentHelp("Training images set aside (seeded) to choose the state to keep; 0 keeps the last state.",
+                               discussion: "The model is evaluated on them before training, at four check-points per epoch and at the end; the best state is written, and when none beats the compressed model the compressed model is written."))
+    var heldOut: Int = 2000
 
     @Option(help: ArgumentHelp("Re-assign every clustered kernel to its nearest codebook entry every N steps (default: assignments stay fixed).",
                                discussion: "Each kernel keeps a dense shadow copy — the original weights with compress --finetune-epochs, else the clustered ones — trained with its own gradient (straight-through); the codebooks (and scales) train as usual."))
     var reassignEvery: Int?
 
-    func configuration(epochs: Int, seed: UInt64, preprocessing: Preprocessing) throws -> TrainingConfiguration {
-        var c = TrainingConfiguration(epochs: epochs)
+    /// The library configuration these flags ask for; a setting out of range is reported with the flag that set it
+    /// (`epochsFlag` names the command's epochs option).
+    func configuration(epochs: Int, seed: UInt64, preprocessing: Preprocessing, epochsFlag: String = "--epochs") throws -> FineTuningConfiguration {
+        var c = FineTuningConfiguration(epochs: epochs)
         c.learningRate = lr
-        c.optimizer = optimizer
-        c.batchSize = trainBatch
-        c.schedule = schedule
-        c.momentum = momentum
-        c.nesterov = optimizer == .sgd && momentum > 0
-        c.weightDecay = weightDecay
-        c.augment = !noAugment
-        c.background = (0 - preprocessing.mean) / preprocessing.std
-        c.batchNormalization = freezeBatchNorm ? .frozen : .train
-        c.stepsPerEpoch = steps
-        c.seed = seed
-        try c.validate()
-        if let trainLimit, trainLimit < 1 { throw ValidationError("--train-limit must be at least 1, got \(trainLimit)") }
-        if let reassignEvery, reassignEvery < 1 { throw ValidationError("--reassign-every must be at least 1, got \(reassignEvery)") }
+        c.training.optimizer = optimizer
+        c.training.batchSize = trainBatch
+        c.training.schedule = schedule
+        c.training.momentum = momentum
+        c.training.nesterov = optimizer == .sgd && momentum > 0
+        c.training.weightDecay = weightDecay
+        c.training.augment = !noAugment
+        c.training.background = (0 - preprocessing.mean) / preprocessing.std
+        c.training.batchNormalization = freezeBatchNorm ? .frozen : .train
+        c.training.stepsPerEpoch = steps
+        c.training.seed = seed
+        c.trainingLimit = trainLimit
+        c.heldOut = heldOut
+        do {
+            try c.validate()
+            if let reassignEvery { try Reassignment.validate(every: reassignEvery) }
+        } catch TrainingError.setting(let setting, let message) {
+            let flags: [TrainingError.Setting: String] = [
+                .epochs: epochsFlag, .learningRate: "--lr", .batchSize: "--batch", .momentum: "--momentum", .weightDecay: "--weight-decay",
+                .stepsPerEpoch: "--steps", .reassignEvery: "--reassign-every", .heldOut: "--held-out", .trainingLimit: "--train-limit",
+            ]
+            throw ValidationError("\(flags[setting] ?? setting.words) \(message)")
+        }
         return c
     }
 
-    /// Fine-tunes `graph` (its structure — codebooks, shared columns, pruning record — kept) and returns the
-    /// trained graph with one report per epoch, each with the test top-1 on `test`. With `--reassign-every`, the
-    /// kernels' shadow weights start from `original`'s weights of the same name when given.
+    /// Fine-tunes `graph` (its structure — codebooks, shared columns, pruning record — kept) on the training split:
+    /// the library chooses the rate, guards against divergence and returns the best state on the held-out images.
+    /// With `--reassign-every`, the kernels' shadow weights start from `original`'s weights of the same name when given.
+    func fineTuning(_ graph: Graph, epochs: Int, seed: UInt64, data: DataOptions, original: Graph? = nil,
+                    epochsFlag: String = "--epochs") throws -> FineTuningResult {
+        let config = try configuration(epochs: epochs, seed: seed, preprocessing: data.preprocessing, epochsFlag: epochsFlag)
+        let train = try data.source.load(split: .train, preprocessing: data.preprocessing)
+        let result = try Training.fineTune(graph, on: train, configuration: config, masked: prunedWeights(graph),
+                                  reassignment: try reassignment(graph, original: original)) { event in
+            switch event {
+            case .rangeTest(let step, let total): Terminal.progress("learning-rate range test", step, total)
+            case .evaluating(let done, let total): Terminal.progress("held-out images", done, total)
+            case .training(let p):
+                Terminal.status(String(format: "epoch %d/%d %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s", p.epoch, p.epochs, p.images, p.total,
+                                       p.loss, 100 * p.accuracy, p.imagesPerSecond), done: p.images >= p.total)
+            case .rangeTestDone(let r):
+                FileHandle.standardError.write(Data(String(format: "learning-rate range test: lowest loss at lr %.3g, training at lr %.3g (%.0f s)\n",
+                                                           Double(r.bestRate), Double(r.chosen), r.seconds).utf8))
+            case .checkpoint(let c):
+                FileHandle.standardError.write(Data(String(format: "check-point: step %d, held-out top-1 %.2f%%\n", c.step, 100 * c.top1).utf8))
+            case .backoff(let b):
+                FileHandle.standardError.write(Data(String(format: "fine-tuning diverged: %@; resuming from step %d at lr %.3g\n",
+                                                           b.reason, b.resumedFrom, Double(b.toRate)).utf8))
+            }
+        }
+        if let stopped = result.report.stopped {
+            let kept = result.report.improved ? "the best state seen (step \(result.report.keptStep))" : "the compressed model unchanged"
+            let lower = String(format: "--lr %.2g", Double(result.report.finalLearningRate * 0.3))
+            let hint = result.report.learningRateFromRangeTest ? lower : "--lr auto (the default) or \(lower)"
+            FileHandle.standardError.write(Data("warning: fine-tuning stopped: \(stopped); wrote \(kept); try \(hint)\n".utf8))
+        }
+        return result
+    }
+
+    /// For `sweep --finetune-epochs`: the kept graph, with the test top-1 of that graph as the last epoch's `testTop1`.
     func fineTune(_ graph: Graph, epochs: Int, seed: UInt64, data: DataOptions, test: ImageDataset,
                   original: Graph? = nil) throws -> (Graph, [EpochReport]) {
-        let config = try configuration(epochs: epochs, seed: seed, preprocessing: data.preprocessing)
-        var train = try data.source.load(split: .train, preprocessing: data.preprocessing)
-        if let trainLimit { train = train.prefix(trainLimit) }
-        let classes = try outputClasses(graph, sample: test.count > 0 ? test : train)
-        if let bad = train.labels.first(where: { $0 >= classes }) {
-            throw ValidationError("model has \(classes) outputs but the training labels go up to \(train.labels.max() ?? bad)")
-        }
-        let trainer = try Trainer(graph: graph, configuration: config, masked: prunedWeights(graph),
-                                  reassignment: try reassignment(graph, original: original))
-        let reports = try trainer.train(train, evaluate: { g in
-            try Evaluator.evaluate(try Executor(graph: g), on: test) { Terminal.progress("evaluating", $0, $1) }.top1
-        }, progress: { p in
-            Terminal.status(String(format: "epoch %d/%d %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s", p.epoch, p.epochs, p.images, p.total,
-                                   p.loss, 100 * p.accuracy, p.imagesPerSecond), done: p.images >= p.total)
-        })
-        return (trainer.graph, reports)
+        let result = try fineTuning(graph, epochs: epochs, seed: seed, data: data, original: original, epochsFlag: "--finetune-epochs")
+        var reports = result.report.epochs
+        let top1 = try Evaluator.evaluate(try Executor(graph: result.graph), on: test) { Terminal.progress("evaluating", $0, $1) }.top1
+        if !reports.isEmpty { reports[reports.count - 1].testTop1 = top1 }
+        return (result.graph, reports)
     }
 
     /// The re-assignment `--reassign-every` asks for, with the kernels' shadow weights.
@@ -105,11 +157,6 @@ struct TrainingOptions: ParsableArguments {
             shadows[layer.weight] = start
         }
         return Reassignment(every: every, shadows: shadows) { g, latent in try structure.reassigned(g, to: latent) }
-    }
-
-    func outputClasses(_ graph: Graph, sample: ImageDataset) throws -> Int {
-        let y = try Executor(graph: graph)(sample.batch(0..<min(1, sample.count)))
-        return y.shape.last ?? 0
     }
 
     /// Weights recorded as pruned by `compress --sparsity` that are still plain initializers.
@@ -141,9 +188,32 @@ func trainableStructure(_ graph: Graph) throws -> String {
 extension EpochReport {
     /// One epoch in the JSON reports of `finetune` and `compress --finetune-epochs`.
     var json: [String: Any] {
-        var entry: [String: Any] = ["epoch": epoch, "loss": loss, "train_accuracy": trainAccuracy, "top1": testTop1 ?? 0,
+        var entry: [String: Any] = ["epoch": epoch, "loss": loss, "train_accuracy": trainAccuracy,
                                     "images_per_second": imagesPerSecond, "seconds": seconds]
+        if let heldOutTop1 { entry["held_out_top1"] = heldOutTop1 }
+        if let testTop1 { entry["top1"] = testTop1 }
         if let reassigned { entry["reassigned"] = reassigned }
         return entry
+    }
+}
+
+extension FineTuningReport {
+    /// The keys `finetune --json` and `compress --finetune-epochs --json` share.
+    var json: [String: Any] {
+        var object: [String: Any] = [
+            "top1_before": top1Before, "top1_after": top1After, "diverged": diverged, "lr": Double(learningRate),
+            "lr_final": Double(finalLearningRate), "lr_source": learningRateFromRangeTest ? "range-test" : "given",
+            "held_out_images": heldOutImages, "training_images": trainingImages, "improved": improved, "kept_step": keptStep,
+            "steps": steps, "finetune_seconds": seconds, "epochs": epochs.map(\.json),
+            "backoffs": backoffs.map { ["step": $0.step, "resumed_from": $0.resumedFrom, "reason": $0.reason,
+                                        "from_lr": Double($0.fromRate), "to_lr": Double($0.toRate)] as [String: Any] },
+            "checkpoints": checkpoints.map { ["step": $0.step, "epoch": $0.epoch, "top1": $0.top1] as [String: Any] },
+        ]
+        if let stopped { object["stopped"] = stopped }
+        if let rangeTest {
+            object["range_test"] = ["best_lr": Double(rangeTest.bestRate), "chosen_lr": Double(rangeTest.chosen), "seconds": rangeTest.seconds,
+                                    "points": rangeTest.points.map { [Double($0.learningRate), Double($0.loss), Double($0.smoothedLoss)] }] as [String: Any]
+        }
+        return object
     }
 }

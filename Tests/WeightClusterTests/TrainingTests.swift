@@ -157,14 +157,22 @@ import _TestSupport
     }
 
     @Test func badTrainingSettings() throws {
-        for (change, text) in [({ (c: inout TrainingConfiguration) in c.epochs = 0 }, "--epochs"),
-                               ({ $0.learningRate = 0 }, "--lr"), ({ $0.learningRate = .nan }, "--lr"), ({ $0.batchSize = 0 }, "--batch")] {
+        // The library names the setting; the CLI maps it to its flag (pinned in CLITests).
+        for (change, setting) in [({ (c: inout TrainingConfiguration) in c.epochs = 0 }, TrainingError.Setting.epochs),
+                                  ({ $0.learningRate = 0 }, .learningRate), ({ $0.learningRate = .nan }, .learningRate),
+                                  ({ $0.batchSize = 0 }, .batchSize), ({ $0.gradientClipNorm = 0 }, .gradientClipNorm)] {
             var c = Self.quick()
             change(&c)
             do {
                 _ = try Trainer(graph: NeuronFixtures.convHead(globalPool: true), configuration: c)
-                Issue.record("accepted \(text)")
-            } catch { #expect("\(error)".contains(text)) }
+                Issue.record("accepted a bad \(setting)")
+            } catch let TrainingError.setting(found, _) {
+                #expect(found == setting)
+            }
+        }
+        #expect(throws: TrainingError.setting(.reassignEvery, "must be at least 1, got 0")) {
+            try Trainer(graph: NeuronFixtures.convHead(globalPool: true), configuration: Self.quick(),
+                        reassignment: Reassignment(every: 0, shadows: [:]) { g, _ in (g, 0) })
         }
         // A model whose path to the loss has an op without a gradient.
         var g = NeuronFixtures.convHead(globalPool: true)
