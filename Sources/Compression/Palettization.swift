@@ -202,8 +202,9 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         failure = failed
     }
     if let failure { throw failure }
+    let groupsOfJob = Dictionary(grouping: groupJobs.indices, by: { groupJobs[$0].job })
     for (i, job) in jobs.enumerated() where job.settings.granularity != .network {
-        let mine = groupJobs.indices.filter { groupJobs[$0].job == i }
+        let mine = groupsOfJob[i] ?? []
         // Groups of one tensor share one codebook tensor, so they share one entry count (the smallest, for tiny groups).
         let entries = mine.map { fits[$0]!.codebook.entries }.min()!
         var codebook: [Float] = [], indices: [Int32] = []

@@ -136,10 +136,7 @@ public struct CompressedWeight: Sendable {
         func node(_ op: String, _ inputs: [String], _ output: String, _ attributes: [String: Attribute] = [:]) {
             nodes.append(Node(name: "\(output)/node", opType: op, inputs: inputs, outputs: [output], attributes: attributes))
         }
-        func constant(_ name: String, _ tensor: AnyTensor, _ storage: StorageType) {
-            graph.initializers[name] = tensor
-            if storage != .float && storage != .int64 { graph.storageTypes[name] = storage.rawValue } else { graph.storageTypes[name] = nil }
-        }
+        func constant(_ name: String, _ tensor: AnyTensor, _ storage: StorageType) { Self.store(tensor, as: storage, named: name, in: &graph) }
         graph.initializers[w] = nil
         graph.storageTypes[w] = nil
         // The codebook (once, when shared), as a float value.
@@ -238,10 +235,7 @@ public struct CompressedWeight: Sendable {
 
     private func storeIndicesAndScales(in graph: inout Graph) {
         let l = layout, v = l.vectorsPerRow
-        func constant(_ name: String, _ tensor: AnyTensor, _ storage: StorageType) {
-            graph.initializers[name] = tensor
-            graph.storageTypes[name] = storage == .float || storage == .int64 ? nil : storage.rawValue
-        }
+        func constant(_ name: String, _ tensor: AnyTensor, _ storage: StorageType) { Self.store(tensor, as: storage, named: name, in: &graph) }
         if l.entries <= 65_536 {
             constant(l.indexName, .int64(Tensor(shape: [l.rows, v], scalars: indices.map(Int64.init))), l.entries <= 256 ? .uint8 : .uint16)
         } else {
@@ -258,6 +252,12 @@ public struct CompressedWeight: Sendable {
         } else {
             constant(l.vectorScaleName, .float(Tensor(shape: shape, scalars: scales)), .float16)
         }
+    }
+
+    /// An initializer and the narrower type it is stored as (float and int64 need no entry).
+    private static func store(_ tensor: AnyTensor, as storage: StorageType, named name: String, in graph: inout Graph) {
+        graph.initializers[name] = tensor
+        graph.storageTypes[name] = storage == .float || storage == .int64 ? nil : storage.rawValue
     }
 
     /// The weight `layout` describes, read back from a graph written by `write(into:)`.

@@ -29,9 +29,7 @@ struct PalettizationOptions: ParsableArguments {
     @Option(help: "A JSON plan with per-op-type and per-layer levels (docs/CONFIG.md).")
     var config: String?
 
-    var isEmpty: Bool {
-        bits == nil && granularity == nil && groupSize == nil && clusterDim == nil && lut == nil && !perChannelScale && config == nil
-    }
+    var isEmpty: Bool { isFlagless && config == nil }
 
     /// The configuration the flags and plan file describe, or nil when palettization was not asked for.
     func configuration(seed: UInt64) throws -> PalettizationConfiguration? {
@@ -57,7 +55,7 @@ struct PalettizationOptions: ParsableArguments {
         if let clusterDim { c.global.clusterDim = clusterDim }
         if let lut { c.global.lut = lut }
         if perChannelScale { c.global.perChannelScale = true }
-        if config == nil || !isFlagless { c.global.form = .palettize }
+        if !isFlagless { c.global.form = .palettize }
         try mapped { try c.validate() }
         return c
     }
