@@ -40,7 +40,7 @@ let package = Package(
         // Reverse-mode gradients over a graph, optimisers and the fine-tuning loop.
         .target(name: "Training", dependencies: ["Execution", "ModelGraph", "Compute", "Datasets"]),
         // Accuracy over a dataset.
-        .target(name: "Evaluation", dependencies: ["Execution", "Datasets"]),
+        .target(name: "Evaluation", dependencies: ["Execution", "Datasets", "ModelGraph"]),
         // Commands, as a library so tests run them in-process.
         .target(name: "WeightClusterCLI",
                 dependencies: ["ONNXFormat", "Clustering", "Compression", "Execution", "Datasets", "Evaluation", "Training",

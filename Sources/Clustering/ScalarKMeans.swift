@@ -16,64 +16,186 @@ public enum ScalarKMeans {
         public var iterations: Int
     }
 
+    /// Buffers for fitting many value sets in a row on one thread (16 bytes per value, grown as needed), so that
+    /// fitting thousands of groups touches the same memory instead of fresh pages each time.
+    public final class Workspace {
+        private(set) var capacity = 0
+        var keys = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        var scratch = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        var sorted = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        var sums = UnsafeMutablePointer<Double>.allocate(capacity: 2)
+        let counts = UnsafeMutablePointer<Int>.allocate(capacity: 3 * 2048)
+        // Weighted fits only: the sorting permutation, the weights in sorted order and their prefix sums.
+        private(set) var weightedCapacity = 0
+        var order = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        var orderScratch = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        var sortedWeights = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        var weightSums = UnsafeMutablePointer<Double>.allocate(capacity: 2)
+
+        public init() {}
+
+        func reserve(_ n: Int) {
+            guard n > capacity else { return }
+            for p in [keys, scratch] { p.deallocate() }
+            sorted.deallocate()
+            sums.deallocate()
+            capacity = max(n, capacity * 3 / 2)
+            keys = .allocate(capacity: capacity)
+            scratch = .allocate(capacity: capacity)
+            sorted = .allocate(capacity: capacity)
+            sums = .allocate(capacity: capacity + 1)
+        }
+
+        func reserveWeighted(_ n: Int) {
+            reserve(n)
+            guard n > weightedCapacity else { return }
+            order.deallocate(); orderScratch.deallocate(); sortedWeights.deallocate(); weightSums.deallocate()
+            weightedCapacity = capacity
+            order = .allocate(capacity: capacity)
+            orderScratch = .allocate(capacity: capacity)
+            sortedWeights = .allocate(capacity: capacity)
+            weightSums = .allocate(capacity: capacity + 1)
+        }
+
+        deinit {
+            keys.deallocate(); scratch.deallocate(); sorted.deallocate(); sums.deallocate(); counts.deallocate()
+            order.deallocate(); orderScratch.deallocate(); sortedWeights.deallocate(); weightSums.deallocate()
+        }
+    }
+
     /// Clusters `values` (finite) into `k` centroids, each value weighted by `weights[i]` (≥ 0; all 1 when nil).
     public static func fit(_ values: [Float], weights: [Float]? = nil, clusters k: Int, maxIterations: Int = 100) -> Result {
         precondition(k >= 1 && weights.map { $0.count == values.count } ?? true)
-        guard !values.isEmpty else { return Result(centroids: [Float](repeating: 0, count: k), inertia: 0, iterations: 0) }
-        if let weights {
-            let order = values.indices.sorted { values[$0] < values[$1] }
-            return fitSorted(order.map { values[$0] }, weights: order.map { weights[$0] }, clusters: k, maxIterations: maxIterations)
+        return values.withUnsafeBufferPointer { x in
+            guard let weights else { return fit(x, clusters: k, maxIterations: maxIterations, workspace: Workspace()) }
+            return weights.withUnsafeBufferPointer { fit(x, weights: $0, clusters: k, maxIterations: maxIterations, workspace: Workspace()) }
         }
-        return fitSorted(sortedAscending(values), weights: nil, clusters: k, maxIterations: maxIterations)
     }
 
-    /// `values` (no NaN) in ascending order: a least-significant-digit radix sort on the order-preserving integer
-    /// image of the float bits, three passes of 11 bits — several times faster than a comparison sort here.
-    public static func sortedAscending<C: Collection>(_ values: C) -> [Float] where C.Element == Float {
-        let n = values.count
-        guard n > 64 else { return values.sorted() }
-        var keys = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
-            var i = 0
-            for v in values {
-                let b = v.bitPattern
-                buffer[i] = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
-                i += 1
-            }
-            count = n
+    /// Clusters finite `values`, each weighted by `weights[i]` (≥ 0, finite), using `workspace`'s buffers; with
+    /// `excludingZeros`, exact zeros are left out.
+    public static func fit(_ values: UnsafeBufferPointer<Float>, weights: UnsafeBufferPointer<Float>, clusters k: Int, maxIterations: Int = 100,
+                           excludingZeros: Bool = false, workspace ws: Workspace) -> Result {
+        precondition(k >= 1 && weights.count == values.count)
+        let n0 = values.count
+        ws.reserveWeighted(n0)
+        sort(values, into: ws, order: true)
+        var n = 0
+        for i in 0..<n0 where !(excludingZeros && ws.sorted[i] == 0) {
+            ws.sorted[n] = ws.sorted[i]
+            ws.sortedWeights[n] = weights[Int(ws.order[i])]
+            n += 1
         }
-        var scratch = [UInt32](repeating: 0, count: n)
-        var counts = [Int](repeating: 0, count: 2048)
-        for shift in stride(from: 0, to: 33, by: 11) where shift < 32 {
-            for i in 0..<2048 { counts[i] = 0 }
-            keys.withUnsafeBufferPointer { k in for key in k { counts[Int((key >> UInt32(shift)) & 0x7FF)] += 1 } }
+        guard n > 0 else { return Result(centroids: [Float](repeating: 0, count: k), inertia: 0, iterations: 0) }
+        ws.sums[0] = 0
+        ws.weightSums[0] = 0
+        var a = 0.0, b = 0.0
+        for i in 0..<n {
+            let w = Double(ws.sortedWeights[i])
+            a += w; b += w * Double(ws.sorted[i])
+            ws.weightSums[i + 1] = a; ws.sums[i + 1] = b
+        }
+        let x = UnsafeBufferPointer(start: ws.sorted, count: n)
+        let run = Run(x: x, weights: UnsafeBufferPointer(start: ws.sortedWeights, count: n), s0: UnsafeBufferPointer(start: ws.weightSums, count: n + 1),
+                      s1: UnsafeBufferPointer(start: ws.sums, count: n + 1))
+        return lloyd(run, start: quantiles(x, k), maxIterations: maxIterations)
+    }
+
+    /// Clusters unweighted, finite `values` into `k` centroids using `workspace`'s buffers. With `excludingZeros`,
+    /// exact zeros are left out (pruned weights, which keep an entry of their own).
+    public static func fit(_ values: UnsafeBufferPointer<Float>, clusters k: Int, maxIterations: Int = 100, excludingZeros: Bool = false,
+                           workspace ws: Workspace) -> Result {
+        precondition(k >= 1)
+        var n = values.count
+        ws.reserve(n)
+        sort(values, into: ws)
+        if excludingZeros {
+            let all = UnsafeBufferPointer(start: ws.sorted, count: n)
+            let first = lowerBound(all) { $0 < 0 }, end = lowerBound(all) { $0 <= 0 }
+            (ws.sorted + first).update(from: ws.sorted + end, count: n - end)
+            n -= end - first
+        }
+        guard n > 0 else { return Result(centroids: [Float](repeating: 0, count: k), inertia: 0, iterations: 0) }
+        let x = UnsafeBufferPointer(start: ws.sorted, count: n)
+        ws.sums[0] = 0
+        var total = 0.0
+        for i in 0..<n { total += Double(x[i]); ws.sums[i + 1] = total }
+        let run = Run(x: x, weights: nil, s0: nil, s1: UnsafeBufferPointer(start: ws.sums, count: n + 1))
+        return lloyd(run, start: quantiles(x, k), maxIterations: maxIterations)
+    }
+
+    /// `values` (no NaN) in ascending order.
+    public static func sortedAscending<C: Collection>(_ values: C) -> [Float] where C.Element == Float {
+        let all = Array(values), ws = Workspace()
+        ws.reserve(all.count)
+        all.withUnsafeBufferPointer { sort($0, into: ws) }
+        return Array(UnsafeBufferPointer(start: ws.sorted, count: all.count))
+    }
+
+    /// Sorts `values` (no NaN) into `ws.sorted`: a least-significant-digit radix sort on the order-preserving
+    /// integer image of the float bits, three passes of 11 bits whose histograms are counted in one read (a pass
+    /// whose digit is the same for every value is skipped) — several times faster than a comparison sort here.
+    /// With `order`, `ws.order[i]` is the position in `values` of the i-th smallest (stable).
+    static func sort(_ values: UnsafeBufferPointer<Float>, into ws: Workspace, order: Bool = false) {
+        let n = values.count
+        guard n > 64 else {
+            let sorted = values.indices.sorted { (values[$0], $0) < (values[$1], $1) }
+            for (i, j) in sorted.enumerated() {
+                ws.sorted[i] = values[j]
+                if order { ws.order[i] = UInt32(j) }
+            }
+            return
+        }
+        var from = ws.order, to = ws.orderScratch
+        if order { for i in 0..<n { from[i] = UInt32(i) } }
+        let counts = ws.counts
+        counts.initialize(repeating: 0, count: 3 * 2048)
+        var src = ws.keys, dst = ws.scratch
+        for i in 0..<n {
+            let b = values[i].bitPattern
+            let key = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
+            src[i] = key
+            counts[Int(key & 0x7FF)] += 1
+            counts[2048 + Int((key >> 11) & 0x7FF)] += 1
+            counts[4096 + Int(key >> 22)] += 1
+        }
+        for pass in 0..<3 {
+            let c = counts + pass * 2048, shift = UInt32(11 * pass)
+            if c[Int((src[0] >> shift) & 0x7FF)] == n { continue }
             var total = 0
-            for i in 0..<2048 { let c = counts[i]; counts[i] = total; total += c }
-            keys.withUnsafeBufferPointer { k in
-                scratch.withUnsafeMutableBufferPointer { out in
-                    for key in k {
-                        let bucket = Int((key >> UInt32(shift)) & 0x7FF)
-                        out[counts[bucket]] = key
-                        counts[bucket] += 1
-                    }
+            for i in 0..<2048 { let v = c[i]; c[i] = total; total += v }
+            if order {
+                for i in 0..<n {
+                    let key = src[i], bucket = Int((key >> shift) & 0x7FF)
+                    dst[c[bucket]] = key
+                    to[c[bucket]] = from[i]
+                    c[bucket] += 1
+                }
+                swap(&from, &to)
+            } else {
+                for i in 0..<n {
+                    let key = src[i], bucket = Int((key >> shift) & 0x7FF)
+                    dst[c[bucket]] = key
+                    c[bucket] += 1
                 }
             }
-            swap(&keys, &scratch)
+            swap(&src, &dst)
         }
-        return keys.map { key in Float(bitPattern: key & 0x8000_0000 != 0 ? key & 0x7FFF_FFFF : ~key) }
+        for i in 0..<n {
+            let key = src[i]
+            ws.sorted[i] = Float(bitPattern: key & 0x8000_0000 != 0 ? key & 0x7FFF_FFFF : ~key)
+        }
+        if order && from != ws.order { ws.order.update(from: from, count: n) }
     }
 
-    /// As `fit`, for values already in ascending order (weights in the same order).
-    public static func fitSorted(_ x: [Float], weights: [Float]?, clusters k: Int, maxIterations: Int = 100) -> Result {
+    /// numpy's linear quantiles at (j + ½)/K, read off the sorted values.
+    static func quantiles(_ x: UnsafeBufferPointer<Float>, _ k: Int) -> [Float] {
         let n = x.count
-        guard n > 0 else { return Result(centroids: [Float](repeating: 0, count: k), inertia: 0, iterations: 0) }
-        let sums = PrefixSums(x, weights: weights)
-        // numpy's linear quantiles at (j + ½)/K, read off the sorted values.
-        let quantiles = (0..<k).map { j -> Float in
+        return (0..<k).map { j -> Float in
             let position = (Double(j) + 0.5) / Double(k) * Double(n - 1)
             let below = Int(position.rounded(.down)), t = Float(position - Double(below))
             return below + 1 < n ? x[below] + t * (x[below + 1] - x[below]) : x[below]
         }
-        return lloyd(x, sums: sums, start: quantiles, maxIterations: maxIterations)
     }
 
     /// Index of the centroid nearest `value` (ties to the upper one), given ascending `centroids`:
@@ -93,62 +215,105 @@ public enum ScalarKMeans {
         zip(centroids, centroids.dropFirst()).map { ($0 + $1) / 2 }
     }
 
-    struct PrefixSums {
-        /// s0[i] = Σ_{j<i} w, s1[i] = Σ w·x, s2[i] = Σ w·x², in Double.
-        var s0: [Double], s1: [Double], s2: [Double]
+    /// Nearest-entry assignment of many values to one ascending LUT: a branch-free binary search over the midpoints
+    /// padded to a power of two with +∞ (ties to the upper entry, as `nearest`).
+    public struct Assigner {
+        let padded: [Float]
 
-        init(_ x: [Float], weights: [Float]?) {
-            let n = x.count
-            s0 = [Double](repeating: 0, count: n + 1)
-            s1 = s0
-            s2 = s0
-            var a = 0.0, b = 0.0, c = 0.0
-            for i in 0..<n {
-                let w = Double(weights?[i] ?? 1), v = Double(x[i])
-                a += w; b += w * v; c += w * v * v
-                s0[i + 1] = a; s1[i + 1] = b; s2[i + 1] = c
-            }
+        public init(ascending centroids: [Float]) {
+            let mids = ScalarKMeans.midpoints(centroids)
+            var size = 1
+            while size < centroids.count { size <<= 1 }
+            // K = 1 → [+∞] (always 0); K = 2 → [m₀, +∞]; K = 16 → 15 midpoints and +∞, four steps.
+            padded = mids + [Float](repeating: .infinity, count: size - mids.count)
         }
 
-        /// Weighted squared error of the run [lo, hi) about `c`.
-        func error(_ lo: Int, _ hi: Int, about c: Double) -> Double {
-            let w = s0[hi] - s0[lo], m = s1[hi] - s1[lo], q = s2[hi] - s2[lo]
-            return max(0, q - 2 * c * m + c * c * w)
+        /// Writes the entry index of every value to `out`.
+        public func assign(_ values: UnsafeBufferPointer<Float>, to out: UnsafeMutablePointer<Int32>) {
+            padded.withUnsafeBufferPointer { m in
+                let top = m.count, n = values.count
+                var i = 0
+                if top <= 32 {
+                    // Few entries: count the midpoints at or below each value, a block at a time (loops the compiler
+                    // vectorises; Swift's SIMD comparisons are not lowered to vector compares).
+                    let x = values.baseAddress!
+                    while i < n {
+                        let length = min(512, n - i), v = x + i, o = out + i
+                        for t in 0..<length { o[t] = 0 }
+                        for j in 0..<(top - 1) {
+                            let mid = m[j]
+                            for t in 0..<length { o[t] &+= v[t] >= mid ? 1 : 0 }
+                        }
+                        i += length
+                    }
+                }
+                // Otherwise a binary search.
+                while i < n {
+                    let v = values[i]
+                    var pos = 0, step = top >> 1
+                    while step > 0 {
+                        pos &+= m[pos &+ step &- 1] <= v ? step : 0
+                        step >>= 1
+                    }
+                    out[i] = Int32(truncatingIfNeeded: pos)
+                    i += 1
+                }
+            }
         }
     }
 
-    /// First index in the sorted `x` whose value is ≥ `t`.
-    static func lowerBound(_ x: [Float], _ t: Float) -> Int {
+    /// Sorted values with prefix sums (s1 of x, s0 of the weights when weighted), for Lloyd's iterations.
+    struct Run {
+        var x: UnsafeBufferPointer<Float>
+        var weights: UnsafeBufferPointer<Float>?
+        var s0: UnsafeBufferPointer<Double>?
+        var s1: UnsafeBufferPointer<Double>
+
+        func weight(_ lo: Int, _ hi: Int) -> Double { s0.map { $0[hi] - $0[lo] } ?? Double(hi - lo) }
+        func mean(_ lo: Int, _ hi: Int) -> Double { (s1[hi] - s1[lo]) / weight(lo, hi) }
+
+        /// Weighted squared error of x[lo..<hi] about `c`, summed directly.
+        func error(_ lo: Int, _ hi: Int, about c: Double) -> Double {
+            var e = 0.0
+            for i in lo..<hi { let d = Double(x[i]) - c; e += d * d * Double(weights?[i] ?? 1) }
+            return e
+        }
+    }
+
+    /// First index whose value does not satisfy `below` (which holds for a prefix of the sorted values).
+    static func lowerBound(_ x: UnsafeBufferPointer<Float>, _ below: (Float) -> Bool) -> Int {
         var lo = 0, hi = x.count
         while lo < hi {
             let mid = (lo + hi) >> 1
-            if x[mid] < t { lo = mid + 1 } else { hi = mid }
+            if below(x[mid]) { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }
 
-    static func lloyd(_ x: [Float], sums: PrefixSums, start: [Float], maxIterations: Int) -> Result {
-        let k = start.count, n = x.count
+    static func lloyd(_ r: Run, start: [Float], maxIterations: Int) -> Result {
+        let k = start.count, n = r.x.count, x = r.x
         var c = start.sorted()
         var bounds = [Int](repeating: 0, count: k + 1)
         func assign() {
             bounds[0] = 0
             bounds[k] = n
-            for j in 1..<max(1, k) where k > 1 { bounds[j] = max(bounds[j - 1], lowerBound(x, (c[j - 1] + c[j]) / 2)) }
+            for j in 1..<max(1, k) where k > 1 {
+                let t = (c[j - 1] + c[j]) / 2
+                bounds[j] = max(bounds[j - 1], lowerBound(x) { $0 < t })
+            }
         }
+        func isEmpty(_ j: Int) -> Bool { bounds[j + 1] <= bounds[j] || r.weight(bounds[j], bounds[j + 1]) <= 0 }
         assign()
         var iterations = 0
         while iterations < maxIterations {
             iterations += 1
             var empty: [Int] = []
             for j in 0..<k {
-                let (lo, hi) = (bounds[j], bounds[j + 1])
-                let w = sums.s0[hi] - sums.s0[lo]
-                if hi > lo && w > 0 { c[j] = Float((sums.s1[hi] - sums.s1[lo]) / w) } else { empty.append(j) }
+                if isEmpty(j) { empty.append(j) } else { c[j] = Float(r.mean(bounds[j], bounds[j + 1])) }
             }
             // An empty cluster takes the farther end of the worst-served run, if that run has two distinct values.
             for j in empty {
-                let errors = (0..<k).map { i in sums.error(bounds[i], bounds[i + 1], about: Double(c[i])) }
+                let errors = (0..<k).map { i in r.error(bounds[i], bounds[i + 1], about: Double(c[i])) }
                 guard let worst = errors.indices.max(by: { errors[$0] < errors[$1] }), errors[worst] > 0 else { break }
                 let (lo, hi) = (bounds[worst], bounds[worst + 1] - 1)
                 guard x[lo] < x[hi] else { break }
@@ -162,15 +327,11 @@ public enum ScalarKMeans {
             if before == bounds && empty.isEmpty { break }
         }
         // Final means for the final runs (the loop may stop on the iteration cap).
-        var inertia = 0.0
-        for j in 0..<k {
-            let (lo, hi) = (bounds[j], bounds[j + 1])
-            let w = sums.s0[hi] - sums.s0[lo]
-            if hi > lo && w > 0 { c[j] = Float((sums.s1[hi] - sums.s1[lo]) / w) }
-        }
+        for j in 0..<k where !isEmpty(j) { c[j] = Float(r.mean(bounds[j], bounds[j + 1])) }
         c.sort()
         assign()
-        for j in 0..<k { inertia += sums.error(bounds[j], bounds[j + 1], about: Double(c[j])) }
+        var inertia = 0.0
+        for j in 0..<k { inertia += r.error(bounds[j], bounds[j + 1], about: Double(c[j])) }
         return Result(centroids: c, inertia: inertia, iterations: iterations)
     }
 }

@@ -18,18 +18,24 @@ public struct CompressionConfiguration: Sendable {
     /// Scalar or vector codebooks for every other selected weight.
     public var palettization: PalettizationConfiguration?
     public var format: Format
-    /// Optional kernel weighting by input-channel energy (see `clusterKernels`).
-    public var channelEnergy: [String: [Float]]
+    /// Sensitivity of each weight (name → one value ≥ 0 per element, e.g. `Sensitivity.fisher` of the Training
+    /// module): the k-means weights of kernel clustering and palettization, and what bit allocation minimises.
+    public var importance: [String: [Float]]
+    /// Palettization bits chosen per weight to meet this many bits per palettized weight (needs `importance`).
+    public var bitsPerWeight: Double?
+    /// What the allocation minimises per weight and candidate (default: the sensitivity-weighted error).
+    public var allocationCost: AllocationCost?
 
     public init(pruning: PruningConfiguration? = nil, neurons: NeuronClusteringConfiguration? = nil,
                 kernels: KernelClusteringConfiguration? = nil, palettization: PalettizationConfiguration? = nil,
-                format: Format = .dense, channelEnergy: [String: [Float]] = [:]) {
+                format: Format = .dense, importance: [String: [Float]] = [:], bitsPerWeight: Double? = nil) {
         self.pruning = pruning
         self.neurons = neurons
         self.kernels = kernels
         self.palettization = palettization
         self.format = format
-        self.channelEnergy = channelEnergy
+        self.importance = importance
+        self.bitsPerWeight = bitsPerWeight
     }
 
     public var isEmpty: Bool { pruning == nil && neurons == nil && kernels == nil && palettization == nil }
@@ -57,17 +63,30 @@ public func compress(_ graph: Graph, configuration config: CompressionConfigurat
         g = codebook ? neurons!.graph : neurons!.denseGraph
     }
     if let c = config.kernels {
-        kernels = try clusterKernels(in: g, configuration: c, channelEnergy: config.channelEnergy)
+        kernels = try clusterKernels(in: g, configuration: c, importance: config.importance)
         g = codebook ? kernels!.codebookGraph() : kernels!.graph
     }
-    if let c = config.palettization {
+    var allocation: BitAllocation?
+    if config.bitsPerWeight != nil && config.palettization == nil {
+        throw ConfigurationError(level: "allocation", field: "bits_per_weight", message: "needs palettization to allocate bits to")
+    }
+    if var c = config.palettization {
         // Weights another pass already compressed keep that form.
         let owned = Set((neurons?.layers.map(\.weightName) ?? []) + (kernels?.layers.map(\.weightName) ?? []))
-        palettes = try palettizeWeights(in: g, configuration: c, skipping: owned,
-                                        reserveZero: Set(pruning?.layers.map(\.weightName) ?? []))
+        let pruned = Set(pruning?.layers.map(\.weightName) ?? [])
+        if let target = config.bitsPerWeight {
+            allocation = try allocateBits(in: g, configuration: c, bitsPerWeight: target, importance: config.importance,
+                                          cost: config.allocationCost, skipping: owned,
+                                          reserveZero: pruned)
+            c = allocation!.configuration
+        }
+        palettes = try palettizeWeights(in: g, configuration: c, skipping: owned, reserveZero: pruned, importance: config.importance)
         g = codebook ? palettes!.graph : palettes!.denseGraph
     }
     let footprint = ModelFootprint(original: graph, pruning: pruning, neurons: neurons, kernels: kernels, palettization: palettes)
-    return CompressionResult(graph: g, format: config.format, footprint: footprint, pruning: pruning, neurons: neurons,
-                             kernels: kernels, palettization: palettes)
+    var result = CompressionResult(graph: g, format: config.format, footprint: footprint, pruning: pruning, neurons: neurons,
+                                   kernels: kernels, palettization: palettes)
+    result.allocation = allocation
+    result.clusteringSeconds += allocation?.seconds ?? 0
+    return result
 }

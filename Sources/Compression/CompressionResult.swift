@@ -9,6 +9,8 @@ public struct CompressionResult: Sendable, Encodable {
     public var neurons: NeuronClusteringResult?
     public var kernels: KernelClusteringResult?
     public var palettization: PalettizationResult?
+    /// The per-weight bits chosen for a size target, when one was given.
+    public var allocation: BitAllocation?
 
     public var format: CompressionConfiguration.Format
     public var footprintBytes: Int
@@ -113,6 +115,10 @@ public struct CompressionResult: Sendable, Encodable {
             try put("shared_codebook_bytes", p.sharedCodebookBytes)
             try put("palettization_mse", p.meanSquaredError)
             try put("layers", p.layers)
+        }
+        if let a = allocation {
+            try put("target_bits_per_weight", a.targetBitsPerWeight)
+            try put("allocation", a)
         }
     }
 

@@ -40,11 +40,12 @@ public struct KernelClusteringResult: Sendable {
 
 /// Replaces the 2D kernels W[o,i,:,:] of the model's convolutions by K shared representatives.
 ///
-/// `channelEnergy[weightName][i]` (optional, from calibration images) weights kernel W[o,i] by the mean square
-/// of its input channel i, normalised to mean 1 in each layer, so kernels that see strong activations are
-/// reproduced more faithfully.
+/// `importance[weightName]` (optional: one value ≥ 0 per weight, in the tensor's order, e.g. the diagonal Fisher
+/// information from calibration images) weights kernel W[o,i] in the k-means objective by the sum over its
+/// elements (plus 10⁻³ of the mean, so that none is ignored), so kernels whose errors cost the loss most are
+/// reproduced most faithfully.
 public func clusterKernels(in graph: Graph, configuration config: KernelClusteringConfiguration,
-                           channelEnergy: [String: [Float]] = [:]) throws -> KernelClusteringResult {
+                           importance: [String: [Float]] = [:]) throws -> KernelClusteringResult {
     try config.validate()
     // The Conv layers to cluster, each weight once.
     var layers: [(node: Node, weight: String, tensor: Tensor<Float>)] = []
@@ -100,9 +101,18 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
         for member in group.members {
             let (_, name, tensor) = layers[member]
             rows.append(contentsOf: tensor.scalars)
-            let (oc, ic) = (tensor.shape[0], tensor.shape[1])
-            let energy = channelEnergy[name].map(normalisedToMeanOne) ?? [Float](repeating: 1, count: ic)
-            for _ in 0..<oc { weights.append(contentsOf: energy.count == ic ? energy : [Float](repeating: 1, count: ic)) }
+            if let f = importance[name] {
+                guard f.count == tensor.count, f.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+                    throw CompressionError.invalidImportance(tensor: name, detail: "\(f.count) values for \(tensor.count) weights, each finite and ≥ 0")
+                }
+                for kernel in 0..<(tensor.count / d) { weights.append(f[kernel * d..<(kernel + 1) * d].reduce(0, +)) }
+            } else {
+                weights.append(contentsOf: [Float](repeating: 1, count: tensor.count / d))
+            }
+        }
+        if !importance.isEmpty {
+            let floor = weights.reduce(0, +) / Float(max(1, weights.count)) * 1e-3
+            weights = weights.map { $0 + (floor > 0 ? floor : 1) }
         }
         if config.mode == .scaled {
             for i in 0..<n {
@@ -170,11 +180,6 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
         "mode=\(config.mode.rawValue) scope=\(config.scope.rawValue) kernels=\(totalKernels) clusters=\(footprint.clusters) seed=\(config.seed)"
     return KernelClusteringResult(graph: result, layers: clustered, codebooks: codebooks, footprint: footprint,
                                   inertia: inertia, clusteringSeconds: seconds, configuration: config)
-}
-
-func normalisedToMeanOne(_ values: [Float]) -> [Float] {
-    let mean = values.reduce(0, +) / Float(max(1, values.count))
-    return mean > 0 ? values.map { $0 / mean } : values.map { _ in 1 }
 }
 
 /// Scales as they will be stored: IEEE half precision (16 bits), or symmetric 8-bit codes with one step.

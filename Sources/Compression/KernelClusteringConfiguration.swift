@@ -74,6 +74,8 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
     case layout(weight: String, detail: String)
     /// Nothing in the model matches what the configuration asks for.
     case nothingToCompress(String)
+    /// Sensitivity values that do not fit their weight.
+    case invalidImportance(tensor: String, detail: String)
 
     public var description: String {
         switch self {
@@ -84,6 +86,7 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
         case .nonFinite(let tensor): "weight tensor '\(tensor)' contains NaN or infinite values"
         case .layout(let weight, let detail): "compressed weight '\(weight)': \(detail)"
         case .nothingToCompress(let detail): detail
+        case .invalidImportance(let tensor, let detail): "sensitivity of weight '\(tensor)': \(detail)"
         }
     }
 }

@@ -25,13 +25,15 @@ public struct PalettizedLayer: Sendable, Codable, Equatable {
     public var relativeError: Double
     /// ‖W − Ŵ‖².
     public var squaredError: Double
+    /// Σ Fᵢ (wᵢ − ŵᵢ)² with the sensitivity F the clustering was weighted by (about twice the loss it adds), when given.
+    public var weightedError: Double? = nil
     /// Why the layer's form differs from what was asked, when it does.
     public var note: String?
 
     enum CodingKeys: String, CodingKey {
         case layer, weight, form, bits, clusters, granularity, codebooks, lut, note
         case opType = "op_type", clusterDim = "cluster_dim", perChannelScale = "per_channel_scale", denseBytes = "dense_bytes"
-        case storedBytes = "stored_bytes", relativeError = "relative_error", squaredError = "squared_error"
+        case storedBytes = "stored_bytes", relativeError = "relative_error", squaredError = "squared_error", weightedError = "weighted_error"
     }
 }
 
@@ -100,10 +102,13 @@ struct PalettizableWeight {
     }
 
     /// The weight as rows × columns, row-major.
-    var canonical: [Float] {
-        guard transposed else { return tensor.scalars }
-        var c = [Float](repeating: 0, count: tensor.count)
-        tensor.scalars.withUnsafeBufferPointer { s in
+    var canonical: [Float] { canonical(tensor.scalars) }
+
+    /// Values in the tensor's order (the weight's, or one per weight) as rows × columns, row-major.
+    func canonical(_ scalars: [Float]) -> [Float] {
+        guard transposed else { return scalars }
+        var c = [Float](repeating: 0, count: scalars.count)
+        scalars.withUnsafeBufferPointer { s in
             for i in 0..<columns { for r in 0..<rows { c[r * columns + i] = s[i * rows + r] } }
         }
         return c
@@ -115,8 +120,12 @@ struct PalettizableWeight {
 /// network. Scalar codebooks come from exact 1-D k-means on sorted values (`ScalarKMeans`), vector codebooks from
 /// k-means over the vectors (`KMeans`); entries are rounded to their stored precision and every weight is then
 /// assigned to its nearest stored entry. Weights in `reserveZero` (pruned ones) keep an exact zero entry.
+///
+/// `importance` (a weight's name → one value ≥ 0 per element, in the tensor's order, e.g. the diagonal Fisher
+/// information from calibration images) weights each element's squared error in the k-means objective, so the
+/// entries go where an error costs the most; a vector weighs the sum of its elements'.
 public func palettizeWeights(in graph: Graph, configuration config: PalettizationConfiguration, skipping: Set<String> = [],
-                             reserveZero: Set<String> = []) throws -> PalettizationResult {
+                             reserveZero: Set<String> = [], importance: [String: [Float]] = [:]) throws -> PalettizationResult {
     try config.validate()
     let candidates = PalettizableWeight.all(in: graph).filter { !skipping.contains($0.name) }
     // Every layer pattern must name a weight that exists.
@@ -129,6 +138,10 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
     for w in candidates {
         guard var s = try config.settings(opType: w.node.opType, names: [w.node.name, w.name]) else { continue }
         guard w.tensor.scalars.allSatisfy(\.isFinite) else { throw CompressionError.nonFinite(tensor: w.name) }
+        if let f = importance[w.name], f.count != w.tensor.count || !f.allSatisfy({ $0 >= 0 && $0.isFinite }) {
+            throw CompressionError.invalidImportance(tensor: w.name, detail: f.count != w.tensor.count
+                ? "\(f.count) values for \(w.tensor.count) weights" : "values must be finite and ≥ 0")
+        }
         var note: String? = nil
         if s.clusterDimension > w.columns {
             throw ConfigurationError(level: "layer '\(w.node.displayName)'", field: "cluster_dim",
@@ -160,43 +173,61 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
     for (i, job) in jobs.enumerated() where job.settings.granularity == .network { shared[job.settings, default: []].append(i) }
     for (n, (settings, members)) in shared.sorted(by: { $0.value[0] < $1.value[0] }).enumerated() {
         let name = "wc_codebook_\(n)"
-        let blocks = members.map { prepared(jobs[$0].weight, settings) }
-        let fitted = try fitCodebook(blocks.map { $0.values[...] }, settings: settings, reserveZero: members.contains { reserveZero.contains(jobs[$0].weight.name) },
-                                     seed: config.seed &+ UInt64(n), maxIterations: config.maxIterations)
+        let blocks = members.map { prepared(jobs[$0].weight, settings, importance: importance[jobs[$0].weight.name]) }
+        let all = Array(blocks.map(\.values).joined())
+        let allWeights = blocks.contains { $0.importance != nil }
+            ? Array(blocks.map { $0.importance ?? [Float](repeating: 1, count: $0.values.count) }.joined()) : nil
+        let fitted = try all.withUnsafeBufferPointer { values in
+            try withOptionalBuffer(allWeights) { weights in
+                try fitCodebook(values, weights: weights, settings: settings, reserveZero: members.contains { reserveZero.contains(jobs[$0].weight.name) },
+                                seed: config.seed &+ UInt64(n), maxIterations: config.maxIterations, workspace: ScalarKMeans.Workspace())
+            }
+        }
         for (member, block) in zip(members, blocks) {
             let job = jobs[member]
             let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: job.weight.columns,
                                       transposed: job.weight.transposed, dimension: settings.clusterDimension, entries: fitted.entries,
                                       groupSize: job.weight.rows, codebook: name, precision: settings.precision, rowScales: settings.perChannelScale,
                                       vectorScaleBits: nil)
-            weights[member] = CompressedWeight(layout: layout, indices: fitted.assign([block.values[...]]), codebook: fitted.codebook,
+            weights[member] = CompressedWeight(layout: layout, indices: fitted.assign(block.values), codebook: fitted.codebook,
                                                rowScales: block.rowScales, vectorScales: nil)
         }
         sharedBytes += fitted.codebook.count * settings.precision.bits / 8 + (settings.precision == .int8 ? 4 : 0)
     }
 
-    // Per tensor / channel / group: every group of every weight is an independent job, spread over the cores.
+    // Per tensor / channel / group: every group of every weight is an independent job, spread over the cores; each
+    // worker reuses one workspace, and writes its indices straight into the weight's index buffer.
     var groupJobs: [(job: Int, rows: Range<Int>)] = []
     for (i, job) in jobs.enumerated() where job.settings.granularity != .network {
         let size = groupRows(job.settings, rows: job.weight.rows)
         for start in stride(from: 0, to: job.weight.rows, by: size) { groupJobs.append((i, start..<min(job.weight.rows, start + size))) }
     }
-    let blocks = jobs.map { $0.settings.granularity == .network ? nil : prepared($0.weight, $0.settings) }
-    var fits = [(codebook: FittedCodebook, indices: [Int32])?](repeating: nil, count: groupJobs.count)
+    let blocks = jobs.map { $0.settings.granularity == .network ? nil : prepared($0.weight, $0.settings, importance: importance[$0.weight.name]) }
+    let indexBuffers = jobs.map { job -> UnsafeMutableBufferPointer<Int32>? in
+        job.settings.granularity == .network ? nil : .allocate(capacity: job.weight.tensor.count / job.settings.clusterDimension)
+    }
+    defer { for buffer in indexBuffers { buffer?.deallocate() } }
+    var fits = [FittedCodebook?](repeating: nil, count: groupJobs.count)
     var failure: Error? = nil
     fits.withUnsafeMutableBufferPointer { out in
         nonisolated(unsafe) let out = out
         nonisolated(unsafe) var failed: Error? = nil
         parallelChunks(groupJobs.count) { range in
+            let workspace = ScalarKMeans.Workspace()
             for g in range {
                 let (i, rows) = groupJobs[g]
-                let columns = jobs[i].weight.columns
-                let values = blocks[i]!.values[rows.lowerBound * columns..<rows.upperBound * columns]
-                do {
-                    let fit = try fitCodebook([values], settings: jobs[i].settings, reserveZero: reserveZero.contains(jobs[i].weight.name),
-                                              seed: config.seed &+ UInt64(g), maxIterations: config.maxIterations)
-                    out[g] = (fit, fit.assign([values]))
-                } catch { failed = error }
+                let columns = jobs[i].weight.columns, settings = jobs[i].settings
+                let span = rows.lowerBound * columns..<rows.upperBound * columns
+                blocks[i]!.values[span].withUnsafeBufferPointer { values in
+                    do {
+                        let fit = try withOptionalBuffer(blocks[i]!.importance?[span]) { weights in
+                            try fitCodebook(values, weights: weights, settings: settings, reserveZero: reserveZero.contains(jobs[i].weight.name),
+                                            seed: config.seed &+ UInt64(g), maxIterations: config.maxIterations, workspace: workspace)
+                        }
+                        fit.assign(values, to: indexBuffers[i]!.baseAddress! + rows.lowerBound * columns / settings.clusterDimension)
+                        out[g] = fit
+                    } catch { failed = error }
+                }
             }
         }
         failure = failed
@@ -206,25 +237,25 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
     for (i, job) in jobs.enumerated() where job.settings.granularity != .network {
         let mine = groupsOfJob[i] ?? []
         // Groups of one tensor share one codebook tensor, so they share one entry count (the smallest, for tiny groups).
-        let entries = mine.map { fits[$0]!.codebook.entries }.min()!
-        var codebook: [Float] = [], indices: [Int32] = []
-        indices.reserveCapacity(job.weight.tensor.count / job.settings.clusterDimension)
-        let block = blocks[i]!, columns = job.weight.columns
+        let entries = mine.map { fits[$0]!.entries }.min()!
+        var codebook: [Float] = []
+        let block = blocks[i]!, columns = job.weight.columns, d = job.settings.clusterDimension
         for g in mine {
-            let (fit, assigned) = fits[g]!
-            codebook += fit.truncated(to: entries).codebook
-            if fit.entries == entries {
-                indices += assigned
-            } else {
+            let fit = fits[g]!.truncated(to: entries)
+            codebook += fit.codebook
+            if fits[g]!.entries != entries {
                 let rows = groupJobs[g].rows
-                indices += fit.truncated(to: entries).assign([block.values[rows.lowerBound * columns..<rows.upperBound * columns]])
+                block.values[rows.lowerBound * columns..<rows.upperBound * columns].withUnsafeBufferPointer {
+                    fit.assign($0, to: indexBuffers[i]!.baseAddress! + rows.lowerBound * columns / d)
+                }
             }
         }
         let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: columns,
-                                  transposed: job.weight.transposed, dimension: job.settings.clusterDimension, entries: entries,
+                                  transposed: job.weight.transposed, dimension: d, entries: entries,
                                   groupSize: groupRows(job.settings, rows: job.weight.rows), codebook: "\(job.weight.name)/wc_lut",
                                   precision: job.settings.precision, rowScales: job.settings.perChannelScale, vectorScaleBits: nil)
-        weights[i] = CompressedWeight(layout: layout, indices: indices, codebook: codebook, rowScales: block.rowScales, vectorScales: nil)
+        weights[i] = CompressedWeight(layout: layout, indices: Array(indexBuffers[i]!), codebook: codebook, rowScales: block.rowScales,
+                                      vectorScales: nil)
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 
@@ -234,6 +265,9 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         let rebuilt = w.reconstructed()
         var err = 0.0, norm = 0.0
         for (a, b) in zip(job.weight.tensor.scalars, rebuilt.scalars) { err += Double((a - b) * (a - b)); norm += Double(a * a) }
+        let weighted = importance[job.weight.name].map { f in
+            zip(f, zip(job.weight.tensor.scalars, rebuilt.scalars)).reduce(0.0) { $0 + Double($1.0) * Double(($1.1.0 - $1.1.1) * ($1.1.0 - $1.1.1)) }
+        }
         w.write(into: &compressed)
         dense.initializers[l.weight] = .float(rebuilt)
         let ownCodebook = job.settings.granularity == .network ? 0 : l.codebookBytes
@@ -242,7 +276,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                                       clusterDim: l.dimension, granularity: job.settings.granularity.rawValue, codebooks: l.groups,
                                       lut: l.precision.rawValue, perChannelScale: l.rowScales, denseBytes: job.weight.tensor.count * 4,
                                       storedBytes: ownCodebook + l.indexAndScaleBytes, relativeError: norm > 0 ? err / norm : 0, squaredError: err,
-                                      note: job.note))
+                                      weightedError: weighted, note: job.note))
     }
     return PalettizationResult(graph: compressed, denseGraph: dense, weights: weights.map { $0! }, layers: layers,
                                sharedCodebookBytes: sharedBytes, seconds: seconds)
@@ -256,10 +290,19 @@ private func groupRows(_ s: PalettizationSettings, rows: Int) -> Int {
     }
 }
 
-/// A weight's canonical rows, divided by their per-channel scales when asked (the scales as stored, float16).
-private func prepared(_ w: PalettizableWeight, _ s: PalettizationSettings) -> (values: [Float], rowScales: [Float]?) {
+/// A weight's canonical rows, divided by their per-channel scales when asked (the scales as stored, float16), and its
+/// importance in the same order — times the squared scale (an error in the scaled row costs that much more), plus a
+/// floor of 10⁻³ of the mean so that no value is ignored outright.
+private func prepared(_ w: PalettizableWeight, _ s: PalettizationSettings, importance: [Float]? = nil)
+    -> (values: [Float], rowScales: [Float]?, importance: [Float]?) {
     var values = w.canonical
-    guard s.perChannelScale else { return (values, nil) }
+    var weights = importance.map { w.canonical($0) }
+    if var f = weights {
+        let floor = Float(f.reduce(0.0) { $0 + Double($1) } / Double(max(1, f.count))) * 1e-3
+        for i in f.indices { f[i] += floor > 0 ? floor : 1 }
+        weights = f
+    }
+    guard s.perChannelScale else { return (values, nil, weights) }
     var scales = [Float](repeating: 1, count: w.rows)
     for r in 0..<w.rows {
         let row = r * w.columns..<(r + 1) * w.columns
@@ -267,8 +310,15 @@ private func prepared(_ w: PalettizableWeight, _ s: PalettizationSettings) -> (v
         let stored = Float(halfBits: m.halfBits)
         scales[r] = stored > 0 && stored.isFinite ? stored : 1
         for j in row { values[j] /= scales[r] }
+        if weights != nil { for j in row { weights![j] *= scales[r] * scales[r] } }
     }
-    return (values, scales)
+    return (values, scales, weights)
+}
+
+/// `body` with a buffer over `values`, or nil.
+private func withOptionalBuffer<C: Collection, R>(_ values: C?, _ body: (UnsafeBufferPointer<Float>?) throws -> R) rethrows -> R where C.Element == Float {
+    guard let values else { return try body(nil) }
+    return try Array(values).withUnsafeBufferPointer { try body($0) }
 }
 
 /// A fitted codebook at its stored precision, and exact assignment to it.
@@ -283,46 +333,49 @@ struct FittedCodebook {
         k == entries ? self : FittedCodebook(codebook: Array(codebook.prefix(k * dimension)), entries: k, dimension: dimension)
     }
 
-    /// The nearest stored entry of every vector of the blocks, in order.
-    func assign(_ blocks: [ArraySlice<Float>]) -> [Int32] {
-        if dimension == 1 {
-            // Entries ascending with their original positions, then a binary search on the midpoints.
-            let order = (0..<entries).sorted { codebook[$0] < codebook[$1] }
-            let sorted = order.map { codebook[$0] }
-            let mids = ScalarKMeans.midpoints(sorted)
-            var out: [Int32] = []
-            out.reserveCapacity(blocks.reduce(0) { $0 + $1.count })
-            mids.withUnsafeBufferPointer { m in
-                for block in blocks { for x in block { out.append(Int32(order[ScalarKMeans.nearest(x, midpoints: m)])) } }
-            }
-            return out
+    /// The nearest stored entry of every vector of `values`, in order.
+    func assign(_ values: [Float]) -> [Int32] {
+        [Int32](unsafeUninitializedCapacity: values.count / dimension) { out, count in
+            values.withUnsafeBufferPointer { assign($0, to: out.baseAddress!) }
+            count = values.count / dimension
         }
-        let all = Array(blocks.joined())
-        return KMeans.nearest(all, rows: all.count / dimension, dimension: dimension, centroids: codebook, clusters: entries,
-                              metric: .euclidean, leafBudget: .max)
+    }
+
+    /// Writes the index of the nearest stored entry of every vector of `values` to `out`.
+    func assign(_ values: UnsafeBufferPointer<Float>, to out: UnsafeMutablePointer<Int32>) {
+        if dimension == 1 {
+            // Entries ascending with their original positions, then a branch-free search on the midpoints.
+            let order = (0..<entries).sorted { codebook[$0] < codebook[$1] }
+            ScalarKMeans.Assigner(ascending: order.map { codebook[$0] }).assign(values, to: out)
+            if order != Array(0..<entries) { for i in 0..<values.count { out[i] = Int32(order[Int(out[i])]) } }
+            return
+        }
+        let nearest = KMeans.nearest(Array(values), rows: values.count / dimension, dimension: dimension, centroids: codebook,
+                                     clusters: entries, metric: .euclidean, leafBudget: .max)
+        for (i, j) in nearest.enumerated() { out[i] = j }
     }
 }
 
-/// Fits one codebook to the values of `blocks` (rows of consecutive `clusterDimension`-vectors), at the stored precision.
-func fitCodebook(_ blocks: [ArraySlice<Float>], settings s: PalettizationSettings, reserveZero: Bool, seed: UInt64,
-                 maxIterations: Int) throws -> FittedCodebook {
+/// Fits one codebook to `values` (consecutive `clusterDimension`-vectors), each value's squared error weighted by
+/// `weights` when given, at the stored precision.
+func fitCodebook(_ values: UnsafeBufferPointer<Float>, weights: UnsafeBufferPointer<Float>? = nil, settings s: PalettizationSettings,
+                 reserveZero: Bool, seed: UInt64, maxIterations: Int, workspace: ScalarKMeans.Workspace) throws -> FittedCodebook {
     let d = s.clusterDimension, k = s.entries
     if d == 1 {
-        var sorted = blocks.count == 1 ? ScalarKMeans.sortedAscending(blocks[0]) : ScalarKMeans.sortedAscending(blocks.joined())
-        var centroids: [Float]
-        if reserveZero && k > 1 {
-            sorted.removeAll { $0 == 0 }
-            centroids = [0] + ScalarKMeans.fitSorted(sorted, weights: nil, clusters: k - 1, maxIterations: maxIterations).centroids
+        let (fitted, clusters) = (reserveZero && k > 1, reserveZero && k > 1 ? k - 1 : k)
+        let fit = if let weights {
+            ScalarKMeans.fit(values, weights: weights, clusters: clusters, maxIterations: maxIterations, excludingZeros: fitted, workspace: workspace)
         } else {
-            centroids = ScalarKMeans.fitSorted(sorted, weights: nil, clusters: k, maxIterations: maxIterations).centroids
+            ScalarKMeans.fit(values, clusters: clusters, maxIterations: maxIterations, excludingZeros: fitted, workspace: workspace)
         }
-        centroids = s.precision.quantised(centroids, codebookSize: k).values
+        let centroids = s.precision.quantised(fitted ? [0] + fit.centroids : fit.centroids, codebookSize: k).values
         return FittedCodebook(codebook: centroids, entries: k, dimension: 1)
     }
-    let all = Array(blocks.joined())
+    let all = Array(values)
     let n = all.count / d
     let entries = min(k, n)
-    let fit = try KMeans.fit(all, rows: n, dimension: d,
+    let vectorWeights = weights.map { w in (0..<n).map { v in (0..<d).reduce(Float(0)) { $0 + w[v * d + $1] } } }
+    let fit = try KMeans.fit(all, rows: n, dimension: d, weights: vectorWeights,
                              configuration: KMeansConfiguration(clusters: entries, metric: .euclidean, maxIterations: min(maxIterations, 30), seed: seed))
     return FittedCodebook(codebook: s.precision.quantised(fit.centroids, codebookSize: entries * d).values, entries: entries, dimension: d)
 }

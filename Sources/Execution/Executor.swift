@@ -16,8 +16,6 @@ public final class Executor: @unchecked Sendable {
     /// When set, `run` adds each node's wall time to `profile` under its op type.
     public var profiling = false
     public private(set) var profile: [String: Double] = [:]
-    /// Called with each node and its input values just before the node runs (calibration statistics).
-    public var inputObserver: ((Node, [AnyTensor?]) -> Void)?
 
     /// Winograd-transformed weights of the Conv nodes in `plan` that take that path, by plan index.
     private let prepared: [Int: Winograd.PreparedWeights]
@@ -133,7 +131,6 @@ public final class Executor: @unchecked Sendable {
                 // Free intermediates whose last reader is this node (the local copy keeps it alive until done).
                 if lastUse[name] == index && !outputNames.contains(name) { values[name] = nil }
             }
-            inputObserver?(node, inputs)
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared[index],
                                                    shared: products[index])

@@ -21,6 +21,10 @@ public final class Backpropagation {
     let plan: [Node]
     /// Values whose gradient is wanted (they depend on a parameter, or on the input when `inputGradients`).
     let differentiable: Set<String>
+    /// For each parameter gathered by constant indices (a codebook or LUT, possibly through Cast/Reshape): how many
+    /// places each of its elements is gathered into, summed over its Gathers. An element's gradient is the sum over
+    /// those places.
+    public let gatherCounts: [String: [Float]]
     /// The node whose input is the loss's logits, when the graph ends in Softmax/LogSoftmax (skipped in training).
     let logitsName: String
     public var batchNormalization: BatchNormalizationMode = .train
@@ -77,6 +81,7 @@ public final class Backpropagation {
             }
         }
         fusedRelu = fused
+        gatherCounts = Self.gatherCounts(plan, constants: constants, parameters: Set(parameters), graph: graph)
         self.plan = plan
         self.differentiable = live
         guard let output = graph.outputs.first?.name else { throw TrainingError.invalid("the model has no output") }
@@ -85,6 +90,28 @@ public final class Backpropagation {
         } else {
             logitsName = output
         }
+    }
+
+    static func gatherCounts(_ plan: [Node], constants: [String: AnyTensor], parameters: Set<String>, graph: Graph) -> [String: [Float]] {
+        var producer: [String: Node] = [:]
+        for node in plan { for output in node.outputs { producer[output] = node } }
+        var counts: [String: [Float]] = [:]
+        for node in plan where node.opType == "Gather" && node.int("axis", default: 0) == 0 && node.inputs.count == 2 {
+            guard let index = constants[node.inputs[1]]?.int64Values else { continue }
+            // Back through element-preserving nodes to the parameter.
+            var source = node.inputs[0]
+            while !parameters.contains(source), let p = producer[source], ["Cast", "Reshape", "Identity"].contains(p.opType) { source = p.inputs[0] }
+            guard parameters.contains(source), let data = graph.initializers[source]?.floatTensor, data.rank >= 1 else { continue }
+            let rows = data.shape[0], inner = data.count / max(1, rows)
+            var c = counts[source] ?? [Float](repeating: 0, count: data.count)
+            for raw in index {
+                let i = raw < 0 ? Int(raw) + rows : Int(raw)
+                guard i >= 0 && i < rows else { continue }
+                for t in 0..<inner { c[i * inner + t] += 1 }
+            }
+            counts[source] = c
+        }
+        return counts
     }
 
     /// Current value of a parameter.

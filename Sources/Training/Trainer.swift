@@ -124,6 +124,9 @@ public final class Trainer {
             return (loss, right, 0)  // no update from a non-finite loss; the caller decides what follows
         }
         var grads = try engine.backward(tape, logitsGradient: gradient)
+        if configuration.sharedEntries == .mean {
+            for (name, counts) in engine.gatherCounts { if let g = grads[name] { grads[name]!.scalars = zip(g.scalars, counts).map { $1 > 1 ? $0 / $1 : $0 } } }
+        }
         if let clip = configuration.gradientClipNorm { Self.clip(&grads, parameters: engine.parameters, to: clip) }
         update(grads, rate: lr)
         step += 1

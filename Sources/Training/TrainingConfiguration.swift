@@ -15,6 +15,15 @@ public struct TrainingConfiguration: Sendable, Equatable {
         case oneCycle = "one-cycle"
     }
 
+    /// The gradient of a parameter element gathered into many weights (a codebook or LUT entry).
+    public enum SharedEntryGradient: String, Sendable, CaseIterable {
+        /// The mean over the weights it stands for: the entry moves as one of those weights would in dense training,
+        /// so one learning rate suits entries shared by 20 kernels and LUT values shared by 70,000 weights alike.
+        case mean
+        /// The plain sum (the true gradient of the entry).
+        case sum
+    }
+
     public var epochs: Int
     public var batchSize: Int = 64
     public var learningRate: Float = 0.01
@@ -26,6 +35,7 @@ public struct TrainingConfiguration: Sendable, Equatable {
     public var schedule: Schedule = .cosine
     /// The schedule's rate is scaled by (s + 1) / warmupSteps over the first `warmupSteps` steps.
     public var warmupSteps = 0
+    public var sharedEntries: SharedEntryGradient = .mean
     /// When set, the gradient of all parameters together is scaled down to this L2 norm when it is longer.
     public var gradientClipNorm: Float? = nil
     /// Random horizontal flips and shifts of up to `shift` pixels, the uncovered border filled with `background`.

@@ -35,6 +35,7 @@ struct Compress: ParsableCommand {
     @OptionGroup var kernels: KernelOptions
     @OptionGroup var neuronOptions: NeuronOptions
     @OptionGroup var palettization: PalettizationOptions
+    @OptionGroup var sensitivity: SensitivityOptions
 
     @Option(help: "dense (same graph, clustered weights) or codebook (compact file).")
     var format: ExportFormat = .dense
@@ -74,11 +75,14 @@ struct Compress: ParsableCommand {
     func configuration(_ graph: Graph) throws -> CompressionConfiguration {
         let kernelSize: KernelClusteringConfiguration.Size? = kernelClusters.map { .clusters($0) } ?? kernelReduction.map { .reduction($0) }
         let kernelConfig = try kernelSize.map { try kernels.configuration($0) }
-        return CompressionConfiguration(
+        let (importance, cost) = try sensitivity.measures(graph, data: dataOptions)
+        var config = CompressionConfiguration(
             pruning: try neuronOptions.pruning(), neurons: try neuronOptions.clustering(kernels), kernels: kernelConfig,
             palettization: try palettization.configuration(seed: kernels.seed),
             format: format == .codebook || finetuneEpochs != nil ? .codebook : .dense,
-            channelEnergy: kernelConfig == nil ? [:] : try kernels.channelEnergy(graph, data: dataOptions))
+            importance: importance, bitsPerWeight: sensitivity.bitsPerWeight)
+        config.allocationCost = cost
+        return config
     }
 
     func run() throws {
@@ -103,6 +107,7 @@ struct Compress: ParsableCommand {
             written = try exported(tuned.graph, format: format)
         }
         try ONNXModelFile.save(written, to: output)
+        try sensitivity.savePlan(result.allocation)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
 
         var report: AccuracyReport?
@@ -116,7 +121,7 @@ struct Compress: ParsableCommand {
         result.format = format == .codebook ? .codebook : .dense
         result.fileBytes = fileBytes
         result.seed = kernels.seed
-        result.calibrationImages = kernels.calibration
+        result.calibrationImages = sensitivity.calibration
         result.top1 = report?.top1
         result.top5 = report?.top5
         result.images = report?.images

@@ -21,9 +21,6 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "Leave Conv layers whose node or weight name matches this glob dense (repeatable).")
     var exclude: [String] = []
 
-    @Option(help: "Weight each kernel by its input channel's energy on N calibration (training) images.")
-    var calibration: Int?
-
     @Option(help: "Bits per kernel scale in scaled mode: 16 (float16) or 8.")
     var scaleBits: Int = 16
 
@@ -39,10 +36,6 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "k-means seeding (kernels and neurons): automatic (k-means++ when n·K ≤ 2^28 and n·K·d ≤ 9·2^28, else spreadSample), kMeansPlusPlus, randomSample, spreadSample.")
     var kernelInit: KMeansConfiguration.Initialization = .automatic
 
-    func validate() throws {
-        if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
-    }
-
     func configuration(_ size: KernelClusteringConfiguration.Size) throws -> KernelClusteringConfiguration {
         var config = KernelClusteringConfiguration(size: size, mode: kernelMode, scope: kernelScope, exclude: exclude,
                                                    scaleBits: scaleBits, seed: seed, maxIterations: maxIterations)
@@ -50,14 +43,5 @@ struct KernelOptions: ParsableArguments {
         config.codebookPrecision = kernelCodebook
         try config.validate()
         return config
-    }
-
-    /// Channel energies from the first N training images (the test set is kept for evaluation).
-    func channelEnergy(_ graph: Graph, data: DataOptions) throws -> [String: [Float]] {
-        guard let calibration else { return [:] }
-        let source = data.source
-        let split: DatasetSource.Split = if case .idx = source { .train } else { .test }
-        let images = try source.load(split: split, preprocessing: data.preprocessing).prefix(calibration)
-        return try Calibration.convInputEnergy(try Executor(graph: graph), images: images)
     }
 }

@@ -69,9 +69,9 @@ struct PalettizationOptions: ParsableArguments {
 func mapped<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
-    } catch let error as ConfigurationError where error.level == "global" || error.level.hasPrefix("layer '") {
+    } catch let error as ConfigurationError where error.level == "global" || error.level == "allocation" || error.level.hasPrefix("layer '") {
         let flag = ["bits": "--bits", "group_size": "--group-size", "cluster_dim": "--cluster-dim", "granularity": "--granularity",
-                    "lut": "--lut", "max_iterations": "--max-iterations"][error.field] ?? error.field
-        throw ValidationError("\(flag) \(error.message)" + (error.level == "global" ? "" : " (\(error.level))"))
+                    "lut": "--lut", "max_iterations": "--max-iterations", "bits_per_weight": "--bits-per-weight"][error.field] ?? error.field
+        throw ValidationError("\(flag) \(error.message)" + (error.level == "global" || error.level == "allocation" ? "" : " (\(error.level))"))
     }
 }

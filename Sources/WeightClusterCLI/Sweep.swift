@@ -41,6 +41,12 @@ struct Sweep: ParsableCommand {
     @Option(help: "Palettization with --cluster-dim d > 1: comma-separated bits per weight; each gives bits = round(d·b) per vector (instead of --bits).")
     var vectorBitsPerWeight: String?
 
+    @Option(help: "Sensitivity (diagonal Fisher) on N training images weights the clustering of every point.")
+    var calibration: Int?
+
+    @Option(help: "Palettization with bits chosen per weight (needs --calibration): comma-separated targets in bits per weight, at each --granularity.")
+    var bitsPerWeight: String?
+
     @Option(help: "Add the rows of an earlier sweep.json of the same model to the table and chart (repeatable).")
     var include: [String] = []
 
@@ -76,6 +82,13 @@ struct Sweep: ParsableCommand {
     @Option(help: "Folder for sweep.csv, sweep.json, sweep.md and sweep.svg.")
     var out: String?
 
+    func validate() throws {
+        if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
+        if bitsPerWeight != nil && calibration == nil {
+            throw ValidationError("--bits-per-weight needs --calibration N: the allocation minimises the sensitivity-weighted error")
+        }
+    }
+
     func run() throws {
         // A bad --out fails before any work.
         if let out { try createOutputDirectory(out) }
@@ -85,14 +98,15 @@ struct Sweep: ParsableCommand {
         var plan = try palettizationPlan()
         if neurons != nil { plan += try neuronPlan() }
         if kernelReduction != nil || plan.isEmpty { plan += try kernelPlan() }
-        let energy = plan.contains { $0.kernels != nil } ? try kernels.channelEnergy(graph, data: dataOptions) : [:]
+        let (importance, cost) = try SensitivityOptions.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil, data: dataOptions)
         let baseline = try Evaluator.evaluate(try Executor(graph: graph), on: dataset) { Terminal.progress("baseline", $0, $1) }
         var rows: [SweepRow] = []
         for (number, point) in plan.enumerated() {
-            let config = CompressionConfiguration(
+            var config = CompressionConfiguration(
                 pruning: point.sparsity.flatMap { $0 > 0 ? PruningConfiguration(sparsity: $0, scope: pruneScope, layers: layerPatterns) : nil },
                 neurons: point.neurons, kernels: point.kernels, palettization: point.palettization, format: .codebook,
-                channelEnergy: point.kernels == nil ? [:] : energy)
+                importance: point.neurons == nil ? importance : [:], bitsPerWeight: point.bitsPerWeight)
+            config.allocationCost = cost
             let result = try mapped { try compress(graph, configuration: config) }
             let label = "\(point.label) (\(number + 1)/\(plan.count))"
             let report = try Evaluator.evaluate(try Executor(graph: result.graph), on: dataset) { Terminal.progress(label, $0, $1) }
@@ -116,11 +130,11 @@ struct Sweep: ParsableCommand {
                 row.inertia = n.layers.reduce(0) { $0 + $1.inertia }
             }
             if let p = result.palettization, let s = point.settings {
-                row.bits = s.bits
+                row.bits = point.bitsPerWeight == nil ? s.bits : nil
                 row.granularity = s.granularity.rawValue
                 row.clusterDim = s.clusterDimension
                 row.bitsPerWeight = result.bitsPerWeight
-                row.clusters = s.entries
+                row.clusters = point.bitsPerWeight == nil ? s.entries : nil
                 row.relativeError = p.layers.reduce(0) { $0 + $1.relativeError * Double($1.denseBytes) } / Double(max(1, p.denseBytes))
             }
             var tuned = ""
@@ -161,24 +175,41 @@ struct Sweep: ParsableCommand {
         var kernels: KernelClusteringConfiguration?
         var palettization: PalettizationConfiguration?
         var settings: PalettizationSettings?
+        /// A size target the bits are allocated to.
+        var bitsPerWeight: Double? = nil
+    }
+
+    /// Comma-separated positive numbers (none when the option is absent).
+    func decimals(_ text: String?, option: String) throws -> [Double] {
+        try (text ?? "").split(separator: ",").map { item -> Double in
+            guard let b = Double(String(item).trimmed), b > 0, b.isFinite else { throw ValidationError("\(option) values must be positive numbers, got '\(item)'") }
+            return b
+        }
     }
 
     func palettizationPlan() throws -> [Point] {
-        guard bits != nil || vectorBitsPerWeight != nil else { return [] }
+        guard bits != nil || vectorBitsPerWeight != nil || bitsPerWeight != nil else { return [] }
         let dims = try integers(clusterDim, option: "--cluster-dim")
-        let perWeight = try vectorBitsPerWeight.map { text in
-            try text.split(separator: ",").map { item -> Double in
-                guard let b = Double(String(item).trimmed), b > 0 else { throw ValidationError("--vector-bits-per-weight values must be positive numbers, got '\(item)'") }
-                return b
-            }
-        }
+        let perWeight = vectorBitsPerWeight == nil ? nil : try decimals(vectorBitsPerWeight, option: "--vector-bits-per-weight")
         let granularities = try granularity.split(separator: ",").map { text in
             guard let g = PalettizationSettings.Granularity(rawValue: String(text).trimmed) else {
                 throw ValidationError("unknown granularity '\(text)' (\(PalettizationSettings.Granularity.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             return g
         }
+        // Data-aware points say so in their family's name.
+        let weighted = calibration != nil ? ", Fisher-weighted" : ""
         var plan: [Point] = []
+        for target in try decimals(bitsPerWeight, option: "--bits-per-weight") {
+            for g in granularities {
+                let settings = PalettizationSettings(bits: 4, granularity: g, groupSize: groupSize, precision: lut)
+                let config = PalettizationConfiguration(global: WeightFormOverride(form: .palettize, granularity: g, groupSize: groupSize, lut: lut),
+                                                        seed: kernels.seed)
+                let form = "allocated \(g.rawValue)\(weighted)"
+                plan.append(Point(label: "\(form) \(target) bits/weight", mode: form, palettization: config, settings: settings, bitsPerWeight: target))
+            }
+        }
+        guard bits != nil || vectorBitsPerWeight != nil else { return plan }
         for d in dims {
             let widths = try d > 1 && perWeight != nil ? perWeight!.map { Int((Double(d) * $0).rounded()) } : integers(bits ?? "", option: "--bits")
             for g in granularities {
@@ -188,7 +219,7 @@ struct Sweep: ParsableCommand {
                         global: WeightFormOverride(form: .palettize, bits: b, granularity: g, groupSize: groupSize, clusterDim: d, lut: lut),
                         seed: kernels.seed)
                     try mapped { try config.validate() }
-                    let form = d == 1 ? "scalar \(g.rawValue)" : "vector d=\(d) \(g.rawValue)"
+                    let form = (d == 1 ? "scalar \(g.rawValue)" : "vector d=\(d) \(g.rawValue)") + weighted
                     plan.append(Point(label: "\(form) \(b)-bit", mode: form, palettization: config, settings: settings))
                 }
             }

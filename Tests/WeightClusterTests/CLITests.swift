@@ -151,6 +151,9 @@ enum CLI {
 }
 
 @Suite(.serialized) struct CompressCLITests {
+    /// An output path in a folder of this test's own, which a refused command must not create.
+    let neverWritten = try! CLI.temporaryDirectory().appendingPathComponent("never-written.onnx").path
+
     let model = Fixtures.path("models/tiny_resnet_opset13.onnx")
 
     @Test func compressWritesJSONAndAnONNXFile() throws {
@@ -181,16 +184,16 @@ enum CLI {
     @Test func compressRejectsBadSizes() throws {
         for (args, text) in [(["--kernel-reduction", "1"], "[0, 1)"), (["--kernel-clusters", "0"], "at least 1"),
                              (["--kernel-clusters", "100000"], "larger than the number of kernels"), ([], "exactly one of")] {
-            let result = try CLI.run(["compress", model, "-o", "/tmp/never-written.onnx"] + args)
+            let result = try CLI.run(["compress", model, "-o", neverWritten] + args)
             #expect(result.status != 0)
             #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(text), "\(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1)
         }
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written.onnx"))
+        #expect(!FileManager.default.fileExists(atPath: neverWritten))
     }
 
     @Test func modelWithoutConvolutions() throws {
-        let result = try CLI.run(["compress", Fixtures.path("ops/gemm_transb.onnx"), "-o", "/tmp/never-written.onnx", "--kernel-reduction", "0.5"])
+        let result = try CLI.run(["compress", Fixtures.path("ops/gemm_transb.onnx"), "-o", neverWritten, "--kernel-reduction", "0.5"])
         #expect(result.status != 0 && result.stderr.contains("no Conv layer"))
     }
 
@@ -209,6 +212,9 @@ enum CLI {
 }
 
 @Suite(.serialized) struct NeuronCLITests {
+    /// An output path in a folder of this test's own, which a refused command must not create.
+    let neverWritten = try! CLI.temporaryDirectory().appendingPathComponent("never-written.onnx").path
+
     @Test func compressNeuronsWritesJSONAndLeavesTheInputAlone() throws {
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -254,14 +260,14 @@ enum CLI {
             (["--sparsity", "1.5"], "--sparsity must be in [0, 1)"),
             (["--neurons", "cosine", "--column-reduction", "0.5"], "cosine"),
         ] {
-            let result = try CLI.run(["compress", "-o", "/tmp/never-written.onnx"] + args)
+            let result = try CLI.run(["compress", "-o", neverWritten] + args)
             #expect(result.status != 0)
             #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(text), "\(args): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
         }
-        let noFC = try CLI.run(["compress", Fixtures.path("ops/relu.onnx"), "-o", "/tmp/never-written.onnx", "--neurons", "spherical", "--column-reduction", "0.5"])
+        let noFC = try CLI.run(["compress", Fixtures.path("ops/relu.onnx"), "-o", neverWritten, "--neurons", "spherical", "--column-reduction", "0.5"])
         #expect(noFC.status != 0 && noFC.stderr.contains("no fully-connected layer"))
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written.onnx"))
+        #expect(!FileManager.default.fileExists(atPath: neverWritten))
     }
 
     @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
@@ -294,6 +300,9 @@ enum ModelArgumentPath {
 }
 
 @Suite(.serialized) struct FinetuneCLITests {
+    /// An output path in a folder of this test's own, which a refused command must not create.
+    let neverWritten = try! CLI.temporaryDirectory().appendingPathComponent("never-written.onnx").path
+
     @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
     func finetuneACodebookFile() throws {
         let dir = try CLI.temporaryDirectory()
@@ -342,16 +351,16 @@ enum ModelArgumentPath {
         let compact = dir.appendingPathComponent("c.onnx").path
         #expect(try CLI.run(["compress", "-o", compact, "--kernel-reduction", "0.5", "--format", "codebook"]).status == 0)
         for (args, text) in [
-            (["finetune", "-o", "/tmp/never-written.onnx", "--epochs", "1"], "no trainable structure recorded"),
-            (["finetune", dense, "-o", "/tmp/never-written.onnx", "--epochs", "1"], "written with --format dense"),
-            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "0"], "--epochs must be between 1 and 1000"),
-            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--lr", "0"], "--lr must be a positive number"),
-            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--held-out=-1"], "--held-out must be ≥ 0"),
-            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--data", "\(images),\(labels)"], "training labels go up to 12"),
-            (["compress", "-o", "/tmp/never-written.onnx", "--kernel-reduction", "0.5", "--finetune-epochs", "0"],
+            (["finetune", "-o", neverWritten, "--epochs", "1"], "no trainable structure recorded"),
+            (["finetune", dense, "-o", neverWritten, "--epochs", "1"], "written with --format dense"),
+            (["finetune", compact, "-o", neverWritten, "--epochs", "0"], "--epochs must be between 1 and 1000"),
+            (["finetune", compact, "-o", neverWritten, "--epochs", "1", "--lr", "0"], "--lr must be a positive number"),
+            (["finetune", compact, "-o", neverWritten, "--epochs", "1", "--held-out=-1"], "--held-out must be ≥ 0"),
+            (["finetune", compact, "-o", neverWritten, "--epochs", "1", "--data", "\(images),\(labels)"], "training labels go up to 12"),
+            (["compress", "-o", neverWritten, "--kernel-reduction", "0.5", "--finetune-epochs", "0"],
              "--finetune-epochs must be between 1 and 1000"),
-            (["finetune", compact, "-o", "/tmp/never-written.onnx", "--epochs", "1", "--reassign-every", "0"], "--reassign-every must be at least 1"),
-            (["compress", "-o", "/tmp/never-written.onnx", "--sparsity", "0.5", "--finetune-epochs", "1", "--reassign-every", "5"],
+            (["finetune", compact, "-o", neverWritten, "--epochs", "1", "--reassign-every", "0"], "--reassign-every must be at least 1"),
+            (["compress", "-o", neverWritten, "--sparsity", "0.5", "--finetune-epochs", "1", "--reassign-every", "5"],
              "--reassign-every needs codebooks"),
         ] {
             let result = try CLI.run(args)
@@ -359,7 +368,7 @@ enum ModelArgumentPath {
             #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(text), "\(args): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
         }
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written.onnx"))
+        #expect(!FileManager.default.fileExists(atPath: neverWritten))
     }
 
     /// An absurd learning rate on the bundled model: the guard says so on stderr, the JSON says `diverged`, and the

@@ -204,20 +204,23 @@ import _TestSupport
     }
 }
 
-@Suite struct CalibrationTests {
-    @Test func convInputEnergyIsTheMeanSquarePerChannel() throws {
+@Suite struct KernelImportanceTests {
+    /// A kernel whose weights matter a million times more than the others' is reproduced (almost) exactly.
+    @Test func importantKernelsAreReproduced() throws {
         let graph = try ONNXFormatTestLoader.load("models/tiny_resnet_opset13")
-        let x = try TestSupport.readFloat(Fixtures.path("models/tiny_resnet_opset13.input.npy"))
-        let dataset = try ImageDataset(images: x, labels: Array(repeating: 0, count: x.shape[0]))
-        let energy = try Calibration.convInputEnergy(try Executor(graph: graph), images: dataset, batchSize: 2)
-        let first = try #require(graph.nodes.first { $0.opType == "Conv" })
-        // The first conv reads the image itself: one channel, mean of x².
-        let expected = x.scalars.reduce(0) { $0 + $1 * $1 } / Float(x.count)
-        let measured = try #require(energy[first.inputs[1]])
-        #expect(measured.count == 1 && abs(measured[0] - expected) < 1e-4 * expected)
-        #expect(energy.count == graph.nodes.filter { $0.opType == "Conv" }.count)
-        // Weighting changes the clustering but keeps it valid.
-        let r = try clusterKernels(in: graph, configuration: .init(size: .reduction(0.6)), channelEnergy: energy)
-        #expect(r.footprint.kernelReduction > 0.55)
+        let first = try #require(graph.nodes.first { $0.opType == "Conv" && (graph.initializers[$0.inputs[1]]?.floatTensor?.shape.suffix(2) ?? []) == [3, 3] })
+        let name = first.inputs[1], w = graph.initializers[name]!.floatTensor!
+        var importance = [Float](repeating: 1, count: w.count)
+        for i in 0..<9 { importance[i] = 1e6 }  // kernel W[0, 0]
+        let config = KernelClusteringConfiguration(size: .reduction(0.8))
+        let plain = try clusterKernels(in: graph, configuration: config)
+        let weighted = try clusterKernels(in: graph, configuration: config, importance: [name: importance])
+        func error(_ r: KernelClusteringResult) -> Float {
+            let rebuilt = r.graph.initializers[name]!.floatTensor!.scalars
+            return (0..<9).reduce(0) { $0 + (rebuilt[$1] - w.scalars[$1]) * (rebuilt[$1] - w.scalars[$1]) }
+        }
+        #expect(error(weighted) <= error(plain))
+        #expect(error(weighted) < 1e-6 * max(1, (0..<9).reduce(0) { $0 + w.scalars[$1] * w.scalars[$1] }) || error(plain) == 0)
+        #expect(throws: CompressionError.self) { try clusterKernels(in: graph, configuration: config, importance: [name: [1]]) }
     }
 }

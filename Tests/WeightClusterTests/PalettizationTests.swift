@@ -53,6 +53,34 @@ import _TestSupport
         #expect(abs(e - ours.inertia) <= 1e-6 * max(1, e))
     }
 
+    /// The block-counting and binary-search assigners agree with `nearest` (ties to the upper entry) for every K,
+    /// including values exactly on a midpoint and runs shorter than a block.
+    @Test(arguments: [1, 2, 3, 16, 17, 64, 256]) func assignerMatchesNearest(_ k: Int) {
+        var g = SeededGenerator(seed: UInt64(k) &+ 7)
+        let centroids = (0..<k).map { _ in Float(Int.random(in: -40...40, using: &g)) / 8 }.sorted()
+        let mids = ScalarKMeans.midpoints(centroids)
+        var x = (0..<1037).map { _ in Float.random(in: -6...6, using: &g) }
+        x += mids + centroids
+        var out = [Int32](repeating: -1, count: x.count)
+        x.withUnsafeBufferPointer { v in out.withUnsafeMutableBufferPointer { ScalarKMeans.Assigner(ascending: centroids).assign(v, to: $0.baseAddress!) } }
+        mids.withUnsafeBufferPointer { m in
+            for (v, j) in zip(x, out) { #expect(Int(j) == ScalarKMeans.nearest(v, midpoints: m)) }
+        }
+    }
+
+    /// One workspace fits groups of different sizes in a row with the results of fresh ones; zeros can be left out.
+    @Test func workspaceReuseAndExcludedZeros() {
+        var g = SeededGenerator(seed: 3)
+        let ws = ScalarKMeans.Workspace()
+        for n in [5000, 70, 20_000, 300] {
+            let x = (0..<n).map { i in i % 3 == 0 ? 0 : Float.random(in: -1...1, using: &g) }
+            let reused = x.withUnsafeBufferPointer { ScalarKMeans.fit($0, clusters: 8, workspace: ws) }
+            #expect(reused == ScalarKMeans.fit(x, clusters: 8))
+            let noZeros = x.withUnsafeBufferPointer { ScalarKMeans.fit($0, clusters: 8, excludingZeros: true, workspace: ws) }
+            #expect(noZeros == ScalarKMeans.fit(x.filter { $0 != 0 }, clusters: 8))
+        }
+    }
+
     @Test func weightsPullCentroids() {
         let x: [Float] = [0, 1, 10, 11]
         let r = ScalarKMeans.fit(x, weights: [1, 100, 1, 1], clusters: 2)
@@ -302,6 +330,22 @@ extension OnnxRuntimeExportTests {
 @Suite struct PalettizationTrainingTests {
     /// Fine-tuning a 2-bit per-grouped-channel model trains the LUT entries (and the re-assignment moves weights
     /// between them) while every group keeps at most 4 distinct values.
+    /// Every LUT entry knows how many weights it stands for (through the fp16 Cast), so its gradient can be their mean.
+    @Test func lutEntriesCountTheirWeights() throws {
+        let graph = NeuronFixtures.convHead(globalPool: true)
+        let global = WeightFormOverride(form: .palettize, bits: 2, granularity: .perGroupedChannel, groupSize: 4)
+        let r = try palettizeWeights(in: graph, configuration: PalettizationConfiguration(global: global))
+        let counts = try Backpropagation(graph: r.graph).gatherCounts
+        for w in r.weights {
+            let c = try #require(counts[w.layout.codebook])
+            #expect(c.count == w.layout.groups * w.layout.entries)
+            var expected = [Float](repeating: 0, count: c.count)
+            let perGroup = w.layout.groupSize * w.layout.columns
+            for (i, j) in w.indices.enumerated() { expected[(i / perGroup) * w.layout.entries + Int(j)] += 1 }
+            #expect(c == expected)
+        }
+    }
+
     @Test(arguments: [false, true])
     func fineTuningKeepsTheLUTs(_ reassign: Bool) throws {
         let graph = NeuronFixtures.convHead(globalPool: true)

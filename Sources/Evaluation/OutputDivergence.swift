@@ -1,0 +1,66 @@
+import Compute
+import Datasets
+import Execution
+import Foundation
+import ModelGraph
+
+/// How far a changed model's predictions move from a reference model's on the same images: the mean
+/// Kullback–Leibler divergence KL(reference ‖ changed) of their softmax outputs (outputs that already are
+/// probabilities — non-negative rows summing to 1 — are taken as they are). Label-free; bit allocation measures each
+/// layer's candidate this way.
+public final class OutputDivergence: @unchecked Sendable {
+    public let graph: Graph
+    let images: ImageDataset
+    let batchSize: Int
+    /// Reference log-probabilities, one row per image.
+    let reference: [[Double]]
+
+    public init(reference graph: Graph, images: ImageDataset, batchSize: Int = 64) throws {
+        guard images.count >= 1 else { throw DatasetError.mismatch("the divergence needs at least 1 image") }
+        self.graph = graph
+        self.images = images
+        self.batchSize = batchSize
+        reference = try Self.logProbabilities(graph, images, batchSize: batchSize)
+    }
+
+    /// Mean KL divergence of `changed` from the reference.
+    public func divergence(_ changed: Graph) throws -> Double {
+        let rows = try Self.logProbabilities(changed, images, batchSize: batchSize)
+        var total = 0.0
+        for (p, q) in zip(reference, rows) { for (a, b) in zip(p, q) where a > -.infinity { total += exp(a) * (a - b) } }
+        return total / Double(rows.count)
+    }
+
+    /// Mean KL divergence with the initializer `name` of the reference replaced by `value`.
+    public func replacing(_ name: String, with value: Tensor<Float>) throws -> Double {
+        var changed = graph
+        changed.initializers[name] = .float(value)
+        return try divergence(changed)
+    }
+
+    static func logProbabilities(_ graph: Graph, _ images: ImageDataset, batchSize: Int) throws -> [[Double]] {
+        let executor = try Executor(graph: graph)
+        var rows: [[Double]] = []
+        for start in stride(from: 0, to: images.count, by: batchSize) {
+            let range = start..<min(images.count, start + batchSize)
+            let out = try executor(images.batch(range))
+            guard out.rank == 2, out.shape[0] == range.count else {
+                throw DatasetError.mismatch("model output has shape \(out.shape); expected [\(range.count), classes]")
+            }
+            guard out.scalars.allSatisfy(\.isFinite) else { throw ExecutionError.nonFinite(node: graph.outputs.first?.name ?? "graph output", op: "graph output") }
+            let width = out.shape[1]
+            for r in 0..<range.count {
+                let row = out.scalars[r * width..<(r + 1) * width].map(Double.init)
+                let sum = row.reduce(0, +)
+                if row.allSatisfy({ $0 >= 0 }) && abs(sum - 1) < 1e-3 {
+                    rows.append(row.map { $0 > 0 ? log($0) : -.infinity })
+                } else {
+                    let m = row.max() ?? 0
+                    let logSum = m + log(row.reduce(0) { $0 + exp($1 - m) })
+                    rows.append(row.map { $0 - logSum })
+                }
+            }
+        }
+        return rows
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Compression
+import Datasets
+import Evaluation
+import FileOutput
+import Foundation
+import ModelGraph
+import Training
+
+/// Sensitivity from calibration images and bit allocation to a size target, shared by `compress` and `sweep`.
+struct SensitivityOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Weight every clustered weight by its sensitivity on N training images.",
+                               discussion: "The diagonal Fisher information (squared per-image gradients of the loss) weights each weight's error in the k-means of palettization and kernel clustering."))
+    var calibration: Int?
+
+    @Option(help: ArgumentHelp("Palettization: choose each weight's bits so that all palettized weights take B bits per weight (needs --calibration).",
+                               discussion: "Every width from 1 to 8 bits is fitted to every weight; the upgrades that save the most sensitivity-weighted error per byte are taken while the budget allows."))
+    var bitsPerWeight: Double?
+
+    @Option(help: "With --bits-per-weight: write the chosen per-layer bits as a --config plan file.")
+    var writePlan: String?
+
+    func validate() throws {
+        if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
+        if let bitsPerWeight {
+            guard bitsPerWeight > 0 && bitsPerWeight.isFinite else { throw ValidationError("--bits-per-weight must be a positive number, got \(bitsPerWeight)") }
+            guard calibration != nil else { throw ValidationError("--bits-per-weight needs --calibration N: the allocation minimises the sensitivity-weighted error") }
+        }
+        if writePlan != nil && bitsPerWeight == nil { throw ValidationError("--write-plan needs --bits-per-weight") }
+    }
+
+    /// The Fisher sensitivity of every weight on the first N training images (none without --calibration), and with
+    /// --bits-per-weight the measured cost of each candidate: the divergence of the outputs on the same images.
+    func measures(_ graph: Graph, data: DataOptions) throws -> (importance: [String: [Float]], cost: AllocationCost?) {
+        try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil, data: data)
+    }
+
+    static func measures(_ graph: Graph, calibration: Int?, allocating: Bool, data: DataOptions) throws
+        -> (importance: [String: [Float]], cost: AllocationCost?) {
+        guard let images = try calibrationImages(calibration, data: data) else { return ([:], nil) }
+        let importance = try Sensitivity.fisher(graph, images: images) { Terminal.progress("sensitivity", $0, $1) }
+        guard allocating else { return (importance, nil) }
+        let divergence = try OutputDivergence(reference: graph, images: images)
+        return (importance, { try divergence.replacing($0, with: $1) })
+    }
+
+    /// The first N images of the training split (the test split is for evaluation only).
+    static func calibrationImages(_ calibration: Int?, data: DataOptions) throws -> ImageDataset? {
+        guard let calibration else { return nil }
+        let train = try data.source.load(split: .train, preprocessing: data.preprocessing)
+        guard calibration <= train.count else {
+            throw ValidationError("--calibration \(calibration) is more than the \(train.count) images of the training split")
+        }
+        return train.prefix(calibration)
+    }
+
+    /// Writes the allocation's plan where --write-plan asks.
+    func savePlan(_ allocation: BitAllocation?) throws {
+        guard let writePlan, let allocation else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(try encoder.encode(allocation.configuration), to: writePlan)
+    }
+}

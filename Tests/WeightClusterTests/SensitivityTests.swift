@@ -1,0 +1,135 @@
+import Clustering
+import Compression
+import Compute
+import Datasets
+import Evaluation
+import Execution
+import Foundation
+import ModelGraph
+import Testing
+import Training
+import _TestSupport
+
+@Suite struct SensitivityTests {
+    /// Mean softmax cross-entropy of `graph` on image `n` of `data`, in Double from the executor's logits.
+    func loss(_ graph: Graph, _ data: ImageDataset, _ n: Int) throws -> Double {
+        let y = try Executor(graph: graph)(data.batch(n..<(n + 1))).scalars.map(Double.init)
+        let m = y.max()!
+        return m + log(y.reduce(0) { $0 + exp($1 - m) }) - y[data.labels[n]]
+    }
+
+    /// The diagonal Fisher is Σₙ (∂ℓₙ/∂w)², checked against central differences of the executor's loss per image.
+    @Test func fisherIsTheSumOfSquaredPerImageGradients() throws {
+        let graph = NeuronFixtures.convHead(globalPool: true)
+        let data = try TrainingTests.data().prefix(4)
+        let fisher = try Sensitivity.fisher(graph, images: data)
+        #expect(Set(fisher.keys) == ["cw", "w"])  // weights only, not biases
+        for (name, element) in [("cw", 0), ("cw", 100), ("w", 3), ("w", 37)] {
+            var expected = 0.0
+            for n in 0..<data.count {
+                var plus = graph, minus = graph
+                let h: Float = 1e-2
+                var t = graph.initializers[name]!.floatTensor!
+                t.scalars[element] += h
+                plus.initializers[name] = .float(t)
+                t.scalars[element] -= 2 * h
+                minus.initializers[name] = .float(t)
+                let g = (try loss(plus, data, n) - loss(minus, data, n)) / Double(2 * h)
+                expected += g * g
+            }
+            let got = Double(fisher[name]![element])
+            #expect(abs(got - expected) <= 0.02 * expected + 1e-7, "\(name)[\(element)]: \(got) vs \(expected)")
+        }
+    }
+
+    /// Integer weights act as repeated values.
+    @Test func weightedFitEqualsRepeatedValues() {
+        var g = SeededGenerator(seed: 5)
+        let x = (0..<700).map { _ in Float.random(in: -1...1, using: &g) }
+        let w = (0..<700).map { _ in Float(Int.random(in: 0...3, using: &g)) }
+        let repeated = zip(x, w).flatMap { [Float](repeating: $0, count: Int($1)) }
+        let weighted = ScalarKMeans.fit(x, weights: w, clusters: 6), plain = ScalarKMeans.fit(repeated, clusters: 6)
+        // Same objective: the weighted optimum is no worse than the repeated one's (seeds differ: quantiles of x).
+        #expect(weighted.inertia <= plain.inertia * 1.05)
+        let mids = ScalarKMeans.midpoints(weighted.centroids)
+        let e = mids.withUnsafeBufferPointer { m in
+            zip(x, w).reduce(0.0) { acc, p in let c = weighted.centroids[ScalarKMeans.nearest(p.0, midpoints: m)]; return acc + Double(p.1 * (p.0 - c) * (p.0 - c)) }
+        }
+        #expect(abs(e - weighted.inertia) <= 1e-6 * max(1, e))
+    }
+
+    /// Heavier weights in a group pull its entries: the weighted error is lower than the plain fit's.
+    @Test func importanceLowersTheWeightedError() throws {
+        let graph = NeuronFixtures.convHead(globalPool: true)
+        let fisher = try Sensitivity.fisher(graph, images: try TrainingTests.data())
+        let config = PalettizationConfiguration(global: .init(form: .palettize, bits: 2, granularity: .perTensor))
+        let plain = try palettizeWeights(in: graph, configuration: config, importance: [:])
+        let weighted = try palettizeWeights(in: graph, configuration: config, importance: fisher)
+        for (p, w) in zip(plain.layers, weighted.layers) {
+            let f = fisher[p.weight]!
+            let original = graph.initializers[p.weight]!.floatTensor!.scalars
+            let rebuilt = plain.denseGraph.initializers[p.weight]!.floatTensor!.scalars
+            var plainWeighted = 0.0
+            for i in 0..<f.count {
+                let d = Double(original[i] - rebuilt[i])
+                plainWeighted += Double(f[i]) * d * d
+            }
+            #expect(try #require(w.weightedError) <= plainWeighted * 1.0001, "\(p.weight)")
+        }
+        #expect(throws: CompressionError.self) { try palettizeWeights(in: graph, configuration: config, importance: ["cw": [1, 2]]) }
+    }
+
+    /// The allocation meets the budget, spends it where the measured cost falls most, and says which size is the
+    /// smallest when the target is below it.
+    @Test func allocationMeetsTheBudgetAndFollowsTheCost() throws {
+        let graph = NeuronFixtures.mlp()
+        let ones = Dictionary(uniqueKeysWithValues: ["w1", "w2", "w3", "w4"].map { ($0, [Float](repeating: 1, count: graph.initializers[$0]!.floatTensor!.count)) })
+        let base = PalettizationConfiguration(global: .init(form: .palettize, granularity: .perTensor, lut: .fp16))
+        // w2's errors cost a hundred times more than the others'.
+        let cost: AllocationCost = { name, rebuilt in
+            let original = graph.initializers[name]!.floatTensor!.scalars
+            let e = zip(original, rebuilt.scalars).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+            return name == "w2" ? 100 * e : e
+        }
+        for target in [3.0, 4.0, 6.0] {
+            let a = try allocateBits(in: graph, configuration: base, bitsPerWeight: target, importance: ones, cost: cost)
+            let r = try palettizeWeights(in: graph, configuration: a.configuration, importance: ones)
+            #expect(Double(r.storedBytes * 8) / Double(r.denseBytes / 4) <= target + 1e-9)
+            let bits = Dictionary(uniqueKeysWithValues: a.choices.map { ($0.weight, $0.bits) })
+            #expect(bits["w2"]! == bits.values.max()!)
+        }
+        #expect { try allocateBits(in: graph, configuration: base, bitsPerWeight: 0.5, importance: ones) } throws: { error in
+            "\(error)".contains("below the smallest size any candidate reaches")
+        }
+        #expect(throws: ConfigurationError.self) { try allocateBits(in: graph, configuration: base, bitsPerWeight: 2, importance: [:]) }
+    }
+
+    @Test func divergenceIsZeroForTheSameModelAndGrowsWithTheChange() throws {
+        let graph = NeuronFixtures.convHead(globalPool: true)
+        let d = try OutputDivergence(reference: graph, images: try TrainingTests.data())
+        #expect(try d.divergence(graph) == 0)
+        var w = graph.initializers["w"]!.floatTensor!
+        w.scalars = w.scalars.map { $0 * 0.9 }
+        let small = try d.replacing("w", with: w)
+        w.scalars = w.scalars.map { _ in 0 }
+        let large = try d.replacing("w", with: w)
+        #expect(small > 0 && large > small)
+    }
+
+    @Test func sensitivityFlagsAreChecked() throws {
+        let model = Fixtures.path("models/tiny_vgg_opset13.onnx")
+        let out = try CLI.temporaryDirectory().appendingPathComponent("never-written.onnx").path
+        for (arguments, text) in [
+            (["--bits", "2", "--bits-per-weight", "2"], "--bits-per-weight needs --calibration N"),
+            (["--bits", "2", "--calibration", "0"], "--calibration must be at least 1 image, got 0"),
+            (["--bits", "2", "--bits-per-weight", "0", "--calibration", "4"], "--bits-per-weight must be a positive number"),
+            (["--bits", "2", "--write-plan", "p.json"], "--write-plan needs --bits-per-weight"),
+        ] {
+            let result = try CLI.run(["compress", model, "-o", out] + arguments)
+            #expect(result.status != 0)
+            #expect(result.stderr.contains(text), "\(arguments): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1)
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
