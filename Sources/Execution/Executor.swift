@@ -47,10 +47,7 @@ public final class Executor: @unchecked Sendable {
     init(graph: Graph, sorted: [Node], options: Options = Options()) throws {
         self.graph = graph
         self.options = options
-        for node in sorted where !Operators.supports(node) {
-            throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName,
-                                                     opset: graph.opsetVersion)
-        }
+        if let error = ExecutionError.unsupported(sorted, opset: graph.opsetVersion) { throw error }
         var constants = graph.initializers
         var remaining: [Node] = []
         let graphInputs = Set(graph.inputs.map(\.name))

@@ -29,9 +29,7 @@ public enum ModelValidation {
         try Executor.checkOpset(graph)
         let sorted = try Executor.topologicallySorted(graph)
         var warnings: [String] = []
-        for node in sorted where !Operators.supports(node) {
-            let error = ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName,
-                                                           opset: graph.opsetVersion)
+        if let error = ExecutionError.unsupported(sorted, opset: graph.opsetVersion) {
             guard strictness == .lenient else { throw error }
             warnings.append(error.description)
         }

@@ -50,9 +50,24 @@ public enum ONNXModelFile {
             if type != ONNXDataType.float && type != ONNXDataType.int64 { storageTypes[tensor.name] = type }
         }
         let opset = model.opsetImport.first { $0.domain.isEmpty || $0.domain == "ai.onnx" }.map { Int($0.version) } ?? 1
+        // A Constant node whose value only weight slots read (Paddle exports keep every weight in one) becomes an
+        // initializer, so that inspect, compress and training see it as a weight; other constants stay nodes.
+        var onlyWeightSlots: [String: Bool] = [:]
+        for node in proto.node where node.domain.isEmpty || node.domain == "ai.onnx" {
+            for (slot, name) in node.input.enumerated() { onlyWeightSlots[name] = (onlyWeightSlots[name] ?? true) && isWeightSlot(node.opType, slot) }
+        }
+        for output in proto.output { onlyWeightSlots[output.name] = false }
         var nodes: [Node] = []
         nodes.reserveCapacity(proto.node.count)
         for node in proto.node {
+            if node.opType == "Constant", node.domain.isEmpty || node.domain == "ai.onnx", node.output.count == 1,
+               onlyWeightSlots[node.output[0]] == true, initializers[node.output[0]] == nil,
+               node.attribute.count == 1, let value = node.attribute.first, value.name == "value", value.type == .tensor,
+               [ONNXDataType.float, ONNXDataType.float16].contains(Int(value.t.dataType)) {
+                initializers[node.output[0]] = try value.t.decoded(baseDirectory: baseDirectory)
+                if value.t.dataType != ONNXDataType.float { storageTypes[node.output[0]] = Int(value.t.dataType) }
+                continue
+            }
             var attributes: [String: Attribute] = [:]
             for attribute in node.attribute {
                 attributes[attribute.name] = try Attribute(attribute, baseDirectory: baseDirectory)
@@ -70,6 +85,18 @@ public enum ONNXModelFile {
                           metadata: metadata)
         graph.storageTypes = storageTypes
         return graph
+    }
+
+    /// Inputs that hold weights: Conv/ConvTranspose weight and bias, Gemm B and C, MatMul B, a Gather table,
+    /// BatchNormalization's scale, bias, mean and variance, PRelu's slope.
+    static func isWeightSlot(_ op: String, _ slot: Int) -> Bool {
+        switch op {
+        case "Conv", "ConvTranspose", "Gemm": slot == 1 || slot == 2
+        case "MatMul", "PRelu": slot == 1
+        case "Gather": slot == 0
+        case "BatchNormalization": (1...4).contains(slot)
+        default: false
+        }
     }
 
     /// Writes `graph` as an ONNX model, atomically.

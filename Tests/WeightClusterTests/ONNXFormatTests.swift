@@ -70,6 +70,37 @@ enum ONNXFormatTestLoader {
         #expect(error?.description.contains("Einsum") == true && error?.description.contains("opset 15") == true)
     }
 
+    /// Weights kept in Constant nodes (as Paddle exports them) load as initializers, so they count as weights; a
+    /// Constant that something else reads stays a node, and the model computes the same.
+    @Test func constantNodeWeightsBecomeInitializers() throws {
+        let w = Tensor<Float>(shape: [2, 3, 1, 1], scalars: [1, 2, 3, 4, 5, 6])
+        let graph = Graph(nodes: [Node(name: "w_const", opType: "Constant", inputs: [], outputs: ["w"], attributes: ["value": .tensor(.float(w))]),
+                                  Node(name: "s_const", opType: "Constant", inputs: [], outputs: ["s"], attributes: ["value": .tensor(.float(Tensor(shape: [], scalars: [2])))]),
+                                  Node(name: "conv", opType: "Conv", inputs: ["x", "w"], outputs: ["c"]),
+                                  Node(name: "scale", opType: "Mul", inputs: ["c", "s"], outputs: ["y"])],
+                          inputs: [ValueInfo(name: "x", shape: [.fixed(1), .fixed(3), .fixed(2), .fixed(2)])],
+                          outputs: [ValueInfo(name: "y", shape: nil)], opsetVersion: 13)
+        let loaded = try ONNXModelFile.decode(try ONNXModelFile.encode(graph))
+        #expect(loaded.initializers["w"]?.floatTensor == w)
+        #expect(loaded.initializers["s"] == nil && loaded.nodes.map(\.name) == ["s_const", "conv", "scale"])
+        let x = Tensor<Float>(shape: [1, 3, 2, 2], scalars: (0..<12).map(Float.init))
+        #expect(try Executor(graph: loaded)(x) == Executor(graph: graph)(x))
+    }
+
+    /// A model with several unsupported operators gets one error listing all of them (first node and count).
+    @Test func everyUnsupportedOperatorInOneError() throws {
+        let graph = Graph(nodes: [Node(name: "up1", opType: "Resize", inputs: ["x"], outputs: ["a"]),
+                                  Node(name: "deconv", opType: "ConvTranspose", inputs: ["a"], outputs: ["b"]),
+                                  Node(name: "up2", opType: "Resize", inputs: ["b"], outputs: ["c"]),
+                                  Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
+                          inputs: [ValueInfo(name: "x", shape: nil)], outputs: [ValueInfo(name: "y", shape: nil)], opsetVersion: 13)
+        let error = #expect(throws: ExecutionError.self) { try ModelValidation.validate(graph) }
+        #expect(error == .unsupportedOperators([UnsupportedOperator(op: "Resize", domain: "", firstNode: "up1", count: 2),
+                                                UnsupportedOperator(op: "ConvTranspose", domain: "", firstNode: "deconv", count: 1)], opset: 13))
+        #expect(error?.description == "unsupported operators (opset 13): Resize at node 'up1' and 1 more, ConvTranspose at node 'deconv'; WeightCluster runs the ai.onnx operators listed in the README")
+        #expect(try ModelValidation.validate(graph, strictness: .lenient).count == 1)
+    }
+
     @Test func shapeMismatchNamesNodeAndShapes() throws {
         let graph = Graph(nodes: [Node(name: "fc", opType: "Gemm", inputs: ["x", "w"], outputs: ["y"], attributes: ["transB": .int(1)])],
                           initializers: ["w": .float(Tensor(zeros: [4, 5]))],
