@@ -13,7 +13,7 @@ extension KernelClusteringResult {
             let layout = WeightLayout(weight: layer.weightName, shape: layer.shape, rows: oc, columns: ic * d, transposed: false,
                                       dimension: d, entries: codebook.count, groupSize: oc, codebook: "wc_codebook_\(layer.codebook)",
                                       precision: configuration.codebookPrecision, rowScales: false,
-                                      vectorScaleBits: layer.scales == nil ? nil : (layer.scaleStep == nil ? 16 : 8))
+                                      vectorScaleBits: layer.scales == nil ? nil : (layer.scaleStep == nil ? 16 : 8), origin: .kernels)
             return CompressedWeight(layout: layout, indices: layer.indices, codebook: codebook.entries, rowScales: nil,
                                     vectorScales: layer.scales)
         }

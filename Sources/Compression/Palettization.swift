@@ -188,7 +188,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
             let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: job.weight.columns,
                                       transposed: job.weight.transposed, dimension: settings.clusterDimension, entries: fitted.entries,
                                       groupSize: job.weight.rows, codebook: name, precision: settings.precision, rowScales: settings.perChannelScale,
-                                      vectorScaleBits: nil)
+                                      vectorScaleBits: nil, origin: .palettization)
             weights[member] = CompressedWeight(layout: layout, indices: fitted.assign(block.values), codebook: fitted.codebook,
                                                rowScales: block.rowScales, vectorScales: nil)
         }
@@ -253,7 +253,8 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: columns,
                                   transposed: job.weight.transposed, dimension: d, entries: entries,
                                   groupSize: groupRows(job.settings, rows: job.weight.rows), codebook: "\(job.weight.name)/wc_lut",
-                                  precision: job.settings.precision, rowScales: job.settings.perChannelScale, vectorScaleBits: nil)
+                                  precision: job.settings.precision, rowScales: job.settings.perChannelScale, vectorScaleBits: nil,
+                                  origin: .palettization)
         weights[i] = CompressedWeight(layout: layout, indices: Array(indexBuffers[i]!), codebook: codebook, rowScales: block.rowScales,
                                       vectorScales: nil)
     }

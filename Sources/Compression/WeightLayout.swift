@@ -60,6 +60,15 @@ public struct WeightLayout: Sendable, Codable, Equatable {
     public var rowScales: Bool
     /// Bits of the per-vector scales (16: float16; 8: int8 codes with one step), nil without.
     public var vectorScaleBits: Int?
+    /// Which pass wrote the weight (nil in files written before it was recorded).
+    public var origin: Origin? = nil
+
+    public enum Origin: String, Sendable, Codable {
+        /// A scalar LUT or vector codebook per tensor, channel group or network (palettization).
+        case palettization
+        /// A codebook of 2D kernels (the kernel-clustering seed).
+        case kernels
+    }
 
     public var groups: Int { (rows + groupSize - 1) / groupSize }
     public var vectorsPerRow: Int { columns / dimension }

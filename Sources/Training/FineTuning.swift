@@ -142,7 +142,8 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
                 } else {
                     good = trainer.state
                     goodStep = step
-                    if t > best.top1 { best = (t, good, step) }
+                    // Ties go to the later state: as good on the held-out images, and further along the schedule.
+                    if t > best.top1 || (best.state != nil && t == best.top1) { best = (t, good, step) }
                 }
             }
             if let divergence {

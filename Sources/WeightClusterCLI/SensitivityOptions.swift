@@ -32,7 +32,10 @@ struct SensitivityOptions: ParsableArguments {
     /// The Fisher sensitivity of every weight on the first N training images (none without --calibration), and with
     /// --bits-per-weight the measured cost of each candidate: the divergence of the outputs on the same images.
     func measures(_ graph: Graph, data: DataOptions) throws -> (importance: [String: [Float]], cost: AllocationCost?) {
-        try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil, data: data)
+        if let bitsPerWeight, bitsPerWeight >= 32 {
+            FileHandle.standardError.write(Data("warning: --bits-per-weight \(bitsPerWeight) is not below the dense size (32 bits per weight): every weight gets the largest candidate, 8 bits\n".utf8))
+        }
+        return try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil, data: data)
     }
 
     static func measures(_ graph: Graph, calibration: Int?, allocating: Bool, data: DataOptions) throws

@@ -41,7 +41,8 @@ struct SweepRow: Codable {
     }
 
     var isNeuron: Bool { columnReduction != nil }
-    var isPalettization: Bool { bits != nil }
+    /// Palettization rows (uniform bits, or bits allocated per layer) carry their bits per palettized weight.
+    var isPalettization: Bool { bitsPerWeight != nil }
     /// Bits per weight of the whole model: 32 / compression ratio.
     var modelBitsPerWeight: Double { 32 / max(compressionRatio, 1e-9) }
     /// The line a row belongs to in the chart.
@@ -78,7 +79,8 @@ struct SweepReport: Codable {
         }
         if mixed {
             return [["form", "bits", "K", "reduction", "bits/weight (model)"] + tail] + rows.map { r in
-                [r.mode, r.bits.map(String.init) ?? "", "\(r.clusters ?? 0)", r.isPalettization ? "" : String(format: "%.2f%%", 100 * r.reduction),
+                [r.mode, r.bits.map(String.init) ?? "", r.isPalettization ? r.clusters.map(String.init) ?? "" : "\(r.clusters ?? 0)",
+                 r.isPalettization ? "" : String(format: "%.2f%%", 100 * r.reduction),
                  String(format: "%.2f", r.modelBitsPerWeight)] + common(r)
             }
         }

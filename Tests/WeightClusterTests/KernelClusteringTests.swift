@@ -222,5 +222,6 @@ import _TestSupport
         #expect(error(weighted) <= error(plain))
         #expect(error(weighted) < 1e-6 * max(1, (0..<9).reduce(0) { $0 + w.scalars[$1] * w.scalars[$1] }) || error(plain) == 0)
         #expect(throws: CompressionError.self) { try clusterKernels(in: graph, configuration: config, importance: [name: [1]]) }
+        #expect(WeightLayout.recorded(in: weighted.codebookGraph()).allSatisfy { $0.origin == .kernels })
     }
 }

@@ -328,8 +328,6 @@ extension OnnxRuntimeExportTests {
 }
 
 @Suite struct PalettizationTrainingTests {
-    /// Fine-tuning a 2-bit per-grouped-channel model trains the LUT entries (and the re-assignment moves weights
-    /// between them) while every group keeps at most 4 distinct values.
     /// Every LUT entry knows how many weights it stands for (through the fp16 Cast), so its gradient can be their mean.
     @Test func lutEntriesCountTheirWeights() throws {
         let graph = NeuronFixtures.convHead(globalPool: true)
@@ -343,8 +341,12 @@ extension OnnxRuntimeExportTests {
             let perGroup = w.layout.groupSize * w.layout.columns
             for (i, j) in w.indices.enumerated() { expected[(i / perGroup) * w.layout.entries + Int(j)] += 1 }
             #expect(c == expected)
+            #expect(w.layout.origin == .palettization)  // what `compress --finetune-epochs` re-assigns by default
         }
     }
+
+    /// Fine-tuning a 2-bit per-grouped-channel model trains the LUT entries (and the re-assignment moves weights
+    /// between them) while every group keeps at most 4 distinct values.
 
     @Test(arguments: [false, true])
     func fineTuningKeepsTheLUTs(_ reassign: Bool) throws {
