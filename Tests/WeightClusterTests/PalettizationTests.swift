@@ -341,7 +341,7 @@ extension OnnxRuntimeExportTests {
             let perGroup = w.layout.groupSize * w.layout.columns
             for (i, j) in w.indices.enumerated() { expected[(i / perGroup) * w.layout.entries + Int(j)] += 1 }
             #expect(c == expected)
-            #expect(w.layout.origin == .palettization)  // what `compress --finetune-epochs` re-assigns by default
+            #expect(w.layout.origin == .palettization)
         }
     }
 
