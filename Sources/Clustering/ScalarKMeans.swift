@@ -124,14 +124,6 @@ public enum ScalarKMeans {
         return lloyd(run, start: quantiles(x, k), maxIterations: maxIterations)
     }
 
-    /// `values` (no NaN) in ascending order.
-    public static func sortedAscending<C: Collection>(_ values: C) -> [Float] where C.Element == Float {
-        let all = Array(values), ws = Workspace()
-        ws.reserve(all.count)
-        all.withUnsafeBufferPointer { sort($0, into: ws) }
-        return Array(UnsafeBufferPointer(start: ws.sorted, count: all.count))
-    }
-
     /// Sorts `values` (no NaN) into `ws.sorted`: a least-significant-digit radix sort on the order-preserving
     /// integer image of the float bits, three passes of 11 bits whose histograms are counted in one read (a pass
     /// whose digit is the same for every value is skipped) — several times faster than a comparison sort here.

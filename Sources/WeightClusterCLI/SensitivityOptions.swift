@@ -21,12 +21,19 @@ struct SensitivityOptions: ParsableArguments {
     var writePlan: String?
 
     func validate() throws {
-        if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
-        if let bitsPerWeight {
-            guard bitsPerWeight > 0 && bitsPerWeight.isFinite else { throw ValidationError("--bits-per-weight must be a positive number, got \(bitsPerWeight)") }
-            guard calibration != nil else { throw ValidationError("--bits-per-weight needs --calibration N: the allocation minimises the sensitivity-weighted error") }
+        try Self.validate(calibration: calibration, allocating: bitsPerWeight != nil)
+        if let bitsPerWeight, !(bitsPerWeight > 0 && bitsPerWeight.isFinite) {
+            throw ValidationError("--bits-per-weight must be a positive number, got \(bitsPerWeight)")
         }
         if writePlan != nil && bitsPerWeight == nil { throw ValidationError("--write-plan needs --bits-per-weight") }
+    }
+
+    /// The rules `compress` and `sweep` share: at least one calibration image, and none allocated without them.
+    static func validate(calibration: Int?, allocating: Bool) throws {
+        if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
+        if allocating && calibration == nil {
+            throw ValidationError("--bits-per-weight needs --calibration N: the allocation minimises the sensitivity-weighted error")
+        }
     }
 
     /// The Fisher sensitivity of every weight on the first N training images (none without --calibration), and with

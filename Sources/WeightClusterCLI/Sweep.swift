@@ -83,10 +83,7 @@ struct Sweep: ParsableCommand {
     var out: String?
 
     func validate() throws {
-        if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
-        if bitsPerWeight != nil && calibration == nil {
-            throw ValidationError("--bits-per-weight needs --calibration N: the allocation minimises the sensitivity-weighted error")
-        }
+        try SensitivityOptions.validate(calibration: calibration, allocating: bitsPerWeight != nil)
     }
 
     func run() throws {
