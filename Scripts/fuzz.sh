@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes the ONNX loader + validation, the .npy and IDX readers, and `run` on small graphs (Fuzz/Support).
+# Fuzzes the ONNX loader + validation, the .npy and IDX readers, `run` on small graphs and the packed-file loader
+# (Fuzz/Support).
 #   Scripts/fuzz.sh [RUNS] [SECONDS] [TARGET…]   defaults: 1000000 executions or 600 s per target, whichever
-#                                                 comes first; targets onnx npy idx run
+#                                                 comes first; targets onnx npy idx run packed
 # With libFuzzer (the Swift toolchain's, `-sanitize=fuzzer,address`: coverage-guided, AddressSanitizer on),
 # in .build-fuzz; if that build fails, the same targets run under wc-fuzz's seeded mutation loop instead
 # (no coverage guidance, no sanitizer) and the script says so. Seeds come from the committed fixtures; new
@@ -13,7 +14,7 @@ runs=${1:-1000000}
 seconds=${2:-600}
 shift $(( $# < 2 ? $# : 2 ))
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(onnx npy idx run)
+[ ${#targets[@]} -eq 0 ] && targets=(onnx npy idx run packed)
 scratch=.build-fuzz
 fixtures=Tests/WeightClusterTests/Fixtures
 mode=libfuzzer
@@ -27,10 +28,11 @@ fi
 bin=$([ $mode = libfuzzer ] && echo $scratch/release/wc-fuzz || echo .build/release/wc-fuzz)
 # Seed folders, one per target.
 seeds=$scratch/seeds
-rm -rf "$seeds"; mkdir -p "$seeds"/{onnx,npy,idx,run} $scratch/findings
+rm -rf "$seeds"; mkdir -p "$seeds"/{onnx,npy,idx,run,packed} $scratch/findings
 for f in $fixtures/ops/*.onnx $fixtures/hostile/m/*/model.onnx $fixtures/models/tiny_*opset13.onnx; do
   cp "$f" "$seeds/onnx/$(echo "$f" | tr / _)"
 done
+for f in $fixtures/packed/*.wcm; do cp "$f" "$seeds/packed/$(basename "$f")"; done
 for f in $fixtures/hostile/data/*.npy $fixtures/ops/*.input.npy; do cp "$f" "$seeds/npy/$(echo "$f" | tr / _)"; done
 python3 - "$seeds" "$fixtures" <<'PY'
 import glob, os, struct, sys

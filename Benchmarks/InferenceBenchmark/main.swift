@@ -7,6 +7,7 @@ import Dispatch
 import Execution
 import Foundation
 import ONNXFormat
+import PackedFormat
 #if canImport(Accelerate)
 import Accelerate
 #else
@@ -31,7 +32,7 @@ guard let modelPath = arguments.rest.first else {
 var result: [String: Any] = ["model": modelPath, "batch": batch, "iterations": iterations, "threads": ComputeThreads.count]
 
 // 1. Inference throughput.
-let graph = try ONNXModelFile.load(modelPath)
+let graph = PackedModelFile.isPacked(modelPath) ? try PackedModel.load(modelPath).graph : try ONNXModelFile.load(modelPath)
 var options = Executor.Options()
 if ProcessInfo.processInfo.environment["WC_WINOGRAD"] == "never" { options.winograd = .never }
 if ProcessInfo.processInfo.environment["WC_WINOGRAD"] == "always" { options.winograd = .always }

@@ -4,6 +4,7 @@ import Execution
 import Foundation
 import ModelGraph
 import ONNXFormat
+import PackedFormat
 
 /// The fuzzing entry points, shared by `wc-fuzz` (libFuzzer or its own mutation loop) and the test suite.
 /// Each takes arbitrary bytes and must return normally: an error thrown for bad input is the expected outcome;
@@ -18,6 +19,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// The first 2 bytes choose a length L; the next L bytes are an ONNX model, the rest fill its inputs; the model
     /// is validated leniently and, when it can run, run on those inputs (as `weightcluster run` does).
     case run
+    /// Packed model bytes → loader (as they are, and again with every checksum recomputed, so that mutations reach the
+    /// section parsers) → when they load, every weight expanded and the codebook graph rebuilt.
+    case packed
 
     /// Lowers the per-tensor cap for fuzzing (2²⁰ elements, 4 MiB of float32: a fuzzed model that is merely large
     /// would only slow the instrumented build) and makes the scratch folder.
@@ -66,6 +70,12 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 }
             }
             _ = try? executor.run(feeds, checkingFinite: true)
+        case .packed:
+            for bytes in [data, PackedModelFile._resealed(data)] {
+                guard let model = try? PackedModel.decode(bytes) else { continue }
+                for weight in model.graph.deferredWeights.values { _ = weight.expanded() }
+                _ = try? model.codebookGraph()
+            }
         }
     }
 }

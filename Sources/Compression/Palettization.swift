@@ -55,7 +55,8 @@ public struct PalettizationResult: Sendable {
 }
 
 /// A weight tensor palettization can take: Conv input 1, Gemm input 1, MatMul constant input 1 ([in, out]), Gather
-/// constant input 0 (an embedding table), seen as rows = output units × columns.
+/// constant input 0 (an embedding table, but not a codebook or shared columns another pass wrote), seen as
+/// rows = output units × columns.
 struct PalettizableWeight {
     var node: Node
     var name: String
@@ -65,7 +66,9 @@ struct PalettizableWeight {
     var transposed: Bool
 
     static func all(in graph: Graph) -> [PalettizableWeight] {
-        var seen = Set<String>()
+        // Tables another pass already wrote (kernel codebooks, shared columns) are compressed; they are not weights.
+        var seen = Set(WeightLayout.recorded(in: graph).map(\.codebook))
+        seen.formUnion(graph.initializers.keys.filter { $0.hasSuffix("/wc_shared_columns") })
         var result: [PalettizableWeight] = []
         for node in graph.nodes {
             let slot: Int

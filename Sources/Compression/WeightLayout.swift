@@ -70,6 +70,24 @@ public struct WeightLayout: Sendable, Codable, Equatable {
         case kernels
     }
 
+    public init(weight: String, shape: [Int], rows: Int, columns: Int, transposed: Bool, dimension: Int, entries: Int,
+                groupSize: Int, codebook: String, precision: EntryPrecision, rowScales: Bool, vectorScaleBits: Int?,
+                origin: Origin? = nil) {
+        self.weight = weight
+        self.shape = shape
+        self.rows = rows
+        self.columns = columns
+        self.transposed = transposed
+        self.dimension = dimension
+        self.entries = entries
+        self.groupSize = groupSize
+        self.codebook = codebook
+        self.precision = precision
+        self.rowScales = rowScales
+        self.vectorScaleBits = vectorScaleBits
+        self.origin = origin
+    }
+
     public var groups: Int { (rows + groupSize - 1) / groupSize }
     public var vectorsPerRow: Int { columns / dimension }
     public var indexCount: Int { rows * vectorsPerRow }
@@ -117,6 +135,22 @@ public struct CompressedWeight: Sendable {
     public var codebook: [Float]
     public var rowScales: [Float]?
     public var vectorScales: [Float]?
+    /// The int8 codebooks' steps as stored (one per codebook), when known: `write` then stores exactly these instead
+    /// of deriving them again from the values, so reading and writing a layout changes no bit.
+    public var codebookSteps: [Float]? = nil
+    /// The step of 8-bit vector scales as stored, when known (as `codebookSteps`).
+    public var vectorScaleStep: Float? = nil
+
+    public init(layout: WeightLayout, indices: [Int32], codebook: [Float], rowScales: [Float]?, vectorScales: [Float]?,
+                codebookSteps: [Float]? = nil, vectorScaleStep: Float? = nil) {
+        self.layout = layout
+        self.indices = indices
+        self.codebook = codebook
+        self.rowScales = rowScales
+        self.vectorScales = vectorScales
+        self.codebookSteps = codebookSteps
+        self.vectorScaleStep = vectorScaleStep
+    }
 
     /// The dense weight in its stored shape and order.
     public func reconstructed() -> Tensor<Float> {
@@ -157,7 +191,7 @@ public struct CompressedWeight: Sendable {
             case .fp16: constant(l.codebook, .float(Tensor(shape: codebookShape, scalars: codebook)), .float16)
             case .int8:
                 let perCodebook = l.entries * l.dimension
-                let steps = (0..<l.groups).map { g in
+                let steps = codebookSteps ?? (0..<l.groups).map { g in
                     let maxAbs = codebook[g * perCodebook..<(g + 1) * perCodebook].map(abs).max() ?? 0
                     return maxAbs > 0 ? maxAbs / 127 : Float(1)
                 }
@@ -255,7 +289,7 @@ public struct CompressedWeight: Sendable {
         let shape = l.dimension == 1 ? [l.rows, v] : [l.rows, v, 1]
         if bits == 8 {
             let maxAbs = scales.map(abs).max() ?? 0
-            let step: Float = maxAbs > 0 ? maxAbs / 127 : 1
+            let step: Float = vectorScaleStep ?? (maxAbs > 0 ? maxAbs / 127 : 1)
             constant(l.vectorScaleName, .int64(Tensor(shape: shape, scalars: scales.map { Int64(($0 / step).rounded().clamped(-127, 127)) })), .int8)
             constant(l.vectorScaleName + "_step", .float(Tensor(shape: [], scalars: [step])), .float)
         } else {
@@ -287,22 +321,60 @@ public struct CompressedWeight: Sendable {
             indices = zip(try int64s(l.indexName + "_low"), try int64s(l.indexName + "_high")).map { Int32(truncatingIfNeeded: $0 + 65_536 * $1) }
         }
         var codebook = try floats(l.codebook)
+        var codebookSteps: [Float]? = nil
         if l.precision == .int8 {
             let steps = try floats(l.stepName), perCodebook = l.entries * l.dimension
             guard steps.count == l.groups else { throw CompressionError.layout(weight: l.weight, detail: "\(steps.count) codebook steps for \(l.groups) codebooks") }
             codebook = codebook.indices.map { codebook[$0] * steps[$0 / perCodebook] }
+            codebookSteps = steps
         }
         guard indices.count == l.indexCount, codebook.count == l.groups * l.entries * l.dimension,
               indices.allSatisfy({ $0 >= 0 && Int($0) < l.entries }) else {
             throw CompressionError.layout(weight: l.weight, detail: "indices or codebook do not match the recorded layout")
         }
-        var vectorScales: [Float]? = nil
+        var vectorScales: [Float]? = nil, vectorScaleStep: Float? = nil
         if let bits = l.vectorScaleBits {
             let raw = try floats(l.vectorScaleName)
-            vectorScales = bits == 8 ? raw.map { $0 * ((try? floats(l.vectorScaleName + "_step").first) ?? 1) } : raw
+            guard raw.count == l.indexCount else { throw CompressionError.layout(weight: l.weight, detail: "\(raw.count) vector scales for \(l.indexCount) vectors") }
+            if bits == 8 {
+                guard let step = try floats(l.vectorScaleName + "_step").first else {
+                    throw CompressionError.layout(weight: l.weight, detail: "no step for the 8-bit vector scales")
+                }
+                vectorScales = raw.map { $0 * step }
+                vectorScaleStep = step
+            } else {
+                vectorScales = raw
+            }
         }
-        return CompressedWeight(layout: l, indices: indices, codebook: codebook,
-                                rowScales: l.rowScales ? try floats(l.rowScaleName) : nil, vectorScales: vectorScales)
+        let rowScales = l.rowScales ? try floats(l.rowScaleName) : nil
+        if let rowScales, rowScales.count != l.rows {
+            throw CompressionError.layout(weight: l.weight, detail: "\(rowScales.count) row scales for \(l.rows) rows")
+        }
+        return CompressedWeight(layout: l, indices: indices, codebook: codebook, rowScales: rowScales, vectorScales: vectorScales,
+                                codebookSteps: codebookSteps, vectorScaleStep: vectorScaleStep)
+    }
+
+    /// Removes from `graph` what `write(into:)` added for `layout` — its nodes, its initializers and its record —
+    /// and the codebook too when no layout still recorded uses it. The weight's name is then read but produced by
+    /// nothing: `read`, `remove`, then `write` gives the same graph back.
+    public static func remove(_ layout: WeightLayout, from graph: inout Graph) {
+        let w = layout.weight, prefix = "\(w)/wc_"
+        graph.nodes.removeAll { node in
+            guard node.outputs.count == 1, let out = node.outputs.first, node.name == "\(out)/node" else { return false }
+            return out == w || out.hasPrefix(prefix)
+        }
+        for name in graph.initializers.keys where name.hasPrefix(prefix) {
+            graph.initializers[name] = nil
+            graph.storageTypes[name] = nil
+        }
+        let layouts = WeightLayout.recorded(in: graph).filter { $0.weight != w }
+        WeightLayout.record(layouts, in: &graph)
+        if !layouts.contains(where: { $0.codebook == layout.codebook }) {
+            for name in [layout.codebook, layout.stepName] {
+                graph.initializers[name] = nil
+                graph.storageTypes[name] = nil
+            }
+        }
     }
 }
 

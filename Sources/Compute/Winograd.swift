@@ -30,26 +30,55 @@ public enum Winograd {
                     // Kernels split over the workers (the weights of a training step are transformed every step).
                     parallelChunks(plane, minimumChunk: 4096) { kernels in
                     let u = UnsafeMutablePointer<Float>(bitPattern: address)!
-                    for k in kernels {
-                        let g = w.baseAddress! + k * 9
-                        for r in 0..<4 {
-                            // Row r of G·g (three values), then that row times Gᵀ.
-                            let (r0, r1, r2): (Float, Float, Float)
-                            switch r {
-                            case 0: (r0, r1, r2) = (g[0], g[1], g[2])
-                            case 1: (r0, r1, r2) = (0.5 * (g[0] + g[3] + g[6]), 0.5 * (g[1] + g[4] + g[7]), 0.5 * (g[2] + g[5] + g[8]))
-                            case 2: (r0, r1, r2) = (0.5 * (g[0] - g[3] + g[6]), 0.5 * (g[1] - g[4] + g[7]), 0.5 * (g[2] - g[5] + g[8]))
-                            default: (r0, r1, r2) = (g[6], g[7], g[8])
-                            }
-                            u[(r * 4 + 0) * plane + k] = r0
-                            u[(r * 4 + 1) * plane + k] = 0.5 * (r0 + r1 + r2)
-                            u[(r * 4 + 2) * plane + k] = 0.5 * (r0 - r1 + r2)
-                            u[(r * 4 + 3) * plane + k] = r2
-                        }
-                    }
+                    for k in kernels { PreparedWeights.transform(w.baseAddress! + k * 9, into: u, plane: plane, kernel: k) }
                     }
                 }
                 initialized = 16 * plane
+            }
+        }
+
+        /// The same, for a weight [oc, ic, 3, 3] that `rows(range, buffer)` writes a few output channels at a time
+        /// (a compressed weight): each worker expands a handful of channels into a small buffer and transforms them,
+        /// so the dense weight never exists as a whole.
+        public init(outputChannels oc: Int, inputChannels ic: Int, rows: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) {
+            outputChannels = oc
+            inputChannels = ic
+            let plane = oc * ic
+            let block = max(1, 16_384 / max(1, ic * 9))
+            u = [Float](unsafeUninitializedCapacity: 16 * plane) { buffer, initialized in
+                let address = Int(bitPattern: buffer.baseAddress!)
+                parallelChunks(oc, minimumChunk: block) { channels in
+                    let u = UnsafeMutablePointer<Float>(bitPattern: address)!
+                    let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: block * ic * 9)
+                    defer { scratch.deallocate() }
+                    for start in stride(from: channels.lowerBound, to: channels.upperBound, by: block) {
+                        let range = start..<min(channels.upperBound, start + block)
+                        rows(range, UnsafeMutableBufferPointer(rebasing: scratch[0..<range.count * ic * 9]))
+                        for j in 0..<range.count * ic {
+                            PreparedWeights.transform(scratch.baseAddress! + j * 9, into: u, plane: plane, kernel: start * ic + j)
+                        }
+                    }
+                }
+                initialized = 16 * plane
+            }
+        }
+
+        /// U[ξ][k] for ξ = 0…15 of kernel `k`, whose nine weights start at `g`.
+        @inline(__always)
+        static func transform(_ g: UnsafePointer<Float>, into u: UnsafeMutablePointer<Float>, plane: Int, kernel k: Int) {
+            for r in 0..<4 {
+                // Row r of G·g (three values), then that row times Gᵀ.
+                let (r0, r1, r2): (Float, Float, Float)
+                switch r {
+                case 0: (r0, r1, r2) = (g[0], g[1], g[2])
+                case 1: (r0, r1, r2) = (0.5 * (g[0] + g[3] + g[6]), 0.5 * (g[1] + g[4] + g[7]), 0.5 * (g[2] + g[5] + g[8]))
+                case 2: (r0, r1, r2) = (0.5 * (g[0] - g[3] + g[6]), 0.5 * (g[1] - g[4] + g[7]), 0.5 * (g[2] - g[5] + g[8]))
+                default: (r0, r1, r2) = (g[6], g[7], g[8])
+                }
+                u[(r * 4 + 0) * plane + k] = r0
+                u[(r * 4 + 1) * plane + k] = 0.5 * (r0 + r1 + r2)
+                u[(r * 4 + 2) * plane + k] = 0.5 * (r0 - r1 + r2)
+                u[(r * 4 + 3) * plane + k] = r2
             }
         }
     }

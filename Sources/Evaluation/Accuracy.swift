@@ -12,6 +12,8 @@ public struct AccuracyReport: Sendable, Codable {
     public var perClass: [Double?]
     public var seconds: Double
     public var imagesPerSecond: Double
+    /// The predicted class (arg max, ties to the lower index) of every image, in order.
+    public var predictions: [Int] = []
 
     enum CodingKeys: String, CodingKey {
         case images, top1, top5, seconds
@@ -30,6 +32,8 @@ public enum Evaluator {
         var perClassCorrect = [Int](repeating: 0, count: classes), perClassTotal = [Int](repeating: 0, count: classes)
         let start = DispatchTime.now().uptimeNanoseconds
         var done = 0
+        var predictions: [Int] = []
+        predictions.reserveCapacity(dataset.count)
         while done < dataset.count {
             let range = done..<min(dataset.count, done + max(1, batchSize))
             let logits = try executor(dataset.batch(range))
@@ -54,6 +58,9 @@ public enum Evaluator {
                 for (j, s) in scores.enumerated() where s > target || (s == target && j < label) { better += 1 }
                 if better == 0 { correct1 += 1; perClassCorrect[label] += 1 }
                 if better < 5 { correct5 += 1 }
+                var best = scores.startIndex
+                for j in scores.indices where scores[j] > scores[best] { best = j }
+                predictions.append(best - scores.startIndex)
                 perClassTotal[label] += 1
             }
             done = range.upperBound
@@ -63,6 +70,6 @@ public enum Evaluator {
         let n = max(1, dataset.count)
         return AccuracyReport(images: dataset.count, top1: Double(correct1) / Double(n), top5: Double(correct5) / Double(n),
                               perClass: (0..<classes).map { perClassTotal[$0] > 0 ? Double(perClassCorrect[$0]) / Double(perClassTotal[$0]) : nil },
-                              seconds: seconds, imagesPerSecond: Double(dataset.count) / max(seconds, 1e-9))
+                              seconds: seconds, imagesPerSecond: Double(dataset.count) / max(seconds, 1e-9), predictions: predictions)
     }
 }

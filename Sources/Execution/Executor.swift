@@ -19,6 +19,8 @@ public final class Executor: @unchecked Sendable {
 
     /// Winograd-transformed weights of the Conv nodes in `plan` that take that path, by plan index.
     private let prepared: [Int: Winograd.PreparedWeights]
+    /// Conv nodes in `plan` whose weight is deferred and takes the Winograd path: transformed when expanded.
+    private let preparedOnTheFly: Set<Int>
     /// Compressed fully-connected layers (shared columns) in `plan`, by plan index.
     private let products: [Int: SharedColumnProduct]
     public let options: Options
@@ -68,18 +70,25 @@ public final class Executor: @unchecked Sendable {
         remaining = rewrite.0
         if options.fuseActivations { remaining = Executor.fusingActivations(remaining, graphOutputs: Set(graph.outputs.map(\.name))) }
         var prepared: [Int: Winograd.PreparedWeights] = [:]
+        var preparedOnTheFly = Set<Int>()
         for (index, node) in remaining.enumerated() where node.opType == "Conv" && options.winograd != .never {
-            guard node.inputs.count > 1, let weight = constants[node.inputs[1]]?.floatTensor, weight.rank == 4,
+            let deferred = node.inputs.count > 1 ? graph.deferredWeights[node.inputs[1]] : nil
+            guard node.inputs.count > 1, let shape = constants[node.inputs[1]]?.floatTensor?.shape ?? deferred?.shape, shape.count == 4,
                   let window = try? Operators.window2D(node, args: Arguments(node: node, values: [], opset: graph.opsetVersion),
-                                                       input: [1, weight.shape[1], 8, 8], kernel: Array(weight.shape.suffix(2))),
-                  Winograd.applies(weightShape: weight.shape, window: window, group: node.int("group", default: 1)),
+                                                       input: [1, shape[1], 8, 8], kernel: Array(shape.suffix(2))),
+                  Winograd.applies(weightShape: shape, window: window, group: node.int("group", default: 1)),
                   node.string("auto_pad", default: "NOTSET") == "NOTSET" || node.string("auto_pad", default: "") == "VALID"
             else { continue }
-            if options.winograd == .always || Winograd.isWorthwhile(inputChannels: weight.shape[1]) {
-                prepared[index] = Winograd.PreparedWeights(weight)
+            if options.winograd == .always || Winograd.isWorthwhile(inputChannels: shape[1]) {
+                if let weight = constants[node.inputs[1]]?.floatTensor {
+                    prepared[index] = Winograd.PreparedWeights(weight)
+                } else {
+                    preparedOnTheFly.insert(index)
+                }
             }
         }
         self.prepared = prepared
+        self.preparedOnTheFly = preparedOnTheFly
         var products: [Int: SharedColumnProduct] = [:]
         for (index, node) in remaining.enumerated() where node.opType == Executor.sharedColumnsOp {
             products[index] = rewrite.1[node.outputs.first ?? ""]
@@ -87,7 +96,9 @@ public final class Executor: @unchecked Sendable {
         self.products = products
         var lastUse: [String: Int] = [:]
         for (index, node) in remaining.enumerated() {
-            for input in node.inputs where !input.isEmpty && constants[input] == nil { lastUse[input] = index }
+            for input in node.inputs where !input.isEmpty && constants[input] == nil && graph.deferredWeights[input] == nil {
+                lastUse[input] = index
+            }
         }
         self.plan = remaining
         self.constants = constants
@@ -119,8 +130,24 @@ public final class Executor: @unchecked Sendable {
         for (index, node) in plan.enumerated() {
             var inputs: [AnyTensor?] = []
             inputs.reserveCapacity(node.inputs.count)
-            for name in node.inputs {
+            var prepared = self.prepared[index]
+            for (slot, name) in node.inputs.enumerated() {
                 if name.isEmpty { inputs.append(nil); continue }
+                if let deferred = graph.deferredWeights[name] {
+                    // Expanded for this node only; freed when the node is done.
+                    let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+                    if slot == 1 && preparedOnTheFly.contains(index) {
+                        // Expanded a few output channels at a time straight into the Winograd form; the convolution
+                        // reads only the weight's shape then, so its placeholder is never written (nor resident).
+                        let s = deferred.shape
+                        prepared = Winograd.PreparedWeights(outputChannels: s[0], inputChannels: s[1], rows: deferred.expandRows)
+                        inputs.append(.float(Tensor(shape: s, unsafeUninitialized: { _ in })))
+                    } else {
+                        inputs.append(.float(deferred.expanded()))
+                    }
+                    if profiling { profile["(expand weights)", default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+                    continue
+                }
                 guard let value = values[name] ?? constants[name] else {
                     throw ExecutionError.missingValue(node: node.displayName, value: name)
                 }
@@ -129,7 +156,7 @@ public final class Executor: @unchecked Sendable {
                 if lastUse[name] == index && !outputNames.contains(name) { values[name] = nil }
             }
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
-            let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared[index],
+            let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared,
                                                    shared: products[index])
             if profiling { profile[node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
@@ -208,7 +235,7 @@ public final class Executor: @unchecked Sendable {
     /// its order. O((nodes + edges) log nodes), no recursion, whatever order the file lists its nodes in.
     public static func topologicallySorted(_ graph: Graph) throws -> [Node] {
         let nodes = graph.nodes
-        var available = Set(graph.initializers.keys).union(graph.inputs.map(\.name))
+        var available = Set(graph.initializers.keys).union(graph.inputs.map(\.name)).union(graph.deferredWeights.keys)
         available.insert("")
         var producers: [String: Int] = [:]
         producers.reserveCapacity(nodes.count)

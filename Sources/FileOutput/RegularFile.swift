@@ -42,6 +42,27 @@ public enum RegularFile {
         return (fd, Int(info.st_size))
     }
 
+    /// The whole file memory-mapped read-only (pages are read when touched and may be dropped under memory pressure),
+    /// when it is a regular file of 1 to `limit` bytes. The mapping lives as long as the returned bytes.
+    public static func mapped(_ path: String, limit: Int) throws(RegularFileError) -> Data {
+        let (fd, size) = try open(path)
+        defer { close(fd) }
+        guard size <= limit else { throw .tooLarge(size: size, limit: limit) }
+        guard size > 0 else { return Data() }
+        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else {
+            throw .unreadable(reason: String(cString: strerror(errno)))
+        }
+        return Data(bytesNoCopy: address, count: size, deallocator: .custom { pointer, count in munmap(pointer, count) })
+    }
+
+    /// The first `count` bytes of a regular file (fewer when it is shorter); nil when it is not a readable regular file.
+    /// Never blocks on a FIFO or a device.
+    public static func prefix(_ path: String, count: Int) -> Data? {
+        guard let (fd, size) = try? open(path) else { return nil }
+        defer { close(fd) }
+        return try? read(fd, offset: 0, count: min(size, count))
+    }
+
     /// The whole file, when it is a regular file of at most `limit` bytes.
     public static func read(_ path: String, limit: Int) throws(RegularFileError) -> Data {
         let (fd, size) = try open(path)

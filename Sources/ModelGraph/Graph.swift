@@ -19,6 +19,9 @@ public struct Graph: Sendable {
     /// File element type of initializers stored narrower than they compute (ONNX data type codes:
     /// 2 uint8, 3 int8, 4 uint16, 5 int16, 6 int32, 9 bool, 10 float16, 11 double); float and int64 need no entry.
     public var storageTypes: [String: Int] = [:]
+    /// Float weights kept compressed until a node reads them (a packed model file loaded to run); the executor
+    /// expands each one just before its reader runs. Empty for graphs read from ONNX.
+    public var deferredWeights: [String: DeferredWeight] = [:]
 
     public init(name: String = "graph", nodes: [Node] = [], initializers: [String: AnyTensor] = [:],
                 inputs: [ValueInfo] = [], outputs: [ValueInfo] = [], opsetVersion: Int = 13, irVersion: Int = 8,

@@ -7,6 +7,7 @@ import FileOutput
 import Foundation
 import ModelGraph
 import ONNXFormat
+import PackedFormat
 import Training
 
 enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
@@ -15,6 +16,8 @@ enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
     /// Codebook + indices (+ scales), shared columns + column indices, and nodes that rebuild each weight:
     /// a really smaller file.
     case codebook
+    /// The packed file (docs/PACKED-FORMAT.md): indices bit-packed or entropy-coded, run with weights compressed.
+    case packed
 }
 
 struct Compress: ParsableCommand {
@@ -37,7 +40,7 @@ struct Compress: ParsableCommand {
     @OptionGroup var palettization: PalettizationOptions
     @OptionGroup var sensitivity: SensitivityOptions
 
-    @Option(help: "dense (same graph, clustered weights) or codebook (compact file).")
+    @Option(help: "dense (same graph, clustered weights), codebook (compact ONNX) or packed (the packed file: as small as the footprint).")
     var format: ExportFormat = .dense
 
     @OptionGroup var dataOptions: DataOptions
@@ -79,7 +82,7 @@ struct Compress: ParsableCommand {
         var config = CompressionConfiguration(
             pruning: try neuronOptions.pruning(), neurons: try neuronOptions.clustering(kernels), kernels: kernelConfig,
             palettization: try palettization.configuration(seed: kernels.seed),
-            format: format == .codebook || finetuneEpochs != nil ? .codebook : .dense,
+            format: format != .dense || finetuneEpochs != nil ? .codebook : .dense,
             importance: importance, bitsPerWeight: sensitivity.bitsPerWeight)
         config.allocationCost = cost
         return config
@@ -104,21 +107,21 @@ struct Compress: ParsableCommand {
             let tuned = try training.fineTuning(written, epochs: finetuneEpochs, seed: kernels.seed, data: dataOptions, original: graph,
                                                 epochsFlag: "--finetune-epochs")
             fineTuning = tuned.report
-            written = try exported(tuned.graph, format: format)
+            written = tuned.graph
         }
-        try ONNXModelFile.save(written, to: output)
+        let packing = try ModelFile.save(written, format: finetuneEpochs != nil ? format : (format == .packed ? .packed : .codebook), to: output)
         try sensitivity.savePlan(result.allocation)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
 
         var report: AccuracyReport?
         if let dataset = testImages {
             // Evaluate what was written, read back from the file.
-            let executor = try Executor(graph: try ONNXModelFile.load(output))
+            let executor = try Executor(graph: try ModelFile.runnableGraph(output))
             report = try Evaluator.evaluate(executor, on: dataset) { Terminal.progress("evaluating", $0, $1) }
         }
         result.model = inputPath
         result.output = output
-        result.format = format == .codebook ? .codebook : .dense
+        result.format = format == .dense ? .dense : .codebook
         result.fileBytes = fileBytes
         result.seed = kernels.seed
         result.calibrationImages = sensitivity.calibration
@@ -126,7 +129,8 @@ struct Compress: ParsableCommand {
         result.top5 = report?.top5
         result.images = report?.images
         if json {
-            print(try CompressReport(result: result, top1BeforeFinetuning: beforeTraining, fineTuning: fineTuning).json())
+            print(try CompressReport(result: result, top1BeforeFinetuning: beforeTraining, fineTuning: fineTuning, packing: packing,
+                                     format: format).json())
             return
         }
         print("wrote \(output) (\(format.rawValue), \(Terminal.bytes(fileBytes)) on disk)")
@@ -138,6 +142,10 @@ struct Compress: ParsableCommand {
             print(String(format: "clustering: %.2f s, inertia %.6g", k.clusteringSeconds, k.inertia))
         }
         for line in result.palettizationLines() { print(line) }
+        if let packing {
+            print(String(format: "packed index streams: %.3f bits per index stored, entropy %.3f", packing.bitsPerIndex, packing.entropy))
+            for line in packing.lines { print(line) }
+        }
         print("footprint: \(Terminal.bytes(result.footprintBytes)) of \(Terminal.bytes(result.denseBytes)) dense (×\(String(format: "%.2f", result.compressionRatio)))")
         if let beforeTraining, let fineTuning {
             print("fine-tuning (\(fineTuning.epochs.count) epoch(s)): \(fineTuning.summary); test top-1 before: \(Terminal.percent(beforeTraining))")
@@ -152,9 +160,17 @@ struct CompressReport {
     var result: CompressionResult
     var top1BeforeFinetuning: Double?
     var fineTuning: FineTuningReport?
+    var packing: PackingReport?
+    var format: ExportFormat
 
     func json() throws -> String {
         var object = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(result)) as? [String: Any] ?? [:]
+        object["format"] = format.rawValue
+        if let packing {
+            object["index_streams"] = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(packing.streams))
+            object["bits_per_index"] = packing.bitsPerIndex
+            object["index_entropy"] = packing.entropy
+        }
         if let fineTuning {
             object["top1_before_finetuning"] = top1BeforeFinetuning
             object.merge(fineTuning.json) { $1 }

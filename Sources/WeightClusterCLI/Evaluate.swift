@@ -2,6 +2,7 @@ import ArgumentParser
 import Datasets
 import Evaluation
 import Execution
+import FileOutput
 import Foundation
 
 struct Evaluate: ParsableCommand {
@@ -17,6 +18,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Images per batch.")
     var batch: Int = 64
 
+    @Option(help: "Write the predicted class of every image to this file, one per line (to compare two models' predictions).")
+    var predictions: String?
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
@@ -31,6 +35,9 @@ struct Evaluate: ParsableCommand {
         if let limit { dataset = dataset.prefix(limit) }
         let report = try Evaluator.evaluate(executor, on: dataset, batchSize: batch) { done, total in
             Terminal.progress("evaluating", done, total)
+        }
+        if let predictions {
+            try writeAtomically(Data(report.predictions.map { "\($0)\n" }.joined().utf8), to: predictions)
         }
         if json {
             print(try Terminal.json([

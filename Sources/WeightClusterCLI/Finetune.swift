@@ -28,7 +28,7 @@ struct Finetune: ParsableCommand {
     @OptionGroup var training: TrainingOptions
     @OptionGroup var dataOptions: DataOptions
 
-    @Option(help: "codebook (the same compact form as the input) or dense (weights rebuilt).")
+    @Option(help: "codebook (the compact ONNX form), packed (the packed file) or dense (weights rebuilt).")
     var format: ExportFormat = .codebook
 
     @Option(help: "Evaluate on the first N test images only.")
@@ -54,10 +54,9 @@ struct Finetune: ParsableCommand {
         if let limit { test = test.prefix(limit) }
         if !json { print("fine-tuning \(inputPath) (\(structure))") }
         let result = try training.fineTuning(graph, epochs: epochs, seed: seed, data: dataOptions)
-        let written = try exported(result.graph, format: format)
-        try ONNXModelFile.save(written, to: output)
+        try ModelFile.save(result.graph, format: format, to: output)
         let before = try Evaluator.evaluate(try Executor(graph: graph), on: test) { Terminal.progress("test images, before", $0, $1) }
-        let after = try Evaluator.evaluate(try Executor(graph: written), on: test) { Terminal.progress("test images, after", $0, $1) }
+        let after = try Evaluator.evaluate(try Executor(graph: try ModelFile.runnableGraph(output)), on: test) { Terminal.progress("test images, after", $0, $1) }
         let report = result.report
         if json {
             var object: [String: Any] = [
@@ -76,14 +75,4 @@ struct Finetune: ParsableCommand {
         print("fine-tuning: " + report.summary)
         print("wrote \(output) (\(format.rawValue)); test top-1 \(Terminal.percent(before.top1)) → \(Terminal.percent(after.top1)) on \(test.count) images")
     }
-}
-
-/// The trained graph in the requested form: as it is (codebook / shared columns), or with every rebuilt weight folded.
-func exported(_ graph: Graph, format: ExportFormat) throws -> Graph {
-    guard format == .dense else { return graph }
-    var options = Executor.Options()
-    options.fuseActivations = false
-    options.sharedColumns = false
-    options.winograd = .never
-    return try Executor(graph: graph, options: options).foldedGraph()
 }

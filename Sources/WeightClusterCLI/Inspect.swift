@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import ModelGraph
+import PackedFormat
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,8 +15,9 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let graph = try model.load()
         let s = graph.summary()
+        let packed = PackedModelFile.isPacked(try model.path) ? try PackedModel.load(try model.path) : nil
         if json {
-            print(try Terminal.json([
+            var object: [String: Any] = [
                 "model": try model.path,
                 "producer": graph.producer,
                 "opset": graph.opsetVersion,
@@ -26,7 +29,12 @@ struct Inspect: ParsableCommand {
                 "dense_weight_bytes": s.denseWeightBytes,
                 "kernels": s.kernelCounts,
                 "layers": s.layers.map { ["name": $0.name, "op": $0.opType, "weight_shape": $0.weightShape ?? [], "parameters": $0.parameters] },
-            ]))
+            ]
+            if let packed {
+                object["file_bytes"] = packed.report.fileBytes
+                object["index_streams"] = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(packed.report.streams))
+            }
+            print(try Terminal.json(object))
             return
         }
         print("model: \(try model.path)")
@@ -44,5 +52,10 @@ struct Inspect: ParsableCommand {
         print("parameters: \(s.parameterCount)")
         print("2D kernels: " + (s.kernelCounts.isEmpty ? "none" : s.kernelCounts.sorted { $0.key < $1.key }.map { "\($0.value) of \($0.key)" }.joined(separator: ", ")))
         print("dense weight bytes (float32): \(s.denseWeightBytes) (\(Terminal.bytes(s.denseWeightBytes)))")
+        if let packed {
+            print("packed file: \(Terminal.bytes(packed.report.fileBytes)); compressed weights held while running: \(Terminal.bytes(packed.compressedBytes))")
+            print(String(format: "index streams: %.3f bits per index stored, entropy %.3f", packed.report.bitsPerIndex, packed.report.entropy))
+            for line in packed.report.lines { print(line) }
+        }
     }
 }

@@ -7,7 +7,7 @@ import ONNXFormat
 
 /// The model argument shared by commands; omitted, it is the small VGG bundled with the tool.
 struct ModelArgument: ParsableArguments {
-    @Argument(help: "ONNX model file (default: the bundled small VGG trained on Fashion-MNIST).")
+    @Argument(help: "ONNX or packed (.wcm) model file (default: the bundled small VGG trained on Fashion-MNIST).")
     var model: String?
 
     var path: String {
@@ -24,7 +24,7 @@ struct ModelArgument: ParsableArguments {
     /// any work. Under `.lenient` (the default: inspect, compress) an operator the executor does not run yet is
     /// a warning on stderr; commands that run the model ask for `.runnable`.
     func load(strictness: ModelValidation.Strictness = .lenient) throws -> Graph {
-        let graph = try ONNXModelFile.load(try path)
+        let graph = try ModelFile.graph(try path)
         for warning in try ModelValidation.validate(graph, strictness: strictness) {
             FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
         }
@@ -33,7 +33,7 @@ struct ModelArgument: ParsableArguments {
 
     /// Loads and validates the model for a command that runs it, and returns the executor validation prepared.
     func loadExecutor() throws -> Executor {
-        try ModelValidation.validatedExecutor(try ONNXModelFile.load(try path))
+        try ModelValidation.validatedExecutor(try ModelFile.runnableGraph(try path))
     }
 }
 

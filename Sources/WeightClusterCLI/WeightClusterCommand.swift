@@ -7,7 +7,7 @@ public struct WeightClusterCommand: ParsableCommand {
         commandName: "weightcluster",
         abstract: "Make trained CNNs smaller by clustering their weights, and measure what it costs.",
         version: "0.5.0",
-        subcommands: [Evaluate.self, Inspect.self, Run.self, Compress.self, Sweep.self, Finetune.self],
+        subcommands: [Evaluate.self, Inspect.self, Run.self, Compress.self, Sweep.self, Finetune.self, Export.self],
         defaultSubcommand: Evaluate.self)
 
     public init() {}
