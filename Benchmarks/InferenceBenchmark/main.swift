@@ -51,6 +51,26 @@ executor.profiling = true
 _ = try executor(input)
 result["seconds_by_op"] = executor.profile
 
+// 1b. A packed model: seconds to expand every deferred weight per batch, whole (as Gemm and non-Winograd layers get
+//     them) and for 3×3 weights straight into the Winograd form (as the executor does), against transforming the
+//     already-dense weight.
+if !graph.deferredWeights.isEmpty {
+    var expand = 0.0, fused = 0.0, transformDense = 0.0
+    for _ in 0..<3 {
+        for weight in graph.deferredWeights.values {
+            var dense: Tensor<Float>?
+            expand += seconds { dense = weight.expanded() }
+            let s = weight.shape
+            guard s.count == 4, s[2] == 3, s[3] == 3, s[1] >= 16, let dense else { continue }
+            fused += seconds { _ = Winograd.PreparedWeights(outputChannels: s[0], inputChannels: s[1], rows: weight.expandRows) }
+            transformDense += seconds { _ = Winograd.PreparedWeights(dense) }
+        }
+    }
+    result["expand_seconds"] = expand / 3
+    result["winograd_from_compressed_seconds"] = fused / 3
+    result["winograd_from_dense_seconds"] = transformDense / 3
+}
+
 // 2. sgemm GFLOP/s on conv-like shapes: our threaded split (BLAS pinned to one thread per call)
 //    against OpenBLAS called directly with its own threads.
 func gflops(m: Int, n: Int, k: Int, repeats: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Double {

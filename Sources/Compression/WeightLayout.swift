@@ -195,7 +195,10 @@ public struct CompressedWeight: Sendable {
                     let maxAbs = codebook[g * perCodebook..<(g + 1) * perCodebook].map(abs).max() ?? 0
                     return maxAbs > 0 ? maxAbs / 127 : Float(1)
                 }
-                let codes = codebook.indices.map { Int64((codebook[$0] / steps[$0 / perCodebook]).rounded()) }
+                let codes = codebook.indices.map { i -> Int64 in
+                    let code = (codebook[i] / steps[i / perCodebook]).rounded()
+                    return code.isFinite ? Int64(code.clamped(-127, 127)) : 0
+                }
                 constant(l.codebook, .int64(Tensor(shape: codebookShape, scalars: codes)), .int8)
                 constant(l.stepName, .float(Tensor(shape: l.dimension == 1 ? [l.groups, 1] : [l.groups, 1, 1], scalars: steps)), .float)
             }
@@ -290,7 +293,10 @@ public struct CompressedWeight: Sendable {
         if bits == 8 {
             let maxAbs = scales.map(abs).max() ?? 0
             let step: Float = vectorScaleStep ?? (maxAbs > 0 ? maxAbs / 127 : 1)
-            constant(l.vectorScaleName, .int64(Tensor(shape: shape, scalars: scales.map { Int64(($0 / step).rounded().clamped(-127, 127)) })), .int8)
+            constant(l.vectorScaleName, .int64(Tensor(shape: shape, scalars: scales.map {
+                let code = ($0 / step).rounded()
+                return code.isFinite ? Int64(code.clamped(-127, 127)) : 0
+            })), .int8)
             constant(l.vectorScaleName + "_step", .float(Tensor(shape: [], scalars: [step])), .float)
         } else {
             constant(l.vectorScaleName, .float(Tensor(shape: shape, scalars: scales)), .float16)

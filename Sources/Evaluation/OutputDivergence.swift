@@ -49,18 +49,17 @@ public final class OutputDivergence: @unchecked Sendable {
             }
             guard out.scalars.allSatisfy(\.isFinite) else { throw ExecutionError.nonFinite(node: graph.outputs.first?.name ?? "graph output", op: "graph output") }
             let width = out.shape[1]
-            for r in 0..<range.count {
-                let row = out.scalars[r * width..<(r + 1) * width].map(Double.init)
-                let sum = row.reduce(0, +)
-                if row.allSatisfy({ $0 >= 0 }) && abs(sum - 1) < 1e-3 {
-                    rows.append(row.map { $0 > 0 ? log($0) : -.infinity })
-                } else {
-                    let m = row.max() ?? 0
-                    let logSum = m + log(row.reduce(0) { $0 + exp($1 - m) })
-                    rows.append(row.map { $0 - logSum })
-                }
-            }
+            for r in 0..<range.count { rows.append(logProbabilities(out.scalars[r * width..<(r + 1) * width].map(Double.init))) }
         }
         return rows
+    }
+
+    /// Log-probabilities of one output row: taken as they are when the row already is a distribution, else log-softmax.
+    static func logProbabilities(_ row: [Double]) -> [Double] {
+        let sum = row.reduce(0, +)
+        if row.allSatisfy({ $0 >= 0 }) && abs(sum - 1) < 1e-3 { return row.map { $0 > 0 ? log($0) : -.infinity } }
+        let m = row.max() ?? 0
+        let logSum = m + log(row.reduce(0) { $0 + exp($1 - m) })
+        return row.map { $0 - logSum }
     }
 }

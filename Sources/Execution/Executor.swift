@@ -13,9 +13,11 @@ public final class Executor: @unchecked Sendable {
     public let constants: [String: AnyTensor]
     private let lastUse: [String: Int]
     private let outputNames: Set<String>
-    /// When set, `run` adds each node's wall time to `profile` under its op type.
+    /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
+    /// name (expanding deferred weights counts as "(expand weights)").
     public var profiling = false
     public private(set) var profile: [String: Double] = [:]
+    public private(set) var nodeProfile: [String: Double] = [:]
 
     /// Winograd-transformed weights of the Conv nodes in `plan` that take that path, by plan index.
     private let prepared: [Int: Winograd.PreparedWeights]
@@ -145,7 +147,11 @@ public final class Executor: @unchecked Sendable {
                     } else {
                         inputs.append(.float(deferred.expanded()))
                     }
-                    if profiling { profile["(expand weights)", default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+                    if profiling {
+                        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                        profile["(expand weights)", default: 0] += seconds
+                        nodeProfile["(expand weights)", default: 0] += seconds
+                    }
                     continue
                 }
                 guard let value = values[name] ?? constants[name] else {
@@ -158,7 +164,11 @@ public final class Executor: @unchecked Sendable {
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared,
                                                    shared: products[index])
-            if profiling { profile[node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+            if profiling {
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                profile[node.opType, default: 0] += seconds
+                nodeProfile["\(node.displayName) (\(node.opType))", default: 0] += seconds
+            }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
             if checkingFinite, outputs.contains(where: { !($0.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) }) {
                 throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)

@@ -275,6 +275,9 @@ struct PackedCodebook: Sendable {
                 }
             }
         }
+        guard values.allSatisfy(\.isFinite), stepValues.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw reader.corrupt("codebook '\(name)' holds a value or step that is not finite (or a step ≤ 0)")
+        }
         self.values = values
         self.steps = steps
     }

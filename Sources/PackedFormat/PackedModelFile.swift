@@ -58,9 +58,16 @@ public enum PackedModelFile {
         let layouts = WeightLayout.recorded(in: graph)
         var weights: [CompressedWeight] = []
         for layout in layouts {
-            do { weights.append(try CompressedWeight.read(layout, from: graph)) } catch {
+            let w: CompressedWeight
+            do { w = try CompressedWeight.read(layout, from: graph) } catch {
                 throw PackedFormatError.unwritable(detail: "\(error)")
             }
+            let finite = w.codebook.allSatisfy(\.isFinite) && (w.vectorScales?.allSatisfy(\.isFinite) ?? true)
+                && (w.codebookSteps?.allSatisfy { $0.isFinite && $0 > 0 } ?? true) && (w.vectorScaleStep.map { $0.isFinite && $0 > 0 } ?? true)
+            guard finite else {
+                throw PackedFormatError.unwritable(detail: "weight '\(layout.weight)' has a codebook entry, scale or step that is not finite (or a step ≤ 0)")
+            }
+            weights.append(w)
         }
         var structure = graph
         for layout in layouts { CompressedWeight.remove(layout, from: &structure) }
@@ -252,7 +259,8 @@ public enum PackedModelFile {
         }
         if let vs = cw.vectorScales {
             if l.vectorScaleBits == 8 {
-                let step = cw.vectorScaleStep ?? Swift.max(vs.map(abs).max() ?? 0, .leastNormalMagnitude) / 127
+                let maxAbs = vs.map(abs).max() ?? 0
+                let step = cw.vectorScaleStep ?? (maxAbs > 0 ? maxAbs / 127 : 1)
                 let codes = vs.map { UInt8(bitPattern: Int8(($0 / step).rounded().clamped127)) }
                 w.blob(Data(codes), codec: .raw, rawLength: codes.count)
                 let stepBytes = floats([step])

@@ -70,6 +70,7 @@ struct PackedWeight: Sendable {
             if vectorScaleBits == 8 {
                 let blob = try reader.blob("vector scale step of '\(name)'", rawLength: 4, codecs: [.raw])
                 vectorScaleStep = file.withUnsafeBytes { Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: blob.stored.lowerBound, as: UInt32.self))) }
+                guard let step = vectorScaleStep, step.isFinite, step > 0 else { throw reader.corrupt("the vector-scale step of '\(name)' is not a finite positive number") }
             }
         }
         let packed = try packedIndices(indices, file: file, count: n, width: bits, reader: reader, name: name)

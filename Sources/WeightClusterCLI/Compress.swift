@@ -56,6 +56,9 @@ struct Compress: ParsableCommand {
     @Option(help: "Evaluate only the first N test images.")
     var limit: Int?
 
+    @Option(help: "Compare the written model with the input on the first N test images: top-1/top-5 agreement, mean KL, logit cosine (no labels needed).")
+    var referenceCheck: Int?
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
@@ -69,6 +72,7 @@ struct Compress: ParsableCommand {
         if training.reassignEvery != nil && (finetuneEpochs == nil || (kernelReduction == nil && kernelClusters == nil && palettization.isEmpty)) {
             throw ValidationError("--reassign-every needs codebooks to fine-tune: give --finetune-epochs and --bits, --kernel-reduction or --kernel-clusters")
         }
+        if let referenceCheck, referenceCheck < 1 { throw ValidationError("--reference-check must be at least 1 image, got \(referenceCheck)") }
         if let finetuneEpochs {
             _ = try training.configuration(epochs: finetuneEpochs, seed: kernels.seed, preprocessing: dataOptions.preprocessing, epochsFlag: "--finetune-epochs")
         }
@@ -98,7 +102,7 @@ struct Compress: ParsableCommand {
         var beforeTraining: Double?
         // The test images, loaded once, when anything is evaluated.
         var testImages: ImageDataset?
-        if evaluate || dataOptions.data != nil || finetuneEpochs != nil {
+        if evaluate || dataOptions.data != nil || finetuneEpochs != nil || referenceCheck != nil {
             testImages = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
             if let limit { testImages = testImages?.prefix(limit) }
         }
@@ -114,7 +118,12 @@ struct Compress: ParsableCommand {
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
 
         var report: AccuracyReport?
-        if let dataset = testImages {
+        var agreement: AgreementReport?
+        if let referenceCheck, let images = testImages {
+            agreement = try Agreement.measure(try Executor(graph: try ModelFile.runnableGraph(output)), reference: try Executor(graph: graph),
+                                              on: images.prefix(referenceCheck)) { Terminal.progress("comparing with the input", $0, $1) }
+        }
+        if let dataset = testImages, evaluate || dataOptions.data != nil || finetuneEpochs != nil {
             // Evaluate what was written, read back from the file.
             let executor = try Executor(graph: try ModelFile.runnableGraph(output))
             report = try Evaluator.evaluate(executor, on: dataset) { Terminal.progress("evaluating", $0, $1) }
@@ -130,7 +139,7 @@ struct Compress: ParsableCommand {
         result.images = report?.images
         if json {
             print(try CompressReport(result: result, top1BeforeFinetuning: beforeTraining, fineTuning: fineTuning, packing: packing,
-                                     format: format).json())
+                                     format: format, agreement: agreement).json())
             return
         }
         print("wrote \(output) (\(format.rawValue), \(Terminal.bytes(fileBytes)) on disk)")
@@ -151,6 +160,7 @@ struct Compress: ParsableCommand {
             print("fine-tuning (\(fineTuning.epochs.count) epoch(s)): \(fineTuning.summary); test top-1 before: \(Terminal.percent(beforeTraining))")
         }
         if let report { print("top-1: \(Terminal.percent(report.top1))   top-5: \(Terminal.percent(report.top5))   (\(report.images) images)") }
+        if let agreement { print("against the input: " + agreement.summary) }
     }
 }
 
@@ -162,10 +172,12 @@ struct CompressReport {
     var fineTuning: FineTuningReport?
     var packing: PackingReport?
     var format: ExportFormat
+    var agreement: AgreementReport?
 
     func json() throws -> String {
         var object = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(result)) as? [String: Any] ?? [:]
         object["format"] = format.rawValue
+        if let agreement { object["reference_check"] = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(agreement)) }
         if let packing {
             object["index_streams"] = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(packing.streams))
             object["bits_per_index"] = packing.bitsPerIndex

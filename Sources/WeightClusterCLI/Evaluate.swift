@@ -2,6 +2,7 @@ import ArgumentParser
 import Datasets
 import Evaluation
 import Execution
+import ModelGraph
 import FileOutput
 import Foundation
 
@@ -21,6 +22,12 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Write the predicted class of every image to this file, one per line (to compare two models' predictions).")
     var predictions: String?
 
+    @Option(help: "A reference model (e.g. the dense original): also report top-1/top-5 agreement with it, mean KL divergence and logit cosine (no labels needed).")
+    var reference: String?
+
+    @Flag(help: "Time every node: print the time per operator type and the 10 slowest nodes (--json: profile_by_op, profile_by_node).")
+    var profile = false
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
@@ -31,10 +38,19 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         let executor = try model.loadExecutor()
+        executor.profiling = profile
+        // Loaded (and checked) before any work, so a bad reference fails at once.
+        let referenceExecutor = try reference.map { try ModelValidation.validatedExecutor(try ModelFile.runnableGraph($0)) }
         var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
         if let limit { dataset = dataset.prefix(limit) }
         let report = try Evaluator.evaluate(executor, on: dataset, batchSize: batch) { done, total in
             Terminal.progress("evaluating", done, total)
+        }
+        var agreement: AgreementReport?
+        if let referenceExecutor {
+            agreement = try Agreement.measure(executor, reference: referenceExecutor, on: dataset, batchSize: batch) { done, total in
+                Terminal.progress("comparing with the reference", done, total)
+            }
         }
         if let predictions {
             try writeAtomically(Data(report.predictions.map { "\($0)\n" }.joined().utf8), to: predictions)
@@ -44,7 +60,8 @@ struct Evaluate: ParsableCommand {
                 "model": try model.path, "images": report.images, "top1": report.top1, "top5": report.top5,
                 "per_class": report.perClass.map { $0 as Any? ?? NSNull() }, "seconds": report.seconds,
                 "images_per_second": report.imagesPerSecond, "batch": batch,
-            ]))
+            ].merging(profile ? ["profile_by_op": executor.profile, "profile_by_node": executor.nodeProfile] : [:]) { $1 }
+             .merging(try agreement.map { ["reference": reference ?? "", "agreement": try JSONSerialization.jsonObject(with: try JSONEncoder().encode($0))] } ?? [:]) { $1 }))
             return
         }
         print("model: \(try model.path)")
@@ -53,5 +70,26 @@ struct Evaluate: ParsableCommand {
         let perClass = report.perClass.enumerated().map { "\($0.offset): \($0.element.map(Terminal.percent) ?? "-")" }
         print("per class: " + perClass.joined(separator: "  "))
         print(String(format: "throughput: %.1f images/s (%.2f s, batch %d)", report.imagesPerSecond, report.seconds, batch))
+        if let agreement, let reference { print("against \(reference): " + agreement.summary) }
+        if profile {
+            let total = executor.profile.values.reduce(0, +)
+            func rows(_ times: [String: Double], _ title: String, limit: Int) -> [[String]] {
+                [[title, "seconds", "share"]] + times.sorted { $0.value > $1.value }.prefix(limit).map {
+                    [$0.key, String(format: "%.3f", $0.value), String(format: "%.1f%%", 100 * $0.value / max(total, 1e-12))]
+                }
+            }
+            print("")
+            print(Terminal.table(rows(executor.profile, "operator", limit: .max)))
+            print("")
+            print(Terminal.table(rows(executor.nodeProfile, "slowest nodes", limit: 10)))
+        }
+    }
+}
+
+extension AgreementReport {
+    /// One line: agreements, KL and cosine.
+    var summary: String {
+        String(format: "top-1 agreement %.2f%%, top-5 agreement %.2f%%, mean KL %.4g nats, logit cosine %.5f (%d images)",
+               100 * top1Agreement, 100 * top5Agreement, meanKL, meanCosine, images)
     }
 }

@@ -83,6 +83,57 @@ enum CLI {
         #expect((object["images_per_second"] as? Double ?? 0) > 0)
     }
 
+    /// `--profile` times every node: the operator table covers every op type the model runs, the node table the slowest
+    /// ten, and the JSON the same figures.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
+    func evaluateProfile() throws {
+        let text = try CLI.run(["evaluate", "--limit", "64", "--profile"])
+        #expect(text.status == 0, "\(text.stderr)")
+        for op in ["Conv", "Gemm", "MaxPool"] { #expect(text.stdout.contains(op), "\(op) missing from\n\(text.stdout)") }
+        #expect(text.stdout.contains("slowest nodes"))
+        let json = try CLI.run(["evaluate", "--limit", "64", "--profile", "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let byOp = try #require(object["profile_by_op"] as? [String: Double])
+        let byNode = try #require(object["profile_by_node"] as? [String: Double])
+        let conv: Double = byOp["Conv"] ?? 0
+        #expect(conv > 0)
+        // Every node's time is counted once under its op type.
+        let opTotal: Double = byOp.values.reduce(0, +), nodeTotal: Double = byNode.values.reduce(0, +)
+        #expect(abs(opTotal - nodeTotal) <= 1e-6 * max(1, opTotal))
+    }
+
+    /// `--reference`: a model against itself agrees everywhere; a packed 3-bit copy less; an output of another shape is
+    /// one error line. `compress --reference-check N` reports the same figures for what it wrote.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: DatasetSource.defaultFashionMNIST), "Fashion-MNIST is not installed"))
+    func referenceAgreement() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bundled = try ModelArgument.parse([]).path
+        func agreement(_ output: String, key: String = "agreement") throws -> [String: Double] {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            return try #require(object[key] as? [String: Double])
+        }
+        let same = try CLI.run(["evaluate", "--limit", "64", "--reference", bundled, "--json"])
+        #expect(same.status == 0, "\(same.stderr)")
+        let a = try agreement(same.stdout)
+        #expect(a["top1_agreement"] == 1 && a["top5_agreement"] == 1 && abs(a["mean_kl"] ?? 1) < 1e-9 && abs((a["logit_cosine"] ?? 0) - 1) < 1e-9)
+        let packed = dir.appendingPathComponent("m.wcm").path
+        let compress = try CLI.run(["compress", "-o", packed, "--bits", "3", "--format", "packed", "--reference-check", "64", "--json"])
+        #expect(compress.status == 0, "\(compress.stderr)")
+        let check = try agreement(compress.stdout, key: "reference_check")
+        #expect((check["top1_agreement"] ?? 0) > 0.8 && (check["top1_agreement"] ?? 1) <= 1 && (check["mean_kl"] ?? 0) > 0)
+        let back = try agreement(try CLI.run(["evaluate", packed, "--limit", "64", "--reference", bundled, "--json"]).stdout)
+        #expect(back == check, "the same 64 images, the same two models")
+        // A reference whose output has another shape: [N, 1024] instead of [N, 10].
+        var flat = Graph(name: "flat", nodes: [Node(name: "f", opType: "Flatten", inputs: ["x"], outputs: ["y"])],
+                         inputs: [ValueInfo(name: "x", shape: [.symbolic("N"), .fixed(1), .fixed(32), .fixed(32)])],
+                         outputs: [ValueInfo(name: "y", shape: [.symbolic("N"), .fixed(1024)])])
+        flat.opsetVersion = 13
+        let flatPath = dir.appendingPathComponent("flat.onnx").path
+        try ONNXModelFile.save(flat, to: flatPath)
+        try expectOneLineError(["evaluate", "--limit", "64", "--reference", flatPath], containing: "cannot be compared")
+    }
+
     @Test func missingModel() throws {
         try expectOneLineError(["inspect", "/nonexistent/m.onnx"], containing: "model file not found: /nonexistent/m.onnx")
     }

@@ -7,6 +7,7 @@ import ModelGraph
 import ONNXFormat
 @testable import PackedFormat
 import Testing
+import _FuzzSupport
 import _TestSupport
 
 @Suite struct PackedFormatTests {
@@ -93,6 +94,16 @@ import _TestSupport
         let codebook = try ONNXModelFile.decode(try ONNXModelFile.encode(try model.codebookGraph()))
         #expect(try Executor(graph: model.graph)(x).scalars == Executor(graph: codebook)(x).scalars)
         #expect(model.report.fileBytes == (try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("packed/\(name).wcm")))).count)
+    }
+
+    /// Findings of `Scripts/fuzz.sh … packed`, kept: each must load cleanly or fail with an error, never trap.
+    @Test func fuzzFindingsStayFixed() throws {
+        // An int8 codebook whose step was rewritten to 0 (checksums recomputed): codes / 0 trapped when the codebook
+        // graph was rebuilt.
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("packed/hostile/int8-codebook-zero-step.wcm")))
+        FuzzTarget.packed(data)
+        let error = try #require(loadError(PackedModelFile._resealed(data)))
+        #expect(error.description.contains("step"), "\(error)")
     }
 
     /// Bit-packed values read back exactly at every width from 1 to 24 bits, from any starting value.
