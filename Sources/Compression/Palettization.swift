@@ -55,8 +55,8 @@ public struct PalettizationResult: Sendable {
 }
 
 /// A weight tensor palettization can take: Conv input 1, Gemm input 1, MatMul constant input 1 ([in, out]), Gather
-/// constant input 0 (an embedding table, but not a codebook or shared columns another pass wrote), seen as
-/// rows = output units × columns.
+/// constant input 0 looked up by the model's input (an embedding table; a table gathered by constant indices is a
+/// codebook another pass wrote), seen as rows = output units × columns.
 struct PalettizableWeight {
     var node: Node
     var name: String
@@ -66,15 +66,16 @@ struct PalettizableWeight {
     var transposed: Bool
 
     static func all(in graph: Graph) -> [PalettizableWeight] {
-        // Tables another pass already wrote (kernel codebooks, shared columns) are compressed; they are not weights.
-        var seen = Set(WeightLayout.recorded(in: graph).map(\.codebook))
-        seen.formUnion(graph.initializers.keys.filter { $0.hasSuffix("/wc_shared_columns") })
+        var seen = Set<String>()
+        // A Gather whose indices are constant rebuilds a weight from a table (a kernel codebook, shared columns):
+        // the table is already compressed. Only a lookup by the input (an embedding) makes its table a weight.
+        let constant = constantValues(in: graph)
         var result: [PalettizableWeight] = []
         for node in graph.nodes {
             let slot: Int
             switch node.opType {
             case "Conv", "Gemm", "MatMul": slot = 1
-            case "Gather": slot = 0
+            case "Gather" where node.inputs.count > 1 && !constant.contains(node.inputs[1]): slot = 0
             default: continue
             }
             guard node.inputs.count > slot, !seen.contains(node.inputs[slot]),
@@ -382,4 +383,28 @@ func fitCodebook(_ values: UnsafeBufferPointer<Float>, weights: UnsafeBufferPoin
     let fit = try KMeans.fit(all, rows: n, dimension: d, weights: vectorWeights,
                              configuration: KMeansConfiguration(clusters: entries, metric: .euclidean, maxIterations: min(maxIterations, 30), seed: seed))
     return FittedCodebook(codebook: s.precision.quantised(fit.centroids, codebookSize: entries * d).values, entries: entries, dimension: d)
+}
+
+/// The values computed from initializers alone, through any chain of nodes (Kahn's order over the nodes whose inputs
+/// are all constant; a value that depends on a graph input never is).
+func constantValues(in graph: Graph) -> Set<String> {
+    var constant = Set(graph.initializers.keys)
+    var pending = [Int](repeating: 0, count: graph.nodes.count)
+    var readers: [String: [Int]] = [:]
+    var ready: [Int] = []
+    for (i, node) in graph.nodes.enumerated() {
+        let waiting = Set(node.inputs.filter { !$0.isEmpty && !constant.contains($0) })
+        pending[i] = waiting.count
+        for name in waiting { readers[name, default: []].append(i) }
+        if waiting.isEmpty { ready.append(i) }
+    }
+    while let i = ready.popLast() {
+        for output in graph.nodes[i].outputs where !output.isEmpty && constant.insert(output).inserted {
+            for r in readers[output] ?? [] {
+                pending[r] -= 1
+                if pending[r] == 0 { ready.append(r) }
+            }
+        }
+    }
+    return constant
 }

@@ -13,6 +13,8 @@ public final class Executor: @unchecked Sendable {
     public let constants: [String: AnyTensor]
     private let lastUse: [String: Int]
     private let outputNames: Set<String>
+    /// Whether any weight is deferred (so `run` looks inputs up there only for a packed model).
+    private let hasDeferredWeights: Bool
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
     /// name (expanding deferred weights counts as "(expand weights)").
     public var profiling = false
@@ -106,6 +108,7 @@ public final class Executor: @unchecked Sendable {
         self.constants = constants
         self.lastUse = lastUse
         self.outputNames = Set(graph.outputs.map(\.name))
+        self.hasDeferredWeights = !graph.deferredWeights.isEmpty
     }
 
     static func checkOpset(_ graph: Graph) throws {
@@ -135,7 +138,7 @@ public final class Executor: @unchecked Sendable {
             var prepared = self.prepared[index]
             for (slot, name) in node.inputs.enumerated() {
                 if name.isEmpty { inputs.append(nil); continue }
-                if let deferred = graph.deferredWeights[name] {
+                if hasDeferredWeights, let deferred = graph.deferredWeights[name] {
                     // Expanded for this node only; freed when the node is done.
                     let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
                     if slot == 1 && preparedOnTheFly.contains(index) {

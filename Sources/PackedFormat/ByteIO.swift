@@ -114,17 +114,22 @@ struct ByteReader {
     }
 
     mutating func align(_ alignment: Int) throws {
-        let extra = (alignment - (position - 0) % alignment) % alignment
+        let extra = (alignment - position % alignment) % alignment
         _ = try take(extra)
     }
 
     /// The next blob; `rawLength` is the length its descriptor implies, which the stored header must repeat.
     mutating func blob(_ what: String, rawLength expected: Int, codecs: Set<BlobCodec> = [.raw, .zstd]) throws -> Blob {
+        try blob(what, codecs: codecs) { _ in expected...expected }
+    }
+
+    /// The next blob, whose raw length must lie in `expected(codec)` (what the fields read so far imply for it).
+    mutating func blob(_ what: String, codecs: Set<BlobCodec>, rawLength expected: (BlobCodec) -> ClosedRange<Int>) throws -> Blob {
         try align(8)
         let codecValue = try u32()
         guard let codec = BlobCodec(rawValue: codecValue), codecs.contains(codec) else { throw corrupt("the \(what) has unknown codec \(codecValue)") }
         _ = try u32()
-        let raw = try int("raw length of the \(what)", expected...expected, wide: true)
+        let raw = try int("raw length of the \(what)", expected(codec), wide: true)
         let storedCount = try int("stored length of the \(what)", 0...Int(Int32.max), wide: true)
         if codec == .raw && storedCount != raw { throw corrupt("the \(what) is stored raw in \(storedCount) bytes but holds \(raw)") }
         if codec != .raw && raw > PackedModelFile.maxExpansion * storedCount + 4096 {

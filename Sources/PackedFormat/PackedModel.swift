@@ -144,12 +144,7 @@ public struct PackedModel: Sendable {
 
     static func decodeGraph(_ data: Data, path: String, range: Range<Int>) throws -> Graph {
         var reader = ByteReader(file: data, path: path, context: "graph section", range: range)
-        let codecValue = try reader.u32()
-        _ = try reader.u32()
-        let rawLength = try reader.int("graph length", 1...ONNXModelFile.maxFileBytes, wide: true)
-        reader = ByteReader(file: data, path: path, context: "graph section", range: range)
-        let blob = try reader.blob("graph", rawLength: rawLength)
-        _ = codecValue
+        let blob = try reader.blob("graph", codecs: [.raw, .zstd]) { _ in 1...ONNXModelFile.maxFileBytes }
         let bytes = try blobBytes(blob, in: data, path: path, what: "graph")
         do {
             return try ONNXModelFile.decode(bytes, path: path)

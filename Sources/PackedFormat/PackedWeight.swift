@@ -52,11 +52,10 @@ struct PackedWeight: Sendable {
         // What each codec's stream must expand to; the stored header must say the same.
         let packedLength = BitPacking.byteCount(values: n, width: bits)
         let planesLength = n * BitPacking.planeCount(width: bits)
-        var probe = reader
-        _ = try? probe.align(8)
-        let codecValue = (try? probe.u32()) ?? 0
-        let indices = try reader.blob("indices of '\(name)'", rawLength: codecValue == BlobCodec.zstdPlanes.rawValue ? planesLength : packedLength,
-                                      codecs: bits == 0 ? [.raw] : [.raw, .zstd, .zstdPlanes])
+        let indices = try reader.blob("indices of '\(name)'", codecs: bits == 0 ? [.raw] : [.raw, .zstd, .zstdPlanes]) { codec in
+            let length = codec == .zstdPlanes ? planesLength : packedLength
+            return length...length
+        }
         var rowScales: [Float]? = nil
         if layout.rowScales {
             let blob = try reader.blob("row scales of '\(name)'", rawLength: rows * 2, codecs: [.raw])
@@ -119,15 +118,11 @@ struct PackedWeight: Sendable {
     /// the ONNX codebook graph (entry × vector scale × row scale), so both give bit-identical weights.
     func expand(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
         let l = layout, d = l.dimension, v = l.vectorsPerRow, bits = l.indexBits
+        let hasVectorScales = vectorScales != nil
         codebook.withUnsafeBufferPointer { cb in
             indices.withUnsafeBytes { packed in
-                func vectorScale(_ k: Int) -> Float? {
-                    guard let vs = vectorScales else { return nil }
-                    return vs.withUnsafeBytes { b in
-                        l.vectorScaleBits == 8 ? Float(Int8(bitPattern: b[k])) * (vectorScaleStep ?? 1)
-                            : Float(halfBits: UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self)))
-                    }
-                }
+            (vectorScales ?? Data()).withUnsafeBytes { scaleBytes in
+                func vectorScale(_ k: Int) -> Float? { hasVectorScales ? self.vectorScale(k, in: scaleBytes) : nil }
                 if !l.transposed {
                     // Rows of the canonical matrix are slices of the first axis.
                     var cursor = BitReader(packed, width: bits, startingAt: range.lowerBound * v)
@@ -135,7 +130,7 @@ struct PackedWeight: Sendable {
                     for r in range {
                         let base = (r / l.groupSize) * l.entries
                         let rowScale = rowScales?[r]
-                        if d == 1 && vectorScales == nil {
+                        if d == 1 && !hasVectorScales {
                             if let rowScale {
                                 for _ in 0..<v { out[o] = cb[base + cursor.next()] * rowScale; o += 1 }
                             } else {
@@ -175,7 +170,15 @@ struct PackedWeight: Sendable {
                     }
                 }
             }
+            }
         }
+    }
+
+    /// Vector scale `k` as the graph computes it: fp16, or an int8 code times the step.
+    @inline(__always)
+    func vectorScale(_ k: Int, in bytes: UnsafeRawBufferPointer) -> Float {
+        layout.vectorScaleBits == 8 ? Float(Int8(bitPattern: bytes[k])) * (vectorScaleStep ?? 1)
+            : Float(halfBits: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self)))
     }
 
     /// The weight in the library's compressed form (to write it into a codebook graph).
@@ -185,14 +188,7 @@ struct PackedWeight: Sendable {
             var cursor = BitReader(packed, width: l.indexBits)
             return (0..<l.indexCount).map { _ in Int32(cursor.next()) }
         }
-        let scales: [Float]? = vectorScales.map { data in
-            data.withUnsafeBytes { b in
-                (0..<l.indexCount).map { k in
-                    l.vectorScaleBits == 8 ? Float(Int8(bitPattern: b[k])) * (vectorScaleStep ?? 1)
-                        : Float(halfBits: UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self)))
-                }
-            }
-        }
+        let scales: [Float]? = vectorScales.map { data in data.withUnsafeBytes { b in (0..<l.indexCount).map { vectorScale($0, in: b) } } }
         return CompressedWeight(layout: l, indices: values, codebook: codebook, rowScales: rowScales, vectorScales: scales,
                                 codebookSteps: codebookSteps, vectorScaleStep: vectorScaleStep)
     }

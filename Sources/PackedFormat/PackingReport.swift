@@ -1,11 +1,12 @@
 import Foundation
 
 /// What the packed file holds: its size and, per compressed weight, how its index stream is stored.
-public struct PackingReport: Sendable, Codable, Equatable {
+public struct PackingReport: Sendable, Equatable {
     public var fileBytes: Int
     public var streams: [IndexStream]
 
-    public struct IndexStream: Sendable, Codable, Equatable {
+    /// Encoded (`--json`) with snake_case keys, `bits_per_index` included.
+    public struct IndexStream: Sendable, Encodable, Equatable {
         public var weight: String
         public var codebook: String
         public var entries: Int
@@ -38,14 +39,6 @@ public struct PackingReport: Sendable, Codable, Equatable {
             self.codec = codec
         }
 
-        public init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            self.init(weight: try c.decode(String.self, forKey: .weight), codebook: try c.decode(String.self, forKey: .codebook),
-                      entries: try c.decode(Int.self, forKey: .entries), indices: try c.decode(Int.self, forKey: .indices),
-                      indexBits: try c.decode(Int.self, forKey: .indexBits), storedBytes: try c.decode(Int.self, forKey: .storedBytes),
-                      entropy: try c.decode(Double.self, forKey: .entropy), codec: try c.decode(String.self, forKey: .codec))
-        }
-
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(weight, forKey: .weight)
@@ -58,10 +51,6 @@ public struct PackingReport: Sendable, Codable, Equatable {
             try c.encode(entropy, forKey: .entropy)
             try c.encode(codec, forKey: .codec)
         }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case fileBytes = "file_bytes", streams = "index_streams"
     }
 
     /// Over every stream: bits per index as stored and the entropy, weighted by index count.

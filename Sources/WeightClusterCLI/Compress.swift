@@ -102,7 +102,8 @@ struct Compress: ParsableCommand {
         var beforeTraining: Double?
         // The test images, loaded once, when anything is evaluated.
         var testImages: ImageDataset?
-        if evaluate || dataOptions.data != nil || finetuneEpochs != nil || referenceCheck != nil {
+        let measuresAccuracy = evaluate || dataOptions.data != nil || finetuneEpochs != nil
+        if measuresAccuracy || referenceCheck != nil {
             testImages = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
             if let limit { testImages = testImages?.prefix(limit) }
         }
@@ -113,7 +114,9 @@ struct Compress: ParsableCommand {
             fineTuning = tuned.report
             written = tuned.graph
         }
-        let packing = try ModelFile.save(written, format: finetuneEpochs != nil ? format : (format == .packed ? .packed : .codebook), to: output)
+        // `written` is in codebook form unless the library already rebuilt it densely (--format dense, no fine-tuning).
+        let alreadyDense = format == .dense && finetuneEpochs == nil
+        let packing = try ModelFile.save(written, format: alreadyDense ? .codebook : format, to: output)
         try sensitivity.savePlan(result.allocation)
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
 
@@ -123,7 +126,7 @@ struct Compress: ParsableCommand {
             agreement = try Agreement.measure(try Executor(graph: try ModelFile.runnableGraph(output)), reference: try Executor(graph: graph),
                                               on: images.prefix(referenceCheck)) { Terminal.progress("comparing with the input", $0, $1) }
         }
-        if let dataset = testImages, evaluate || dataOptions.data != nil || finetuneEpochs != nil {
+        if let dataset = testImages, measuresAccuracy {
             // Evaluate what was written, read back from the file.
             let executor = try Executor(graph: try ModelFile.runnableGraph(output))
             report = try Evaluator.evaluate(executor, on: dataset) { Terminal.progress("evaluating", $0, $1) }

@@ -13,9 +13,10 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        let graph = try model.load()
-        let s = graph.summary()
+        // A packed file is read once: its report, and the graph in codebook form.
         let packed = PackedModelFile.isPacked(try model.path) ? try PackedModel.load(try model.path) : nil
+        let graph = try packed.map { try model.validated(try $0.codebookGraph()) } ?? model.load()
+        let s = graph.summary()
         if json {
             var object: [String: Any] = [
                 "model": try model.path,

@@ -24,7 +24,11 @@ struct ModelArgument: ParsableArguments {
     /// any work. Under `.lenient` (the default: inspect, compress) an operator the executor does not run yet is
     /// a warning on stderr; commands that run the model ask for `.runnable`.
     func load(strictness: ModelValidation.Strictness = .lenient) throws -> Graph {
-        let graph = try ModelFile.graph(try path)
+        try validated(try ModelFile.graph(try path), strictness: strictness)
+    }
+
+    /// `graph` (read from this argument's file) once validated, its warnings on stderr.
+    func validated(_ graph: Graph, strictness: ModelValidation.Strictness = .lenient) throws -> Graph {
         for warning in try ModelValidation.validate(graph, strictness: strictness) {
             FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
         }
