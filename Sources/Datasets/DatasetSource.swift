@@ -33,8 +33,8 @@ public enum DatasetSource: Sendable, Equatable {
             let prefix = split == .test ? "t10k" : "train"
             let images = try IDXFile.read(try DatasetSource.find("\(prefix)-images-idx3-ubyte", in: directory))
             let labels = try IDXFile.read(try DatasetSource.find("\(prefix)-labels-idx1-ubyte", in: directory))
-            return try ImageDataset.preprocessed(pixels: images.bytes.map { Float($0) }, shape: images.shape,
-                                                 labels: labels.bytes.map { Int($0) }, scale: 1 / 255, preprocessing: preprocessing)
+            return try ImageDataset.preprocessed(bytes: images.bytes, shape: images.shape,
+                                                 labels: labels.bytes.map { Int($0) }, preprocessing: preprocessing)
         case .npy(let imagesPath, let labelsPath):
             let labelArray = try NPYFile.read(labelsPath)
             guard labelArray.shape.count == 1 else {
@@ -48,10 +48,10 @@ public enum DatasetSource: Sendable, Equatable {
             }
             switch try NPYFile.read(imagesPath) {
             case .uint8(let t):
-                return try ImageDataset.preprocessed(pixels: t.scalars.map { Float($0) }, shape: t.shape, labels: labels,
-                                                     scale: 1 / 255, preprocessing: preprocessing)
+                return try ImageDataset.preprocessed(bytes: t.scalars, shape: t.shape, labels: labels,
+                                                     preprocessing: preprocessing)
             case .float(let t):
-                return try ImageDataset.preprocessed(pixels: t.scalars, shape: t.shape, labels: labels, scale: 1,
+                return try ImageDataset.preprocessed(pixels: t.scalars, shape: t.shape, labels: labels,
                                                      preprocessing: preprocessing)
             case .int64:
                 throw DatasetError.malformed(path: imagesPath, reason: "images must be uint8 or float")

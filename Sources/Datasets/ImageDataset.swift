@@ -18,69 +18,151 @@ public struct Preprocessing: Sendable, Equatable {
     public static let none = Preprocessing(pad: 0, mean: 0, std: 1)
 }
 
-/// Images as an NCHW float tensor plus integer labels.
+/// Images plus integer labels. Images stored as bytes (IDX files, uint8 .npy) stay bytes — a quarter of the
+/// memory of floats, unpadded — and are padded and normalised batch by batch; float images are kept as given.
 public struct ImageDataset: Sendable {
-    public var images: Tensor<Float>
+    /// One image after preprocessing: [C, H, W].
+    public let imageShape: [Int]
     public var labels: [Int]
+    private let storage: Storage
+
+    private enum Storage: Sendable {
+        /// Ready-made model inputs, image after image.
+        case floats([Float])
+        /// Raw N×C×H×W pixels, and how to turn them into model inputs.
+        case pixels([UInt8], PixelTransform)
+    }
+
+    /// x = (p · scale − mean) / std, with a border of `pad` black pixels.
+    private struct PixelTransform: Sendable {
+        var height: Int, width: Int, pad: Int
+        var scale: Float, mean: Float, std: Float
+
+        func apply(_ p: UInt8) -> Float { (Float(p) * scale - mean) / std }
+        /// Padding is black (0) before normalisation, as torchvision's Pad does.
+        var padValue: Float { (0 - mean) / std }
+    }
 
     public init(images: Tensor<Float>, labels: [Int]) throws {
         guard images.rank == 4 else { throw DatasetError.mismatch("images must be N×C×H×W, got \(images.shape)") }
-        guard images.shape[0] == labels.count else {
-            throw DatasetError.mismatch("\(images.shape[0]) images but \(labels.count) labels")
+        try self.init(imageShape: Array(images.shape.dropFirst()), labels: labels, storage: .floats(images.scalars), count: images.shape[0])
+    }
+
+    private init(imageShape: [Int], labels: [Int], storage: Storage, count: Int) throws {
+        guard count == labels.count else {
+            throw DatasetError.mismatch("\(count) images but \(labels.count) labels")
         }
         if let bad = labels.firstIndex(where: { $0 < 0 }) {
             throw DatasetError.mismatch("label \(labels[bad]) of image \(bad) is negative; labels are class indices 0, 1, 2, …")
         }
-        self.images = images
+        self.imageShape = imageShape
         self.labels = labels
+        self.storage = storage
     }
 
     public var count: Int { labels.count }
     public var classCount: Int { (labels.max() ?? -1) + 1 }
 
+    /// All images as one N×C×H×W tensor (materialises every image as floats: use `batch` for large sets).
+    public var images: Tensor<Float> { batch(0..<count) }
+
     /// Images `range` as a batch tensor.
-    public func batch(_ range: Range<Int>) -> Tensor<Float> {
-        let per = images.count / max(1, count)
-        var shape = images.shape
-        shape[0] = range.count
-        return Tensor(shape: shape, scalars: Array(images.scalars[range.lowerBound * per..<range.upperBound * per]))
+    public func batch(_ range: Range<Int>) -> Tensor<Float> { rows(Array(range)) }
+
+    /// Images `rows`, in that order, as a batch tensor.
+    public func rows(_ rows: [Int]) -> Tensor<Float> {
+        let size = imageShape.reduce(1, *)
+        var out = [Float](repeating: 0, count: rows.count * size)
+        switch storage {
+        case .floats(let scalars):
+            for (r, row) in rows.enumerated() { for j in 0..<size { out[r * size + j] = scalars[row * size + j] } }
+        case .pixels(let bytes, let t):
+            let (h, w, ph, pw) = (t.height, t.width, t.height + 2 * t.pad, t.width + 2 * t.pad)
+            let planes = imageShape[0]
+            let padValue = t.padValue
+            out.withUnsafeMutableBufferPointer { out in
+                bytes.withUnsafeBufferPointer { bytes in
+                    for (r, row) in rows.enumerated() {
+                        for c in 0..<planes {
+                            let dst = (r * planes + c) * ph * pw, src = (row * planes + c) * h * w
+                            if t.pad > 0 { for j in 0..<(ph * pw) { out[dst + j] = padValue } }
+                            for y in 0..<h {
+                                let d = dst + (y + t.pad) * pw + t.pad, s = src + y * w
+                                for x in 0..<w { out[d + x] = t.apply(bytes[s + x]) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(shape: [rows.count] + imageShape, scalars: out)
+    }
+
+    /// Examples `rows`, in that order, stored as this set stores them.
+    public func subset(_ rows: [Int]) -> ImageDataset {
+        let labels = rows.map { self.labels[$0] }
+        switch storage {
+        case .floats:
+            return try! ImageDataset(images: self.rows(rows), labels: labels)
+        case .pixels(let bytes, let t):
+            let size = imageShape[0] * t.height * t.width
+            var picked = [UInt8](repeating: 0, count: rows.count * size)
+            for (r, row) in rows.enumerated() { for j in 0..<size { picked[r * size + j] = bytes[row * size + j] } }
+            return try! ImageDataset(imageShape: imageShape, labels: labels, storage: .pixels(picked, t), count: rows.count)
+        }
     }
 
     /// The first `n` examples.
-    public func prefix(_ n: Int) -> ImageDataset {
-        let k = min(n, count)
-        return try! ImageDataset(images: batch(0..<k), labels: Array(labels[0..<k]))
+    public func prefix(_ n: Int) -> ImageDataset { subset(Array(0..<min(n, count))) }
+
+    /// Raw pixels ([N,H,W] or [N,C,H,W] bytes), kept as bytes and scaled by 1/255, zero-padded and normalised
+    /// batch by batch.
+    public static func preprocessed(bytes: [UInt8], shape: [Int], labels: [Int],
+                                    preprocessing p: Preprocessing) throws -> ImageDataset {
+        let nchw = try nchw(shape, padded: p.pad, values: bytes.count)
+        let t = PixelTransform(height: nchw[2], width: nchw[3], pad: p.pad, scale: 1 / 255, mean: p.mean, std: p.std)
+        // The transform is affine, so it is finite on every pixel when it is at the extremes present (and the border).
+        let extremes = bytes.isEmpty ? [] : [t.apply(bytes.min()!), t.apply(bytes.max()!)] + (p.pad > 0 ? [t.padValue] : [])
+        guard extremes.allSatisfy(\.isFinite) else { throw nonFinite(p) }
+        return try ImageDataset(imageShape: [nchw[1], nchw[2] + 2 * p.pad, nchw[3] + 2 * p.pad], labels: labels,
+                                storage: .pixels(bytes, t), count: nchw[0])
     }
 
-    /// Builds a dataset from raw pixels: [N,H,W] or [N,C,H,W], bytes scaled by 1/255 (floats taken as they are),
-    /// then zero-padded and normalised.
-    public static func preprocessed(pixels: [Float], shape: [Int], labels: [Int], scale: Float,
+    /// Float pixels ([N,H,W] or [N,C,H,W]), taken as they are, then zero-padded and normalised.
+    public static func preprocessed(pixels: [Float], shape: [Int], labels: [Int],
                                     preprocessing p: Preprocessing) throws -> ImageDataset {
+        let nchw = try nchw(shape, padded: p.pad, values: pixels.count)
+        let (n, c, h, w) = (nchw[0], nchw[1], nchw[2], nchw[3])
+        let (ph, pw) = (h + 2 * p.pad, w + 2 * p.pad)
+        var out = [Float](repeating: (0 - p.mean) / p.std, count: n * c * ph * pw)
+        for plane in 0..<(n * c) {
+            for y in 0..<h {
+                for x in 0..<w {
+                    out[(plane * ph + y + p.pad) * pw + x + p.pad] = (pixels[(plane * h + y) * w + x] - p.mean) / p.std
+                }
+            }
+        }
+        guard out.allSatisfy(\.isFinite) else { throw nonFinite(p) }
+        return try ImageDataset(images: Tensor(shape: [n, c, ph, pw], scalars: out), labels: labels)
+    }
+
+    /// `shape` as N×C×H×W, checked against the number of values and the element limit once padded.
+    private static func nchw(_ shape: [Int], padded pad: Int, values: Int) throws -> [Int] {
         let nchw: [Int]
         switch shape.count {
         case 3: nchw = [shape[0], 1, shape[1], shape[2]]
         case 4: nchw = shape
         default: throw DatasetError.mismatch("images must be N×H×W or N×C×H×W, got \(shape)")
         }
-        let (n, c, h, w) = (nchw[0], nchw[1], nchw[2], nchw[3])
-        guard p.pad >= 0, p.pad <= ShapeLimits.maxWindow, let count = checkedElementCount([n, c, h + 2 * p.pad, w + 2 * p.pad]),
-              checkedElementCount(nchw) == pixels.count else {
-            throw DatasetError.mismatch("\(shape) images padded by \(p.pad) are more than the \(ShapeLimits.maxElements)-value limit")
+        guard pad >= 0, pad <= ShapeLimits.maxWindow,
+              checkedElementCount([nchw[0], nchw[1], nchw[2] + 2 * pad, nchw[3] + 2 * pad]) != nil,
+              checkedElementCount(nchw) == values else {
+            throw DatasetError.mismatch("\(shape) images padded by \(pad) are more than the \(ShapeLimits.maxElements)-value limit")
         }
-        let (ph, pw) = (h + 2 * p.pad, w + 2 * p.pad)
-        // Padding is black (0) before normalisation, as torchvision's Pad does.
-        let padValue = (0 - p.mean) / p.std
-        var out = [Float](repeating: padValue, count: count)
-        for plane in 0..<(n * c) {
-            for y in 0..<h {
-                for x in 0..<w {
-                    out[(plane * ph + y + p.pad) * pw + x + p.pad] = (pixels[(plane * h + y) * w + x] * scale - p.mean) / p.std
-                }
-            }
-        }
-        guard out.allSatisfy(\.isFinite) else {
-            throw DatasetError.mismatch("preprocessing gives NaN or infinite pixel values (mean \(p.mean), std \(p.std)); choose a --std that keeps (x − mean) / std finite, or check the images")
-        }
-        return try ImageDataset(images: Tensor(shape: [n, c, ph, pw], scalars: out), labels: labels)
+        return nchw
+    }
+
+    private static func nonFinite(_ p: Preprocessing) -> DatasetError {
+        .mismatch("preprocessing gives NaN or infinite pixel values (mean \(p.mean), std \(p.std)); choose a --std that keeps (x − mean) / std finite, or check the images")
     }
 }

@@ -41,6 +41,41 @@ enum BitPacking {
     }
 
     static func planeCount(width: Int) -> Int { max(1, (width + 7) / 8) }
+
+    /// `table[i]` for the `count` values i of the stream from value `first` on, into `out`. Widths 1, 2, 4 and 8
+    /// starting on a byte boundary are read a byte at a time (several values per byte, no bit cursor); others, and
+    /// the values after the last whole byte, through a `BitReader`.
+    static func lookUp(_ packed: UnsafeRawBufferPointer, width: Int, first: Int, count: Int,
+                       table: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        var done = 0
+        if width > 0, 8 % width == 0, (first * width) % 8 == 0 {
+            let perByte = 8 / width, bytes = count / perByte
+            let src = packed.baseAddress!.assumingMemoryBound(to: UInt8.self) + first * width / 8
+            switch width {
+            case 8: for b in 0..<bytes { out[b] = table[Int(src[b])] }
+            case 4:
+                for b in 0..<bytes {
+                    let x = Int(src[b])
+                    out[2 * b] = table[x & 15]
+                    out[2 * b + 1] = table[x >> 4]
+                }
+            case 2:
+                for b in 0..<bytes {
+                    let x = Int(src[b])
+                    for k in 0..<4 { out[4 * b + k] = table[(x >> (2 * k)) & 3] }
+                }
+            default:
+                for b in 0..<bytes {
+                    let x = Int(src[b])
+                    for k in 0..<8 { out[8 * b + k] = table[(x >> k) & 1] }
+                }
+            }
+            done = bytes * perByte
+        }
+        guard done < count else { return }
+        var cursor = BitReader(packed, width: width, startingAt: first + done)
+        for o in done..<count { out[o] = table[cursor.next()] }
+    }
 }
 
 /// Reads bit-packed values one after another.

@@ -131,11 +131,10 @@ struct PackedWeight: Sendable {
                         let base = (r / l.groupSize) * l.entries
                         let rowScale = rowScales?[r]
                         if d == 1 && !hasVectorScales {
-                            if let rowScale {
-                                for _ in 0..<v { out[o] = cb[base + cursor.next()] * rowScale; o += 1 }
-                            } else {
-                                for _ in 0..<v { out[o] = cb[base + cursor.next()]; o += 1 }
-                            }
+                            let row = out.baseAddress! + o
+                            BitPacking.lookUp(packed, width: bits, first: r * v, count: v, table: cb.baseAddress! + base, into: row)
+                            if let rowScale { for j in 0..<v { row[j] *= rowScale } }
+                            o += v
                             continue
                         }
                         for j in 0..<v {

@@ -36,10 +36,10 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
         order.swapAt(i, Int((state >> 11) % UInt64(i + 1)))
     }
     let holdCount = min(configuration.heldOut, data.count / 5)
-    let heldOut = try subset(data, Array(order[..<holdCount]).sorted())
+    let heldOut = data.subset(Array(order[..<holdCount]).sorted())
     var trainRows = Array(order[holdCount...]).sorted()
     if let limit = configuration.trainingLimit { trainRows = Array(trainRows.prefix(limit)) }
-    let train = try subset(data, trainRows)
+    let train = data.subset(trainRows)
 
     func top1(_ g: Graph) throws -> Double {
         guard heldOut.count > 0 else { return 0 }
@@ -71,7 +71,7 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
         training.learningRate = rate
     case .auto:
         let wanted = min(configuration.rangeTest.images, configuration.rangeTest.steps * training.batchSize)
-        let probe = try subset(train, Array(0..<min(wanted, train.count)))
+        let probe = train.prefix(wanted)
         range = try configuration.rangeTest.run(graph, on: probe, configuration: training, masked: masked) { events?(.rangeTest(step: $0, of: $1)) }
         training.learningRate = range!.chosen
         events?(.rangeTestDone(range!))
@@ -188,9 +188,4 @@ public func fineTune(_ graph: Graph, on data: ImageDataset, configuration: FineT
         improved: improved, keptStep: best.step, diverged: !backoffs.isEmpty || stopped != nil, backoffs: backoffs, stopped: stopped,
         checkpoints: checkpoints, epochs: epochs, steps: trainer.step, seconds: elapsed(since: started))
     return FineTuningResult(graph: kept, report: report)
-}
-
-/// Rows `rows` of `data`, in that order.
-func subset(_ data: ImageDataset, _ rows: [Int]) throws -> ImageDataset {
-    try ImageDataset(images: Trainer.gather(data.images, rows), labels: rows.map { data.labels[$0] })
 }

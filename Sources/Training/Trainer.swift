@@ -136,7 +136,7 @@ public final class Trainer {
 
     /// Rows `rows` of `data` as a batch, augmented when the configuration says so.
     public func batch(_ data: ImageDataset, rows: [Int]) -> (images: Tensor<Float>, labels: [Int]) {
-        var x = Self.gather(data.images, rows)
+        var x = data.rows(rows)
         if configuration.augment { augment(&x) }
         return (x, rows.map { data.labels[$0] })
     }
@@ -275,13 +275,6 @@ public final class Trainer {
         var order = Array(0..<n)
         for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(nextRandom() % UInt64(i + 1))) }
         return order
-    }
-
-    static func gather(_ images: Tensor<Float>, _ rows: [Int]) -> Tensor<Float> {
-        let size = images.count / max(1, images.shape[0])
-        var out = [Float](repeating: 0, count: rows.count * size)
-        for (r, row) in rows.enumerated() { for j in 0..<size { out[r * size + j] = images.scalars[row * size + j] } }
-        return Tensor(shape: [rows.count] + images.shape.dropFirst(), scalars: out)
     }
 
     /// Random horizontal flip and shift of each image (all channels alike).

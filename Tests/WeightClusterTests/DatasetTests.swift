@@ -1,3 +1,4 @@
+import Clustering
 import Compute
 import Datasets
 import Foundation
@@ -47,6 +48,28 @@ import Testing
         // Corner is padding: (0 − 0.5)/0.25 = −2; pixel 255 → (1 − 0.5)/0.25 = 2.
         #expect(set.images.scalars[0] == -2)
         #expect(abs(set.images.scalars[6] - 2) < 1e-6)
+    }
+
+    /// Bytes stay bytes: batches, arbitrary rows, subsets and prefixes give exactly the floats the eager
+    /// preprocessing gives; preprocessing that overflows is refused at load.
+    @Test func byteImagesArePreprocessedBatchByBatch() throws {
+        var rng = SeededGenerator(seed: 2)
+        let (n, c, h, w) = (7, 3, 5, 4)
+        let bytes = (0..<(n * c * h * w)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let p = Preprocessing(pad: 2, mean: 0.3, std: 0.7)
+        let lazy = try ImageDataset.preprocessed(bytes: bytes, shape: [n, c, h, w], labels: Array(0..<n), preprocessing: p)
+        let eager = try ImageDataset.preprocessed(pixels: bytes.map { Float($0) * (1 / 255 as Float) }, shape: [n, c, h, w],
+                                                  labels: Array(0..<n), preprocessing: p)
+        #expect(lazy.images.shape == [n, c, h + 4, w + 4])
+        #expect(lazy.images.scalars == eager.images.scalars)
+        #expect(lazy.batch(2..<5).scalars == eager.batch(2..<5).scalars)
+        #expect(lazy.rows([6, 0, 3]).scalars == eager.rows([6, 0, 3]).scalars)
+        let subset = lazy.subset([5, 1])
+        #expect(subset.labels == [5, 1] && subset.images.scalars == eager.rows([5, 1]).scalars)
+        #expect(lazy.prefix(3).images.scalars == eager.batch(0..<3).scalars)
+        #expect(throws: DatasetError.self) {
+            try ImageDataset.preprocessed(bytes: [0, 255], shape: [1, 1, 2], labels: [0], preprocessing: Preprocessing(pad: 0, mean: 0, std: 1e-40))
+        }
     }
 
     @Test func missingDatasetSaysHowToInstall() {

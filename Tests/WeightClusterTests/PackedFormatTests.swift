@@ -123,6 +123,27 @@ import _TestSupport
         }
     }
 
+    /// The byte-at-a-time look-up (widths 1, 2, 4, 8 from a byte boundary) gives what the bit cursor gives, at every
+    /// width, start and count — including starts off a byte boundary and counts that end mid-byte.
+    @Test func tableLookUpMatchesTheBitReader() {
+        var rng = SeededGenerator(seed: 5)
+        for width in 0...9 {
+            let k = 1 << width
+            let table = (0..<k).map { Float($0) * 0.5 - 3 }
+            let values = (0..<203).map { _ in Int.random(in: 0..<k, using: &rng) }
+            let packed = BitPacking.pack(values, width: width)
+            packed.withUnsafeBytes { bytes in
+                for (first, count) in [(0, 203), (0, 7), (1, 100), (8, 195), (16, 3), (24, 179), (40, 0)] {
+                    var out = [Float](repeating: .nan, count: count)
+                    table.withUnsafeBufferPointer { t in
+                        out.withUnsafeMutableBufferPointer { BitPacking.lookUp(bytes, width: width, first: first, count: count, table: t.baseAddress!, into: $0.baseAddress!) }
+                    }
+                    #expect(out == values[first..<first + count].map { table[$0] }, "width \(width), values \(first)..<\(first + count)")
+                }
+            }
+        }
+    }
+
     /// Bit-packing is exact at every width, and an index stream holds ceil(log2 K) bits per index.
     @Test func indexStreamsAreBitPackedExactly() throws {
         let g = try tiny("tiny_vgg_opset13")
