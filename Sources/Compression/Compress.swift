@@ -25,6 +25,9 @@ public struct CompressionConfiguration: Sendable {
     public var bitsPerWeight: Double?
     /// What the allocation minimises per weight and candidate (default: the sensitivity-weighted error).
     public var allocationCost: AllocationCost?
+    /// GPTQ-style error compensation of palettization: the Gram matrix XᵀX of a layer's inputs on calibration data,
+    /// given the graph being palettized and the layer's node (e.g. `Sensitivity.inputGram` of the Training module).
+    public var compensation: (@Sendable (Graph, Node) throws -> [Float]?)?
 
     public init(pruning: PruningConfiguration? = nil, neurons: NeuronClusteringConfiguration? = nil,
                 kernels: KernelClusteringConfiguration? = nil, palettization: PalettizationConfiguration? = nil,
@@ -80,7 +83,9 @@ public func compress(_ graph: Graph, configuration config: CompressionConfigurat
                                           reserveZero: pruned)
             c = allocation!.configuration
         }
-        palettes = try palettizeWeights(in: g, configuration: c, skipping: owned, reserveZero: pruned, importance: config.importance)
+        let input = g
+        palettes = try palettizeWeights(in: g, configuration: c, skipping: owned, reserveZero: pruned, importance: config.importance,
+                                        compensation: config.compensation.map { gram in { node in try gram(input, node) } })
         g = codebook ? palettes!.graph : palettes!.denseGraph
     }
     let footprint = ModelFootprint(original: graph, pruning: pruning, neurons: neurons, kernels: kernels, palettization: palettes)

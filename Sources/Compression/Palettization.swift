@@ -27,11 +27,13 @@ public struct PalettizedLayer: Sendable, Codable, Equatable {
     public var squaredError: Double
     /// Σ Fᵢ (wᵢ − ŵᵢ)² with the sensitivity F the clustering was weighted by (about twice the loss it adds), when given.
     public var weightedError: Double? = nil
+    /// Whether GPTQ-style error compensation chose the indices (else each weight took its nearest entry).
+    public var compensated: Bool? = nil
     /// Why the layer's form differs from what was asked, when it does.
     public var note: String?
 
     enum CodingKeys: String, CodingKey {
-        case layer, weight, form, bits, clusters, granularity, codebooks, lut, note
+        case layer, weight, form, bits, clusters, granularity, codebooks, lut, note, compensated
         case opType = "op_type", clusterDim = "cluster_dim", perChannelScale = "per_channel_scale", denseBytes = "dense_bytes"
         case storedBytes = "stored_bytes", relativeError = "relative_error", squaredError = "squared_error", weightedError = "weighted_error"
     }
@@ -128,8 +130,15 @@ struct PalettizableWeight {
 /// `importance` (a weight's name → one value ≥ 0 per element, in the tensor's order, e.g. the diagonal Fisher
 /// information from calibration images) weights each element's squared error in the k-means objective, so the
 /// entries go where an error costs the most; a vector weighs the sum of its elements'.
+///
+/// `compensation` (a layer's node → the Gram matrix XᵀX of its weight's inputs on calibration data, canonical column
+/// order, or nil when it has none: `InputGram` of the Execution module computes it) turns on GPTQ-style error
+/// compensation: the codebooks are fitted as above, then each weight's columns are assigned in turn with their errors
+/// spread over the columns not yet assigned (`Compensation`). Layers it cannot serve keep nearest assignment, with a
+/// note: network-wide codebooks, pruned weights (their zeros must stay exact), nodes without a Gram matrix.
 public func palettizeWeights(in graph: Graph, configuration config: PalettizationConfiguration, skipping: Set<String> = [],
-                             reserveZero: Set<String> = [], importance: [String: [Float]] = [:]) throws -> PalettizationResult {
+                             reserveZero: Set<String> = [], importance: [String: [Float]] = [:],
+                             compensation: ((Node) throws -> [Float]?)? = nil) throws -> PalettizationResult {
     try config.validate()
     let candidates = PalettizableWeight.all(in: graph).filter { !skipping.contains($0.name) }
     // Every layer pattern must name a weight that exists.
@@ -238,6 +247,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
     }
     if let failure { throw failure }
     let groupsOfJob = Dictionary(grouping: groupJobs.indices, by: { groupJobs[$0].job })
+    var compensated = Set<Int>(), compensationNotes: [Int: String] = [:]
     for (i, job) in jobs.enumerated() where job.settings.granularity != .network {
         let mine = groupsOfJob[i] ?? []
         // Groups of one tensor share one codebook tensor, so they share one entry count (the smallest, for tiny groups).
@@ -252,6 +262,21 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                 block.values[rows.lowerBound * columns..<rows.upperBound * columns].withUnsafeBufferPointer {
                     fit.assign($0, to: indexBuffers[i]!.baseAddress! + rows.lowerBound * columns / d)
                 }
+            }
+        }
+        if let compensation {
+            if reserveZero.contains(job.weight.name) {
+                compensationNotes[i] = "not compensated: a pruned weight's zeros must stay exact"
+            } else if let gram = try compensation(job.weight.node), gram.count == columns * columns {
+                let groups = mine.map { (rows: groupJobs[$0].rows, codebook: fits[$0]!.truncated(to: entries)) }
+                if Compensation.assign(block.values, rows: job.weight.rows, columns: columns, dimension: d, gram: gram, groups: groups,
+                                       into: indexBuffers[i]!.baseAddress!) {
+                    compensated.insert(i)
+                } else {
+                    compensationNotes[i] = "not compensated: its inputs' Gram matrix is not positive definite even damped"
+                }
+            } else {
+                compensationNotes[i] = "not compensated: no input statistics for this \(job.weight.node.opType) (grouped or depthwise convolutions, transposed inputs)"
             }
         }
         let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: columns,
@@ -281,7 +306,9 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                                       clusterDim: l.dimension, granularity: job.settings.granularity.rawValue, codebooks: l.groups,
                                       lut: l.precision.rawValue, perChannelScale: l.rowScales, denseBytes: job.weight.tensor.count * 4,
                                       storedBytes: ownCodebook + l.indexAndScaleBytes, relativeError: norm > 0 ? err / norm : 0, squaredError: err,
-                                      weightedError: weighted, note: job.note))
+                                      weightedError: weighted, compensated: compensation != nil ? compensated.contains(i) : nil,
+                                      note: [job.note, compensationNotes[i] ?? (compensation != nil && job.settings.granularity == .network
+                                          ? "not compensated: a network-wide codebook" : nil)].compactMap { $0 }.joined(separator: "; ").nilIfEmpty))
     }
     return PalettizationResult(graph: compressed, denseGraph: dense, weights: weights.map { $0! }, layers: layers,
                                sharedCodebookBytes: sharedBytes, seconds: seconds)
@@ -407,4 +434,8 @@ func constantValues(in graph: Graph) -> Set<String> {
         }
     }
     return constant
+}
+
+private extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }

@@ -1,5 +1,6 @@
 import Compute
 import Datasets
+import Execution
 import ModelGraph
 
 /// How much an error in each weight costs the loss, measured on calibration images.
@@ -30,5 +31,17 @@ public enum Sensitivity {
             progress?(n + 1, images.count)
         }
         return sums.mapValues { $0.map { Float($0) } }
+    }
+
+    /// XᵀX of the vectors `node`'s weight multiplies on `images` (batches of 32), for GPTQ-style error
+    /// compensation (`palettizeWeights(…, compensation:)`); nil for a node whose inputs are not one vector per weight
+    /// row (grouped or depthwise Conv, a transposed Gemm input).
+    public static func inputGram(of node: Node, in graph: Graph, images: ImageDataset) throws -> [Float]? {
+        guard let input = graph.inputs.first?.name else { throw TrainingError.invalid("the model has no input") }
+        guard let gram = try InputGram(node: node, graph: graph) else { return nil }
+        for start in stride(from: 0, to: images.count, by: 32) {
+            try gram.add([input: .float(images.batch(start..<min(images.count, start + 32)))])
+        }
+        return gram.matrix
     }
 }

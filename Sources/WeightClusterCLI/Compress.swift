@@ -89,6 +89,7 @@ struct Compress: ParsableCommand {
             format: format != .dense || finetuneEpochs != nil ? .codebook : .dense,
             importance: importance, bitsPerWeight: sensitivity.bitsPerWeight)
         config.allocationCost = cost
+        config.compensation = try sensitivity.compensation(data: dataOptions)
         return config
     }
 

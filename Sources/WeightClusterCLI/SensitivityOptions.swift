@@ -20,12 +20,25 @@ struct SensitivityOptions: ParsableArguments {
     @Option(help: "With --bits-per-weight: write the chosen per-layer bits as a --config plan file.")
     var writePlan: String?
 
+    @Flag(help: ArgumentHelp("Palettization: GPTQ-style error compensation on the --calibration images.",
+                             discussion: "Each layer's columns are assigned to LUT entries in turn, every error spread over the columns not yet assigned through the inverse Gram matrix of the layer's inputs, so the layer's output changes least. Conv (one group), Gemm and MatMul; other layers, pruned weights and network-wide codebooks keep nearest assignment (a note says so)."))
+    var compensate = false
+
     func validate() throws {
         try Self.validate(calibration: calibration, allocating: bitsPerWeight != nil)
         if let bitsPerWeight, !(bitsPerWeight > 0 && bitsPerWeight.isFinite) {
             throw ValidationError("--bits-per-weight must be a positive number, got \(bitsPerWeight)")
         }
         if writePlan != nil && bitsPerWeight == nil { throw ValidationError("--write-plan needs --bits-per-weight") }
+        if compensate && calibration == nil {
+            throw ValidationError("--compensate needs --calibration N: the compensation uses the inputs each layer sees on N training images")
+        }
+    }
+
+    /// With --compensate, the inputs' Gram matrix of a layer on the calibration images.
+    func compensation(data: DataOptions) throws -> (@Sendable (Graph, Node) throws -> [Float]?)? {
+        guard compensate, let images = try Self.calibrationImages(calibration, data: data) else { return nil }
+        return { graph, node in try Sensitivity.inputGram(of: node, in: graph, images: images) }
     }
 
     /// The rules `compress` and `sweep` share: at least one calibration image, and none allocated without them.

@@ -116,6 +116,23 @@ import _TestSupport
         #expect(small > 0 && large > small)
     }
 
+    /// `compress --calibration N --compensate` through the CLI: every Conv/Gemm layer reports that compensation chose
+    /// its indices, and the model still has 2-bit LUTs.
+    @Test func compensateThroughTheCommandLine() throws {
+        let dir = try CLI.temporaryDirectory()
+        let images = dir.appendingPathComponent("x.npy").path, labels = dir.appendingPathComponent("y.npy").path
+        var rng = SeededGenerator(seed: 9)
+        try NPYFile.write(.uint8(Tensor(shape: [6, 28, 28], scalars: (0..<(6 * 784)).map { _ in UInt8.random(in: 0...255, using: &rng) })), to: images)
+        try NPYFile.write(.int64(Tensor(shape: [6], scalars: [0, 1, 2, 3, 4, 5])), to: labels)
+        let out = dir.appendingPathComponent("c.onnx").path
+        let result = try CLI.run(["compress", Fixtures.path("models/tiny_vgg_opset13.onnx"), "-o", out, "--bits", "2", "--calibration", "6",
+                                  "--compensate", "--data", "\(images),\(labels)", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let layers = try #require(json["layers"] as? [[String: Any]])
+        #expect(!layers.isEmpty && layers.allSatisfy { $0["compensated"] as? Bool == true && $0["bits"] as? Int == 2 }, "\(layers)")
+    }
+
     @Test func sensitivityFlagsAreChecked() throws {
         let model = Fixtures.path("models/tiny_vgg_opset13.onnx")
         let out = try CLI.temporaryDirectory().appendingPathComponent("never-written.onnx").path
@@ -124,6 +141,7 @@ import _TestSupport
             (["--bits", "2", "--calibration", "0"], "--calibration must be at least 1 image, got 0"),
             (["--bits", "2", "--bits-per-weight", "0", "--calibration", "4"], "--bits-per-weight must be a positive number"),
             (["--bits", "2", "--write-plan", "p.json"], "--write-plan needs --bits-per-weight"),
+            (["--bits", "2", "--compensate"], "--compensate needs --calibration N"),
         ] {
             let result = try CLI.run(["compress", model, "-o", out] + arguments)
             #expect(result.status != 0)
