@@ -1,23 +1,6 @@
 import Compute
 import Foundation
 
-/// Preprocessing applied to raw images before they reach a model.
-/// Defaults match ../shared/models/README.md: pad 2, x = (p/255 − 0.2860)/0.3530.
-public struct Preprocessing: Sendable, Equatable {
-    public var pad: Int
-    public var mean: Float
-    public var std: Float
-
-    public init(pad: Int = 2, mean: Float = 0.2860, std: Float = 0.3530) {
-        self.pad = pad
-        self.mean = mean
-        self.std = std
-    }
-
-    /// Leaves float images exactly as stored (they are already preprocessed).
-    public static let none = Preprocessing(pad: 0, mean: 0, std: 1)
-}
-
 /// Images plus integer labels. Images stored as bytes (IDX files, uint8 .npy) stay bytes — a quarter of the
 /// memory of floats, unpadded — and are padded and normalised batch by batch; float images are kept as given.
 public struct ImageDataset: Sendable {
@@ -33,14 +16,14 @@ public struct ImageDataset: Sendable {
         case pixels([UInt8], PixelTransform)
     }
 
-    /// x = (p · scale − mean) / std, with a border of `pad` black pixels.
+    /// x = (p · scale − mean[c]) / std[c] in channel c, with a border of `pad` black pixels.
     private struct PixelTransform: Sendable {
         var height: Int, width: Int, pad: Int
-        var scale: Float, mean: Float, std: Float
+        var scale: Float, mean: [Float], std: [Float]
 
-        func apply(_ p: UInt8) -> Float { (Float(p) * scale - mean) / std }
+        func apply(_ p: UInt8, channel c: Int) -> Float { (Float(p) * scale - mean[c]) / std[c] }
         /// Padding is black (0) before normalisation, as torchvision's Pad does.
-        var padValue: Float { (0 - mean) / std }
+        func padValue(channel c: Int) -> Float { (0 - mean[c]) / std[c] }
     }
 
     public init(images: Tensor<Float>, labels: [Int]) throws {
@@ -79,16 +62,16 @@ public struct ImageDataset: Sendable {
         case .pixels(let bytes, let t):
             let (h, w, ph, pw) = (t.height, t.width, t.height + 2 * t.pad, t.width + 2 * t.pad)
             let planes = imageShape[0]
-            let padValue = t.padValue
             out.withUnsafeMutableBufferPointer { out in
                 bytes.withUnsafeBufferPointer { bytes in
                     for (r, row) in rows.enumerated() {
                         for c in 0..<planes {
                             let dst = (r * planes + c) * ph * pw, src = (row * planes + c) * h * w
-                            if t.pad > 0 { for j in 0..<(ph * pw) { out[dst + j] = padValue } }
+                            if t.pad > 0 { for j in 0..<(ph * pw) { out[dst + j] = t.padValue(channel: c) } }
+                            let (scale, mean, std) = (t.scale, t.mean[c], t.std[c])
                             for y in 0..<h {
                                 let d = dst + (y + t.pad) * pw + t.pad, s = src + y * w
-                                for x in 0..<w { out[d + x] = t.apply(bytes[s + x]) }
+                                for x in 0..<w { out[d + x] = (Float(bytes[s + x]) * scale - mean) / std }
                             }
                         }
                     }
@@ -116,13 +99,17 @@ public struct ImageDataset: Sendable {
     public func prefix(_ n: Int) -> ImageDataset { subset(Array(0..<min(n, count))) }
 
     /// Raw pixels ([N,H,W] or [N,C,H,W] bytes), kept as bytes and scaled by 1/255, zero-padded and normalised
-    /// batch by batch.
+    /// batch by batch. Only one image (padded) must be within `ShapeLimits.maxElements`: the bytes are already
+    /// in memory, and batches are made a few images at a time.
     public static func preprocessed(bytes: [UInt8], shape: [Int], labels: [Int],
                                     preprocessing p: Preprocessing) throws -> ImageDataset {
-        let nchw = try nchw(shape, padded: p.pad, values: bytes.count)
-        let t = PixelTransform(height: nchw[2], width: nchw[3], pad: p.pad, scale: 1 / 255, mean: p.mean, std: p.std)
+        let nchw = try nchw(shape, padded: p.pad, values: bytes.count, wholeSet: false)
+        let (mean, std) = try p.perChannel(nchw[1])
+        let t = PixelTransform(height: nchw[2], width: nchw[3], pad: p.pad, scale: 1 / 255, mean: mean, std: std)
         // The transform is affine, so it is finite on every pixel when it is at the extremes present (and the border).
-        let extremes = bytes.isEmpty ? [] : [t.apply(bytes.min()!), t.apply(bytes.max()!)] + (p.pad > 0 ? [t.padValue] : [])
+        let extremes = bytes.isEmpty ? [] : (0..<nchw[1]).flatMap { c in
+            [t.apply(bytes.min()!, channel: c), t.apply(bytes.max()!, channel: c)] + (p.pad > 0 ? [t.padValue(channel: c)] : [])
+        }
         guard extremes.allSatisfy(\.isFinite) else { throw nonFinite(p) }
         return try ImageDataset(imageShape: [nchw[1], nchw[2] + 2 * p.pad, nchw[3] + 2 * p.pad], labels: labels,
                                 storage: .pixels(bytes, t), count: nchw[0])
@@ -131,14 +118,17 @@ public struct ImageDataset: Sendable {
     /// Float pixels ([N,H,W] or [N,C,H,W]), taken as they are, then zero-padded and normalised.
     public static func preprocessed(pixels: [Float], shape: [Int], labels: [Int],
                                     preprocessing p: Preprocessing) throws -> ImageDataset {
-        let nchw = try nchw(shape, padded: p.pad, values: pixels.count)
+        let nchw = try nchw(shape, padded: p.pad, values: pixels.count, wholeSet: true)
         let (n, c, h, w) = (nchw[0], nchw[1], nchw[2], nchw[3])
+        let (mean, std) = try p.perChannel(c)
         let (ph, pw) = (h + 2 * p.pad, w + 2 * p.pad)
-        var out = [Float](repeating: (0 - p.mean) / p.std, count: n * c * ph * pw)
+        var out = [Float](repeating: 0, count: n * c * ph * pw)
         for plane in 0..<(n * c) {
+            let (m, s) = (mean[plane % c], std[plane % c])
+            for j in 0..<(ph * pw) { out[plane * ph * pw + j] = (0 - m) / s }
             for y in 0..<h {
                 for x in 0..<w {
-                    out[(plane * ph + y + p.pad) * pw + x + p.pad] = (pixels[(plane * h + y) * w + x] - p.mean) / p.std
+                    out[(plane * ph + y + p.pad) * pw + x + p.pad] = (pixels[(plane * h + y) * w + x] - m) / s
                 }
             }
         }
@@ -146,8 +136,9 @@ public struct ImageDataset: Sendable {
         return try ImageDataset(images: Tensor(shape: [n, c, ph, pw], scalars: out), labels: labels)
     }
 
-    /// `shape` as N×C×H×W, checked against the number of values and the element limit once padded.
-    private static func nchw(_ shape: [Int], padded pad: Int, values: Int) throws -> [Int] {
+    /// `shape` as N×C×H×W, checked against the number of values and the element limit once padded (the whole set's,
+    /// or one image's when the set stays bytes).
+    private static func nchw(_ shape: [Int], padded pad: Int, values: Int, wholeSet: Bool) throws -> [Int] {
         let nchw: [Int]
         switch shape.count {
         case 3: nchw = [shape[0], 1, shape[1], shape[2]]
@@ -155,14 +146,25 @@ public struct ImageDataset: Sendable {
         default: throw DatasetError.mismatch("images must be N×H×W or N×C×H×W, got \(shape)")
         }
         guard pad >= 0, pad <= ShapeLimits.maxWindow,
-              checkedElementCount([nchw[0], nchw[1], nchw[2] + 2 * pad, nchw[3] + 2 * pad]) != nil,
-              checkedElementCount(nchw) == values else {
+              checkedElementCount([wholeSet ? nchw[0] : 1, nchw[1], nchw[2] + 2 * pad, nchw[3] + 2 * pad]) != nil,
+              nchw.allSatisfy({ $0 >= 0 }), checkedProduct(nchw) == values else {
             throw DatasetError.mismatch("\(shape) images padded by \(pad) are more than the \(ShapeLimits.maxElements)-value limit")
         }
         return nchw
     }
 
+    /// n₀ · n₁ · …, or nil when it overflows.
+    private static func checkedProduct(_ values: [Int]) -> Int? {
+        var product = 1
+        for v in values {
+            let (p, overflow) = product.multipliedReportingOverflow(by: v)
+            if overflow { return nil }
+            product = p
+        }
+        return product
+    }
+
     private static func nonFinite(_ p: Preprocessing) -> DatasetError {
-        .mismatch("preprocessing gives NaN or infinite pixel values (mean \(p.mean), std \(p.std)); choose a --std that keeps (x − mean) / std finite, or check the images")
+        .mismatch("preprocessing gives NaN or infinite pixel values (mean \(p.mean.map { "\($0)" }.joined(separator: ",")), std \(p.std.map { "\($0)" }.joined(separator: ","))); choose a --std that keeps (x − mean) / std finite, or check the images")
     }
 }
