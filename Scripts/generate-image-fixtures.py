@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes the tiny JPEG/PNG fixtures of the image-folder tests (Tests/WeightClusterTests/Fixtures/images) and the
-values PIL gives for them. The files are committed; the tests never run Python. Needs Pillow and numpy:
+values PIL gives for them, and a tiny RGB classifier to evaluate on them. The files are committed; the tests never
+run Python. Needs Pillow, numpy and onnx:
 
-    python3 -m venv .build/pyenv && .build/pyenv/bin/pip install Pillow numpy
+    python3 -m venv .build/pyenv && .build/pyenv/bin/pip install Pillow numpy onnx
     .build/pyenv/bin/python Scripts/generate-image-fixtures.py
 """
 import os
@@ -101,4 +102,21 @@ with open(os.path.join(root, "bad/huge.jpg"), "wb") as f:
 with open(os.path.join(root, "bad/huge.png"), "wb") as f:
     f.write(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 65000, 65000, 8, 2, 0, 0, 0))
             + png_chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + png_chunk(b"IEND", b""))
+# A tiny classifier of 8×8 RGB images into 4 classes: Conv 3→4, Relu, GlobalAveragePool, Flatten, Gemm.
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+nodes = [helper.make_node("Conv", ["input", "W"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+         helper.make_node("Flatten", ["g"], ["f"], axis=1),
+         helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+weights = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "W"),
+           numpy_helper.from_array(rng.normal(0, 0.5, (4, 4)).astype(np.float32), "G")]
+graph = helper.make_graph(nodes, "tiny-rgb", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], weights)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="generate-image-fixtures")
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, os.path.join(root, "tiny_rgb.onnx"))
 print("wrote", root)
