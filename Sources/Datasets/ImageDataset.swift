@@ -4,7 +4,7 @@ import Foundation
 /// Images plus integer labels. Images stored as bytes (IDX files, uint8 .npy) stay bytes — a quarter of the
 /// memory of floats, unpadded — and are padded and normalised batch by batch; float images are kept as given.
 public struct ImageDataset: Sendable {
-    /// One image after preprocessing: [C, H, W].
+    /// One image after preprocessing: [C, H, W], or [H, W, C] for byte images under `Preprocessing.Layout.nhwc`.
     public let imageShape: [Int]
     public var labels: [Int]
     private let storage: Storage
@@ -12,13 +12,13 @@ public struct ImageDataset: Sendable {
     private enum Storage: Sendable {
         /// Ready-made model inputs, image after image.
         case floats([Float])
-        /// Raw N×C×H×W pixels, and how to turn them into model inputs.
+        /// Raw N×C×H×W pixels (whatever the layout given to the model), and how to turn them into model inputs.
         case pixels([UInt8], PixelTransform)
     }
 
-    /// x = (p · scale − mean[c]) / std[c] in channel c, with a border of `pad` black pixels.
+    /// x = (p · scale − mean[c]) / std[c] in channel c, with a border of `pad` black pixels, channels first or last.
     private struct PixelTransform: Sendable {
-        var height: Int, width: Int, pad: Int
+        var channels: Int, height: Int, width: Int, pad: Int, channelsLast: Bool
         var scale: Float, mean: [Float], std: [Float]
 
         func apply(_ p: UInt8, channel c: Int) -> Float { (Float(p) * scale - mean[c]) / std[c] }
@@ -61,17 +61,20 @@ public struct ImageDataset: Sendable {
             for (r, row) in rows.enumerated() { for j in 0..<size { out[r * size + j] = scalars[row * size + j] } }
         case .pixels(let bytes, let t):
             let (h, w, ph, pw) = (t.height, t.width, t.height + 2 * t.pad, t.width + 2 * t.pad)
-            let planes = imageShape[0]
+            let planes = t.channels
+            // Where channel c, row y, column x of an output image goes: planes first (N×C×H×W) or last (N×H×W×C).
+            let pixelStride = t.channelsLast ? planes : 1, planeStride = t.channelsLast ? 1 : ph * pw
+            let rowStride = pw * pixelStride
             out.withUnsafeMutableBufferPointer { out in
                 bytes.withUnsafeBufferPointer { bytes in
                     for (r, row) in rows.enumerated() {
                         for c in 0..<planes {
-                            let dst = (r * planes + c) * ph * pw, src = (row * planes + c) * h * w
-                            if t.pad > 0 { for j in 0..<(ph * pw) { out[dst + j] = t.padValue(channel: c) } }
+                            let dst = r * size + c * planeStride, src = (row * planes + c) * h * w
+                            if t.pad > 0 { for j in 0..<(ph * pw) { out[dst + j * pixelStride] = t.padValue(channel: c) } }
                             let (scale, mean, std) = (t.scale, t.mean[c], t.std[c])
                             for y in 0..<h {
-                                let d = dst + (y + t.pad) * pw + t.pad, s = src + y * w
-                                for x in 0..<w { out[d + x] = (Float(bytes[s + x]) * scale - mean) / std }
+                                let d = dst + (y + t.pad) * rowStride + t.pad * pixelStride, s = src + y * w
+                                for x in 0..<w { out[d + x * pixelStride] = (Float(bytes[s + x]) * scale - mean) / std }
                             }
                         }
                     }
@@ -88,7 +91,7 @@ public struct ImageDataset: Sendable {
         case .floats:
             return try! ImageDataset(images: self.rows(rows), labels: labels)
         case .pixels(let bytes, let t):
-            let size = imageShape[0] * t.height * t.width
+            let size = t.channels * t.height * t.width
             var picked = [UInt8](repeating: 0, count: rows.count * size)
             for (r, row) in rows.enumerated() { for j in 0..<size { picked[r * size + j] = bytes[row * size + j] } }
             return try! ImageDataset(imageShape: imageShape, labels: labels, storage: .pixels(picked, t), count: rows.count)
@@ -105,19 +108,21 @@ public struct ImageDataset: Sendable {
                                     preprocessing p: Preprocessing) throws -> ImageDataset {
         let nchw = try nchw(shape, padded: p.pad, values: bytes.count, wholeSet: false)
         let (mean, std) = try p.perChannel(nchw[1])
-        let t = PixelTransform(height: nchw[2], width: nchw[3], pad: p.pad, scale: 1 / 255, mean: mean, std: std)
+        let t = PixelTransform(channels: nchw[1], height: nchw[2], width: nchw[3], pad: p.pad, channelsLast: p.layout == .nhwc,
+                               scale: 1 / 255, mean: mean, std: std)
         // The transform is affine, so it is finite on every pixel when it is at the extremes present (and the border).
         let extremes = bytes.isEmpty ? [] : (0..<nchw[1]).flatMap { c in
             [t.apply(bytes.min()!, channel: c), t.apply(bytes.max()!, channel: c)] + (p.pad > 0 ? [t.padValue(channel: c)] : [])
         }
         guard extremes.allSatisfy(\.isFinite) else { throw nonFinite(p) }
-        return try ImageDataset(imageShape: [nchw[1], nchw[2] + 2 * p.pad, nchw[3] + 2 * p.pad], labels: labels,
-                                storage: .pixels(bytes, t), count: nchw[0])
+        let (c, h, w) = (nchw[1], nchw[2] + 2 * p.pad, nchw[3] + 2 * p.pad)
+        return try ImageDataset(imageShape: t.channelsLast ? [h, w, c] : [c, h, w], labels: labels, storage: .pixels(bytes, t), count: nchw[0])
     }
 
     /// Float pixels ([N,H,W] or [N,C,H,W]), taken as they are, then zero-padded and normalised.
     public static func preprocessed(pixels: [Float], shape: [Int], labels: [Int],
                                     preprocessing p: Preprocessing) throws -> ImageDataset {
+        guard p.layout == .nchw else { throw DatasetError.mismatch("float images are given to the model as they are stored (N×C×H×W); --layout nhwc needs byte images") }
         let nchw = try nchw(shape, padded: p.pad, values: pixels.count, wholeSet: true)
         let (n, c, h, w) = (nchw[0], nchw[1], nchw[2], nchw[3])
         let (mean, std) = try p.perChannel(c)

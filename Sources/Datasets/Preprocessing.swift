@@ -4,7 +4,8 @@ import Compute
 ///
 /// IDX and .npy images are padded by `pad` black pixels and normalised. Image folders (JPEG/PNG) go through
 /// torchvision's usual chain instead: `Resize(resize)` (shorter side, bilinear with antialiasing, as PIL does it),
-/// `CenterCrop(crop)`, `ToTensor` (/255), `Normalize(mean, std)`, with the colour planes in `channelOrder`.
+/// `CenterCrop(crop)`, `ToTensor` (/255), `Normalize(mean, std)`, with the colour planes in `channelOrder` and
+/// channels first or last (`layout`).
 /// Defaults match ../shared/models/README.md: pad 2, x = (p/255 − 0.2860)/0.3530.
 public struct Preprocessing: Sendable, Equatable {
     public var pad: Int
@@ -18,20 +19,25 @@ public struct Preprocessing: Sendable, Equatable {
     public var crop: Int?
     /// Image folders: the order of the colour planes the model expects.
     public var channelOrder: ChannelOrder
+    /// Byte images: the model's input layout, channels first (N×C×H×W) or last (N×H×W×C, as TensorFlow exports).
+    public var layout: Layout
 
     public enum ChannelOrder: String, Sendable, CaseIterable { case rgb, bgr }
+    public enum Layout: String, Sendable, CaseIterable { case nchw, nhwc }
 
     public init(pad: Int = 2, mean: Float = 0.2860, std: Float = 0.3530) {
         self.init(pad: pad, mean: [mean], std: [std])
     }
 
-    public init(pad: Int = 0, mean: [Float], std: [Float], resize: Int? = nil, crop: Int? = nil, channelOrder: ChannelOrder = .rgb) {
+    public init(pad: Int = 0, mean: [Float], std: [Float], resize: Int? = nil, crop: Int? = nil, channelOrder: ChannelOrder = .rgb,
+                layout: Layout = .nchw) {
         self.pad = pad
         self.mean = mean
         self.std = std
         self.resize = resize
         self.crop = crop
         self.channelOrder = channelOrder
+        self.layout = layout
     }
 
     /// Leaves float images exactly as stored (they are already preprocessed).

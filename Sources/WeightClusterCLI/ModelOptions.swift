@@ -73,6 +73,9 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Image folders: the colour order the model expects (rgb, bgr); --mean/--std values are in this order.")
     var channelOrder: Preprocessing.ChannelOrder = .rgb
 
+    @Option(help: "Image folders: the model's input layout, channels first (nchw) or last (nhwc, as TensorFlow exports).")
+    var layout: Preprocessing.Layout = .nchw
+
     @Option(help: "Image folders: a text file with one class folder name per line in the model's output order (line 1 is class 0); default: folder names sorted.")
     var classMap: String?
 
@@ -90,8 +93,8 @@ struct DataOptions: ParsableArguments {
         if let resize, let crop, crop > resize {
             throw ValidationError("--crop \(crop) is larger than --resize \(resize): the centre crop must fit inside the resized image")
         }
-        if resize != nil || crop != nil || channelOrder != .rgb || classMap != nil, !source.isImageFolder {
-            throw ValidationError("--resize, --crop, --channel-order and --class-map apply to image folders (--data DIR with one sub-folder of JPEG/PNG files per class)")
+        if resize != nil || crop != nil || channelOrder != .rgb || layout != .nchw || classMap != nil, !source.isImageFolder {
+            throw ValidationError("--resize, --crop, --channel-order, --layout and --class-map apply to image folders (--data DIR with one sub-folder of JPEG/PNG files per class)")
         }
     }
 
@@ -101,7 +104,7 @@ struct DataOptions: ParsableArguments {
     var preprocessing: Preprocessing {
         if source.isImageFolder {
             return Preprocessing(pad: pad ?? 0, mean: mean ?? Preprocessing.imageNetMean, std: std ?? Preprocessing.imageNetStd,
-                                 resize: resize, crop: crop, channelOrder: channelOrder)
+                                 resize: resize, crop: crop, channelOrder: channelOrder, layout: layout)
         }
         let defaults = Preprocessing()
         return Preprocessing(pad: pad ?? defaults.pad, mean: mean ?? defaults.mean, std: std ?? defaults.std)
@@ -118,3 +121,4 @@ struct DataOptions: ParsableArguments {
 }
 
 extension Preprocessing.ChannelOrder: ExpressibleByArgument {}
+extension Preprocessing.Layout: ExpressibleByArgument {}

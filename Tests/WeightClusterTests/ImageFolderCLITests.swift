@@ -32,7 +32,7 @@ import Testing
 
     @Test func flagsAreInTheHelp() throws {
         let help = try CLI.run(["evaluate", "--help"]).stdout
-        for flag in ["--resize", "--crop", "--channel-order", "--class-map", "one per channel", "nothing is skipped"] {
+        for flag in ["--resize", "--crop", "--channel-order", "--layout", "--class-map", "one per channel", "nothing is skipped"] {
             #expect(help.contains(flag), "\(flag)")
         }
     }
@@ -45,6 +45,7 @@ import Testing
         try expectOneLineError(run + ["--resize", "8", "--crop", "8", "--mean", "0.1,0.2"], containing: "--mean has 2 values but the images have 3 channels")
         try expectOneLineError(run + ["--mean", "0.1,x"], containing: "comma-separated list of numbers")
         try expectOneLineError(["evaluate", "--data", "/nonexistent/fmnist", "--resize", "8"], containing: "apply to image folders")
+        try expectOneLineError(run + ["--resize", "8", "--crop", "8", "--layout", "nhwc"], containing: "expects shape [N, 3, 8, 8], got [5, 8, 8, 3]")
         // The bundled model reads one channel; photos are always RGB.
         try expectOneLineError(["evaluate", "--data", ImageFolderCLITests.folder, "--resize", "32", "--crop", "32"],
                                containing: "expects shape [N, 1, 32, 32], got [5, 3, 32, 32]")

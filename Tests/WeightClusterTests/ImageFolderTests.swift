@@ -135,6 +135,19 @@ import Testing
         #expect(abs(b[0] - Float(cat.pixels[2]) / 255) < 1e-6 && abs(b[2 * area] - Float(cat.pixels[0]) / 255) < 1e-6)
     }
 
+    /// Channels last gives the same values as channels first, transposed (padding included).
+    @Test func channelsLastIsATranspose() throws {
+        let source = DatasetSource(argument: ImageFolderTests.folder)
+        var p = Preprocessing(pad: 1, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], resize: 7, crop: 5)
+        let first = try source.load(preprocessing: p)
+        p.layout = .nhwc
+        let last = try source.load(preprocessing: p)
+        #expect(first.images.shape == [5, 3, 7, 7] && last.images.shape == [5, 7, 7, 3])
+        let (a, b) = (first.rows([4, 1]).scalars, last.rows([4, 1]).scalars)
+        for n in 0..<2 { for c in 0..<3 { for i in 0..<49 { #expect(a[(n * 3 + c) * 49 + i] == b[(n * 49 + i) * 3 + c]) } } }
+        #expect(last.subset([3]).images.scalars == last.rows([3]).scalars)
+    }
+
     @Test func idxFolderIsStillIDX() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
