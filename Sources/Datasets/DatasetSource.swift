@@ -37,7 +37,19 @@ public enum DatasetSource: Sendable, Equatable {
 
     public enum Split: String, Sendable { case train, test }
 
-    public func load(split: Split = .test, preprocessing: Preprocessing = Preprocessing()) throws -> ImageDataset {
+    /// The images of `split`, or only the first `limit` of them (an image folder then decodes only those).
+    public func load(split: Split = .test, preprocessing: Preprocessing = Preprocessing(), limit: Int? = nil) throws -> ImageDataset {
+        if case .imageFolder(let directory, let classMap) = self {
+            guard split == .test else {
+                throw DatasetError.imageFolder(path: directory, reason: "an image folder has no training split; training and calibration need IDX or .npy data")
+            }
+            return try ImageFolder(directory: directory, classMap: classMap).prefix(limit ?? .max).load(preprocessing: preprocessing)
+        }
+        let all = try loadAll(split: split, preprocessing: preprocessing)
+        return limit.map { all.prefix($0) } ?? all
+    }
+
+    private func loadAll(split: Split, preprocessing: Preprocessing) throws -> ImageDataset {
         switch self {
         case .idx(let directory):
             var isDirectory: ObjCBool = false
@@ -70,11 +82,8 @@ public enum DatasetSource: Sendable, Equatable {
             case .int64:
                 throw DatasetError.malformed(path: imagesPath, reason: "images must be uint8 or float")
             }
-        case .imageFolder(let directory, let classMap):
-            guard split == .test else {
-                throw DatasetError.imageFolder(path: directory, reason: "an image folder has no training split; training and calibration need IDX or .npy data")
-            }
-            return try ImageFolder(directory: directory, classMap: classMap).load(preprocessing: preprocessing)
+        case .imageFolder:
+            preconditionFailure("image folders are loaded by load(split:preprocessing:limit:)")
         }
     }
 

@@ -12,7 +12,7 @@ public struct ImageFolder: Sendable {
     /// Class folder names by class index (the class map's lines, or the sorted folder names).
     public let classNames: [String]
     /// Every image file and its class index, class by class.
-    public let files: [(path: String, label: Int)]
+    public private(set) var files: [(path: String, label: Int)]
 
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png"]
 
@@ -39,6 +39,13 @@ public struct ImageFolder: Sendable {
         }
         self.classNames = names
         self.files = files
+    }
+
+    /// The first `n` images only (classes unchanged).
+    public func prefix(_ n: Int) -> ImageFolder {
+        var folder = self
+        folder.files = Array(files.prefix(n))
+        return folder
     }
 
     /// Whether `directory` looks like an image folder: it has sub-folders and no IDX files (so it is not a

@@ -148,6 +148,17 @@ import Testing
         #expect(last.subset([3]).images.scalars == last.rows([3]).scalars)
     }
 
+    /// A limit decodes only the first images: a corrupt file after them is never read.
+    @Test func limitDecodesOnlyThePrefix() throws {
+        let dir = try folderCopy()
+        defer { try? FileManager.default.removeItem(at: dir.deletingLastPathComponent()) }
+        try FileManager.default.copyItem(atPath: "\(ImageFolderTests.images)/bad/truncated.jpg", toPath: dir.appendingPathComponent("dog/b.jpg").path)
+        let p = Preprocessing(mean: [0], std: [1], resize: 8, crop: 8)
+        let set = try DatasetSource(argument: dir.path).load(preprocessing: p, limit: 3)
+        #expect(set.count == 3 && set.labels == [0, 0, 1])
+        #expect(throws: DatasetError.self) { try DatasetSource(argument: dir.path).load(preprocessing: p) }
+    }
+
     @Test func idxFolderIsStillIDX() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
