@@ -2,7 +2,7 @@
 # Installs the system packages WeightCluster builds and runs with, if they are missing (Debian/Ubuntu).
 # The Swift 6 toolchain itself must already be on PATH (https://www.swift.org/install/linux/).
 set -euo pipefail
-packages=(libopenblas-dev zlib1g-dev libzstd-dev libxxhash-dev dataset-fashion-mnist)
+packages=(libopenblas-dev zlib1g-dev libzstd-dev libxxhash-dev libjpeg-dev libpng-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

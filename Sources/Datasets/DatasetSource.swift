@@ -1,29 +1,55 @@
 import Compute
 import Foundation
 
-/// Where images and labels come from: Fashion-MNIST IDX files, or a pair of .npy files.
+/// Where images and labels come from: Fashion-MNIST IDX files, a pair of .npy files, or a folder of photos.
 public enum DatasetSource: Sendable, Equatable {
     /// A folder holding MNIST-style IDX files (raw or .gz).
     case idx(directory: String)
     /// images.npy ([N,H,W] or [N,C,H,W], uint8 or float) and labels.npy (integers).
     case npy(images: String, labels: String)
+    /// One sub-folder of JPEG/PNG files per class (torchvision's `ImageFolder`), and optionally a class map.
+    case imageFolder(directory: String, classMap: String?)
 
     public static let defaultFashionMNIST = "/usr/share/datasets/fashion-mnist"
     static let installHint = "install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or pass --data DIR (a folder with the IDX files) or --data images.npy,labels.npy"
 
-    /// Parses the `--data` argument: nil → the default Fashion-MNIST folder.
-    public init(argument: String?) {
+    /// Parses the `--data` argument: nil → the default Fashion-MNIST folder; a folder with sub-folders and no IDX
+    /// files → an image folder (read with `classMap`, if given).
+    public init(argument: String?, classMap: String? = nil) {
         guard let argument, !argument.isEmpty else {
             self = .idx(directory: DatasetSource.defaultFashionMNIST)
             return
         }
         let parts = argument.split(separator: ",").map(String.init)
-        if parts.count == 2 { self = .npy(images: parts[0], labels: parts[1]) } else { self = .idx(directory: argument) }
+        if parts.count == 2 {
+            self = .npy(images: parts[0], labels: parts[1])
+        } else if ImageFolder.isImageFolder(argument) {
+            self = .imageFolder(directory: argument, classMap: classMap)
+        } else {
+            self = .idx(directory: argument)
+        }
+    }
+
+    public var isImageFolder: Bool {
+        if case .imageFolder = self { return true }
+        return false
     }
 
     public enum Split: String, Sendable { case train, test }
 
-    public func load(split: Split = .test, preprocessing: Preprocessing = Preprocessing()) throws -> ImageDataset {
+    /// The images of `split`, or only the first `limit` of them (an image folder then decodes only those).
+    public func load(split: Split = .test, preprocessing: Preprocessing = Preprocessing(), limit: Int? = nil) throws -> ImageDataset {
+        if case .imageFolder(let directory, let classMap) = self {
+            guard split == .test else {
+                throw DatasetError.imageFolder(path: directory, reason: "an image folder has no training split; training and calibration need IDX or .npy data")
+            }
+            return try ImageFolder(directory: directory, classMap: classMap).prefix(limit ?? .max).load(preprocessing: preprocessing)
+        }
+        let all = try loadAll(split: split, preprocessing: preprocessing)
+        return limit.map { all.prefix($0) } ?? all
+    }
+
+    private func loadAll(split: Split, preprocessing: Preprocessing) throws -> ImageDataset {
         switch self {
         case .idx(let directory):
             var isDirectory: ObjCBool = false
@@ -56,6 +82,8 @@ public enum DatasetSource: Sendable, Equatable {
             case .int64:
                 throw DatasetError.malformed(path: imagesPath, reason: "images must be uint8 or float")
             }
+        case .imageFolder:
+            preconditionFailure("image folders are loaded by load(split:preprocessing:limit:)")
         }
     }
 

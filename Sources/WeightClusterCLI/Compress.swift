@@ -105,8 +105,7 @@ struct Compress: ParsableCommand {
         var testImages: ImageDataset?
         let measuresAccuracy = evaluate || dataOptions.data != nil || finetuneEpochs != nil
         if measuresAccuracy || referenceCheck != nil {
-            testImages = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
-            if let limit { testImages = testImages?.prefix(limit) }
+            testImages = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing, limit: limit)
         }
         if let finetuneEpochs, let test = testImages {
             beforeTraining = try Evaluator.evaluate(try Executor(graph: written), on: test) { Terminal.progress("before fine-tuning", $0, $1) }.top1

@@ -41,8 +41,7 @@ struct Evaluate: ParsableCommand {
         executor.profiling = profile
         // Loaded (and checked) before any work, so a bad reference fails at once.
         let referenceExecutor = try reference.map { try ModelValidation.validatedExecutor(try ModelFile.runnableGraph($0)) }
-        var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
-        if let limit { dataset = dataset.prefix(limit) }
+        let dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing, limit: limit)
         let report = try Evaluator.evaluate(executor, on: dataset, batchSize: batch) { done, total in
             Terminal.progress("evaluating", done, total)
         }

@@ -50,8 +50,7 @@ struct Finetune: ParsableCommand {
         try ensureDistinct(output: output, input: inputPath)
         let graph = try model.load(strictness: .runnable)
         let structure = try trainableStructure(graph)
-        var test = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
-        if let limit { test = test.prefix(limit) }
+        let test = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing, limit: limit)
         if !json { print("fine-tuning \(inputPath) (\(structure))") }
         let result = try training.fineTuning(graph, epochs: epochs, seed: seed, data: dataOptions)
         try ModelFile.save(result.graph, format: format, to: output)

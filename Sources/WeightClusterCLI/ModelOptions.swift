@@ -43,23 +43,82 @@ struct ModelArgument: ParsableArguments {
 
 /// Where the evaluation data comes from and how it is preprocessed.
 struct DataOptions: ParsableArguments {
-    @Option(help: "Dataset: a folder of MNIST-style IDX files, or IMAGES.npy,LABELS.npy (default: \(DatasetSource.defaultFashionMNIST)).")
+    @Option(help: ArgumentHelp(
+        "Dataset: a folder of MNIST-style IDX files, IMAGES.npy,LABELS.npy, or an image folder (default: \(DatasetSource.defaultFashionMNIST)).",
+        discussion: """
+            An image folder has one sub-folder of .jpg/.jpeg/.png files per class (torchvision's ImageFolder); other \
+            files are ignored. Images are converted to RGB (grey and palette images copied to three channels, alpha \
+            dropped). A corrupt or truncated image, an empty class folder or images of different sizes (without \
+            --resize/--crop) stop the command with an error naming the file: nothing is skipped.
+            """))
     var data: String?
 
-    @Option(help: "Black pixels padded on every side of each image.")
-    var pad: Int = 2
+    @Option(help: "Black pixels padded on every side of each image (default: 2; 0 for image folders).")
+    var pad: Int?
 
-    @Option(help: "Mean subtracted after scaling pixels to [0,1].")
-    var mean: Float = 0.2860
+    @Option(help: "Mean subtracted after scaling pixels to [0,1]: one value, or one per channel, comma-separated (default: 0.2860; 0.485,0.456,0.406 for image folders).",
+            transform: DataOptions.channelValues)
+    var mean: [Float]?
 
-    @Option(help: "Standard deviation divided by after subtracting the mean.")
-    var std: Float = 0.3530
+    @Option(help: "Standard deviation divided by after subtracting the mean: one value, or one per channel (default: 0.3530; 0.229,0.224,0.225 for image folders).",
+            transform: DataOptions.channelValues)
+    var std: [Float]?
+
+    @Option(help: "Image folders: resize the shorter side to N pixels, keeping the aspect ratio (bilinear with antialiasing, as torchvision's Resize on PIL images).")
+    var resize: Int?
+
+    @Option(help: "Image folders: keep the centre N×N pixels (after --resize), as torchvision's CenterCrop.")
+    var crop: Int?
+
+    @Option(help: "Image folders: the colour order the model expects (rgb, bgr); --mean/--std values are in this order.")
+    var channelOrder: Preprocessing.ChannelOrder = .rgb
+
+    @Option(help: "Image folders: the model's input layout, channels first (nchw) or last (nhwc, as TensorFlow exports).")
+    var layout: Preprocessing.Layout = .nchw
+
+    @Option(help: "Image folders: a text file with one class folder name per line in the model's output order (line 1 is class 0); default: folder names sorted.")
+    var classMap: String?
 
     func validate() throws {
-        guard pad >= 0 else { throw ValidationError("--pad must be ≥ 0, got \(pad)") }
-        guard std > 0, std.isFinite, mean.isFinite else { throw ValidationError("--std must be a positive number and --mean finite") }
+        if let pad, pad < 0 { throw ValidationError("--pad must be ≥ 0, got \(pad)") }
+        for (name, values) in [("--mean", mean ?? []), ("--std", std ?? [])] where values.count > 4 {
+            throw ValidationError("\(name) takes one value or one per channel (at most 4), got \(values.count)")
+        }
+        guard (std ?? []).allSatisfy({ $0 > 0 && $0.isFinite }), (mean ?? []).allSatisfy(\.isFinite) else {
+            throw ValidationError("--std must be a positive number and --mean finite")
+        }
+        for (name, value) in [("--resize", resize), ("--crop", crop)] {
+            if let value, value < 1 { throw ValidationError("\(name) must be ≥ 1, got \(value)") }
+        }
+        if let resize, let crop, crop > resize {
+            throw ValidationError("--crop \(crop) is larger than --resize \(resize): the centre crop must fit inside the resized image")
+        }
+        if resize != nil || crop != nil || channelOrder != .rgb || layout != .nchw || classMap != nil, !source.isImageFolder {
+            throw ValidationError("--resize, --crop, --channel-order, --layout and --class-map apply to image folders (--data DIR with one sub-folder of JPEG/PNG files per class)")
+        }
     }
 
-    var source: DatasetSource { DatasetSource(argument: data) }
-    var preprocessing: Preprocessing { Preprocessing(pad: pad, mean: mean, std: std) }
+    var source: DatasetSource { DatasetSource(argument: data, classMap: classMap) }
+
+    /// The flags as preprocessing; what is not given takes the default for the kind of data.
+    var preprocessing: Preprocessing {
+        if source.isImageFolder {
+            return Preprocessing(pad: pad ?? 0, mean: mean ?? Preprocessing.imageNetMean, std: std ?? Preprocessing.imageNetStd,
+                                 resize: resize, crop: crop, channelOrder: channelOrder, layout: layout)
+        }
+        let defaults = Preprocessing()
+        return Preprocessing(pad: pad ?? defaults.pad, mean: mean ?? defaults.mean, std: std ?? defaults.std)
+    }
+
+    /// "0.485,0.456,0.406" or "0.5".
+    static func channelValues(_ text: String) throws -> [Float] {
+        let values = text.split(separator: ",", omittingEmptySubsequences: false).compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.count == text.split(separator: ",", omittingEmptySubsequences: false).count else {
+            throw ValidationError("'\(text)' is not a number or a comma-separated list of numbers (e.g. 0.485,0.456,0.406)")
+        }
+        return values
+    }
 }
+
+extension Preprocessing.ChannelOrder: ExpressibleByArgument {}
+extension Preprocessing.Layout: ExpressibleByArgument {}

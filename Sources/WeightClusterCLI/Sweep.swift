@@ -90,8 +90,7 @@ struct Sweep: ParsableCommand {
         // A bad --out fails before any work.
         if let out { try createOutputDirectory(out) }
         let graph = try model.load(strictness: .runnable)
-        var dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing)
-        if let limit { dataset = dataset.prefix(limit) }
+        let dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing, limit: limit)
         var plan = try palettizationPlan()
         if neurons != nil { plan += try neuronPlan() }
         if kernelReduction != nil || plan.isEmpty { plan += try kernelPlan() }

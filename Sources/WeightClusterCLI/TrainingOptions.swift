@@ -79,7 +79,7 @@ struct TrainingOptions: ParsableArguments {
         c.training.nesterov = optimizer == .sgd && momentum > 0
         c.training.weightDecay = weightDecay
         c.training.augment = !noAugment
-        c.training.background = (0 - preprocessing.mean) / preprocessing.std
+        c.training.background = (0 - preprocessing.mean[0]) / preprocessing.std[0]  // one channel: training reads IDX or .npy data
         c.training.batchNormalization = freezeBatchNorm ? .frozen : .train
         c.training.stepsPerEpoch = steps
         c.training.seed = seed
