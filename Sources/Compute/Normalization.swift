@@ -71,3 +71,31 @@ public func localResponseNormalized(_ x: Tensor<Float>, size: Int, alpha: Float,
     }
     return out
 }
+
+/// LayerNormalization over the axes from `axis` on: y = (x − mean)/√(var + ε)·scale + bias, where scale and bias
+/// hold one value per normalised element or a single value. Mean and variance are accumulated in Double.
+public func layerNormalized(_ x: Tensor<Float>, axis: Int, scale: [Float], bias: [Float]?, epsilon: Float) throws -> Tensor<Float> {
+    guard axis >= 0 && axis < max(1, x.rank) else { throw ComputeError.shapeMismatch("LayerNormalization axis \(axis) is out of range for \(x.shape)") }
+    let inner = x.shape[axis...].reduce(1, *)
+    guard scale.count == inner || scale.count == 1, bias.map({ $0.count == inner || $0.count == 1 }) ?? true else {
+        throw ComputeError.shapeMismatch("LayerNormalization over \(Array(x.shape[axis...])) got \(scale.count) scales and \(bias?.count ?? 0) biases")
+    }
+    let rows = inner == 0 ? 0 : x.count / inner
+    var out = x
+    out.scalars.withUnsafeMutableBufferPointer { p in
+        for r in 0..<rows {
+            let row = p.baseAddress! + r * inner
+            var sum = 0.0
+            for i in 0..<inner { sum += Double(row[i]) }
+            let mean = sum / Double(inner)
+            var squares = 0.0
+            for i in 0..<inner { let d = Double(row[i]) - mean; squares += d * d }
+            let inverse = 1 / (squares / Double(inner) + Double(epsilon)).squareRoot()
+            for i in 0..<inner {
+                let normalized = Float((Double(row[i]) - mean) * inverse)
+                row[i] = normalized * scale[scale.count == 1 ? 0 : i] + (bias.map { $0[$0.count == 1 ? 0 : i] } ?? 0)
+            }
+        }
+    }
+    return out
+}

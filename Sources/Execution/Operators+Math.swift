@@ -21,6 +21,18 @@ extension Operators {
             case .int64(let x): [.int64(Tensor(shape: x.shape, scalars: x.scalars.map { 0 &- $0 }))]
             }
         }
+        t["Erf"] = { _, args in [.float(try args.float(0).mapped(errorFunction))] }
+        t["Reciprocal"] = { _, args in [.float(try args.float(0).mapped { 1 / $0 })] }
+        t["Floor"] = { _, args in [.float(try args.float(0).mapped { $0.rounded(.down) })] }
+        t["Ceil"] = { _, args in [.float(try args.float(0).mapped { $0.rounded(.up) })] }
+        t["Abs"] = { _, args in
+            switch try args.any(0) {
+            case .float(let x): [.float(x.mapped { abs($0) })]
+            case .int64(let x): [.int64(Tensor(shape: x.shape, scalars: x.scalars.map { $0 == .min ? .min : abs($0) }))]
+            }
+        }
+        t["Min"] = variadic({ min($0, $1) }, { min($0, $1) })
+        t["Max"] = variadic({ max($0, $1) }, { max($0, $1) })
         t["ReduceMean"] = { node, args in [.float(try reduce(node, args, mean: true))] }
         t["ReduceSum"] = { node, args in [.float(try reduce(node, args, mean: false))] }
         t["Gemm"] = { node, args in [.float(try gemmOp(node, args))] }
@@ -35,6 +47,19 @@ extension Operators {
                 return [.int64(try broadcastBinary(x, y, i))]
             }
             return [.float(try broadcastBinary(try args.float(0), try args.float(1), f))]
+        }
+    }
+
+    /// Min, Max: a broadcasting fold over every input (NaN propagates, as in onnxruntime).
+    static func variadic(_ f: @escaping @Sendable (Float, Float) -> Float, _ i: @escaping @Sendable (Int64, Int64) -> Int64) -> Kernel {
+        return { _, args in
+            let present = (0..<args.count).filter(args.has)
+            guard let first = present.first else { throw args.invalid("needs at least one input") }
+            if try present.allSatisfy({ try args.any($0).int64Tensor != nil }) {
+                return [.int64(try present.dropFirst().reduce(try args.any(first).int64Tensor!) { try broadcastBinary($0, try args.any($1).int64Tensor!, i) })]
+            }
+            let propagating: @Sendable (Float, Float) -> Float = { $0.isNaN || $1.isNaN ? .nan : f($0, $1) }
+            return [.float(try present.dropFirst().reduce(try args.float(first)) { try broadcastBinary($0, try args.float($1), propagating) })]
         }
     }
 

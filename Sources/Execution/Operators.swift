@@ -10,6 +10,8 @@ enum Operators {
         registerNeuralOperators(&t)
         registerMathOperators(&t)
         registerShapeOperators(&t)
+        registerLogicOperators(&t)
+        registerResizeOperators(&t)
         t[Executor.sharedColumnsOp] = sharedColumns
         return t
     }()
