@@ -217,6 +217,30 @@ def make_real_model_ops():
              helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT)]
     graph_case("not_and", logic, x4, [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
                                       numpy_helper.from_array(np.array(0.5, np.float32), "half")])
+    # Normalisation, reductions, selection (the list beyond the real models).
+    op_case("instancenorm", "InstanceNormalization", x4, {"epsilon": 1e-3}, [f32(4), f32(4)])
+    op_case("groupnorm_opset21", "GroupNormalization", x4, {"num_groups": 2, "epsilon": 1e-4}, [f32(4), f32(4)], opset=21)
+    op_case("groupnorm_opset18", "GroupNormalization", x4, {"num_groups": 2}, [f32(2), f32(2)], opset=18)
+    op_case("tile", "Tile", f32(2, 3, 4), {}, [np.array([2, 1, 3], np.int64)])
+    r = [helper.make_node("Range", ["start", "limit", "delta"], ["r"]), helper.make_node("Add", ["x", "r"], ["y0"]),
+         helper.make_node("Range", ["istart", "ilimit", "idelta"], ["ri"]), helper.make_node("Cast", ["ri"], ["rf"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["y0", "rf"], ["y"])]
+    graph_case("range", r, f32(7), [numpy_helper.from_array(np.array(0.5, np.float32), "start"), numpy_helper.from_array(np.array(4.0, np.float32), "limit"),
+                                    numpy_helper.from_array(np.array(0.5, np.float32), "delta"), numpy_helper.from_array(np.array(10, np.int64), "istart"),
+                                    numpy_helper.from_array(np.array(-4, np.int64), "ilimit"), numpy_helper.from_array(np.array(-2, np.int64), "idelta")])
+    topk = [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=2), helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+            helper.make_node("Concat", ["v", "fi"], ["y"], axis=2)]
+    graph_case("topk_largest", topk, x4, [numpy_helper.from_array(np.array([3], np.int64), "k")], opset=11)
+    topk = [helper.make_node("TopK", ["x", "k"], ["v", "i"], largest=0), helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+            helper.make_node("Concat", ["v", "fi"], ["y"], axis=-1)]
+    graph_case("topk_smallest", topk, x4, [numpy_helper.from_array(np.array([2], np.int64), "k")])
+    op_case("argmax", "ArgMax", x4, {"axis": 1}, extra_nodes=cast_to_float("argmax"))
+    op_case("argmin_last_index", "ArgMin", np.round(x4), {"axis": -1, "keepdims": 0, "select_last_index": 1}, extra_nodes=cast_to_float("argmin"))
+    for op in ["ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"]:
+        op_case(op.lower(), op, x4, {"axes": [1, 3]})
+        op_case(op.lower() + "_opset18", op, x4, {"keepdims": 0}, [np.array([-1], np.int64)], opset=18)
+    op_case("reducesum_noop_empty_axes", "ReduceSum", x4, {"noop_with_empty_axes": 1})
+
     # The CLI's unsupported-operator line: a model with two operators the executor does not run (no expected output).
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
              helper.make_node("RoiAlign", ["r", "rois", "index"], ["pooled"], name="roi_align"),

@@ -53,6 +53,16 @@ extension Operators {
                                         epsilon: node.float("epsilon", default: 1e-5))
             return [.float(y)]
         }
+        t["InstanceNormalization"] = { node, args in
+            let x = try args.float(0)
+            return [.float(try groupNormalized(x, groups: x.rank >= 2 ? x.shape[1] : 1, scale: try args.float(1).scalars,
+                                               bias: try args.float(2).scalars, epsilon: node.float("epsilon", default: 1e-5)))]
+        }
+        t["GroupNormalization"] = { node, args in
+            guard let groups = node.int("num_groups"), groups >= 1 else { throw args.invalid("GroupNormalization needs num_groups ≥ 1") }
+            return [.float(try groupNormalized(try args.float(0), groups: groups, scale: try args.float(1).scalars,
+                                               bias: try args.float(2).scalars, epsilon: node.float("epsilon", default: 1e-5)))]
+        }
         t["LRN"] = { node, args in
             guard let size = node.int("size"), size >= 1 else { throw args.invalid("LRN needs a size attribute ≥ 1") }
             return [.float(try localResponseNormalized(try args.float(0), size: size, alpha: node.float("alpha", default: 1e-4),

@@ -213,6 +213,31 @@ extension Operators {
             case .int64(let v): return try split(v, axis: axis, sizes: sizes).map { .int64($0) }
             }
         }
+        t["Tile"] = { _, args in
+            let repeats = try args.ints(1)
+            switch try args.any(0) {
+            case .float(let x): return [.float(try tiled(x, repeats: repeats))]
+            case .int64(let x): return [.int64(try tiled(x, repeats: repeats))]
+            }
+        }
+        t["Range"] = { _, args in
+            let parts = try (0..<3).map { try args.any($0) }
+            guard parts.allSatisfy({ $0.count == 1 }) else { throw args.invalid("start, limit and delta must be scalars") }
+            if parts.allSatisfy({ $0.int64Tensor != nil }) {
+                let (start, limit, delta) = (parts[0].int64Values[0], parts[1].int64Values[0], parts[2].int64Values[0])
+                guard delta != 0 else { throw args.invalid("delta must not be 0") }
+                let span = Double(limit) - Double(start)
+                let count = max(0, Int((span / Double(delta)).rounded(.up)))
+                try args.checkShape([count])
+                return [.int64(Tensor(shape: [count], scalars: (0..<count).map { start &+ Int64($0) &* delta }))]
+            }
+            let (start, limit, delta) = (parts[0].floatValues[0], parts[1].floatValues[0], parts[2].floatValues[0])
+            guard delta != 0, start.isFinite, limit.isFinite, delta.isFinite else { throw args.invalid("delta must be finite and not 0, start and limit finite") }
+            let steps = ((limit - start) / delta).rounded(.up)
+            guard steps < Float(ShapeLimits.maxElements) else { throw args.mismatch("Range of \(steps) values is too large") }
+            let count = max(0, Int(steps))
+            return [.float(Tensor(shape: [count], scalars: (0..<count).map { start + Float($0) * delta }))]
+        }
         t["ConstantOfShape"] = { node, args in
             guard try args.any(0).shape.count == 1 else { throw args.invalid("the shape input must be a 1-D tensor, got \(try args.any(0).shape)") }
             let shape = try args.ints(0)

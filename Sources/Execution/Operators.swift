@@ -12,6 +12,7 @@ enum Operators {
         registerShapeOperators(&t)
         registerLogicOperators(&t)
         registerResizeOperators(&t)
+        registerReduceOperators(&t)
         t[Executor.sharedColumnsOp] = sharedColumns
         return t
     }()

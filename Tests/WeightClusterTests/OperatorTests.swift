@@ -26,7 +26,9 @@ import _TestSupport
                       // What the real models (Scripts/fetch-real-models.sh) need, and their close relatives.
                       "ConvTranspose", "Resize", "LayerNormalization", "Erf", "Gelu", "HardSwish", "Softplus", "Mish",
                       "Expand", "Split", "Where", "Equal", "Less", "Greater", "Not", "And", "Min", "Max", "Abs",
-                      "Reciprocal", "Floor", "Ceil"]
+                      "Reciprocal", "Floor", "Ceil", "Range", "Tile", "InstanceNormalization", "GroupNormalization", "TopK",
+                      "ArgMax", "ArgMin", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare",
+                      "ReduceLogSumExp"]
         var covered = Set<String>()
         for name in Fixtures.names(in: "ops") {
             let graph = try ONNXFormatTestLoader.load("ops/\(name)")
