@@ -106,7 +106,7 @@ public func layerNormalized(_ x: Tensor<Float>, axis: Int, scale: [Float], bias:
 public func groupNormalized(_ x: Tensor<Float>, groups: Int, scale: [Float], bias: [Float], epsilon: Float) throws -> Tensor<Float> {
     guard x.rank >= 2 else { throw ComputeError.shapeMismatch("group normalisation expects N×C×… input, got \(x.shape)") }
     let (n, c) = (x.shape[0], x.shape[1])
-    guard groups >= 1, c % groups == 0, [c, groups].contains(scale.count), bias.count == scale.count else {
+    guard groups >= 1, groups <= max(1, c), c % groups == 0, [c, groups].contains(scale.count), bias.count == scale.count else {
         throw ComputeError.shapeMismatch("\(groups) groups of \(c) channels with \(scale.count) scales and \(bias.count) biases")
     }
     let inner = x.shape[2...].reduce(1, *), perGroup = c / groups, span = perGroup * inner

@@ -23,7 +23,9 @@ public func resized(_ x: Tensor<Float>, to shape: [Int], scales: [Float], mode: 
     }
     _ = try elementCount(shape, "Resize output")
     var y = x
-    for axis in 0..<x.rank where shape[axis] != x.shape[axis] || scales[axis] != 1 {
+    // Shrinking axes first, so that no intermediate is larger than both the input and the output.
+    let axes = (0..<x.rank).filter { shape[$0] != x.shape[$0] || scales[$0] != 1 }.sorted { (shape[$0] < x.shape[$0] ? 0 : 1) < (shape[$1] < x.shape[$1] ? 0 : 1) }
+    for axis in axes {
         guard x.shape[axis] > 0 || shape[axis] == 0 else { throw ComputeError.shapeMismatch("Resize cannot grow the empty axis \(axis) of \(x.shape)") }
         y = resampled(y, axis: axis, size: shape[axis], scale: scales[axis], mode: mode, coordinates: coordinates)
     }

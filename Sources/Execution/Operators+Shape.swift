@@ -226,16 +226,16 @@ extension Operators {
             if parts.allSatisfy({ $0.int64Tensor != nil }) {
                 let (start, limit, delta) = (parts[0].int64Values[0], parts[1].int64Values[0], parts[2].int64Values[0])
                 guard delta != 0 else { throw args.invalid("delta must not be 0") }
-                let span = Double(limit) - Double(start)
-                let count = max(0, Int((span / Double(delta)).rounded(.up)))
-                try args.checkShape([count])
+                let steps = ((Double(limit) - Double(start)) / Double(delta)).rounded(.up)
+                guard steps < Double(ShapeLimits.maxElements) else { throw args.mismatch("Range of \(steps) values is too large") }
+                let count = steps > 0 ? Int(steps) : 0
                 return [.int64(Tensor(shape: [count], scalars: (0..<count).map { start &+ Int64($0) &* delta }))]
             }
             let (start, limit, delta) = (parts[0].floatValues[0], parts[1].floatValues[0], parts[2].floatValues[0])
             guard delta != 0, start.isFinite, limit.isFinite, delta.isFinite else { throw args.invalid("delta must be finite and not 0, start and limit finite") }
             let steps = ((limit - start) / delta).rounded(.up)
             guard steps < Float(ShapeLimits.maxElements) else { throw args.mismatch("Range of \(steps) values is too large") }
-            let count = max(0, Int(steps))
+            let count = steps > 0 ? Int(steps) : 0
             return [.float(Tensor(shape: [count], scalars: (0..<count).map { start + Float($0) * delta }))]
         }
         t["ConstantOfShape"] = { node, args in
