@@ -140,6 +140,134 @@ def make_ops():
     save_npy(os.path.join(ROOT, "ops", "constant_mul.output.npy"), y)
 
 
+def cast_to_float(name):
+    """An extra node turning a boolean output `y` into float32 `yf` (fixtures store float outputs)."""
+    return (helper.make_node("Cast", ["y"], ["yf"], name=f"{name}_cast", to=TensorProto.FLOAT),)
+
+
+def make_real_model_ops():
+    """The operators the real models of Scripts/fetch-real-models.sh need (and their close relatives), with their own
+    seed so that the older cases above keep their bytes. Run alone with `make_fixtures.py real-model-ops`."""
+    global rng
+    rng = np.random.RandomState(2026)
+    x4 = f32(2, 4, 5, 6)
+    # ConvTranspose: weight [C_in, C_out/group, kH, kW].
+    op_case("convtranspose_basic", "ConvTranspose", x4, {}, [f32(4, 3, 3, 3), f32(3)])
+    op_case("convtranspose_stride2", "ConvTranspose", x4, {"kernel_shape": [2, 2], "strides": [2, 2]}, [f32(4, 5, 2, 2)], opset=12)
+    op_case("convtranspose_pads_output_padding", "ConvTranspose", x4,
+            {"strides": [2, 3], "pads": [1, 0, 2, 1], "output_padding": [1, 2], "dilations": [1, 2]}, [f32(4, 2, 3, 3), f32(2)])
+    op_case("convtranspose_grouped", "ConvTranspose", x4, {"group": 2, "strides": [2, 2], "pads": [1, 1, 1, 1]}, [f32(4, 3, 4, 4), f32(6)])
+    op_case("convtranspose_output_shape", "ConvTranspose", x4, {"strides": [2, 2], "output_shape": [10, 13]}, [f32(4, 2, 3, 3)])
+    # Resize (X, roi, scales, sizes).
+    x = f32(1, 2, 4, 5)
+    no_roi = np.array([], np.float32)
+    up = np.array([1, 1, 2, 2], np.float32)
+    op_case("resize_nearest_asymmetric_floor", "Resize", x, {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+            [no_roi, up], opset=12)
+    op_case("resize_nearest_half_pixel", "Resize", x, {"mode": "nearest"}, [no_roi, np.array([1, 1, 1.7, 2.4], np.float32)])
+    op_case("resize_nearest_sizes_prefer_ceil", "Resize", x, {"mode": "nearest", "nearest_mode": "round_prefer_ceil", "coordinate_transformation_mode": "align_corners"},
+            [None, None, np.array([1, 2, 7, 3], np.int64)])
+    op_case("resize_nearest_ceil_tf_half_pixel", "Resize", x, {"mode": "nearest", "nearest_mode": "ceil", "coordinate_transformation_mode": "tf_half_pixel_for_nn"},
+            [no_roi, np.array([1, 1, 1.5, 1.5], np.float32)], opset=11)
+    op_case("resize_linear_half_pixel", "Resize", x, {"mode": "linear"}, [no_roi, np.array([1, 1, 2.5, 1.5], np.float32)])
+    op_case("resize_linear_align_corners", "Resize", x, {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+            [None, None, np.array([1, 2, 9, 4], np.int64)])
+    op_case("resize_linear_pytorch_half_pixel_down", "Resize", f32(1, 2, 9, 11), {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"},
+            [None, None, np.array([1, 2, 4, 1], np.int64)])
+    op_case("resize_linear_half_pixel_symmetric", "Resize", x, {"mode": "linear", "coordinate_transformation_mode": "half_pixel_symmetric"},
+            [no_roi, np.array([1, 1, 2.5, 0.6], np.float32)], opset=19)
+    op_case("resize_cubic", "Resize", x, {"mode": "cubic"}, [no_roi, np.array([1, 1, 2, 1.6], np.float32)])
+    op_case("resize_cubic_exclude_outside", "Resize", x, {"mode": "cubic", "cubic_coeff_a": -0.5, "exclude_outside": 1,
+                                                          "coordinate_transformation_mode": "asymmetric"}, [no_roi, np.array([1, 1, 1.5, 2], np.float32)])
+    op_case("resize_axes_opset18", "Resize", x, {"mode": "linear", "axes": [3, 2]}, [None, np.array([2, 1.5], np.float32)], opset=18)
+    # Layer normalisation and transformer activations.
+    op_case("layernorm_last_axis", "LayerNormalization", f32(2, 3, 8), {"epsilon": 1e-5}, [f32(8), f32(8)], opset=17)
+    op_case("layernorm_axis1_no_bias", "LayerNormalization", f32(2, 3, 4), {"axis": 1, "epsilon": 1e-3}, [f32(3, 4)], opset=17)
+    op_case("erf", "Erf", x4)
+    op_case("gelu", "Gelu", x4 * 2, opset=20)
+    op_case("gelu_tanh", "Gelu", x4 * 2, {"approximate": "tanh"}, opset=20)
+    op_case("hardswish", "HardSwish", x4 * 3, opset=14)
+    op_case("softplus", "Softplus", x4 * 4)
+    op_case("mish", "Mish", x4 * 3, opset=18)
+    op_case("abs", "Abs", x4)
+    op_case("reciprocal", "Reciprocal", np.abs(x4) + 0.1)
+    op_case("floor", "Floor", x4 * 3)
+    op_case("ceil", "Ceil", x4 * 3)
+    op_case("min_broadcast", "Min", x4, {}, [f32(1, 4, 1, 6), f32(5, 1)])
+    op_case("max_broadcast", "Max", x4, {}, [f32(4, 5, 1)])
+    # Shape and selection.
+    op_case("expand", "Expand", f32(3, 1), {}, [np.array([2, 1, 4], np.int64)])
+    split = [helper.make_node("Split", ["x", "sizes"], ["a", "b", "c"], name="split_node", axis=3),
+             helper.make_node("Concat", ["c", "a"], ["y"], name="concat_node", axis=3)]
+    graph_case("split_sizes", split, x4, [numpy_helper.from_array(np.array([1, 2, 3], np.int64), "sizes")])
+    split = [helper.make_node("Split", ["x"], ["a", "b"], name="split_node", axis=1, split=[3, 1]),
+             helper.make_node("Mul", ["a", "a"], ["a2"]), helper.make_node("Concat", ["b", "a2"], ["y"], axis=1)]
+    graph_case("split_attribute_opset11", split, x4, [], opset=11)
+    split = [helper.make_node("Split", ["x"], ["a", "b", "c"], name="split_node", axis=2, num_outputs=3),
+             helper.make_node("Concat", ["c", "b", "a"], ["y"], axis=2)]
+    graph_case("split_num_outputs_opset18", split, f32(2, 3, 7), [], opset=18)
+    where = [helper.make_node("Greater", ["x", "zero"], ["positive"]), helper.make_node("Where", ["positive", "x", "other"], ["y"])]
+    graph_case("where_greater", where, x4, [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+                                            numpy_helper.from_array(f32(5, 6), "other")])
+    op_case("equal", "Equal", np.round(x4), {}, [np.round(f32(4, 1, 6))], extra_nodes=cast_to_float("equal"))
+    op_case("less", "Less", x4, {}, [f32(6)], extra_nodes=cast_to_float("less"))
+    op_case("greater", "Greater", x4, {}, [f32(4, 1, 1)], extra_nodes=cast_to_float("greater"))
+    logic = [helper.make_node("Greater", ["x", "zero"], ["p"]), helper.make_node("Less", ["x", "half"], ["q"]),
+             helper.make_node("And", ["p", "q"], ["pq"]), helper.make_node("Not", ["pq"], ["r"]),
+             helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT)]
+    graph_case("not_and", logic, x4, [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+                                      numpy_helper.from_array(np.array(0.5, np.float32), "half")])
+    # Normalisation, reductions, selection (the issue's list beyond the real models).
+    op_case("instancenorm", "InstanceNormalization", x4, {"epsilon": 1e-3}, [f32(4), f32(4)])
+    op_case("groupnorm_opset21", "GroupNormalization", x4, {"num_groups": 2, "epsilon": 1e-4}, [f32(4), f32(4)], opset=21)
+    op_case("groupnorm_opset18", "GroupNormalization", x4, {"num_groups": 2}, [f32(2), f32(2)], opset=18)
+    op_case("tile", "Tile", f32(2, 3, 4), {}, [np.array([2, 1, 3], np.int64)])
+    r = [helper.make_node("Range", ["start", "limit", "delta"], ["r"]), helper.make_node("Add", ["x", "r"], ["y0"]),
+         helper.make_node("Range", ["istart", "ilimit", "idelta"], ["ri"]), helper.make_node("Cast", ["ri"], ["rf"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["y0", "rf"], ["y"])]
+    graph_case("range", r, f32(7), [numpy_helper.from_array(np.array(0.5, np.float32), "start"), numpy_helper.from_array(np.array(4.0, np.float32), "limit"),
+                                    numpy_helper.from_array(np.array(0.5, np.float32), "delta"), numpy_helper.from_array(np.array(10, np.int64), "istart"),
+                                    numpy_helper.from_array(np.array(-4, np.int64), "ilimit"), numpy_helper.from_array(np.array(-2, np.int64), "idelta")])
+    topk = [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=2), helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+            helper.make_node("Concat", ["v", "fi"], ["y"], axis=2)]
+    graph_case("topk_largest", topk, x4, [numpy_helper.from_array(np.array([3], np.int64), "k")], opset=11)
+    topk = [helper.make_node("TopK", ["x", "k"], ["v", "i"], largest=0), helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+            helper.make_node("Concat", ["v", "fi"], ["y"], axis=-1)]
+    graph_case("topk_smallest", topk, x4, [numpy_helper.from_array(np.array([2], np.int64), "k")])
+    op_case("argmax", "ArgMax", x4, {"axis": 1}, extra_nodes=cast_to_float("argmax"))
+    op_case("argmin_last_index", "ArgMin", np.round(x4), {"axis": -1, "keepdims": 0, "select_last_index": 1}, extra_nodes=cast_to_float("argmin"))
+    for op in ["ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"]:
+        op_case(op.lower(), op, x4, {"axes": [1, 3]})
+        op_case(op.lower() + "_opset18", op, x4, {"keepdims": 0}, [np.array([-1], np.int64)], opset=18)
+    op_case("reducesum_noop_empty_axes", "ReduceSum", x4, {"noop_with_empty_axes": 1})
+
+    # The CLI's unsupported-operator line: a model with two operators the executor does not run (no expected output).
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("RoiAlign", ["r", "rois", "index"], ["pooled"], name="roi_align"),
+             helper.make_node("NonMaxSuppression", ["boxes", "scores"], ["y"], name="nms")]
+    graph = helper.make_graph(nodes, "two_unsupported", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, None), helper.make_tensor_value_info("pooled", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(f32(2, 4), "rois"), numpy_helper.from_array(np.zeros(2, np.int64), "index"),
+                               numpy_helper.from_array(f32(1, 3, 4), "boxes"), numpy_helper.from_array(f32(1, 1, 3), "scores")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    model.ir_version = 8
+    os.makedirs(os.path.join(ROOT, "unsupported"), exist_ok=True)
+    onnx.save(model, os.path.join(ROOT, "unsupported", "two_unsupported.onnx"))
+
+
+def graph_case(name, nodes, x, inits, opset=13):
+    """Several nodes reading `x` (float32) and writing float32 `y`; expected output from onnxruntime."""
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    d = os.path.join(ROOT, "ops")
+    onnx.save(model, os.path.join(d, f"{name}.onnx"))
+    save_npy(os.path.join(d, f"{name}.input.npy"), x)
+    save_npy(os.path.join(d, f"{name}.output.npy"), y.astype(np.float32))
+
+
 class TinyVGG(nn.Module):
     def __init__(self):
         super().__init__()
@@ -240,6 +368,11 @@ def make_models():
 
 
 if __name__ == "__main__":
-    make_ops()
-    make_models()
+    import sys
+    if sys.argv[1:] == ["real-model-ops"]:
+        make_real_model_ops()
+    else:
+        make_ops()
+        make_models()
+        make_real_model_ops()
     print("fixtures written to", os.path.normpath(ROOT))

@@ -90,3 +90,53 @@ extension Tensor where Scalar == Float {
         return out
     }
 }
+
+/// `x` broadcast (numpy rules) to the broadcast of its shape and `shape`: ONNX Expand.
+public func broadcasted<T: Sendable>(_ x: Tensor<T>, to shape: [Int]) throws -> Tensor<T> {
+    guard let target = broadcastShape(x.shape, shape) else {
+        throw ComputeError.shapeMismatch("shape \(x.shape) does not broadcast to \(shape)")
+    }
+    if target == x.shape { return x }
+    let count = try elementCount(target, "broadcast result")
+    if count == 0 { return Tensor(shape: target, scalars: []) }
+    let source = broadcastStrides(x.shape, to: target)
+    let rank = target.count
+    var index = [Int](repeating: 0, count: rank)
+    var offset = 0
+    var scalars: [T] = []
+    scalars.reserveCapacity(count)
+    for _ in 0..<count {
+        scalars.append(x.scalars[offset])
+        var axis = rank - 1
+        while axis >= 0 {
+            index[axis] += 1
+            offset += source[axis]
+            if index[axis] < target[axis] { break }
+            offset -= source[axis] * target[axis]
+            index[axis] = 0
+            axis -= 1
+        }
+    }
+    return Tensor(shape: target, scalars: scalars)
+}
+
+/// Splits `x` along `axis` into consecutive parts of the given sizes (which must add up to the axis).
+public func split<T: Sendable>(_ x: Tensor<T>, axis: Int, sizes: [Int]) throws -> [Tensor<T>] {
+    guard axis >= 0 && axis < x.rank, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == x.shape[axis] else {
+        throw ComputeError.shapeMismatch("Split sizes \(sizes) do not add up to axis \(axis) of \(x.shape)")
+    }
+    let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
+    var start = 0
+    return sizes.map { size in
+        var shape = x.shape
+        shape[axis] = size
+        var scalars: [T] = []
+        scalars.reserveCapacity(outer * size * inner)
+        for o in 0..<outer {
+            let base = (o * x.shape[axis] + start) * inner
+            scalars.append(contentsOf: x.scalars[base..<base + size * inner])
+        }
+        start += size
+        return Tensor(shape: shape, scalars: scalars)
+    }
+}

@@ -156,3 +156,29 @@ public func sliced<T: Sendable>(_ x: Tensor<T>, starts: [Int], ends: [Int], step
     }
     return Tensor(shape: shape, scalars: out)
 }
+
+/// `x` repeated `repeats[a]` times along each axis a (ONNX Tile).
+public func tiled<T: Sendable>(_ x: Tensor<T>, repeats: [Int]) throws -> Tensor<T> {
+    guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else {
+        throw ComputeError.shapeMismatch("Tile needs one repeat count ≥ 0 per axis of \(x.shape), got \(repeats)")
+    }
+    var shape: [Int] = []
+    for (d, r) in zip(x.shape, repeats) {
+        let (product, overflow) = d.multipliedReportingOverflow(by: r)
+        guard !overflow else { throw ComputeError.shapeMismatch("Tile \(repeats) of \(x.shape) is too large") }
+        shape.append(product)
+    }
+    let count = try elementCount(shape, "Tile output")
+    let inStrides = strides(of: x.shape)
+    var scalars: [T] = []
+    scalars.reserveCapacity(count)
+    var index = [Int](repeating: 0, count: shape.count)
+    for _ in 0..<count {
+        var offset = 0
+        for a in 0..<shape.count { offset += (index[a] % x.shape[a]) * inStrides[a] }
+        scalars.append(x.scalars[offset])
+        var a = shape.count - 1
+        while a >= 0 { index[a] += 1; if index[a] < shape[a] { break }; index[a] = 0; a -= 1 }
+    }
+    return Tensor(shape: shape, scalars: scalars)
+}

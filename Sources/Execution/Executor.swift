@@ -161,9 +161,10 @@ public final class Executor: @unchecked Sendable {
                     throw ExecutionError.missingValue(node: node.displayName, value: name)
                 }
                 inputs.append(value)
-                // Free intermediates whose last reader is this node (the local copy keeps it alive until done).
-                if lastUse[name] == index && !outputNames.contains(name) { values[name] = nil }
             }
+            // Free intermediates whose last reader is this node (the local copies keep them alive until done), once
+            // every slot has read them: a node may read one value twice (Mul(x, x)).
+            for name in node.inputs where lastUse[name] == index && !outputNames.contains(name) { values[name] = nil }
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared,
                                                    shared: products[index])

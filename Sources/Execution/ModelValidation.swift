@@ -46,15 +46,15 @@ public enum ModelValidation {
         func invalid(_ detail: String) -> ExecutionError { .invalidNode(node: node.displayName, op: node.opType, detail: detail) }
         let limit = ShapeLimits.maxWindow
         switch node.opType {
-        case "Conv", "MaxPool", "AveragePool":
+        case "Conv", "ConvTranspose", "MaxPool", "AveragePool":
             if let k = node.ints("kernel_shape"), !k.allSatisfy({ $0 >= 1 && $0 <= limit }) {
                 throw invalid("kernel_shape \(k) must be 1…\(limit)")
             }
-            if node.opType != "Conv", node.ints("kernel_shape") == nil { throw invalid("kernel_shape is required") }
+            if node.opType.hasSuffix("Pool"), node.ints("kernel_shape") == nil { throw invalid("kernel_shape is required") }
             if let s = node.ints("strides"), !s.allSatisfy({ $0 >= 1 && $0 <= limit }) { throw invalid("strides \(s) must be 1…\(limit)") }
             if let d = node.ints("dilations"), !d.allSatisfy({ $0 >= 1 && $0 <= limit }) { throw invalid("dilations \(d) must be 1…\(limit)") }
             if let p = node.ints("pads"), !p.allSatisfy({ $0 >= 0 && $0 <= limit }) { throw invalid("pads \(p) must be 0…\(limit)") }
-            if node.opType == "Conv", node.int("group", default: 1) < 1 { throw invalid("group \(node.int("group", default: 1)) must be ≥ 1") }
+            if node.opType.hasPrefix("Conv"), node.int("group", default: 1) < 1 { throw invalid("group \(node.int("group", default: 1)) must be ≥ 1") }
         case "LRN":
             guard let size = node.int("size"), size >= 1, size <= limit else { throw invalid("size must be 1…\(limit)") }
         case "Cast":
@@ -64,6 +64,11 @@ public enum ModelValidation {
         case "Pad":
             guard PadMode(rawValue: node.string("mode", default: "constant")) != nil else {
                 throw invalid("pad mode '\(node.string("mode", default: "").prefix(40))' is not supported (constant, reflect, edge)")
+            }
+        case "Resize":
+            guard Operators.resizeMode(node) != nil,
+                  ResizeCoordinates(rawValue: node.string("coordinate_transformation_mode", default: "half_pixel")) != nil else {
+                throw invalid("mode '\(node.string("mode", default: "nearest").prefix(40))', nearest_mode '\(node.string("nearest_mode", default: "round_prefer_floor").prefix(40))' or coordinate_transformation_mode '\(node.string("coordinate_transformation_mode", default: "half_pixel").prefix(40))' is not supported")
             }
         case "Concat":
             guard node.int("axis") != nil else { throw invalid("Concat needs the axis attribute") }

@@ -2,7 +2,7 @@ import Compute
 import Foundation
 import ModelGraph
 
-/// Elementwise arithmetic and matrix products.
+/// Elementwise arithmetic and matrix products (reductions: Operators+Reduce.swift).
 extension Operators {
     static func registerMathOperators(_ t: inout [String: Kernel]) {
         t["Add"] = binary({ $0 + $1 }, { $0 &+ $1 })
@@ -21,8 +21,18 @@ extension Operators {
             case .int64(let x): [.int64(Tensor(shape: x.shape, scalars: x.scalars.map { 0 &- $0 }))]
             }
         }
-        t["ReduceMean"] = { node, args in [.float(try reduce(node, args, mean: true))] }
-        t["ReduceSum"] = { node, args in [.float(try reduce(node, args, mean: false))] }
+        t["Erf"] = { _, args in [.float(try args.float(0).mapped(errorFunction))] }
+        t["Reciprocal"] = { _, args in [.float(try args.float(0).mapped { 1 / $0 })] }
+        t["Floor"] = { _, args in [.float(try args.float(0).mapped { $0.rounded(.down) })] }
+        t["Ceil"] = { _, args in [.float(try args.float(0).mapped { $0.rounded(.up) })] }
+        t["Abs"] = { _, args in
+            switch try args.any(0) {
+            case .float(let x): [.float(x.mapped { abs($0) })]
+            case .int64(let x): [.int64(Tensor(shape: x.shape, scalars: x.scalars.map { $0 == .min ? .min : abs($0) }))]
+            }
+        }
+        t["Min"] = variadic({ min($0, $1) }, { min($0, $1) })
+        t["Max"] = variadic({ max($0, $1) }, { max($0, $1) })
         t["Gemm"] = { node, args in [.float(try gemmOp(node, args))] }
         t["MatMul"] = { _, args in [.float(try matMul(try args.float(0), try args.float(1), args))] }
     }
@@ -38,31 +48,17 @@ extension Operators {
         }
     }
 
-    /// Sum or mean over axes (attribute before opset 18 — 13 for ReduceSum — input after), keepdims by default.
-    static func reduce(_ node: Node, _ args: Arguments, mean: Bool) throws -> Tensor<Float> {
-        let x = try args.float(0)
-        let axesFromInput = mean ? args.opset >= 18 : args.opset >= 13
-        let given = axesFromInput ? (args.has(1) ? try args.ints(1) : nil) : node.ints("axes")
-        if given == nil && node.int("noop_with_empty_axes", default: 0) != 0 { return x }
-        let axes = Set(try (given ?? Array(0..<x.rank)).map { try args.axis($0, rank: x.rank) })
-        let keep = node.int("keepdims", default: 1) != 0
-        let outShape = x.shape.enumerated().map { axes.contains($0.offset) ? 1 : $0.element }
-        let outStrides = strides(of: outShape)
-        var out = [Float](repeating: 0, count: outShape.reduce(1, *))
-        var index = [Int](repeating: 0, count: x.rank)
-        for v in x.scalars {
-            var o = 0
-            for a in 0..<x.rank where !axes.contains(a) { o += index[a] * outStrides[a] }
-            out[o] += v
-            var a = x.rank - 1
-            while a >= 0 { index[a] += 1; if index[a] < x.shape[a] { break }; index[a] = 0; a -= 1 }
+    /// Min, Max: a broadcasting fold over every input (NaN propagates, as in onnxruntime).
+    static func variadic(_ f: @escaping @Sendable (Float, Float) -> Float, _ i: @escaping @Sendable (Int64, Int64) -> Int64) -> Kernel {
+        return { _, args in
+            let present = (0..<args.count).filter(args.has)
+            guard let first = present.first else { throw args.invalid("needs at least one input") }
+            if try present.allSatisfy({ try args.any($0).int64Tensor != nil }) {
+                return [.int64(try present.dropFirst().reduce(try args.any(first).int64Tensor!) { try broadcastBinary($0, try args.any($1).int64Tensor!, i) })]
+            }
+            let propagating: @Sendable (Float, Float) -> Float = { $0.isNaN || $1.isNaN ? .nan : f($0, $1) }
+            return [.float(try present.dropFirst().reduce(try args.float(first)) { try broadcastBinary($0, try args.float($1), propagating) })]
         }
-        if mean {
-            let n = Float(x.count / max(1, out.count))
-            for i in out.indices { out[i] /= n }
-        }
-        let shape = keep ? outShape : x.shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
-        return Tensor(shape: shape, scalars: out)
     }
 
     /// Y = alpha·op(A)·op(B) + beta·C, C broadcast to [M, N].

@@ -2,6 +2,12 @@ import Compute
 import Foundation
 import ModelGraph
 
+/// ln(1 + eˣ) without overflow for large x.
+@Sendable func softplus(_ x: Float) -> Float { x > 20 ? x : Foundation.log1p(Foundation.exp(x)) }
+
+/// The error function, computed in Double.
+@Sendable func errorFunction(_ x: Float) -> Float { Float(Foundation.erf(Double(x))) }
+
 /// Convolution, pooling, normalisation and activations.
 extension Operators {
     static func registerNeuralOperators(_ t: inout [String: Kernel]) {
@@ -15,6 +21,16 @@ extension Operators {
             let activation: Activation = node.attributes[fusedActivationKey] == .string("Relu") ? .relu : .none
             return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: node.int("group", default: 1),
                                       activation: activation, prepared: args.prepared))]
+        }
+        t["ConvTranspose"] = { node, args in [.float(try convTransposeOp(node, args))] }
+        t["LayerNormalization"] = { node, args in
+            guard node.outputs.count < 2 || node.outputs.dropFirst().allSatisfy(\.isEmpty) else {
+                throw args.invalid("the Mean and InvStdDev outputs of LayerNormalization are not supported")
+            }
+            let x = try args.float(0)
+            let axis = try args.axis(node.int("axis", default: -1), rank: x.rank)
+            return [.float(try layerNormalized(x, axis: axis, scale: try args.float(1).scalars, bias: args.has(2) ? try args.float(2).scalars : nil,
+                                               epsilon: node.float("epsilon", default: 1e-5)))]
         }
         t["MaxPool"] = { node, args in
             guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw args.invalid("the Indices output of MaxPool is not supported") }
@@ -37,6 +53,16 @@ extension Operators {
                                         epsilon: node.float("epsilon", default: 1e-5))
             return [.float(y)]
         }
+        t["InstanceNormalization"] = { node, args in
+            let x = try args.float(0)
+            return [.float(try groupNormalized(x, groups: x.rank >= 2 ? x.shape[1] : 1, scale: try args.float(1).scalars,
+                                               bias: try args.float(2).scalars, epsilon: node.float("epsilon", default: 1e-5)))]
+        }
+        t["GroupNormalization"] = { node, args in
+            guard let groups = node.int("num_groups"), groups >= 1 else { throw args.invalid("GroupNormalization needs num_groups ≥ 1") }
+            return [.float(try groupNormalized(try args.float(0), groups: groups, scale: try args.float(1).scalars,
+                                               bias: try args.float(2).scalars, epsilon: node.float("epsilon", default: 1e-5)))]
+        }
         t["LRN"] = { node, args in
             guard let size = node.int("size"), size >= 1 else { throw args.invalid("LRN needs a size attribute ≥ 1") }
             return [.float(try localResponseNormalized(try args.float(0), size: size, alpha: node.float("alpha", default: 1e-4),
@@ -54,6 +80,19 @@ extension Operators {
         t["HardSigmoid"] = { node, args in
             let alpha = node.float("alpha", default: 0.2), beta = node.float("beta", default: 0.5)
             return [.float(try args.float(0).mapped { min(1, max(0, alpha * $0 + beta)) })]
+        }
+        t["HardSwish"] = { _, args in [.float(try args.float(0).mapped { $0 * min(1, max(0, $0 / 6 + 0.5)) })] }
+        t["Softplus"] = { _, args in [.float(try args.float(0).mapped(softplus))] }
+        t["Mish"] = { _, args in [.float(try args.float(0).mapped { $0 * Foundation.tanh(softplus($0)) })] }
+        t["Gelu"] = { node, args in
+            switch node.string("approximate", default: "none") {
+            case "none": return [.float(try args.float(0).mapped { $0 * 0.5 * (1 + errorFunction($0 * 0.70710678118654752)) })]
+            case "tanh":
+                return [.float(try args.float(0).mapped { x in
+                    x * 0.5 * (1 + Foundation.tanh(0.79788456080286536 * (x + 0.044715 * x * x * x)))
+                })]
+            default: throw args.invalid("approximate '\(node.string("approximate", default: "").prefix(40))' is not none or tanh")
+            }
         }
         t["Clip"] = { node, args in
             var lo = -Float.greatestFiniteMagnitude, hi = Float.greatestFiniteMagnitude
@@ -75,6 +114,43 @@ extension Operators {
             }
             return [x]
         }
+    }
+
+    /// ConvTranspose (2-D): kernel from the weight; strides, dilations, pads, output_padding, group, and
+    /// output_shape / auto_pad resolved into pads as the ONNX specification states.
+    static func convTransposeOp(_ node: Node, _ args: Arguments) throws -> Tensor<Float> {
+        let x = try args.float(0), w = try args.float(1)
+        guard x.rank == 4, w.rank == 4 else { throw args.invalid("only 2-D ConvTranspose (4-D NCHW input) is supported, input is \(x.shape)") }
+        let kernel = Array(w.shape.suffix(2))
+        if let declared = node.ints("kernel_shape"), declared != kernel {
+            throw args.mismatch("kernel_shape \(declared) does not match the weight's spatial shape \(kernel)")
+        }
+        let s = node.ints("strides") ?? [1, 1], d = node.ints("dilations") ?? [1, 1], extra = node.ints("output_padding") ?? [0, 0]
+        var p = node.ints("pads") ?? [0, 0, 0, 0]
+        let limit = ShapeLimits.maxWindow
+        guard s.count == 2, d.count == 2, p.count == 4, extra.count == 2, (kernel + s + d).allSatisfy({ $0 >= 1 && $0 <= limit }),
+              (p + extra).allSatisfy({ $0 >= 0 && $0 <= limit }) else {
+            throw args.invalid("strides \(s), dilations \(d) (1…\(limit)), pads \(p) and output_padding \(extra) (0…\(limit)) do not fit a 2-D kernel \(kernel)")
+        }
+        let autoPad = node.string("auto_pad", default: "NOTSET")
+        guard ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(autoPad) else {
+            throw args.invalid("auto_pad '\(autoPad.prefix(40))' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID")
+        }
+        let outputShape = node.ints("output_shape").map { Array($0.suffix(2)) }
+        if outputShape != nil || autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+            for a in 0..<2 {
+                let full = s[a] * (x.shape[2 + a] - 1) + extra[a] + (kernel[a] - 1) * d[a] + 1
+                let target = outputShape.map { $0[a] } ?? x.shape[2 + a] * s[a]
+                let total = max(0, full - target)
+                let (small, large) = (total / 2, total - total / 2)
+                (p[a], p[a + 2]) = autoPad == "SAME_UPPER" ? (small, large) : (large, small)
+            }
+        } else if autoPad == "VALID" {
+            p = [0, 0, 0, 0]
+        }
+        let window = Window2D(kernel: (kernel[0], kernel[1]), strides: (s[0], s[1]), dilations: (d[0], d[1]), pads: (p[0], p[1], p[2], p[3]))
+        return try convTransposed2d(x, weight: w, bias: args.has(2) ? try args.float(2).scalars : nil, window: window,
+                                    outputPadding: (extra[0], extra[1]), group: node.int("group", default: 1))
     }
 
     static func softmaxOp(_ node: Node, _ args: Arguments, log: Bool) throws -> Tensor<Float> {

@@ -185,6 +185,59 @@ extension Operators {
             try args.checkShape((0..<x.rank).map { x.shape[$0] + pads[$0] + pads[x.rank + $0] })
             return [.float(try padded(x, pads: pads, mode: mode, value: value))]
         }
+        t["Expand"] = { _, args in
+            let shape = try args.ints(1)
+            guard shape.count <= ShapeLimits.maxRank, let target = broadcastShape(try args.any(0).shape, shape) else {
+                throw args.mismatch("\(try args.any(0).shape) does not broadcast to \(shape)")
+            }
+            try args.checkShape(target)
+            switch try args.any(0) {
+            case .float(let x): return [.float(try broadcasted(x, to: shape))]
+            case .int64(let x): return [.int64(try broadcasted(x, to: shape))]
+            }
+        }
+        t["Split"] = { node, args in
+            let x = try args.any(0)
+            let axis = try args.axis(node.int("axis", default: 0), rank: x.shape.count)
+            let n = x.shape[axis], parts = node.outputs.count
+            var sizes = args.opset >= 13 ? (args.has(1) ? try args.ints(1) : nil) : node.ints("split")
+            if sizes == nil {
+                // Equal parts; from opset 18 (num_outputs) the last part may be smaller.
+                let size = args.opset >= 18 ? (n + parts - 1) / max(1, parts) : n / max(1, parts)
+                guard parts >= 1, args.opset >= 18 || n % parts == 0 else { throw args.mismatch("axis \(axis) of \(x.shape) does not split into \(parts) equal parts") }
+                sizes = (0..<parts).map { min(size, max(0, n - $0 * size)) }
+            }
+            guard let sizes, sizes.count == parts else { throw args.invalid("split sizes \(sizes ?? []) do not match the \(parts) outputs") }
+            switch x {
+            case .float(let v): return try split(v, axis: axis, sizes: sizes).map { .float($0) }
+            case .int64(let v): return try split(v, axis: axis, sizes: sizes).map { .int64($0) }
+            }
+        }
+        t["Tile"] = { _, args in
+            let repeats = try args.ints(1)
+            switch try args.any(0) {
+            case .float(let x): return [.float(try tiled(x, repeats: repeats))]
+            case .int64(let x): return [.int64(try tiled(x, repeats: repeats))]
+            }
+        }
+        t["Range"] = { _, args in
+            let parts = try (0..<3).map { try args.any($0) }
+            guard parts.allSatisfy({ $0.count == 1 }) else { throw args.invalid("start, limit and delta must be scalars") }
+            if parts.allSatisfy({ $0.int64Tensor != nil }) {
+                let (start, limit, delta) = (parts[0].int64Values[0], parts[1].int64Values[0], parts[2].int64Values[0])
+                guard delta != 0 else { throw args.invalid("delta must not be 0") }
+                let steps = ((Double(limit) - Double(start)) / Double(delta)).rounded(.up)
+                guard steps < Double(ShapeLimits.maxElements) else { throw args.mismatch("Range of \(steps) values is too large") }
+                let count = steps > 0 ? Int(steps) : 0
+                return [.int64(Tensor(shape: [count], scalars: (0..<count).map { start &+ Int64($0) &* delta }))]
+            }
+            let (start, limit, delta) = (parts[0].floatValues[0], parts[1].floatValues[0], parts[2].floatValues[0])
+            guard delta != 0, start.isFinite, limit.isFinite, delta.isFinite else { throw args.invalid("delta must be finite and not 0, start and limit finite") }
+            let steps = ((limit - start) / delta).rounded(.up)
+            guard steps < Float(ShapeLimits.maxElements) else { throw args.mismatch("Range of \(steps) values is too large") }
+            let count = steps > 0 ? Int(steps) : 0
+            return [.float(Tensor(shape: [count], scalars: (0..<count).map { start + Float($0) * delta }))]
+        }
         t["ConstantOfShape"] = { node, args in
             guard try args.any(0).shape.count == 1 else { throw args.invalid("the shape input must be a 1-D tensor, got \(try args.any(0).shape)") }
             let shape = try args.ints(0)

@@ -10,6 +10,9 @@ enum Operators {
         registerNeuralOperators(&t)
         registerMathOperators(&t)
         registerShapeOperators(&t)
+        registerLogicOperators(&t)
+        registerResizeOperators(&t)
+        registerReduceOperators(&t)
         t[Executor.sharedColumnsOp] = sharedColumns
         return t
     }()

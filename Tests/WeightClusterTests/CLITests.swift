@@ -167,6 +167,15 @@ enum CLI {
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("y.npy").path))
     }
 
+    /// A model with two operators the executor does not run: one error line names both (a committed fixture).
+    @Test func everyUnsupportedOperatorInOneLine() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try expectOneLineError(["run", Fixtures.path("unsupported/two_unsupported.onnx"), "--input", Fixtures.path("ops/relu.input.npy"),
+                                "--output", dir.appendingPathComponent("y.npy").path],
+                               containing: "unsupported operators (opset 16): RoiAlign at node 'roi_align', NonMaxSuppression at node 'nms'; ")
+    }
+
     @Test func shapeMismatch() throws {
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -89,15 +89,15 @@ enum ONNXFormatTestLoader {
 
     /// A model with several unsupported operators gets one error listing all of them (first node and count).
     @Test func everyUnsupportedOperatorInOneError() throws {
-        let graph = Graph(nodes: [Node(name: "up1", opType: "Resize", inputs: ["x"], outputs: ["a"]),
-                                  Node(name: "deconv", opType: "ConvTranspose", inputs: ["a"], outputs: ["b"]),
-                                  Node(name: "up2", opType: "Resize", inputs: ["b"], outputs: ["c"]),
+        let graph = Graph(nodes: [Node(name: "roi1", opType: "RoiAlign", inputs: ["x"], outputs: ["a"]),
+                                  Node(name: "nms", opType: "NonMaxSuppression", inputs: ["a"], outputs: ["b"]),
+                                  Node(name: "roi2", opType: "RoiAlign", inputs: ["b"], outputs: ["c"]),
                                   Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
                           inputs: [ValueInfo(name: "x", shape: nil)], outputs: [ValueInfo(name: "y", shape: nil)], opsetVersion: 13)
         let error = #expect(throws: ExecutionError.self) { try ModelValidation.validate(graph) }
-        #expect(error == .unsupportedOperators([UnsupportedOperator(op: "Resize", domain: "", firstNode: "up1", count: 2),
-                                                UnsupportedOperator(op: "ConvTranspose", domain: "", firstNode: "deconv", count: 1)], opset: 13))
-        #expect(error?.description == "unsupported operators (opset 13): Resize at node 'up1' and 1 more, ConvTranspose at node 'deconv'; WeightCluster runs the ai.onnx operators listed in the README")
+        #expect(error == .unsupportedOperators([UnsupportedOperator(op: "RoiAlign", domain: "", firstNode: "roi1", count: 2),
+                                                UnsupportedOperator(op: "NonMaxSuppression", domain: "", firstNode: "nms", count: 1)], opset: 13))
+        #expect(error?.description == "unsupported operators (opset 13): RoiAlign at node 'roi1' and 1 more, NonMaxSuppression at node 'nms'; WeightCluster runs the ai.onnx operators listed in the README")
         #expect(try ModelValidation.validate(graph, strictness: .lenient).count == 1)
     }
 

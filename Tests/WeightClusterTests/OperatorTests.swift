@@ -22,7 +22,13 @@ import _TestSupport
         let listed = ["Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh",
                       "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Transpose", "Concat",
                       "BatchNormalization", "Dropout", "Identity", "Softmax", "LRN", "Pad", "Constant", "Shape", "Gather",
-                      "Unsqueeze", "Squeeze"]
+                      "Unsqueeze", "Squeeze",
+                      // What the real models (Scripts/fetch-real-models.sh) need, and their close relatives.
+                      "ConvTranspose", "Resize", "LayerNormalization", "Erf", "Gelu", "HardSwish", "Softplus", "Mish",
+                      "Expand", "Split", "Where", "Equal", "Less", "Greater", "Not", "And", "Min", "Max", "Abs",
+                      "Reciprocal", "Floor", "Ceil", "Range", "Tile", "InstanceNormalization", "GroupNormalization", "TopK",
+                      "ArgMax", "ArgMin", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare",
+                      "ReduceLogSumExp"]
         var covered = Set<String>()
         for name in Fixtures.names(in: "ops") {
             let graph = try ONNXFormatTestLoader.load("ops/\(name)")
