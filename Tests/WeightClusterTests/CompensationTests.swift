@@ -84,13 +84,15 @@ extension CompensationTests {
         // diagonal and compensation has nothing to trade.
         let noise = GradientCheck.random([16, 3, 4, 4], seed: 5, scale: 0.3), level = GradientCheck.random([16, 3], seed: 6)
         let x = Tensor(shape: noise.shape, scalars: noise.scalars.indices.map { noise.scalars[$0] + level.scalars[$0 / 16] })
-        let config = PalettizationConfiguration(global: .init(bits: 2, granularity: .perGroupedChannel, groupSize: 2))
+        for config in [PalettizationConfiguration(global: .init(bits: 2, granularity: .perGroupedChannel, groupSize: 2)),
+                       PalettizationConfiguration(global: .init(bits: 3, granularity: .perTensor, clusterDim: 3))] {
         var grams: [String: [Float]] = [:]
         for node in [graph.nodes[0], graph.nodes[2]] {
             let gram = try #require(try InputGram(node: node, graph: graph))
             try gram.add(["x": .float(x)])
             grams[node.name] = gram.matrix
         }
+        let d = config.global.clusterDim ?? 1, values = d == 1 ? 4 : 8
         let plain = try palettizeWeights(in: graph, configuration: config)
         let compensated = try palettizeWeights(in: graph, configuration: config, compensation: { grams[$0.name] })
         #expect(compensated.layers.allSatisfy { $0.compensated == true } && plain.layers.allSatisfy { $0.compensated == nil })
@@ -106,10 +108,17 @@ extension CompensationTests {
                 for r in 0..<rows { for i in 0..<columns { for j in 0..<columns { total += d[r * columns + i] * g[i * columns + j] * d[r * columns + j] } } }
                 return total
             }
-            #expect(outputError(compensated) < outputError(plain), "\(name): \(outputError(compensated)) vs \(outputError(plain))")
+            // Never worse; strictly better where an assignment can move (18 vectors of 3 between 8 entries may not).
+            #expect(outputError(compensated) <= outputError(plain) * 1.0001, "\(name), d = \(d): \(outputError(compensated)) vs \(outputError(plain))")
+            if name == "w" || d == 1 { #expect(outputError(compensated) < outputError(plain), "\(name), d = \(d)") }
+            // Still the codebooks' values: at most 4 per group of 2 channels (scalar), 8 vectors of 3 per tensor.
             let rebuilt = compensated.denseGraph.initializers[name]!.floatTensor!.scalars
-            let perGroup = rebuilt.count / (name == "k" ? 1 : 3)
-            for g in stride(from: 0, to: rebuilt.count, by: perGroup) { #expect(Set(rebuilt[g..<g + perGroup]).count <= 4) }
+            let perGroup = d == 1 ? rebuilt.count / (name == "k" ? 1 : 3) : rebuilt.count
+            for g in stride(from: 0, to: rebuilt.count, by: perGroup) {
+                let vectors = stride(from: g, to: g + perGroup, by: d).map { Array(rebuilt[$0..<$0 + d]) }
+                #expect(Set(vectors).count <= values)
+            }
+        }
         }
     }
 }
