@@ -40,11 +40,19 @@ public typealias AllocationCost = @Sendable (_ weight: String, _ rebuilt: Tensor
 /// diagonal Fisher information) weights the clustering and is required; what a candidate costs is `cost` when given
 /// (measured), else its sensitivity-weighted error Σ Fᵢ (wᵢ − ŵᵢ)² — a second-order estimate that, measured on
 /// VGG-16, badly underrates the harm of 1 bit in the large late layers (docs/RESULTS.md).
+///
+/// `modelBytes` sets the budget as the whole model's footprint instead: `otherBytes` gives, from a palettization
+/// result, the footprint of everything it does not cover (other passes' weights, biases, dense layers), and the
+/// palettized weights get what is left (`target` is then ignored).
 public func allocateBits(in graph: Graph, configuration base: PalettizationConfiguration, bitsPerWeight target: Double,
+                         modelBytes: (target: Int, otherBytes: (PalettizationResult) -> Int)? = nil,
                          candidates: [Int] = [1, 2, 3, 4, 5, 6, 8], importance: [String: [Float]], cost: AllocationCost? = nil,
                          skipping: Set<String> = [], reserveZero: Set<String> = []) throws -> BitAllocation {
-    guard target > 0 && target.isFinite else {
+    guard modelBytes != nil || (target > 0 && target.isFinite) else {
         throw ConfigurationError(level: "allocation", field: "bits_per_weight", message: "must be a positive number, got \(target)")
+    }
+    if let modelBytes, modelBytes.target < 1 {
+        throw ConfigurationError(level: "allocation", field: "target_size", message: "must be a positive number of bytes, got \(modelBytes.target)")
     }
     guard !importance.isEmpty else {
         throw ConfigurationError(level: "allocation", field: "bits_per_weight", message: "needs a sensitivity per weight: give calibration images")
@@ -53,7 +61,7 @@ public func allocateBits(in graph: Graph, configuration base: PalettizationConfi
     let widths = Array(Set(candidates)).sorted()
     var curves: [String: [BitAllocation.Choice]] = [:]
     var order: [String] = []
-    var weights = 0
+    var weights = 0, other = 0
     for bits in widths {
         var config = base
         config.global.bits = bits
@@ -63,6 +71,7 @@ public func allocateBits(in graph: Graph, configuration base: PalettizationConfi
         if order.isEmpty {
             order = r.layers.map(\.weight)
             weights = r.denseBytes / 4
+            other = modelBytes?.otherBytes(r) ?? 0
         }
         for l in r.layers {
             let shared = l.granularity == PalettizationSettings.Granularity.network.rawValue
@@ -73,10 +82,14 @@ public func allocateBits(in graph: Graph, configuration base: PalettizationConfi
                                                                       error: error))
         }
     }
-    let budget = Int((target * Double(weights) / 8).rounded(.down))
+    let budget = modelBytes.map { $0.target - other } ?? Int((target * Double(weights) / 8).rounded(.down))
     var current = order.map { name in curves[name]!.indices.min { curves[name]![$0].storedBytes < curves[name]![$1].storedBytes }! }
     var total = zip(order, current).reduce(0) { $0 + curves[$1.0]![$1.1].storedBytes }
     guard total <= budget else {
+        if let modelBytes {
+            throw ConfigurationError(level: "allocation", field: "target_size",
+                                     message: "\(modelBytes.target) bytes is below the smallest model any candidate reaches: \(total + other) bytes (\(other) of them not palettized)")
+        }
         throw ConfigurationError(level: "allocation", field: "bits_per_weight",
                                  message: String(format: "%.3g is below the smallest size any candidate reaches: %.3f bits per weight (%d bytes)",
                                                  target, Double(total * 8) / Double(max(1, weights)), total))
@@ -99,6 +112,7 @@ public func allocateBits(in graph: Graph, configuration base: PalettizationConfi
     let choices = zip(order, current).map { curves[$0]![$1] }
     var plan = base
     plan.layers += choices.map { .init(name: $0.weight, override: WeightFormOverride(bits: $0.bits)) }
-    return BitAllocation(configuration: plan, choices: choices, targetBitsPerWeight: target, budgetBytes: budget,
+    return BitAllocation(configuration: plan, choices: choices,
+                         targetBitsPerWeight: modelBytes == nil ? target : Double(budget * 8) / Double(max(1, weights)), budgetBytes: budget,
                          seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
 }

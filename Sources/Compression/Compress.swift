@@ -23,6 +23,8 @@ public struct CompressionConfiguration: Sendable {
     public var importance: [String: [Float]]
     /// Palettization bits chosen per weight to meet this many bits per palettized weight (needs `importance`).
     public var bitsPerWeight: Double?
+    /// The same, to meet a footprint of the whole model in bytes (instead of `bitsPerWeight`).
+    public var targetBytes: Int?
     /// What the allocation minimises per weight and candidate (default: the sensitivity-weighted error).
     public var allocationCost: AllocationCost?
     /// GPTQ-style error compensation of palettization: the Gram matrix XᵀX of a layer's inputs on calibration data,
@@ -70,15 +72,22 @@ public func compress(_ graph: Graph, configuration config: CompressionConfigurat
         g = codebook ? kernels!.codebookGraph() : kernels!.graph
     }
     var allocation: BitAllocation?
-    if config.bitsPerWeight != nil && config.palettization == nil {
-        throw ConfigurationError(level: "allocation", field: "bits_per_weight", message: "needs palettization to allocate bits to")
+    if (config.bitsPerWeight != nil || config.targetBytes != nil) && config.palettization == nil {
+        throw ConfigurationError(level: "allocation", field: config.targetBytes != nil ? "target_size" : "bits_per_weight",
+                                 message: "needs palettization to allocate bits to")
     }
     if var c = config.palettization {
         // Weights another pass already compressed keep that form.
         let owned = Set((neurons?.layers.map(\.weightName) ?? []) + (kernels?.layers.map(\.weightName) ?? []))
         let pruned = Set(pruning?.layers.map(\.weightName) ?? [])
-        if let target = config.bitsPerWeight {
-            allocation = try allocateBits(in: g, configuration: c, bitsPerWeight: target, importance: config.importance,
+        if config.bitsPerWeight != nil || config.targetBytes != nil {
+            let (p, n, k) = (pruning, neurons, kernels)
+            let modelBytes = config.targetBytes.map { bytes in
+                (target: bytes, otherBytes: { (r: PalettizationResult) in
+                    ModelFootprint(original: graph, pruning: p, neurons: n, kernels: k, palettization: r).totalBytes - r.storedBytes })
+            }
+            allocation = try allocateBits(in: g, configuration: c, bitsPerWeight: config.bitsPerWeight ?? 0, modelBytes: modelBytes,
+                                          importance: config.importance,
                                           cost: config.allocationCost, skipping: owned,
                                           reserveZero: pruned)
             c = allocation!.configuration

@@ -90,6 +90,7 @@ struct Compress: ParsableCommand {
             importance: importance, bitsPerWeight: sensitivity.bitsPerWeight)
         config.allocationCost = cost
         config.compensation = try sensitivity.compensation(data: dataOptions)
+        config.targetBytes = try sensitivity.targetBytes
         return config
     }
 

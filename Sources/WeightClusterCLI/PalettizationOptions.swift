@@ -71,7 +71,8 @@ func mapped<T>(_ body: () throws -> T) throws -> T {
         return try body()
     } catch let error as ConfigurationError where error.level == "global" || error.level == "allocation" || error.level.hasPrefix("layer '") {
         let flag = ["bits": "--bits", "group_size": "--group-size", "cluster_dim": "--cluster-dim", "granularity": "--granularity",
-                    "lut": "--lut", "max_iterations": "--max-iterations", "bits_per_weight": "--bits-per-weight"][error.field] ?? error.field
+                    "lut": "--lut", "max_iterations": "--max-iterations", "bits_per_weight": "--bits-per-weight",
+                    "target_size": "--target-size"][error.field] ?? error.field
         throw ValidationError("\(flag) \(error.message)" + (error.level == "global" || error.level == "allocation" ? "" : " (\(error.level))"))
     }
 }

@@ -17,28 +17,62 @@ struct SensitivityOptions: ParsableArguments {
                                discussion: "Every width from 1 to 8 bits is fitted to every weight; the upgrades that save the most sensitivity-weighted error per byte are taken while the budget allows."))
     var bitsPerWeight: Double?
 
-    @Option(help: "With --bits-per-weight: write the chosen per-layer bits as a --config plan file.")
+    @Option(help: ArgumentHelp("Palettization: choose each weight's bits so that the whole model's footprint is at most SIZE (bytes, or with KiB, MiB, KB, MB; needs --calibration).",
+                               discussion: "Like --bits-per-weight, with the budget counted over the whole model: what stays dense (biases, layers left out) and what other passes compress is charged first."))
+    var targetSize: String?
+
+    @Option(help: "With --bits-per-weight or --target-size: write the chosen per-layer bits as a --config plan file.")
     var writePlan: String?
+
+    /// --target-size in bytes.
+    var targetBytes: Int? {
+        get throws { try targetSize.map(Self.bytes) }
+    }
+
+    /// "7654296", "7.5MiB", "800 KiB", "3MB" → bytes.
+    static func bytes(_ text: String) throws -> Int {
+        let t = text.replacingOccurrences(of: " ", with: "")
+        let units: [(String, Double)] = [("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("B", 1)]
+        let (number, scale) = units.first { t.hasSuffix($0.0) }.map { (String(t.dropLast($0.0.count)), $0.1) } ?? (t, 1)
+        guard let value = Double(number), value > 0, value.isFinite, value * scale < Double(Int.max / 2) else {
+            throw ValidationError("--target-size must be a positive size in bytes, KiB, MiB, KB or MB (e.g. 7.5MiB), got '\(text)'")
+        }
+        return Int((value * scale).rounded(.down))
+    }
 
     @Flag(help: ArgumentHelp("Palettization: GPTQ-style error compensation on the --calibration images.",
                              discussion: "Each layer's columns are assigned to LUT entries in turn, every error spread over the columns not yet assigned through the inverse Gram matrix of the layer's inputs, so the layer's output changes least. Conv (one group), Gemm and MatMul; other layers, pruned weights and network-wide codebooks keep nearest assignment (a note says so)."))
     var compensate = false
 
     func validate() throws {
+        if bitsPerWeight != nil && targetSize != nil { throw ValidationError("give --bits-per-weight or --target-size, not both") }
+        _ = try targetBytes
+        if targetSize != nil && calibration == nil {
+            throw ValidationError("--target-size needs --calibration N: the allocation minimises the measured cost of each candidate")
+        }
         try Self.validate(calibration: calibration, allocating: bitsPerWeight != nil)
         if let bitsPerWeight, !(bitsPerWeight > 0 && bitsPerWeight.isFinite) {
             throw ValidationError("--bits-per-weight must be a positive number, got \(bitsPerWeight)")
         }
-        if writePlan != nil && bitsPerWeight == nil { throw ValidationError("--write-plan needs --bits-per-weight") }
-        if compensate && calibration == nil {
-            throw ValidationError("--compensate needs --calibration N: the compensation uses the inputs each layer sees on N training images")
-        }
+        if writePlan != nil && bitsPerWeight == nil && targetSize == nil { throw ValidationError("--write-plan needs --bits-per-weight or --target-size") }
+        try Self.validate(compensate: compensate, calibration: calibration)
     }
 
     /// With --compensate, the inputs' Gram matrix of a layer on the calibration images.
     func compensation(data: DataOptions) throws -> (@Sendable (Graph, Node) throws -> [Float]?)? {
-        guard compensate, let images = try Self.calibrationImages(calibration, data: data) else { return nil }
+        compensate ? try Self.compensation(calibration: calibration, data: data) : nil
+    }
+
+    /// The Gram matrix of a layer's inputs on the first N training images (nil without --calibration).
+    static func compensation(calibration: Int?, data: DataOptions) throws -> (@Sendable (Graph, Node) throws -> [Float]?)? {
+        guard let images = try calibrationImages(calibration, data: data) else { return nil }
         return { graph, node in try Sensitivity.inputGram(of: node, in: graph, images: images) }
+    }
+
+    static func validate(compensate: Bool, calibration: Int?) throws {
+        if compensate && calibration == nil {
+            throw ValidationError("--compensate needs --calibration N: the compensation uses the inputs each layer sees on N training images")
+        }
     }
 
     /// The rules `compress` and `sweep` share: at least one calibration image, and none allocated without them.
@@ -55,7 +89,10 @@ struct SensitivityOptions: ParsableArguments {
         if let bitsPerWeight, bitsPerWeight >= 32 {
             FileHandle.standardError.write(Data("warning: --bits-per-weight \(bitsPerWeight) is not below the dense size (32 bits per weight): every weight gets the largest candidate, 8 bits\n".utf8))
         }
-        return try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil, data: data)
+        if let bytes = try targetBytes, bytes >= graph.parameterCount * 4 {
+            FileHandle.standardError.write(Data("warning: --target-size \(bytes) bytes is not below the dense size (\(graph.parameterCount * 4) bytes): every weight gets the largest candidate, 8 bits\n".utf8))
+        }
+        return try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil || targetSize != nil, data: data)
     }
 
     static func measures(_ graph: Graph, calibration: Int?, allocating: Bool, data: DataOptions) throws

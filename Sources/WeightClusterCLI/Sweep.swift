@@ -47,6 +47,9 @@ struct Sweep: ParsableCommand {
     @Option(help: "Palettization with bits chosen per weight (needs --calibration): comma-separated targets in bits per weight, at each --granularity.")
     var bitsPerWeight: String?
 
+    @Flag(help: "Palettization points: GPTQ-style error compensation on the --calibration images.")
+    var compensate = false
+
     @Option(help: "Add the rows of an earlier sweep.json of the same model to the table and chart (repeatable).")
     var include: [String] = []
 
@@ -84,6 +87,7 @@ struct Sweep: ParsableCommand {
 
     func validate() throws {
         try SensitivityOptions.validate(calibration: calibration, allocating: bitsPerWeight != nil)
+        try SensitivityOptions.validate(compensate: compensate, calibration: calibration)
     }
 
     func run() throws {
@@ -95,6 +99,7 @@ struct Sweep: ParsableCommand {
         if neurons != nil { plan += try neuronPlan() }
         if kernelReduction != nil || plan.isEmpty { plan += try kernelPlan() }
         let (importance, cost) = try SensitivityOptions.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil, data: dataOptions)
+        let compensation = compensate ? try SensitivityOptions.compensation(calibration: calibration, data: dataOptions) : nil
         let baseline = try Evaluator.evaluate(try Executor(graph: graph), on: dataset) { Terminal.progress("baseline", $0, $1) }
         var rows: [SweepRow] = []
         for (number, point) in plan.enumerated() {
@@ -103,6 +108,7 @@ struct Sweep: ParsableCommand {
                 neurons: point.neurons, kernels: point.kernels, palettization: point.palettization, format: .codebook,
                 importance: point.neurons == nil ? importance : [:], bitsPerWeight: point.bitsPerWeight)
             config.allocationCost = cost
+            if point.palettization != nil { config.compensation = compensation }
             let result = try mapped { try compress(graph, configuration: config) }
             let label = "\(point.label) (\(number + 1)/\(plan.count))"
             let report = try Evaluator.evaluate(try Executor(graph: result.graph), on: dataset) { Terminal.progress(label, $0, $1) }
@@ -194,7 +200,7 @@ struct Sweep: ParsableCommand {
             return g
         }
         // Data-aware points say so in their family's name.
-        let weighted = calibration != nil ? ", Fisher-weighted" : ""
+        let weighted = calibration == nil ? "" : compensate ? ", Fisher-weighted, compensated" : ", Fisher-weighted"
         var plan: [Point] = []
         for target in try decimals(bitsPerWeight, option: "--bits-per-weight") {
             for g in granularities {

@@ -104,6 +104,25 @@ import _TestSupport
         #expect(throws: ConfigurationError.self) { try allocateBits(in: graph, configuration: base, bitsPerWeight: 2, importance: [:]) }
     }
 
+    /// A whole-model size target (`--target-size`): through `compress`, the footprint — palettized weights plus
+    /// everything left dense — is at most the target, and a target below the smallest reachable model says that size.
+    @Test func allocationMeetsAWholeModelTarget() throws {
+        let graph = NeuronFixtures.mlp()
+        let ones = Dictionary(uniqueKeysWithValues: ["w1", "w2", "w3", "w4"].map { ($0, [Float](repeating: 1, count: graph.initializers[$0]!.floatTensor!.count)) })
+        let palettization = PalettizationConfiguration(global: .init(form: .palettize, granularity: .perTensor, lut: .fp16))
+        let dense = graph.parameterCount * 4
+        for target in [dense / 8, dense / 5, dense / 3] {
+            var config = CompressionConfiguration(palettization: palettization, importance: ones)
+            config.targetBytes = target
+            let r = try compress(graph, configuration: config)
+            #expect(r.footprintBytes <= target, "\(r.footprintBytes) > \(target)")
+            #expect(r.footprintBytes > target * 3 / 4, "\(r.footprintBytes) leaves most of \(target) unused")
+        }
+        var config = CompressionConfiguration(palettization: palettization, importance: ones)
+        config.targetBytes = dense / 100
+        #expect { try compress(graph, configuration: config) } throws: { "\($0)".contains("is below the smallest model any candidate reaches") }
+    }
+
     @Test func divergenceIsZeroForTheSameModelAndGrowsWithTheChange() throws {
         let graph = NeuronFixtures.convHead(globalPool: true)
         let d = try OutputDivergence(reference: graph, images: try TrainingTests.data())
@@ -142,6 +161,10 @@ import _TestSupport
             (["--bits", "2", "--bits-per-weight", "0", "--calibration", "4"], "--bits-per-weight must be a positive number"),
             (["--bits", "2", "--write-plan", "p.json"], "--write-plan needs --bits-per-weight"),
             (["--bits", "2", "--compensate"], "--compensate needs --calibration N"),
+            (["--bits", "2", "--target-size", "1MiB"], "--target-size needs --calibration N"),
+            (["--bits", "2", "--target-size", "0", "--calibration", "4"], "--target-size must be a positive size"),
+            (["--bits", "2", "--target-size", "12 parsecs", "--calibration", "4"], "--target-size must be a positive size"),
+            (["--bits", "2", "--target-size", "1MiB", "--bits-per-weight", "2", "--calibration", "4"], "not both"),
         ] {
             let result = try CLI.run(["compress", model, "-o", out] + arguments)
             #expect(result.status != 0)
