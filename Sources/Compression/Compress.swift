@@ -27,8 +27,9 @@ public struct CompressionConfiguration: Sendable {
     public var targetBytes: Int?
     /// What the allocation minimises per weight and candidate (default: the sensitivity-weighted error).
     public var allocationCost: AllocationCost?
-    /// GPTQ-style error compensation of palettization: the Gram matrix XᵀX of a layer's inputs on calibration data,
-    /// given the graph being palettized and the layer's node (e.g. `Sensitivity.inputGram` of the Training module).
+    /// GPTQ-style error compensation of palettization: the Gram matrix XᵀX of a layer's inputs on calibration data
+    /// run through the given graph (the model with the layers before it palettized), e.g. `Sensitivity.inputGram` of
+    /// the Training module.
     public var compensation: (@Sendable (Graph, Node) throws -> [Float]?)?
 
     public init(pruning: PruningConfiguration? = nil, neurons: NeuronClusteringConfiguration? = nil,
@@ -92,9 +93,8 @@ public func compress(_ graph: Graph, configuration config: CompressionConfigurat
                                           reserveZero: pruned)
             c = allocation!.configuration
         }
-        let input = g
         palettes = try palettizeWeights(in: g, configuration: c, skipping: owned, reserveZero: pruned, importance: config.importance,
-                                        compensation: config.compensation.map { gram in { node in try gram(input, node) } })
+                                        compensation: config.compensation)
         g = codebook ? palettes!.graph : palettes!.denseGraph
     }
     let footprint = ModelFootprint(original: graph, pruning: pruning, neurons: neurons, kernels: kernels, palettization: palettes)

@@ -131,14 +131,16 @@ struct PalettizableWeight {
 /// information from calibration images) weights each element's squared error in the k-means objective, so the
 /// entries go where an error costs the most; a vector weighs the sum of its elements'.
 ///
-/// `compensation` (a layer's node → the Gram matrix XᵀX of its weight's inputs on calibration data, canonical column
-/// order, or nil when it has none: `InputGram` of the Execution module computes it) turns on GPTQ-style error
-/// compensation: the codebooks are fitted as above, then each weight's columns are assigned in turn with their errors
-/// spread over the columns not yet assigned (`Compensation`). Layers it cannot serve keep nearest assignment, with a
+/// `compensation` (a graph and a layer's node → the Gram matrix XᵀX of the layer's inputs on calibration data run
+/// through that graph, canonical column order, or nil when it has none: `InputGram` of the Execution module computes
+/// it) turns on GPTQ-style error compensation: the codebooks are fitted as above, then each weight's columns are
+/// assigned in turn with their errors spread over the columns not yet assigned (`Compensation`). Layers are taken in
+/// graph order and each sees the inputs of the model with the layers before it already palettized ("true
+/// sequential"), so it also absorbs what they changed in its inputs. Layers it cannot serve keep nearest assignment, with a
 /// note: network-wide codebooks, pruned weights (their zeros must stay exact), nodes without a Gram matrix.
 public func palettizeWeights(in graph: Graph, configuration config: PalettizationConfiguration, skipping: Set<String> = [],
                              reserveZero: Set<String> = [], importance: [String: [Float]] = [:],
-                             compensation: ((Node) throws -> [Float]?)? = nil) throws -> PalettizationResult {
+                             compensation: ((Graph, Node) throws -> [Float]?)? = nil) throws -> PalettizationResult {
     try config.validate()
     let candidates = PalettizableWeight.all(in: graph).filter { !skipping.contains($0.name) }
     // Every layer pattern must name a weight that exists.
@@ -248,6 +250,8 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
     if let failure { throw failure }
     let groupsOfJob = Dictionary(grouping: groupJobs.indices, by: { groupJobs[$0].job })
     var compensated = Set<Int>(), compensationNotes: [Int: String] = [:]
+    // With compensation: the model with the weights assigned so far rebuilt, whose inputs the next layer sees.
+    var sequential = graph
     for (i, job) in jobs.enumerated() where job.settings.granularity != .network {
         let mine = groupsOfJob[i] ?? []
         // Groups of one tensor share one codebook tensor, so they share one entry count (the smallest, for tiny groups).
@@ -267,7 +271,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         if let compensation {
             if reserveZero.contains(job.weight.name) {
                 compensationNotes[i] = "not compensated: a pruned weight's zeros must stay exact"
-            } else if let gram = try compensation(job.weight.node), gram.count == columns * columns {
+            } else if let gram = try compensation(sequential, job.weight.node), gram.count == columns * columns {
                 let groups = mine.map { (rows: groupJobs[$0].rows, codebook: fits[$0]!.truncated(to: entries)) }
                 if Compensation.assign(block.values, rows: job.weight.rows, columns: columns, dimension: d, gram: gram, groups: groups,
                                        into: indexBuffers[i]!.baseAddress!) {
@@ -286,6 +290,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                                   origin: .palettization)
         weights[i] = CompressedWeight(layout: layout, indices: Array(indexBuffers[i]!), codebook: codebook, rowScales: block.rowScales,
                                       vectorScales: nil)
+        if compensation != nil { sequential.initializers[job.weight.name] = .float(weights[i]!.reconstructed()) }
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 

@@ -94,7 +94,7 @@ extension CompensationTests {
         }
         let d = config.global.clusterDim ?? 1, values = d == 1 ? 4 : 8
         let plain = try palettizeWeights(in: graph, configuration: config)
-        let compensated = try palettizeWeights(in: graph, configuration: config, compensation: { grams[$0.name] })
+        let compensated = try palettizeWeights(in: graph, configuration: config, compensation: { grams[$1.name] })
         #expect(compensated.layers.allSatisfy { $0.compensated == true } && plain.layers.allSatisfy { $0.compensated == nil })
         for (name, node) in [("k", "conv"), ("w", "fc")] {
             let original = graph.initializers[name]!.floatTensor!.scalars
