@@ -20,7 +20,7 @@ extension Graph {
     /// graph output) and its output by weight inputs alone; otherwise it stays and the executor folds it at run time, as
     /// it does any constant subgraph. The chain is evaluated by the executor's own operators; a chain that fails to
     /// evaluate is left as it is, so running the model reports the error where it happens. Initializers that only the
-    /// folded chains read are dropped.
+    /// folded chains read are dropped. A weight that is float16 data only moved or cast stays stored as float16.
     public func foldingWeightChains() -> Graph {
         let defaultDomain = { (node: Node) in node.domain.isEmpty || node.domain == "ai.onnx" }
         var producer: [String: Int] = [:]
@@ -61,7 +61,7 @@ extension Graph {
             }
         }
 
-        var folded: [String: AnyTensor] = [:]
+        var folded: [String: AnyTensor] = [:], halfStored = Set<String>()
         var removed = Set<Int>(), leaves = Set<String>()
         for (i, node) in nodes.enumerated() where defaultDomain(node) && ["Conv", "Gemm", "MatMul"].contains(node.opType) {
             for (slot, weight) in node.inputs.enumerated() where !weight.isEmpty && folded[weight] == nil && isWeightInput(i, slot) {
@@ -74,7 +74,12 @@ extension Graph {
                       case .float(let value)? = try? evaluate(weight, producer: producer) else { continue }
                 folded[weight] = .float(value)
                 removed.formUnion(members)
-                leaves.formUnion(members.flatMap { nodes[$0].inputs }.filter(isInitializer))
+                let chainLeaves = members.flatMap { nodes[$0].inputs }.filter(isInitializer)
+                leaves.formUnion(chainLeaves)
+                // Float16 data only moved or cast (not dequantized) is still exactly float16: keep it stored so.
+                let floatLeaves = chainLeaves.filter { initializers[$0]?.floatTensor != nil }
+                if !floatLeaves.isEmpty, floatLeaves.allSatisfy({ storageTypes[$0] == 10 }),
+                   !members.contains(where: { nodes[$0].opType == "DequantizeLinear" }) { halfStored.insert(weight) }
             }
         }
         guard !folded.isEmpty else { return self }
@@ -86,6 +91,7 @@ extension Graph {
             graph.storageTypes[leaf] = nil
         }
         for (name, value) in folded { graph.initializers[name] = value }
+        for name in halfStored { graph.storageTypes[name] = 10 }
         return graph
     }
 
