@@ -9,14 +9,21 @@ models/NAME.onnx + NAME.input.npy + NAME.output.npy: small PyTorch CNNs (VGG, Al
 
 Run with a Python that has torch (Debian python3-torch), onnx and onnxruntime:
     python3 Scripts/make_fixtures.py
+The sections without PyTorch run alone without it: `make_fixtures.py real-model-ops`, `make_fixtures.py quantize-ops`.
 """
+import functools
 import os
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
-import torch.nn as nn
 from onnx import TensorProto, helper, numpy_helper
+
+try:
+    import torch
+    import torch.nn as nn
+except ImportError:  # the sections without PyTorch models (real-model-ops, quantize-ops) run without it
+    import types
+    torch, nn = None, types.SimpleNamespace(Module=object)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "WeightClusterTests", "Fixtures")
 rng = np.random.RandomState(1234)
@@ -255,17 +262,67 @@ def make_real_model_ops():
     onnx.save(model, os.path.join(ROOT, "unsupported", "two_unsupported.onnx"))
 
 
-def graph_case(name, nodes, x, inits, opset=13):
-    """Several nodes reading `x` (float32) and writing float32 `y`; expected output from onnxruntime."""
+def graph_case(name, nodes, x, inits, opset=13, optimize=True):
+    """Several nodes reading `x` (float32) and writing float32 `y`; expected output from onnxruntime (without its graph
+    optimisations when `optimize` is false)."""
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
-    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    y = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     d = os.path.join(ROOT, "ops")
     onnx.save(model, os.path.join(d, f"{name}.onnx"))
     save_npy(os.path.join(d, f"{name}.input.npy"), x)
     save_npy(os.path.join(d, f"{name}.output.npy"), y.astype(np.float32))
+
+
+def make_quantize_ops():
+    """QuantizeLinear / DequantizeLinear, and weights behind constant chains (DequantizeLinear, Cast, Transpose) that the
+    loader folds into initializers; their own seed. Run alone with `make_fixtures.py quantize-ops`."""
+    global rng
+    rng = np.random.RandomState(2027)
+    init = numpy_helper.from_array
+    # The operators' own semantics: onnxruntime's optimiser turns DequantizeLinear → MatMul into an integer product
+    # that quantizes the activations too (0.07 off here).
+    graph_case = functools.partial(globals()["graph_case"], optimize=False)
+    # Halves of the scale (ties: round half to even) and values far outside the range (saturation).
+    x = (rng.randint(-600, 600, size=(2, 4, 3, 5)) * 0.25).astype(np.float32)
+    scale = np.array([0.5, 0.25, 1.0, 2.0], np.float32)
+    zp = np.array([0, -3, 7, 100], np.int8)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], axis=1),
+             helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], axis=1)]
+    graph_case("quantize_dequantize_int8_per_axis", nodes, x, [init(scale, "scale"), init(zp, "zp")])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s"], ["y"])]
+    graph_case("quantize_uint8_default", nodes, x, [init(np.array(0.5, np.float32), "s")])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    graph_case("quantize_uint8_opset10", nodes, x, [init(np.array(0.75, np.float32), "s"), init(np.array(128, np.uint8), "z")], opset=10)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s"], ["q"], output_dtype=TensorProto.INT8),
+             helper.make_node("DequantizeLinear", ["q", "s"], ["y"])]
+    graph_case("quantize_output_dtype_opset21", nodes, x, [init(np.array(0.5, np.float32), "s")], opset=21)
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["d"], axis=-1), helper.make_node("Add", ["x", "d"], ["y"])]
+    graph_case("dequantize_uint8_last_axis", nodes, x, [init(rng.randint(0, 256, size=(3, 5)).astype(np.uint8), "w"),
+                                                        init((rng.rand(5) * 0.1 + 0.01).astype(np.float32), "s"),
+                                                        init(rng.randint(0, 256, size=5).astype(np.uint8), "z")])
+    # An int8 weight [out, in] with one scale per output channel, dequantized and transposed for MatMul.
+    w = rng.randint(-128, 128, size=(6, 5)).astype(np.int8)
+    chain = [init(w, "w_q"), init((rng.rand(6) * 0.05 + 0.01).astype(np.float32), "w_scale"),
+             init(rng.randint(-10, 10, size=6).astype(np.int8), "w_zero")]
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w_dq"], name="dequantize", axis=0),
+             helper.make_node("Transpose", ["w_dq"], ["w"], name="transpose", perm=[1, 0]),
+             helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")]
+    graph_case("weight_chain_dequantize_transpose_matmul", nodes, f32(3, 5), chain)
+    # The same chain, but the dequantized weight is also read elsewhere: ambiguous, left to the executor.
+    nodes = nodes[:2] + [helper.make_node("MatMul", ["x", "w"], ["m"], name="fc"),
+                         helper.make_node("ReduceSum", ["w_dq", "axes"], ["r"], name="row_sums", keepdims=0),
+                         helper.make_node("Add", ["m", "r"], ["y"], name="add_sums")]
+    graph_case("weight_chain_ambiguous", nodes, f32(3, 5), chain + [init(np.array([1], np.int64), "axes")])
+    # A float16 Conv weight cast to float.
+    nodes = [helper.make_node("Cast", ["w16"], ["w"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    graph_case("weight_chain_cast_conv", nodes, f32(2, 4, 7, 7), [init(f32(6, 4, 3, 3).astype(np.float16), "w16"), init(f32(6), "b")])
 
 
 class TinyVGG(nn.Module):
@@ -371,8 +428,11 @@ if __name__ == "__main__":
     import sys
     if sys.argv[1:] == ["real-model-ops"]:
         make_real_model_ops()
+    elif sys.argv[1:] == ["quantize-ops"]:
+        make_quantize_ops()
     else:
         make_ops()
         make_models()
         make_real_model_ops()
+        make_quantize_ops()
     print("fixtures written to", os.path.normpath(ROOT))

@@ -58,7 +58,7 @@ public final class Executor: @unchecked Sendable {
         var remaining: [Node] = []
         let graphInputs = Set(graph.inputs.map(\.name))
         let keptGathers = options.sharedColumns ? Executor.sharedColumnGathers(sorted, graph: graph) : []
-        for node in sorted {
+        for node in Executor.annotatingQuantizedTypes(sorted, storageTypes: graph.storageTypes) {
             let foldable = Operators.isFoldable(node) && !keptGathers.contains(node.outputs.first ?? "")
                 && node.inputs.allSatisfy { $0.isEmpty || (constants[$0] != nil && !graphInputs.contains($0)) }
             if foldable {
@@ -216,6 +216,17 @@ public final class Executor: @unchecked Sendable {
         }
     }
 
+    /// Records on each QuantizeLinear the element type its zero-point initializer is stored as (its output type), which
+    /// the Int64 values no longer tell.
+    static func annotatingQuantizedTypes(_ nodes: [Node], storageTypes: [String: Int]) -> [Node] {
+        nodes.map { node in
+            guard node.opType == "QuantizeLinear", node.inputs.count > 2, let type = storageTypes[node.inputs[2]] else { return node }
+            var node = node
+            node.attributes[Operators.quantizedTypeKey] = .int(type)
+            return node
+        }
+    }
+
     /// Folds each Relu into the Conv that feeds it alone (the Conv then writes the Relu's output).
     static func fusingActivations(_ nodes: [Node], graphOutputs: Set<String>) -> [Node] {
         let convOutputs = Set(nodes.lazy.filter { $0.opType == "Conv" && $0.outputs.count == 1 }.map { $0.outputs[0] })
@@ -329,7 +340,11 @@ extension Executor {
     /// `fuseActivations = false` and `sharedColumns = false` so the remaining nodes are standard ONNX.
     public func foldedGraph() -> Graph {
         var g = graph
-        g.nodes = plan
+        g.nodes = plan.map { node in
+            var node = node
+            node.attributes[Operators.quantizedTypeKey] = nil
+            return node
+        }
         let read = Set(plan.flatMap(\.inputs)).union(graph.outputs.map(\.name))
         g.initializers = constants.filter { read.contains($0.key) }
         g.storageTypes = g.storageTypes.filter { g.initializers[$0.key] != nil && g.initializers[$0.key]?.floatTensor == nil }

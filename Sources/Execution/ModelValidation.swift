@@ -72,6 +72,10 @@ public enum ModelValidation {
             }
         case "Concat":
             guard node.int("axis") != nil else { throw invalid("Concat needs the axis attribute") }
+        case "DequantizeLinear", "QuantizeLinear":
+            if let b = node.int("block_size"), b != 0 {
+                throw invalid("blocked quantization (block_size \(b)) is not supported; per-tensor and per-axis scales are")
+            }
         default:
             break
         }

@@ -13,6 +13,7 @@ enum Operators {
         registerLogicOperators(&t)
         registerResizeOperators(&t)
         registerReduceOperators(&t)
+        registerQuantizeOperators(&t)
         t[Executor.sharedColumnsOp] = sharedColumns
         return t
     }()

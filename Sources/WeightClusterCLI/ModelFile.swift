@@ -7,14 +7,15 @@ import PackedFormat
 
 /// The model files commands read and write: ONNX, or the packed file (told apart by its magic bytes, not its name).
 enum ModelFile {
-    /// The model at `path` as a graph: a packed file in codebook form (what inspection, compression and training use).
+    /// The model at `path` as a graph: a packed file in codebook form (what inspection, compression and training use);
+    /// an ONNX file with the weights it keeps behind constant chains (DequantizeLinear, Cast, Transpose…) folded.
     static func graph(_ path: String) throws -> Graph {
-        PackedModelFile.isPacked(path) ? try PackedModel.load(path).codebookGraph() : try ONNXModelFile.load(path)
+        PackedModelFile.isPacked(path) ? try PackedModel.load(path).codebookGraph() : try ONNXModelFile.load(path).foldingWeightChains()
     }
 
     /// The model at `path` to run: a packed file keeps its weights compressed until each layer runs.
     static func runnableGraph(_ path: String) throws -> Graph {
-        PackedModelFile.isPacked(path) ? try PackedModel.load(path).graph : try ONNXModelFile.load(path)
+        PackedModelFile.isPacked(path) ? try PackedModel.load(path).graph : try ONNXModelFile.load(path).foldingWeightChains()
     }
 
     /// Writes a codebook graph (as `compress` and fine-tuning return it) in `format`; for the packed file, returns

@@ -28,7 +28,9 @@ import _TestSupport
                       "Expand", "Split", "Where", "Equal", "Less", "Greater", "Not", "And", "Min", "Max", "Abs",
                       "Reciprocal", "Floor", "Ceil", "Range", "Tile", "InstanceNormalization", "GroupNormalization", "TopK",
                       "ArgMax", "ArgMin", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare",
-                      "ReduceLogSumExp"]
+                      "ReduceLogSumExp",
+                      // Quantized weights (opsets 10–21).
+                      "QuantizeLinear", "DequantizeLinear"]
         var covered = Set<String>()
         for name in Fixtures.names(in: "ops") {
             let graph = try ONNXFormatTestLoader.load("ops/\(name)")
