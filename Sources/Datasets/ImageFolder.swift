@@ -71,6 +71,21 @@ public struct ImageFolder: Sendable {
         }.sorted(by: codePointOrder)
     }
 
+    /// Files in the class folders of `directory` (and their sub-folders) that are not images by extension and so are
+    /// not read; names starting with a dot are not counted.
+    public static func ignoredFiles(in directory: String) -> [String] {
+        func walk(_ folder: String) -> [String] {
+            let entries = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { !$0.hasPrefix(".") }.sorted(by: codePointOrder)
+            return entries.flatMap { name -> [String] in
+                let path = (folder as NSString).appendingPathComponent(name)
+                guard let type = try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType else { return [] }
+                if type == .typeDirectory { return walk(path) }
+                return imageExtensions.contains((name as NSString).pathExtension.lowercased()) ? [] : [path]
+            }
+        }
+        return ((try? classFolders(in: directory)) ?? []).flatMap { walk((directory as NSString).appendingPathComponent($0)) }
+    }
+
     /// Image files under `folder` as torchvision's `os.walk` finds them: a folder's files sorted, then its
     /// sub-folders one by one (sorted; links to folders are not followed, so there are no cycles).
     static func imageFiles(in folder: String) -> [String] {

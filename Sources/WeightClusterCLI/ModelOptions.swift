@@ -47,7 +47,7 @@ struct DataOptions: ParsableArguments {
         "Dataset: a folder of MNIST-style IDX files, IMAGES.npy,LABELS.npy, or an image folder (default: \(DatasetSource.defaultFashionMNIST)).",
         discussion: """
             An image folder has one sub-folder of .jpg/.jpeg/.png files per class (torchvision's ImageFolder); other \
-            files are ignored. Images are converted to RGB (grey and palette images copied to three channels, alpha \
+            files are ignored, and one warning line counts them. Images are converted to RGB (grey and palette images copied to three channels, alpha \
             dropped). A corrupt or truncated image, an empty class folder or images of different sizes (without \
             --resize/--crop) stop the command with an error naming the file: nothing is skipped.
             """))
@@ -95,6 +95,10 @@ struct DataOptions: ParsableArguments {
         }
         if resize != nil || crop != nil || channelOrder != .rgb || layout != .nchw || classMap != nil, !source.isImageFolder {
             throw ValidationError("--resize, --crop, --channel-order, --layout and --class-map apply to image folders (--data DIR with one sub-folder of JPEG/PNG files per class)")
+        }
+        if case .imageFolder(let directory, _) = source, let first = ImageFolder.ignoredFiles(in: directory).first {
+            let count = ImageFolder.ignoredFiles(in: directory).count
+            FileHandle.standardError.write(Data("warning: \(count) file\(count == 1 ? "" : "s") in the class folders of \(directory) \(count == 1 ? "is" : "are") not .jpg/.jpeg/.png and \(count == 1 ? "is" : "are") ignored (first: \(first))\n".utf8))
         }
     }
 

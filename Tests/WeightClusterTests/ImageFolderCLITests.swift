@@ -30,6 +30,21 @@ import Testing
         #expect(mapped.stdout.contains("2: -  3: "))  // no image of class 2 ("unused"); Zebra is class 3
     }
 
+    /// A file that is not an image by extension is not read (as torchvision), and one warning line says so.
+    @Test func nonImageFilesAreIgnoredWithOneWarning() throws {
+        let dir = try folderCopy()
+        defer { try? FileManager.default.removeItem(at: dir.deletingLastPathComponent()) }
+        let notes = dir.appendingPathComponent("dog/notes.txt")
+        try Data("not a photo".utf8).write(to: notes)
+        let result = try CLI.run(["evaluate", ImageFolderCLITests.model, "--data", dir.path, "--resize", "8", "--crop", "8", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["images"] as? Int == 5)
+        #expect(result.stderr.split(separator: "\n").count == 1)
+        #expect(result.stderr.contains("warning: 1 file in the class folders of \(dir.path) is not .jpg/.jpeg/.png and is ignored (first: \(notes.path))"),
+                "\(result.stderr)")
+    }
+
     @Test func flagsAreInTheHelp() throws {
         let help = try CLI.run(["evaluate", "--help"]).stdout
         for flag in ["--resize", "--crop", "--channel-order", "--layout", "--class-map", "one per channel", "nothing is skipped"] {
