@@ -99,6 +99,10 @@ struct Compress: ParsableCommand {
         try ensureDistinct(output: output, input: inputPath)
         let graph = try model.load()
         var result = try mapped { try compress(graph, configuration: try configuration(graph)) }
+        let uncompensated = (result.palettization?.layers ?? []).filter { $0.compensated == false }
+        if let first = uncompensated.first {
+            FileHandle.standardError.write(Data("warning: --compensate left \(uncompensated.count) layer\(uncompensated.count == 1 ? "" : "s") to nearest assignment (\(uncompensated.prefix(3).map(\.layer).joined(separator: ", "))\(uncompensated.count > 3 ? ", …" : "")): \(first.note ?? "")\n".utf8))
+        }
         var written = result.graph
         var fineTuning: FineTuningReport?
         var beforeTraining: Double?

@@ -6,6 +6,7 @@ import Evaluation
 import Execution
 import Foundation
 import ModelGraph
+import ONNXFormat
 import Testing
 import Training
 import _TestSupport
@@ -150,6 +151,26 @@ import _TestSupport
         let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         let layers = try #require(json["layers"] as? [[String: Any]])
         #expect(!layers.isEmpty && layers.allSatisfy { $0["compensated"] as? Bool == true && $0["bits"] as? Int == 2 }, "\(layers)")
+        #expect(!result.stderr.contains("warning"))
+        // A depthwise layer has no single input Gram matrix: left to nearest assignment, named in one warning line.
+        let depthwise = Graph(nodes: [
+            Node(name: "conv", opType: "Conv", inputs: ["input", "k1"], outputs: ["a"], attributes: ["pads": .ints([1, 1, 1, 1])]),
+            Node(name: "dw", opType: "Conv", inputs: ["a", "k2"], outputs: ["b"], attributes: ["group": .int(4), "pads": .ints([1, 1, 1, 1])]),
+            Node(name: "relu", opType: "Relu", inputs: ["b"], outputs: ["c"]),
+            Node(name: "pool", opType: "GlobalAveragePool", inputs: ["c"], outputs: ["p"]),
+            Node(name: "flat", opType: "Flatten", inputs: ["p"], outputs: ["f"]),
+            Node(name: "fc", opType: "Gemm", inputs: ["f", "w"], outputs: ["logits"], attributes: ["transB": .int(1)])],
+            initializers: ["k1": .float(GradientCheck.random([4, 1, 3, 3], seed: 1)), "k2": .float(GradientCheck.random([4, 1, 3, 3], seed: 2)),
+                           "w": .float(GradientCheck.random([10, 4], seed: 3))],
+            inputs: [ValueInfo(name: "input", shape: [.symbolic("N"), .fixed(1), .fixed(32), .fixed(32)])],
+            outputs: [ValueInfo(name: "logits", shape: nil)], opsetVersion: 13)
+        let model = dir.appendingPathComponent("dw.onnx").path
+        try ONNXModelFile.save(depthwise, to: model)
+        let mobile = try CLI.run(["compress", model, "-o", out, "--bits", "2", "--calibration", "6",
+                                  "--compensate", "--data", "\(images),\(labels)", "--json"])
+        #expect(mobile.status == 0, "\(mobile.stderr)")
+        let warnings = mobile.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: --compensate left") }
+        #expect(warnings.count == 1 && warnings[0].contains("grouped or depthwise"), "\(mobile.stderr)")
     }
 
     @Test func sensitivityFlagsAreChecked() throws {
