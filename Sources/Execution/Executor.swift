@@ -39,6 +39,9 @@ public final class Executor: @unchecked Sendable {
         /// Run layers whose weight is a Gather of shared columns in compressed form (sum, then the smaller
         /// product); when false the Gather is folded into a dense weight at load.
         public var sharedColumns = true
+        /// Have malloc keep freed buffers for the next node instead of returning them to the kernel (glibc only,
+        /// process-wide, set once; see `Executor.reusingFreedMemory`).
+        public var reuseFreedMemory = true
         public init() {}
     }
 
@@ -54,6 +57,7 @@ public final class Executor: @unchecked Sendable {
     init(graph: Graph, sorted: [Node], options: Options = Options()) throws {
         self.graph = graph
         self.options = options
+        if options.reuseFreedMemory { Executor.reusingFreedMemory }
         if let error = ExecutionError.unsupported(sorted, opset: graph.opsetVersion) { throw error }
         var constants = graph.initializers
         var remaining: [Node] = []
