@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""onnxruntime CPU-provider throughput on random input, printed as JSON (the baseline of bench-inference.sh)."""
+"""onnxruntime CPU-provider throughput on random input, printed as JSON (the baseline of bench-inference.sh).
+   ort_inference.py MODEL BATCH ITERATIONS THREADS [MIN_SECONDS]
+With MIN_SECONDS, batches are timed until that much time has passed (at least one, after one warm-up batch)."""
 import json, resource, sys, time
 import numpy as np
 import onnxruntime as ort
@@ -11,12 +13,22 @@ session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"
 inp = session.get_inputs()[0]
 shape = [batch if not isinstance(d, int) or i == 0 else d for i, d in enumerate(inp.shape)]
 x = np.random.RandomState(0).uniform(-1, 1, shape).astype(np.float32)
-for _ in range(2):
+if len(sys.argv) > 5:
+    minimum = float(sys.argv[5])
     session.run(None, {inp.name: x})
-start = time.perf_counter()
-for _ in range(iterations):
-    session.run(None, {inp.name: x})
-seconds = time.perf_counter() - start
+    iterations, seconds = 0, 0.0
+    while iterations == 0 or seconds < minimum:
+        start = time.perf_counter()
+        session.run(None, {inp.name: x})
+        seconds += time.perf_counter() - start
+        iterations += 1
+else:
+    for _ in range(2):
+        session.run(None, {inp.name: x})
+    start = time.perf_counter()
+    for _ in range(iterations):
+        session.run(None, {inp.name: x})
+    seconds = time.perf_counter() - start
 print(json.dumps({"images_per_second": batch * iterations / seconds, "seconds_per_batch": seconds / iterations,
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "onnxruntime": ort.__version__}))

@@ -1,6 +1,8 @@
 // Inference throughput and sgemm speed, printed as JSON for Scripts/bench-inference.sh.
 // Not a test: numbers are information, compared with a baseline measured in the same run.
-//   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10]
+//   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only]
+// --seconds S times batches until S seconds have passed (at least one, after one warm-up batch) instead of a fixed
+// count; --throughput-only skips the per-operator profile and the sgemm table (Scripts/bench-architectures.sh).
 import _BenchmarkSupport
 import Compute
 import Dispatch
@@ -24,7 +26,9 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 var arguments = BenchmarkArguments()
 let batch = arguments.take("--batch", 64)
 let iterations = arguments.take("--iterations", 10)
-guard let modelPath = arguments.rest.first else {
+let minimumSeconds = arguments.take("--seconds").flatMap(Double.init)
+let throughputOnly = arguments.rest.contains("--throughput-only")
+guard let modelPath = arguments.rest.first(where: { !$0.hasPrefix("--") }) else {
     FileHandle.standardError.write(Data("usage: wc-inference-bench MODEL [--batch 64] [--iterations 10]\n".utf8))
     exit(2)
 }
@@ -43,13 +47,31 @@ let inputShape = graph.inputs[0].shape!.enumerated().map { i, d -> Int in
     return batch
 }
 let input = Tensor<Float>(shape: inputShape, scalars: (0..<inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
-for _ in 0..<2 { _ = try executor(input) }
-let inferenceSeconds = try seconds { for _ in 0..<iterations { _ = try executor(input) } }
-result["images_per_second"] = Double(batch * iterations) / inferenceSeconds
-result["seconds_per_batch"] = inferenceSeconds / Double(iterations)
+if let minimumSeconds {
+    _ = try executor(input)
+    var batches = 0, elapsed = 0.0
+    while batches == 0 || elapsed < minimumSeconds {
+        elapsed += try seconds { _ = try executor(input) }
+        batches += 1
+    }
+    result["images_per_second"] = Double(batch * batches) / elapsed
+    result["seconds_per_batch"] = elapsed / Double(batches)
+} else {
+    for _ in 0..<2 { _ = try executor(input) }
+    let inferenceSeconds = try seconds { for _ in 0..<iterations { _ = try executor(input) } }
+    result["images_per_second"] = Double(batch * iterations) / inferenceSeconds
+    result["seconds_per_batch"] = inferenceSeconds / Double(iterations)
+}
+if throughputOnly {
+    result["peak_rss_bytes"] = peakRSSBytes()
+    let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+    exit(0)
+}
 executor.profiling = true
 _ = try executor(input)
 result["seconds_by_op"] = executor.profile
+result["slowest_nodes"] = executor.nodeProfile.sorted { $0.value > $1.value }.prefix(12).map { ["node": $0.key, "seconds": $0.value] }
 
 // 1b. A packed model: seconds to expand every deferred weight per batch, whole (as Gemm and non-Winograd layers get
 //     them) and for 3×3 weights straight into the Winograd form (as the executor does), against transforming the

@@ -62,11 +62,13 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 /// Grouped convolutions with one input channel per group (depthwise) take a direct loop;
 /// everything else is im2col over a chunk of images followed by one GEMM per group.
 ///
+/// `residual`, a tensor of the output's shape, is added after the bias and before `activation` (a fused Add).
+///
 /// `prepared` holds Winograd-transformed weights: when given (and the layer qualifies), the convolution takes
 /// Winograd F(2×2,3×3); `Winograd.isWorthwhile` says when preparing them pays.
 public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
                    group: Int = 1, activation: Activation = .none,
-                   prepared: Winograd.PreparedWeights? = nil) throws -> Tensor<Float> {
+                   prepared: Winograd.PreparedWeights? = nil, residual: Tensor<Float>? = nil) throws -> Tensor<Float> {
     guard input.rank == 4, weight.rank == 4 else {
         throw ComputeError.shapeMismatch("Conv expects 4-D input and weight, got input \(input.shape) and weight \(weight.shape)")
     }
@@ -88,16 +90,20 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     }
     _ = try elementCount([n, oc, oh, ow], "Conv output")
     _ = try elementCount([icg, kh, kw, oh, ow], "Conv im2col buffer")
+    if let residual, residual.shape != [n, oc, oh, ow] {
+        throw ComputeError.shapeMismatch("Conv residual \(residual.shape) does not match the output [\(n), \(oc), \(oh), \(ow)]")
+    }
     // Every path below writes each output element, so the buffer starts uninitialised (no memset).
     var output = Tensor<Float>(shape: [n, oc, oh, ow], unsafeUninitialized: { _ in })
     if group == c && icg == 1 && oc == c {
-        depthwiseConv2d(input, weight: weight, bias: bias, window: window, into: &output)
-        if activation == .relu { output = output.mapped { max($0, 0) } }
+        depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
     } else if let prepared, prepared.outputChannels == oc, prepared.inputChannels == icg,
               Winograd.applies(weightShape: weight.shape, window: window, group: group) {
-        Winograd.convolve(input, weights: prepared, bias: bias, window: window, activation: activation, into: &output)
+        Winograd.convolve(input, weights: prepared, bias: bias, window: window, activation: activation, residual: residual,
+                          into: &output)
     } else {
-        im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation, into: &output)
+        im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation,
+                     residual: residual, into: &output)
     }
     return output
 }
@@ -105,8 +111,7 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
 
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
-                  activation: Activation, into output: inout Tensor<Float>) {
-    let relu = activation == .relu
+                  activation: Activation, residual: Tensor<Float>? = nil, into output: inout Tensor<Float>) {
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (oc, icg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
     let (oh, ow) = (output.shape[2], output.shape[3])
@@ -118,11 +123,15 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     let chunks = (n + perChunk - 1) / perChunk
     let isPointwise = kh == 1 && kw == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
 
+    withResidual(residual) { residualAddress in
     input.scalars.withUnsafeBufferPointer { inBuf in
         weight.scalars.withUnsafeBufferPointer { wBuf in
+            (bias ?? []).withUnsafeBufferPointer { biasBuf in
             output.scalars.withUnsafeMutableBufferPointer { outBuf in
                 let inBase = inBuf.baseAddress!, wBase = wBuf.baseAddress!
                 let outAddress = Int(bitPattern: outBuf.baseAddress!)
+                let epilogue = ConvolutionEpilogue(bias: bias == nil ? nil : biasBuf.baseAddress,
+                                                   residual: UnsafePointer(bitPattern: residualAddress), activation: activation)
                 let runChunk = { (chunk: Int, col: UnsafeMutablePointer<Float>, tmp: UnsafeMutablePointer<Float>, parallelGemm: Bool) in
                     let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
                     let first = chunk * perChunk
@@ -132,6 +141,7 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                         let b: UnsafePointer<Float>
                         let ldb: Int
                         if isPointwise && count == 1 {
+                            // A 1×1 convolution of one image is one GEMM on the NCHW buffer as it stands.
                             b = inBase + (first * c + g * icg) * h * w
                             ldb = ohw
                         } else {
@@ -142,26 +152,32 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                         }
                         let a = wBase + g * ocg * kdim
                         let gemm = parallelGemm ? parallelSgemm : sgemm
+                        if count == 1 {
+                            // One image: the product's rows are the output channels' planes, so it lands in place.
+                            let offset = (first * oc + g * ocg) * ohw
+                            let dst = out + offset
+                            gemm(false, false, ocg, cols, kdim, 1, a, kdim, b, ldb, 0, dst, ohw)
+                            for o in 0..<ocg {
+                                epilogue.apply(dst + o * ohw, to: dst + o * ohw, count: ohw, channel: g * ocg + o, offset: offset + o * ohw)
+                            }
+                            continue
+                        }
                         gemm(false, false, ocg, cols, kdim, 1, a, kdim, b, ldb, 0, tmp, cols)
-                        // Scatter [ocg, image, ohw] into NCHW and add the bias.
+                        // Scatter [ocg, image, ohw] into NCHW with the bias, residual and activation.
                         for img in 0..<count {
                             for o in 0..<ocg {
                                 let channel = g * ocg + o
-                                let dst = out + ((first + img) * oc + channel) * ohw
-                                let src = tmp + o * cols + img * ohw
-                                let bv = bias?[channel] ?? 0
-                                if relu {
-                                    for i in 0..<ohw { dst[i] = max(src[i] + bv, 0) }
-                                } else {
-                                    for i in 0..<ohw { dst[i] = src[i] + bv }
-                                }
+                                let offset = ((first + img) * oc + channel) * ohw
+                                epilogue.apply(tmp + o * cols + img * ohw, to: out + offset, count: ohw, channel: channel, offset: offset)
                             }
                         }
                     }
                 }
                 forEachChunk(chunks, scratch: (kdim * perChunk * ohw, ocg * perChunk * ohw), runChunk)
             }
+            }
         }
+    }
     }
 }
 
@@ -213,20 +229,62 @@ func im2col(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, firstImage: I
     }
 }
 
+/// One k×k filter per channel. Each output row is built a kernel tap at a time over the span of output columns whose
+/// input column lies inside the image, a loop over contiguous (stride 1) or evenly spaced (stride 2) inputs that the
+/// compiler vectorises; each output still sums bias, then its taps in row-major order, as the naive loop would.
 @usableFromInline
 func depthwiseConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
-                     into output: inout Tensor<Float>) {
+                     activation: Activation = .none, residual: Tensor<Float>? = nil, into output: inout Tensor<Float>) {
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (kh, kw) = window.kernel
     let (sh, sw) = window.strides
     let (dh, dw) = window.dilations
     let (pt, pl) = (window.pads.top, window.pads.left)
     let (oh, ow) = (output.shape[2], output.shape[3])
+    // Output columns [lo, hi) read an input column inside the image for tap kj.
+    let spans = columnSpans(kernel: kw, stride: sw, dilation: dw, padLeft: pl, width: w, outputWidth: ow)
+    withResidual(residual) { residualAddress in
     input.scalars.withUnsafeBufferPointer { inBuf in
         weight.scalars.withUnsafeBufferPointer { wBuf in
+            (bias ?? []).withUnsafeBufferPointer { biasBuf in
+            spans.withUnsafeBufferPointer { spans in
             output.scalars.withUnsafeMutableBufferPointer { outBuf in
                 let inBase = inBuf.baseAddress!, wBase = wBuf.baseAddress!
                 let outAddress = Int(bitPattern: outBuf.baseAddress!)
+                let epilogue = ConvolutionEpilogue(bias: nil, residual: UnsafePointer(bitPattern: residualAddress), activation: activation)
+                let hasBias = bias != nil
+                if sw <= 2 {
+                    // Eight outputs of a row at a time, summed in registers over a zero-bordered copy of the plane.
+                    // Each output adds bias, then every tap in row-major order; a tap over the border adds 0·k = 0,
+                    // where the definition skips it, which leaves the sum as it is (for finite weights).
+                    parallelChunks(n * c) { planes in
+                        let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
+                        let plane = PaddedPlane(h: h, w: w, window: window, oh: oh, ow: ow, fill: 0)
+                        let taps = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: kh * kw)
+                        defer { plane.deallocate(); taps.deallocate() }
+                        for p in planes {
+                            let ch = p % c
+                            plane.load(inBase + p * h * w, h: h, w: w)
+                            let dst = out + p * oh * ow
+                            let k = wBase + ch * kh * kw
+                            let bv = hasBias ? biasBuf[ch] : 0
+                            for tap in 0..<kh * kw { taps[tap] = SIMD8(repeating: k[tap]) }
+                            for oy in 0..<oh {
+                                let row = dst + oy * ow
+                                let line = UnsafePointer(plane.buffer) + oy &* sh &* plane.width
+                                if sw == 1 {
+                                    depthwiseRow(line, width: plane.width, taps: taps, kh: kh, kw: kw, dh: dh, dw: dw,
+                                                 stride: 1, bias: bv, into: row, ow: ow)
+                                } else {
+                                    depthwiseRow(line, width: plane.width, taps: taps, kh: kh, kw: kw, dh: dh, dw: dw,
+                                                 stride: 2, bias: bv, into: row, ow: ow)
+                                }
+                                epilogue.finish(row, count: ow, offset: p * oh * ow + oy * ow)
+                            }
+                        }
+                    }
+                    return
+                }
                 parallelChunks(n * c) { planes in
                     let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
                     for p in planes {
@@ -234,25 +292,59 @@ func depthwiseConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float
                         let src = inBase + p * h * w
                         let dst = out + p * oh * ow
                         let k = wBase + ch * kh * kw
-                        let bv = bias?[ch] ?? 0
+                        let bv = hasBias ? biasBuf[ch] : 0
                         for oy in 0..<oh {
-                            for ox in 0..<ow {
-                                var sum = bv
-                                for ki in 0..<kh {
-                                    let iy = oy * sh + ki * dh - pt
-                                    if iy < 0 || iy >= h { continue }
-                                    for kj in 0..<kw {
-                                        let ix = ox * sw + kj * dw - pl
-                                        if ix < 0 || ix >= w { continue }
-                                        sum += src[iy * w + ix] * k[ki * kw + kj]
+                            let row = dst + oy * ow
+                            row.update(repeating: bv, count: ow)
+                            for ki in 0..<kh {
+                                let iy = oy * sh + ki * dh - pt
+                                if iy < 0 || iy >= h { continue }
+                                let line = src + iy * w
+                                for kj in 0..<kw {
+                                    let kv = k[ki * kw + kj]
+                                    let (lo, hi) = spans[kj]
+                                    let base = line + (kj * dw - pl)
+                                    if sw == 1 {
+                                        for ox in lo..<hi { row[ox] += base[ox] * kv }
+                                    } else if sw == 2 {
+                                        for ox in lo..<hi { row[ox] += base[2 * ox] * kv }
+                                    } else {
+                                        for ox in lo..<hi { row[ox] += base[ox * sw] * kv }
                                     }
                                 }
-                                dst[oy * ow + ox] = sum
                             }
+                            epilogue.finish(row, count: ow, offset: p * oh * ow + oy * ow)
                         }
                     }
                 }
             }
+            }
+            }
         }
+    }
+    }
+}
+
+/// One output row of a depthwise convolution over a padded plane, eight outputs at a time: bias, then each tap in
+/// row-major order. `line` is the plane row of the first tap; `stride` is 1 or 2 (a constant once inlined).
+@inline(__always)
+func depthwiseRow(_ line: UnsafePointer<Float>, width: Int, taps: UnsafePointer<SIMD8<Float>>, kh: Int, kw: Int,
+                  dh: Int, dw: Int, stride: Int, bias: Float, into row: UnsafeMutablePointer<Float>, ow: Int) {
+    var ox = 0
+    while ox < ow {
+        var acc = SIMD8<Float>(repeating: bias)
+        var tap = 0
+        var rowStart = line + ox &* stride
+        for _ in 0..<kh {
+            var p = rowStart
+            for _ in 0..<kw {
+                acc += PaddedPlane.load8(p, stride: stride) * taps[tap]
+                tap &+= 1
+                p += dw
+            }
+            rowStart += dh &* width
+        }
+        PaddedPlane.store(acc, to: row + ox, count: ow &- ox)
+        ox &+= 8
     }
 }

@@ -17,15 +17,31 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
     let (pb, pr) = (window.pads.bottom, window.pads.right)
     let isPlainMax2x2 = window.kernel == (2, 2) && window.strides == (2, 2) && window.dilations == (1, 1)
         && pt == 0 && pl == 0 && 2 * oh <= h && 2 * ow <= w
+    let spans = columnSpans(kernel: kw, stride: sw, dilation: dw, padLeft: pl, width: w, outputWidth: ow)
     input.scalars.withUnsafeBufferPointer { inBuf in
         output.scalars.withUnsafeMutableBufferPointer { outBuf in
             let inBase = inBuf.baseAddress!
             let outAddress = Int(bitPattern: outBuf.baseAddress!)
             parallelChunks(n * c, minimumChunk: 4) { planes in
                 let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
+                // Max pools with stride 1 or 2 read a −∞-bordered copy of each plane, eight outputs at a time.
+                var padded: PaddedPlane? = nil
+                if case .max = kind, !isPlainMax2x2, sw <= 2 {
+                    padded = PaddedPlane(h: h, w: w, window: window, oh: oh, ow: ow, fill: -.infinity)
+                }
+                defer { padded?.deallocate() }
                 for p in planes {
                     let src = inBase + p * h * w
                     let dst = out + p * oh * ow
+                    if case .max = kind, !isPlainMax2x2 {
+                        if let plane = padded {
+                            plane.load(src, h: h, w: w)
+                            maxPoolPlane(plane, window: window, into: dst, oh: oh, ow: ow)
+                        } else {
+                            maxPoolPlane(src, h: h, w: w, window: window, spans: spans, into: dst, oh: oh, ow: ow)
+                        }
+                        continue
+                    }
                     if case .max = kind, isPlainMax2x2 {
                         // The common 2×2 / stride-2 max pool, without bounds checks.
                         for oy in 0..<oh {
@@ -83,6 +99,72 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
         }
     }
     return output
+}
+
+/// One plane of a max pool, an output row at a time: each window cell updates the span of output columns whose input
+/// column lies inside the image (a loop the compiler vectorises). Cells are visited in the same order as the
+/// per-output loop, so a NaN propagates the same way.
+@usableFromInline
+func maxPoolPlane(_ src: UnsafePointer<Float>, h: Int, w: Int, window: Window2D, spans: [(lo: Int, hi: Int)],
+                  into dst: UnsafeMutablePointer<Float>, oh: Int, ow: Int) {
+    let (kh, kw) = window.kernel
+    let (sh, sw) = window.strides
+    let (dh, dw) = window.dilations
+    let (pt, pl) = (window.pads.top, window.pads.left)
+    for oy in 0..<oh {
+        let row = dst + oy * ow
+        row.update(repeating: -.infinity, count: ow)
+        for ki in 0..<kh {
+            let iy = oy * sh + ki * dh - pt
+            if iy < 0 || iy >= h { continue }
+            for kj in 0..<kw {
+                let (lo, hi) = spans[kj]
+                let base = src + iy * w + (kj * dw - pl)
+                if sw == 1 {
+                    for ox in lo..<hi { let v = base[ox], b = row[ox]; row[ox] = v > b || v.isNaN ? v : b }
+                } else if sw == 2 {
+                    for ox in lo..<hi { let v = base[2 * ox], b = row[ox]; row[ox] = v > b || v.isNaN ? v : b }
+                } else {
+                    for ox in lo..<hi { let v = base[ox * sw], b = row[ox]; row[ox] = v > b || v.isNaN ? v : b }
+                }
+            }
+        }
+    }
+}
+
+/// The same over a −∞-bordered plane: a border cell never wins (nor does a NaN lose), as when the cell is skipped.
+@usableFromInline
+func maxPoolPlane(_ plane: PaddedPlane, window: Window2D, into dst: UnsafeMutablePointer<Float>, oh: Int, ow: Int) {
+    let (kh, kw) = window.kernel
+    let (sh, sw) = window.strides
+    let (dh, dw) = window.dilations
+    for oy in 0..<oh {
+        var ox = 0
+        while ox < ow {
+            var best = SIMD8<Float>(repeating: -.infinity)
+            for ki in 0..<kh {
+                let line = UnsafePointer(plane.buffer) + (oy * sh + ki * dh) * plane.width + ox * sw
+                for kj in 0..<kw {
+                    let v = PaddedPlane.load8(line + kj * dw, stride: sw)
+                    best.replace(with: v, where: (v .> best) .| (v .!= v))
+                }
+            }
+            PaddedPlane.store(best, to: dst + oy * ow + ox, count: ow - ox)
+            ox += 8
+        }
+    }
+}
+
+/// For each kernel column kj, the output columns [lo, hi) whose input column ox·stride + kj·dilation − padLeft lies in
+/// 0..<width.
+@usableFromInline
+func columnSpans(kernel: Int, stride: Int, dilation: Int, padLeft: Int, width: Int, outputWidth: Int) -> [(lo: Int, hi: Int)] {
+    (0..<kernel).map { kj in
+        let off = kj * dilation - padLeft
+        let lo = off >= 0 ? 0 : min(outputWidth, (-off + stride - 1) / stride)
+        let hi = width - 1 - off < 0 ? 0 : min(outputWidth, (width - 1 - off) / stride + 1)
+        return (lo, max(lo, hi))
+    }
 }
 
 /// Mean over each H×W plane, keeping [N, C, 1, 1].

@@ -104,7 +104,7 @@ public enum Winograd {
     }
 
     static func convolve(_ input: Tensor<Float>, weights prepared: PreparedWeights, bias: [Float]?, window: Window2D,
-                         activation: Activation, into output: inout Tensor<Float>) {
+                         activation: Activation, residual: Tensor<Float>? = nil, into output: inout Tensor<Float>) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let oc = prepared.outputChannels
         let (oh, ow) = (output.shape[2], output.shape[3])
@@ -119,6 +119,7 @@ public enum Winograd {
         let u = prepared.u
         let (pt, pl) = (window.pads.top, window.pads.left)
 
+        withResidual(residual) { residualAddress in
         input.scalars.withUnsafeBufferPointer { inBuf in
             u.withUnsafeBufferPointer { uBuf in
                 output.scalars.withUnsafeMutableBufferPointer { outBuf in
@@ -142,12 +143,14 @@ public enum Winograd {
                             for xi in 0..<16 { gemm(xi) }
                         }
                         outputTransform(m, oc: oc, first: first, images: images, th: th, tw: tw, oh: oh, ow: ow,
-                                        tiles: tiles, bias: bias, activation: activation, into: out)
+                                        tiles: tiles, bias: bias, activation: activation,
+                                        residual: UnsafePointer<Float>(bitPattern: residualAddress), into: out)
                     }
                     forEachChunk(chunks, scratch: (16 * paddedStride(c * perChunk * tilesPerImage),
                                                    16 * paddedStride(oc * perChunk * tilesPerImage)), runChunk)
                 }
             }
+        }
         }
     }
 
@@ -210,14 +213,38 @@ public enum Winograd {
     @usableFromInline
     static func outputTransform(_ m: UnsafePointer<Float>, oc: Int, first: Int, images: Int, th: Int, tw: Int,
                                 oh: Int, ow: Int, tiles: Int, bias: [Float]?, activation: Activation,
-                                into out: UnsafeMutablePointer<Float>) {
+                                residual: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>) {
         let st = paddedStride(oc * tiles)
-        let relu = activation == .relu
-        let floor: Float = relu ? 0 : -.infinity
+        let (floor, ceiling) = activation.bounds
         for o in 0..<oc {
             let bv = bias?[o] ?? 0
             for img in 0..<images {
-                let dst = out + ((first + img) * oc + o) * oh * ow
+                let offset = ((first + img) * oc + o) * oh * ow
+                let dst = out + offset
+                if let residual {
+                    // A fused Add: the residual goes in after the bias, before the clamp, as the separate nodes would.
+                    let r = residual + offset
+                    let src = m + o * tiles + img * th * tw
+                    for ty in 0..<th {
+                        let y = 2 * ty
+                        for tx in 0..<tw {
+                            let s = src + ty * tw + tx
+                            let a0 = s[0] + s[4 * st] + s[8 * st], a1 = s[st] + s[5 * st] + s[9 * st]
+                            let a2 = s[2 * st] + s[6 * st] + s[10 * st], a3 = s[3 * st] + s[7 * st] + s[11 * st]
+                            let b0 = s[4 * st] - s[8 * st] - s[12 * st], b1 = s[5 * st] - s[9 * st] - s[13 * st]
+                            let b2 = s[6 * st] - s[10 * st] - s[14 * st], b3 = s[7 * st] - s[11 * st] - s[15 * st]
+                            let x = 2 * tx
+                            let i00 = y * ow + x
+                            dst[i00] = min(max(a0 + a1 + a2 + bv + r[i00], floor), ceiling)
+                            if x + 1 < ow { dst[i00 + 1] = min(max(a1 - a2 - a3 + bv + r[i00 + 1], floor), ceiling) }
+                            if y + 1 < oh {
+                                dst[i00 + ow] = min(max(b0 + b1 + b2 + bv + r[i00 + ow], floor), ceiling)
+                                if x + 1 < ow { dst[i00 + ow + 1] = min(max(b1 - b2 - b3 + bv + r[i00 + ow + 1], floor), ceiling) }
+                            }
+                        }
+                    }
+                    continue
+                }
                 let src = m + o * tiles + img * th * tw
                 for ty in 0..<th {
                     let y = 2 * ty
@@ -228,8 +255,8 @@ public enum Winograd {
                         let a2 = s[2 * st] + s[6 * st] + s[10 * st], a3 = s[3 * st] + s[7 * st] + s[11 * st]
                         let b0 = s[4 * st] - s[8 * st] - s[12 * st], b1 = s[5 * st] - s[9 * st] - s[13 * st]
                         let b2 = s[6 * st] - s[10 * st] - s[14 * st], b3 = s[7 * st] - s[11 * st] - s[15 * st]
-                        let y00 = max(a0 + a1 + a2 + bv, floor), y01 = max(a1 - a2 - a3 + bv, floor)
-                        let y10 = max(b0 + b1 + b2 + bv, floor), y11 = max(b1 - b2 - b3 + bv, floor)
+                        let y00 = min(max(a0 + a1 + a2 + bv, floor), ceiling), y01 = min(max(a1 - a2 - a3 + bv, floor), ceiling)
+                        let y10 = min(max(b0 + b1 + b2 + bv, floor), ceiling), y11 = min(max(b1 - b2 - b3 + bv, floor), ceiling)
                         let x = 2 * tx
                         dst[y * ow + x] = y00
                         if x + 1 < ow { dst[y * ow + x + 1] = y01 }
@@ -244,5 +271,10 @@ public enum Winograd {
     }
 }
 
-/// An activation fused into the convolution's output pass.
-public enum Activation: Sendable, Equatable { case none, relu }
+/// Runs `body` with the address of `residual`'s scalars (0 when there is none), for kernels that pass it into
+/// their worker closures.
+@inlinable
+func withResidual<R>(_ residual: Tensor<Float>?, _ body: (Int) -> R) -> R {
+    guard let residual else { return body(0) }
+    return residual.scalars.withUnsafeBufferPointer { body(Int(bitPattern: $0.baseAddress)) }
+}

@@ -33,11 +33,15 @@ public final class Executor: @unchecked Sendable {
         public enum Winograd: Sendable { case automatic, always, never }
         /// Which 3×3 convolutions run as Winograd F(2×2,3×3) (automatic: those with enough input channels to gain).
         public var winograd: Winograd = .automatic
-        /// Fuse a Relu into the convolution that feeds it alone.
+        /// Fuse into each convolution the zero Pad that feeds it alone, and the Add, then the Relu or Clip, that alone
+        /// read its output (see `fusingConvolutions`).
         public var fuseActivations = true
         /// Run layers whose weight is a Gather of shared columns in compressed form (sum, then the smaller
         /// product); when false the Gather is folded into a dense weight at load.
         public var sharedColumns = true
+        /// Have malloc keep freed buffers for the next node instead of returning them to the kernel (glibc only,
+        /// process-wide, set once; see `Executor.reusingFreedMemory`).
+        public var reuseFreedMemory = true
         public init() {}
     }
 
@@ -53,6 +57,7 @@ public final class Executor: @unchecked Sendable {
     init(graph: Graph, sorted: [Node], options: Options = Options()) throws {
         self.graph = graph
         self.options = options
+        if options.reuseFreedMemory { Executor.reusingFreedMemory }
         if let error = ExecutionError.unsupported(sorted, opset: graph.opsetVersion) { throw error }
         var constants = graph.initializers
         var remaining: [Node] = []
@@ -72,7 +77,10 @@ public final class Executor: @unchecked Sendable {
         let rewrite = try Executor.rewritingSharedColumns(remaining, gathers: keptGathers, constants: constants,
                                                           graphOutputs: Set(graph.outputs.map(\.name)))
         remaining = rewrite.0
-        if options.fuseActivations { remaining = Executor.fusingActivations(remaining, graphOutputs: Set(graph.outputs.map(\.name))) }
+        if options.fuseActivations {
+            remaining = Executor.fusingConvolutions(remaining, constants: constants, opset: graph.opsetVersion,
+                                                    graphOutputs: Set(graph.outputs.map(\.name)))
+        }
         var prepared: [Int: Winograd.PreparedWeights] = [:]
         var preparedOnTheFly = Set<Int>()
         for (index, node) in remaining.enumerated() where node.opType == "Conv" && options.winograd != .never {
@@ -225,34 +233,6 @@ public final class Executor: @unchecked Sendable {
             node.attributes[Operators.quantizedTypeKey] = .int(type)
             return node
         }
-    }
-
-    /// Folds each Relu into the Conv that feeds it alone (the Conv then writes the Relu's output).
-    static func fusingActivations(_ nodes: [Node], graphOutputs: Set<String>) -> [Node] {
-        let convOutputs = Set(nodes.lazy.filter { $0.opType == "Conv" && $0.outputs.count == 1 }.map { $0.outputs[0] })
-        guard !convOutputs.isEmpty else { return nodes }
-        var readers: [String: Int] = [:]
-        // The first Relu after each Conv output's producer that reads only that value.
-        var reluOf: [String: Int] = [:]
-        for (j, node) in nodes.enumerated() {
-            for input in node.inputs where convOutputs.contains(input) { readers[input, default: 0] += 1 }
-            if node.opType == "Relu", node.inputs.count == 1, convOutputs.contains(node.inputs[0]), reluOf[node.inputs[0]] == nil {
-                reluOf[node.inputs[0]] = j
-            }
-        }
-        var result: [Node] = []
-        var skip = Set<Int>()
-        for (i, node) in nodes.enumerated() where !skip.contains(i) {
-            var node = node
-            if node.opType == "Conv", node.outputs.count == 1, let out = node.outputs.first,
-               readers[out] == 1, !graphOutputs.contains(out), let j = reluOf[out], j > i {
-                node.attributes[Operators.fusedActivationKey] = .string("Relu")
-                node.outputs = nodes[j].outputs
-                skip.insert(j)
-            }
-            result.append(node)
-        }
-        return result
     }
 
     /// Kahn's algorithm: each node waits for its not-yet-produced inputs, a node runs once its count reaches zero,

@@ -18,9 +18,22 @@ extension Operators {
             }
             let window = try window2D(node, args: args, input: x.shape, kernel: Array(w.shape.suffix(2)))
             let bias = args.has(2) ? try args.float(2).scalars : nil
-            let activation: Activation = node.attributes[fusedActivationKey] == .string("Relu") ? .relu : .none
-            return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: node.int("group", default: 1),
-                                      activation: activation, prepared: args.prepared))]
+            let activation = fusedActivation(node)
+            let group = node.int("group", default: 1)
+            guard node.attributes[fusedResidualKey] != nil else {
+                return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
+                                          prepared: args.prepared))]
+            }
+            // A fused Add: in the output pass when the other operand has the output's shape, else as the Add would.
+            let residual = try args.float(3)
+            if let size = window.outputSize(h: x.shape[2], w: x.shape[3]), residual.shape == [x.shape[0], w.shape[0], size.h, size.w] {
+                return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
+                                          prepared: args.prepared, residual: residual))]
+            }
+            let y = try conv2d(x, weight: w, bias: bias, window: window, group: group, prepared: args.prepared)
+            let (low, high) = activation.bounds
+            let sum = try broadcastBinary(y, residual, { $0 + $1 })
+            return [.float(activation == .none ? sum : sum.mapped { min(max($0, low), high) })]
         }
         t["ConvTranspose"] = { node, args in [.float(try convTransposeOp(node, args))] }
         t["LayerNormalization"] = { node, args in
@@ -113,6 +126,17 @@ extension Operators {
                 return [x, .int64(Tensor(shape: x.shape, repeating: 1))]
             }
             return [x]
+        }
+    }
+
+    /// The activation `Executor.fusingConvolutions` folded into a Conv node.
+    static func fusedActivation(_ node: Node) -> Activation {
+        switch node.attributes[fusedActivationKey] {
+        case .string("Relu"): return .relu
+        case .string("Clip"):
+            guard case .floats(let b) = node.attributes[fusedClipKey], b.count == 2 else { return .none }
+            return .clip(low: b[0], high: b[1])
+        default: return .none
         }
     }
 

@@ -30,6 +30,10 @@ enum Operators {
 
     /// Attribute the executor sets on a Conv that computes its following Relu too (never exported).
     static let fusedActivationKey = "_fused_activation"
+    /// The [low, high] bounds of a fused Clip.
+    static let fusedClipKey = "_fused_clip"
+    /// Set on a Conv whose fourth input is the other operand of a fused Add.
+    static let fusedResidualKey = "_fused_residual"
 
     static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int, prepared: Winograd.PreparedWeights? = nil,
                          shared: SharedColumnProduct? = nil) throws -> [AnyTensor] {

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Inference throughput of weightcluster against onnxruntime (CPU provider, the same thread count) on standard
+# architectures, batch 64 and batch 1, in the same run: for each model and batch, three rounds that alternate a fresh
+# weightcluster process and a fresh onnxruntime process; each side's best round is printed, with the ratio and both
+# processes' peak RSS.
+#   Scripts/bench-architectures.sh [--seconds S] [--batches "64 1"] [NAME_FILTER...]
+# Models: ResNet-18, MobileNetV2, SqueezeNet 1.1 (torchvision architectures, seeded random weights, exported by
+# Benchmarks/architectures.py at 3×64×64 and 3×224×224), EfficientNet-Lite0 (real weights; needs
+# Scripts/fetch-real-models.sh first) and the shared VGG-16 / AlexNet (FashionMNIST, 1×32×32).
+# NAME_FILTER keeps only models whose name contains one of the words. Set OPENBLAS_CORETYPE=Haswell as CI does.
+# WC_INFERENCE_BENCH=PATH runs another build of wc-inference-bench (a baseline) instead of building this tree's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=1
+batches="64 1"
+filters=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) seconds=$2; shift 2 ;;
+    --batches) batches=$2; shift 2 ;;
+    -*) echo "usage: $0 [--seconds S] [--batches \"64 1\"] [NAME_FILTER...]" >&2; exit 2 ;;
+    *) filters+=("$1"); shift ;;
+  esac
+done
+threads=$(nproc)
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, $threads threads each, best of 3 alternating rounds, ≥${seconds}s timed per round"
+
+# torch (CPU wheel under $PIP_FIND_LINKS when there is one), onnx and onnxruntime in a virtualenv of their own.
+venv=.build/real-models-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, onnx, onnxruntime, numpy" 2>/dev/null; then
+  python3 -m venv "$venv"
+  torch_wheel=$(ls "${PIP_FIND_LINKS:-/nonexistent}"/torch-*+cpu-*.whl 2>/dev/null | sort | tail -1 || true)
+  "$venv/bin/pip" install -q "${torch_wheel:-torch}" onnx onnxruntime numpy
+fi
+models=.build/arch-models
+"$venv/bin/python" Benchmarks/architectures.py "$models" .build/real-models 2>/dev/null
+bench=${WC_INFERENCE_BENCH:-.build/release/wc-inference-bench}
+[ -n "${WC_INFERENCE_BENCH:-}" ] || swift build -c release --product wc-inference-bench >/dev/null
+
+candidates=(resnet18-64 resnet18-224 mobilenetv2-64 mobilenetv2-224 squeezenet1_1-64 squeezenet1_1-224 efficientnet_lite0-224)
+paths=()
+for name in "${candidates[@]}"; do paths+=("$models/$name.onnx"); done
+paths+=(../shared/models/vgg16-fmnist.onnx ../shared/models/alexnet-fmnist.onnx)
+
+rows=()
+for path in "${paths[@]}"; do
+  name=$(basename "$path" .onnx)
+  if [ ${#filters[@]} -gt 0 ]; then
+    keep=0; for f in "${filters[@]}"; do case "$name" in *"$f"*) keep=1 ;; esac; done
+    [ "$keep" -eq 1 ] || continue
+  fi
+  [ -f "$path" ] || { echo "skipped $name: $path is missing" >&2; continue; }
+  for batch in $batches; do
+    ours=(); ort=()
+    for _ in 1 2 3; do
+      ours+=("$("$bench" "$path" --batch "$batch" --seconds "$seconds" --throughput-only)")
+      ort+=("$("$venv/bin/python" Benchmarks/ort_inference.py "$path" "$batch" 0 "$threads" "$seconds")")
+    done
+    rows+=("$(python3 - "$name" "$batch" "${ours[@]}" "${ort[@]}" <<'PY'
+import json, sys
+name, batch, runs = sys.argv[1], sys.argv[2], [json.loads(a) for a in sys.argv[3:]]
+ours, ort = runs[:3], runs[3:]
+best = lambda rs: max(r["images_per_second"] for r in rs)
+rss = lambda rs: max(r["peak_rss_bytes"] for r in rs) / 2**20
+print(json.dumps([name, int(batch), best(ours), best(ort), rss(ours), rss(ort)]))
+PY
+)")
+    echo "${rows[-1]}" >&2
+  done
+done
+python3 - "${rows[@]}" <<'PY'
+import json, sys
+rows = [json.loads(a) for a in sys.argv[1:]]
+print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'ours RSS':>9} {'ORT RSS':>8}")
+for name, batch, ours, ort, rss_ours, rss_ort in rows:
+    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi")
+PY

@@ -1,0 +1,57 @@
+/// An activation fused into the convolution's output pass.
+public enum Activation: Sendable, Equatable {
+    case none, relu
+    /// min(max(x, low), high): ONNX Clip with constant bounds (ReLU6 is `clip(low: 0, high: 6)`).
+    case clip(low: Float, high: Float)
+
+    /// The clamp this activation applies; `none` is (−∞, ∞), which leaves every value (NaN included) as it is.
+    @inlinable public var bounds: (low: Float, high: Float) {
+        switch self {
+        case .none: (-.infinity, .infinity)
+        case .relu: (0, .infinity)
+        case .clip(let low, let high): (low, high)
+        }
+    }
+}
+
+/// What a convolution does to each output value after the product: add the channel's bias, then a residual tensor of
+/// the output's shape (a fused Add), then clamp (the fused activation) — in that order, so each value is rounded
+/// exactly as the separate Conv, Add and Relu/Clip nodes would round it.
+@usableFromInline
+struct ConvolutionEpilogue {
+    @usableFromInline let bias: UnsafePointer<Float>?
+    @usableFromInline let residual: UnsafePointer<Float>?
+    @usableFromInline let low: Float, high: Float
+
+    @usableFromInline init(bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, activation: Activation) {
+        self.bias = bias
+        self.residual = residual
+        (low, high) = activation.bounds
+    }
+
+    /// dst[i] = clamp(src[i] + bias[channel] (+ residual[offset + i])) for i in 0..<count; `src` may equal `dst`.
+    /// `offset` is the NCHW index of `dst[0]` in the output.
+    @inlinable @inline(__always)
+    func apply(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int, channel: Int, offset: Int) {
+        let bv = bias?[channel] ?? 0
+        let (lo, hi) = (low, high)
+        if let residual {
+            let r = residual + offset
+            for i in 0..<count { dst[i] = min(max(src[i] + bv + r[i], lo), hi) }
+        } else {
+            for i in 0..<count { dst[i] = min(max(src[i] + bv, lo), hi) }
+        }
+    }
+
+    /// dst[i] = clamp(dst[i] (+ residual[offset + i])), for values that already hold their bias.
+    @inlinable @inline(__always)
+    func finish(_ dst: UnsafeMutablePointer<Float>, count: Int, offset: Int) {
+        let (lo, hi) = (low, high)
+        if let residual {
+            let r = residual + offset
+            for i in 0..<count { dst[i] = min(max(dst[i] + r[i], lo), hi) }
+        } else if lo != -.infinity || hi != .infinity {
+            for i in 0..<count { dst[i] = min(max(dst[i], lo), hi) }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/// A scratch copy of one NCHW plane inside a border of a fill value, wide enough that every window of an output row
+/// can be read eight outputs at a time with no bounds checks (the depthwise convolution and max pool fast paths).
+@usableFromInline
+struct PaddedPlane {
+    @usableFromInline let rows: Int, width: Int
+    @usableFromInline let top: Int, left: Int
+    @usableFromInline let buffer: UnsafeMutablePointer<Float>
+
+    /// Room for `window` over an h×w plane giving oh×ow outputs, with strides of 1 or 2 (a stride-2 read takes 16).
+    @usableFromInline init(h: Int, w: Int, window: Window2D, oh: Int, ow: Int, fill: Float) {
+        let rounded = (ow + 7) / 8 * 8
+        top = window.pads.top
+        left = window.pads.left
+        width = max(left + w, (rounded - 1) * window.strides.w + (window.kernel.w - 1) * window.dilations.w + 1) + 16
+        rows = max(top + h, (oh - 1) * window.strides.h + (window.kernel.h - 1) * window.dilations.h + 1)
+        buffer = .allocate(capacity: rows * width)
+        buffer.initialize(repeating: fill, count: rows * width)
+    }
+
+    @usableFromInline func deallocate() { buffer.deallocate() }
+
+    /// Copies an h×w plane into the interior; the border keeps the fill value.
+    @inlinable func load(_ src: UnsafePointer<Float>, h: Int, w: Int) {
+        for y in 0..<h { (buffer + (top + y) * width + left).update(from: src + y * w, count: w) }
+    }
+
+    /// Eight values from `p` on, one apart (stride 1) or two apart (stride 2).
+    @inlinable @inline(__always)
+    static func load8(_ p: UnsafePointer<Float>, stride: Int) -> SIMD8<Float> {
+        if stride == 1 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+        return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+    }
+
+    /// Writes the first `count` (≤ 8) lanes of `v` to `dst`.
+    @inlinable @inline(__always)
+    static func store(_ v: SIMD8<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+        if count >= 8 {
+            UnsafeMutableRawPointer(dst).storeBytes(of: v, as: SIMD8<Float>.self)
+        } else {
+            for i in 0..<count { dst[i] = v[i] }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Compute
+import ModelGraph
+
+extension Executor {
+    /// Rewrites each Conv to absorb its neighbours, so one pass over the output does what several nodes did:
+    /// - a constant-mode Pad with value 0 and constant, non-negative spatial pads that feeds only this Conv (its pads
+    ///   are added to the Conv's);
+    /// - then an Add that alone reads the Conv's output (its other operand becomes the Conv's residual input, added
+    ///   after the bias);
+    /// - then a Relu, or a Clip with constant bounds, that alone reads the result.
+    /// The fused Conv writes the last absorbed node's output and runs where that node ran (so an Add's other operand is
+    /// ready). Values that are graph outputs are never absorbed. Each output is rounded as the separate nodes would
+    /// round it: bias, residual and clamp are applied in that order.
+    static func fusingConvolutions(_ nodes: [Node], constants: [String: AnyTensor], opset: Int,
+                                   graphOutputs: Set<String>) -> [Node] {
+        guard nodes.contains(where: { $0.opType == "Conv" }) else { return nodes }
+        var readers: [String: [Int]] = [:]
+        var producer: [String: Int] = [:]
+        for (j, node) in nodes.enumerated() {
+            for input in node.inputs where !input.isEmpty { readers[input, default: []].append(j) }
+            for output in node.outputs where !output.isEmpty { producer[output] = j }
+        }
+        /// The one node that reads `value` (once), when nothing else does and it is not a graph output.
+        func soleReader(_ value: String) -> Int? {
+            guard !graphOutputs.contains(value), let r = readers[value], r.count == 1 else { return nil }
+            return r[0]
+        }
+        var removed = Set<Int>()
+        var placed: [Int: Node] = [:]  // fused Conv by the index it now runs at
+        for (i, node) in nodes.enumerated() where node.opType == "Conv" && node.outputs.count == 1 && node.inputs.count >= 2 {
+            var conv = node
+            if let p = producer[conv.inputs[0]], !removed.contains(p), soleReader(conv.inputs[0]) == i,
+               let pads = foldablePads(nodes[p], into: conv, constants: constants, opset: opset) {
+                conv.inputs[0] = nodes[p].inputs[0]
+                conv.attributes["pads"] = .ints(pads)
+                removed.insert(p)
+            }
+            var value = conv.outputs[0], position = i
+            if let a = soleReader(value), !removed.contains(a), nodes[a].opType == "Add", nodes[a].inputs.count == 2, nodes[a].outputs.count == 1,
+               let other = nodes[a].inputs.first(where: { $0 != value }), !other.isEmpty,
+               nodes[a].inputs.filter({ $0 == value }).count == 1 {
+                while conv.inputs.count < 3 { conv.inputs.append("") }
+                conv.inputs.append(other)
+                conv.attributes[Operators.fusedResidualKey] = .int(1)
+                removed.insert(a)
+                (value, position) = (nodes[a].outputs[0], a)
+            }
+            if let r = soleReader(value), !removed.contains(r), nodes[r].outputs.count == 1, let activation = fusableActivation(nodes[r], constants: constants, opset: opset) {
+                switch activation {
+                case .relu: conv.attributes[Operators.fusedActivationKey] = .string("Relu")
+                case .clip(let low, let high):
+                    conv.attributes[Operators.fusedActivationKey] = .string("Clip")
+                    conv.attributes[Operators.fusedClipKey] = .floats([low, high])
+                case .none: break
+                }
+                removed.insert(r)
+                (value, position) = (nodes[r].outputs[0], r)
+            }
+            guard position != i || conv != node else { continue }
+            conv.outputs = [value]
+            removed.insert(i)
+            placed[position] = conv
+        }
+        var result: [Node] = []
+        result.reserveCapacity(nodes.count - removed.count + placed.count)
+        for (j, node) in nodes.enumerated() {
+            if let conv = placed[j] { result.append(conv) } else if !removed.contains(j) { result.append(node) }
+        }
+        return result
+    }
+
+    /// The Conv's pads plus `pad`'s, when `pad` is a zero constant Pad of the spatial axes only and the Conv pads
+    /// explicitly (auto_pad NOTSET).
+    private static func foldablePads(_ pad: Node, into conv: Node, constants: [String: AnyTensor], opset: Int) -> [Int]? {
+        guard pad.opType == "Pad", pad.outputs.count == 1, pad.string("mode", default: "constant") == "constant",
+              conv.string("auto_pad", default: "NOTSET") == "NOTSET" else { return nil }
+        let padding: [Int]
+        if opset < 11 {
+            guard pad.float("value", default: 0) == 0, let p = pad.ints("pads") else { return nil }
+            padding = p
+        } else {
+            guard pad.inputs.count >= 2, pad.inputs.count < 4 || pad.inputs[3].isEmpty,
+                  let p = constants[pad.inputs[1]]?.int64Tensor?.scalars.map({ Int($0) }) else { return nil }
+            if pad.inputs.count >= 3, !pad.inputs[2].isEmpty {
+                guard let v = constants[pad.inputs[2]]?.floatTensor, v.scalars.allSatisfy({ $0 == 0 }) else { return nil }
+            }
+            padding = p
+        }
+        // [N, C, H, W] begins then ends: only H and W, never negative (cropping).
+        guard padding.count == 8, padding[0] == 0, padding[1] == 0, padding[4] == 0, padding[5] == 0,
+              padding.allSatisfy({ $0 >= 0 && $0 <= ShapeLimits.maxWindow }) else { return nil }
+        let own = conv.ints("pads") ?? [0, 0, 0, 0]
+        guard own.count == 4 else { return nil }
+        let sum = [own[0] + padding[2], own[1] + padding[3], own[2] + padding[6], own[3] + padding[7]]
+        return sum.allSatisfy({ $0 <= ShapeLimits.maxWindow }) ? sum : nil
+    }
+
+    /// Relu, or Clip whose bounds are absent or constant scalars.
+    private static func fusableActivation(_ node: Node, constants: [String: AnyTensor], opset: Int) -> Activation? {
+        switch node.opType {
+        case "Relu" where node.inputs.count == 1: return .relu
+        case "Clip":
+            var low = -Float.greatestFiniteMagnitude, high = Float.greatestFiniteMagnitude
+            if opset < 11 {
+                low = node.float("min", default: low)
+                high = node.float("max", default: high)
+            } else {
+                for (slot, name) in node.inputs.enumerated().dropFirst() where !name.isEmpty {
+                    guard slot <= 2, let t = constants[name]?.floatTensor, t.count <= 1 else { return nil }
+                    if let v = t.scalars.first { if slot == 1 { low = v } else { high = v } }
+                }
+            }
+            return .clip(low: low, high: high)
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import Compute
+import Execution
+import ModelGraph
+import Testing
+import _TestSupport
+
+/// The convolution fast paths (depthwise rows, one GEMM per image, the fused bias / residual / clamp pass) against the
+/// definition, and the executor's Pad / Add / Relu / Clip fusion against the same graph run node by node.
+@Suite struct ConvolutionFusionTests {
+    /// Any-kernel, any-stride, grouped convolution by its definition, then + residual, then clamp.
+    static func naive(_ x: Tensor<Float>, _ wt: Tensor<Float>, _ bias: [Float], _ window: Window2D, group: Int,
+                      residual: Tensor<Float>? = nil, activation: Activation = .none) -> Tensor<Float> {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (oc, icg, kh, kw) = (wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3])
+        let (oh, ow) = window.outputSize(h: h, w: w)!
+        let ocg = oc / group
+        var out = Tensor<Float>(zeros: [n, oc, oh, ow])
+        let (low, high) = activation.bounds
+        for b in 0..<n { for o in 0..<oc { for y in 0..<oh { for xx in 0..<ow {
+            var s = bias[o]
+            for i in 0..<icg { for ki in 0..<kh { for kj in 0..<kw {
+                let ch = (o / ocg) * icg + i
+                let iy = y * window.strides.h + ki * window.dilations.h - window.pads.top
+                let ix = xx * window.strides.w + kj * window.dilations.w - window.pads.left
+                if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                    s += x.scalars[((b * c + ch) * h + iy) * w + ix] * wt.scalars[((o * icg + i) * kh + ki) * kw + kj]
+                }
+            } } }
+            let index = ((b * oc + o) * oh + y) * ow + xx
+            if let residual { s += residual.scalars[index] }
+            out.scalars[index] = min(max(s, low), high)
+        } } } }
+        return out
+    }
+
+    struct Case: Sendable, CustomStringConvertible {
+        var n, c, h, w, k, stride, dilation: Int
+        var pads: (Int, Int, Int, Int)
+        var description: String { "n\(n) c\(c) \(h)x\(w) k\(k) s\(stride) d\(dilation) pads\(pads)" }
+    }
+
+    static let depthwiseCases = [
+        Case(n: 1, c: 3, h: 7, w: 9, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 2, c: 4, h: 8, w: 8, k: 3, stride: 2, dilation: 1, pads: (0, 0, 1, 1)),
+        Case(n: 3, c: 5, h: 11, w: 6, k: 5, stride: 2, dilation: 1, pads: (2, 2, 2, 2)),
+        Case(n: 1, c: 2, h: 9, w: 10, k: 5, stride: 1, dilation: 1, pads: (1, 2, 3, 2)),
+        Case(n: 2, c: 3, h: 10, w: 9, k: 3, stride: 3, dilation: 2, pads: (2, 1, 0, 2)),
+        Case(n: 1, c: 2, h: 3, w: 2, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
+    ]
+
+    @Test(arguments: depthwiseCases)
+    func depthwiseMatchesDefinitionExactly(_ k: Case) throws {
+        let x = Tensor(shape: [k.n, k.c, k.h, k.w], scalars: ConvolutionTests.random(k.n * k.c * k.h * k.w, seed: 11))
+        let wt = Tensor(shape: [k.c, 1, k.k, k.k], scalars: ConvolutionTests.random(k.c * k.k * k.k, seed: 12))
+        let bias = ConvolutionTests.random(k.c, seed: 13)
+        let window = Window2D(kernel: (k.k, k.k), strides: (k.stride, k.stride), dilations: (k.dilation, k.dilation), pads: k.pads)
+        let (oh, ow) = window.outputSize(h: k.h, w: k.w)!
+        let residual = Tensor(shape: [k.n, k.c, oh, ow], scalars: ConvolutionTests.random(k.n * k.c * oh * ow, seed: 14))
+        for (activation, r) in [(Activation.none, nil), (.relu, nil), (.clip(low: -0.5, high: 0.25), residual), (.none, residual)] {
+            let ours = try conv2d(x, weight: wt, bias: bias, window: window, group: k.c, activation: activation, residual: r)
+            let reference = Self.naive(x, wt, bias, window, group: k.c, residual: r, activation: activation)
+            // Same sums in the same order: bit for bit.
+            #expect(ours.scalars == reference.scalars, "\(k) \(activation) residual \(r != nil)")
+        }
+    }
+
+    @Test(arguments: [(1, 1, 0), (3, 1, 0), (1, 3, 1), (4, 3, 1), (2, 1, 1)])
+    func gemmPathsAddResidualThenClamp(_ n: Int, _ kernel: Int, _ pad: Int) throws {
+        let (c, oc, h, w) = (6, 5, 7, 5)
+        let x = Tensor(shape: [n, c, h, w], scalars: ConvolutionTests.random(n * c * h * w, seed: 21))
+        let wt = Tensor(shape: [oc, c, kernel, kernel], scalars: ConvolutionTests.random(oc * c * kernel * kernel, seed: 22))
+        let bias = ConvolutionTests.random(oc, seed: 23)
+        let window = Window2D(kernel: (kernel, kernel), pads: (pad, pad, pad, pad))
+        let (oh, ow) = window.outputSize(h: h, w: w)!
+        let residual = Tensor(shape: [n, oc, oh, ow], scalars: ConvolutionTests.random(n * oc * oh * ow, seed: 24))
+        let plain = try conv2d(x, weight: wt, bias: bias, window: window)
+        #expect(TestSupport.maxAbsDifference(plain.scalars, Self.naive(x, wt, bias, window, group: 1).scalars) < 1e-4)
+        let activation = Activation.clip(low: -1, high: 0.5)
+        let fused = try conv2d(x, weight: wt, bias: bias, window: window, activation: activation, residual: residual)
+        // The fused pass rounds as Conv, then Add, then Clip would.
+        let (low, high) = activation.bounds
+        #expect(fused.scalars == zip(plain.scalars, residual.scalars).map { min(max($0 + $1, low), high) })
+        if kernel == 3 {
+            let winograd = try conv2d(x, weight: wt, bias: bias, window: window, activation: activation,
+                                      prepared: Winograd.PreparedWeights(wt), residual: residual)
+            let plainWinograd = try conv2d(x, weight: wt, bias: bias, window: window, prepared: Winograd.PreparedWeights(wt))
+            #expect(winograd.scalars == zip(plainWinograd.scalars, residual.scalars).map { min(max($0 + $1, low), high) })
+        }
+    }
+
+    @Test func residualOfAnotherShapeIsRefused() throws {
+        let x = Tensor<Float>(zeros: [1, 2, 4, 4]), wt = Tensor<Float>(zeros: [3, 2, 1, 1])
+        #expect(throws: ComputeError.self) {
+            try conv2d(x, weight: wt, bias: nil, window: Window2D(kernel: (1, 1)), residual: Tensor<Float>(zeros: [1, 3, 4, 1]))
+        }
+    }
+
+    /// x → Pad → depthwise Conv → Clip(0, 6) → 1×1 Conv → Add(·, 1×1 Conv of x) → Relu, plus a Conv → Add with a
+    /// broadcast operand: fused, the plan holds Convs only (and the broadcast Add's Conv falls back), with every output
+    /// equal, bit for bit, to the unfused run.
+    @Test func fusedGraphEqualsNodeByNode() throws {
+        let c = 4
+        func weight(_ shape: [Int], _ seed: UInt64) -> AnyTensor {
+            .float(Tensor(shape: shape, scalars: ConvolutionTests.random(shape.reduce(1, *), seed: seed).map { $0 * 2 }))
+        }
+        let initializers: [String: AnyTensor] = [
+            "pads": .int64(Tensor(shape: [8], scalars: [0, 0, 0, 1, 0, 0, 2, 1])),
+            "dw": weight([c, 1, 3, 3], 31), "dwb": weight([c], 32),
+            "lo": .float(Tensor(shape: [], scalars: [0])), "hi": .float(Tensor(shape: [], scalars: [6])),
+            "pw": weight([c, c, 1, 1], 33), "sk": weight([c, c, 1, 1], 34), "skb": weight([c], 35),
+            "row": weight([1, c, 1, 1], 36),
+        ]
+        let nodes = [
+            Node(name: "pad", opType: "Pad", inputs: ["x", "pads"], outputs: ["xp"]),
+            Node(name: "dw", opType: "Conv", inputs: ["xp", "dw", "dwb"], outputs: ["d"],
+                 attributes: ["group": .int(c), "strides": .ints([2, 2]), "pads": .ints([1, 0, 0, 1])]),
+            Node(name: "clip", opType: "Clip", inputs: ["d", "lo", "hi"], outputs: ["d6"]),
+            Node(name: "pw", opType: "Conv", inputs: ["d6", "pw"], outputs: ["p"]),
+            Node(name: "skip", opType: "Conv", inputs: ["x", "sk", "skb"], outputs: ["s"], attributes: ["strides": .ints([2, 2])]),
+            Node(name: "add", opType: "Add", inputs: ["s", "p"], outputs: ["a"]),
+            Node(name: "relu", opType: "Relu", inputs: ["a"], outputs: ["y"]),
+            Node(name: "pw2", opType: "Conv", inputs: ["y", "pw"], outputs: ["q"]),
+            Node(name: "add2", opType: "Add", inputs: ["q", "row"], outputs: ["z"]),
+        ]
+        let graph = Graph(nodes: nodes, initializers: initializers,
+                          inputs: [ValueInfo(name: "x", shape: [.fixed(2), .fixed(c), .fixed(9), .fixed(9)])],
+                          outputs: [ValueInfo(name: "z", shape: nil)])
+        let x = AnyTensor.float(Tensor(shape: [2, c, 9, 9], scalars: ConvolutionTests.random(2 * c * 81, seed: 37).map { $0 * 4 }))
+        var separate = Executor.Options()
+        separate.fuseActivations = false
+        let fused = try Executor(graph: graph)
+        #expect(fused.plan.map(\.opType) == ["Conv", "Conv", "Conv", "Conv"])
+        let expected = try Executor(graph: graph, options: separate).run(["x": x])["z"]?.floatTensor
+        let ours = try fused.run(["x": x])["z"]?.floatTensor
+        #expect(ours != nil && ours?.shape == expected?.shape && ours?.scalars == expected?.scalars)
+    }
+}
