@@ -228,18 +228,14 @@ public enum Winograd {
                     for ty in 0..<th {
                         let y = 2 * ty
                         for tx in 0..<tw {
-                            let s = src + ty * tw + tx
-                            let a0 = s[0] + s[4 * st] + s[8 * st], a1 = s[st] + s[5 * st] + s[9 * st]
-                            let a2 = s[2 * st] + s[6 * st] + s[10 * st], a3 = s[3 * st] + s[7 * st] + s[11 * st]
-                            let b0 = s[4 * st] - s[8 * st] - s[12 * st], b1 = s[5 * st] - s[9 * st] - s[13 * st]
-                            let b2 = s[6 * st] - s[10 * st] - s[14 * st], b3 = s[7 * st] - s[11 * st] - s[15 * st]
+                            let (t00, t01, t10, t11) = outputTile(src + ty * tw + tx, stride: st)
                             let x = 2 * tx
                             let i00 = y * ow + x
-                            dst[i00] = min(max(a0 + a1 + a2 + bv + r[i00], floor), ceiling)
-                            if x + 1 < ow { dst[i00 + 1] = min(max(a1 - a2 - a3 + bv + r[i00 + 1], floor), ceiling) }
+                            dst[i00] = min(max(t00 + bv + r[i00], floor), ceiling)
+                            if x + 1 < ow { dst[i00 + 1] = min(max(t01 + bv + r[i00 + 1], floor), ceiling) }
                             if y + 1 < oh {
-                                dst[i00 + ow] = min(max(b0 + b1 + b2 + bv + r[i00 + ow], floor), ceiling)
-                                if x + 1 < ow { dst[i00 + ow + 1] = min(max(b1 - b2 - b3 + bv + r[i00 + ow + 1], floor), ceiling) }
+                                dst[i00 + ow] = min(max(t10 + bv + r[i00 + ow], floor), ceiling)
+                                if x + 1 < ow { dst[i00 + ow + 1] = min(max(t11 + bv + r[i00 + ow + 1], floor), ceiling) }
                             }
                         }
                     }
@@ -249,14 +245,9 @@ public enum Winograd {
                 for ty in 0..<th {
                     let y = 2 * ty
                     for tx in 0..<tw {
-                        let s = src + ty * tw + tx
-                        // Aᵀ·m: two rows of four.
-                        let a0 = s[0] + s[4 * st] + s[8 * st], a1 = s[st] + s[5 * st] + s[9 * st]
-                        let a2 = s[2 * st] + s[6 * st] + s[10 * st], a3 = s[3 * st] + s[7 * st] + s[11 * st]
-                        let b0 = s[4 * st] - s[8 * st] - s[12 * st], b1 = s[5 * st] - s[9 * st] - s[13 * st]
-                        let b2 = s[6 * st] - s[10 * st] - s[14 * st], b3 = s[7 * st] - s[11 * st] - s[15 * st]
-                        let y00 = min(max(a0 + a1 + a2 + bv, floor), ceiling), y01 = min(max(a1 - a2 - a3 + bv, floor), ceiling)
-                        let y10 = min(max(b0 + b1 + b2 + bv, floor), ceiling), y11 = min(max(b1 - b2 - b3 + bv, floor), ceiling)
+                        let (t00, t01, t10, t11) = outputTile(src + ty * tw + tx, stride: st)
+                        let y00 = min(max(t00 + bv, floor), ceiling), y01 = min(max(t01 + bv, floor), ceiling)
+                        let y10 = min(max(t10 + bv, floor), ceiling), y11 = min(max(t11 + bv, floor), ceiling)
                         let x = 2 * tx
                         dst[y * ow + x] = y00
                         if x + 1 < ow { dst[y * ow + x + 1] = y01 }
@@ -269,6 +260,18 @@ public enum Winograd {
             }
         }
     }
+}
+
+/// One output tile, Aᵀ·m·A, of the 16 transformed products that start at `s`, `stride` apart: the 2×2 outputs before
+/// bias (each sum in the order the separate terms were always added).
+@inline(__always)
+private func outputTile(_ s: UnsafePointer<Float>, stride st: Int) -> (Float, Float, Float, Float) {
+    // Aᵀ·m: two rows of four.
+    let a0 = s[0] + s[4 * st] + s[8 * st], a1 = s[st] + s[5 * st] + s[9 * st]
+    let a2 = s[2 * st] + s[6 * st] + s[10 * st], a3 = s[3 * st] + s[7 * st] + s[11 * st]
+    let b0 = s[4 * st] - s[8 * st] - s[12 * st], b1 = s[5 * st] - s[9 * st] - s[13 * st]
+    let b2 = s[6 * st] - s[10 * st] - s[14 * st], b3 = s[7 * st] - s[11 * st] - s[15 * st]
+    return (a0 + a1 + a2, a1 - a2 - a3, b0 + b1 + b2, b1 - b2 - b3)
 }
 
 /// Runs `body` with the address of `residual`'s scalars (0 when there is none), for kernels that pass it into

@@ -74,33 +74,33 @@ public struct ImageFolder: Sendable {
     /// Files in the class folders of `directory` (and their sub-folders) that are not images by extension and so are
     /// not read; names starting with a dot are not counted.
     public static func ignoredFiles(in directory: String) -> [String] {
-        func walk(_ folder: String) -> [String] {
-            let entries = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { !$0.hasPrefix(".") }.sorted(by: codePointOrder)
-            return entries.flatMap { name -> [String] in
-                let path = (folder as NSString).appendingPathComponent(name)
-                guard let type = try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType else { return [] }
-                if type == .typeDirectory { return walk(path) }
-                return imageExtensions.contains((name as NSString).pathExtension.lowercased()) ? [] : [path]
-            }
-        }
-        return ((try? classFolders(in: directory)) ?? []).flatMap { walk((directory as NSString).appendingPathComponent($0)) }
+        ((try? classFolders(in: directory)) ?? []).flatMap { walk((directory as NSString).appendingPathComponent($0)).others }
     }
 
     /// Image files under `folder` as torchvision's `os.walk` finds them: a folder's files sorted, then its
     /// sub-folders one by one (sorted; links to folders are not followed, so there are no cycles).
-    static func imageFiles(in folder: String) -> [String] {
+    static func imageFiles(in folder: String) -> [String] { walk(folder).images }
+
+    /// The image files under `folder`, in `os.walk` order, and the other files (names starting with a dot skipped).
+    private static func walk(_ folder: String) -> (images: [String], others: [String]) {
         let entries = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { !$0.hasPrefix(".") }.sorted(by: codePointOrder)
-        var files: [String] = [], subfolders: [String] = []
+        var images: [String] = [], others: [String] = [], subfolders: [String] = []
         for name in entries {
             let path = (folder as NSString).appendingPathComponent(name)
             guard let type = try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType else { continue }
             if type == .typeDirectory {
                 subfolders.append(path)
             } else if imageExtensions.contains((name as NSString).pathExtension.lowercased()) {
-                files.append(path)
+                images.append(path)
+            } else {
+                others.append(path)
             }
         }
-        return files + subfolders.flatMap { imageFiles(in: $0) }
+        for sub in subfolders.map(walk) {
+            images += sub.images
+            others += sub.others
+        }
+        return (images, others)
     }
 
     /// A class map: one class folder name per line, in the model's output order (blank lines ignored, a name's

@@ -82,14 +82,14 @@ struct Compress: ParsableCommand {
     func configuration(_ graph: Graph) throws -> CompressionConfiguration {
         let kernelSize: KernelClusteringConfiguration.Size? = kernelClusters.map { .clusters($0) } ?? kernelReduction.map { .reduction($0) }
         let kernelConfig = try kernelSize.map { try kernels.configuration($0) }
-        let (importance, cost) = try sensitivity.measures(graph, data: dataOptions)
+        let measures = try sensitivity.measures(graph, data: dataOptions)
         var config = CompressionConfiguration(
             pruning: try neuronOptions.pruning(), neurons: try neuronOptions.clustering(kernels), kernels: kernelConfig,
             palettization: try palettization.configuration(seed: kernels.seed),
             format: format != .dense || finetuneEpochs != nil ? .codebook : .dense,
-            importance: importance, bitsPerWeight: sensitivity.bitsPerWeight)
-        config.allocationCost = cost
-        config.compensation = try sensitivity.compensation(data: dataOptions)
+            importance: measures.importance, bitsPerWeight: sensitivity.bitsPerWeight)
+        config.allocationCost = measures.cost
+        config.compensation = measures.compensation
         config.targetBytes = try sensitivity.targetBytes
         return config
     }

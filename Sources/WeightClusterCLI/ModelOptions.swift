@@ -96,8 +96,8 @@ struct DataOptions: ParsableArguments {
         if resize != nil || crop != nil || channelOrder != .rgb || layout != .nchw || classMap != nil, !source.isImageFolder {
             throw ValidationError("--resize, --crop, --channel-order, --layout and --class-map apply to image folders (--data DIR with one sub-folder of JPEG/PNG files per class)")
         }
-        if case .imageFolder(let directory, _) = source, let first = ImageFolder.ignoredFiles(in: directory).first {
-            let count = ImageFolder.ignoredFiles(in: directory).count
+        if case .imageFolder(let directory, _) = source, case let ignored = ImageFolder.ignoredFiles(in: directory), let first = ignored.first {
+            let count = ignored.count
             FileHandle.standardError.write(Data("warning: \(count) file\(count == 1 ? "" : "s") in the class folders of \(directory) \(count == 1 ? "is" : "are") not .jpg/.jpeg/.png and \(count == 1 ? "is" : "are") ignored (first: \(first))\n".utf8))
         }
     }

@@ -58,17 +58,6 @@ struct SensitivityOptions: ParsableArguments {
         try Self.validate(compensate: compensate, calibration: calibration)
     }
 
-    /// With --compensate, the inputs' Gram matrix of a layer on the calibration images.
-    func compensation(data: DataOptions) throws -> (@Sendable (Graph, Node) throws -> [Float]?)? {
-        compensate ? try Self.compensation(calibration: calibration, data: data) : nil
-    }
-
-    /// The Gram matrix of a layer's inputs on the first N training images (nil without --calibration).
-    static func compensation(calibration: Int?, data: DataOptions) throws -> (@Sendable (Graph, Node) throws -> [Float]?)? {
-        guard let images = try calibrationImages(calibration, data: data) else { return nil }
-        return { graph, node in try Sensitivity.inputGram(of: node, in: graph, images: images) }
-    }
-
     static func validate(compensate: Bool, calibration: Int?) throws {
         if compensate && calibration == nil {
             throw ValidationError("--compensate needs --calibration N: the compensation uses the inputs each layer sees on N training images")
@@ -83,25 +72,36 @@ struct SensitivityOptions: ParsableArguments {
         }
     }
 
-    /// The Fisher sensitivity of every weight on the first N training images (none without --calibration), and with
-    /// --bits-per-weight the measured cost of each candidate: the divergence of the outputs on the same images.
-    func measures(_ graph: Graph, data: DataOptions) throws -> (importance: [String: [Float]], cost: AllocationCost?) {
+    /// What the calibration images give the compression: the Fisher sensitivity of every weight (none without
+    /// --calibration), with --bits-per-weight/--target-size the measured cost of each candidate (the divergence of
+    /// the outputs on the same images), and with --compensate each layer's input Gram matrix on them.
+    struct Measures {
+        var importance: [String: [Float]] = [:]
+        var cost: AllocationCost?
+        var compensation: (@Sendable (Graph, Node) throws -> [Float]?)?
+    }
+
+    func measures(_ graph: Graph, data: DataOptions) throws -> Measures {
         if let bitsPerWeight, bitsPerWeight >= 32 {
             FileHandle.standardError.write(Data("warning: --bits-per-weight \(bitsPerWeight) is not below the dense size (32 bits per weight): every weight gets the largest candidate, 8 bits\n".utf8))
         }
         if let bytes = try targetBytes, bytes >= graph.parameterCount * 4 {
             FileHandle.standardError.write(Data("warning: --target-size \(bytes) bytes is not below the dense size (\(graph.parameterCount * 4) bytes): every weight gets the largest candidate, 8 bits\n".utf8))
         }
-        return try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil || targetSize != nil, data: data)
+        return try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil || targetSize != nil,
+                                 compensating: compensate, data: data)
     }
 
-    static func measures(_ graph: Graph, calibration: Int?, allocating: Bool, data: DataOptions) throws
-        -> (importance: [String: [Float]], cost: AllocationCost?) {
-        guard let images = try calibrationImages(calibration, data: data) else { return ([:], nil) }
-        let importance = try Sensitivity.fisher(graph, images: images) { Terminal.progress("sensitivity", $0, $1) }
-        guard allocating else { return (importance, nil) }
-        let divergence = try OutputDivergence(reference: graph, images: images)
-        return (importance, { try divergence.replacing($0, with: $1) })
+    /// The same for `sweep`: the calibration images are loaded once for all three.
+    static func measures(_ graph: Graph, calibration: Int?, allocating: Bool, compensating: Bool, data: DataOptions) throws -> Measures {
+        guard let images = try calibrationImages(calibration, data: data) else { return Measures() }
+        var m = Measures(importance: try Sensitivity.fisher(graph, images: images) { Terminal.progress("sensitivity", $0, $1) })
+        if allocating {
+            let divergence = try OutputDivergence(reference: graph, images: images)
+            m.cost = { try divergence.replacing($0, with: $1) }
+        }
+        if compensating { m.compensation = { graph, node in try Sensitivity.inputGram(of: node, in: graph, images: images) } }
+        return m
     }
 
     /// The first N images of the training split (the test split is for evaluation only).

@@ -98,17 +98,17 @@ struct Sweep: ParsableCommand {
         var plan = try palettizationPlan()
         if neurons != nil { plan += try neuronPlan() }
         if kernelReduction != nil || plan.isEmpty { plan += try kernelPlan() }
-        let (importance, cost) = try SensitivityOptions.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil, data: dataOptions)
-        let compensation = compensate ? try SensitivityOptions.compensation(calibration: calibration, data: dataOptions) : nil
+        let measures = try SensitivityOptions.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil,
+                                                       compensating: compensate, data: dataOptions)
         let baseline = try Evaluator.evaluate(try Executor(graph: graph), on: dataset) { Terminal.progress("baseline", $0, $1) }
         var rows: [SweepRow] = []
         for (number, point) in plan.enumerated() {
             var config = CompressionConfiguration(
                 pruning: point.sparsity.flatMap { $0 > 0 ? PruningConfiguration(sparsity: $0, scope: pruneScope, layers: layerPatterns) : nil },
                 neurons: point.neurons, kernels: point.kernels, palettization: point.palettization, format: .codebook,
-                importance: point.neurons == nil ? importance : [:], bitsPerWeight: point.bitsPerWeight)
-            config.allocationCost = cost
-            if point.palettization != nil { config.compensation = compensation }
+                importance: point.neurons == nil ? measures.importance : [:], bitsPerWeight: point.bitsPerWeight)
+            config.allocationCost = measures.cost
+            if point.palettization != nil { config.compensation = measures.compensation }
             let result = try mapped { try compress(graph, configuration: config) }
             let label = "\(point.label) (\(number + 1)/\(plan.count))"
             let report = try Evaluator.evaluate(try Executor(graph: result.graph), on: dataset) { Terminal.progress(label, $0, $1) }
