@@ -16,8 +16,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Evaluate only the first N images.")
     var limit: Int?
 
-    @Option(help: "Images per batch.")
-    var batch: Int = 64
+    @Option(help: "Images per batch (default: 64, or the batch size the model's input fixes, e.g. 1).")
+    var batch: Int?
 
     @Option(help: "Write the predicted class of every image to this file, one per line (to compare two models' predictions).")
     var predictions: String?
@@ -32,7 +32,7 @@ struct Evaluate: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be ≥ 1, got \(batch)") }
+        if let batch, batch < 1 { throw ValidationError("--batch must be ≥ 1, got \(batch)") }
         if let limit, limit < 1 { throw ValidationError("--limit must be ≥ 1, got \(limit)") }
     }
 
@@ -41,6 +41,15 @@ struct Evaluate: ParsableCommand {
         executor.profiling = profile
         // Loaded (and checked) before any work, so a bad reference fails at once.
         let referenceExecutor = try reference.map { try ModelValidation.validatedExecutor(try ModelFile.runnableGraph($0)) }
+        // A model exported with a fixed batch dimension (EfficientNet-Lite0's export: 1) is run at that size.
+        let fixed = [executor, referenceExecutor].compactMap { $0?.graph.inputs.first?.shape?.first }.compactMap { dim -> Int? in
+            if case .fixed(let n) = dim, n >= 1 { return n }
+            return nil
+        }
+        if let n = fixed.first, let other = ([batch].compactMap { $0 } + fixed).first(where: { $0 != n }) {
+            throw ValidationError("the model\(fixed.count > 1 ? "s' inputs take" : "'s input takes") batches of exactly \(n) image\(n == 1 ? "" : "s"), not \(other); drop --batch or pass --batch \(n)")
+        }
+        let batch = fixed.first ?? self.batch ?? 64
         let dataset = try dataOptions.source.load(split: .test, preprocessing: dataOptions.preprocessing, limit: limit)
         let report = try Evaluator.evaluate(executor, on: dataset, batchSize: batch) { done, total in
             Terminal.progress("evaluating", done, total)

@@ -36,6 +36,27 @@ enum CLI {
 
 @Suite(.serialized) struct CLITests {
     /// One line on stderr starting with "error:", a non-zero exit, nothing on stdout.
+    /// A model whose input fixes the batch size (as EfficientNet-Lite0's export does: 1) is evaluated at that size
+    /// without --batch; a --batch that contradicts it is one error line.
+    @Test func evaluateRunsAFixedBatchModelAtItsSize() throws {
+        let dir = try CLI.temporaryDirectory()
+        let graph = Graph(nodes: [Node(name: "flat", opType: "Flatten", inputs: ["x"], outputs: ["f"]),
+                                  Node(name: "fc", opType: "Gemm", inputs: ["f", "w"], outputs: ["y"], attributes: ["transB": .int(1)])],
+                          initializers: ["w": .float(Tensor(shape: [10, 1024], repeating: 0.001))],
+                          inputs: [ValueInfo(name: "x", shape: [.fixed(1), .fixed(1), .fixed(32), .fixed(32)])],
+                          outputs: [ValueInfo(name: "y", shape: nil)], opsetVersion: 13)
+        let model = dir.appendingPathComponent("fixed.onnx").path
+        try ONNXModelFile.save(graph, to: model)
+        let images = dir.appendingPathComponent("x.npy").path, labels = dir.appendingPathComponent("y.npy").path
+        try NPYFile.write(.uint8(Tensor(shape: [3, 28, 28], repeating: 7)), to: images)
+        try NPYFile.write(.int64(Tensor(shape: [3], scalars: [0, 1, 2])), to: labels)
+        let result = try CLI.run(["evaluate", model, "--data", "\(images),\(labels)", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["batch"] as? Int == 1 && object["images"] as? Int == 3)
+        try expectOneLineError(["evaluate", model, "--data", "\(images),\(labels)", "--batch", "4"], containing: "takes batches of exactly 1 image, not 4")
+    }
+
     func expectOneLineError(_ arguments: [String], containing text: String) throws {
         let result = try CLI.run(arguments)
         #expect(result.status != 0, "\(arguments)")
