@@ -7,7 +7,7 @@ public struct KMeansConfiguration: Sendable, Equatable {
         case spherical
     }
 
-    public enum Initialization: String, Sendable, CaseIterable {
+    public enum Initialization: String, Sendable, Codable, CaseIterable {
         /// k-means++ when n·K (and n·K·d) is small enough for its O(n·K·d) passes, else `spreadSample`.
         case automatic
         /// D²-weighted seeding (Arthur & Vassilvitskii 2007), with row weights.

@@ -65,7 +65,7 @@ public func compress(_ graph: Graph, configuration config: CompressionConfigurat
         g = pruning!.graph
     }
     if let c = config.neurons {
-        neurons = try clusterNeurons(in: g, configuration: c)
+        neurons = try clusterNeurons(in: g, configuration: c, importance: config.importance)
         g = codebook ? neurons!.graph : neurons!.denseGraph
     }
     if let c = config.kernels {

@@ -36,9 +36,13 @@ public struct KernelClusteringResult: Sendable {
     public var inertia: Double
     public var clusteringSeconds: Double
     public var configuration: KernelClusteringConfiguration
+    /// Each clustered Conv weight in the layout every form shares (kernels are vectors of kh·kw weights, the
+    /// codebook shared by its layers in network scope, per-kernel scales in scaled mode).
+    public var compressedWeights: [CompressedWeight]
 }
 
-/// Replaces the 2D kernels W[o,i,:,:] of the model's convolutions by K shared representatives.
+/// Replaces the 2D kernels W[o,i,:,:] of the model's convolutions by K shared representatives: a preset of the
+/// palettization engine (`palettizeWeights`) with one vector of kh·kw weights per kernel.
 ///
 /// `importance[weightName]` (optional: one value ≥ 0 per weight, in the tensor's order, e.g. the diagonal Fisher
 /// information from calibration images) weights kernel W[o,i] in the k-means objective by the sum over its
@@ -86,100 +90,60 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
         clusterCounts = zip(counts, kernelCounts).map { min($0, $1) }
     }
 
-    let start = DispatchTime.now().uptimeNanoseconds
-    var result = graph
+    // The seed's form as a preset of the palettization engine: each kernel a vector of kh·kw weights, one codebook of
+    // K kernels per kernel shape (network scope) or per layer, plain or unit shapes with a scale per kernel.
+    var plan = PalettizationConfiguration(global: WeightFormOverride(form: .dense), seed: config.seed)
+    plan.vectorMaxIterations = config.maxIterations
+    plan.initialization = config.initialization
+    plan.origin = .kernels
+    for (g, group) in groups.enumerated() {
+        for member in group.members {
+            let shape = layers[member].tensor.shape
+            plan.layers.append(.init(name: layers[member].weight, override: WeightFormOverride(
+                form: .palettize, granularity: config.scope == .network ? .network : .perTensor, clusterDim: shape[2] * shape[3],
+                lut: config.codebookPrecision, clusters: clusterCounts[g], vectorScaleBits: config.mode == .scaled ? config.scaleBits : nil)))
+        }
+    }
+    let palettes = try palettizeWeights(in: graph, configuration: plan, importance: importance)
+    let byName = Dictionary(uniqueKeysWithValues: palettes.weights.map { ($0.layout.weight, $0) })
+
     var clustered: [ClusteredLayer] = []
     var codebooks: [Codebook] = []
-    var inertia = 0.0
     var indexBytes = 0, scaleBytes = 0, codebookBytes = 0, clusteredDense = 0
     for (g, group) in groups.enumerated() {
         let first = layers[group.members[0]].tensor.shape
         let d = first[2] * first[3]
-        let n = kernelCounts[g]
-        var rows = [Float](); rows.reserveCapacity(n * d)
-        var weights = [Float](); weights.reserveCapacity(n)
-        for member in group.members {
-            let (_, name, tensor) = layers[member]
-            rows.append(contentsOf: tensor.scalars)
-            if let f = importance[name] {
-                guard f.count == tensor.count, f.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
-                    throw CompressionError.invalidImportance(tensor: name, detail: "\(f.count) values for \(tensor.count) weights, each finite and ≥ 0")
-                }
-                for kernel in 0..<(tensor.count / d) { weights.append(f[kernel * d..<(kernel + 1) * d].reduce(0, +)) }
-            } else {
-                weights.append(contentsOf: [Float](repeating: 1, count: tensor.count / d))
-            }
-        }
-        if !importance.isEmpty {
-            let floor = weights.reduce(0, +) / Float(max(1, weights.count)) * 1e-3
-            weights = weights.map { $0 + (floor > 0 ? floor : 1) }
-        }
-        if config.mode == .scaled {
-            for i in 0..<n {
-                var s: Float = 0
-                for j in 0..<d { s += rows[i * d + j] * rows[i * d + j] }
-                weights[i] *= s  // the reconstruction error of a unit shape scales with the squared norm
-            }
-            if !weights.contains(where: { $0 > 0 }) { weights = [Float](repeating: 1, count: n) }
-        }
-        let k = clusterCounts[g]
-        let kmeans = try KMeans.fit(rows, rows: n, dimension: d, weights: weights,
-                                    configuration: KMeansConfiguration(clusters: k, metric: config.mode == .scaled ? .spherical : .euclidean,
-                                                                       initialization: config.initialization,
-                                                                       maxIterations: config.maxIterations, seed: config.seed &+ UInt64(g)))
-        inertia += kmeans.inertia
-        let centroids = config.codebookPrecision.quantised(kmeans.centroids, codebookSize: kmeans.centroids.count).values
-        codebooks.append(Codebook(kernelShape: [first[2], first[3]], entries: centroids))
-        codebookBytes += centroids.count * config.codebookPrecision.bits / 8 + (config.codebookPrecision == .int8 ? 4 : 0)
-        indexBytes += (n * Footprint.indexBits(clusters: k) + 7) / 8
-
-        var offset = 0
+        let stored = byName[layers[group.members[0]].weight]!
+        codebooks.append(Codebook(kernelShape: [first[2], first[3]], entries: stored.codebook))
+        codebookBytes += stored.codebook.count * config.codebookPrecision.bits / 8 + (config.codebookPrecision == .int8 ? 4 : 0)
+        indexBytes += (kernelCounts[g] * Footprint.indexBits(clusters: stored.layout.entries) + 7) / 8
         for member in group.members {
             let (node, name, tensor) = layers[member]
+            let w = byName[name]!
             let count = tensor.shape[0] * tensor.shape[1]
-            let indices = Array(kmeans.assignments[offset..<offset + count])
-            var reconstructed = [Float](repeating: 0, count: count * d)
-            var scales: [Float]? = nil
-            var step: Float? = nil
-            if config.mode == .scaled {
-                // Least-squares scale of each kernel on its shape, then quantised.
-                var raw = [Float](repeating: 0, count: count)
-                for i in 0..<count {
-                    let c = Int(indices[i]) * d
-                    var dot: Float = 0
-                    for j in 0..<d { dot += tensor.scalars[i * d + j] * centroids[c + j] }
-                    raw[i] = dot
-                }
-                let (stored, quantStep) = quantiseScales(raw, bits: config.scaleBits)
-                scales = stored
-                step = quantStep
-                scaleBytes += (count * config.scaleBits + 7) / 8 + (config.scaleBits == 8 ? 4 : 0)
-                for i in 0..<count {
-                    let c = Int(indices[i]) * d
-                    for j in 0..<d { reconstructed[i * d + j] = stored[i] * centroids[c + j] }
-                }
-            } else {
-                for i in 0..<count {
-                    let c = Int(indices[i]) * d
-                    for j in 0..<d { reconstructed[i * d + j] = centroids[c + j] }
-                }
-            }
-            result.initializers[name] = .float(Tensor(shape: tensor.shape, scalars: reconstructed))
+            if w.vectorScales != nil { scaleBytes += (count * config.scaleBits + 7) / 8 + (config.scaleBits == 8 ? 4 : 0) }
             clustered.append(ClusteredLayer(nodeName: node.displayName, weightName: name, shape: tensor.shape, codebook: g,
-                                            indices: indices, scales: scales, scaleStep: step))
+                                            indices: w.indices, scales: w.vectorScales,
+                                            scaleStep: w.vectorScales != nil && config.scaleBits == 8 ? scaleStep(of: w.vectorScales!) : nil))
             clusteredDense += count * d * 4
-            offset += count
         }
     }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     let denseBytes = graph.parameterCount * 4
     let footprint = Footprint(denseBytes: denseBytes, clusteredDenseBytes: clusteredDense, codebookBytes: codebookBytes,
                               indexBytes: indexBytes, scaleBytes: scaleBytes, restBytes: denseBytes - clusteredDense,
                               kernels: totalKernels, clusters: clusterCounts.reduce(0, +))
+    var result = palettes.denseGraph
     result.metadata["weightcluster.kernel_clustering"] =
         "mode=\(config.mode.rawValue) scope=\(config.scope.rawValue) kernels=\(totalKernels) clusters=\(footprint.clusters) seed=\(config.seed)"
     return KernelClusteringResult(graph: result, layers: clustered, codebooks: codebooks, footprint: footprint,
-                                  inertia: inertia, clusteringSeconds: seconds, configuration: config)
+                                  inertia: palettes.inertia, clusteringSeconds: palettes.seconds, configuration: config,
+                                  compressedWeights: palettes.weights)
+}
+
+/// The step of 8-bit scales as stored (their largest magnitude is 127 steps).
+private func scaleStep(of scales: [Float]) -> Float {
+    let m = scales.reduce(Float(0)) { max($0, abs($1)) }
+    return m > 0 ? m / 127 : 1
 }
 
 /// Scales as they will be stored: IEEE half precision (16 bits), or symmetric 8-bit codes with one step.

@@ -92,11 +92,15 @@ public struct NeuronClusteringResult: Sendable {
     public var scaledLayers: Int { layers.filter { if case .explicit = $0.factors { true } else { false } }.count }
 }
 
-/// Clusters the input columns of the selected fully-connected layers (all of them by default), in graph order.
+/// Clusters the input columns of the selected fully-connected layers (all of them by default), in graph order: the
+/// column seed's form on the engine every form shares (`fitVectors`), each column one vector of the layer's outputs
+/// (spherical modes: unit columns, the norms or projections as factors). `importance` (weight name → sensitivity per
+/// element, e.g. the diagonal Fisher information) weights each column in the k-means objective by its sum.
 /// Each layer's factors fold into the layer before it when the graph allows it exactly (`foldDecision`),
 /// otherwise they are kept as an explicit scale vector. Layers are clustered on their own weights; a later
 /// layer's fold then rescales the (already shared) rows of an earlier one, which keeps both exact.
-public func clusterNeurons(in graph: Graph, configuration config: NeuronClusteringConfiguration) throws -> NeuronClusteringResult {
+public func clusterNeurons(in graph: Graph, configuration config: NeuronClusteringConfiguration,
+                          importance: [String: [Float]] = [:]) throws -> NeuronClusteringResult {
     try config.validate()
     let layers = try selectFullyConnected(graph, patterns: config.layers)
     for layer in layers {
@@ -120,29 +124,42 @@ public func clusterNeurons(in graph: Graph, configuration config: NeuronClusteri
         case .clusters(let k): k
         case .reduction(let r): max(1, min(n, Int((Double(n) * (1 - r)).rounded())))
         }
-        let kmeansConfig = KMeansConfiguration(clusters: 1, metric: config.mode == .kmeans ? .euclidean : .spherical,
-                                               initialization: config.initialization, maxIterations: config.maxIterations,
+        let kmeansConfig = KMeansConfiguration(clusters: 1, initialization: config.initialization, maxIterations: config.maxIterations,
                                                seed: config.seed &+ UInt64(position))
+        // Sensitivity (e.g. Fisher information) as k-means weights: a column weighs the sum over its weights, plus
+        // 10⁻³ of the mean so that none is ignored.
+        var columnImportance: [Float]? = nil
+        if let f = importance[layer.weightName] {
+            guard f.count == w.count, f.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+                throw CompressionError.invalidImportance(tensor: layer.weightName, detail: "\(f.count) values for \(w.count) weights, each finite and ≥ 0")
+            }
+            let byColumn = layer.columns(Tensor(shape: w.shape, scalars: f))
+            var sums = (0..<n).map { i in byColumn[i * d..<(i + 1) * d].reduce(Float(0), +) }
+            let floor = sums.reduce(0, +) / Float(max(1, n)) * 1e-3
+            sums = sums.map { $0 + (floor > 0 ? floor : 1) }
+            columnImportance = sums
+        }
         var shared: [Float]          // k×d, one shared column per row
         var index = [Int32](repeating: 0, count: n)
         var factors: [Float]? = nil
         var inertia = 0.0
         let live = (0..<n).filter { norms[$0] > 0 }
         if config.mode == .kmeans {
-            let fit = try fitOrIdentity(columns, rows: n, dimension: d, k: k, weights: nil, config: kmeansConfig)
-            (shared, index, inertia) = (fit.centroids, fit.assignments, fit.inertia)
+            let fit = try fitVectors(columns, dimension: d, entries: k, weights: columnImportance, spherical: false, configuration: kmeansConfig)
+            (shared, index, inertia) = (fit.codebook, fit.assignments!, fit.inertia)
         } else {
             // Unit directions of the live columns; dead (all-zero) columns get factor 0 and drop out.
             var units = [Float](repeating: 0, count: live.count * d)
             for (row, i) in live.enumerated() { for j in 0..<d { units[row * d + j] = columns[i * d + j] / norms[i] } }
             let kLive = max(1, min(k, live.count))
-            let weights: [Float]? = config.mode == .sphericalWeighted ? live.map { norms[$0] * norms[$0] } : nil
+            var weights: [Float]? = config.mode == .sphericalWeighted ? live.map { norms[$0] * norms[$0] } : nil
+            if let columnImportance { weights = live.enumerated().map { (weights?[$0.offset] ?? 1) * columnImportance[$0.element] } }
             if live.isEmpty {
                 shared = [Float](repeating: 0, count: d)
             } else {
-                let fit = try fitOrIdentity(units, rows: live.count, dimension: d, k: kLive, weights: weights, config: kmeansConfig)
-                shared = fit.centroids
-                for (row, i) in live.enumerated() { index[i] = fit.assignments[row] }
+                let fit = try fitVectors(units, dimension: d, entries: kLive, weights: weights, spherical: true, configuration: kmeansConfig)
+                shared = fit.codebook
+                for (row, i) in live.enumerated() { index[i] = fit.assignments![row] }
             }
             // Pad to k entries so the stored shape says k (unused entries are zero and cost their bytes honestly).
             shared += [Float](repeating: 0, count: (k - max(1, min(k, live.count))) * d)
@@ -220,14 +237,4 @@ public func clusterNeurons(in graph: Graph, configuration config: NeuronClusteri
     compressed.metadata["weightcluster.neuron_clustering"] = record
     dense.metadata["weightcluster.neuron_clustering"] = record
     return NeuronClusteringResult(graph: compressed, denseGraph: dense, layers: reports, configuration: config, clusteringSeconds: seconds)
-}
-
-/// k-means, or — when every row is its own cluster — the rows themselves (exact, no iterations).
-private func fitOrIdentity(_ x: [Float], rows n: Int, dimension d: Int, k: Int, weights: [Float]?,
-                           config: KMeansConfiguration) throws -> (centroids: [Float], assignments: [Int32], inertia: Double) {
-    if k == n { return (x, (0..<n).map { Int32($0) }, 0) }
-    var c = config
-    c.clusters = k
-    let fit = try KMeans.fit(x, rows: n, dimension: d, weights: weights, configuration: c)
-    return (fit.centroids, fit.assignments, fit.inertia)
 }

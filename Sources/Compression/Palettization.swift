@@ -48,6 +48,8 @@ public struct PalettizationResult: Sendable {
     public var layers: [PalettizedLayer]
     /// Network-scope codebooks, each counted once.
     public var sharedCodebookBytes: Int
+    /// The k-means objective summed over every vector codebook (0 for scalar LUTs).
+    public var inertia = 0.0
     public var seconds: Double
 
     public var denseBytes: Int { layers.reduce(0) { $0 + $1.denseBytes } }
@@ -98,14 +100,16 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                                      message: "\(s.clusterDimension) is larger than the layer's input axis (\(w.columns) weights per output channel)")
         }
         if w.columns % s.clusterDimension != 0 {
-            let bitsPerWeight = Double(s.bits) / Double(s.clusterDimension)
+            let bitsPerWeight = Double(s.indexBits) / Double(s.clusterDimension)
             note = "input axis of \(w.columns) is not a multiple of cluster_dim \(s.clusterDimension): scalar LUT at the nearest bits per weight"
             s.bits = max(1, min(8, Int(bitsPerWeight.rounded())))
             s.clusterDimension = 1
+            s.clusters = nil
+            s.vectorScaleBits = nil
         }
-        if s.clusterDimension > 1 && reserveZero.contains(w.name) {
+        if (s.clusterDimension > 1 || s.entries > 256 || s.vectorScaleBits != nil) && reserveZero.contains(w.name) {
             throw ConfigurationError(level: "layer '\(w.node.displayName)'", field: "cluster_dim",
-                                     message: "> 1 cannot keep pruned zeros exact yet; palettize pruned layers with cluster_dim 1")
+                                     message: "> 1 (or a scaled or wider-than-256 codebook) cannot keep pruned zeros exact yet; palettize pruned layers with scalar LUTs")
         }
         jobs.append((w, s, note))
     }
@@ -116,7 +120,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
     let start = DispatchTime.now().uptimeNanoseconds
     var compressed = graph, dense = graph
     var weights: [CompressedWeight?] = Array(repeating: nil, count: jobs.count)
-    var sharedBytes = 0
+    var sharedBytes = 0, inertia = 0.0
 
     // Network scope: one codebook per distinct setting, fitted on all its weights together.
     var shared: [PalettizationSettings: [Int]] = [:]
@@ -130,17 +134,24 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         let fitted = try all.withUnsafeBufferPointer { values in
             try withOptionalBuffer(allWeights) { weights in
                 try fitCodebook(values, weights: weights, settings: settings, reserveZero: members.contains { reserveZero.contains(jobs[$0].weight.name) },
-                                seed: config.seed &+ UInt64(n), maxIterations: config.maxIterations, workspace: ScalarKMeans.Workspace())
+                                seed: config.seed &+ UInt64(n), maxIterations: config.maxIterations, vectorMaxIterations: config.vectorMaxIterations,
+                                initialization: config.initialization, workspace: ScalarKMeans.Workspace())
             }
         }
+        inertia += fitted.inertia
+        let indices = fitted.assign(all)
+        var offset = 0
         for (member, block) in zip(members, blocks) {
             let job = jobs[member]
+            let count = block.values.count / settings.clusterDimension
             let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: job.weight.columns,
                                       transposed: job.weight.transposed, dimension: settings.clusterDimension, entries: fitted.entries,
                                       groupSize: job.weight.rows, codebook: name, precision: settings.precision, rowScales: settings.perChannelScale,
-                                      vectorScaleBits: nil, origin: .palettization)
-            weights[member] = CompressedWeight(layout: layout, indices: fitted.assign(block.values), codebook: fitted.codebook,
-                                               rowScales: block.rowScales, vectorScales: nil)
+                                      vectorScaleBits: settings.vectorScaleBits, origin: config.origin)
+            let mine = Array(indices[offset..<offset + count])
+            offset += count
+            weights[member] = CompressedWeight(layout: layout, indices: mine, codebook: fitted.codebook, rowScales: block.rowScales,
+                                               vectorScales: settings.vectorScaleBits.map { projections(block.values, mine, layout, fitted.codebook, bits: $0) })
         }
         sharedBytes += fitted.codebook.count * settings.precision.bits / 8 + (settings.precision == .int8 ? 4 : 0)
     }
@@ -172,7 +183,9 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                     do {
                         let fit = try withOptionalBuffer(blocks[i]!.importance?[span]) { weights in
                             try fitCodebook(values, weights: weights, settings: settings, reserveZero: reserveZero.contains(jobs[i].weight.name),
-                                            seed: config.seed &+ UInt64(g), maxIterations: config.maxIterations, workspace: workspace)
+                                            seed: config.seed &+ UInt64(g), maxIterations: config.maxIterations,
+                                            vectorMaxIterations: config.vectorMaxIterations, initialization: config.initialization,
+                                            workspace: workspace)
                         }
                         fit.assign(values, to: indexBuffers[i]!.baseAddress! + rows.lowerBound * columns / settings.clusterDimension)
                         out[g] = fit
@@ -203,8 +216,11 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                 }
             }
         }
+        inertia += mine.reduce(0.0) { $0 + fits[$1]!.inertia }
         if let compensation {
-            if reserveZero.contains(job.weight.name) {
+            if job.settings.vectorScaleBits != nil {
+                compensationNotes[i] = "not compensated: unit shapes with scales"
+            } else if reserveZero.contains(job.weight.name) {
                 compensationNotes[i] = "not compensated: a pruned weight's zeros must stay exact"
             } else if let gram = try compensation(sequential, job.weight.node), gram.count == columns * columns {
                 let groups = mine.map { (rows: groupJobs[$0].rows, codebook: fits[$0]!.truncated(to: entries)) }
@@ -221,10 +237,11 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         let layout = WeightLayout(weight: job.weight.name, shape: job.weight.tensor.shape, rows: job.weight.rows, columns: columns,
                                   transposed: job.weight.transposed, dimension: d, entries: entries,
                                   groupSize: groupRows(job.settings, rows: job.weight.rows), codebook: "\(job.weight.name)/wc_lut",
-                                  precision: job.settings.precision, rowScales: job.settings.perChannelScale, vectorScaleBits: nil,
-                                  origin: .palettization)
-        weights[i] = CompressedWeight(layout: layout, indices: Array(indexBuffers[i]!), codebook: codebook, rowScales: block.rowScales,
-                                      vectorScales: nil)
+                                  precision: job.settings.precision, rowScales: job.settings.perChannelScale,
+                                  vectorScaleBits: job.settings.vectorScaleBits, origin: config.origin)
+        let indices = Array(indexBuffers[i]!)
+        weights[i] = CompressedWeight(layout: layout, indices: indices, codebook: codebook, rowScales: block.rowScales,
+                                      vectorScales: job.settings.vectorScaleBits.map { projections(block.values, indices, layout, codebook, bits: $0) })
         if compensation != nil { sequential.initializers[job.weight.name] = .float(weights[i]!.reconstructed()) }
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -242,7 +259,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         dense.initializers[l.weight] = .float(rebuilt)
         let ownCodebook = job.settings.granularity == .network ? 0 : l.codebookBytes
         layers.append(PalettizedLayer(layer: job.weight.node.displayName, weight: l.weight, opType: job.weight.node.opType,
-                                      form: l.dimension == 1 ? "scalar" : "vector", bits: job.settings.bits, clusters: l.entries,
+                                      form: l.dimension == 1 ? "scalar" : "vector", bits: job.settings.indexBits, clusters: l.entries,
                                       clusterDim: l.dimension, granularity: job.settings.granularity.rawValue, codebooks: l.groups,
                                       lut: l.precision.rawValue, perChannelScale: l.rowScales, denseBytes: job.weight.tensor.count * 4,
                                       storedBytes: ownCodebook + l.indexAndScaleBytes, relativeError: norm > 0 ? err / norm : 0, squaredError: err,
@@ -251,7 +268,20 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                                           ? "not compensated: a network-wide codebook" : nil)].compactMap { $0 }.joined(separator: "; ").nilIfEmpty))
     }
     return PalettizationResult(graph: compressed, denseGraph: dense, weights: weights.map { $0! }, layers: layers,
-                               sharedCodebookBytes: sharedBytes, seconds: seconds)
+                               sharedCodebookBytes: sharedBytes, inertia: inertia, seconds: seconds)
+}
+
+/// Unit shapes: each vector's least-squares scale on its entry (its projection), as stored at `bits` (16: float16;
+/// 8: int8 codes with one step per weight).
+private func projections(_ values: [Float], _ indices: [Int32], _ l: WeightLayout, _ codebook: [Float], bits: Int) -> [Float] {
+    let d = l.dimension, perRow = l.vectorsPerRow
+    let raw = indices.indices.map { i in
+        let c = ((i / perRow / l.groupSize) * l.entries + Int(indices[i])) * d
+        var dot: Float = 0
+        for j in 0..<d { dot += values[i * d + j] * codebook[c + j] }
+        return dot
+    }
+    return quantiseScales(raw, bits: bits).stored
 }
 
 private func groupRows(_ s: PalettizationSettings, rows: Int) -> Int {
@@ -291,65 +321,6 @@ private func prepared(_ w: PalettizableWeight, _ s: PalettizationSettings, impor
 private func withOptionalBuffer<C: Collection, R>(_ values: C?, _ body: (UnsafeBufferPointer<Float>?) throws -> R) rethrows -> R where C.Element == Float {
     guard let values else { return try body(nil) }
     return try Array(values).withUnsafeBufferPointer { try body($0) }
-}
-
-/// A fitted codebook at its stored precision, and exact assignment to it.
-struct FittedCodebook {
-    var codebook: [Float]
-    var entries: Int
-    var dimension: Int
-
-    /// The first `k` entries (tiny groups may have fewer vectors than the others' entry count: a vector codebook of
-    /// `k` entries then holds all of them).
-    func truncated(to k: Int) -> FittedCodebook {
-        k == entries ? self : FittedCodebook(codebook: Array(codebook.prefix(k * dimension)), entries: k, dimension: dimension)
-    }
-
-    /// The nearest stored entry of every vector of `values`, in order.
-    func assign(_ values: [Float]) -> [Int32] {
-        [Int32](unsafeUninitializedCapacity: values.count / dimension) { out, count in
-            values.withUnsafeBufferPointer { assign($0, to: out.baseAddress!) }
-            count = values.count / dimension
-        }
-    }
-
-    /// Writes the index of the nearest stored entry of every vector of `values` to `out`.
-    func assign(_ values: UnsafeBufferPointer<Float>, to out: UnsafeMutablePointer<Int32>) {
-        if dimension == 1 {
-            // Entries ascending with their original positions, then a branch-free search on the midpoints.
-            let order = (0..<entries).sorted { codebook[$0] < codebook[$1] }
-            ScalarKMeans.Assigner(ascending: order.map { codebook[$0] }).assign(values, to: out)
-            if order != Array(0..<entries) { for i in 0..<values.count { out[i] = Int32(order[Int(out[i])]) } }
-            return
-        }
-        let nearest = KMeans.nearest(Array(values), rows: values.count / dimension, dimension: dimension, centroids: codebook,
-                                     clusters: entries, metric: .euclidean, leafBudget: .max)
-        for (i, j) in nearest.enumerated() { out[i] = j }
-    }
-}
-
-/// Fits one codebook to `values` (consecutive `clusterDimension`-vectors), each value's squared error weighted by
-/// `weights` when given, at the stored precision.
-func fitCodebook(_ values: UnsafeBufferPointer<Float>, weights: UnsafeBufferPointer<Float>? = nil, settings s: PalettizationSettings,
-                 reserveZero: Bool, seed: UInt64, maxIterations: Int, workspace: ScalarKMeans.Workspace) throws -> FittedCodebook {
-    let d = s.clusterDimension, k = s.entries
-    if d == 1 {
-        let (fitted, clusters) = (reserveZero && k > 1, reserveZero && k > 1 ? k - 1 : k)
-        let fit = if let weights {
-            ScalarKMeans.fit(values, weights: weights, clusters: clusters, maxIterations: maxIterations, excludingZeros: fitted, workspace: workspace)
-        } else {
-            ScalarKMeans.fit(values, clusters: clusters, maxIterations: maxIterations, excludingZeros: fitted, workspace: workspace)
-        }
-        let centroids = s.precision.quantised(fitted ? [0] + fit.centroids : fit.centroids, codebookSize: k).values
-        return FittedCodebook(codebook: centroids, entries: k, dimension: 1)
-    }
-    let all = Array(values)
-    let n = all.count / d
-    let entries = min(k, n)
-    let vectorWeights = weights.map { w in (0..<n).map { v in (0..<d).reduce(Float(0)) { $0 + w[v * d + $1] } } }
-    let fit = try KMeans.fit(all, rows: n, dimension: d, weights: vectorWeights,
-                             configuration: KMeansConfiguration(clusters: entries, metric: .euclidean, maxIterations: min(maxIterations, 30), seed: seed))
-    return FittedCodebook(codebook: s.precision.quantised(fit.centroids, codebookSize: entries * d).values, entries: entries, dimension: d)
 }
 
 private extension String {

@@ -1,3 +1,4 @@
+import Clustering
 import ModelGraph
 
 /// The resolved palettization of one weight tensor: K = 2^bits codebook entries of `clusterDimension` consecutive
@@ -20,22 +21,39 @@ public struct PalettizationSettings: Sendable, Codable, Equatable, Hashable {
     public var precision: EntryPrecision
     /// Each output channel normalised by its largest magnitude before clustering, the factor kept in float16.
     public var perChannelScale: Bool
+    /// Codebook entries when not a power of two (the kernel seed's K = N·(1 − reduction)); nil: 2^bits.
+    public var clusters: Int?
+    /// Unit shapes with scales (vectors only): each vector = its own scale × a unit-length codebook entry, the entries
+    /// found by spherical k-means weighted by the vectors' squared norms, the scale (the vector's projection on its
+    /// entry) stored at 16 bits (float16) or 8 (int8 codes, one step per weight). nil: the entry is the vector.
+    public var vectorScaleBits: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case bits, granularity, clusters, precision
+        case groupSize = "group_size", clusterDimension = "cluster_dim", perChannelScale = "per_channel_scale",
+             vectorScaleBits = "vector_scale_bits"
+    }
 
     public init(bits: Int = 4, granularity: Granularity = .perTensor, groupSize: Int = 16, clusterDimension: Int = 1,
-                precision: EntryPrecision = .fp16, perChannelScale: Bool = false) {
+                precision: EntryPrecision = .fp16, perChannelScale: Bool = false, clusters: Int? = nil, vectorScaleBits: Int? = nil) {
         self.bits = bits
         self.granularity = granularity
         self.groupSize = groupSize
         self.clusterDimension = clusterDimension
         self.precision = precision
         self.perChannelScale = perChannelScale
+        self.clusters = clusters
+        self.vectorScaleBits = vectorScaleBits
     }
 
     /// Largest index width: 8 bits for scalar LUTs (as coremltools), 20 for vector codebooks (a million entries).
     public static func maximumBits(clusterDimension d: Int) -> Int { d == 1 ? 8 : 20 }
 
-    /// Codebook entries K = 2^bits.
-    public var entries: Int { 1 << bits }
+    /// Codebook entries K: `clusters`, else 2^bits.
+    public var entries: Int { clusters ?? 1 << bits }
+
+    /// Bits of one index: `bits`, or enough for `clusters`.
+    public var indexBits: Int { clusters.map { Footprint.indexBits(clusters: $0) } ?? bits }
 
     func validate(at level: String) throws {
         guard clusterDimension >= 1 && clusterDimension <= 64 else {
@@ -48,6 +66,12 @@ public struct PalettizationSettings: Sendable, Codable, Equatable, Hashable {
         }
         guard groupSize >= 1 else {
             throw ConfigurationError(level: level, field: "group_size", message: "must be at least 1 output channel, got \(groupSize)")
+        }
+        if let clusters, clusters < 1 || clusters > 1 << 24 {
+            throw ConfigurationError(level: level, field: "clusters", message: "must be between 1 and \(1 << 24), got \(clusters)")
+        }
+        if let bits = vectorScaleBits, bits != 8 && bits != 16 {
+            throw ConfigurationError(level: level, field: "vector_scale_bits", message: "must be 8 or 16, got \(bits)")
         }
     }
 }
@@ -77,14 +101,17 @@ public struct WeightFormOverride: Sendable, Codable, Equatable {
     public var clusterDim: Int?
     public var lut: EntryPrecision?
     public var perChannelScale: Bool?
+    public var clusters: Int?
+    public var vectorScaleBits: Int?
 
     enum CodingKeys: String, CodingKey {
-        case form, bits, granularity, lut
-        case groupSize = "group_size", clusterDim = "cluster_dim", perChannelScale = "per_channel_scale"
+        case form, bits, granularity, lut, clusters
+        case groupSize = "group_size", clusterDim = "cluster_dim", perChannelScale = "per_channel_scale", vectorScaleBits = "vector_scale_bits"
     }
 
     public init(form: Form? = nil, bits: Int? = nil, granularity: PalettizationSettings.Granularity? = nil, groupSize: Int? = nil,
-                clusterDim: Int? = nil, lut: EntryPrecision? = nil, perChannelScale: Bool? = nil) {
+                clusterDim: Int? = nil, lut: EntryPrecision? = nil, perChannelScale: Bool? = nil, clusters: Int? = nil,
+                vectorScaleBits: Int? = nil) {
         self.form = form
         self.bits = bits
         self.granularity = granularity
@@ -92,6 +119,8 @@ public struct WeightFormOverride: Sendable, Codable, Equatable {
         self.clusterDim = clusterDim
         self.lut = lut
         self.perChannelScale = perChannelScale
+        self.clusters = clusters
+        self.vectorScaleBits = vectorScaleBits
     }
 
     /// Any field set here replaces the inherited one.
@@ -103,8 +132,13 @@ public struct WeightFormOverride: Sendable, Codable, Equatable {
         if let clusterDim { s.clusterDimension = clusterDim }
         if let lut { s.precision = lut }
         if let perChannelScale { s.perChannelScale = perChannelScale }
+        // A level that sets bits asks for 2^bits entries (an inherited K does not override it).
+        if bits != nil { s.clusters = nil }
+        if let clusters { s.clusters = clusters }
+        if let vectorScaleBits { s.vectorScaleBits = vectorScaleBits }
         // Setting any palettization field on a level implies palettizing, unless the level says dense.
         let touched = bits != nil || granularity != nil || groupSize != nil || clusterDim != nil || lut != nil || perChannelScale != nil
+            || clusters != nil || vectorScaleBits != nil
         return (form ?? (touched ? .palettize : base.form), s)
     }
 }
@@ -149,11 +183,17 @@ public struct PalettizationConfiguration: Sendable, Codable, Equatable {
     public var opTypes: [String: WeightFormOverride]
     public var layers: [LayerOverride]
     public var seed: UInt64
+    /// Lloyd iterations of scalar LUTs (on sorted values, cheap).
     public var maxIterations: Int
+    /// Lloyd iterations of vector codebooks, and their seeding.
+    public var vectorMaxIterations: Int = 30
+    public var initialization: KMeansConfiguration.Initialization = .automatic
+    /// Which form the layouts are recorded as (the kernel preset records `kernels`; not part of the schema).
+    var origin: WeightLayout.Origin = .palettization
 
     enum CodingKeys: String, CodingKey {
-        case global, layers, seed
-        case opTypes = "op_types", maxIterations = "max_iterations"
+        case global, layers, seed, initialization
+        case opTypes = "op_types", maxIterations = "max_iterations", vectorMaxIterations = "vector_max_iterations"
     }
 
     public init(global: WeightFormOverride = WeightFormOverride(), opTypes: [String: WeightFormOverride] = [:],
@@ -172,6 +212,8 @@ public struct PalettizationConfiguration: Sendable, Codable, Equatable {
         layers = try c.decodeIfPresent([LayerOverride].self, forKey: .layers) ?? []
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
         maxIterations = try c.decodeIfPresent(Int.self, forKey: .maxIterations) ?? 100
+        vectorMaxIterations = try c.decodeIfPresent(Int.self, forKey: .vectorMaxIterations) ?? 30
+        initialization = try c.decodeIfPresent(KMeansConfiguration.Initialization.self, forKey: .initialization) ?? .automatic
     }
 
     /// Whether any level asks for palettization at all.
@@ -205,6 +247,9 @@ public struct PalettizationConfiguration: Sendable, Codable, Equatable {
             throw ConfigurationError(level: "op_types", field: op, message: "is not an op type with weights to palettize (\(Self.opTypes.joined(separator: ", ")))")
         }
         guard maxIterations >= 1 else { throw ConfigurationError(level: "global", field: "max_iterations", message: "must be at least 1, got \(maxIterations)") }
+        guard vectorMaxIterations >= 1 else {
+            throw ConfigurationError(level: "global", field: "vector_max_iterations", message: "must be at least 1, got \(vectorMaxIterations)")
+        }
         try check(global.applied(to: (.dense, PalettizationSettings())), level: "global")
     }
 }

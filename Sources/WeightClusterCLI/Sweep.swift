@@ -106,7 +106,7 @@ struct Sweep: ParsableCommand {
             var config = CompressionConfiguration(
                 pruning: point.sparsity.flatMap { $0 > 0 ? PruningConfiguration(sparsity: $0, scope: pruneScope, layers: layerPatterns) : nil },
                 neurons: point.neurons, kernels: point.kernels, palettization: point.palettization, format: .codebook,
-                importance: point.neurons == nil ? measures.importance : [:], bitsPerWeight: point.bitsPerWeight)
+                importance: measures.importance, bitsPerWeight: point.bitsPerWeight)
             config.allocationCost = measures.cost
             if point.palettization != nil { config.compensation = measures.compensation }
             let result = try mapped { try compress(graph, configuration: config) }

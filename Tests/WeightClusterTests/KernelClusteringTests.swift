@@ -204,6 +204,28 @@ import _TestSupport
     }
 }
 
+@Suite struct KernelPresetTests {
+    /// The kernel seed is a preset of the palettization engine: the same settings given as a palettization
+    /// configuration (vectors of kh·kw, K entries shared network-wide, unit shapes with 16-bit scales, fp32 entries)
+    /// give the same weights, bit for bit, in the one layout every form shares.
+    @Test(arguments: KernelClusteringConfiguration.Mode.allCases)
+    func kernelsAreAPaletteSetting(_ mode: KernelClusteringConfiguration.Mode) throws {
+        let graph = try ONNXFormatTestLoader.load("models/tiny_resnet_opset13")
+        let kernels = try clusterKernels(in: graph, configuration: .init(size: .reduction(0.8), mode: mode))
+        var plan = PalettizationConfiguration()
+        for (layer, codebook) in zip(kernels.layers, kernels.layers.map { kernels.codebooks[$0.codebook] }) {
+            plan.layers.append(.init(name: layer.weightName, override: WeightFormOverride(
+                granularity: .network, clusterDim: codebook.kernelShape.reduce(1, *), lut: .fp32, clusters: codebook.count,
+                vectorScaleBits: mode == .scaled ? 16 : nil)))
+        }
+        let palettes = try palettizeWeights(in: graph, configuration: plan)
+        for layer in kernels.layers {
+            #expect(palettes.denseGraph.initializers[layer.weightName] == kernels.graph.initializers[layer.weightName], "\(layer.weightName)")
+        }
+        #expect(abs(palettes.inertia - kernels.inertia) <= 1e-9 * max(1, kernels.inertia))
+    }
+}
+
 @Suite struct KernelImportanceTests {
     /// A kernel whose weights matter a million times more than the others' is reproduced (almost) exactly.
     @Test func importantKernelsAreReproduced() throws {

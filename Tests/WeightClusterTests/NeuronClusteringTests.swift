@@ -172,6 +172,26 @@ enum NeuronFixtures {
         for (p, w) in zip(plain.layers, weighted.layers) { #expect(w.inertia <= p.inertia * 1.0001, "\(p.nodeName)") }
     }
 
+    /// Sensitivity weights the columns (as it does every other form): a column that matters a million times more
+    /// than the others keeps its own direction, in every mode.
+    @Test(arguments: NeuronClusteringConfiguration.Mode.allCases)
+    func importantColumnsAreReproduced(_ mode: NeuronClusteringConfiguration.Mode) throws {
+        let graph = NeuronFixtures.mlp()
+        let w2 = graph.initializers["w2"]!.floatTensor!  // [10, 16], transB: column i is w2[:, i]
+        var importance = [Float](repeating: 1, count: w2.count)
+        for o in 0..<10 { importance[o * 16 + 5] = 1e6 }
+        let config = NeuronClusteringConfiguration(size: .reduction(0.75), mode: mode, layers: ["fc2"])
+        let weighted = try clusterNeurons(in: graph, configuration: config, importance: ["w2": importance])
+        func cosine(_ r: NeuronClusteringResult) -> Float {
+            let rebuilt = r.denseGraph.initializers["w2"]!.floatTensor!.scalars
+            let a = (0..<10).map { w2.scalars[$0 * 16 + 5] }, b = (0..<10).map { rebuilt[$0 * 16 + 5] }
+            let dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+            return dot / max(1e-12, (a.reduce(0) { $0 + $1 * $1 } * b.reduce(0) { $0 + $1 * $1 }).squareRoot())
+        }
+        #expect(cosine(weighted) > 0.9999, "\(mode)")
+        #expect(throws: CompressionError.self) { try clusterNeurons(in: graph, configuration: config, importance: ["w2": [1]]) }
+    }
+
     @Test func zeroColumnsDropOut() throws {
         var graph = NeuronFixtures.mlp()
         var w2 = graph.initializers["w2"]!.floatTensor!
