@@ -105,6 +105,11 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
         im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation,
                      residual: residual, into: &output)
     }
+    if activation.isPointwiseAfterPass {
+        output.scalars.withUnsafeMutableBufferPointer { p in
+            parallelChunks(p.count, minimumChunk: 1 << 15) { range in for i in range { p[i] = activation(p[i]) } }
+        }
+    }
     return output
 }
 

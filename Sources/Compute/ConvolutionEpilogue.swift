@@ -3,13 +3,36 @@ public enum Activation: Sendable, Equatable {
     case none, relu
     /// min(max(x, low), high): ONNX Clip with constant bounds (ReLU6 is `clip(low: 0, high: 6)`).
     case clip(low: Float, high: Float)
+    /// ONNX HardSigmoid: max(0, min(1, alpha·x + beta)).
+    case hardSigmoid(alpha: Float, beta: Float)
+    /// ONNX HardSwish: x · max(0, min(1, x/6 + 1/2)).
+    case hardSwish
 
-    /// The clamp this activation applies; `none` is (−∞, ∞), which leaves every value (NaN included) as it is.
+    /// The clamp this activation applies in the output pass; `none` is (−∞, ∞), which leaves every value (NaN
+    /// included) as it is. The hard sigmoid and swish clamp nothing there: `conv2d` applies them after the pass.
     @inlinable public var bounds: (low: Float, high: Float) {
         switch self {
-        case .none: (-.infinity, .infinity)
+        case .none, .hardSigmoid, .hardSwish: (-.infinity, .infinity)
         case .relu: (0, .infinity)
         case .clip(let low, let high): (low, high)
+        }
+    }
+
+    /// The activation of one value, rounded as the ONNX operator computes it here.
+    @inlinable public func callAsFunction(_ x: Float) -> Float {
+        switch self {
+        case .none: x
+        case .relu, .clip: min(max(x, bounds.low), bounds.high)
+        case .hardSigmoid(let alpha, let beta): min(1, max(0, alpha * x + beta))
+        case .hardSwish: x * min(1, max(0, x / 6 + 0.5))
+        }
+    }
+
+    /// Whether the activation runs after the output pass (one more pass over the output, in place).
+    @inlinable public var isPointwiseAfterPass: Bool {
+        switch self {
+        case .hardSigmoid, .hardSwish: true
+        default: false
         }
     }
 }

@@ -7,7 +7,8 @@ extension Executor {
     ///   are added to the Conv's);
     /// - then an Add that alone reads the Conv's output (its other operand becomes the Conv's residual input, added
     ///   after the bias);
-    /// - then a Relu, or a Clip with constant bounds, that alone reads the result.
+    /// - then a Relu, a Clip with constant bounds, a HardSigmoid or a HardSwish that alone reads the result (the hard
+    ///   ones in a pass of their own over the output, in place).
     /// The fused Conv writes the last absorbed node's output and runs where that node ran (so an Add's other operand is
     /// ready). Values that are graph outputs are never absorbed. Each output is rounded as the separate nodes would
     /// round it: bias, residual and clamp are applied in that order.
@@ -51,6 +52,10 @@ extension Executor {
                 case .clip(let low, let high):
                     conv.attributes[Operators.fusedActivationKey] = .string("Clip")
                     conv.attributes[Operators.fusedClipKey] = .floats([low, high])
+                case .hardSigmoid(let alpha, let beta):
+                    conv.attributes[Operators.fusedActivationKey] = .string("HardSigmoid")
+                    conv.attributes[Operators.fusedClipKey] = .floats([alpha, beta])
+                case .hardSwish: conv.attributes[Operators.fusedActivationKey] = .string("HardSwish")
                 case .none: break
                 }
                 removed.insert(r)
@@ -67,6 +72,48 @@ extension Executor {
             if let conv = placed[j] { result.append(conv) } else if !removed.contains(j) { result.append(node) }
         }
         return result
+    }
+
+    /// Folds each inference BatchNormalization into the Conv before it, when the Conv's output feeds only it and the
+    /// weight, bias and the normalisation's parameters are constants: y = a·(W∗x + b) + c with a = scale/√(var + ε),
+    /// c = B − mean·a becomes (a·W)∗x + (a·b + c) — one node and one pass over the output fewer (the weights are
+    /// folded once, so the result differs from the two nodes by rounding only). The folded weight and bias are new
+    /// constants; a weight another node also reads stays as it was for that node.
+    static func foldingBatchNormalization(_ nodes: [Node], constants: inout [String: AnyTensor], graphOutputs: Set<String>) -> [Node] {
+        guard nodes.contains(where: { $0.opType == "BatchNormalization" }) else { return nodes }
+        var readers: [String: Int] = [:]
+        var producer: [String: Int] = [:]
+        for (j, node) in nodes.enumerated() {
+            for input in node.inputs where !input.isEmpty { readers[input, default: 0] += 1 }
+            for output in node.outputs where !output.isEmpty { producer[output] = j }
+        }
+        var result = nodes
+        var removed = Set<Int>()
+        for (j, bn) in nodes.enumerated() where bn.opType == "BatchNormalization" && bn.inputs.count == 5 && bn.outputs.count == 1
+            && bn.int("training_mode", default: 0) == 0 {
+            guard let i = producer[bn.inputs[0]], nodes[i].opType == "Conv", nodes[i].outputs.count == 1, nodes[i].inputs.count >= 2,
+                  !removed.contains(i), readers[bn.inputs[0]] == 1, !graphOutputs.contains(bn.inputs[0]),
+                  let w = constants[nodes[i].inputs[1]]?.floatTensor, w.rank >= 3, w.shape[0] > 0 else { continue }
+            let oc = w.shape[0], per = w.count / oc, epsilon = bn.float("epsilon", default: 1e-5)
+            let params = bn.inputs[1...4].compactMap { constants[$0]?.floatTensor?.scalars }
+            let hasBias = nodes[i].inputs.count > 2 && !nodes[i].inputs[2].isEmpty
+            let bias = hasBias ? constants[nodes[i].inputs[2]]?.floatTensor?.scalars : [Float](repeating: 0, count: oc)
+            guard params.count == 4, params.allSatisfy({ $0.count == oc }), let bias, bias.count == oc else { continue }
+            let a = (0..<oc).map { params[0][$0] / (params[3][$0] + epsilon).squareRoot() }
+            var folded = w
+            for o in 0..<oc { for k in 0..<per { folded.scalars[o * per + k] *= a[o] } }
+            let shift = (0..<oc).map { bias[$0] * a[$0] + (params[1][$0] - params[2][$0] * a[$0]) }
+            var conv = nodes[i]
+            let name = "\(conv.inputs[1])/wc_folded_\(bn.name.isEmpty ? bn.outputs[0] : bn.name)"
+            constants[name] = .float(folded)
+            constants[name + "_bias"] = .float(Tensor(shape: [oc], scalars: shift))
+            conv.inputs[1] = name
+            if conv.inputs.count > 2 { conv.inputs[2] = name + "_bias" } else { conv.inputs.append(name + "_bias") }
+            conv.outputs = bn.outputs
+            result[i] = conv
+            removed.insert(j)
+        }
+        return result.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
     }
 
     /// The Conv's pads plus `pad`'s, when `pad` is a zero constant Pad of the spatial axes only and the Conv pads
@@ -95,10 +142,13 @@ extension Executor {
         return sum.allSatisfy({ $0 <= ShapeLimits.maxWindow }) ? sum : nil
     }
 
-    /// Relu, or Clip whose bounds are absent or constant scalars.
+    /// Relu, Clip whose bounds are absent or constant scalars, HardSigmoid or HardSwish.
     private static func fusableActivation(_ node: Node, constants: [String: AnyTensor], opset: Int) -> Activation? {
         switch node.opType {
         case "Relu" where node.inputs.count == 1: return .relu
+        case "HardSigmoid" where node.inputs.count == 1:
+            return .hardSigmoid(alpha: node.float("alpha", default: 0.2), beta: node.float("beta", default: 0.5))
+        case "HardSwish" where node.inputs.count == 1: return .hardSwish
         case "Clip":
             var low = -Float.greatestFiniteMagnitude, high = Float.greatestFiniteMagnitude
             if opset < 11 {

@@ -33,8 +33,9 @@ public final class Executor: @unchecked Sendable {
         public enum Winograd: Sendable { case automatic, always, never }
         /// Which 3×3 convolutions run as Winograd F(2×2,3×3) (automatic: those with enough input channels to gain).
         public var winograd: Winograd = .automatic
-        /// Fuse into each convolution the zero Pad that feeds it alone, and the Add, then the Relu or Clip, that alone
-        /// read its output (see `fusingConvolutions`).
+        /// Fold into each convolution the BatchNormalization that alone reads its output (`foldingBatchNormalization`),
+        /// and fuse into it the zero Pad that feeds it alone, and the Add, then the Relu or Clip, that alone read its
+        /// output (`fusingConvolutions`).
         public var fuseActivations = true
         /// Run layers whose weight is a Gather of shared columns in compressed form (sum, then the smaller
         /// product); when false the Gather is folded into a dense weight at load.
@@ -78,6 +79,7 @@ public final class Executor: @unchecked Sendable {
                                                           graphOutputs: Set(graph.outputs.map(\.name)))
         remaining = rewrite.0
         if options.fuseActivations {
+            remaining = Executor.foldingBatchNormalization(remaining, constants: &constants, graphOutputs: Set(graph.outputs.map(\.name)))
             remaining = Executor.fusingConvolutions(remaining, constants: constants, opset: graph.opsetVersion,
                                                     graphOutputs: Set(graph.outputs.map(\.name)))
         }

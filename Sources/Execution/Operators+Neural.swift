@@ -31,9 +31,8 @@ extension Operators {
                                           prepared: args.prepared, residual: residual))]
             }
             let y = try conv2d(x, weight: w, bias: bias, window: window, group: group, prepared: args.prepared)
-            let (low, high) = activation.bounds
             let sum = try broadcastBinary(y, residual, { $0 + $1 })
-            return [.float(activation == .none ? sum : sum.mapped { min(max($0, low), high) })]
+            return [.float(activation == .none ? sum : sum.mapped { activation($0) })]
         }
         t["ConvTranspose"] = { node, args in [.float(try convTransposeOp(node, args))] }
         t["LayerNormalization"] = { node, args in
@@ -136,6 +135,10 @@ extension Operators {
         case .string("Clip"):
             guard case .floats(let b) = node.attributes[fusedClipKey], b.count == 2 else { return .none }
             return .clip(low: b[0], high: b[1])
+        case .string("HardSigmoid"):
+            guard case .floats(let b) = node.attributes[fusedClipKey], b.count == 2 else { return .none }
+            return .hardSigmoid(alpha: b[0], beta: b[1])
+        case .string("HardSwish"): return .hardSwish
         default: return .none
         }
     }

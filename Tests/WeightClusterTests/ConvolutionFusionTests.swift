@@ -134,4 +134,72 @@ import _TestSupport
         let ours = try fused.run(["x": x])["z"]?.floatTensor
         #expect(ours != nil && ours?.shape == expected?.shape && ours?.scalars == expected?.scalars)
     }
+
+    /// Conv → BatchNormalization → Relu, and a second Conv whose output a BatchNormalization and a graph output both
+    /// read: the first normalisation is folded into its Conv (one node left, the Relu fused too), the second stays;
+    /// outputs equal the node-by-node run up to rounding.
+    @Test func batchNormalizationFoldsIntoTheConvBeforeIt() throws {
+        let c = 3
+        func tensor(_ shape: [Int], _ seed: UInt64, positive: Bool = false) -> AnyTensor {
+            .float(Tensor(shape: shape, scalars: ConvolutionTests.random(shape.reduce(1, *), seed: seed).map { positive ? abs($0) + 0.1 : $0 }))
+        }
+        let initializers: [String: AnyTensor] = [
+            "w": tensor([c, c, 3, 3], 41), "b": tensor([c], 42),
+            "scale": tensor([c], 43), "shift": tensor([c], 44), "mean": tensor([c], 45), "var": tensor([c], 46, positive: true),
+        ]
+        let nodes = [
+            Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"], attributes: ["pads": .ints([1, 1, 1, 1])]),
+            Node(name: "bn", opType: "BatchNormalization", inputs: ["c", "scale", "shift", "mean", "var"], outputs: ["n"],
+                 attributes: ["epsilon": .float(1e-3)]),
+            Node(name: "relu", opType: "Relu", inputs: ["n"], outputs: ["r"]),
+            Node(name: "conv2", opType: "Conv", inputs: ["r", "w"], outputs: ["c2"]),
+            Node(name: "bn2", opType: "BatchNormalization", inputs: ["c2", "scale", "shift", "mean", "var"], outputs: ["y"]),
+        ]
+        let graph = Graph(nodes: nodes, initializers: initializers,
+                          inputs: [ValueInfo(name: "x", shape: [.fixed(2), .fixed(c), .fixed(8), .fixed(8)])],
+                          outputs: [ValueInfo(name: "y", shape: nil), ValueInfo(name: "c2", shape: nil)])
+        let x = AnyTensor.float(Tensor(shape: [2, c, 8, 8], scalars: ConvolutionTests.random(2 * c * 64, seed: 47)))
+        var separate = Executor.Options()
+        separate.fuseActivations = false
+        let fused = try Executor(graph: graph)
+        #expect(fused.plan.map(\.opType) == ["Conv", "Conv", "BatchNormalization"])
+        let expected = try Executor(graph: graph, options: separate).run(["x": x])
+        let ours = try fused.run(["x": x])
+        for name in ["y", "c2"] {
+            let e = try #require(expected[name]?.floatTensor), o = try #require(ours[name]?.floatTensor)
+            #expect(o.shape == e.shape)
+            let scale = e.scalars.reduce(Float(0)) { max($0, abs($1)) }
+            #expect(TestSupport.maxAbsDifference(o.scalars, e.scalars) <= 1e-5 * max(1, scale), "\(name)")
+        }
+    }
+
+    /// Conv → HardSwish (depthwise and Winograd-sized 3×3) and Conv → Add → HardSigmoid: fused into their Convs, the
+    /// outputs equal the node-by-node run bit for bit.
+    @Test func hardActivationsFuse() throws {
+        let c = 16
+        func tensor(_ shape: [Int], _ seed: UInt64) -> AnyTensor {
+            .float(Tensor(shape: shape, scalars: ConvolutionTests.random(shape.reduce(1, *), seed: seed).map { $0 * 3 }))
+        }
+        let nodes = [
+            Node(name: "dw", opType: "Conv", inputs: ["x", "dw", "b"], outputs: ["d"], attributes: ["group": .int(c), "pads": .ints([1, 1, 1, 1])]),
+            Node(name: "hs", opType: "HardSwish", inputs: ["d"], outputs: ["h"]),
+            Node(name: "full", opType: "Conv", inputs: ["h", "w", "b"], outputs: ["f"], attributes: ["pads": .ints([1, 1, 1, 1])]),
+            Node(name: "hs2", opType: "HardSwish", inputs: ["f"], outputs: ["g"]),
+            Node(name: "pw", opType: "Conv", inputs: ["g", "pw"], outputs: ["p"]),
+            Node(name: "add", opType: "Add", inputs: ["p", "x"], outputs: ["a"]),
+            Node(name: "sig", opType: "HardSigmoid", inputs: ["a"], outputs: ["y"], attributes: ["alpha": .float(0.25), "beta": .float(0.4)]),
+        ]
+        let graph = Graph(nodes: nodes, initializers: ["dw": tensor([c, 1, 3, 3], 51), "b": tensor([c], 52), "w": tensor([c, c, 3, 3], 53),
+                                                       "pw": tensor([c, c, 1, 1], 54)],
+                          inputs: [ValueInfo(name: "x", shape: [.fixed(2), .fixed(c), .fixed(7), .fixed(7)])],
+                          outputs: [ValueInfo(name: "y", shape: nil)])
+        let x = AnyTensor.float(Tensor(shape: [2, c, 7, 7], scalars: ConvolutionTests.random(2 * c * 49, seed: 55).map { $0 * 4 }))
+        var separate = Executor.Options()
+        separate.fuseActivations = false
+        let fused = try Executor(graph: graph)
+        #expect(fused.plan.map(\.opType) == ["Conv", "Conv", "Conv"])
+        let expected = try Executor(graph: graph, options: separate).run(["x": x])["y"]?.floatTensor
+        let ours = try fused.run(["x": x])["y"]?.floatTensor
+        #expect(ours != nil && ours?.shape == expected?.shape && ours?.scalars == expected?.scalars)
+    }
 }
