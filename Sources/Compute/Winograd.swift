@@ -11,6 +11,13 @@ public enum Winograd {
     /// (measured on VGG-16: with one input channel the 16 tiny GEMMs lose; see docs/RESULTS.md).
     public static func isWorthwhile(inputChannels: Int) -> Bool { inputChannels >= 16 }
 
+    /// Whether a call with this many output tiles gains: with few tiles (batch 1, the last layers' 2×2 or 4×4 maps)
+    /// the 16 GEMMs are matrix–vector products bound by reading the transformed weights, 16/9 the bytes of the
+    /// kernels, so im2col + one GEMM over the plain weights is faster.
+    public static func pays(images: Int, outputHeight oh: Int, outputWidth ow: Int) -> Bool {
+        images * ((oh + 1) / 2) * ((ow + 1) / 2) >= 16
+    }
+
     /// Weights transformed once, U[ξ][oc][ic] = (G·g·Gᵀ)[ξ] for every kernel g = W[oc, ic];
     /// an executor prepares them at load time for constant weights.
     public final class PreparedWeights: @unchecked Sendable {

@@ -20,17 +20,20 @@ extension Operators {
             let bias = args.has(2) ? try args.float(2).scalars : nil
             let activation = fusedActivation(node)
             let group = node.int("group", default: 1)
+            // Winograd only where this call has enough tiles to gain (batch 1 on small maps: im2col + GEMM).
+            let size = window.outputSize(h: x.shape[2], w: x.shape[3])
+            let prepared = size.flatMap { Winograd.pays(images: x.shape[0], outputHeight: $0.h, outputWidth: $0.w) ? args.prepared : nil }
             guard node.attributes[fusedResidualKey] != nil else {
                 return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
-                                          prepared: args.prepared))]
+                                          prepared: prepared))]
             }
             // A fused Add: in the output pass when the other operand has the output's shape, else as the Add would.
             let residual = try args.float(3)
             if let size = window.outputSize(h: x.shape[2], w: x.shape[3]), residual.shape == [x.shape[0], w.shape[0], size.h, size.w] {
                 return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
-                                          prepared: args.prepared, residual: residual))]
+                                          prepared: prepared, residual: residual))]
             }
-            let y = try conv2d(x, weight: w, bias: bias, window: window, group: group, prepared: args.prepared)
+            let y = try conv2d(x, weight: w, bias: bias, window: window, group: group, prepared: prepared)
             let sum = try broadcastBinary(y, residual, { $0 + $1 })
             return [.float(activation == .none ? sum : sum.mapped { activation($0) })]
         }
