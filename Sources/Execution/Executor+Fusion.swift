@@ -2,6 +2,64 @@ import Compute
 import ModelGraph
 
 extension Executor {
+    /// Which rewrites a plan may make.
+    public struct Fusions: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// A BatchNormalization folded into the Conv before it (changes the weights: inference only).
+        public static let batchNormalization = Fusions(rawValue: 1)
+        /// A Conv absorbs its zero Pad, then its Add, then its Relu or Clip (each one's backward needs only the
+        /// fused output, so training takes these too).
+        public static let convolutionNeighbours = Fusions(rawValue: 2)
+        /// HardSigmoid/HardSwish after a Conv (their backward needs the input: inference only).
+        public static let hardActivations = Fusions(rawValue: 4)
+        public static let inference: Fusions = [.batchNormalization, .convolutionNeighbours, .hardActivations]
+        public static let training: Fusions = [.convolutionNeighbours]
+    }
+
+    /// The plan inference and training both run: `sorted` (topological order) without the nodes computable from
+    /// `constants` alone — evaluated once, their outputs added to `constants` — except Dropout and the nodes writing
+    /// `keeping`, with the rewrites `fusions` allows. `variables` are never constant (graph inputs; for training also
+    /// the parameters, which the caller leaves out of `constants`).
+    public static func plan(_ sorted: [Node], constants: inout [String: AnyTensor], variables: Set<String>, keeping: Set<String> = [],
+                            graphOutputs: Set<String>, opset: Int, fusions: Fusions) throws -> [Node] {
+        var remaining: [Node] = []
+        for node in sorted {
+            let foldable = Operators.isFoldable(node) && !keeping.contains(node.outputs.first ?? "")
+                && node.inputs.allSatisfy { $0.isEmpty || (constants[$0] != nil && !variables.contains($0)) }
+            if foldable {
+                let outputs = try Operators.evaluate(node, inputs: node.inputs.map { $0.isEmpty ? nil : constants[$0] }, opset: opset)
+                for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { constants[name] = value }
+            } else {
+                remaining.append(node)
+            }
+        }
+        if fusions.contains(.batchNormalization) {
+            remaining = foldingBatchNormalization(remaining, constants: &constants, graphOutputs: graphOutputs)
+        }
+        if fusions.contains(.convolutionNeighbours) {
+            remaining = fusingConvolutions(remaining, constants: constants, opset: opset, graphOutputs: graphOutputs,
+                                           hardActivations: fusions.contains(.hardActivations))
+        }
+        return remaining
+    }
+
+    /// Whether a Conv with this weight takes Winograd F(2×2,3×3): 3×3, stride 1, one group, explicit or VALID padding,
+    /// and (unless `always`) enough input channels to gain. Each call then still checks `Winograd.pays` for its tiles.
+    public static func takesWinograd(_ node: Node, weightShape shape: [Int], opset: Int, always: Bool = false) -> Bool {
+        guard node.opType == "Conv", shape.count == 4,
+              node.string("auto_pad", default: "NOTSET") == "NOTSET" || node.string("auto_pad", default: "") == "VALID",
+              let window = try? window(of: node, input: [1, shape[1], 8, 8], kernel: Array(shape.suffix(2)), opset: opset),
+              Winograd.applies(weightShape: shape, window: window, group: node.int("group", default: 1)) else { return false }
+        return always || Winograd.isWorthwhile(inputChannels: shape[1])
+    }
+
+    /// What a Conv of a plan does after its product: the fused activation, and the input slot of a fused Add's other
+    /// operand (added before the activation), for training's backward.
+    public static func fusedEpilogue(of node: Node) -> (activation: Activation, residualSlot: Int?) {
+        (Operators.fusedActivation(node), node.attributes[Operators.fusedResidualKey] != nil && node.inputs.count > 3 ? 3 : nil)
+    }
+
     /// Rewrites each Conv to absorb its neighbours, so one pass over the output does what several nodes did:
     /// - a constant-mode Pad with value 0 and constant, non-negative spatial pads that feeds only this Conv (its pads
     ///   are added to the Conv's);
@@ -13,7 +71,7 @@ extension Executor {
     /// ready). Values that are graph outputs are never absorbed. Each output is rounded as the separate nodes would
     /// round it: bias, residual and clamp are applied in that order.
     static func fusingConvolutions(_ nodes: [Node], constants: [String: AnyTensor], opset: Int,
-                                   graphOutputs: Set<String>) -> [Node] {
+                                   graphOutputs: Set<String>, hardActivations: Bool = true) -> [Node] {
         guard nodes.contains(where: { $0.opType == "Conv" }) else { return nodes }
         var readers: [String: [Int]] = [:]
         var producer: [String: Int] = [:]
@@ -46,7 +104,9 @@ extension Executor {
                 removed.insert(a)
                 (value, position) = (nodes[a].outputs[0], a)
             }
-            if let r = soleReader(value), !removed.contains(r), nodes[r].outputs.count == 1, let activation = fusableActivation(nodes[r], constants: constants, opset: opset) {
+            if let r = soleReader(value), !removed.contains(r), nodes[r].outputs.count == 1,
+               let activation = fusableActivation(nodes[r], constants: constants, opset: opset),
+               hardActivations || !activation.isPointwiseAfterPass {
                 switch activation {
                 case .relu: conv.attributes[Operators.fusedActivationKey] = .string("Relu")
                 case .clip(let low, let high):

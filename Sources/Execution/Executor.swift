@@ -61,44 +61,25 @@ public final class Executor: @unchecked Sendable {
         if options.reuseFreedMemory { Executor.reusingFreedMemory }
         if let error = ExecutionError.unsupported(sorted, opset: graph.opsetVersion) { throw error }
         var constants = graph.initializers
-        var remaining: [Node] = []
-        let graphInputs = Set(graph.inputs.map(\.name))
         let keptGathers = options.sharedColumns ? Executor.sharedColumnGathers(sorted, graph: graph) : []
-        for node in Executor.annotatingQuantizedTypes(sorted, storageTypes: graph.storageTypes) {
-            let foldable = Operators.isFoldable(node) && !keptGathers.contains(node.outputs.first ?? "")
-                && node.inputs.allSatisfy { $0.isEmpty || (constants[$0] != nil && !graphInputs.contains($0)) }
-            if foldable {
-                let inputs = node.inputs.map { $0.isEmpty ? nil : constants[$0] }
-                let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion)
-                for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { constants[name] = value }
-            } else {
-                remaining.append(node)
-            }
-        }
+        var remaining = try Executor.plan(Executor.annotatingQuantizedTypes(sorted, storageTypes: graph.storageTypes),
+                                          constants: &constants, variables: Set(graph.inputs.map(\.name)), keeping: keptGathers,
+                                          graphOutputs: Set(graph.outputs.map(\.name)), opset: graph.opsetVersion,
+                                          fusions: options.fuseActivations ? .inference : [])
         let rewrite = try Executor.rewritingSharedColumns(remaining, gathers: keptGathers, constants: constants,
                                                           graphOutputs: Set(graph.outputs.map(\.name)))
         remaining = rewrite.0
-        if options.fuseActivations {
-            remaining = Executor.foldingBatchNormalization(remaining, constants: &constants, graphOutputs: Set(graph.outputs.map(\.name)))
-            remaining = Executor.fusingConvolutions(remaining, constants: constants, opset: graph.opsetVersion,
-                                                    graphOutputs: Set(graph.outputs.map(\.name)))
-        }
         var prepared: [Int: Winograd.PreparedWeights] = [:]
         var preparedOnTheFly = Set<Int>()
         for (index, node) in remaining.enumerated() where node.opType == "Conv" && options.winograd != .never {
             let deferred = node.inputs.count > 1 ? graph.deferredWeights[node.inputs[1]] : nil
-            guard node.inputs.count > 1, let shape = constants[node.inputs[1]]?.floatTensor?.shape ?? deferred?.shape, shape.count == 4,
-                  let window = try? Operators.window2D(node, args: Arguments(node: node, values: [], opset: graph.opsetVersion),
-                                                       input: [1, shape[1], 8, 8], kernel: Array(shape.suffix(2))),
-                  Winograd.applies(weightShape: shape, window: window, group: node.int("group", default: 1)),
-                  node.string("auto_pad", default: "NOTSET") == "NOTSET" || node.string("auto_pad", default: "") == "VALID"
+            guard node.inputs.count > 1, let shape = constants[node.inputs[1]]?.floatTensor?.shape ?? deferred?.shape,
+                  Executor.takesWinograd(node, weightShape: shape, opset: graph.opsetVersion, always: options.winograd == .always)
             else { continue }
-            if options.winograd == .always || Winograd.isWorthwhile(inputChannels: shape[1]) {
-                if let weight = constants[node.inputs[1]]?.floatTensor {
-                    prepared[index] = Winograd.PreparedWeights(weight)
-                } else {
-                    preparedOnTheFly.insert(index)
-                }
+            if let weight = constants[node.inputs[1]]?.floatTensor {
+                prepared[index] = Winograd.PreparedWeights(weight)
+            } else {
+                preparedOnTheFly.insert(index)
             }
         }
         self.prepared = prepared

@@ -84,6 +84,14 @@ extension Backpropagation {
                     accumulate(node.inputs[1], db)
                 }
             case "Conv":
+                // A fused Relu/Clip passes the gradient where the output was not clamped; a fused Add's other operand
+                // gets it as the Add would; the product gets the rest.
+                let (activation, residualSlot) = Executor.fusedEpilogue(of: node)
+                if activation != .none { clampBackward(&dy, output: try value(out, node), activation.bounds) }
+                if let slot = residualSlot, wants[slot] {
+                    accumulate(node.inputs[slot], reduced(dy, to: try value(node.inputs[slot], node).shape))
+                }
+                guard wants[0] || wants[1] || (wants.count > 2 && wants[2]) else { break }
                 let x = try value(node.inputs[0], node), w = try value(node.inputs[1], node)
                 let window = try Executor.window(of: node, input: x.shape, kernel: Array(w.shape.suffix(2)), opset: graph.opsetVersion)
                 let g = try conv2dBackward(x, weight: w, window: window, group: node.int("group", default: 1), gradOutput: dy,
@@ -249,4 +257,10 @@ func matmul(_ a: [Float], _ b: [Float], into c: inout [Float], m: Int, n: Int, k
             }
         }
     }
+}
+
+/// dy where low < y < high (the output was not clamped), else 0; Relu is (0, ∞).
+private func clampBackward(_ dy: inout Tensor<Float>, output y: Tensor<Float>, _ bounds: (low: Float, high: Float)) {
+    if bounds.low == 0 && bounds.high == .infinity { reluBackward(&dy, output: y); return }
+    for i in 0..<dy.count where !(y.scalars[i] > bounds.low && y.scalars[i] < bounds.high) { dy.scalars[i] = 0 }
 }

@@ -17,8 +17,8 @@ public final class Backpropagation {
     public let parameters: [String]
     /// Values that depend only on constants, computed once.
     private var constants: [String: AnyTensor]
-    /// Nodes left to run, in topological order.
-    let plan: [Node]
+    /// Nodes left to run, in topological order: the executor's plan (`Executor.plan`, training's fusions).
+    public let plan: [Node]
     /// Values whose gradient is wanted (they depend on a parameter, or on the input when `inputGradients`).
     let differentiable: Set<String>
     /// For each parameter gathered by constant indices (a codebook or LUT, possibly through Cast/Reshape): how many
@@ -28,9 +28,6 @@ public final class Backpropagation {
     /// The node whose input is the loss's logits, when the graph ends in Softmax/LogSoftmax (skipped in training).
     let logitsName: String
     public var batchNormalization: BatchNormalizationMode = .train
-    /// Relu nodes run inside the convolution before them (Conv output name → Relu output name): the convolution's
-    /// own output has no other reader, and Relu's backward needs only its output.
-    let fusedRelu: [String: String]
     /// Seeded generator for Dropout masks.
     private var generator: UInt64
 
@@ -51,36 +48,17 @@ public final class Backpropagation {
             if node.opType == "Reshape" || node.opType == "Pad" { frozen.formUnion(node.inputs.dropFirst()) }
         }
         parameters = graph.initializers.keys.filter { graph.initializers[$0]?.floatTensor != nil && !frozen.contains($0) }.sorted()
-        let order = try Executor.topologicallySorted(graph)
-        // Fold what depends on no parameter and no input; mark what gradients flow through.
+        // The executor's plan: what depends on no parameter and no input folded once, each Conv fused with its
+        // Pad, Add and Relu/Clip (whose backward needs only the fused output); then mark what gradients flow through.
         var constants = graph.initializers
+        for p in parameters { constants[p] = nil }
+        let plan = try Executor.plan(try Executor.topologicallySorted(graph), constants: &constants,
+                                     variables: Set(graph.inputs.map(\.name)).union(parameters), graphOutputs: Set(graph.outputs.map(\.name)),
+                                     opset: graph.opsetVersion, fusions: .training)
         var live = Set(parameters)
         if inputGradients { live.formUnion(graph.inputs.map(\.name)) }
-        var dynamic = Set(graph.inputs.map(\.name)).union(parameters)
-        var plan: [Node] = []
-        for node in order {
-            if node.inputs.allSatisfy({ $0.isEmpty || !dynamic.contains($0) }) && node.opType != "Dropout" {
-                let outputs = try Executor.evaluate(node, inputs: node.inputs.map { $0.isEmpty ? nil : constants[$0] }, opset: graph.opsetVersion)
-                for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { constants[name] = value }
-                continue
-            }
-            dynamic.formUnion(node.outputs)
-            if node.inputs.contains(where: live.contains) { live.formUnion(node.outputs.prefix(1)) }
-            plan.append(node)
-        }
-        for p in parameters { constants[p] = nil }
+        for node in plan where node.inputs.contains(where: live.contains) { live.formUnion(node.outputs.prefix(1)) }
         self.constants = constants
-        let graphOutputs = Set(graph.outputs.map(\.name))
-        var readers: [String: [Node]] = [:]
-        for node in plan { for input in node.inputs where !input.isEmpty { readers[input, default: []].append(node) } }
-        var fused: [String: String] = [:]
-        for node in plan where node.opType == "Conv" {
-            if let out = node.outputs.first, !graphOutputs.contains(out), let only = readers[out], only.count == 1,
-               only[0].opType == "Relu", only[0].inputs == [out] {
-                fused[out] = only[0].outputs[0]
-            }
-        }
-        fusedRelu = fused
         gatherCounts = Self.gatherCounts(plan, constants: constants, parameters: Set(parameters), graph: graph)
         self.plan = plan
         self.differentiable = live
@@ -138,7 +116,6 @@ public final class Backpropagation {
         for node in plan {
             let started = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             defer { if profiling { profile["forward/" + node.opType, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 } }
-            if node.opType == "Relu", fusedRelu[node.inputs[0]] != nil { continue }  // ran inside its convolution
             let inputs = node.inputs.map { $0.isEmpty ? nil : values[$0] }
             var outputs: [AnyTensor]
             if node.opType == "Dropout" && training {
@@ -148,21 +125,10 @@ public final class Backpropagation {
                 let mask = (0..<x.count).map { _ in nextUnit() >= Double(ratio) ? keep : 0 }
                 tape.dropoutMasks[node.outputs[0]] = mask
                 outputs = [.float(Tensor(shape: x.shape, scalars: zip(x.scalars, mask).map { $0 * $1 }))]
-            } else if node.opType == "Conv", let x = inputs[0]?.floatTensor, let w = inputs[1]?.floatTensor, x.rank == 4, w.rank == 4 {
-                // The executor's fast paths: Winograd where it applies (the weights change every step, so they are
-                // transformed every step) and a following Relu fused into the output pass.
-                let window = try Executor.window(of: node, input: x.shape, kernel: Array(w.shape.suffix(2)), opset: graph.opsetVersion)
-                let group = node.int("group", default: 1)
-                let winograd = Winograd.applies(weightShape: w.shape, window: window, group: group) && Winograd.isWorthwhile(inputChannels: w.shape[1])
-                let relu = fusedRelu[node.outputs[0]]
-                let y = try conv2d(x, weight: w, bias: inputs.count > 2 ? inputs[2]?.floatTensor?.scalars : nil, window: window, group: group,
-                                   activation: relu == nil ? .none : .relu, prepared: winograd ? Winograd.PreparedWeights(w) : nil)
-                if let relu {
-                    values[relu] = .float(y)
-                    outputs = []
-                } else {
-                    outputs = [.float(y)]
-                }
+            } else if node.opType == "Conv", let w = inputs[1]?.floatTensor,
+                      Executor.takesWinograd(node, weightShape: w.shape, opset: graph.opsetVersion) {
+                // Winograd as the executor takes it; the weights change every step, so they are transformed every step.
+                outputs = try Executor.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: Winograd.PreparedWeights(w))
             } else if node.opType == "BatchNormalization" && training && batchNormalization == .train {
                 outputs = [.float(try batchNormalizationTraining(node, inputs, tape: &tape))]
             } else if node.opType == "Softmax" || node.opType == "LogSoftmax", node.inputs[0] == logitsName, training {

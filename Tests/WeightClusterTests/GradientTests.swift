@@ -74,6 +74,31 @@ enum GradientCheck {
             ["w": GradientCheck.random([4, 2, 3, 3], seed: 3)], input: [2, 4, 5, 5]), input: [2, 4, 5, 5])
     }
 
+    /// Training runs the executor's plan: Pad → Conv → Add(another Conv of x) → Clip(0, 1) is one fused Conv, and
+    /// Conv → Add(a broadcast [1, C, 1, 1] parameter) → Relu another (its Add falls back to broadcasting); the fused
+    /// nodes' gradients (to x, both weights, the biases and the added parameter) match finite differences.
+    @Test func fusedConvolutions() throws {
+        let nodes = [
+            Node(name: "pad", opType: "Pad", inputs: ["x", "pads"], outputs: ["xp"]),
+            Node(name: "c1", opType: "Conv", inputs: ["xp", "w1", "b1"], outputs: ["a"]),
+            Node(name: "c2", opType: "Conv", inputs: ["x", "w2"], outputs: ["s"], attributes: ["pads": .ints([1, 1, 1, 1])]),
+            Node(name: "add", opType: "Add", inputs: ["a", "s"], outputs: ["t"]),
+            Node(name: "clip", opType: "Clip", inputs: ["t", "lo", "hi"], outputs: ["u"]),
+            Node(name: "c3", opType: "Conv", inputs: ["u", "w3"], outputs: ["v"]),
+            Node(name: "add2", opType: "Add", inputs: ["v", "row"], outputs: ["z"]),
+            Node(name: "relu", opType: "Relu", inputs: ["z"], outputs: ["y"]),
+        ]
+        let graph = GradientCheck.graph(nodes, ["w1": GradientCheck.random([3, 2, 3, 3], seed: 11), "b1": GradientCheck.random([3], seed: 12),
+                                                "w2": GradientCheck.random([3, 2, 3, 3], seed: 13), "w3": GradientCheck.random([4, 3, 1, 1], seed: 14),
+                                                "row": GradientCheck.random([1, 4, 1, 1], seed: 15)],
+                                        input: [2, 2, 5, 5],
+                                        extra: ["pads": .int64(Tensor(shape: [8], scalars: [0, 0, 1, 1, 0, 0, 1, 1])),
+                                                "lo": .float(Tensor(shape: [], scalars: [0])), "hi": .float(Tensor(shape: [], scalars: [1]))])
+        let bp = try Backpropagation(graph: graph)
+        #expect(bp.plan.map(\.opType) == ["Conv", "Conv", "Conv"])
+        try GradientCheck.run("fused Pad/Conv/Add/Clip, Conv/broadcast Add/Relu", graph, input: [2, 2, 5, 5])
+    }
+
     @Test func matrixProducts() throws {
         try GradientCheck.run("gemm transB alpha beta", GradientCheck.graph(
             [Node(name: "g", opType: "Gemm", inputs: ["x", "w", "b"], outputs: ["y"],
