@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Training throughput: our engine against PyTorch on the CPU (Debian's python3-torch), the same VGG-16, batch 64,
-# SGD with Nesterov momentum, in one run; prints images/s of each, the ratio and peak RSS.
+# Training throughput: our engine against PyTorch on the CPU (Debian's python3-torch), the same model (VGG-16 by
+# default; any graph of Conv/Relu/Clip/Add/MaxPool/GlobalAveragePool/Flatten/Gemm, e.g. the MobileNetV2-style
+# .build/models/small-mobilenetv2-fmnist.onnx of Scripts/train_small_nets.py), batch 64, SGD with Nesterov momentum,
+# in one run; prints images/s of each, the ratio and peak RSS.
 #   Scripts/bench-training.sh [MODEL] [--steps N] [--avx512]
 # --avx512 unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this run, so OpenBLAS picks its own kernels.
 set -euo pipefail
