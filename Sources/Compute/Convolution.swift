@@ -123,10 +123,18 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     let ocg = oc / group
     let kdim = icg * kh * kw
     let ohw = oh * ow
-    // Images per GEMM: enough columns to keep BLAS efficient, few enough to bound the im2col buffer.
-    let perChunk = max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
-    let chunks = (n + perChunk - 1) / perChunk
     let isPointwise = kh == 1 && kw == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
+    // Images per GEMM: enough columns to keep BLAS efficient, few enough to bound the im2col buffer; a 1×1
+    // convolution takes one image at a time (its GEMM reads the NCHW buffer and writes the output in place). The
+    // chunks are then evened out so that every worker gets as many (3 chunks on 2 cores left one idle a third of
+    // the time).
+    var perChunk = isPointwise ? 1 : max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
+    let workers = ComputeThreads.count
+    if perChunk > 1, case let chunks = (n + perChunk - 1) / perChunk, chunks % workers != 0 {
+        let even = (chunks + workers - 1) / workers * workers
+        perChunk = (n + even - 1) / even
+    }
+    let chunks = (n + perChunk - 1) / perChunk
 
     withResidual(residual) { residualAddress in
     input.scalars.withUnsafeBufferPointer { inBuf in
