@@ -44,6 +44,10 @@ struct SensitivityOptions: ParsableArguments {
                              discussion: "Each layer's columns are assigned to LUT entries in turn, every error spread over the columns not yet assigned through the inverse Gram matrix of the layer's inputs, so the layer's output changes least. Conv (one group), Gemm and MatMul; other layers, pruned weights and network-wide codebooks keep nearest assignment (a note says so)."))
     var compensate = false
 
+    @Flag(help: ArgumentHelp("With --calibration: leave the k-means unweighted (no Fisher information).",
+                             discussion: "The calibration images then serve only --compensate and the allocation's measured cost: for measuring what each component adds on its own."))
+    var unweighted = false
+
     func validate() throws {
         if bitsPerWeight != nil && targetSize != nil { throw ValidationError("give --bits-per-weight or --target-size, not both") }
         _ = try targetBytes
@@ -56,6 +60,7 @@ struct SensitivityOptions: ParsableArguments {
         }
         if writePlan != nil && bitsPerWeight == nil && targetSize == nil { throw ValidationError("--write-plan needs --bits-per-weight or --target-size") }
         try Self.validate(compensate: compensate, calibration: calibration)
+        if unweighted && calibration == nil { throw ValidationError("--unweighted needs --calibration N (without it nothing is weighted)") }
     }
 
     static func validate(compensate: Bool, calibration: Int?) throws {
@@ -89,13 +94,17 @@ struct SensitivityOptions: ParsableArguments {
             FileHandle.standardError.write(Data("warning: --target-size \(bytes) bytes is not below the dense size (\(graph.parameterCount * 4) bytes): every weight gets the largest candidate, 8 bits\n".utf8))
         }
         return try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil || targetSize != nil,
-                                 compensating: compensate, data: data)
+                                 compensating: compensate, data: data, fisher: !unweighted)
     }
 
     /// The same for `sweep`: the calibration images are loaded once for all three.
-    static func measures(_ graph: Graph, calibration: Int?, allocating: Bool, compensating: Bool, data: DataOptions) throws -> Measures {
+    static func measures(_ graph: Graph, calibration: Int?, allocating: Bool, compensating: Bool, data: DataOptions,
+                         fisher: Bool = true) throws -> Measures {
         guard let images = try calibrationImages(calibration, data: data) else { return Measures() }
-        var m = Measures(importance: try Sensitivity.fisher(graph, images: images) { Terminal.progress("sensitivity", $0, $1) })
+        // Unweighted: the same weight for every element (the allocation still fits its candidates through the
+        // weighted path, which equal weights leave unweighted).
+        let uniform = { graph.initializers.compactMapValues { $0.floatTensor.map { [Float](repeating: 1, count: $0.count) } } }
+        var m = Measures(importance: fisher ? try Sensitivity.fisher(graph, images: images) { Terminal.progress("sensitivity", $0, $1) } : uniform())
         if allocating {
             let divergence = try OutputDivergence(reference: graph, images: images)
             m.cost = { try divergence.replacing($0, with: $1) }

@@ -182,6 +182,7 @@ import _TestSupport
             (["--bits", "2", "--bits-per-weight", "0", "--calibration", "4"], "--bits-per-weight must be a positive number"),
             (["--bits", "2", "--write-plan", "p.json"], "--write-plan needs --bits-per-weight"),
             (["--bits", "2", "--compensate"], "--compensate needs --calibration N"),
+            (["--bits", "2", "--unweighted"], "--unweighted needs --calibration N"),
             (["--bits", "2", "--target-size", "1MiB"], "--target-size needs --calibration N"),
             (["--bits", "2", "--target-size", "0", "--calibration", "4"], "--target-size must be a positive size"),
             (["--bits", "2", "--target-size", "12 parsecs", "--calibration", "4"], "--target-size must be a positive size"),
