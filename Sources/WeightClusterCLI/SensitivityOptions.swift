@@ -21,7 +21,11 @@ struct SensitivityOptions: ParsableArguments {
                                discussion: "Like --bits-per-weight, with the budget counted over the whole model: what stays dense (biases, layers left out) and what other passes compress is charged first."))
     var targetSize: String?
 
-    @Option(help: "With --bits-per-weight or --target-size: write the chosen per-layer bits as a --config plan file.")
+    @Option(help: ArgumentHelp("With --bits-per-weight or --target-size: the forms each weight may take: scalar (the default) or scalar+vector.",
+                               discussion: "scalar: LUTs of 1–8 bits. scalar+vector adds LUTs of pairs of weights (cluster_dim 2) at 1, 2, 3 and 5 bits: 0.5, 1, 1.5 and 2.5 bits per weight."))
+    var allocationForms: AllocationForms?
+
+    @Option(help: "With --bits-per-weight or --target-size: write the chosen per-layer bits (and cluster_dim) as a --config plan file.")
     var writePlan: String?
 
     /// --target-size in bytes.
@@ -44,6 +48,16 @@ struct SensitivityOptions: ParsableArguments {
                              discussion: "Each layer's columns are assigned to LUT entries in turn, every error spread over the columns not yet assigned through the inverse Gram matrix of the layer's inputs, so the layer's output changes least. Conv (one group), Gemm and MatMul; other layers, pruned weights and network-wide codebooks keep nearest assignment (a note says so)."))
     var compensate = false
 
+    /// The candidate forms of an allocation, as `--allocation-forms` names them.
+    enum AllocationForms: String, CaseIterable, ExpressibleByArgument {
+        case scalar
+        case scalarAndVector = "scalar+vector"
+
+        var candidates: [AllocationCandidate] {
+            self == .scalar ? AllocationCandidate.scalar : AllocationCandidate.scalar + AllocationCandidate.pairs
+        }
+    }
+
     func validate() throws {
         if bitsPerWeight != nil && targetSize != nil { throw ValidationError("give --bits-per-weight or --target-size, not both") }
         _ = try targetBytes
@@ -55,6 +69,7 @@ struct SensitivityOptions: ParsableArguments {
             throw ValidationError("--bits-per-weight must be a positive number, got \(bitsPerWeight)")
         }
         if writePlan != nil && bitsPerWeight == nil && targetSize == nil { throw ValidationError("--write-plan needs --bits-per-weight or --target-size") }
+        if allocationForms != nil && bitsPerWeight == nil && targetSize == nil { throw ValidationError("--allocation-forms needs --bits-per-weight or --target-size") }
         try Self.validate(compensate: compensate, calibration: calibration)
     }
 
