@@ -14,7 +14,7 @@ struct SensitivityOptions: ParsableArguments {
     var calibration: Int?
 
     @Option(help: ArgumentHelp("Palettization: choose each weight's bits so that all palettized weights take B bits per weight (needs --calibration).",
-                               discussion: "Every width from 1 to 8 bits is fitted to every weight; the upgrades that save the most sensitivity-weighted error per byte are taken while the budget allows."))
+                               discussion: "Every candidate form (scalar LUTs of 1–8 bits; with --allocation-forms scalar+vector also pairs of weights) is fitted to every weight and costed by the divergence of the outputs on the calibration images with only that weight changed; the upgrades that save the most per byte are taken while the budget allows."))
     var bitsPerWeight: Double?
 
     @Option(help: ArgumentHelp("Palettization: choose each weight's bits so that the whole model's footprint is at most SIZE (bytes, or with KiB, MiB, KB, MB; needs --calibration).",
