@@ -27,6 +27,11 @@ public struct CompressionConfiguration: Sendable {
     public var targetBytes: Int?
     /// What the allocation minimises per weight and candidate (default: the sensitivity-weighted error).
     public var allocationCost: AllocationCost?
+    /// The forms the allocation chooses among (default: scalar LUTs of 1–8 bits).
+    public var allocationForms: [AllocationCandidate] = AllocationCandidate.scalar
+    /// Curves measured earlier on the same model and palettization (e.g. once for a sweep over targets): the
+    /// allocation only solves for the target (`allocationCost` and `allocationForms` are then not used).
+    public var allocationCurves: AllocationCurves?
     /// GPTQ-style error compensation of palettization: the Gram matrix XᵀX of a layer's inputs on calibration data
     /// run through the given graph (the model with the layers before it palettized), e.g. `Sensitivity.inputGram` of
     /// the Training module.
@@ -87,10 +92,13 @@ public func compress(_ graph: Graph, configuration config: CompressionConfigurat
                 (target: bytes, otherBytes: { (r: PalettizationResult) in
                     ModelFootprint(original: graph, pruning: p, neurons: n, kernels: k, palettization: r).totalBytes - r.storedBytes })
             }
-            allocation = try allocateBits(in: g, configuration: c, bitsPerWeight: config.bitsPerWeight ?? 0, modelBytes: modelBytes,
-                                          importance: config.importance,
-                                          cost: config.allocationCost, skipping: owned,
-                                          reserveZero: pruned)
+            if let curves = config.allocationCurves {
+                allocation = try config.targetBytes.map { try curves.allocate(modelBytes: $0) } ?? curves.allocate(bitsPerWeight: config.bitsPerWeight!)
+            } else {
+                allocation = try allocateBits(in: g, configuration: c, bitsPerWeight: config.bitsPerWeight ?? 0, modelBytes: modelBytes,
+                                              forms: config.allocationForms, importance: config.importance,
+                                              cost: config.allocationCost, skipping: owned, reserveZero: pruned)
+            }
             c = allocation!.configuration
         }
         palettes = try palettizeWeights(in: g, configuration: c, skipping: owned, reserveZero: pruned, importance: config.importance,

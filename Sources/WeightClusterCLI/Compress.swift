@@ -89,6 +89,7 @@ struct Compress: ParsableCommand {
             format: format != .dense || finetuneEpochs != nil ? .codebook : .dense,
             importance: measures.importance, bitsPerWeight: sensitivity.bitsPerWeight)
         config.allocationCost = measures.cost
+        config.allocationForms = (sensitivity.allocationForms ?? .scalar).candidates
         config.compensation = measures.compensation
         config.targetBytes = try sensitivity.targetBytes
         return config

@@ -14,14 +14,18 @@ struct SensitivityOptions: ParsableArguments {
     var calibration: Int?
 
     @Option(help: ArgumentHelp("Palettization: choose each weight's bits so that all palettized weights take B bits per weight (needs --calibration).",
-                               discussion: "Every width from 1 to 8 bits is fitted to every weight; the upgrades that save the most sensitivity-weighted error per byte are taken while the budget allows."))
+                               discussion: "Every candidate form (scalar LUTs of 1–8 bits; with --allocation-forms scalar+vector also pairs of weights) is fitted to every weight and costed by the divergence of the outputs on the calibration images with only that weight changed; the upgrades that save the most per byte are taken while the budget allows."))
     var bitsPerWeight: Double?
 
     @Option(help: ArgumentHelp("Palettization: choose each weight's bits so that the whole model's footprint is at most SIZE (bytes, or with KiB, MiB, KB, MB; needs --calibration).",
                                discussion: "Like --bits-per-weight, with the budget counted over the whole model: what stays dense (biases, layers left out) and what other passes compress is charged first."))
     var targetSize: String?
 
-    @Option(help: "With --bits-per-weight or --target-size: write the chosen per-layer bits as a --config plan file.")
+    @Option(help: ArgumentHelp("With --bits-per-weight or --target-size: the forms each weight may take: scalar (the default) or scalar+vector.",
+                               discussion: "scalar: LUTs of 1–8 bits. scalar+vector adds LUTs of pairs of weights (cluster_dim 2) at 1, 2, 3 and 5 bits: 0.5, 1, 1.5 and 2.5 bits per weight."))
+    var allocationForms: AllocationForms?
+
+    @Option(help: "With --bits-per-weight or --target-size: write the chosen per-layer bits (and cluster_dim) as a --config plan file.")
     var writePlan: String?
 
     /// --target-size in bytes.
@@ -48,6 +52,16 @@ struct SensitivityOptions: ParsableArguments {
                              discussion: "The calibration images then serve only --compensate and the allocation's measured cost: for measuring what each component adds on its own."))
     var unweighted = false
 
+    /// The candidate forms of an allocation, as `--allocation-forms` names them.
+    enum AllocationForms: String, CaseIterable, ExpressibleByArgument {
+        case scalar
+        case scalarAndVector = "scalar+vector"
+
+        var candidates: [AllocationCandidate] {
+            self == .scalar ? AllocationCandidate.scalar : AllocationCandidate.scalar + AllocationCandidate.pairs
+        }
+    }
+
     func validate() throws {
         if bitsPerWeight != nil && targetSize != nil { throw ValidationError("give --bits-per-weight or --target-size, not both") }
         _ = try targetBytes
@@ -59,6 +73,7 @@ struct SensitivityOptions: ParsableArguments {
             throw ValidationError("--bits-per-weight must be a positive number, got \(bitsPerWeight)")
         }
         if writePlan != nil && bitsPerWeight == nil && targetSize == nil { throw ValidationError("--write-plan needs --bits-per-weight or --target-size") }
+        if allocationForms != nil && bitsPerWeight == nil && targetSize == nil { throw ValidationError("--allocation-forms needs --bits-per-weight or --target-size") }
         try Self.validate(compensate: compensate, calibration: calibration)
         if unweighted && calibration == nil { throw ValidationError("--unweighted needs --calibration N (without it nothing is weighted)") }
     }

@@ -47,6 +47,10 @@ struct Sweep: ParsableCommand {
     @Option(help: "Palettization with bits chosen per weight (needs --calibration): comma-separated targets in bits per weight, at each --granularity.")
     var bitsPerWeight: String?
 
+    @Option(help: ArgumentHelp("With --bits-per-weight: comma-separated sets of forms each weight may take (scalar, scalar+vector).",
+                               discussion: "Every set is solved at every target from one measurement of the candidates of all sets."))
+    var allocationForms: String = "scalar"
+
     @Flag(help: "Palettization points: GPTQ-style error compensation on the --calibration images.")
     var compensate = false
 
@@ -88,6 +92,7 @@ struct Sweep: ParsableCommand {
     func validate() throws {
         try SensitivityOptions.validate(calibration: calibration, allocating: bitsPerWeight != nil)
         try SensitivityOptions.validate(compensate: compensate, calibration: calibration)
+        _ = try formSets()
     }
 
     func run() throws {
@@ -102,6 +107,9 @@ struct Sweep: ParsableCommand {
                                                        compensating: compensate, data: dataOptions)
         let baseline = try Evaluator.evaluate(try Executor(graph: graph), on: dataset) { Terminal.progress("baseline", $0, $1) }
         var rows: [SweepRow] = []
+        // Allocated points share one measurement of the candidates per granularity; each point only solves its target.
+        var curves: [PalettizationSettings.Granularity: AllocationCurves] = [:]
+        let allForms = try formSets().flatMap(\.candidates)
         for (number, point) in plan.enumerated() {
             var config = CompressionConfiguration(
                 pruning: point.sparsity.flatMap { $0 > 0 ? PruningConfiguration(sparsity: $0, scope: pruneScope, layers: layerPatterns) : nil },
@@ -109,8 +117,25 @@ struct Sweep: ParsableCommand {
                 importance: measures.importance, bitsPerWeight: point.bitsPerWeight)
             config.allocationCost = measures.cost
             if point.palettization != nil { config.compensation = measures.compensation }
-            let result = try mapped { try compress(graph, configuration: config) }
+            if let forms = point.allocationForms, let p = point.palettization, let g = point.settings?.granularity {
+                if curves[g] == nil {
+                    curves[g] = try mapped {
+                        try AllocationCurves(measuring: graph, configuration: p, candidates: allForms, importance: measures.importance, cost: measures.cost)
+                    }
+                    let c = curves[g]!
+                    let candidates = c.curves.values.reduce(0) { $0 + $1.count }
+                    FileHandle.standardError.write(Data("allocation (\(g.rawValue)): \(candidates) candidates for \(c.weights.count) weights measured in \(String(format: "%.1f", c.seconds)) s\n".utf8))
+                }
+                config.allocationCurves = try mapped { try curves[g]!.restricted(to: forms.candidates) }
+            }
             let label = "\(point.label) (\(number + 1)/\(plan.count))"
+            let attempt = Result { try compress(graph, configuration: config) }
+            if case .failure(let error as ConfigurationError) = attempt, error.level == "allocation", point.bitsPerWeight != nil {
+                // A target these forms cannot reach is one point less, not the end of the sweep.
+                FileHandle.standardError.write(Data("warning: \(label): skipped: --bits-per-weight \(error.message)\n".utf8))
+                continue
+            }
+            let result = try mapped { try attempt.get() }
             let report = try Evaluator.evaluate(try Executor(graph: result.graph), on: dataset) { Terminal.progress(label, $0, $1) }
             var row = SweepRow(mode: point.mode, footprintBytes: result.footprintBytes, denseBytes: result.denseBytes,
                                compressionRatio: result.compressionRatio, top1: report.top1, deltaTop1: report.top1 - baseline.top1,
@@ -134,7 +159,7 @@ struct Sweep: ParsableCommand {
             if let p = result.palettization, let s = point.settings {
                 row.bits = point.bitsPerWeight == nil ? s.bits : nil
                 row.granularity = s.granularity.rawValue
-                row.clusterDim = s.clusterDimension
+                row.clusterDim = point.allocationForms == .scalarAndVector ? nil : s.clusterDimension
                 row.bitsPerWeight = result.bitsPerWeight
                 row.clusters = point.bitsPerWeight == nil ? s.entries : nil
                 row.relativeError = p.layers.reduce(0) { $0 + $1.relativeError * Double($1.denseBytes) } / Double(max(1, p.denseBytes))
@@ -177,8 +202,9 @@ struct Sweep: ParsableCommand {
         var kernels: KernelClusteringConfiguration?
         var palettization: PalettizationConfiguration?
         var settings: PalettizationSettings?
-        /// A size target the bits are allocated to.
+        /// A size target the bits are allocated to, and the forms each weight may take.
         var bitsPerWeight: Double? = nil
+        var allocationForms: SensitivityOptions.AllocationForms? = nil
     }
 
     /// Comma-separated positive numbers (none when the option is absent).
@@ -204,11 +230,14 @@ struct Sweep: ParsableCommand {
         var plan: [Point] = []
         for target in try decimals(bitsPerWeight, option: "--bits-per-weight") {
             for g in granularities {
-                let settings = PalettizationSettings(bits: 4, granularity: g, groupSize: groupSize, precision: lut)
-                let config = PalettizationConfiguration(global: WeightFormOverride(form: .palettize, granularity: g, groupSize: groupSize, lut: lut),
-                                                        seed: kernels.seed)
-                let form = "allocated \(g.rawValue)\(weighted)"
-                plan.append(Point(label: "\(form) \(target) bits/weight", mode: form, palettization: config, settings: settings, bitsPerWeight: target))
+                for forms in try formSets() {
+                    let settings = PalettizationSettings(bits: 4, granularity: g, groupSize: groupSize, precision: lut)
+                    let config = PalettizationConfiguration(global: WeightFormOverride(form: .palettize, granularity: g, groupSize: groupSize, lut: lut),
+                                                            seed: kernels.seed)
+                    let form = "allocated \(g.rawValue)\(forms == .scalar ? "" : ", \(forms.rawValue)")\(weighted)"
+                    plan.append(Point(label: "\(form) \(target) bits/weight", mode: form, palettization: config, settings: settings,
+                                      bitsPerWeight: target, allocationForms: forms))
+                }
             }
         }
         guard bits != nil || vectorBitsPerWeight != nil else { return plan }
@@ -227,6 +256,16 @@ struct Sweep: ParsableCommand {
             }
         }
         return plan
+    }
+
+    /// --allocation-forms: the sets of forms allocated points choose among.
+    func formSets() throws -> [SensitivityOptions.AllocationForms] {
+        try allocationForms.split(separator: ",").map { text in
+            guard let forms = SensitivityOptions.AllocationForms(rawValue: String(text).trimmed) else {
+                throw ValidationError("unknown --allocation-forms '\(text)' (\(SensitivityOptions.AllocationForms.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return forms
+        }
     }
 
     func integers(_ text: String, option: String) throws -> [Int] {

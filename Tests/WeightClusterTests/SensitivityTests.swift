@@ -105,6 +105,49 @@ import _TestSupport
         #expect(throws: ConfigurationError.self) { try allocateBits(in: graph, configuration: base, bitsPerWeight: 2, importance: [:]) }
     }
 
+    /// Curves measured once give, for every target, the plan `allocateBits` gives (which measures each time); curves
+    /// holding vector candidates too give it again when restricted to the scalar ones.
+    @Test func curvesMeasuredOnceGiveTheSamePlans() throws {
+        let graph = NeuronFixtures.mlp()
+        let ones = Dictionary(uniqueKeysWithValues: ["w1", "w2", "w3", "w4"].map { ($0, [Float](repeating: 1, count: graph.initializers[$0]!.floatTensor!.count)) })
+        let base = PalettizationConfiguration(global: .init(form: .palettize, granularity: .perTensor, lut: .fp16))
+        let scalar = try AllocationCurves(measuring: graph, configuration: base, importance: ones)
+        let mixed = try AllocationCurves(measuring: graph, configuration: base, candidates: AllocationCandidate.scalar + AllocationCandidate.pairs,
+                                         importance: ones)
+        for target in [2.0, 3.0, 4.5, 6.0] {
+            let each = try allocateBits(in: graph, configuration: base, bitsPerWeight: target, importance: ones)
+            #expect(try scalar.allocate(bitsPerWeight: target).choices == each.choices)
+            #expect(try scalar.allocate(bitsPerWeight: target).configuration == each.configuration)
+            #expect(try mixed.restricted(to: AllocationCandidate.scalar).allocate(bitsPerWeight: target).configuration == each.configuration)
+        }
+        #expect { try scalar.allocate(bitsPerWeight: 0.5) } throws: { "\($0)".contains("below the smallest size any candidate reaches") }
+    }
+
+    /// With vector candidates, every weight's curve holds pairs of weights at 1, 2, 3 and 5 bits; the plan sets
+    /// cluster_dim where it chose a pair, and palettizing with the plan gives the chosen forms and sizes within budget.
+    @Test func vectorCandidatesEnterThePlan() throws {
+        let graph = NeuronFixtures.mlp()
+        let ones = Dictionary(uniqueKeysWithValues: ["w1", "w2", "w3", "w4"].map { ($0, [Float](repeating: 1, count: graph.initializers[$0]!.floatTensor!.count)) })
+        let base = PalettizationConfiguration(global: .init(form: .palettize, granularity: .perTensor, lut: .fp16))
+        let curves = try AllocationCurves(measuring: graph, configuration: base, candidates: AllocationCandidate.scalar + AllocationCandidate.pairs,
+                                          importance: ones)
+        for weight in curves.weights {
+            #expect(curves.curves[weight]!.filter { $0.clusterDim == 2 }.map(\.bits) == [1, 2, 3, 5], "\(weight)")
+        }
+        var vectors = 0
+        for target in [1.25, 1.5, 2.5, 3.0] {
+            let a = try curves.allocate(bitsPerWeight: target)
+            let r = try palettizeWeights(in: graph, configuration: a.configuration, importance: ones)
+            #expect(Double(r.storedBytes * 8) / Double(r.denseBytes / 4) <= target + 1e-9)
+            for (choice, layer) in zip(a.choices, r.layers) {
+                #expect(choice.weight == layer.weight && choice.bits == layer.bits && (choice.clusterDim ?? 1) == layer.clusterDim)
+                #expect(choice.storedBytes == layer.storedBytes)
+            }
+            vectors += a.choices.filter { $0.clusterDim == 2 }.count
+        }
+        #expect(vectors > 0)
+    }
+
     /// A whole-model size target (`--target-size`): through `compress`, the footprint — palettized weights plus
     /// everything left dense — is at most the target, and a target below the smallest reachable model says that size.
     @Test func allocationMeetsAWholeModelTarget() throws {
@@ -136,14 +179,20 @@ import _TestSupport
         #expect(small > 0 && large > small)
     }
 
-    /// `compress --calibration N --compensate` through the CLI: every Conv/Gemm layer reports that compensation chose
-    /// its indices, and the model still has 2-bit LUTs.
-    @Test func compensateThroughTheCommandLine() throws {
-        let dir = try CLI.temporaryDirectory()
+    /// Six seeded random 28×28 images and their labels as `--data X.npy,Y.npy` files in `dir`.
+    static func randomImages(in dir: URL) throws -> (images: String, labels: String) {
         let images = dir.appendingPathComponent("x.npy").path, labels = dir.appendingPathComponent("y.npy").path
         var rng = SeededGenerator(seed: 9)
         try NPYFile.write(.uint8(Tensor(shape: [6, 28, 28], scalars: (0..<(6 * 784)).map { _ in UInt8.random(in: 0...255, using: &rng) })), to: images)
         try NPYFile.write(.int64(Tensor(shape: [6], scalars: [0, 1, 2, 3, 4, 5])), to: labels)
+        return (images, labels)
+    }
+
+    /// `compress --calibration N --compensate` through the CLI: every Conv/Gemm layer reports that compensation chose
+    /// its indices, and the model still has 2-bit LUTs.
+    @Test func compensateThroughTheCommandLine() throws {
+        let dir = try CLI.temporaryDirectory()
+        let (images, labels) = try Self.randomImages(in: dir)
         let out = dir.appendingPathComponent("c.onnx").path
         let result = try CLI.run(["compress", Fixtures.path("models/tiny_vgg_opset13.onnx"), "-o", out, "--bits", "2", "--calibration", "6",
                                   "--compensate", "--data", "\(images),\(labels)", "--json"])
@@ -173,6 +222,55 @@ import _TestSupport
         #expect(warnings.count == 1 && warnings[0].contains("grouped or depthwise"), "\(mobile.stderr)")
     }
 
+    /// The bad inputs that need data, each one line: targets below the smallest reachable size (which the
+    /// message gives) and more calibration images than the training split fail; a target above the dense size warns
+    /// and compresses. `--allocation-forms scalar+vector` writes a plan with cluster_dim where it chose pairs, and a
+    /// sweep over three targets and two sets of forms measures the candidates once and skips the target none reaches.
+    @Test func allocationTargetsThroughTheCommandLine() throws {
+        let dir = try CLI.temporaryDirectory()
+        let (images, labels) = try Self.randomImages(in: dir)
+        let model = Fixtures.path("models/tiny_vgg_opset13.onnx"), out = dir.appendingPathComponent("c.onnx").path
+        let data = ["--data", "\(images),\(labels)", "--limit", "6"]
+        for (arguments, text) in [
+            (["--bits-per-weight", "0.1", "--calibration", "6"], "0.1 is below the smallest size any candidate reaches: "),
+            (["--target-size", "100", "--calibration", "6"], "100 bytes is below the smallest model any candidate reaches: "),
+            (["--bits-per-weight", "2", "--calibration", "7"], "--calibration 7 is more than the 6 images of the training split"),
+        ] {
+            let result = try CLI.run(["compress", model, "-o", out, "--bits", "2"] + arguments + data)
+            #expect(result.status != 0)
+            #expect(result.stderr.contains(text) && result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let above = try CLI.run(["compress", model, "-o", out, "--bits", "2", "--target-size", "1GB", "--calibration", "6"] + data)
+        #expect(above.status == 0, "\(above.stderr)")
+        #expect(above.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: --target-size 1000000000 bytes is not below the dense size") }.count == 1,
+                "\(above.stderr)")
+
+        let plan = dir.appendingPathComponent("plan.json").path
+        let mixed = try CLI.run(["compress", model, "-o", out, "--bits", "4", "--bits-per-weight", "2.5", "--allocation-forms", "scalar+vector",
+                                 "--calibration", "6", "--write-plan", plan, "--json"] + data)
+        #expect(mixed.status == 0, "\(mixed.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(mixed.stdout.utf8)) as? [String: Any])
+        #expect(try #require(json["bits_per_weight"] as? Double) <= 2.5)
+        let written = try JSONDecoder().decode(PalettizationConfiguration.self, from: try Data(contentsOf: URL(fileURLWithPath: plan)))
+        let layers = try #require(json["layers"] as? [[String: Any]])
+        for layer in layers {
+            let entry = try #require(written.layers.last { $0.name == layer["weight"] as? String })
+            #expect(entry.override.bits == layer["bits"] as? Int && (entry.override.clusterDim ?? 1) == layer["cluster_dim"] as? Int, "\(layer)")
+        }
+
+        let sweep = try CLI.run(["sweep", model, "--bits-per-weight", "2,1.5,0.1", "--allocation-forms", "scalar,scalar+vector",
+                                 "--calibration", "6"] + data)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        #expect(sweep.stderr.split(separator: "\n").filter { $0.contains("candidates for") && $0.contains("measured in") }.count == 1, "\(sweep.stderr)")
+        #expect(sweep.stdout.split(separator: "\n").filter { $0.contains("allocated per-tensor, scalar+vector") }.count == 2, "\(sweep.stdout)")
+        // A target no form reaches is skipped with a warning, not the end of the sweep.
+        #expect(sweep.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") && $0.contains("skipped: --bits-per-weight 0.1 is below the smallest size") }.count == 2,
+                "\(sweep.stderr)")
+        let bad = try CLI.run(["sweep", model, "--bits-per-weight", "2", "--allocation-forms", "vector", "--calibration", "6"] + data)
+        #expect(bad.status != 0 && bad.stderr.contains("unknown --allocation-forms 'vector'") && bad.stderr.split(separator: "\n").count == 1, "\(bad.stderr)")
+    }
+
     @Test func sensitivityFlagsAreChecked() throws {
         let model = Fixtures.path("models/tiny_vgg_opset13.onnx")
         let out = try CLI.temporaryDirectory().appendingPathComponent("never-written.onnx").path
@@ -181,6 +279,7 @@ import _TestSupport
             (["--bits", "2", "--calibration", "0"], "--calibration must be at least 1 image, got 0"),
             (["--bits", "2", "--bits-per-weight", "0", "--calibration", "4"], "--bits-per-weight must be a positive number"),
             (["--bits", "2", "--write-plan", "p.json"], "--write-plan needs --bits-per-weight"),
+            (["--bits", "2", "--allocation-forms", "scalar+vector"], "--allocation-forms needs --bits-per-weight or --target-size"),
             (["--bits", "2", "--compensate"], "--compensate needs --calibration N"),
             (["--bits", "2", "--unweighted"], "--unweighted needs --calibration N"),
             (["--bits", "2", "--target-size", "1MiB"], "--target-size needs --calibration N"),
