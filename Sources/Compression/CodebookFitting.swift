@@ -57,17 +57,18 @@ struct FittedCodebook {
 /// Pruned zeros stay exact (`reserveZero`) in scalar LUTs only; callers keep vectors away from pruned weights.
 /// With `vectorScaleBits` the vectors are unit shapes: spherical k-means on their directions, each weighted by its
 /// squared norm (an error in a shape costs the scale squared).
+/// Iterations and seeding come from the run's `configuration`.
 func fitCodebook(_ values: UnsafeBufferPointer<Float>, weights: UnsafeBufferPointer<Float>? = nil, settings s: PalettizationSettings,
-                 reserveZero: Bool, seed: UInt64, maxIterations: Int, vectorMaxIterations: Int = 30,
-                 initialization: KMeansConfiguration.Initialization = .automatic, workspace: ScalarKMeans.Workspace) throws -> FittedCodebook {
+                 reserveZero: Bool, seed: UInt64, configuration config: PalettizationConfiguration,
+                 workspace: ScalarKMeans.Workspace) throws -> FittedCodebook {
     let d = s.clusterDimension, k = s.entries
     // Scalar LUTs (up to 256 entries) by exact 1-D k-means on sorted values; wider or scaled ones as vectors of one.
     if d == 1 && k <= 256 && s.vectorScaleBits == nil {
         let (fitted, clusters) = (reserveZero && k > 1, reserveZero && k > 1 ? k - 1 : k)
         let fit = if let weights {
-            ScalarKMeans.fit(values, weights: weights, clusters: clusters, maxIterations: maxIterations, excludingZeros: fitted, workspace: workspace)
+            ScalarKMeans.fit(values, weights: weights, clusters: clusters, maxIterations: config.maxIterations, excludingZeros: fitted, workspace: workspace)
         } else {
-            ScalarKMeans.fit(values, clusters: clusters, maxIterations: maxIterations, excludingZeros: fitted, workspace: workspace)
+            ScalarKMeans.fit(values, clusters: clusters, maxIterations: config.maxIterations, excludingZeros: fitted, workspace: workspace)
         }
         let centroids = s.precision.quantised(fitted ? [0] + fit.centroids : fit.centroids, codebookSize: k).values
         return FittedCodebook(codebook: centroids, entries: k, dimension: 1)
@@ -85,7 +86,8 @@ func fitCodebook(_ values: UnsafeBufferPointer<Float>, weights: UnsafeBufferPoin
         vectorWeights = scaled.contains { $0 > 0 } ? scaled : [Float](repeating: 1, count: n)
     }
     var fit = try fitVectors(all, dimension: d, entries: min(k, n), weights: vectorWeights, spherical: s.vectorScaleBits != nil,
-                             configuration: KMeansConfiguration(clusters: 1, initialization: initialization, maxIterations: vectorMaxIterations, seed: seed))
+                             configuration: KMeansConfiguration(clusters: 1, initialization: config.initialization,
+                                                                 maxIterations: config.vectorMaxIterations, seed: seed))
     let stored = s.precision.quantised(fit.codebook, codebookSize: fit.codebook.count).values
     if stored != fit.codebook { fit.assignments = nil }
     fit.codebook = stored

@@ -14,8 +14,6 @@ public struct ClusteredLayer: Sendable {
     public var indices: [Int32]
     /// Scaled mode: the stored (already quantised) scale of each kernel.
     public var scales: [Float]?
-    /// 8-bit scales: the step of the integer codes (scale = code × step).
-    public var scaleStep: Float?
 }
 
 /// K shared kernels of one shape.
@@ -123,8 +121,7 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
             let count = tensor.shape[0] * tensor.shape[1]
             if w.vectorScales != nil { scaleBytes += (count * config.scaleBits + 7) / 8 + (config.scaleBits == 8 ? 4 : 0) }
             clustered.append(ClusteredLayer(nodeName: node.displayName, weightName: name, shape: tensor.shape, codebook: g,
-                                            indices: w.indices, scales: w.vectorScales,
-                                            scaleStep: w.vectorScales != nil && config.scaleBits == 8 ? scaleStep(of: w.vectorScales!) : nil))
+                                            indices: w.indices, scales: w.vectorScales))
             clusteredDense += count * d * 4
         }
     }
@@ -138,12 +135,6 @@ public func clusterKernels(in graph: Graph, configuration config: KernelClusteri
     return KernelClusteringResult(graph: result, layers: clustered, codebooks: codebooks, footprint: footprint,
                                   inertia: palettes.inertia, clusteringSeconds: palettes.seconds, configuration: config,
                                   compressedWeights: palettes.weights)
-}
-
-/// The step of 8-bit scales as stored (their largest magnitude is 127 steps).
-private func scaleStep(of scales: [Float]) -> Float {
-    let m = scales.reduce(Float(0)) { max($0, abs($1)) }
-    return m > 0 ? m / 127 : 1
 }
 
 /// Scales as they will be stored: IEEE half precision (16 bits), or symmetric 8-bit codes with one step.

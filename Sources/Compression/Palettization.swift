@@ -134,8 +134,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
         let fitted = try all.withUnsafeBufferPointer { values in
             try withOptionalBuffer(allWeights) { weights in
                 try fitCodebook(values, weights: weights, settings: settings, reserveZero: members.contains { reserveZero.contains(jobs[$0].weight.name) },
-                                seed: config.seed &+ UInt64(n), maxIterations: config.maxIterations, vectorMaxIterations: config.vectorMaxIterations,
-                                initialization: config.initialization, workspace: ScalarKMeans.Workspace())
+                                seed: config.seed &+ UInt64(n), configuration: config, workspace: ScalarKMeans.Workspace())
             }
         }
         inertia += fitted.inertia
@@ -183,9 +182,7 @@ public func palettizeWeights(in graph: Graph, configuration config: Palettizatio
                     do {
                         let fit = try withOptionalBuffer(blocks[i]!.importance?[span]) { weights in
                             try fitCodebook(values, weights: weights, settings: settings, reserveZero: reserveZero.contains(jobs[i].weight.name),
-                                            seed: config.seed &+ UInt64(g), maxIterations: config.maxIterations,
-                                            vectorMaxIterations: config.vectorMaxIterations, initialization: config.initialization,
-                                            workspace: workspace)
+                                            seed: config.seed &+ UInt64(g), configuration: config, workspace: workspace)
                         }
                         fit.assign(values, to: indexBuffers[i]!.baseAddress! + rows.lowerBound * columns / settings.clusterDimension)
                         out[g] = fit
