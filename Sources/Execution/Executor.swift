@@ -132,10 +132,8 @@ public final class Executor: @unchecked Sendable {
                 if hasDeferredWeights, let deferred = graph.deferredWeights[name] {
                     // Expanded for this node only; freed when the node is done.
                     let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
-                    if slot == 1 && preparedOnTheFly.contains(index), let x = inputs.first??.floatTensor, x.rank == 4,
-                       let size = (try? Executor.window(of: node, input: x.shape, kernel: Array(deferred.shape.suffix(2)),
-                                                        opset: graph.opsetVersion))?.outputSize(h: x.shape[2], w: x.shape[3]),
-                       Winograd.pays(images: x.shape[0], outputHeight: size.h, outputWidth: size.w) {
+                    if slot == 1 && preparedOnTheFly.contains(index), let x = inputs.first??.floatTensor,
+                       Executor.winogradPays(node, input: x.shape, weightShape: deferred.shape, opset: graph.opsetVersion) {
                         // Expanded a few output channels at a time straight into the Winograd form; the convolution
                         // reads only the weight's shape then, so its placeholder is never written (nor resident).
                         let s = deferred.shape

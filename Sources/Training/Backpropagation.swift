@@ -125,8 +125,9 @@ public final class Backpropagation {
                 let mask = (0..<x.count).map { _ in nextUnit() >= Double(ratio) ? keep : 0 }
                 tape.dropoutMasks[node.outputs[0]] = mask
                 outputs = [.float(Tensor(shape: x.shape, scalars: zip(x.scalars, mask).map { $0 * $1 }))]
-            } else if node.opType == "Conv", let w = inputs[1]?.floatTensor,
-                      Executor.takesWinograd(node, weightShape: w.shape, opset: graph.opsetVersion) {
+            } else if node.opType == "Conv", let x = inputs[0]?.floatTensor, let w = inputs[1]?.floatTensor,
+                      Executor.takesWinograd(node, weightShape: w.shape, opset: graph.opsetVersion),
+                      Executor.winogradPays(node, input: x.shape, weightShape: w.shape, opset: graph.opsetVersion) {
                 // Winograd as the executor takes it; the weights change every step, so they are transformed every step.
                 outputs = try Executor.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: Winograd.PreparedWeights(w))
             } else if node.opType == "BatchNormalization" && training && batchNormalization == .train {
