@@ -25,7 +25,7 @@ public struct AllocationCandidate: Sendable, Hashable, Comparable {
 /// What every candidate form costs every palettized weight, measured once: each candidate is fitted to every weight
 /// (with the sensitivity as k-means weights) and its stored bytes and cost recorded. `allocate` then chooses, for any
 /// budget, the forms that meet it and lose the least — so a sweep over targets measures once.
-public struct AllocationCurves: Sendable {
+public struct AllocationCurves: Sendable, Encodable {
     /// The configuration the candidates vary (its layer entries are kept; the plan adds one per palettized weight).
     public var base: PalettizationConfiguration
     /// The palettized weights, in the order palettization reports them.
@@ -39,13 +39,23 @@ public struct AllocationCurves: Sendable {
     public var otherBytes: Int
     public var seconds: Double
 
+    enum CodingKeys: String, CodingKey {
+        case weights, curves, seconds, palettizedElements = "palettized_elements", otherBytes = "other_bytes"
+    }
+
     /// Measures every candidate on every weight `palettizeWeights` would palettize with `base`. `cost` (a weight's
     /// name and rebuilt value → its measured harm) is what the allocation minimises; without it, the
     /// sensitivity-weighted error Σ Fᵢ (wᵢ − ŵᵢ)². `otherBytes` gives, from a palettization result, the footprint
     /// of everything it does not cover, for `allocate(modelBytes:)`.
+    ///
+    /// `compensation` (as `palettizeWeights` takes it) costs every candidate as the compressed model will use it: with
+    /// its indices chosen by error compensation on the inputs of the dense model — each weight is costed with only it
+    /// changed, so the layers before it are dense. Without it a candidate is costed with nearest assignment, which
+    /// at 2 bits and below overrates what compensation will repair.
     public init(measuring graph: Graph, configuration base: PalettizationConfiguration,
                 candidates: [AllocationCandidate] = AllocationCandidate.scalar, importance: [String: [Float]],
-                cost: AllocationCost? = nil, skipping: Set<String> = [], reserveZero: Set<String> = [],
+                cost: AllocationCost? = nil, compensation: ((Graph, Node) throws -> [Float]?)? = nil,
+                skipping: Set<String> = [], reserveZero: Set<String> = [],
                 otherBytes: ((PalettizationResult) -> Int)? = nil) throws {
         guard !importance.isEmpty else {
             throw ConfigurationError(level: "allocation", field: "bits_per_weight", message: "needs a sensitivity per weight: give calibration images")
@@ -56,9 +66,11 @@ public struct AllocationCurves: Sendable {
         curves = [:]
         palettizedElements = 0
         self.otherBytes = 0
+        // Each layer's inputs as the dense model gives them, whatever the candidate did to the layers before it.
+        let denseInputs = compensation.map { gram in { (_: Graph, node: Node) in try gram(graph, node) } }
         for candidate in Array(Set(candidates)).sorted() {
             let r = try palettizeWeights(in: graph, configuration: Self.configuration(base, candidate, reserveZero: reserveZero),
-                                         skipping: skipping, reserveZero: reserveZero, importance: importance)
+                                         skipping: skipping, reserveZero: reserveZero, importance: importance, compensation: denseInputs)
             if weights.isEmpty {
                 weights = r.layers.map(\.weight)
                 palettizedElements = r.denseBytes / 4
@@ -134,14 +146,44 @@ public struct AllocationCurves: Sendable {
         }
     }
 
-    /// Greedy by marginal gain: from the smallest form of every weight, the change with the largest cost saved per
-    /// byte added is taken while the budget allows.
-    func allocate(budget: Int, target: Double, tooSmall: (Int) -> ConfigurationError) throws -> BitAllocation {
+    /// The forms whose measured costs sum to the least within the budget: a multiple-choice knapsack, solved exactly
+    /// by dynamic programming over the bytes above every weight's smallest form (in at most `steps` steps of budget,
+    /// each form's bytes rounded up, so the plan never exceeds the budget), then what rounding left over spent by
+    /// greedy upgrades (the largest cost saved per byte added first). Exact, unlike greedy marginal gain alone, which
+    /// stops short where a weight's curve is not convex: no plan of these forms that fits the budget — a uniform one
+    /// included — costs less in sum than the one chosen.
+    func allocate(budget: Int, target: Double, tooSmall: (Int) -> ConfigurationError, steps: Int = 16_384) throws -> BitAllocation {
         let start = DispatchTime.now().uptimeNanoseconds
         let curve = weights.map { curves[$0]! }
-        var current = curve.map { c in c.indices.min { c[$0].storedBytes < c[$1].storedBytes }! }
-        var total = zip(curve, current).reduce(0) { $0 + $1.0[$1.1].storedBytes }
+        let smallest = curve.map { c in c.indices.min { c[$0].storedBytes < c[$1].storedBytes }! }
+        var total = zip(curve, smallest).reduce(0) { $0 + $1.0[$1.1].storedBytes }
         guard total <= budget else { throw tooSmall(total) }
+        let spare = budget - total
+        let step = max(1, (spare + steps - 1) / steps)
+        let units = spare / step
+        // Units of budget a form takes above its weight's smallest.
+        let weight = curve.indices.map { l in curve[l].map { ($0.storedBytes - curve[l][smallest[l]].storedBytes + step - 1) / step } }
+        // least[u]: the least cost of the weights so far in at most u units; picked[l][u]: the form weight l takes there.
+        var least = [Double](repeating: 0, count: units + 1)
+        var picked: [[UInt16]] = []
+        for (l, choices) in curve.enumerated() {
+            var next = [Double](repeating: .infinity, count: units + 1), pick = [UInt16](repeating: 0, count: units + 1)
+            for (j, c) in choices.enumerated() where weight[l][j] <= units {
+                for u in weight[l][j]...units where least[u - weight[l][j]] + c.error < next[u] {
+                    next[u] = least[u - weight[l][j]] + c.error
+                    pick[u] = UInt16(j)
+                }
+            }
+            least = next
+            picked.append(pick)
+        }
+        var current = smallest, u = units
+        for l in curve.indices.reversed() {
+            current[l] = Int(picked[l][u])
+            u -= weight[l][current[l]]
+        }
+        total = zip(curve, current).reduce(0) { $0 + $1.0[$1.1].storedBytes }
+        // What rounding left over, spent greedily.
         while true {
             var best: (layer: Int, choice: Int, gain: Double)?
             for (l, choices) in curve.enumerated() {

@@ -3,8 +3,8 @@ import ModelGraph
 
 /// Per-weight bits (and vector length) chosen to meet a size budget while losing the least: every candidate form is
 /// fitted to every palettized weight (with the sensitivity as k-means weights), its cost and its stored bytes
-/// measured (`AllocationCurves`), and then, starting from the smallest form everywhere, the upgrade with the largest
-/// cost saved per byte added is taken while the budget allows (greedy by marginal gain).
+/// measured (`AllocationCurves`), and then the forms whose costs sum to the least within the budget are chosen (a
+/// multiple-choice knapsack, solved by dynamic programming).
 public struct BitAllocation: Sendable, Encodable {
     public struct Choice: Sendable, Codable, Equatable {
         public var weight: String
@@ -54,10 +54,12 @@ public func allocateBits(in graph: Graph, configuration base: PalettizationConfi
                      skipping: skipping, reserveZero: reserveZero)
 }
 
-/// The same over any candidate forms (scalar and vector LUTs): `AllocationCurves` measured and solved once.
+/// The same over any candidate forms (scalar and vector LUTs): `AllocationCurves` measured and solved once
+/// (`compensation`: candidates costed with their indices chosen by error compensation, as `AllocationCurves` says).
 public func allocateBits(in graph: Graph, configuration base: PalettizationConfiguration, bitsPerWeight target: Double,
                          modelBytes: (target: Int, otherBytes: (PalettizationResult) -> Int)? = nil,
                          forms: [AllocationCandidate], importance: [String: [Float]], cost: AllocationCost? = nil,
+                         compensation: ((Graph, Node) throws -> [Float]?)? = nil,
                          skipping: Set<String> = [], reserveZero: Set<String> = []) throws -> BitAllocation {
     // Impossible targets fail before anything is measured.
     guard modelBytes != nil || (target > 0 && target.isFinite) else {
@@ -67,7 +69,7 @@ public func allocateBits(in graph: Graph, configuration base: PalettizationConfi
         throw ConfigurationError(level: "allocation", field: "target_size", message: "must be a positive number of bytes, got \(modelBytes.target)")
     }
     let curves = try AllocationCurves(measuring: graph, configuration: base, candidates: forms, importance: importance, cost: cost,
-                                      skipping: skipping, reserveZero: reserveZero, otherBytes: modelBytes?.otherBytes)
+                                      compensation: compensation, skipping: skipping, reserveZero: reserveZero, otherBytes: modelBytes?.otherBytes)
     var allocation = try modelBytes.map { try curves.allocate(modelBytes: $0.target) } ?? curves.allocate(bitsPerWeight: target)
     allocation.seconds += curves.seconds
     return allocation

@@ -97,7 +97,8 @@ public func compress(_ graph: Graph, configuration config: CompressionConfigurat
             } else {
                 allocation = try allocateBits(in: g, configuration: c, bitsPerWeight: config.bitsPerWeight ?? 0, modelBytes: modelBytes,
                                               forms: config.allocationForms, importance: config.importance,
-                                              cost: config.allocationCost, skipping: owned, reserveZero: pruned)
+                                              cost: config.allocationCost, compensation: config.compensation,
+                                              skipping: owned, reserveZero: pruned)
             }
             c = allocation!.configuration
         }

@@ -4,34 +4,56 @@ import Execution
 import Foundation
 import ModelGraph
 
-/// How far a changed model's predictions move from a reference model's on the same images: the mean
-/// Kullback–Leibler divergence KL(reference ‖ changed) of their softmax outputs (outputs that already are
-/// probabilities — non-negative rows summing to 1 — are taken as they are). Label-free; bit allocation measures each
-/// layer's candidate this way.
+/// How far a changed model's predictions move from a reference model's on the same images, label-free (bit
+/// allocation measures each layer's candidate this way): the mean Kullback–Leibler divergence KL(reference ‖ changed)
+/// of their softmax outputs, or the mean squared change of the logits (outputs that already are probabilities —
+/// non-negative rows summing to 1 — are taken as they are, their logarithms as logits).
 public final class OutputDivergence: @unchecked Sendable {
+    public enum Measure: String, Sendable, CaseIterable {
+        /// KL(reference ‖ changed) of the softmax outputs.
+        case kl
+        /// Σ over classes of the squared change of the logits, each row centred (the shift softmax ignores). Unlike the
+        /// KL divergence it does not vanish where the reference is confident — as a trained model is on its own
+        /// training images, the calibration images.
+        case logits
+    }
+
     public let graph: Graph
+    public let measure: Measure
     let images: ImageDataset
     let batchSize: Int
     /// Reference log-probabilities, one row per image.
     let reference: [[Double]]
 
-    public init(reference graph: Graph, images: ImageDataset, batchSize: Int = 64) throws {
+    public init(reference graph: Graph, images: ImageDataset, measure: Measure = .kl, batchSize: Int = 64) throws {
         guard images.count >= 1 else { throw DatasetError.mismatch("the divergence needs at least 1 image") }
         self.graph = graph
+        self.measure = measure
         self.images = images
         self.batchSize = batchSize
         reference = try Self.logProbabilities(graph, images, batchSize: batchSize)
     }
 
-    /// Mean KL divergence of `changed` from the reference.
+    /// Mean divergence of `changed` from the reference.
     public func divergence(_ changed: Graph) throws -> Double {
         let rows = try Self.logProbabilities(changed, images, batchSize: batchSize)
         var total = 0.0
-        for (p, q) in zip(reference, rows) { for (a, b) in zip(p, q) where a > -.infinity { total += exp(a) * (a - b) } }
+        for (p, q) in zip(reference, rows) {
+            switch measure {
+            case .kl:
+                for (a, b) in zip(p, q) where a > -.infinity { total += exp(a) * (a - b) }
+            case .logits:
+                // Log-probabilities are the logits shifted per row: centred, they are the centred logits. A class
+                // with probability 0 in either (an output that already is a distribution) has no logit to compare.
+                let kept = zip(p, q).filter { $0.0 > -.infinity && $0.1 > -.infinity }
+                let shift = kept.reduce(0) { $0 + $1.0 - $1.1 } / Double(max(1, kept.count))
+                for (a, b) in kept { total += (a - b - shift) * (a - b - shift) }
+            }
+        }
         return total / Double(rows.count)
     }
 
-    /// Mean KL divergence with the initializer `name` of the reference replaced by `value`.
+    /// Mean divergence with the initializer `name` of the reference replaced by `value`.
     public func replacing(_ name: String, with value: Tensor<Float>) throws -> Double {
         var changed = graph
         changed.initializers[name] = .float(value)

@@ -14,7 +14,7 @@ struct SensitivityOptions: ParsableArguments {
     var calibration: Int?
 
     @Option(help: ArgumentHelp("Palettization: choose each weight's bits so that all palettized weights take B bits per weight (needs --calibration).",
-                               discussion: "Every candidate form (scalar LUTs of 1–8 bits; with --allocation-forms scalar+vector also pairs of weights) is fitted to every weight and costed by the divergence of the outputs on the calibration images with only that weight changed; the upgrades that save the most per byte are taken while the budget allows."))
+                               discussion: "Every candidate form (scalar LUTs of 1–8 bits; with --allocation-forms scalar+vector also pairs of weights) is fitted to every weight and costed by the divergence of the outputs on the calibration images with only that weight changed (with --compensate: compensated, and costed on the next N training images); the forms whose costs sum to the least within the budget are chosen."))
     var bitsPerWeight: Double?
 
     @Option(help: ArgumentHelp("Palettization: choose each weight's bits so that the whole model's footprint is at most SIZE (bytes, or with KiB, MiB, KB, MB; needs --calibration).",
@@ -24,6 +24,10 @@ struct SensitivityOptions: ParsableArguments {
     @Option(help: ArgumentHelp("With --bits-per-weight or --target-size: the forms each weight may take: scalar (the default) or scalar+vector.",
                                discussion: "scalar: LUTs of 1–8 bits. scalar+vector adds LUTs of pairs of weights (cluster_dim 2) at 1, 2, 3 and 5 bits: 0.5, 1, 1.5 and 2.5 bits per weight."))
     var allocationForms: AllocationForms?
+
+    @Option(help: ArgumentHelp("With --bits-per-weight or --target-size: what a candidate costs, measured on the calibration images with only its weight changed: kl or logits.",
+                               discussion: "kl: the KL divergence of the softmax outputs from the dense model's. logits: the squared change of the centred logits, which does not vanish where the model is confident (as it is on its own training images)."))
+    var allocationCost: OutputDivergence.Measure = .kl
 
     @Option(help: "With --bits-per-weight or --target-size: write the chosen per-layer bits (and cluster_dim) as a --config plan file.")
     var writePlan: String?
@@ -109,33 +113,43 @@ struct SensitivityOptions: ParsableArguments {
             FileHandle.standardError.write(Data("warning: --target-size \(bytes) bytes is not below the dense size (\(graph.parameterCount * 4) bytes): every weight gets the largest candidate, 8 bits\n".utf8))
         }
         return try Self.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil || targetSize != nil,
-                                 compensating: compensate, data: data, fisher: !unweighted)
+                                 compensating: compensate, data: data, fisher: !unweighted, cost: allocationCost)
     }
 
     /// The same for `sweep`: the calibration images are loaded once for all three.
     static func measures(_ graph: Graph, calibration: Int?, allocating: Bool, compensating: Bool, data: DataOptions,
-                         fisher: Bool = true) throws -> Measures {
-        guard let images = try calibrationImages(calibration, data: data) else { return Measures() }
+                         fisher: Bool = true, cost measure: OutputDivergence.Measure = .kl) throws -> Measures {
+        guard let calibration else { return Measures() }
+        let train = try trainingImages(calibration, data: data)
+        let images = train.prefix(calibration)
         // Unweighted: the same weight for every element (the allocation still fits its candidates through the
         // weighted path, which equal weights leave unweighted).
         let uniform = { graph.initializers.compactMapValues { $0.floatTensor.map { [Float](repeating: 1, count: $0.count) } } }
         var m = Measures(importance: fisher ? try Sensitivity.fisher(graph, images: images) { Terminal.progress("sensitivity", $0, $1) } : uniform())
         if allocating {
-            let divergence = try OutputDivergence(reference: graph, images: images)
+            // Compensation fits each candidate's indices to the calibration images' inputs (a Gemm with more inputs
+            // than there are images can match them almost exactly), so a compensated candidate is costed on the next
+            // N training images: costed on its own images, 2-bit fully-connected layers of AlexNet looked free.
+            let next = Array(calibration..<min(train.count, 2 * calibration))
+            if compensating && next.isEmpty {
+                FileHandle.standardError.write(Data("warning: the allocation's costs are measured on the calibration images themselves: the training split has no other images\n".utf8))
+            }
+            let costImages = compensating && !next.isEmpty ? train.subset(next) : images
+            let divergence = try OutputDivergence(reference: graph, images: costImages, measure: measure)
             m.cost = { try divergence.replacing($0, with: $1) }
         }
         if compensating { m.compensation = { graph, node in try Sensitivity.inputGram(of: node, in: graph, images: images) } }
         return m
     }
 
-    /// The first N images of the training split (the test split is for evaluation only).
-    static func calibrationImages(_ calibration: Int?, data: DataOptions) throws -> ImageDataset? {
-        guard let calibration else { return nil }
+    /// The training split (the test split is for evaluation only); the first `calibration` images are the calibration
+    /// images. Fails when it holds fewer.
+    static func trainingImages(_ calibration: Int, data: DataOptions) throws -> ImageDataset {
         let train = try data.source.load(split: .train, preprocessing: data.preprocessing)
         guard calibration <= train.count else {
             throw ValidationError("--calibration \(calibration) is more than the \(train.count) images of the training split")
         }
-        return train.prefix(calibration)
+        return train
     }
 
     /// Writes the allocation's plan where --write-plan asks.
@@ -146,3 +160,5 @@ struct SensitivityOptions: ParsableArguments {
         try writeAtomically(try encoder.encode(allocation.configuration), to: writePlan)
     }
 }
+
+extension OutputDivergence.Measure: ExpressibleByArgument {}

@@ -51,6 +51,9 @@ struct Sweep: ParsableCommand {
                                discussion: "Every set is solved at every target from one measurement of the candidates of all sets."))
     var allocationForms: String = "scalar"
 
+    @Option(help: "With --bits-per-weight: what a candidate costs on the calibration images: kl or logits (as compress --allocation-cost).")
+    var allocationCost: OutputDivergence.Measure = .kl
+
     @Flag(help: "Palettization points: GPTQ-style error compensation on the --calibration images.")
     var compensate = false
 
@@ -104,7 +107,7 @@ struct Sweep: ParsableCommand {
         if neurons != nil { plan += try neuronPlan() }
         if kernelReduction != nil || plan.isEmpty { plan += try kernelPlan() }
         let measures = try SensitivityOptions.measures(graph, calibration: calibration, allocating: bitsPerWeight != nil,
-                                                       compensating: compensate, data: dataOptions)
+                                                       compensating: compensate, data: dataOptions, cost: allocationCost)
         let baseline = try Evaluator.evaluate(try Executor(graph: graph), on: dataset) { Terminal.progress("baseline", $0, $1) }
         var rows: [SweepRow] = []
         // Allocated points share one measurement of the candidates per granularity; each point only solves its target.
@@ -120,7 +123,8 @@ struct Sweep: ParsableCommand {
             if let forms = point.allocationForms, let p = point.palettization, let g = point.settings?.granularity {
                 if curves[g] == nil {
                     curves[g] = try mapped {
-                        try AllocationCurves(measuring: graph, configuration: p, candidates: allForms, importance: measures.importance, cost: measures.cost)
+                        try AllocationCurves(measuring: graph, configuration: p, candidates: allForms, importance: measures.importance, cost: measures.cost,
+                                             compensation: measures.compensation)
                     }
                     let c = curves[g]!
                     let candidates = c.curves.values.reduce(0) { $0 + $1.count }
@@ -190,7 +194,13 @@ struct Sweep: ParsableCommand {
                                  ("sweep.svg", sweep.svg())] {
                 try writeAtomically(Data(text.utf8), to: (out as NSString).appendingPathComponent(name))
             }
-            print("wrote \(out)/sweep.{csv,json,md,svg}")
+            // The measured cost and size of every candidate form of every weight, one file per granularity.
+            for (granularity, c) in curves.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try writeAtomically(try encoder.encode(c), to: (out as NSString).appendingPathComponent("allocation-curves-\(granularity.rawValue).json"))
+            }
+            print("wrote \(out)/sweep.{csv,json,md,svg}\(curves.isEmpty ? "" : " and allocation-curves-*.json")")
         }
     }
 
