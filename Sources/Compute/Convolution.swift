@@ -95,7 +95,9 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     }
     // Every path below writes each output element, so the buffer starts uninitialised (no memset).
     var output = Tensor<Float>(shape: [n, oc, oh, ow], unsafeUninitialized: { _ in })
-    if group == c && icg == 1 && oc == c {
+    if group == c && icg == 1 && oc == c && ow < depthwiseAcrossWidth {
+        depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
+    } else if group == c && icg == 1 && oc == c {
         depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
     } else if let prepared, prepared.outputChannels == oc, prepared.inputChannels == icg,
               Winograd.applies(weightShape: weight.shape, window: window, group: group) {
@@ -117,6 +119,11 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
 /// The output plane size from which a 1×1 convolution runs one GEMM per image on the NCHW buffer instead of
 /// gathering several images' columns first (measured on MobileNetV2 at 64 px, batch 64: 26% faster overall).
 @usableFromInline let pointwiseInPlaceColumns = 1024
+
+/// Depthwise convolutions with outputs narrower than this run across channels (`depthwiseConv2dAcrossChannels`);
+/// wider ones along rows, where the channels-last copies cost more than the idle lanes (EfficientNet-Lite0's 112 and
+/// 56 px maps were slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as fast).
+@usableFromInline let depthwiseAcrossWidth = 16
 
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
