@@ -62,24 +62,26 @@ func depthwiseConv2dAcrossChannels(_ input: Tensor<Float>, weight: Tensor<Float>
                     let plane = inBase + (image * c + first + k) * h * w
                     for p in 0..<h * w { x[p &* width &+ k] = plane[p] }
                 }
+                let (dh, dw) = window.dilations
                 for oy in 0..<oh {
                     let (kiLo, kiHi, iy0) = rows[oy]
                     for ox in 0..<ow {
                         let (kjLo, kjHi, ix0) = columns[ox]
-                        let dst = y + (oy * ow + ox) * width
+                        let dst = y + (oy &* ow &+ ox) &* width
                         var lane = 0
                         while lane < width {
-                            var acc = UnsafeRawPointer(bBase + first + lane).loadUnaligned(as: SIMD8<Float>.self)
+                            var acc = UnsafeRawPointer(bBase + (first &+ lane)).loadUnaligned(as: SIMD8<Float>.self)
                             for ki in kiLo..<kiHi {
-                                let line = x + ((iy0 + ki * window.dilations.h) * w + ix0) * width + lane
-                                let k = kBase + ki * kw * paddedChannels + first + lane
+                                let pixel: Int = (iy0 &+ ki &* dh) &* w &+ ix0
+                                let line = x + (pixel &* width &+ lane)
+                                let k = kBase + (ki &* kw &* paddedChannels &+ first &+ lane)
                                 for kj in kjLo..<kjHi {
-                                    let v = UnsafeRawPointer(line + kj * window.dilations.w * width).loadUnaligned(as: SIMD8<Float>.self)
-                                    acc += v * UnsafeRawPointer(k + kj * paddedChannels).loadUnaligned(as: SIMD8<Float>.self)
+                                    let v = UnsafeRawPointer(line + (kj &* dw &* width)).loadUnaligned(as: SIMD8<Float>.self)
+                                    acc += v * UnsafeRawPointer(k + (kj &* paddedChannels)).loadUnaligned(as: SIMD8<Float>.self)
                                 }
                             }
                             UnsafeMutableRawPointer(dst + lane).storeBytes(of: acc, as: SIMD8<Float>.self)
-                            lane += lanes
+                            lane &+= lanes
                         }
                     }
                 }
