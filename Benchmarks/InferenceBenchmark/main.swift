@@ -1,8 +1,9 @@
 // Inference throughput and sgemm speed, printed as JSON for Scripts/bench-inference.sh.
 // Not a test: numbers are information, compared with a baseline measured in the same run.
-//   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only]
+//   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
 // --seconds S times batches until S seconds have passed (at least one, after one warm-up batch) instead of a fixed
-// count; --throughput-only skips the per-operator profile and the sgemm table (Scripts/bench-architectures.sh).
+// count; --throughput-only skips the per-operator profile and the sgemm table (Scripts/bench-architectures.sh);
+// --top N lists the N slowest nodes (12 by default).
 import _BenchmarkSupport
 import Compute
 import Dispatch
@@ -26,6 +27,7 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 var arguments = BenchmarkArguments()
 let batch = arguments.take("--batch", 64)
 let iterations = arguments.take("--iterations", 10)
+let top = arguments.take("--top", 12)
 let minimumSeconds = arguments.take("--seconds").flatMap(Double.init)
 let throughputOnly = arguments.rest.contains("--throughput-only")
 guard let modelPath = arguments.rest.first(where: { !$0.hasPrefix("--") }) else {
@@ -71,7 +73,7 @@ if throughputOnly {
 executor.profiling = true
 _ = try executor(input)
 result["seconds_by_op"] = executor.profile
-result["slowest_nodes"] = executor.nodeProfile.sorted { $0.value > $1.value }.prefix(12).map { ["node": $0.key, "seconds": $0.value] }
+result["slowest_nodes"] = executor.nodeProfile.sorted { $0.value > $1.value }.prefix(top).map { ["node": $0.key, "seconds": $0.value] }
 
 // 1b. A packed model: seconds to expand every deferred weight per batch, whole (as Gemm and non-Winograd layers get
 //     them) and for 3×3 weights straight into the Winograd form (as the executor does), against transforming the

@@ -9,7 +9,8 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
         throw ComputeError.shapeMismatch("pooling window \(window.kernel) does not fit input \(input.shape)")
     }
     _ = try elementCount([n, c, oh, ow], "pooling output")
-    var output = Tensor<Float>(zeros: [n, c, oh, ow])
+    // Every path below writes each output element, so the buffer starts uninitialised (no memset).
+    var output = Tensor<Float>(shape: [n, c, oh, ow], unsafeUninitialized: { _ in })
     let (kh, kw) = window.kernel
     let (sh, sw) = window.strides
     let (dh, dw) = window.dilations

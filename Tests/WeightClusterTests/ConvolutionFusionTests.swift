@@ -4,7 +4,7 @@ import ModelGraph
 import Testing
 import _TestSupport
 
-/// The convolution fast paths (depthwise rows, one GEMM per image, the fused bias / residual / clamp pass) against the
+/// The convolution fast paths (depthwise along rows and across channels, one GEMM per image, the fused bias / residual / clamp pass) against the
 /// definition, and the executor's Pad / Add / Relu / Clip fusion against the same graph run node by node.
 @Suite struct ConvolutionFusionTests {
     /// Any-kernel, any-stride, grouped convolution by its definition, then + residual, then clamp.
@@ -46,6 +46,12 @@ import _TestSupport
         Case(n: 1, c: 2, h: 9, w: 10, k: 5, stride: 1, dilation: 1, pads: (1, 2, 3, 2)),
         Case(n: 2, c: 3, h: 10, w: 9, k: 3, stride: 3, dilation: 2, pads: (2, 1, 0, 2)),
         Case(n: 1, c: 2, h: 3, w: 2, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
+        // Outputs 16 or more wide: along rows (the cases above run across channels).
+        Case(n: 2, c: 3, h: 6, w: 21, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 1, c: 2, h: 7, w: 40, k: 5, stride: 2, dilation: 1, pads: (2, 2, 2, 2)),
+        // More channels than one block of eight, the last block partly filled; one image split over the workers.
+        Case(n: 1, c: 21, h: 5, w: 4, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 3, c: 19, h: 4, w: 3, k: 3, stride: 2, dilation: 2, pads: (2, 2, 2, 2)),
     ]
 
     @Test(arguments: depthwiseCases)

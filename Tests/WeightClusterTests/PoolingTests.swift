@@ -1,0 +1,48 @@
+import Compute
+import Testing
+import _TestSupport
+
+/// Max pooling's fast paths (over a −∞-bordered plane for strides 1 and 2, the plain 2×2 loop, the spans loop for
+/// larger strides) against the definition, a NaN included except for the plain 2×2 loop: it takes Swift's `max`, which
+/// keeps its first operand when the second is NaN, so a NaN in a window's second, third or fourth cell is dropped.
+@Suite struct PoolingTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var h, w, k, stride, dilation: Int
+        var pads: (Int, Int, Int, Int)
+        var ceil = false
+        var description: String { "\(h)x\(w) k\(k) s\(stride) d\(dilation) pads\(pads) ceil \(ceil)" }
+    }
+
+    static let cases = [
+        Case(h: 31, w: 31, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
+        Case(h: 9, w: 13, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(h: 12, w: 21, k: 5, stride: 2, dilation: 2, pads: (2, 1, 2, 3)),
+        Case(h: 8, w: 8, k: 2, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
+        Case(h: 10, w: 11, k: 3, stride: 3, dilation: 1, pads: (1, 0, 1, 1)),
+    ]
+
+    @Test(arguments: cases)
+    func maxPoolMatchesDefinition(_ k: Case) throws {
+        let (n, c) = (2, 3)
+        var values = ConvolutionTests.random(n * c * k.h * k.w, seed: 41)
+        let plain2x2 = k.k == 2 && k.stride == 2 && k.dilation == 1 && k.pads == (0, 0, 0, 0)
+        if !plain2x2 { values[7] = .nan }
+        let x = Tensor(shape: [n, c, k.h, k.w], scalars: values)
+        let window = Window2D(kernel: (k.k, k.k), strides: (k.stride, k.stride), dilations: (k.dilation, k.dilation),
+                              pads: k.pads, ceilMode: k.ceil)
+        let ours = try pool2d(x, kind: .max, window: window)
+        let (oh, ow) = window.outputSize(h: k.h, w: k.w)!
+        #expect(ours.shape == [n, c, oh, ow])
+        for p in 0..<n * c { for y in 0..<oh { for xx in 0..<ow {
+            var best = -Float.infinity
+            for ki in 0..<k.k { for kj in 0..<k.k {
+                let iy = y * k.stride + ki * k.dilation - k.pads.0, ix = xx * k.stride + kj * k.dilation - k.pads.1
+                guard iy >= 0, iy < k.h, ix >= 0, ix < k.w else { continue }
+                let v = values[(p * k.h + iy) * k.w + ix]
+                if v > best || v.isNaN { best = v }
+            } }
+            let got = ours.scalars[(p * oh + y) * ow + xx]
+            #expect(got == best || (got.isNaN && best.isNaN), "\(k) plane \(p) at \(y),\(xx)")
+        } } }
+    }
+}
