@@ -44,13 +44,21 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
                         continue
                     }
                     if case .max = kind, isPlainMax2x2 {
-                        // The common 2×2 / stride-2 max pool, without bounds checks.
+                        // The common 2×2 / stride-2 max pool, without bounds checks. `max` drops a NaN in its
+                        // second operand, so a row whose windows hold one (their sum is NaN; an infinity of each
+                        // sign also makes it NaN, harmlessly) is taken again keeping it, as the other paths do.
                         for oy in 0..<oh {
                             let r0 = src + 2 * oy * w, r1 = r0 + w
                             let d = dst + oy * ow
+                            var nan = false
                             for ox in 0..<ow {
-                                d[ox] = max(max(r0[2 * ox], r0[2 * ox + 1]), max(r1[2 * ox], r1[2 * ox + 1]))
+                                let (a, b, c, e) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1])
+                                d[ox] = max(max(a, b), max(c, e))
+                                nan = nan || (a + b + c + e).isNaN
                             }
+                            guard nan else { continue }
+                            let keep = { (m: Float, v: Float) in v > m || v.isNaN ? v : m }
+                            for ox in 0..<ow { d[ox] = keep(keep(keep(r0[2 * ox], r0[2 * ox + 1]), r1[2 * ox]), r1[2 * ox + 1]) }
                         }
                         continue
                     }
