@@ -51,7 +51,10 @@ public struct AllocationCurves: Sendable, Encodable {
     /// `compensation` (as `palettizeWeights` takes it) costs every candidate as the compressed model will use it: with
     /// its indices chosen by error compensation on the inputs of the dense model — each weight is costed with only it
     /// changed, so the layers before it are dense. Without it a candidate is costed with nearest assignment, which
-    /// at 2 bits and below overrates what compensation will repair.
+    /// at 2 bits and below overrates what compensation will repair. Give `cost` other images than the ones the Gram
+    /// matrices come from (the CLI takes the next N training images): a layer with more inputs than there are images
+    /// is compensated to fit those images almost exactly and would look free on them. Each candidate gathers the
+    /// Gram matrices again (kept for one layer at a time, not for all: VGG-16's would take 640 MB).
     public init(measuring graph: Graph, configuration base: PalettizationConfiguration,
                 candidates: [AllocationCandidate] = AllocationCandidate.scalar, importance: [String: [Float]],
                 cost: AllocationCost? = nil, compensation: ((Graph, Node) throws -> [Float]?)? = nil,

@@ -92,7 +92,7 @@ struct SensitivityOptions: ParsableArguments {
     static func validate(calibration: Int?, allocating: Bool) throws {
         if let calibration, calibration < 1 { throw ValidationError("--calibration must be at least 1 image, got \(calibration)") }
         if allocating && calibration == nil {
-            throw ValidationError("--bits-per-weight needs --calibration N: the allocation minimises the sensitivity-weighted error")
+            throw ValidationError("--bits-per-weight needs --calibration N: the allocation minimises the measured cost of each candidate")
         }
     }
 
