@@ -9,6 +9,9 @@
 # Scripts/fetch-real-models.sh first) and the shared VGG-16 / AlexNet (FashionMNIST, 1×32×32).
 # NAME_FILTER keeps only models whose name contains one of the words. Set OPENBLAS_CORETYPE=Haswell as CI does.
 # WC_INFERENCE_BENCH=PATH runs another build of wc-inference-bench (a baseline) instead of building this tree's.
+# WEIGHTCLUSTER_KERNELS=avx2 (or generic) keeps the packed-weight product off, as on a processor without AVX-512;
+# OPENBLAS_CORETYPE=SkylakeX gives OpenBLAS its AVX-512 kernels (unset, OpenBLAS 0.3.21 takes this processor for a
+# Prescott and runs SSE3 kernels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=1
@@ -23,7 +26,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 threads=$(nproc)
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, $threads threads each, best of 3 alternating rounds, ≥${seconds}s timed per round"
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, WEIGHTCLUSTER_KERNELS=${WEIGHTCLUSTER_KERNELS:-<unset: the best this processor runs>}, $threads threads each, best of 3 alternating rounds, ≥${seconds}s timed per round"
 
 # torch (CPU wheel under $PIP_FIND_LINKS when there is one), onnx and onnxruntime in a virtualenv of their own.
 venv=.build/real-models-venv
@@ -62,7 +65,7 @@ name, batch, runs = sys.argv[1], sys.argv[2], [json.loads(a) for a in sys.argv[3
 ours, ort = runs[:3], runs[3:]
 best = lambda rs: max(r["images_per_second"] for r in rs)
 rss = lambda rs: max(r["peak_rss_bytes"] for r in rs) / 2**20
-print(json.dumps([name, int(batch), best(ours), best(ort), rss(ours), rss(ort)]))
+print(json.dumps([name, int(batch), best(ours), best(ort), rss(ours), rss(ort), ours[0].get("kernels", "?")]))
 PY
 )")
     echo "${rows[-1]}" >&2
@@ -71,7 +74,7 @@ done
 python3 - "${rows[@]}" <<'PY'
 import json, sys
 rows = [json.loads(a) for a in sys.argv[1:]]
-print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'ours RSS':>9} {'ORT RSS':>8}")
-for name, batch, ours, ort, rss_ours, rss_ort in rows:
-    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi")
+print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'ours RSS':>9} {'ORT RSS':>8} kernels")
+for name, batch, ours, ort, rss_ours, rss_ort, kernels in rows:
+    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi {kernels}")
 PY

@@ -35,7 +35,8 @@ guard let modelPath = arguments.rest.first(where: { !$0.hasPrefix("--") }) else 
     exit(2)
 }
 
-var result: [String: Any] = ["model": modelPath, "batch": batch, "iterations": iterations, "threads": ComputeThreads.count]
+var result: [String: Any] = ["model": modelPath, "batch": batch, "iterations": iterations, "threads": ComputeThreads.count,
+                            "kernels": PackedWeights.kernels]
 
 // 1. Inference throughput.
 let graph = PackedModelFile.isPacked(modelPath) ? try PackedModel.load(modelPath).graph : try ONNXModelFile.load(modelPath)

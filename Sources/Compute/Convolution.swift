@@ -65,10 +65,13 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 /// `residual`, a tensor of the output's shape, is added after the bias and before `activation` (a fused Add).
 ///
 /// `prepared` holds Winograd-transformed weights: when given (and the layer qualifies), the convolution takes
-/// Winograd F(2×2,3×3); `Winograd.isWorthwhile` says when preparing them pays.
+/// Winograd F(2×2,3×3); `Winograd.isWorthwhile` says when preparing them pays. Where `PackedWeights.isWorthwhile`, every
+/// matrix product of the im2col and 1×1 paths runs on packed weights: `packed` when given (packed once at load), else
+/// packed for this call, so a weight gives the same outputs whether it was packed ahead or not.
 public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
                    group: Int = 1, activation: Activation = .none,
-                   prepared: Winograd.PreparedWeights? = nil, residual: Tensor<Float>? = nil) throws -> Tensor<Float> {
+                   prepared: Winograd.PreparedWeights? = nil, packed: PackedWeights? = nil,
+                   residual: Tensor<Float>? = nil) throws -> Tensor<Float> {
     guard input.rank == 4, weight.rank == 4 else {
         throw ComputeError.shapeMismatch("Conv expects 4-D input and weight, got input \(input.shape) and weight \(weight.shape)")
     }
@@ -105,7 +108,8 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
                           into: &output)
     } else {
         im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation,
-                     residual: residual, into: &output)
+                     residual: residual, packed: PackedWeights.forProduct(packed, weight: weight, group: group),
+                     into: &output)
     }
     if activation.isPointwiseAfterPass {
         output.scalars.withUnsafeMutableBufferPointer { p in
@@ -127,7 +131,8 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
 
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
-                  activation: Activation, residual: Tensor<Float>? = nil, into output: inout Tensor<Float>) {
+                  activation: Activation, residual: Tensor<Float>? = nil, packed: PackedWeights? = nil,
+                  into output: inout Tensor<Float>) {
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (oc, icg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
     let (oh, ow) = (output.shape[2], output.shape[3])
@@ -177,18 +182,25 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                             ldb = cols
                         }
                         let a = wBase + g * ocg * kdim
-                        let gemm = parallelGemm ? parallelSgemm : sgemm
+                        let blas = parallelGemm ? parallelSgemm : sgemm
+                        let gemm = { (c: UnsafeMutablePointer<Float>, ldc: Int) in
+                            if let packed {
+                                packed.multiply(group: g, n: cols, b: b, ldb: ldb, c: c, ldc: ldc, parallel: parallelGemm)
+                            } else {
+                                blas(false, false, ocg, cols, kdim, 1, a, kdim, b, ldb, 0, c, ldc)
+                            }
+                        }
                         if count == 1 {
                             // One image: the product's rows are the output channels' planes, so it lands in place.
                             let offset = (first * oc + g * ocg) * ohw
                             let dst = out + offset
-                            gemm(false, false, ocg, cols, kdim, 1, a, kdim, b, ldb, 0, dst, ohw)
+                            gemm(dst, ohw)
                             for o in 0..<ocg {
                                 epilogue.apply(dst + o * ohw, to: dst + o * ohw, count: ohw, channel: g * ocg + o, offset: offset + o * ohw)
                             }
                             continue
                         }
-                        gemm(false, false, ocg, cols, kdim, 1, a, kdim, b, ldb, 0, tmp, cols)
+                        gemm(tmp, cols)
                         // Scatter [ocg, image, ohw] into NCHW with the bias, residual and activation.
                         for img in 0..<count {
                             for o in 0..<ocg {

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Winograd F(2×2, 3×3) convolution for 3×3, stride-1, undilated, ungrouped layers (Lavin & Gray 2015).
 /// Each 2×2 output tile costs 16 multiplies instead of 36: the work becomes 16 GEMMs of
 /// [OC × IC]·[IC × tiles], with input and output transforms around them. Errors stay at float32 rounding level.
@@ -23,7 +25,50 @@ public enum Winograd {
     public final class PreparedWeights: @unchecked Sendable {
         public let outputChannels: Int
         public let inputChannels: Int
-        let u: [Float]
+        /// U as [ξ][oc][ic], or after `packForProduct()` each U[ξ] in the packed form of `PackedWeights`.
+        private(set) var u: [Float]
+        /// Whether `u` holds the packed form, `uStride` floats per ξ.
+        private(set) var isPacked = false
+        private(set) var uStride: Int
+
+        /// Replaces each U[ξ] by its packed form (`wc_pack_rows`), so the 16 products read it as it stands instead of
+        /// OpenBLAS copying it on every call; worth it where `PackedWeights.isWorthwhile`. Call before sharing.
+        public func packForProduct() {
+            guard !isPacked else { return }
+            packRows()
+        }
+
+        /// These weights as the products will read them: packed (a copy) where `PackedWeights.isWorthwhile`, so that a
+        /// layer gives the same outputs whether its weights were packed at load or not.
+        func forProduct() -> PreparedWeights {
+            guard PackedWeights.isWorthwhile && !isPacked else { return self }
+            let copy = PreparedWeights(outputChannels: outputChannels, inputChannels: inputChannels, u: u)
+            copy.packRows()
+            return copy
+        }
+
+        private init(outputChannels: Int, inputChannels: Int, u: [Float]) {
+            self.outputChannels = outputChannels
+            self.inputChannels = inputChannels
+            self.u = u
+            uStride = outputChannels * inputChannels
+        }
+
+        private func packRows() {
+            let (oc, ic) = (outputChannels, inputChannels)
+            let stride = wc_packed_count(Int32(oc), Int32(ic))
+            var packed = [Float](repeating: 0, count: 16 * stride)
+            u.withUnsafeBufferPointer { raw in
+                packed.withUnsafeMutableBufferPointer { dst in
+                    for xi in 0..<16 {
+                        wc_pack_rows(Int32(oc), Int32(ic), raw.baseAddress! + xi * oc * ic, ic, dst.baseAddress! + xi * stride)
+                    }
+                }
+            }
+            u = packed
+            uStride = stride
+            isPacked = true
+        }
 
         public init(_ weight: Tensor<Float>) {
             precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3)
@@ -31,6 +76,7 @@ public enum Winograd {
             outputChannels = oc
             inputChannels = ic
             let plane = oc * ic
+            uStride = plane
             u = [Float](unsafeUninitializedCapacity: 16 * plane) { buffer, initialized in
                 let address = Int(bitPattern: buffer.baseAddress!)
                 weight.scalars.withUnsafeBufferPointer { w in
@@ -52,6 +98,7 @@ public enum Winograd {
             outputChannels = oc
             inputChannels = ic
             let plane = oc * ic
+            uStride = plane
             let block = max(1, 16_384 / max(1, ic * 9))
             u = [Float](unsafeUninitializedCapacity: 16 * plane) { buffer, initialized in
                 let address = Int(bitPattern: buffer.baseAddress!)
@@ -123,7 +170,9 @@ public enum Winograd {
         let perChunk = max(1, min((n + workersWanted - 1) / workersWanted,
                                   min((512 + tilesPerImage - 1) / tilesPerImage, (1 << 20) / max(1, c * tilesPerImage))))
         let chunks = (n + perChunk - 1) / perChunk
+        let prepared = prepared.forProduct()
         let u = prepared.u
+        let (isPacked, uStride) = (prepared.isPacked, prepared.uStride)
         let (pt, pl) = (window.pads.top, window.pads.left)
 
         withResidual(residual) { residualAddress in
@@ -141,8 +190,13 @@ public enum Winograd {
                                        pt: pt, pl: pl, tiles: tiles, into: v)
                         let vStride = paddedStride(c * tiles), mStride = paddedStride(oc * tiles)
                         let gemm = { (xi: Int) in
-                            sgemm(m: oc, n: tiles, k: c, a: uBase + xi * oc * c, lda: c, b: v + xi * vStride, ldb: tiles,
-                                  c: m + xi * mStride, ldc: tiles)
+                            if isPacked {
+                                wc_gemm_packed(Int32(oc), Int32(tiles), Int32(c), uBase + xi * uStride, v + xi * vStride, tiles,
+                                               m + xi * mStride, tiles)
+                            } else {
+                                sgemm(m: oc, n: tiles, k: c, a: uBase + xi * oc * c, lda: c, b: v + xi * vStride, ldb: tiles,
+                                      c: m + xi * mStride, ldc: tiles)
+                            }
                         }
                         if splitGemms {
                             parallelChunks(16) { range in for xi in range { gemm(xi) } }

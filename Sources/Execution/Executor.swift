@@ -25,6 +25,8 @@ public final class Executor: @unchecked Sendable {
     private let prepared: [Int: Winograd.PreparedWeights]
     /// Conv nodes in `plan` whose weight is deferred and takes the Winograd path: transformed when expanded.
     private let preparedOnTheFly: Set<Int>
+    /// Weights of the Conv nodes in `plan` that take the im2col or 1×1 path, packed for the matrix product, by plan index.
+    private let packed: [Int: PackedWeights]
     /// Compressed fully-connected layers (shared columns) in `plan`, by plan index.
     private let products: [Int: SharedColumnProduct]
     public let options: Options
@@ -43,6 +45,10 @@ public final class Executor: @unchecked Sendable {
         /// Have malloc keep freed buffers for the next node instead of returning them to the kernel (glibc only,
         /// process-wide, set once; see `Executor.reusingFreedMemory`).
         public var reuseFreedMemory = true
+        /// Where the products run on packed weights (`PackedWeights.isWorthwhile`), pack each constant convolution
+        /// weight once at load (one more copy of it in memory; Winograd's transformed weights are replaced by theirs)
+        /// instead of on every call. Deferred (compressed) weights are packed per call, never kept.
+        public var packWeights = true
         public init() {}
     }
 
@@ -77,13 +83,27 @@ public final class Executor: @unchecked Sendable {
                   Executor.takesWinograd(node, weightShape: shape, opset: graph.opsetVersion, always: options.winograd == .always)
             else { continue }
             if let weight = constants[node.inputs[1]]?.floatTensor {
-                prepared[index] = Winograd.PreparedWeights(weight)
+                let weights = Winograd.PreparedWeights(weight)
+                if options.packWeights && PackedWeights.isWorthwhile { weights.packForProduct() }
+                prepared[index] = weights
             } else {
                 preparedOnTheFly.insert(index)
             }
         }
         self.prepared = prepared
         self.preparedOnTheFly = preparedOnTheFly
+        var packed: [Int: PackedWeights] = [:]
+        if options.packWeights && PackedWeights.isWorthwhile {
+            for (index, node) in remaining.enumerated() where node.opType == "Conv" && node.inputs.count > 1 {
+                guard let weight = constants[node.inputs[1]]?.floatTensor, weight.rank == 4 else { continue }
+                let group = node.int("group", default: 1)
+                guard group >= 1, weight.shape[0] % group == 0 else { continue }
+                // Depthwise convolutions take their own loop, not a matrix product.
+                if weight.shape[1] == 1 && group == weight.shape[0] && group > 1 { continue }
+                packed[index] = PackedWeights(weight, group: group)
+            }
+        }
+        self.packed = packed
         var products: [Int: SharedColumnProduct] = [:]
         for (index, node) in remaining.enumerated() where node.opType == Executor.sharedColumnsOp {
             products[index] = rewrite.1[node.outputs.first ?? ""]
@@ -159,7 +179,7 @@ public final class Executor: @unchecked Sendable {
             for name in node.inputs where lastUse[name] == index && !outputNames.contains(name) { values[name] = nil }
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared,
-                                                   shared: products[index])
+                                                   packed: packed[index], shared: products[index])
             if profiling {
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 profile[node.opType, default: 0] += seconds

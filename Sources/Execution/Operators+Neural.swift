@@ -25,15 +25,15 @@ extension Operators {
             let prepared = size.flatMap { Winograd.pays(images: x.shape[0], outputHeight: $0.h, outputWidth: $0.w) ? args.prepared : nil }
             guard node.attributes[fusedResidualKey] != nil else {
                 return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
-                                          prepared: prepared))]
+                                          prepared: prepared, packed: args.packed))]
             }
             // A fused Add: in the output pass when the other operand has the output's shape, else as the Add would.
             let residual = try args.float(3)
             if let size = window.outputSize(h: x.shape[2], w: x.shape[3]), residual.shape == [x.shape[0], w.shape[0], size.h, size.w] {
                 return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
-                                          prepared: prepared, residual: residual))]
+                                          prepared: prepared, packed: args.packed, residual: residual))]
             }
-            let y = try conv2d(x, weight: w, bias: bias, window: window, group: group, prepared: prepared)
+            let y = try conv2d(x, weight: w, bias: bias, window: window, group: group, prepared: prepared, packed: args.packed)
             let sum = try broadcastBinary(y, residual, { $0 + $1 })
             return [.float(activation == .none ? sum : sum.mapped { activation($0) })]
         }

@@ -36,12 +36,13 @@ enum Operators {
     static let fusedResidualKey = "_fused_residual"
 
     static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int, prepared: Winograd.PreparedWeights? = nil,
-                         shared: SharedColumnProduct? = nil) throws -> [AnyTensor] {
+                         packed: PackedWeights? = nil, shared: SharedColumnProduct? = nil) throws -> [AnyTensor] {
         guard let kernel = table[node.opType] else {
             throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName, opset: opset)
         }
         do {
-            return try kernel(node, Arguments(node: node, values: inputs, opset: opset, prepared: prepared, shared: shared))
+            return try kernel(node, Arguments(node: node, values: inputs, opset: opset, prepared: prepared, packed: packed,
+                                             shared: shared))
         } catch let error as ComputeError {
             throw ExecutionError.shapeMismatch(node: node.displayName, op: node.opType, detail: error.description)
         }
@@ -54,6 +55,7 @@ struct Arguments: Sendable {
     let values: [AnyTensor?]
     let opset: Int
     var prepared: Winograd.PreparedWeights? = nil
+    var packed: PackedWeights? = nil
     var shared: SharedColumnProduct? = nil
 
     var count: Int { values.count }

@@ -1,0 +1,202 @@
+// Packed-weight matrix product: one microkernel written once over GCC/Clang vector types and compiled for three
+// instruction sets (baseline, AVX2+FMA, AVX-512), the best chosen at run time.
+#include "CKernels.h"
+#include <stdlib.h>
+#include <string.h>
+
+enum { MR = 8, KC = 256 };
+#ifndef PREFETCH
+#define PREFETCH 1024
+#endif
+
+size_t wc_packed_count(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
+
+void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
+    for (int p = 0; p < m; p += MR) {
+        float *dst = packed + (size_t)p * k;
+        int rows = m - p < MR ? m - p : MR;
+        for (int kk = 0; kk < k; kk++)
+            for (int r = 0; r < MR; r++) dst[(size_t)kk * MR + r] = r < rows ? a[(size_t)(p + r) * lda + kk] : 0.0f;
+    }
+}
+
+// One block of C: `rows` (≤ MR) rows × NV·L columns, over kc columns of A (a: that panel's first column) and kc rows
+// of B. With `accumulate`, the block adds to C's values (a later block of columns of A).
+#define DEFINE_BLOCK(NAME, ATTR, VEC, L, NV)                                                                      \
+    ATTR static inline void NAME(int kc, const float *a, const float *b, long ldb, float *c, long ldc, int rows,  \
+                                 int accumulate) {                                                                \
+        VEC acc[MR][NV];                                                                                          \
+        for (int r = 0; r < MR; r++)                                                                              \
+            for (int v = 0; v < NV; v++) {                                                                        \
+                if (accumulate && r < rows) memcpy(&acc[r][v], c + r * ldc + v * L, sizeof(VEC));                 \
+                else acc[r][v] = (VEC){0};                                                                        \
+            }                                                                                                     \
+        for (int kk = 0; kk < kc; kk++) {                                                                         \
+            /* A streams from memory at batch 1: ask for it PREFETCH floats ahead. */                             \
+            if (!(kk & 1)) __builtin_prefetch(a + kk * MR + PREFETCH);                                            \
+            VEC bv[NV];                                                                                           \
+            for (int v = 0; v < NV; v++) memcpy(&bv[v], b + kk * ldb + v * L, sizeof(VEC));                       \
+            for (int r = 0; r < MR; r++)                                                                          \
+                for (int v = 0; v < NV; v++) acc[r][v] += bv[v] * a[kk * MR + r];                                 \
+        }                                                                                                         \
+        for (int r = 0; r < rows; r++)                                                                            \
+            for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));                    \
+    }
+
+// Fewer columns than a vector (batch 1 on 2×2 or 3×3 maps): vectors run down a panel's eight rows instead, one
+// accumulator per column of B, so A streams once per NN columns at full width. Each C value is the same sum, in the
+// same order, as in the blocks above.
+#define DEFINE_NARROW(NAME, ATTR, NN)                                                                             \
+    ATTR static void NAME(int m, int k, const float *packed, const float *b, long ldb, float *c, long ldc) {        \
+        for (int p = 0; p < m; p += MR) {                                                                         \
+            int rows = m - p < MR ? m - p : MR;                                                                   \
+            const float *a = packed + (size_t)p * k;                                                              \
+            rows8 acc[NN];                                                                                        \
+            for (int j = 0; j < NN; j++) acc[j] = (rows8){0};                                                     \
+            for (int kk = 0; kk < k; kk++) {                                                                      \
+                if (!(kk & 1)) __builtin_prefetch(a + kk * MR + PREFETCH);                                        \
+                rows8 av;                                                                                         \
+                memcpy(&av, a + (size_t)kk * MR, sizeof av);                                                      \
+                for (int j = 0; j < NN; j++) acc[j] += av * b[kk * ldb + j];                                      \
+            }                                                                                                     \
+            for (int j = 0; j < NN; j++)                                                                          \
+                for (int r = 0; r < rows; r++) c[(p + r) * ldc + j] = acc[j][r];                                  \
+        }                                                                                                         \
+    }
+#define DEFINE_NARROWS(NAME, ATTR)                                                                                \
+    DEFINE_NARROW(NAME##_narrow8, ATTR, 8)                                                                        \
+    DEFINE_NARROW(NAME##_narrow4, ATTR, 4)                                                                        \
+    DEFINE_NARROW(NAME##_narrow2, ATTR, 2)                                                                        \
+    DEFINE_NARROW(NAME##_narrow1, ATTR, 1)                                                                        \
+    ATTR static void NAME##_narrow(int m, int n, int k, const float *packed, const float *b, long ldb, float *c,   \
+                                   long ldc) {                                                                    \
+        int j = 0;                                                                                                \
+        for (; j + 8 <= n; j += 8) NAME##_narrow8(m, k, packed, b + j, ldb, c + j, ldc);                          \
+        for (; j + 4 <= n; j += 4) NAME##_narrow4(m, k, packed, b + j, ldb, c + j, ldc);                          \
+        for (; j + 2 <= n; j += 2) NAME##_narrow2(m, k, packed, b + j, ldb, c + j, ldc);                          \
+        for (; j < n; j++) NAME##_narrow1(m, k, packed, b + j, ldb, c + j, ldc);                                  \
+    }
+
+// The whole product. Columns past the last whole vector are copied once, zero-padded to a vector, for every kk.
+// A narrow B (at most four vectors wide: batch 1 on small maps) stays in cache, so each panel of A is read once, in
+// memory order, over all its columns before the next. A wide B is taken in blocks of KC columns of A and NV·L of B
+// copied contiguous (rows of B a power-of-two apart fall in one set of L1), with every panel of A in each, so B's
+// block stays in L1 while A's block streams from L2.
+#define DEFINE_GEMM(NAME, ATTR, VEC, L, NV)                                                                       \
+    DEFINE_NARROWS(NAME, ATTR)                                                                                    \
+    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, L, NV)                                                                   \
+    DEFINE_BLOCK(NAME##_one, ATTR, VEC, L, 1)                                                                     \
+    ATTR static void NAME##_tail(int m, int k, int kb, int kc, const float *packed, const float *tailB, int tail,  \
+                                 float *c, long ldc, int p) {                                                     \
+        float tailC[MR * L];                                                                                      \
+        int rows = m - p < MR ? m - p : MR;                                                                       \
+        if (kb > 0)                                                                                               \
+            for (int r = 0; r < rows; r++) memcpy(tailC + r * L, c + (p + r) * ldc, sizeof(float) * tail);       \
+        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0); \
+        for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc, tailC + r * L, sizeof(float) * tail);           \
+    }                                                                                                             \
+    ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc) { \
+        if (n < L) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc); return; }                                    \
+        int whole = n / L * L, tail = n - whole;                                                                  \
+        float *tailB = tail ? malloc(sizeof(float) * L * (size_t)k) : NULL;                                       \
+        if (tail && !tailB) abort();                                                                              \
+        for (int kk = 0; tail && kk < k; kk++) {                                                                  \
+            memcpy(tailB + (size_t)kk * L, b + kk * ldb + whole, sizeof(float) * tail);                           \
+            memset(tailB + (size_t)kk * L + tail, 0, sizeof(float) * (L - tail));                                 \
+        }                                                                                                         \
+        if (n <= 4 * L) {                                                                                         \
+            for (int p = 0; p < m; p += MR) {                                                                     \
+                int rows = m - p < MR ? m - p : MR;                                                               \
+                for (int kb = 0; kb < k; kb += KC) {                                                              \
+                    int kc = k - kb < KC ? k - kb : KC;                                                           \
+                    const float *a = packed + (size_t)p * k + (size_t)kb * MR;                                    \
+                    int n0 = 0;                                                                                   \
+                    for (; n0 + NV * L <= whole; n0 += NV * L)                                                    \
+                        NAME##_wide(kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0);          \
+                    for (; n0 < whole; n0 += L)                                                                   \
+                        NAME##_one(kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0);           \
+                    if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p);                  \
+                }                                                                                                 \
+            }                                                                                                     \
+            free(tailB);                                                                                          \
+            return;                                                                                               \
+        }                                                                                                         \
+        float blockB[KC * NV * L];                                                                                \
+        for (int kb = 0; kb < k; kb += KC) {                                                                      \
+            int kc = k - kb < KC ? k - kb : KC, accumulate = kb > 0;                                              \
+            int n0 = 0;                                                                                           \
+            for (; n0 + NV * L <= whole; n0 += NV * L) {                                                          \
+                for (int kk = 0; kk < kc; kk++) memcpy(blockB + kk * NV * L, b + (kb + kk) * ldb + n0, sizeof(float) * NV * L); \
+                for (int p = 0; p < m; p += MR)                                                                   \
+                    NAME##_wide(kc, packed + (size_t)p * k + (size_t)kb * MR, blockB, NV * L,                     \
+                                c + p * ldc + n0, ldc, m - p < MR ? m - p : MR, accumulate);                      \
+            }                                                                                                     \
+            for (; n0 < whole; n0 += L) {                                                                         \
+                for (int kk = 0; kk < kc; kk++) memcpy(blockB + kk * L, b + (kb + kk) * ldb + n0, sizeof(float) * L); \
+                for (int p = 0; p < m; p += MR)                                                                   \
+                    NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, blockB, L,                           \
+                               c + p * ldc + n0, ldc, m - p < MR ? m - p : MR, accumulate);                       \
+            }                                                                                                     \
+            for (int p = 0; tail && p < m; p += MR) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p); \
+        }                                                                                                         \
+        free(tailB);                                                                                              \
+    }
+
+typedef float vec4 __attribute__((vector_size(16)));
+typedef float rows8 __attribute__((vector_size(32)));
+DEFINE_GEMM(gemm_generic, , vec4, 4, 1)
+
+#if defined(__x86_64__)
+typedef float vec8 __attribute__((vector_size(32)));
+typedef float vec16 __attribute__((vector_size(64)));
+DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, 8, 1)
+DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, 16, 2)
+#endif
+
+int wc_kernels_supported(int isa) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (isa == WC_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == WC_ISA_AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#endif
+    return isa == WC_ISA_GENERIC;
+}
+
+const char *wc_kernels_name(int isa) {
+    return isa == WC_ISA_AVX512 ? "avx512" : isa == WC_ISA_AVX2 ? "avx2" : "generic";
+}
+
+static int chooseISA(void) {
+    const char *forced = getenv("WEIGHTCLUSTER_KERNELS");
+    if (forced)
+        for (int isa = WC_ISA_GENERIC; isa <= WC_ISA_AVX512; isa++)
+            if (strcmp(forced, wc_kernels_name(isa)) == 0 && wc_kernels_supported(isa)) return isa;
+    for (int isa = WC_ISA_AVX512; isa > WC_ISA_GENERIC; isa--)
+        if (wc_kernels_supported(isa)) return isa;
+    return WC_ISA_GENERIC;
+}
+
+int wc_kernels_isa(void) {
+    // Chosen once; a race between first callers only computes the same value twice.
+    static volatile int chosen = -1;
+    if (chosen < 0) chosen = chooseISA();
+    return chosen;
+}
+
+void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        for (int r = 0; r < m; r++) memset(c + r * ldc, 0, sizeof(float) * n);
+        return;
+    }
+#if defined(__x86_64__)
+    if (isa == WC_ISA_AVX512) gemm_avx512(m, n, k, packed, b, ldb, c, ldc);
+    else if (isa == WC_ISA_AVX2) gemm_avx2(m, n, k, packed, b, ldb, c, ldc);
+    else
+#endif
+    gemm_generic(m, n, k, packed, b, ldb, c, ldc);
+}
+
+void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc) {
+    wc_gemm_packed_isa(wc_kernels_isa(), m, n, k, packed, b, ldb, c, ldc);
+}

@@ -1,0 +1,89 @@
+import CKernels
+
+/// A convolution's weights packed once for the matrix product (`wc_gemm_packed`, Sources/CKernels): each group's
+/// [output channels, input channels·kh·kw] matrix in panels of eight rows.
+///
+/// OpenBLAS packs both operands of every product it is given, and a convolution's weight is the same operand on every
+/// call: at batch 1 on VGG-16's 4×4 and 2×2 maps that copy took 39% of the time (perf), more than the product. The
+/// packed kernel reads the weight once as it stands. It is taken only where its AVX-512 variant runs (`isWorthwhile`):
+/// there it beat OpenBLAS's Haswell kernels on every convolution shape measured (1.4–2×); its AVX2 and baseline
+/// variants did not.
+public final class PackedWeights: @unchecked Sendable {
+    public let outputChannels: Int
+    public let group: Int
+    /// Columns of each group's matrix: input channels per group · kh · kw.
+    public let depth: Int
+    private let storage: UnsafeMutablePointer<Float>
+    private let groupStride: Int
+
+    /// Whether packing pays on this machine: the kernels' chosen variant is AVX-512
+    /// (`WEIGHTCLUSTER_KERNELS=avx2` or `generic` turns it off).
+    public static var isWorthwhile: Bool { wc_kernels_isa() == Int32(WC_ISA_AVX512) }
+
+    /// The variant of the kernels this process runs ("avx512", "avx2" or "generic").
+    public static var kernels: String { String(cString: wc_kernels_name(wc_kernels_isa())) }
+
+    /// The packed weights the products of a convolution with `weight` run on: `given` when it matches, else `weight`
+    /// packed now; nil where packing does not pay (the products go to BLAS).
+    public static func forProduct(_ given: PackedWeights?, weight: Tensor<Float>, group: Int) -> PackedWeights? {
+        guard isWorthwhile else { return nil }
+        if let given, given.matches(weight.shape, group: group) { return given }
+        return PackedWeights(weight, group: group)
+    }
+
+    /// Packs `weight` [OC, IC/group, KH, KW].
+    public init(_ weight: Tensor<Float>, group: Int) {
+        precondition(weight.rank == 4 && group >= 1 && weight.shape[0] % group == 0, "PackedWeights: weight \(weight.shape), group \(group)")
+        outputChannels = weight.shape[0]
+        self.group = group
+        depth = weight.shape[1] * weight.shape[2] * weight.shape[3]
+        let rows = outputChannels / group
+        groupStride = wc_packed_count(Int32(rows), Int32(depth))
+        storage = .allocate(capacity: max(1, groupStride * group))
+        weight.scalars.withUnsafeBufferPointer { w in
+            for g in 0..<group {
+                wc_pack_rows(Int32(rows), Int32(depth), w.baseAddress! + g * rows * depth, depth, storage + g * groupStride)
+            }
+        }
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Whether these are the packed form of a weight of `shape` with `group` groups.
+    public func matches(_ shape: [Int], group: Int) -> Bool {
+        shape.count == 4 && shape[0] == outputChannels && group == self.group && shape[1] * shape[2] * shape[3] == depth
+    }
+
+    /// C = W_g·B for group `g`: B is depth×n (row stride ldb), C is (OC/group)×n (row stride ldc). With `parallel`,
+    /// split over the workers: by columns when there are many, else by panels of eight output channels.
+    @usableFromInline
+    func multiply(group g: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                  parallel: Bool) {
+        let rows = outputChannels / group
+        let a = storage + g * groupStride
+        let workers = parallel && rows * n * depth >= 1 << 20 ? ComputeThreads.count : 1
+        if workers <= 1 {
+            wc_gemm_packed(Int32(rows), Int32(n), Int32(depth), a, b, ldb, c, ldc)
+            return
+        }
+        let (aAddress, bAddress, cAddress) = (Int(bitPattern: a), Int(bitPattern: b), Int(bitPattern: c))
+        let depth = self.depth
+        if n >= 64 * workers {
+            // Column blocks of 32 (the AVX-512 kernel's width), evened over the workers.
+            parallelChunks((n + 31) / 32) { blocks in
+                let first = blocks.lowerBound * 32, count = min(n, blocks.upperBound * 32) - first
+                wc_gemm_packed(Int32(rows), Int32(count), Int32(depth), UnsafePointer(bitPattern: aAddress)!,
+                               UnsafePointer<Float>(bitPattern: bAddress)! + first, ldb,
+                               UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first, ldc)
+            }
+        } else {
+            // Panels of eight rows: each worker reads its own part of the weight.
+            parallelChunks((rows + 7) / 8) { panels in
+                let first = panels.lowerBound * 8, count = min(rows, panels.upperBound * 8) - first
+                wc_gemm_packed(Int32(count), Int32(n), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
+                               UnsafePointer(bitPattern: bAddress)!, ldb,
+                               UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc, ldc)
+            }
+        }
+    }
+}

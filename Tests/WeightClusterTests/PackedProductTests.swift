@@ -1,0 +1,84 @@
+import CKernels
+import Compute
+import Testing
+import _TestSupport
+
+/// The packed-weight product (Sources/CKernels) against the definition, for every variant this processor runs, over
+/// shapes that reach each of its paths: fewer columns than a vector (1–15), one and two vectors, a remainder, wide
+/// products (copied blocks of B), depths past one block of 256, row counts that are not a multiple of 8, and padded
+/// leading dimensions; and convolutions through the executor's packed weights against the unpacked run.
+@Suite struct PackedProductTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var m, n, k: Int
+        var description: String { "\(m)×\(k) · \(k)×\(n)" }
+    }
+
+    static let cases = [Case(m: 1, n: 1, k: 1), Case(m: 8, n: 4, k: 9), Case(m: 13, n: 15, k: 300), Case(m: 17, n: 16, k: 27),
+                        Case(m: 24, n: 33, k: 5), Case(m: 9, n: 70, k: 257), Case(m: 40, n: 200, k: 64), Case(m: 3, n: 9, k: 600)]
+
+    @Test(arguments: cases)
+    func productMatchesDefinition(_ size: Case) {
+        let (m, n, k) = (size.m, size.n, size.k)
+        let (lda, ldb, ldc) = (k + 1, n + 3, n + 2)
+        let a = ConvolutionTests.random(m * lda, seed: 41), b = ConvolutionTests.random(k * ldb, seed: 42)
+        var packed = [Float](repeating: .nan, count: wc_packed_count(Int32(m), Int32(k)))
+        a.withUnsafeBufferPointer { pa in
+            packed.withUnsafeMutableBufferPointer { wc_pack_rows(Int32(m), Int32(k), pa.baseAddress!, lda, $0.baseAddress!) }
+        }
+        var variants = 0
+        for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+            variants += 1
+            // C's old values (NaN) must never be read, and the spare column of each row never written.
+            var c = [Float](repeating: .nan, count: m * ldc)
+            packed.withUnsafeBufferPointer { pp in
+                b.withUnsafeBufferPointer { pb in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), pp.baseAddress!, pb.baseAddress!, ldb,
+                                           pc.baseAddress!, ldc)
+                    }
+                }
+            }
+            let name = String(cString: wc_kernels_name(isa))
+            for i in 0..<m {
+                for j in 0..<n {
+                    var sum: Double = 0
+                    for p in 0..<k { sum += Double(a[i * lda + p]) * Double(b[p * ldb + j]) }
+                    #expect(abs(Double(c[i * ldc + j]) - sum) < 1e-5 * Double(k), "\(name) \(size) at \(i),\(j)")
+                }
+                for j in n..<ldc { #expect(c[i * ldc + j].isNaN, "\(name) \(size) wrote past row \(i)") }
+            }
+        }
+        #expect(variants >= 1)
+    }
+
+    /// Convolutions given packed weights (im2col, 1×1 in place and gathered, grouped, batch 1 and 3) equal the same
+    /// convolution through BLAS to float rounding.
+    @Test func packedConvolutionsMatchBLAS() throws {
+        let shapes: [(input: [Int], weight: [Int], group: Int, stride: Int, pad: Int)] = [
+            ([1, 16, 6, 6], [24, 16, 3, 3], 1, 1, 1), ([3, 8, 5, 5], [12, 8, 3, 3], 1, 2, 0), ([2, 16, 40, 40], [9, 16, 1, 1], 1, 1, 0),
+            ([3, 32, 4, 4], [40, 32, 1, 1], 1, 1, 0), ([2, 12, 7, 7], [18, 4, 3, 3], 3, 1, 1), ([1, 64, 2, 2], [70, 64, 3, 3], 1, 1, 1)]
+        for (index, s) in shapes.enumerated() {
+            let x = Tensor(shape: s.input, scalars: ConvolutionTests.random(s.input.reduce(1, *), seed: UInt64(50 + index)))
+            let w = Tensor(shape: s.weight, scalars: ConvolutionTests.random(s.weight.reduce(1, *), seed: UInt64(60 + index)))
+            let bias = ConvolutionTests.random(s.weight[0], seed: UInt64(70 + index))
+            let window = Window2D(kernel: (s.weight[2], s.weight[3]), strides: (s.stride, s.stride),
+                                  pads: (s.pad, s.pad, s.pad, s.pad))
+            let plain = try conv2d(x, weight: w, bias: bias, window: window, group: s.group, activation: .relu)
+            let packed = try conv2d(x, weight: w, bias: bias, window: window, group: s.group, activation: .relu,
+                                    packed: PackedWeights(w, group: s.group))
+            #expect(plain.shape == packed.shape)
+            let worst = zip(plain.scalars, packed.scalars).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst < 1e-4, "shape \(index): largest difference \(worst)")
+        }
+        // Winograd's sixteen products on packed transformed weights.
+        let x = Tensor(shape: [2, 16, 8, 8], scalars: ConvolutionTests.random(2 * 16 * 64, seed: 80))
+        let w = Tensor(shape: [20, 16, 3, 3], scalars: ConvolutionTests.random(20 * 16 * 9, seed: 81))
+        let window = Window2D(kernel: (3, 3), pads: (1, 1, 1, 1))
+        let packedU = Winograd.PreparedWeights(w)
+        packedU.packForProduct()
+        let plain = try conv2d(x, weight: w, bias: nil, window: window, prepared: Winograd.PreparedWeights(w))
+        let packed = try conv2d(x, weight: w, bias: nil, window: window, prepared: packedU)
+        let worst = zip(plain.scalars, packed.scalars).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst < 1e-4, "Winograd: largest difference \(worst)")
+    }
+}
