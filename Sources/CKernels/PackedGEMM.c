@@ -4,10 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MR = 8, KC = 256 };
+enum { MR = 8, KC = 256, CHUNK = 16384 };
 #ifndef PREFETCH
 #define PREFETCH 1024
 #endif
+
+// The epilogue of one value: + bias, then clamped as Swift's min(max(x, low), high) does (a NaN stays NaN).
+static inline float finish(float x, float bias, const wc_epilogue *e) {
+    x = x + bias;
+    x = e->low >= x ? e->low : x;
+    return e->high < x ? e->high : x;
+}
 
 size_t wc_packed_count(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
 
@@ -22,9 +29,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 
 // One block of C: `rows` (≤ MR) rows × NV·L columns, over kc columns of A (a: that panel's first column) and kc rows
 // of B. With `accumulate`, the block adds to C's values (a later block of columns of A).
-#define DEFINE_BLOCK(NAME, ATTR, VEC, L, NV)                                                                      \
+#define DEFINE_BLOCK(NAME, ATTR, VEC, IVEC, L, NV)                                                                      \
     ATTR static inline void NAME(int kc, const float *a, const float *b, long ldb, float *c, long ldc, int rows,  \
-                                 int accumulate) {                                                                \
+                                 int accumulate, const wc_epilogue *e, int row0) {                                \
         VEC acc[MR][NV];                                                                                          \
         for (int r = 0; r < MR; r++)                                                                              \
             for (int v = 0; v < NV; v++) {                                                                        \
@@ -40,14 +47,25 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 for (int v = 0; v < NV; v++) acc[r][v] += bv[v] * a[kk * MR + r];                                 \
         }                                                                                                         \
         for (int r = 0; r < rows; r++)                                                                            \
-            for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));                    \
+            for (int v = 0; v < NV; v++) {                                                                        \
+                if (e) {                                                                                          \
+                    /* finish() on every lane: select by comparison masks, as min(max(x, low), high) does. */     \
+                    VEC x = acc[r][v] + (e->bias ? e->bias[row0 + r] : 0.0f), low = (VEC){0} + e->low,            \
+                        high = (VEC){0} + e->high;                                                                \
+                    IVEC below = low >= x, above = high < x;                                                      \
+                    x = (VEC)(((IVEC)low & below) | ((IVEC)x & ~below));                                          \
+                    acc[r][v] = (VEC)(((IVEC)high & above) | ((IVEC)x & ~above));                                 \
+                }                                                                                                 \
+                memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));                                            \
+            }                                                                                                     \
     }
 
 // Fewer columns than a vector (batch 1 on 2×2 or 3×3 maps): vectors run down a panel's eight rows instead, one
 // accumulator per column of B, so A streams once per NN columns at full width. Each C value is the same sum, in the
 // same order, as in the blocks above.
 #define DEFINE_NARROW(NAME, ATTR, NN)                                                                             \
-    ATTR static void NAME(int m, int k, const float *packed, const float *b, long ldb, float *c, long ldc) {        \
+    ATTR static void NAME(int m, int k, const float *packed, const float *b, long ldb, float *c, long ldc,         \
+                          const wc_epilogue *e) {                                                                 \
         for (int p = 0; p < m; p += MR) {                                                                         \
             int rows = m - p < MR ? m - p : MR;                                                                   \
             const float *a = packed + (size_t)p * k;                                                              \
@@ -60,7 +78,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 for (int j = 0; j < NN; j++) acc[j] += av * b[kk * ldb + j];                                      \
             }                                                                                                     \
             for (int j = 0; j < NN; j++)                                                                          \
-                for (int r = 0; r < rows; r++) c[(p + r) * ldc + j] = acc[j][r];                                  \
+                for (int r = 0; r < rows; r++)                                                                    \
+                    c[(p + r) * ldc + j] = e ? finish(acc[j][r], e->bias ? e->bias[p + r] : 0.0f, e) : acc[j][r];  \
         }                                                                                                         \
     }
 #define DEFINE_NARROWS(NAME, ATTR)                                                                                \
@@ -69,12 +88,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
     DEFINE_NARROW(NAME##_narrow2, ATTR, 2)                                                                        \
     DEFINE_NARROW(NAME##_narrow1, ATTR, 1)                                                                        \
     ATTR static void NAME##_narrow(int m, int n, int k, const float *packed, const float *b, long ldb, float *c,   \
-                                   long ldc) {                                                                    \
+                                   long ldc, const wc_epilogue *e) {                                              \
         int j = 0;                                                                                                \
-        for (; j + 8 <= n; j += 8) NAME##_narrow8(m, k, packed, b + j, ldb, c + j, ldc);                          \
-        for (; j + 4 <= n; j += 4) NAME##_narrow4(m, k, packed, b + j, ldb, c + j, ldc);                          \
-        for (; j + 2 <= n; j += 2) NAME##_narrow2(m, k, packed, b + j, ldb, c + j, ldc);                          \
-        for (; j < n; j++) NAME##_narrow1(m, k, packed, b + j, ldb, c + j, ldc);                                  \
+        for (; j + 8 <= n; j += 8) NAME##_narrow8(m, k, packed, b + j, ldb, c + j, ldc, e);                          \
+        for (; j + 4 <= n; j += 4) NAME##_narrow4(m, k, packed, b + j, ldb, c + j, ldc, e);                          \
+        for (; j + 2 <= n; j += 2) NAME##_narrow2(m, k, packed, b + j, ldb, c + j, ldc, e);                          \
+        for (; j < n; j++) NAME##_narrow1(m, k, packed, b + j, ldb, c + j, ldc, e);                                  \
     }
 
 // The whole product. Columns past the last whole vector are copied once, zero-padded to a vector, for every kk.
@@ -82,21 +101,23 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // memory order, over all its columns before the next. A wide B is taken in blocks of KC columns of A and NV·L of B
 // copied contiguous (rows of B a power-of-two apart fall in one set of L1), with every panel of A in each, so B's
 // block stays in L1 while A's block streams from L2.
-#define DEFINE_GEMM(NAME, ATTR, VEC, L, NV)                                                                       \
+#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV)                                                                       \
     DEFINE_NARROWS(NAME, ATTR)                                                                                    \
-    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, L, NV)                                                                   \
-    DEFINE_BLOCK(NAME##_one, ATTR, VEC, L, 1)                                                                     \
+    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV)                                                                   \
+    DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1)                                                                     \
     ATTR static void NAME##_tail(int m, int k, int kb, int kc, const float *packed, const float *tailB, int tail,  \
-                                 float *c, long ldc, int p) {                                                     \
+                                 float *c, long ldc, int p, const wc_epilogue *e) {                               \
         float tailC[MR * L];                                                                                      \
         int rows = m - p < MR ? m - p : MR;                                                                       \
         if (kb > 0)                                                                                               \
             for (int r = 0; r < rows; r++) memcpy(tailC + r * L, c + (p + r) * ldc, sizeof(float) * tail);       \
-        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0); \
+        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0,   \
+                   kb + kc == k ? e : NULL, p);                                                                   \
         for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc, tailC + r * L, sizeof(float) * tail);           \
     }                                                                                                             \
-    ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc) { \
-        if (n < L) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc); return; }                                    \
+    ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,  \
+                          const wc_epilogue *e) {                                                                 \
+        if (n < L) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc, e); return; }                                 \
         int whole = n / L * L, tail = n - whole;                                                                  \
         float *tailB = tail ? malloc(sizeof(float) * L * (size_t)k) : NULL;                                       \
         if (tail && !tailB) abort();                                                                              \
@@ -109,48 +130,70 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 int rows = m - p < MR ? m - p : MR;                                                               \
                 for (int kb = 0; kb < k; kb += KC) {                                                              \
                     int kc = k - kb < KC ? k - kb : KC;                                                           \
+                    const wc_epilogue *last = kb + kc == k ? e : NULL;                                            \
                     const float *a = packed + (size_t)p * k + (size_t)kb * MR;                                    \
                     int n0 = 0;                                                                                   \
                     for (; n0 + NV * L <= whole; n0 += NV * L)                                                    \
-                        NAME##_wide(kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0);          \
+                        NAME##_wide(kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
                     for (; n0 < whole; n0 += L)                                                                   \
-                        NAME##_one(kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0);           \
-                    if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p);                  \
+                        NAME##_one(kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);  \
+                    if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e);               \
                 }                                                                                                 \
             }                                                                                                     \
             free(tailB);                                                                                          \
             return;                                                                                               \
         }                                                                                                         \
-        float blockB[KC * NV * L];                                                                                \
+        /* B is copied contiguous a block of columns at a time, then every panel of A sweeps the block. With a    */ \
+        /* shallow A (kc ≤ 64: 1×1 convolutions on large maps, bound by writing C) the block spans up to 64 KiB,  */ \
+        /* so each row of C is written in long runs instead of 32-column pieces on as many pages as C has rows;   */ \
+        /* deeper, one vector block (kc × NV·L), which stays in L1 while A streams from L2.                      */ \
+        float blockB[CHUNK];                                                                                      \
         for (int kb = 0; kb < k; kb += KC) {                                                                      \
             int kc = k - kb < KC ? k - kb : KC, accumulate = kb > 0;                                              \
-            int n0 = 0;                                                                                           \
-            for (; n0 + NV * L <= whole; n0 += NV * L) {                                                          \
-                for (int kk = 0; kk < kc; kk++) memcpy(blockB + kk * NV * L, b + (kb + kk) * ldb + n0, sizeof(float) * NV * L); \
-                for (int p = 0; p < m; p += MR)                                                                   \
-                    NAME##_wide(kc, packed + (size_t)p * k + (size_t)kb * MR, blockB, NV * L,                     \
-                                c + p * ldc + n0, ldc, m - p < MR ? m - p : MR, accumulate);                      \
+            const wc_epilogue *last = kb + kc == k ? e : NULL;                                                    \
+            int span = kc <= 64 ? CHUNK / kc / (NV * L) * (NV * L) : NV * L;                                      \
+            for (int nc = 0; nc < whole; nc += span) {                                                            \
+                int end = whole - nc < span ? whole : nc + span;                                                  \
+                float *dst = blockB;                                                                              \
+                for (int n0 = nc; n0 < end; ) {                                                                   \
+                    int step = end - n0 >= NV * L ? NV * L : L;                                                   \
+                    for (int kk = 0; kk < kc; kk++) memcpy(dst + kk * step, b + (kb + kk) * ldb + n0, sizeof(float) * step); \
+                    dst += kc * step;                                                                             \
+                    n0 += step;                                                                                   \
+                }                                                                                                 \
+                for (int p = 0; p < m; p += MR) {                                                                 \
+                    int rows = m - p < MR ? m - p : MR;                                                           \
+                    const float *a = packed + (size_t)p * k + (size_t)kb * MR, *src = blockB;                     \
+                    for (int n0 = nc; n0 < end; ) {                                                               \
+                        if (end - n0 >= NV * L) {                                                                 \
+                            NAME##_wide(kc, a, src, NV * L, c + p * ldc + n0, ldc, rows, accumulate, last, p);    \
+                            src += kc * NV * L;                                                                   \
+                            n0 += NV * L;                                                                         \
+                        } else {                                                                                  \
+                            NAME##_one(kc, a, src, L, c + p * ldc + n0, ldc, rows, accumulate, last, p);          \
+                            src += kc * L;                                                                        \
+                            n0 += L;                                                                              \
+                        }                                                                                         \
+                    }                                                                                             \
+                }                                                                                                 \
             }                                                                                                     \
-            for (; n0 < whole; n0 += L) {                                                                         \
-                for (int kk = 0; kk < kc; kk++) memcpy(blockB + kk * L, b + (kb + kk) * ldb + n0, sizeof(float) * L); \
-                for (int p = 0; p < m; p += MR)                                                                   \
-                    NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, blockB, L,                           \
-                               c + p * ldc + n0, ldc, m - p < MR ? m - p : MR, accumulate);                       \
-            }                                                                                                     \
-            for (int p = 0; tail && p < m; p += MR) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p); \
+            for (int p = 0; tail && p < m; p += MR) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e); \
         }                                                                                                         \
         free(tailB);                                                                                              \
     }
 
 typedef float vec4 __attribute__((vector_size(16)));
+typedef int ivec4 __attribute__((vector_size(16)));
 typedef float rows8 __attribute__((vector_size(32)));
-DEFINE_GEMM(gemm_generic, , vec4, 4, 1)
+DEFINE_GEMM(gemm_generic, , vec4, ivec4, 4, 1)
 
 #if defined(__x86_64__)
 typedef float vec8 __attribute__((vector_size(32)));
 typedef float vec16 __attribute__((vector_size(64)));
-DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, 8, 1)
-DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, 16, 2)
+typedef int ivec8 __attribute__((vector_size(32)));
+typedef int ivec16 __attribute__((vector_size(64)));
+DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 1)
+DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2)
 #endif
 
 int wc_kernels_supported(int isa) {
@@ -183,20 +226,23 @@ int wc_kernels_isa(void) {
     return chosen;
 }
 
-void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc) {
+void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
+                        const wc_epilogue *e) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
-        for (int r = 0; r < m; r++) memset(c + r * ldc, 0, sizeof(float) * n);
+        for (int r = 0; r < m; r++)
+            for (int j = 0; j < n; j++) c[r * ldc + j] = e ? finish(0.0f, e->bias ? e->bias[r] : 0.0f, e) : 0.0f;
         return;
     }
 #if defined(__x86_64__)
-    if (isa == WC_ISA_AVX512) gemm_avx512(m, n, k, packed, b, ldb, c, ldc);
-    else if (isa == WC_ISA_AVX2) gemm_avx2(m, n, k, packed, b, ldb, c, ldc);
+    if (isa == WC_ISA_AVX512) gemm_avx512(m, n, k, packed, b, ldb, c, ldc, e);
+    else if (isa == WC_ISA_AVX2) gemm_avx2(m, n, k, packed, b, ldb, c, ldc, e);
     else
 #endif
-    gemm_generic(m, n, k, packed, b, ldb, c, ldc);
+    gemm_generic(m, n, k, packed, b, ldb, c, ldc, e);
 }
 
-void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc) {
-    wc_gemm_packed_isa(wc_kernels_isa(), m, n, k, packed, b, ldb, c, ldc);
+void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
+                    const wc_epilogue *e) {
+    wc_gemm_packed_isa(wc_kernels_isa(), m, n, k, packed, b, ldb, c, ldc, e);
 }

@@ -1,3 +1,4 @@
+import CKernels
 /// Geometry of a 2D convolution or pooling window.
 public struct Window2D: Sendable, Equatable {
     public var kernel: (h: Int, w: Int)
@@ -190,6 +191,14 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                                 blas(false, false, ocg, cols, kdim, 1, a, kdim, b, ldb, 0, c, ldc)
                             }
                         }
+                        if count == 1, let packed, residual == nil {
+                            // One image, packed weights: the product stores each value with its bias and clamp
+                            // (no second pass over an output that may not fit in cache).
+                            let dst = out + (first * oc + g * ocg) * ohw
+                            packed.multiply(group: g, n: cols, b: b, ldb: ldb, c: dst, ldc: ohw, parallel: parallelGemm,
+                                            bias: bias == nil ? nil : biasBuf.baseAddress! + g * ocg, bounds: activation.bounds)
+                            continue
+                        }
                         if count == 1 {
                             // One image: the product's rows are the output channels' planes, so it lands in place.
                             let offset = (first * oc + g * ocg) * ohw
@@ -301,33 +310,22 @@ func depthwiseConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float
                 let epilogue = ConvolutionEpilogue(bias: nil, residual: UnsafePointer(bitPattern: residualAddress), activation: activation)
                 let hasBias = bias != nil
                 if sw <= 2 {
-                    // Eight outputs of a row at a time, summed in registers over a zero-bordered copy of the plane.
+                    // A vector of outputs of a row at a time (8 or 16), summed in registers over a zero-bordered copy of the plane.
                     // Each output adds bias, then every tap in row-major order; a tap over the border adds 0·k = 0,
                     // where the definition skips it, which leaves the sum as it is (for finite weights).
                     parallelChunks(n * c) { planes in
                         let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
                         let plane = PaddedPlane(h: h, w: w, window: window, oh: oh, ow: ow, fill: 0)
-                        let taps = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: kh * kw)
-                        defer { plane.deallocate(); taps.deallocate() }
+                        defer { plane.deallocate() }
                         for p in planes {
                             let ch = p % c
                             plane.load(inBase + p * h * w, h: h, w: w)
                             let dst = out + p * oh * ow
-                            let k = wBase + ch * kh * kw
-                            let bv = hasBias ? biasBuf[ch] : 0
-                            for tap in 0..<kh * kw { taps[tap] = SIMD8(repeating: k[tap]) }
-                            for oy in 0..<oh {
-                                let row = dst + oy * ow
-                                let line = UnsafePointer(plane.buffer) + oy &* sh &* plane.width
-                                if sw == 1 {
-                                    depthwiseRow(line, width: plane.width, taps: taps, kh: kh, kw: kw, dh: dh, dw: dw,
-                                                 stride: 1, bias: bv, into: row, ow: ow)
-                                } else {
-                                    depthwiseRow(line, width: plane.width, taps: taps, kh: kh, kw: kw, dh: dh, dw: dw,
-                                                 stride: 2, bias: bv, into: row, ow: ow)
-                                }
-                                epilogue.finish(row, count: ow, offset: p * oh * ow + oy * ow)
-                            }
+                            // Vector code in CKernels (AVX-512 where the processor has it).
+                            wc_depthwise_plane(plane.buffer, plane.width, Int32(kh), Int32(kw), Int32(dh), Int32(dw),
+                                               Int32(sh), Int32(sw), wBase + ch * kh * kw, hasBias ? biasBuf[ch] : 0,
+                                               dst, Int32(oh), Int32(ow))
+                            epilogue.finish(dst, count: oh * ow, offset: p * oh * ow)
                         }
                     }
                     return
@@ -369,29 +367,5 @@ func depthwiseConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float
             }
         }
     }
-    }
-}
-
-/// One output row of a depthwise convolution over a padded plane, eight outputs at a time: bias, then each tap in
-/// row-major order. `line` is the plane row of the first tap; `stride` is 1 or 2 (a constant once inlined).
-@inline(__always)
-func depthwiseRow(_ line: UnsafePointer<Float>, width: Int, taps: UnsafePointer<SIMD8<Float>>, kh: Int, kw: Int,
-                  dh: Int, dw: Int, stride: Int, bias: Float, into row: UnsafeMutablePointer<Float>, ow: Int) {
-    var ox = 0
-    while ox < ow {
-        var acc = SIMD8<Float>(repeating: bias)
-        var tap = 0
-        var rowStart = line + ox &* stride
-        for _ in 0..<kh {
-            var p = rowStart
-            for _ in 0..<kw {
-                acc += PaddedPlane.load8(p, stride: stride) * taps[tap]
-                tap &+= 1
-                p += dw
-            }
-            rowStart += dh &* width
-        }
-        PaddedPlane.store(acc, to: row + ox, count: ow &- ox)
-        ox &+= 8
     }
 }

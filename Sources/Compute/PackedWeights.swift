@@ -54,35 +54,48 @@ public final class PackedWeights: @unchecked Sendable {
         shape.count == 4 && shape[0] == outputChannels && group == self.group && shape[1] * shape[2] * shape[3] == depth
     }
 
-    /// C = W_g·B for group `g`: B is depth×n (row stride ldb), C is (OC/group)×n (row stride ldc). With `parallel`,
-    /// split over the workers: by columns when there are many, else by panels of eight output channels.
+    /// C = W_g·B for group `g`: B is depth×n (row stride ldb), C is (OC/group)×n (row stride ldc). With `bias`
+    /// (that group's, one per row; nil adds 0) and `bounds`, each value then gets the bias and the clamp as it is
+    /// stored (`ConvolutionEpilogue` without a residual, rounded the same). With `parallel`, split over the workers:
+    /// by columns when there are many, else by panels of eight output channels.
     @usableFromInline
     func multiply(group g: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                  parallel: Bool) {
-        let rows = outputChannels / group
+                  parallel: Bool, bias: UnsafePointer<Float>? = nil, bounds: (low: Float, high: Float)? = nil) {
+        let rows = outputChannels / group, depth = self.depth
         let a = storage + g * groupStride
         let workers = parallel && rows * n * depth >= 1 << 20 ? ComputeThreads.count : 1
+        let epilogue = wc_epilogue(bias: bias, low: bounds?.low ?? 0, high: bounds?.high ?? 0)
+        let finishing = bounds != nil
         if workers <= 1 {
-            wc_gemm_packed(Int32(rows), Int32(n), Int32(depth), a, b, ldb, c, ldc)
+            var e = epilogue
+            withUnsafePointer(to: &e) { e in
+                wc_gemm_packed(Int32(rows), Int32(n), Int32(depth), a, b, ldb, c, ldc, finishing ? e : nil)
+            }
             return
         }
         let (aAddress, bAddress, cAddress) = (Int(bitPattern: a), Int(bitPattern: b), Int(bitPattern: c))
-        let depth = self.depth
         if n >= 64 * workers {
             // Column blocks of 32 (the AVX-512 kernel's width), evened over the workers.
             parallelChunks((n + 31) / 32) { blocks in
                 let first = blocks.lowerBound * 32, count = min(n, blocks.upperBound * 32) - first
-                wc_gemm_packed(Int32(rows), Int32(count), Int32(depth), UnsafePointer(bitPattern: aAddress)!,
-                               UnsafePointer<Float>(bitPattern: bAddress)! + first, ldb,
-                               UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first, ldc)
+                var e = epilogue
+                withUnsafePointer(to: &e) { e in
+                    wc_gemm_packed(Int32(rows), Int32(count), Int32(depth), UnsafePointer(bitPattern: aAddress)!,
+                                   UnsafePointer<Float>(bitPattern: bAddress)! + first, ldb,
+                                   UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first, ldc, finishing ? e : nil)
+                }
             }
         } else {
             // Panels of eight rows: each worker reads its own part of the weight.
             parallelChunks((rows + 7) / 8) { panels in
                 let first = panels.lowerBound * 8, count = min(rows, panels.upperBound * 8) - first
-                wc_gemm_packed(Int32(count), Int32(n), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
-                               UnsafePointer(bitPattern: bAddress)!, ldb,
-                               UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc, ldc)
+                var e = epilogue
+                e.bias = e.bias.map { $0 + first }
+                withUnsafePointer(to: &e) { e in
+                    wc_gemm_packed(Int32(count), Int32(n), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
+                                   UnsafePointer(bitPattern: bAddress)!, ldb,
+                                   UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc, ldc, finishing ? e : nil)
+                }
             }
         }
     }

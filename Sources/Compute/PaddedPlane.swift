@@ -6,9 +6,10 @@ struct PaddedPlane {
     @usableFromInline let top: Int, left: Int
     @usableFromInline let buffer: UnsafeMutablePointer<Float>
 
-    /// Room for `window` over an h×w plane giving oh×ow outputs, with strides of 1 or 2 (a stride-2 read takes 16).
+    /// Room for `window` over an h×w plane giving oh×ow outputs read up to sixteen at a time, with strides of 1 or 2
+    /// (a stride-2 read of 16 outputs takes 32 values).
     @usableFromInline init(h: Int, w: Int, window: Window2D, oh: Int, ow: Int, fill: Float) {
-        let rounded = (ow + 7) / 8 * 8
+        let rounded = (ow + 15) / 16 * 16
         top = window.pads.top
         left = window.pads.left
         width = max(left + w, (rounded - 1) * window.strides.w + (window.kernel.w - 1) * window.dilations.w + 1) + 16

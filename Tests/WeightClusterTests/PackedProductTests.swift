@@ -6,7 +6,7 @@ import _TestSupport
 /// The packed-weight product (Sources/CKernels) against the definition, for every variant this processor runs, over
 /// shapes that reach each of its paths: fewer columns than a vector (1–15), one and two vectors, a remainder, wide
 /// products (copied blocks of B), depths past one block of 256, row counts that are not a multiple of 8, and padded
-/// leading dimensions; and convolutions through the executor's packed weights against the unpacked run.
+/// leading dimensions, with and without the epilogue (bias, clamp); and convolutions on packed weights against BLAS.
 @Suite struct PackedProductTests {
     struct Case: Sendable, CustomStringConvertible {
         var m, n, k: Int
@@ -25,27 +25,37 @@ import _TestSupport
         a.withUnsafeBufferPointer { pa in
             packed.withUnsafeMutableBufferPointer { wc_pack_rows(Int32(m), Int32(k), pa.baseAddress!, lda, $0.baseAddress!) }
         }
+        let bias = ConvolutionTests.random(m, seed: 43)
         var variants = 0
         for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
             variants += 1
-            // C's old values (NaN) must never be read, and the spare column of each row never written.
-            var c = [Float](repeating: .nan, count: m * ldc)
-            packed.withUnsafeBufferPointer { pp in
-                b.withUnsafeBufferPointer { pb in
-                    c.withUnsafeMutableBufferPointer { pc in
-                        wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), pp.baseAddress!, pb.baseAddress!, ldb,
-                                           pc.baseAddress!, ldc)
+            let name = String(cString: wc_kernels_name(isa))
+            // Plain, then with the epilogue (bias, then a clamp to [-0.1, 0.2]).
+            for finishing in [false, true] {
+                // C's old values (NaN) must never be read, and the spare column of each row never written.
+                var c = [Float](repeating: .nan, count: m * ldc)
+                packed.withUnsafeBufferPointer { pp in
+                    b.withUnsafeBufferPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            bias.withUnsafeBufferPointer { pbias in
+                                var e = wc_epilogue(bias: pbias.baseAddress, low: -0.1, high: 0.2)
+                                withUnsafePointer(to: &e) { e in
+                                    wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), pp.baseAddress!, pb.baseAddress!, ldb,
+                                                       pc.baseAddress!, ldc, finishing ? e : nil)
+                                }
+                            }
+                        }
                     }
                 }
-            }
-            let name = String(cString: wc_kernels_name(isa))
-            for i in 0..<m {
-                for j in 0..<n {
-                    var sum: Double = 0
-                    for p in 0..<k { sum += Double(a[i * lda + p]) * Double(b[p * ldb + j]) }
-                    #expect(abs(Double(c[i * ldc + j]) - sum) < 1e-5 * Double(k), "\(name) \(size) at \(i),\(j)")
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var sum: Double = 0
+                        for p in 0..<k { sum += Double(a[i * lda + p]) * Double(b[p * ldb + j]) }
+                        if finishing { sum = min(max(sum + Double(bias[i]), -0.1), 0.2) }
+                        #expect(abs(Double(c[i * ldc + j]) - sum) < 1e-5 * Double(k), "\(name) \(size) epilogue \(finishing) at \(i),\(j)")
+                    }
+                    for j in n..<ldc { #expect(c[i * ldc + j].isNaN, "\(name) \(size) wrote past row \(i)") }
                 }
-                for j in n..<ldc { #expect(c[i * ldc + j].isNaN, "\(name) \(size) wrote past row \(i)") }
             }
         }
         #expect(variants >= 1)

@@ -25,11 +25,30 @@ int wc_kernels_supported(int isa);
 /// The name of `isa` ("generic", "avx2", "avx512").
 const char *wc_kernels_name(int isa);
 
+/// What the product does to each value of C before storing it: add bias[row] (when bias is not NULL; else 0), then
+/// clamp to [low, high] as min(max(x, low), high) in Swift (a NaN stays NaN) — a convolution's bias and fused
+/// Relu/Clip, rounded as the separate nodes round them.
+typedef struct {
+    const float *bias;
+    float low, high;
+} wc_epilogue;
+
 /// C = A·B, with A m×k in packed form, B k×n row-major (row stride ldb) and C m×n row-major (row stride ldc).
 /// Each C value is the sum over kk in order, in blocks of 256, of A·B products (fused multiply-adds where the
-/// variant has them). Runs on the calling thread with the variant `wc_kernels_isa()`.
-void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc);
+/// variant has them), then `epilogue` (when not NULL). Runs on the calling thread with the variant `wc_kernels_isa()`.
+void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
+                    const wc_epilogue *epilogue);
 /// The same with a given variant (which this processor must support).
-void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc);
+void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
+                        const wc_epilogue *epilogue);
+
+/// Depthwise convolution of one plane held inside a border (`plane`: row stride `width`, the window of output (oy, ox)
+/// starting at oy·sh rows and ox·sw columns in), k×k `taps` in row-major order, stride sw of 1 or 2. Outputs are
+/// computed `wc_depthwise_lanes()` at a time, so every row must be readable for ⌈ow/lanes⌉·lanes outputs (stride 2:
+/// twice that plus one vector). Each output sums bias, then tap·input in row-major order, products rounded first:
+/// bit-identical to the definition.
+void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,
+                        const float *taps, float bias, float *out, int oh, int ow);
+int wc_depthwise_lanes(void);
 
 #endif
