@@ -19,6 +19,9 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
     guard dy.shape[0] == n, dy.shape[1] == oc, c == icg * group else {
         throw ComputeError.shapeMismatch("Conv backward: gradient \(dy.shape) does not match input \(input.shape) and weight \(weight.shape)")
     }
+    if group == c && icg == 1 && oc == c {
+        return depthwiseConv2dBackward(input, weight: weight, window: window, gradOutput: dy, inputGradient: inputGradient)
+    }
     let ocg = oc / group, kdim = icg * kh * kw, ohw = oh * ow
     let perChunk = max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
     let chunks = (n + perChunk - 1) / perChunk
@@ -198,6 +201,12 @@ public func pool2dBackward(_ input: Tensor<Float>, kind: PoolKind, window: Windo
 
 /// Gradient of Relu from its output, in place: dy stays where y > 0 and becomes 0 elsewhere. Split over the workers.
 public func reluBackward(_ dy: inout Tensor<Float>, output y: Tensor<Float>) {
+    clampedBackward(&dy, output: y, low: 0, high: .infinity)
+}
+
+/// dy = 0 where the clamped output y is not strictly inside (low, high) (an infinite `high` bounds nothing) — the
+/// gradient of Clip with constant bounds (ReLU6) and of Relu, in place, over the workers.
+public func clampedBackward(_ dy: inout Tensor<Float>, output y: Tensor<Float>, low: Float, high: Float) {
     precondition(dy.count == y.count)
     let count = dy.count
     y.scalars.withUnsafeBufferPointer { y in
@@ -205,7 +214,17 @@ public func reluBackward(_ dy: inout Tensor<Float>, output y: Tensor<Float>) {
             let address = Int(bitPattern: g.baseAddress!)
             parallelChunks(count, minimumChunk: 1 << 16) { range in
                 let g = UnsafeMutablePointer<Float>(bitPattern: address)!
-                for i in range where !(y[i] > 0) { g[i] = 0 }
+                // Eight at a time with comparison masks (a branch per value ran at a tenth of the speed).
+                let unbounded = SIMDMask<SIMD8<Int32>>(repeating: high == .infinity)
+                var i = range.lowerBound
+                while i + 8 <= range.upperBound {
+                    let v = UnsafeRawPointer(y.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let d = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let inside = (v .> low) .& ((v .< high) .| unbounded)
+                    UnsafeMutableRawPointer(g + i).storeBytes(of: d.replacing(with: 0, where: .!inside), as: SIMD8<Float>.self)
+                    i += 8
+                }
+                while i < range.upperBound { g[i] = y[i] > low && (y[i] < high || high == .infinity) ? g[i] : 0; i += 1 }
             }
         }
     }

@@ -262,5 +262,5 @@ func matmul(_ a: [Float], _ b: [Float], into c: inout [Float], m: Int, n: Int, k
 /// dy where low < y < high (the output was not clamped), else 0; Relu is (0, ∞).
 private func clampBackward(_ dy: inout Tensor<Float>, output y: Tensor<Float>, _ bounds: (low: Float, high: Float)) {
     if bounds.low == 0 && bounds.high == .infinity { reluBackward(&dy, output: y); return }
-    for i in 0..<dy.count where !(y.scalars[i] > bounds.low && y.scalars[i] < bounds.high) { dy.scalars[i] = 0 }
+    clampedBackward(&dy, output: y, low: bounds.low, high: bounds.high)
 }

@@ -72,6 +72,16 @@ enum GradientCheck {
             [Node(name: "c", opType: "Conv", inputs: ["x", "w"], outputs: ["y"],
                   attributes: ["group": .int(2), "dilations": .ints([2, 2]), "pads": .ints([2, 2, 2, 2])])],
             ["w": GradientCheck.random([4, 2, 3, 3], seed: 3)], input: [2, 4, 5, 5]), input: [2, 4, 5, 5])
+        // Depthwise (its own backward loops): stride 1 and 2, asymmetric pads, dilation.
+        try GradientCheck.run("depthwise stride 2", GradientCheck.graph(
+            [Node(name: "c", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"],
+                  attributes: ["group": .int(3), "pads": .ints([1, 0, 2, 1]), "strides": .ints([2, 2])])],
+            ["w": GradientCheck.random([3, 1, 3, 3], seed: 4), "b": GradientCheck.random([3], seed: 5)], input: [2, 3, 6, 7]),
+            input: [2, 3, 6, 7])
+        try GradientCheck.run("depthwise dilation", GradientCheck.graph(
+            [Node(name: "c", opType: "Conv", inputs: ["x", "w"], outputs: ["y"],
+                  attributes: ["group": .int(4), "dilations": .ints([2, 1]), "pads": .ints([2, 1, 2, 1])])],
+            ["w": GradientCheck.random([4, 1, 3, 3], seed: 6)], input: [2, 4, 5, 5]), input: [2, 4, 5, 5])
     }
 
     /// Training runs the executor's plan: Pad → Conv → Add(another Conv of x) → Clip(0, 1) is one fused Conv, and
