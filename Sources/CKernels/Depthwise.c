@@ -43,8 +43,6 @@ DEFINE_DEPTHWISE(depthwise_avx512, __attribute__((target("avx512f"))), dw16, 16,
                  0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #endif
 
-int wc_depthwise_lanes(void) { return wc_kernels_isa() == WC_ISA_AVX512 ? 16 : 8; }
-
 void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,
                         const float *taps, float bias, float *out, int oh, int ow) {
 #if defined(__x86_64__)

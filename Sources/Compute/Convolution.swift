@@ -99,9 +99,10 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     }
     // Every path below writes each output element, so the buffer starts uninitialised (no memset).
     var output = Tensor<Float>(shape: [n, oc, oh, ow], unsafeUninitialized: { _ in })
-    if group == c && icg == 1 && oc == c && ow < depthwiseAcrossWidth {
+    let depthwise = isDepthwise(weightShape: weight.shape, group: group)
+    if depthwise && ow < depthwiseAcrossWidth {
         depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
-    } else if group == c && icg == 1 && oc == c {
+    } else if depthwise {
         depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
     } else if let prepared, prepared.outputChannels == oc, prepared.inputChannels == icg,
               Winograd.applies(weightShape: weight.shape, window: window, group: group) {
@@ -120,6 +121,12 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     return output
 }
 
+
+/// Whether a convolution with a weight of `weightShape` [OC, IC/group, KH, KW] and `group` groups is depthwise: one
+/// input channel per group and one filter per channel (the direct loops, not a matrix product).
+public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
+    weightShape.count == 4 && weightShape[1] == 1 && weightShape[0] == group
+}
 
 /// The output plane size from which a 1×1 convolution runs one GEMM per image on the NCHW buffer instead of
 /// gathering several images' columns first (measured on MobileNetV2 at 64 px, batch 64: 26% faster overall).

@@ -19,7 +19,7 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
     guard dy.shape[0] == n, dy.shape[1] == oc, c == icg * group else {
         throw ComputeError.shapeMismatch("Conv backward: gradient \(dy.shape) does not match input \(input.shape) and weight \(weight.shape)")
     }
-    if group == c && icg == 1 && oc == c {
+    if isDepthwise(weightShape: weight.shape, group: group) {
         return depthwiseConv2dBackward(input, weight: weight, window: window, gradOutput: dy, inputGradient: inputGradient)
     }
     let ocg = oc / group, kdim = icg * kh * kw, ohw = oh * ow

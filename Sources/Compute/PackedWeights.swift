@@ -62,40 +62,30 @@ public final class PackedWeights: @unchecked Sendable {
     func multiply(group g: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                   parallel: Bool, bias: UnsafePointer<Float>? = nil, bounds: (low: Float, high: Float)? = nil) {
         let rows = outputChannels / group, depth = self.depth
-        let a = storage + g * groupStride
         let workers = parallel && rows * n * depth >= 1 << 20 ? ComputeThreads.count : 1
-        let epilogue = wc_epilogue(bias: bias, low: bounds?.low ?? 0, high: bounds?.high ?? 0)
-        let finishing = bounds != nil
-        if workers <= 1 {
-            var e = epilogue
+        let (aAddress, bAddress, cAddress) = (Int(bitPattern: storage + g * groupStride), Int(bitPattern: b), Int(bitPattern: c))
+        // Rows [first, first + count) of columns [column, column + columns); rows start at a panel.
+        let product = { (first: Int, count: Int, column: Int, columns: Int) in
+            var e = wc_epilogue(bias: bias.map { $0 + first }, low: bounds?.low ?? 0, high: bounds?.high ?? 0)
             withUnsafePointer(to: &e) { e in
-                wc_gemm_packed(Int32(rows), Int32(n), Int32(depth), a, b, ldb, c, ldc, finishing ? e : nil)
+                wc_gemm_packed(Int32(count), Int32(columns), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
+                               UnsafePointer<Float>(bitPattern: bAddress)! + column, ldb,
+                               UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc + column, ldc, bounds == nil ? nil : e)
             }
-            return
         }
-        let (aAddress, bAddress, cAddress) = (Int(bitPattern: a), Int(bitPattern: b), Int(bitPattern: c))
-        if n >= 64 * workers {
+        if workers <= 1 {
+            product(0, rows, 0, n)
+        } else if n >= 64 * workers {
             // Column blocks of 32 (the AVX-512 kernel's width), evened over the workers.
             parallelChunks((n + 31) / 32) { blocks in
-                let first = blocks.lowerBound * 32, count = min(n, blocks.upperBound * 32) - first
-                var e = epilogue
-                withUnsafePointer(to: &e) { e in
-                    wc_gemm_packed(Int32(rows), Int32(count), Int32(depth), UnsafePointer(bitPattern: aAddress)!,
-                                   UnsafePointer<Float>(bitPattern: bAddress)! + first, ldb,
-                                   UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first, ldc, finishing ? e : nil)
-                }
+                let first = blocks.lowerBound * 32
+                product(0, rows, first, min(n, blocks.upperBound * 32) - first)
             }
         } else {
             // Panels of eight rows: each worker reads its own part of the weight.
             parallelChunks((rows + 7) / 8) { panels in
-                let first = panels.lowerBound * 8, count = min(rows, panels.upperBound * 8) - first
-                var e = epilogue
-                e.bias = e.bias.map { $0 + first }
-                withUnsafePointer(to: &e) { e in
-                    wc_gemm_packed(Int32(count), Int32(n), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
-                                   UnsafePointer(bitPattern: bAddress)!, ldb,
-                                   UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc, ldc, finishing ? e : nil)
-                }
+                let first = panels.lowerBound * 8
+                product(first, min(rows, panels.upperBound * 8) - first, 0, n)
             }
         }
     }

@@ -27,9 +27,12 @@ public enum Winograd {
         public let inputChannels: Int
         /// U as [ξ][oc][ic], or after `packForProduct()` each U[ξ] in the packed form of `PackedWeights`.
         private(set) var u: [Float]
-        /// Whether `u` holds the packed form, `uStride` floats per ξ.
+        /// Whether `u` holds the packed form.
         private(set) var isPacked = false
-        private(set) var uStride: Int
+        /// Floats of `u` per ξ.
+        var uStride: Int {
+            isPacked ? wc_packed_count(Int32(outputChannels), Int32(inputChannels)) : outputChannels * inputChannels
+        }
 
         /// Replaces each U[ξ] by its packed form (`wc_pack_rows`), so the 16 products read it as it stands instead of
         /// OpenBLAS copying it on every call; worth it where `PackedWeights.isWorthwhile`. Call before sharing.
@@ -51,7 +54,6 @@ public enum Winograd {
             self.outputChannels = outputChannels
             self.inputChannels = inputChannels
             self.u = u
-            uStride = outputChannels * inputChannels
         }
 
         private func packRows() {
@@ -66,7 +68,6 @@ public enum Winograd {
                 }
             }
             u = packed
-            uStride = stride
             isPacked = true
         }
 
@@ -76,7 +77,6 @@ public enum Winograd {
             outputChannels = oc
             inputChannels = ic
             let plane = oc * ic
-            uStride = plane
             u = [Float](unsafeUninitializedCapacity: 16 * plane) { buffer, initialized in
                 let address = Int(bitPattern: buffer.baseAddress!)
                 weight.scalars.withUnsafeBufferPointer { w in
@@ -98,7 +98,6 @@ public enum Winograd {
             outputChannels = oc
             inputChannels = ic
             let plane = oc * ic
-            uStride = plane
             let block = max(1, 16_384 / max(1, ic * 9))
             u = [Float](unsafeUninitializedCapacity: 16 * plane) { buffer, initialized in
                 let address = Int(bitPattern: buffer.baseAddress!)

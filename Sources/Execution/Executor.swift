@@ -97,9 +97,7 @@ public final class Executor: @unchecked Sendable {
             for (index, node) in remaining.enumerated() where node.opType == "Conv" && node.inputs.count > 1 {
                 guard let weight = constants[node.inputs[1]]?.floatTensor, weight.rank == 4 else { continue }
                 let group = node.int("group", default: 1)
-                guard group >= 1, weight.shape[0] % group == 0 else { continue }
-                // Depthwise convolutions take their own loop, not a matrix product.
-                if weight.shape[1] == 1 && group == weight.shape[0] && group > 1 { continue }
+                guard group >= 1, weight.shape[0] % group == 0, !isDepthwise(weightShape: weight.shape, group: group) else { continue }
                 packed[index] = PackedWeights(weight, group: group)
             }
         }

@@ -87,7 +87,7 @@ extension Backpropagation {
                 // A fused Relu/Clip passes the gradient where the output was not clamped; a fused Add's other operand
                 // gets it as the Add would; the product gets the rest.
                 let (activation, residualSlot) = Executor.fusedEpilogue(of: node)
-                if activation != .none { clampBackward(&dy, output: try value(out, node), activation.bounds) }
+                if activation != .none { clampedBackward(&dy, output: try value(out, node), low: activation.bounds.low, high: activation.bounds.high) }
                 if let slot = residualSlot, wants[slot] {
                     accumulate(node.inputs[slot], reduced(dy, to: try value(node.inputs[slot], node).shape))
                 }
@@ -257,10 +257,4 @@ func matmul(_ a: [Float], _ b: [Float], into c: inout [Float], m: Int, n: Int, k
             }
         }
     }
-}
-
-/// dy where low < y < high (the output was not clamped), else 0; Relu is (0, ∞).
-private func clampBackward(_ dy: inout Tensor<Float>, output y: Tensor<Float>, _ bounds: (low: Float, high: Float)) {
-    if bounds.low == 0 && bounds.high == .infinity { reluBackward(&dy, output: y); return }
-    clampedBackward(&dy, output: y, low: bounds.low, high: bounds.high)
 }

@@ -44,11 +44,10 @@ void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const
 
 /// Depthwise convolution of one plane held inside a border (`plane`: row stride `width`, the window of output (oy, ox)
 /// starting at oy·sh rows and ox·sw columns in), k×k `taps` in row-major order, stride sw of 1 or 2. Outputs are
-/// computed `wc_depthwise_lanes()` at a time, so every row must be readable for ⌈ow/lanes⌉·lanes outputs (stride 2:
-/// twice that plus one vector). Each output sums bias, then tap·input in row-major order, products rounded first:
+/// computed 16 (AVX-512) or 8 at a time, so every row must be readable for ⌈ow/16⌉·16 outputs (stride 2: twice that;
+/// `PaddedPlane` leaves that room). Each output sums bias, then tap·input in row-major order, products rounded first:
 /// bit-identical to the definition.
 void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,
                         const float *taps, float bias, float *out, int oh, int ow);
-int wc_depthwise_lanes(void);
 
 #endif
