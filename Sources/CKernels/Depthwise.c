@@ -1,35 +1,46 @@
-// Depthwise convolution of one plane, a vector of outputs at a time, compiled for baseline, AVX2 and AVX-512.
+// Depthwise convolution, compiled for baseline, AVX2 and AVX-512: along the rows of one plane (a vector of outputs at a
+// time), or across channels (a vector of channels at a time) for maps too narrow to fill a vector along a row.
 #include "CKernels.h"
 #include <string.h>
 
 // Each output is bias, then + tap·input for every tap in row-major order, with the product rounded before the sum
 // (no fused multiply-add), as the definition computes it: the result is bit-identical to the naive loop.
+// Rows are taken R at a time, so that R independent sums hide the latency of each vector add.
 #define DEFINE_DEPTHWISE(NAME, ATTR, VEC, L, ...)                                                                 \
     ATTR static void NAME(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,          \
                           const float *taps, float bias, float *out, int oh, int ow) {                             \
         _Pragma("clang fp contract(off)")                                                                         \
-        for (int oy = 0; oy < oh; oy++) {                                                                         \
-            const float *line = plane + (long)oy * sh * width;                                                    \
-            float *row = out + (long)oy * ow;                                                                     \
+        enum { R = 4 };                                                                                           \
+        for (int oy0 = 0; oy0 < oh; oy0 += R) {                                                                   \
+            const int rows = oh - oy0 < R ? oh - oy0 : R;                                                         \
             for (int ox = 0; ox < ow; ox += L) {                                                                  \
-                VEC acc;                                                                                          \
-                for (int i = 0; i < L; i++) acc[i] = bias;                                                        \
+                VEC acc[R];                                                                                       \
+                for (int r = 0; r < R; r++)                                                                       \
+                    for (int i = 0; i < L; i++) acc[r][i] = bias;                                                 \
                 for (int ki = 0; ki < kh; ki++)                                                                   \
                     for (int kj = 0; kj < kw; kj++) {                                                             \
-                        const float *p = line + (long)ki * dh * width + kj * dw + (long)ox * sw;                   \
-                        VEC v;                                                                                    \
-                        if (sw == 1) memcpy(&v, p, sizeof v);                                                     \
-                        else {                                                                                    \
-                            VEC lo, hi;                                                                           \
-                            memcpy(&lo, p, sizeof lo);                                                            \
-                            memcpy(&hi, p + L, sizeof hi);                                                        \
-                            v = __builtin_shufflevector(lo, hi, __VA_ARGS__);                                    \
+                        const float tap = taps[ki * kw + kj];                                                     \
+                        for (int r = 0; r < R; r++) {                                                             \
+                            /* Rows past the last repeat it; they are not stored. */                              \
+                            const int oy = oy0 + (r < rows ? r : rows - 1);                                       \
+                            const float *p = plane + ((long)oy * sh + (long)ki * dh) * width + kj * dw + (long)ox * sw; \
+                            VEC v;                                                                                \
+                            if (sw == 1) memcpy(&v, p, sizeof v);                                                 \
+                            else {                                                                                \
+                                VEC lo, hi;                                                                       \
+                                memcpy(&lo, p, sizeof lo);                                                        \
+                                memcpy(&hi, p + L, sizeof hi);                                                    \
+                                v = __builtin_shufflevector(lo, hi, __VA_ARGS__);                                \
+                            }                                                                                     \
+                            VEC product = v * tap;                                                                \
+                            acc[r] = acc[r] + product;                                                            \
                         }                                                                                         \
-                        VEC product = v * taps[ki * kw + kj];                                                     \
-                        acc = acc + product;                                                                      \
                     }                                                                                             \
-                if (ow - ox >= L) memcpy(row + ox, &acc, sizeof acc);                                             \
-                else memcpy(row + ox, &acc, sizeof(float) * (ow - ox));                                           \
+                for (int r = 0; r < rows; r++) {                                                                  \
+                    float *row = out + (long)(oy0 + r) * ow;                                                      \
+                    if (ow - ox >= L) memcpy(row + ox, &acc[r], sizeof acc[r]);                                   \
+                    else memcpy(row + ox, &acc[r], sizeof(float) * (ow - ox));                                    \
+                }                                                                                                 \
             }                                                                                                     \
         }                                                                                                         \
     }
@@ -52,3 +63,239 @@ void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, 
 #endif
     depthwise_generic(plane, width, kh, kw, dh, dw, sh, sw, taps, bias, out, oh, ow);
 }
+
+// ---- Across channels ----------------------------------------------------------------------------------------------
+
+// The taps [lo, hi) of one axis that land inside the input for output position o, and the input position of tap 0.
+static inline void tap_span(int o, int kernel, int stride, int dilation, int pad, int size, int *lo, int *hi, int *start) {
+    int s = o * stride - pad, l = 0, h = kernel;
+    while (l < kernel && s + l * dilation < 0) l++;
+    while (h > l && s + (h - 1) * dilation >= size) h--;
+    *lo = l; *hi = h; *start = s;
+}
+
+// Plane-major to channels-last and back, in tiles of 16 channels × 16 pixels so that both sides stay within a few
+// cache lines. Scalar on purpose: vectorised, the compiler turns these loops into gathers and scatters, 5× slower.
+static void transpose_in(const float *planes, int count, int pixels, int width, float *x) {
+    for (int c0 = 0; c0 < count; c0 += 16)
+        for (int p0 = 0; p0 < pixels; p0 += 16) {
+            int c1 = c0 + 16 < count ? c0 + 16 : count, p1 = p0 + 16 < pixels ? p0 + 16 : pixels;
+            for (int c = c0; c < c1; c++) {
+                const float *plane = planes + (size_t)c * pixels;
+#pragma clang loop vectorize(disable)
+                for (int p = p0; p < p1; p++) x[(size_t)p * width + c] = plane[p];
+            }
+        }
+}
+
+// y (channels last) back to planes: + residual, then min(max(v, low), high) as Swift rounds it.
+static void transpose_out(const float *y, int count, int pixels, int width, float *planes, const float *residual,
+                          float low, float high) {
+    _Pragma("clang fp contract(off)")
+    for (int c0 = 0; c0 < count; c0 += 16)
+        for (int p0 = 0; p0 < pixels; p0 += 16) {
+            int c1 = c0 + 16 < count ? c0 + 16 : count, p1 = p0 + 16 < pixels ? p0 + 16 : pixels;
+            for (int c = c0; c < c1; c++) {
+                float *plane = planes + (size_t)c * pixels;
+                const float *r = residual ? residual + (size_t)c * pixels : NULL;
+#pragma clang loop vectorize(disable)
+                for (int p = p0; p < p1; p++) {
+                    float v = y[(size_t)p * width + c];
+                    if (r) v = v + r[p];
+                    v = low >= v ? low : v;
+                    plane[p] = high < v ? high : v;
+                }
+            }
+        }
+}
+
+size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, int oh, int ow) {
+    size_t width = ((size_t)count + 15) / 16 * 16;
+    return width * ((size_t)h * w + (size_t)oh * ow + (size_t)kh * kw + 1);
+}
+
+// Each output is bias, then + tap·input for the taps inside the input in row-major order, the product rounded before
+// the sum (no fused multiply-add); then + residual and the clamp, as ConvolutionEpilogue does.
+#define DEFINE_ACROSS(NAME, ATTR, VEC, L)                                                                          \
+    ATTR static void NAME(const float *input, int count, int h, int w, const float *weights, const float *bias,     \
+                          const wc_window *win, float *output, int oh, int ow, const float *residual, float low,    \
+                          float high, float *scratch) {                                                            \
+        _Pragma("clang fp contract(off)")                                                                         \
+        const int width = (count + L - 1) / L * L, taps = win->kh * win->kw;                                      \
+        float *x = scratch, *y = x + (size_t)width * h * w, *k = y + (size_t)width * oh * ow, *b = k + (size_t)width * taps; \
+        /* Channels last: x[pixel][channel], k[tap][channel], b[channel]; lanes past `count` hold 0. */            \
+        if (width > count) memset(x, 0, sizeof(float) * width * h * w);                                           \
+        transpose_in(input, count, h * w, width, x);                                                             \
+        memset(k, 0, sizeof(float) * width * (taps + 1));                                                         \
+        for (int c = 0; c < count; c++) {                                                                         \
+            for (int t = 0; t < taps; t++) k[(size_t)t * width + c] = weights[(size_t)c * taps + t];              \
+            b[c] = bias ? bias[c] : 0.0f;                                                                         \
+        }                                                                                                         \
+        for (int oy = 0; oy < oh; oy++) {                                                                         \
+            int kiLo, kiHi, iy0;                                                                                  \
+            tap_span(oy, win->kh, win->sh, win->dh, win->pad_top, h, &kiLo, &kiHi, &iy0);                         \
+            for (int ox = 0; ox < ow; ox++) {                                                                     \
+                int kjLo, kjHi, ix0;                                                                              \
+                tap_span(ox, win->kw, win->sw, win->dw, win->pad_left, w, &kjLo, &kjHi, &ix0);                    \
+                float *dst = y + ((size_t)oy * ow + ox) * width;                                                  \
+                for (int lane = 0; lane < width; lane += L) {                                                     \
+                    VEC acc;                                                                                      \
+                    memcpy(&acc, b + lane, sizeof acc);                                                           \
+                    for (int ki = kiLo; ki < kiHi; ki++) {                                                        \
+                        const float *line = x + ((size_t)(iy0 + ki * win->dh) * w + ix0) * width + lane;          \
+                        const float *kk = k + (size_t)ki * win->kw * width + lane;                                \
+                        for (int kj = kjLo; kj < kjHi; kj++) {                                                    \
+                            VEC v, t;                                                                             \
+                            memcpy(&v, line + (size_t)kj * win->dw * width, sizeof v);                            \
+                            memcpy(&t, kk + (size_t)kj * width, sizeof t);                                        \
+                            VEC product = v * t;                                                                  \
+                            acc = acc + product;                                                                  \
+                        }                                                                                         \
+                    }                                                                                             \
+                    memcpy(dst + lane, &acc, sizeof acc);                                                         \
+                }                                                                                                 \
+            }                                                                                                     \
+        }                                                                                                         \
+        /* Back to NCHW planes through the epilogue: + residual, then min(max(v, low), high) as Swift rounds it. */ \
+        const int pixels = oh * ow;                                                                               \
+        transpose_out(y, count, pixels, width, output, residual, low, high);                                     \
+    }
+
+DEFINE_ACROSS(across_generic, , dw8, 8)
+#if defined(__x86_64__)
+DEFINE_ACROSS(across_avx2, __attribute__((target("avx2"))), dw8, 8)
+DEFINE_ACROSS(across_avx512, __attribute__((target("avx512f"))), dw16, 16)
+#endif
+
+void wc_depthwise_channels(const float *input, int count, int h, int w, const float *weights, const float *bias,
+                           const wc_window *window, float *output, int oh, int ow, const float *residual, float low,
+                           float high, float *scratch) {
+#if defined(__x86_64__)
+    int isa = wc_kernels_isa();
+    if (isa == WC_ISA_AVX512) {
+        across_avx512(input, count, h, w, weights, bias, window, output, oh, ow, residual, low, high, scratch);
+        return;
+    }
+    if (isa == WC_ISA_AVX2) {
+        across_avx2(input, count, h, w, weights, bias, window, output, oh, ow, residual, low, high, scratch);
+        return;
+    }
+#endif
+    across_generic(input, count, h, w, weights, bias, window, output, oh, ow, residual, low, high, scratch);
+}
+
+// ---- Along the flattened plane (AVX-512) -------------------------------------------------------------------------
+//
+// Each plane's oh·ow outputs are taken 16 at a time in row-major order, whatever the rows' length: a 4×4 map is one
+// vector, a 2×2 map a quarter of one. For every vector of outputs and every tap, a table holds the 16 input offsets in
+// the plane and a mask of the lanes whose tap lies inside the input. A tap reads its inputs with one masked load when
+// they are consecutive (stride 1 inside a row, or a whole map with ow == w), else with a masked gather; masked lanes
+// are neither read nor added, so each output sums bias, then tap·input for the taps inside the input in row-major
+// order, products rounded first — the definition, bit for bit — then + residual and the clamp. No transposes.
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdint.h>
+
+typedef struct {
+    int32_t offsets[16];
+    int32_t base;       // offsets[l] == base + l for every masked lane: one load instead of a gather
+    uint16_t mask;
+    uint16_t consecutive;
+} flat_tap;
+
+// Planes are taken G at a time, so that G independent sums hide the latency of each vector add.
+#define FLAT_GROUP 4
+
+__attribute__((target("avx512f")))
+static void flat_depthwise_avx512(const float *input, int channels, long first, long count, int h, int w,
+                                  const float *weights, const float *bias, int taps, const flat_tap *table,
+                                  float *output, int pixels, const float *residual, float low, float high) {
+    const int vectors = (pixels + 15) / 16;
+    const __m512 lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
+    for (long plane = first; plane < first + count; plane += FLAT_GROUP) {
+        const int group = first + count - plane < FLAT_GROUP ? (int)(first + count - plane) : FLAT_GROUP;
+        const float *in[FLAT_GROUP], *k[FLAT_GROUP];
+        float b[FLAT_GROUP];
+        for (int g = 0; g < FLAT_GROUP; g++) {
+            // Lanes past the last plane repeat it; only the first `group` are stored.
+            long p = plane + (g < group ? g : group - 1);
+            int c = (int)(p % channels);
+            in[g] = input + p * h * w;
+            k[g] = weights + (size_t)c * taps;
+            b[g] = bias ? bias[c] : 0.0f;
+        }
+        for (int v = 0; v < vectors; v++) {
+            __m512 acc[FLAT_GROUP];
+            for (int g = 0; g < FLAT_GROUP; g++) acc[g] = _mm512_set1_ps(b[g]);
+            const flat_tap *e = table + (size_t)v * taps;
+            for (int t = 0; t < taps; t++, e++) {
+                const __mmask16 m = e->mask;
+                if (!m) continue;
+                if (e->consecutive) {
+                    for (int g = 0; g < FLAT_GROUP; g++) {
+                        __m512 x = _mm512_maskz_loadu_ps(m, in[g] + e->base);
+                        acc[g] = _mm512_mask_add_ps(acc[g], m, acc[g], _mm512_mul_ps(x, _mm512_set1_ps(k[g][t])));
+                    }
+                } else {
+                    const __m512i offsets = _mm512_loadu_si512((const void *)e->offsets);
+                    for (int g = 0; g < FLAT_GROUP; g++) {
+                        __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, offsets, in[g], 4);
+                        acc[g] = _mm512_mask_add_ps(acc[g], m, acc[g], _mm512_mul_ps(x, _mm512_set1_ps(k[g][t])));
+                    }
+                }
+            }
+            const int left = pixels - v * 16;
+            const __mmask16 valid = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            for (int g = 0; g < group; g++) {
+                __m512 x = acc[g];
+                if (residual) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(valid, residual + (plane + g) * pixels + v * 16));
+                // min(max(x, low), high) as Swift computes it: low where low >= x, then high where high < x.
+                x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(lo, x, _CMP_GE_OQ), lo);
+                x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(hi, x, _CMP_LT_OQ), hi);
+                _mm512_mask_storeu_ps(output + (plane + g) * pixels + v * 16, valid, x);
+            }
+        }
+    }
+}
+
+size_t wc_depthwise_flat_scratch(int oh, int ow, int kh, int kw) {
+    return sizeof(flat_tap) * (size_t)((oh * ow + 15) / 16) * kh * kw;
+}
+
+int wc_depthwise_flat(const float *input, int channels, long first, long count, int h, int w, const float *weights,
+                      const float *bias, const wc_window *win, float *output, int oh, int ow, const float *residual,
+                      float low, float high, void *scratch) {
+    if (wc_kernels_isa() != WC_ISA_AVX512) return 0;
+    const int taps = win->kh * win->kw, pixels = oh * ow, vectors = (pixels + 15) / 16;
+    flat_tap *table = scratch;
+    for (int v = 0; v < vectors; v++)
+        for (int t = 0; t < taps; t++) {
+            flat_tap *e = table + (size_t)v * taps + t;
+            int ki = t / win->kw, kj = t % win->kw, base = 0, consecutive = 1, seen = 0;
+            e->mask = 0;
+            for (int l = 0; l < 16; l++) {
+                int p = v * 16 + l, oy = p / ow, ox = p % ow;
+                int iy = oy * win->sh - win->pad_top + ki * win->dh, ix = ox * win->sw - win->pad_left + kj * win->dw;
+                int inside = p < pixels && iy >= 0 && iy < h && ix >= 0 && ix < w;
+                e->offsets[l] = inside ? iy * w + ix : 0;
+                if (!inside) continue;
+                e->mask |= (uint16_t)(1u << l);
+                if (!seen) { base = e->offsets[l] - l; seen = 1; }
+                else if (e->offsets[l] != base + l) consecutive = 0;
+            }
+            e->base = base;
+            e->consecutive = (uint16_t)consecutive;
+        }
+    flat_depthwise_avx512(input, channels, first, count, h, w, weights, bias, taps, table, output, pixels, residual,
+                          low, high);
+    return 1;
+}
+#else
+size_t wc_depthwise_flat_scratch(int oh, int ow, int kh, int kw) { return 1; }
+int wc_depthwise_flat(const float *input, int channels, long first, long count, int h, int w, const float *weights,
+                      const float *bias, const wc_window *win, float *output, int oh, int ow, const float *residual,
+                      float low, float high, void *scratch) {
+    return 0;
+}
+#endif

@@ -58,7 +58,6 @@ struct Assignment {
         let m = min(k, neighbours + 1)
         // Leaves each neighbour-list query opens: a few times the list length, in centroids.
         let graphLeafFactor = 4
-        let graphBudget = leafBudget == .max ? Int.max : max(4, graphLeafFactor * m / CentroidTree.leafSize)
         let useGraph = improve && neighbours > 0
         if useGraph {
             let fresh = CentroidGraph.build(tree: tree, centroids: centroids, k: k, dimension: d, m: m,

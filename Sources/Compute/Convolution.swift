@@ -101,7 +101,10 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     var output = Tensor<Float>(shape: [n, oc, oh, ow], unsafeUninitialized: { _ in })
     let depthwise = isDepthwise(weightShape: weight.shape, group: group)
     if depthwise && ow < depthwiseAcrossWidth {
-        depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
+        if !depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window, activation: activation,
+                                residual: residual, into: &output) {
+            depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
+        }
     } else if depthwise {
         depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
     } else if let prepared, prepared.outputChannels == oc, prepared.inputChannels == icg,

@@ -1,11 +1,72 @@
-/// Depthwise convolution vectorised across channels instead of along rows: a block of eight or more channels of one
-/// image is copied channels-last (each pixel's channels side by side), every output pixel then sums its taps eight
-/// channels at a time, and the result is copied back into the NCHW planes through the epilogue.
+import CKernels
+
+/// Depthwise convolution of maps too narrow for a vector along a row, with AVX-512: each plane's outputs taken 16 at a
+/// time in row-major order, across row ends, every tap a masked load or gather (`wc_depthwise_flat` in CKernels); no
+/// copies. Returns false, doing nothing, when the kernels chosen for this processor are not AVX-512.
+@usableFromInline
+func depthwiseConv2dFlat(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
+                         activation: Activation = .none, residual: Tensor<Float>? = nil,
+                         into output: inout Tensor<Float>) -> Bool {
+    guard wc_kernels_isa() == Int32(WC_ISA_AVX512) else { return false }
+    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let (kh, kw) = window.kernel
+    let (oh, ow) = (output.shape[2], output.shape[3])
+    let scratch = wc_depthwise_flat_scratch(Int32(oh), Int32(ow), Int32(kh), Int32(kw))
+    let (low, high) = activation.bounds
+    // Planes in groups of four (the kernel sums four at once), a chunk at least 256 multiply-adds.
+    let groups = (n * c + 3) / 4
+    withDepthwiseOperands(input, weight, bias, window, residual, &output) { x, wt, bias, shape, residual, out in
+        parallelChunks(groups, minimumChunk: max(1, 256 / max(1, oh * ow * kh * kw))) { range in
+            let table = UnsafeMutableRawPointer.allocate(byteCount: scratch, alignment: 64)
+            defer { table.deallocate() }
+            let first = range.lowerBound * 4, end = min(n * c, range.upperBound * 4)
+            _ = wc_depthwise_flat(x, Int32(c), first, end - first, Int32(h), Int32(w), wt, bias, shape, out,
+                                  Int32(oh), Int32(ow), residual, low, high, table)
+        }
+    }
+    return true
+}
+
+/// Calls `body` with the base addresses of the input, the weight, the bias (nil without one), the window as a
+/// `wc_window`, the residual (nil without one) and the output, for the depthwise kernels of CKernels.
+func withDepthwiseOperands(_ input: Tensor<Float>, _ weight: Tensor<Float>, _ bias: [Float]?, _ window: Window2D,
+                           _ residual: Tensor<Float>?, _ output: inout Tensor<Float>,
+                           _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>?,
+                                    UnsafePointer<wc_window>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>) -> Void) {
+    var shape = wc_window(window)
+    withResidual(residual) { residualAddress in
+        input.scalars.withUnsafeBufferPointer { x in
+            weight.scalars.withUnsafeBufferPointer { wt in
+                (bias ?? []).withUnsafeBufferPointer { b in
+                    withUnsafePointer(to: &shape) { shape in
+                        output.scalars.withUnsafeMutableBufferPointer { out in
+                            body(x.baseAddress!, wt.baseAddress!, bias == nil ? nil : b.baseAddress, shape,
+                                 UnsafePointer(bitPattern: residualAddress), out.baseAddress!)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension wc_window {
+    init(_ window: Window2D) {
+        self.init(kh: Int32(window.kernel.h), kw: Int32(window.kernel.w), sh: Int32(window.strides.h),
+                  sw: Int32(window.strides.w), dh: Int32(window.dilations.h), dw: Int32(window.dilations.w),
+                  pad_top: Int32(window.pads.top), pad_left: Int32(window.pads.left))
+    }
+}
+
+/// Depthwise convolution vectorised across channels instead of along rows: a block of channels of one image is copied
+/// channels-last (each pixel's channels side by side), every output pixel then sums its taps 16 (AVX-512) or 8
+/// channels at a time, and the result is copied back into the NCHW planes through the epilogue (`wc_depthwise_channels`
+/// in CKernels).
 ///
-/// Along a row, a plane narrower than eight outputs leaves most lanes idle and pays the per-plane set-up for a few
-/// values (MobileNetV2's 4×4 and 2×2 maps ran at a tenth of the speed of its 16×16 ones); across channels every lane
-/// works whatever the plane's size. Each output sums bias, then its taps in row-major order, skipping the taps that
-/// fall on padding, as the naive loop does.
+/// Along a row, a plane narrower than a vector leaves most lanes idle and pays the per-plane set-up for a few values
+/// (MobileNetV2's 4×4 and 2×2 maps ran at a tenth of the speed of its 16×16 ones); across channels every lane works
+/// whatever the plane's size. Each output sums bias, then its taps in row-major order, skipping the taps that fall on
+/// padding, as the naive loop does.
 @usableFromInline
 func depthwiseConv2dAcrossChannels(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
                                    activation: Activation = .none, residual: Tensor<Float>? = nil,
@@ -13,105 +74,30 @@ func depthwiseConv2dAcrossChannels(_ input: Tensor<Float>, weight: Tensor<Float>
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (kh, kw) = window.kernel
     let (oh, ow) = (output.shape[2], output.shape[3])
-    let taps = kh * kw
-    // Channels per block: a multiple of eight whose channels-last input and output fit in about 256 KiB (within the
+    // Channels per block: a multiple of 16 whose channels-last input and output fit in about 256 KiB (within the
     // core's L2), and enough blocks that every worker gets one when there are fewer images than workers.
-    let lanes = 8
+    let lanes = 16
     let paddedChannels = (c + lanes - 1) / lanes * lanes
     let fitting = max(lanes, (1 << 16) / max(1, h * w + oh * ow) / lanes * lanes)
     let splits = n >= ComputeThreads.count ? 1 : ComputeThreads.count
     let perWorker = (paddedChannels / splits + lanes - 1) / lanes * lanes
     let block = min(paddedChannels, fitting, max(lanes, perWorker))
     let blocks = (c + block - 1) / block
-    // Weights as [tap][channel] and bias as [channel], zero beyond the last channel.
-    var kernels = [Float](repeating: 0, count: taps * paddedChannels)
-    var biases = [Float](repeating: 0, count: paddedChannels)
-    weight.scalars.withUnsafeBufferPointer { wBuf in
-        for ch in 0..<c {
-            for tap in 0..<taps { kernels[tap * paddedChannels + ch] = wBuf[ch * taps + tap] }
-            biases[ch] = bias?[ch] ?? 0
-        }
-    }
-    let rows = tapSpans(kernel: kh, stride: window.strides.h, dilation: window.dilations.h, pad: window.pads.top,
-                        size: h, outputSize: oh)
-    let columns = tapSpans(kernel: kw, stride: window.strides.w, dilation: window.dilations.w, pad: window.pads.left,
-                           size: w, outputSize: ow)
-    withResidual(residual) { residualAddress in
-    input.scalars.withUnsafeBufferPointer { inBuf in
-    kernels.withUnsafeBufferPointer { kBuf in
-    biases.withUnsafeBufferPointer { bBuf in
-    rows.withUnsafeBufferPointer { rows in
-    columns.withUnsafeBufferPointer { columns in
-    output.scalars.withUnsafeMutableBufferPointer { outBuf in
-        let inBase = inBuf.baseAddress!, kBase = kBuf.baseAddress!, bBase = bBuf.baseAddress!
-        let outAddress = Int(bitPattern: outBuf.baseAddress!)
-        let epilogue = ConvolutionEpilogue(bias: nil, residual: UnsafePointer(bitPattern: residualAddress), activation: activation)
+    let scratch = wc_depthwise_channels_scratch(Int32(block), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(oh), Int32(ow))
+    let (low, high) = activation.bounds
+    withDepthwiseOperands(input, weight, bias, window, residual, &output) { x, wt, bias, shape, residual, out in
         parallelChunks(n * blocks) { items in
-            let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
-            let x = UnsafeMutablePointer<Float>.allocate(capacity: h * w * block)
-            let y = UnsafeMutablePointer<Float>.allocate(capacity: oh * ow * block)
-            defer { x.deallocate(); y.deallocate() }
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
+            defer { buffer.deallocate() }
             for item in items {
                 let image = item / blocks
                 let first = (item % blocks) * block
                 let count = min(block, c - first)
-                let width = (count + lanes - 1) / lanes * lanes
-                // Channels-last copy of the block; lanes past the last channel read 0.
-                if width > count { x.update(repeating: 0, count: h * w * width) }
-                for k in 0..<count {
-                    let plane = inBase + (image * c + first + k) * h * w
-                    for p in 0..<h * w { x[p &* width &+ k] = plane[p] }
-                }
-                let (dh, dw) = window.dilations
-                for oy in 0..<oh {
-                    let (kiLo, kiHi, iy0) = rows[oy]
-                    for ox in 0..<ow {
-                        let (kjLo, kjHi, ix0) = columns[ox]
-                        let dst = y + (oy &* ow &+ ox) &* width
-                        var lane = 0
-                        while lane < width {
-                            var acc = UnsafeRawPointer(bBase + (first &+ lane)).loadUnaligned(as: SIMD8<Float>.self)
-                            for ki in kiLo..<kiHi {
-                                let pixel: Int = (iy0 &+ ki &* dh) &* w &+ ix0
-                                let line = x + (pixel &* width &+ lane)
-                                let k = kBase + (ki &* kw &* paddedChannels &+ first &+ lane)
-                                for kj in kjLo..<kjHi {
-                                    let v = UnsafeRawPointer(line + (kj &* dw &* width)).loadUnaligned(as: SIMD8<Float>.self)
-                                    acc += v * UnsafeRawPointer(k + (kj &* paddedChannels)).loadUnaligned(as: SIMD8<Float>.self)
-                                }
-                            }
-                            UnsafeMutableRawPointer(dst + lane).storeBytes(of: acc, as: SIMD8<Float>.self)
-                            lane &+= lanes
-                        }
-                    }
-                }
-                // Back to NCHW, then the residual and the clamp.
-                for k in 0..<count {
-                    let offset = (image * c + first + k) * oh * ow
-                    let plane = out + offset
-                    for p in 0..<oh * ow { plane[p] = y[p &* width &+ k] }
-                    epilogue.finish(plane, count: oh * ow, offset: offset)
-                }
+                let plane = image * c + first
+                wc_depthwise_channels(x + plane * h * w, Int32(count), Int32(h), Int32(w), wt + first * kh * kw,
+                                      bias.map { $0 + first }, shape, out + plane * oh * ow, Int32(oh), Int32(ow),
+                                      residual.map { $0 + plane * oh * ow }, low, high, buffer)
             }
         }
-    }
-    }
-    }
-    }
-    }
-    }
-    }
-}
-
-/// For each output position along one axis: the taps [lo, hi) that land inside the input, and the input position of
-/// tap 0 (outside the input when lo > 0).
-func tapSpans(kernel: Int, stride: Int, dilation: Int, pad: Int, size: Int, outputSize: Int) -> [(lo: Int, hi: Int, start: Int)] {
-    (0..<outputSize).map { o in
-        let start = o * stride - pad
-        var lo = 0
-        while lo < kernel && start + lo * dilation < 0 { lo += 1 }
-        var hi = kernel
-        while hi > lo && start + (hi - 1) * dilation >= size { hi -= 1 }
-        return (lo, hi, start)
     }
 }

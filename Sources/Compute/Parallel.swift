@@ -1,4 +1,4 @@
-import Dispatch
+import CKernels
 import Foundation
 #if canImport(Accelerate)
 import Accelerate
@@ -39,13 +39,24 @@ public func parallelChunks(_ count: Int, minimumChunk: Int = 1, _ body: (Range<I
         return
     }
     let chunk = (count + workers - 1) / workers
-    withoutActuallyEscaping(body) { body in
-        // Each worker touches a disjoint range; the caller owns the synchronisation of shared output.
-        nonisolated(unsafe) let body = body
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let start = w * chunk
-            let end = min(count, start + chunk)
-            if start < end { body(start..<end) }
+    runOnPool(workers: workers) { w in
+        let start = w * chunk
+        let end = min(count, start + chunk)
+        if start < end { body(start..<end) }
+    }
+}
+
+/// Runs `part(w)` for w in 0..<workers on the pool (`wc_pool_run`): part 0 on this thread, the others on helpers that
+/// stay awake between regions, and returns when all have finished. Each part touches a disjoint range; the caller owns
+/// the synchronisation of shared output.
+@usableFromInline
+func runOnPool(workers: Int, _ part: (Int) -> Void) {
+    withoutActuallyEscaping(part) { part in
+        var task = part
+        withUnsafeMutablePointer(to: &task) { task in
+            wc_pool_run(Int32(workers), { context, worker in
+                context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(worker))
+            }, task)
         }
     }
 }

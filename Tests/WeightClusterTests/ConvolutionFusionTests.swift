@@ -1,4 +1,4 @@
-import Compute
+@testable import Compute
 import Execution
 import ModelGraph
 import Testing
@@ -49,7 +49,11 @@ import _TestSupport
         // Outputs 16 or more wide: along rows (the cases above run across channels).
         Case(n: 2, c: 3, h: 6, w: 21, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 7, w: 40, k: 5, stride: 2, dilation: 1, pads: (2, 2, 2, 2)),
-        // More channels than one block of eight, the last block partly filled; one image split over the workers.
+        // More channels than one block of sixteen, the last block partly filled; one image split over the workers; planes
+        // not a multiple of four (the flattened path sums four at once); maps wider than a vector taken across rows.
+        Case(n: 1, c: 37, h: 5, w: 4, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 3, c: 7, h: 12, w: 12, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 2, c: 5, h: 9, w: 9, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 21, h: 5, w: 4, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 3, c: 19, h: 4, w: 3, k: 3, stride: 2, dilation: 2, pads: (2, 2, 2, 2)),
     ]
@@ -67,6 +71,13 @@ import _TestSupport
             let reference = Self.naive(x, wt, bias, window, group: k.c, residual: r, activation: activation)
             // Same sums in the same order: bit for bit.
             #expect(ours.scalars == reference.scalars, "\(k) \(activation) residual \(r != nil)")
+            if ow < depthwiseAcrossWidth {
+                // conv2d takes the flattened-plane path where the processor has AVX-512; across channels elsewhere.
+                var across = Tensor<Float>(zeros: [k.n, k.c, oh, ow])
+                depthwiseConv2dAcrossChannels(x, weight: wt, bias: bias, window: window, activation: activation,
+                                              residual: r, into: &across)
+                #expect(across.scalars == reference.scalars, "across channels: \(k) \(activation)")
+            }
         }
     }
 

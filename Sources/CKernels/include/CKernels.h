@@ -50,4 +50,38 @@ void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const
 void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,
                         const float *taps, float bias, float *out, int oh, int ow);
 
+/// A convolution window: kernel, strides, dilations, and the padding before the first row and column.
+typedef struct {
+    int kh, kw, sh, sw, dh, dw, pad_top, pad_left;
+} wc_window;
+
+/// Depthwise convolution of `count` channels of one image, vectorised across channels (16 or 8 at a time): `input`
+/// holds the channels' h×w planes one after another, `weights` their kh×kw filters, `bias` their biases (or NULL);
+/// `output` (and `residual`, or NULL) their oh×ow planes. Each output sums bias, then tap·input for the taps inside the
+/// input in row-major order, products rounded first; then + residual, then the clamp min(max(v, low), high) as Swift
+/// rounds it — bit-identical to the definition followed by the separate Add and Clip. `scratch` holds
+/// wc_depthwise_channels_scratch(count, h, w, kh, kw, oh, ow) floats.
+void wc_depthwise_channels(const float *input, int count, int h, int w, const float *weights, const float *bias,
+                           const wc_window *window, float *output, int oh, int ow, const float *residual, float low,
+                           float high, float *scratch);
+size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, int oh, int ow);
+
+/// Depthwise convolution of the NCHW planes [first, first + count) (plane p is channel p % channels of image
+/// p / channels; `input`, `output` and `residual` (or NULL) point at plane 0), each plane's outputs taken 16 at a time
+/// in row-major order with masked loads or gathers (AVX-512 only). Each output sums bias, then tap·input for the taps
+/// inside the input in row-major order, products rounded first; then + residual, then min(max(v, low), high) as Swift
+/// rounds it: bit-identical to the definition. `scratch` holds wc_depthwise_flat_scratch(oh, ow, kh, kw) bytes.
+/// Returns 0, doing nothing, when the chosen kernels are not AVX-512.
+int wc_depthwise_flat(const float *input, int channels, long first, long count, int h, int w, const float *weights,
+                      const float *bias, const wc_window *window, float *output, int oh, int ow, const float *residual,
+                      float low, float high, void *scratch);
+size_t wc_depthwise_flat_scratch(int oh, int ow, int kh, int kw);
+
+/// Runs task(context, w) for w in 0..<workers: part 0 on the calling thread, the others on the pool's helper threads
+/// (started on first use, kept for the life of the process), and returns when every part has finished. Idle helpers
+/// spin for 0.2 ms before they sleep, so back-to-back regions start without a wake-up. A call made while another region
+/// runs (nested in a part, or from another thread) runs all its parts on the calling thread.
+typedef void (*wc_pool_task)(void *context, int worker);
+void wc_pool_run(int workers, wc_pool_task task, void *context);
+
 #endif
