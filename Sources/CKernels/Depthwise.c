@@ -3,6 +3,19 @@
 #include "CKernels.h"
 #include <string.h>
 
+// Calls NAME_avx512, NAME_avx2 or NAME_generic with the arguments, the variant wc_kernels_isa() chooses.
+#if defined(__x86_64__)
+#define DISPATCH(NAME, ...)                                                                                       \
+    do {                                                                                                          \
+        const int isa = wc_kernels_isa();                                                                         \
+        if (isa == WC_ISA_AVX512) NAME##_avx512(__VA_ARGS__);                                                     \
+        else if (isa == WC_ISA_AVX2) NAME##_avx2(__VA_ARGS__);                                                    \
+        else NAME##_generic(__VA_ARGS__);                                                                         \
+    } while (0)
+#else
+#define DISPATCH(NAME, ...) NAME##_generic(__VA_ARGS__)
+#endif
+
 // Each output is bias, then + tap·input for every tap in row-major order, with the product rounded before the sum
 // (no fused multiply-add), as the definition computes it: the result is bit-identical to the naive loop.
 // Rows are taken R at a time, so that R independent sums hide the latency of each vector add.
@@ -46,9 +59,11 @@
     }
 
 typedef float dw8 __attribute__((vector_size(32)));
+typedef int dwi8 __attribute__((vector_size(32)));
 DEFINE_DEPTHWISE(depthwise_generic, , dw8, 8, 0, 2, 4, 6, 8, 10, 12, 14)
 #if defined(__x86_64__)
 typedef float dw16 __attribute__((vector_size(64)));
+typedef int dwi16 __attribute__((vector_size(64)));
 DEFINE_DEPTHWISE(depthwise_avx2, __attribute__((target("avx2"))), dw8, 8, 0, 2, 4, 6, 8, 10, 12, 14)
 DEFINE_DEPTHWISE(depthwise_avx512, __attribute__((target("avx512f"))), dw16, 16,
                  0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
@@ -56,12 +71,7 @@ DEFINE_DEPTHWISE(depthwise_avx512, __attribute__((target("avx512f"))), dw16, 16,
 
 void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,
                         const float *taps, float bias, float *out, int oh, int ow) {
-#if defined(__x86_64__)
-    int isa = wc_kernels_isa();
-    if (isa == WC_ISA_AVX512) { depthwise_avx512(plane, width, kh, kw, dh, dw, sh, sw, taps, bias, out, oh, ow); return; }
-    if (isa == WC_ISA_AVX2) { depthwise_avx2(plane, width, kh, kw, dh, dw, sh, sw, taps, bias, out, oh, ow); return; }
-#endif
-    depthwise_generic(plane, width, kh, kw, dh, dw, sh, sw, taps, bias, out, oh, ow);
+    DISPATCH(depthwise, plane, width, kh, kw, dh, dw, sh, sw, taps, bias, out, oh, ow);
 }
 
 // ---- Across channels ----------------------------------------------------------------------------------------------
@@ -170,18 +180,7 @@ DEFINE_ACROSS(across_avx512, __attribute__((target("avx512f"))), dw16, 16)
 void wc_depthwise_channels(const float *input, int count, int h, int w, const float *weights, const float *bias,
                            const wc_window *window, float *output, int oh, int ow, const float *residual, float low,
                            float high, float *scratch) {
-#if defined(__x86_64__)
-    int isa = wc_kernels_isa();
-    if (isa == WC_ISA_AVX512) {
-        across_avx512(input, count, h, w, weights, bias, window, output, oh, ow, residual, low, high, scratch);
-        return;
-    }
-    if (isa == WC_ISA_AVX2) {
-        across_avx2(input, count, h, w, weights, bias, window, output, oh, ow, residual, low, high, scratch);
-        return;
-    }
-#endif
-    across_generic(input, count, h, w, weights, bias, window, output, oh, ow, residual, low, high, scratch);
+    DISPATCH(across, input, count, h, w, weights, bias, window, output, oh, ow, residual, low, high, scratch);
 }
 
 // ---- Along the flattened plane (AVX-512) -------------------------------------------------------------------------
@@ -299,3 +298,125 @@ int wc_depthwise_flat(const float *input, int channels, long first, long count, 
     return 0;
 }
 #endif
+
+// ---- Weight gradient --------------------------------------------------------------------------------------------
+//
+// dW[c][tap] = Σ over images and outputs of dY·X under the tap, db[c] = Σ dY. Each image's plane is copied inside a
+// zero border (every tap of every output then lands inside it); a row of dY is read a vector at a time and multiplied
+// into one accumulator per tap, so the taps' sums run side by side. The lanes are added at the end of each channel.
+
+static void gradient_plane_size(int h, int w, const wc_window *win, int oh, int ow, int lanes, long *rows, long *width) {
+    long r = (long)(oh - 1) * win->sh + (long)(win->kh - 1) * win->dh + 1, c = (long)(ow - 1) * win->sw + (long)(win->kw - 1) * win->dw + 1;
+    *rows = win->pad_top + h > r ? win->pad_top + h : r;
+    // Room for a whole vector (two at stride 2) past the last output.
+    *width = (win->pad_left + w > c ? win->pad_left + w : c) + 2L * lanes * (win->sw > 2 ? win->sw : 2);
+}
+
+size_t wc_depthwise_weight_gradient_scratch(int h, int w, const wc_window *window, int oh, int ow) {
+    long rows, width;
+    gradient_plane_size(h, w, window, oh, ow, 16, &rows, &width);
+    return (size_t)(rows * width) + 16;
+}
+
+// Accumulators held at once (a 3×3 kernel needs 9; a kernel of more taps takes a pass per block of them).
+enum { TAP_BLOCK = 25 };
+
+// One image's rows of dY into the sums of the taps [t0, t1) (kh and kw constants where the caller knows them, so that
+// the accumulators stay in registers).
+// Row copies: short rows (7 or 14 floats in a Fashion-MNIST network) through one masked load and store each, not a
+// call of memcpy per row.
+static inline void copy_row(float *dst, const float *src, int count) { memcpy(dst, src, sizeof(float) * count); }
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static inline void copy_row_avx512(float *dst, const float *src, int count) {
+    int i = 0;
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+    if (i < count) {
+        const __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+    }
+}
+#endif
+
+#define DEFINE_WEIGHT_GRADIENT(NAME, ATTR, VEC, IVEC, L, COPY, ...)                                                          \
+    ATTR static inline __attribute__((always_inline)) void NAME##_rows(                                           \
+        const float *g, const float *plane, long width, const wc_window *win, int oh, int ow, const int kh,       \
+        const int kw, const int t0, const int t1, VEC *sums) {                                                    \
+        VEC acc[TAP_BLOCK];                                                                                       \
+        for (int t = t0; t < t1; t++) acc[t - t0] = (VEC){0};                                                     \
+        for (int oy = 0; oy < oh; oy++) {                                                                         \
+            const float *grow = g + (size_t)oy * ow;                                                              \
+            for (int ox = 0; ox < ow; ox += L) {                                                                  \
+                const int left = ow - ox;                                                                         \
+                VEC gv = (VEC){0};                                                                                \
+                memcpy(&gv, grow + ox, sizeof(float) * (left < L ? left : L));                                    \
+                /* Lanes past the row's end: 0, not the neighbouring inputs (which may be inf). */                \
+                IVEC keep;                                                                                        \
+                for (int i = 0; i < L; i++) keep[i] = i < left ? -1 : 0;                                          \
+                for (int ki = 0; ki < kh; ki++) {                                                                 \
+                    const float *line = plane + ((long)oy * win->sh + (long)ki * win->dh) * width + (long)ox * win->sw; \
+                    for (int kj = 0; kj < kw; kj++) {                                                             \
+                        const int t = ki * kw + kj;                                                               \
+                        if (t < t0 || t >= t1) continue;                                                          \
+                        const float *p = line + kj * win->dw;                                                     \
+                        VEC v;                                                                                    \
+                        if (win->sw == 1) memcpy(&v, p, sizeof v);                                                \
+                        else if (win->sw == 2) {                                                                  \
+                            VEC lo, hi;                                                                           \
+                            memcpy(&lo, p, sizeof lo);                                                            \
+                            memcpy(&hi, p + L, sizeof hi);                                                        \
+                            v = __builtin_shufflevector(lo, hi, __VA_ARGS__);                                    \
+                        } else                                                                                    \
+                            for (int i = 0; i < L; i++) v[i] = p[(long)i * win->sw];                              \
+                        v = (VEC)((IVEC)v & keep);                                                                \
+                        acc[t - t0] += gv * v;                                                                    \
+                    }                                                                                             \
+                }                                                                                                 \
+            }                                                                                                     \
+        }                                                                                                         \
+        for (int t = t0; t < t1; t++) sums[t - t0] += acc[t - t0];                                                \
+    }                                                                                                             \
+                                                                                                                  \
+    ATTR static void NAME(const float *x, const float *dy, int n, int c, int h, int w, const wc_window *win,      \
+                          int oh, int ow, int first, int count, float *dweight, float *dbias, float *scratch) {   \
+        long rows, width;                                                                                         \
+        gradient_plane_size(h, w, win, oh, ow, 16, &rows, &width);                                                \
+        const int taps = win->kh * win->kw;                                                                       \
+        memset(scratch, 0, sizeof(float) * rows * width);                                                         \
+        VEC sums[TAP_BLOCK];                                                                                      \
+        for (int ch = first; ch < first + count; ch++)                                                            \
+            for (int t0 = 0; t0 < taps; t0 += TAP_BLOCK) { /* more taps than accumulators: a pass per block */    \
+                const int t1 = t0 + TAP_BLOCK < taps ? t0 + TAP_BLOCK : taps;                                     \
+                float bias = 0;                                                                                   \
+                for (int t = t0; t < t1; t++) sums[t - t0] = (VEC){0};                                            \
+                for (int img = 0; img < n; img++) {                                                               \
+                    const float *plane = x + ((size_t)img * c + ch) * h * w;                                      \
+                    const float *g = dy + ((size_t)img * c + ch) * oh * ow;                                       \
+                    for (int y = 0; y < h; y++)                                                                   \
+                        COPY(scratch + (win->pad_top + y) * width + win->pad_left, plane + (size_t)y * w, w);     \
+                    for (int i = 0; i < oh * ow; i++) bias += g[i];                                               \
+                    if (win->kh == 3 && win->kw == 3)                                                             \
+                        NAME##_rows(g, scratch, width, win, oh, ow, 3, 3, 0, 9, sums);                            \
+                    else                                                                                          \
+                        NAME##_rows(g, scratch, width, win, oh, ow, win->kh, win->kw, t0, t1, sums);              \
+                }                                                                                                 \
+                for (int t = t0; t < t1; t++) {                                                                   \
+                    float s = 0;                                                                                  \
+                    for (int i = 0; i < L; i++) s += sums[t - t0][i];                                             \
+                    dweight[(size_t)ch * taps + t] = s;                                                           \
+                }                                                                                                 \
+                dbias[ch] = bias;                                                                                 \
+            }                                                                                                     \
+    }
+
+DEFINE_WEIGHT_GRADIENT(weight_gradient_generic, , dw8, dwi8, 8, copy_row, 0, 2, 4, 6, 8, 10, 12, 14)
+#if defined(__x86_64__)
+DEFINE_WEIGHT_GRADIENT(weight_gradient_avx2, __attribute__((target("avx2,fma"))), dw8, dwi8, 8, copy_row, 0, 2, 4, 6, 8, 10, 12, 14)
+DEFINE_WEIGHT_GRADIENT(weight_gradient_avx512, __attribute__((target("avx512f"))), dw16, dwi16, 16, copy_row_avx512,
+                       0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#endif
+
+void wc_depthwise_weight_gradient(const float *x, const float *dy, int n, int c, int h, int w, const wc_window *window,
+                                  int oh, int ow, int first, int count, float *dweight, float *dbias, float *scratch) {
+    DISPATCH(weight_gradient, x, dy, n, c, h, w, window, oh, ow, first, count, dweight, dbias, scratch);
+}

@@ -20,7 +20,7 @@ public func conv2dBackward(_ input: Tensor<Float>, weight: Tensor<Float>, window
         throw ComputeError.shapeMismatch("Conv backward: gradient \(dy.shape) does not match input \(input.shape) and weight \(weight.shape)")
     }
     if isDepthwise(weightShape: weight.shape, group: group) {
-        return depthwiseConv2dBackward(input, weight: weight, window: window, gradOutput: dy, inputGradient: inputGradient)
+        return try depthwiseConv2dBackward(input, weight: weight, window: window, gradOutput: dy, inputGradient: inputGradient)
     }
     let ocg = oc / group, kdim = icg * kh * kw, ohw = oh * ow
     let perChunk = max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))

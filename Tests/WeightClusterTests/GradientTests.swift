@@ -82,6 +82,17 @@ enum GradientCheck {
             [Node(name: "c", opType: "Conv", inputs: ["x", "w"], outputs: ["y"],
                   attributes: ["group": .int(4), "dilations": .ints([2, 1]), "pads": .ints([2, 1, 2, 1])])],
             ["w": GradientCheck.random([4, 1, 3, 3], seed: 6)], input: [2, 4, 5, 5]), input: [2, 4, 5, 5])
+        // Stride 1 takes dX as the forward convolution of dY with the turned filters: on a map 16 or more wide (the
+        // row path), and with pads beyond the kernel's extent, where it spreads dY·W instead.
+        try GradientCheck.run("depthwise stride 1 wide", GradientCheck.graph(
+            [Node(name: "c", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"],
+                  attributes: ["group": .int(2), "pads": .ints([1, 2, 0, 1])])],
+            ["w": GradientCheck.random([2, 1, 3, 3], seed: 7), "b": GradientCheck.random([2], seed: 8)], input: [1, 2, 4, 18]),
+            input: [1, 2, 4, 18])
+        try GradientCheck.run("depthwise pads beyond the kernel", GradientCheck.graph(
+            [Node(name: "c", opType: "Conv", inputs: ["x", "w"], outputs: ["y"],
+                  attributes: ["group": .int(2), "pads": .ints([3, 1, 1, 3])])],
+            ["w": GradientCheck.random([2, 1, 3, 3], seed: 9)], input: [1, 2, 3, 4]), input: [1, 2, 3, 4])
     }
 
     /// Training runs the executor's plan: Pad → Conv → Add(another Conv of x) → Clip(0, 1) is one fused Conv, and

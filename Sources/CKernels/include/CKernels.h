@@ -77,6 +77,13 @@ int wc_depthwise_flat(const float *input, int channels, long first, long count, 
                       float low, float high, void *scratch);
 size_t wc_depthwise_flat_scratch(int oh, int ow, int kh, int kw);
 
+/// The weight and bias gradients of a depthwise convolution for channels [first, first + count): dweight[ch][tap] =
+/// Σ dY·X under the tap over every image and output, dbias[ch] = Σ dY (`x` [n, c, h, w], `dy` [n, c, oh, ow]; the
+/// sums in vector lanes, in an order of their own). `scratch` holds wc_depthwise_weight_gradient_scratch(…) floats.
+void wc_depthwise_weight_gradient(const float *x, const float *dy, int n, int c, int h, int w, const wc_window *window,
+                                  int oh, int ow, int first, int count, float *dweight, float *dbias, float *scratch);
+size_t wc_depthwise_weight_gradient_scratch(int h, int w, const wc_window *window, int oh, int ow);
+
 /// Runs task(context, w) for w in 0..<workers: part 0 on the calling thread, the others on the pool's helper threads
 /// (started on first use, kept for the life of the process), and returns when every part has finished. Idle helpers
 /// spin for 0.2 ms before they sleep, so back-to-back regions start without a wake-up. A call made while another region
