@@ -43,6 +43,7 @@ let graph = PackedModelFile.isPacked(modelPath) ? try PackedModel.load(modelPath
 var options = Executor.Options()
 if ProcessInfo.processInfo.environment["WC_WINOGRAD"] == "never" { options.winograd = .never }
 if ProcessInfo.processInfo.environment["WC_WINOGRAD"] == "always" { options.winograd = .always }
+if let bytes = ProcessInfo.processInfo.environment["WC_PASS_BYTES"].flatMap(Int.init) { options.passBytes = bytes }
 let executor = try Executor(graph: graph, options: options)
 var generator = SystemRandomNumberGenerator()
 let inputShape = graph.inputs[0].shape!.enumerated().map { i, d -> Int in

@@ -46,18 +46,24 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             for (int r = 0; r < MR; r++)                                                                          \
                 for (int v = 0; v < NV; v++) acc[r][v] += bv[v] * a[kk * MR + r];                                 \
         }                                                                                                         \
-        for (int r = 0; r < rows; r++)                                                                            \
-            for (int v = 0; v < NV; v++) {                                                                        \
-                if (e) {                                                                                          \
+        if (e)                                                                                                    \
+            for (int r = 0; r < MR; r++)                                                                          \
+                for (int v = 0; v < NV; v++) {                                                                    \
                     /* finish() on every lane: select by comparison masks, as min(max(x, low), high) does. */     \
-                    VEC x = acc[r][v] + (e->bias ? e->bias[row0 + r] : 0.0f), low = (VEC){0} + e->low,            \
+                    VEC x = acc[r][v] + (e->bias && r < rows ? e->bias[row0 + r] : 0.0f), low = (VEC){0} + e->low, \
                         high = (VEC){0} + e->high;                                                                \
                     IVEC below = low >= x, above = high < x;                                                      \
                     x = (VEC)(((IVEC)low & below) | ((IVEC)x & ~below));                                          \
                     acc[r][v] = (VEC)(((IVEC)high & above) | ((IVEC)x & ~above));                                 \
                 }                                                                                                 \
-                memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));                                            \
-            }                                                                                                     \
+        /* Every index into acc a constant, so that it stays in registers; a partial panel stores row by row. */  \
+        if (rows == MR)                                                                                           \
+            for (int r = 0; r < MR; r++)                                                                          \
+                for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));               \
+        else                                                                                                      \
+            for (int r = 0; r < MR; r++)                                                                          \
+                if (r < rows)                                                                                     \
+                    for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));           \
     }
 
 // Fewer columns than a vector (batch 1 on 2×2 or 3×3 maps): vectors run down a panel's eight rows instead, one

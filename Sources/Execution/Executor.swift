@@ -15,6 +15,10 @@ public final class Executor: @unchecked Sendable {
     private let outputNames: Set<String>
     /// Whether any weight is deferred (so `run` looks inputs up there only for a packed model).
     private let hasDeferredWeights: Bool
+    /// Whether the plan computes each image from that image alone (`batchSeparable`), so a batch may run in passes.
+    let batchSeparable: Bool
+    /// The images per pass measured so far, by input shape.
+    let passSizes = PassSizes()
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
     /// name (expanding deferred weights counts as "(expand weights)").
     public var profiling = false
@@ -49,6 +53,10 @@ public final class Executor: @unchecked Sendable {
         /// weight once at load (one more copy of it in memory; Winograd's transformed weights are replaced by theirs)
         /// instead of on every call. Deferred (compressed) weights are packed per call, never kept.
         public var packWeights = true
+        /// Run a batch as passes of as many images as keep the largest intermediate value within this many bytes, the
+        /// whole network per pass, so that each layer's data stays in cache (`runInPasses`); 0 runs one pass. Only
+        /// for plans whose every node treats images independently (`batchSeparable`), with a dynamic batch axis.
+        public var passBytes = 64 << 20
         public init() {}
     }
 
@@ -118,6 +126,9 @@ public final class Executor: @unchecked Sendable {
         self.lastUse = lastUse
         self.outputNames = Set(graph.outputs.map(\.name))
         self.hasDeferredWeights = !graph.deferredWeights.isEmpty
+        self.batchSeparable = Executor.batchSeparable(
+            plan: remaining, isConstant: { constants[$0] != nil || graph.deferredWeights[$0] != nil },
+            constantShape: { constants[$0]?.shape ?? graph.deferredWeights[$0]?.shape }, graphOutputs: graph.outputs.map(\.name))
     }
 
     static func checkOpset(_ graph: Graph) throws {
@@ -129,8 +140,9 @@ public final class Executor: @unchecked Sendable {
     /// Runs the graph on named inputs and returns every graph output. With `checkingFinite`, throws
     /// `ExecutionError.nonFinite` naming the first node whose float output holds NaN or ±Inf (or
     /// `nonFiniteInput` when an input already does).
+    ///
+    /// A batch may run as passes of a few images each (`Options.passBytes`), with the same outputs.
     public func run(_ feeds: [String: AnyTensor], checkingFinite: Bool = false) throws -> [String: AnyTensor] {
-        var values: [String: AnyTensor] = [:]
         for input in graph.inputs {
             guard let value = feeds[input.name] else {
                 throw ExecutionError.missingInput(name: input.name, available: graph.inputs.map(\.name))
@@ -139,8 +151,29 @@ public final class Executor: @unchecked Sendable {
             if checkingFinite, let t = value.floatTensor, !t.scalars.allSatisfy(\.isFinite) {
                 throw ExecutionError.nonFiniteInput(name: input.name)
             }
-            values[input.name] = value
         }
+        if batchSeparable, options.passBytes > 0, let n = batchSize(feeds), n > 1 {
+            return try runInPasses(feeds, images: n, checkingFinite: checkingFinite)
+        }
+        return try runPass(feeds, checkingFinite: checkingFinite).outputs
+    }
+
+    /// The images in `feeds` when every graph input has one leading axis of that size, declared dynamic.
+    private func batchSize(_ feeds: [String: AnyTensor]) -> Int? {
+        var n: Int?
+        for input in graph.inputs {
+            guard let shape = feeds[input.name]?.shape, shape.count >= 1, n == nil || n == shape[0] else { return nil }
+            if let dims = input.shape, let first = dims.first, case .fixed(let d) = first, d > 0 { return nil }
+            n = shape[0]
+        }
+        return n
+    }
+
+    /// One pass of the plan over `feeds` (already checked); also returns the bytes of the largest value it computed.
+    func runPass(_ feeds: [String: AnyTensor], checkingFinite: Bool) throws -> (outputs: [String: AnyTensor], largest: Int) {
+        var values: [String: AnyTensor] = [:]
+        for input in graph.inputs { values[input.name] = feeds[input.name] }
+        var largest = 0
         for (index, node) in plan.enumerated() {
             var inputs: [AnyTensor?] = []
             inputs.reserveCapacity(node.inputs.count)
@@ -183,7 +216,10 @@ public final class Executor: @unchecked Sendable {
                 profile[node.opType, default: 0] += seconds
                 nodeProfile["\(node.displayName) (\(node.opType))", default: 0] += seconds
             }
-            for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
+            for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
+                values[name] = value
+                largest = max(largest, value.count * 4)
+            }
             if checkingFinite, outputs.contains(where: { !($0.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) }) {
                 throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
             }
@@ -195,7 +231,7 @@ public final class Executor: @unchecked Sendable {
             }
             result[output.name] = value
         }
-        return result
+        return (result, largest)
     }
 
     /// Runs a single-input, single-output model on a float tensor.

@@ -1,0 +1,78 @@
+import Compute
+@testable import Execution
+import ModelGraph
+import Testing
+import _TestSupport
+
+/// A batch run as passes of a few images (`Executor.Options.passBytes`) gives the outputs of one pass, up to rounding
+/// (a product over fewer images may sum in another order); plans that mix images, and inputs with a fixed batch axis,
+/// run in one pass.
+@Suite struct BatchPassTests {
+    static func graph(batchAxis: ValueInfo.Dimension = .symbolic("N"), extra: [Node] = [], output: String = "p",
+                      constants: [String: AnyTensor] = [:]) -> Graph {
+        func weight(_ shape: [Int], _ seed: UInt64) -> AnyTensor {
+            .float(Tensor(shape: shape, scalars: ConvolutionTests.random(shape.reduce(1, *), seed: seed)))
+        }
+        var initializers: [String: AnyTensor] = [
+            "w": weight([4, 3, 3, 3], 41), "b": weight([4], 42), "fc": weight([5, 8], 43), "fcb": weight([5], 44),
+            "scale": weight([1, 4, 1, 1], 45),
+        ]
+        initializers.merge(constants) { $1 }
+        let nodes = [
+            Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"], attributes: ["pads": .ints([1, 1, 1, 1])]),
+            Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["r"]),
+            Node(name: "mul", opType: "Mul", inputs: ["scale", "r"], outputs: ["m"]),
+            Node(name: "pool", opType: "MaxPool", inputs: ["m"], outputs: ["q"], attributes: ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),
+            Node(name: "cat", opType: "Concat", inputs: ["q", "q"], outputs: ["k"], attributes: ["axis": .int(1)]),
+            Node(name: "gap", opType: "GlobalAveragePool", inputs: ["k"], outputs: ["g"]),
+            Node(name: "flat", opType: "Flatten", inputs: ["g"], outputs: ["f"]),
+            Node(name: "fc", opType: "Gemm", inputs: ["f", "fc", "fcb"], outputs: ["l"], attributes: ["transB": .int(1)]),
+            Node(name: "soft", opType: "Softmax", inputs: ["l"], outputs: ["p"], attributes: ["axis": .int(1)]),
+        ] + extra
+        return Graph(nodes: nodes, initializers: initializers,
+                     inputs: [ValueInfo(name: "x", shape: [batchAxis, .fixed(3), .fixed(9), .fixed(9)])],
+                     outputs: [ValueInfo(name: output, shape: nil)])
+    }
+
+    static func run(_ graph: Graph, passBytes: Int, images: Int) throws -> (Tensor<Float>, Executor) {
+        var options = Executor.Options()
+        options.passBytes = passBytes
+        let executor = try Executor(graph: graph, options: options)
+        let x = Tensor(shape: [images, 3, 9, 9], scalars: ConvolutionTests.random(images * 3 * 81, seed: 46))
+        return (try executor(x), executor)
+    }
+
+    @Test func passesGiveTheOutputsOfOnePass() throws {
+        let graph = Self.graph()
+        let (whole, one) = try Self.run(graph, passBytes: 0, images: 7)
+        #expect(one.batchSeparable)
+        #expect(one.imagesPerPass([3, 9, 9]) == nil)
+        // One image per pass; then passes of 2 (a multiple of the workers when they fit) with a remainder.
+        let largest = 8 * 4 * 4 * 4  // the Concat's output per image, in bytes
+        for bytes in [1, 2 * largest + 5, 4 * largest] {
+            let (passes, executor) = try Self.run(graph, passBytes: bytes, images: 7)
+            #expect(passes.shape == whole.shape, "passBytes \(bytes)")
+            #expect(TestSupport.maxAbsDifference(passes.scalars, whole.scalars) < 1e-6, "passBytes \(bytes)")
+            #expect(executor.imagesPerPass([3, 9, 9]) != nil)
+            // Again, with the pass size known: the same passes, the same outputs.
+            let x = Tensor(shape: [7, 3, 9, 9], scalars: ConvolutionTests.random(7 * 3 * 81, seed: 46))
+            #expect(try executor(x).scalars == passes.scalars)
+        }
+    }
+
+    @Test func plansThatMixImagesRunInOnePass() throws {
+        // A constant with a batch axis added to the logits: image i gets row i.
+        let mixing = Self.graph(extra: [Node(name: "add", opType: "Add", inputs: ["p", "rows"], outputs: ["o"])], output: "o",
+                                constants: ["rows": .float(Tensor(shape: [7, 5], scalars: ConvolutionTests.random(35, seed: 47)))])
+        let (a, executor) = try Self.run(mixing, passBytes: 1, images: 7)
+        #expect(!executor.batchSeparable)
+        #expect(try Self.run(mixing, passBytes: 0, images: 7).0.scalars == a.scalars)  // the same single pass
+        // Concat over the batch axis.
+        let stacked = Self.graph(extra: [Node(name: "stack", opType: "Concat", inputs: ["p", "p"], outputs: ["o"],
+                                              attributes: ["axis": .int(0)])], output: "o")
+        #expect(try !Self.run(stacked, passBytes: 1, images: 3).1.batchSeparable)
+        // A fixed batch axis: one pass, nothing measured.
+        let (_, fixed) = try Self.run(Self.graph(batchAxis: .fixed(7)), passBytes: 1, images: 7)
+        #expect(fixed.batchSeparable && fixed.imagesPerPass([3, 9, 9]) == nil)
+    }
+}
