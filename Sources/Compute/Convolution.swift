@@ -238,6 +238,9 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     }
 }
 
+/// Output rows narrower than this are gathered through a table (`wc_im2col_short`) rather than copied row by row.
+let im2colShortRow = 16
+
 /// Unfolds the receptive fields of `images` images (channels `channels`) into a
 /// [channels·kh·kw, images·oh·ow] matrix.
 @usableFromInline
@@ -257,6 +260,11 @@ func im2col(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, firstImage: I
             }
         }
         return
+    }
+    if ow < im2colShortRow {
+        var shape = wc_window(window)
+        if wc_im2col_short(input, Int32(c), Int32(h), Int32(w), Int32(firstImage), Int32(images), Int32(channels.lowerBound),
+                           Int32(channels.count), &shape, Int32(oh), Int32(ow), col) != 0 { return }
     }
     var row = 0
     for ch in channels {

@@ -84,6 +84,13 @@ void wc_depthwise_weight_gradient(const float *x, const float *dy, int n, int c,
                                   int oh, int ow, int first, int count, float *dweight, float *dbias, float *scratch);
 size_t wc_depthwise_weight_gradient_scratch(int h, int w, const wc_window *window, int oh, int ow);
 
+/// im2col of channels [first_channel, first_channel + channels) of images [first_image, first_image + images) of an
+/// NCHW input with c channels of h×w: row (ch·kh·kw + tap) of `col` holds, for every image in order, the oh·ow inputs
+/// under that tap (0 over padding). Through a table of offsets shared by every channel, for maps whose rows are too
+/// short for a copy per row. Returns 0 if the table could not be allocated.
+int wc_im2col_short(const float *input, int c, int h, int w, int first_image, int images, int first_channel,
+                    int channels, const wc_window *window, int oh, int ow, float *col);
+
 /// Runs task(context, w) for w in 0..<workers: part 0 on the calling thread, the others on the pool's helper threads
 /// (started on first use, kept for the life of the process), and returns when every part has finished. Idle helpers
 /// spin for 0.2 ms before they sleep, so back-to-back regions start without a wake-up. A call made while another region
