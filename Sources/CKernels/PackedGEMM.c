@@ -66,7 +66,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                     for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));           \
     }
 
-// Fewer columns than a vector (batch 1 on 2×2 or 3×3 maps): vectors run down a panel's eight rows instead, one
+// At most 8 columns, fewer than a vector (batch 1 on 2×2 maps): vectors run down a panel's eight rows instead, one
 // accumulator per column of B, so A streams once per NN columns at full width. Each C value is the same sum, in the
 // same order, as in the blocks above.
 #define DEFINE_NARROW(NAME, ATTR, NN)                                                                             \
@@ -123,7 +123,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
     }                                                                                                             \
     ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,  \
                           const wc_epilogue *e) {                                                                 \
-        if (n < L) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc, e); return; }                                 \
+        /* Up to 8 columns: down the panel's rows, A read once; 9 to L−1: one zero-padded vector block (the    */ \
+        /* narrow kernels would read A twice, 8 columns and then the rest).                                      */ \
+        if (n < L && n <= 8) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc, e); return; }                       \
         int whole = n / L * L, tail = n - whole;                                                                  \
         float *tailB = tail ? malloc(sizeof(float) * L * (size_t)k) : NULL;                                       \
         if (tail && !tailB) abort();                                                                              \
