@@ -3,18 +3,7 @@
 #include "CKernels.h"
 #include <string.h>
 
-// Calls NAME_avx512, NAME_avx2 or NAME_generic with the arguments, the variant wc_kernels_isa() chooses.
-#if defined(__x86_64__)
-#define DISPATCH(NAME, ...)                                                                                       \
-    do {                                                                                                          \
-        const int isa = wc_kernels_isa();                                                                         \
-        if (isa == WC_ISA_AVX512) NAME##_avx512(__VA_ARGS__);                                                     \
-        else if (isa == WC_ISA_AVX2) NAME##_avx2(__VA_ARGS__);                                                    \
-        else NAME##_generic(__VA_ARGS__);                                                                         \
-    } while (0)
-#else
-#define DISPATCH(NAME, ...) NAME##_generic(__VA_ARGS__)
-#endif
+#include "Dispatch.h"
 
 // Each output is bias, then + tap·input for every tap in row-major order, with the product rounded before the sum
 // (no fused multiply-add), as the definition computes it: the result is bit-identical to the naive loop.
@@ -38,22 +27,12 @@
                             const int oy = oy0 + (r < rows ? r : rows - 1);                                       \
                             const float *p = plane + ((long)oy * sh + (long)ki * dh) * width + kj * dw + (long)ox * sw; \
                             VEC v;                                                                                \
-                            if (sw == 1) memcpy(&v, p, sizeof v);                                                 \
-                            else {                                                                                \
-                                VEC lo, hi;                                                                       \
-                                memcpy(&lo, p, sizeof lo);                                                        \
-                                memcpy(&hi, p + L, sizeof hi);                                                    \
-                                v = __builtin_shufflevector(lo, hi, __VA_ARGS__);                                \
-                            }                                                                                     \
+                            ROW_TAP(VEC, L, v, p, sw, __VA_ARGS__);                                               \
                             VEC product = v * tap;                                                                \
                             acc[r] = acc[r] + product;                                                            \
                         }                                                                                         \
                     }                                                                                             \
-                for (int r = 0; r < rows; r++) {                                                                  \
-                    float *row = out + (long)(oy0 + r) * ow;                                                      \
-                    if (ow - ox >= L) memcpy(row + ox, &acc[r], sizeof acc[r]);                                   \
-                    else memcpy(row + ox, &acc[r], sizeof(float) * (ow - ox));                                    \
-                }                                                                                                 \
+                ROW_STORE(L, acc, rows, out, oy0, ox, ow);                                                        \
             }                                                                                                     \
         }                                                                                                         \
     }

@@ -1,5 +1,6 @@
 /// A scratch copy of one NCHW plane inside a border of a fill value, wide enough that every window of an output row
-/// can be read eight outputs at a time with no bounds checks (the depthwise convolution and max pool fast paths).
+/// can be read sixteen outputs at a time with no bounds checks (the depthwise convolution and max pool kernels of
+/// CKernels).
 @usableFromInline
 struct PaddedPlane {
     @usableFromInline let rows: Int, width: Int
@@ -23,22 +24,5 @@ struct PaddedPlane {
     /// Copies an h×w plane into the interior; the border keeps the fill value.
     @inlinable func load(_ src: UnsafePointer<Float>, h: Int, w: Int) {
         for y in 0..<h { (buffer + (top + y) * width + left).update(from: src + y * w, count: w) }
-    }
-
-    /// Eight values from `p` on, one apart (stride 1) or two apart (stride 2).
-    @inlinable @inline(__always)
-    static func load8(_ p: UnsafePointer<Float>, stride: Int) -> SIMD8<Float> {
-        if stride == 1 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-        return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self).evenHalf
-    }
-
-    /// Writes the first `count` (≤ 8) lanes of `v` to `dst`.
-    @inlinable @inline(__always)
-    static func store(_ v: SIMD8<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
-        if count >= 8 {
-            UnsafeMutableRawPointer(dst).storeBytes(of: v, as: SIMD8<Float>.self)
-        } else {
-            for i in 0..<count { dst[i] = v[i] }
-        }
     }
 }

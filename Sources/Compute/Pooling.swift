@@ -1,3 +1,5 @@
+import CKernels
+
 /// Max or average pooling over NCHW planes.
 public enum PoolKind: Sendable { case max, average(countIncludePad: Bool) }
 
@@ -141,27 +143,12 @@ func maxPoolPlane(_ src: UnsafePointer<Float>, h: Int, w: Int, window: Window2D,
     }
 }
 
-/// The same over a −∞-bordered plane: a border cell never wins (nor does a NaN lose), as when the cell is skipped.
+/// The same over a −∞-bordered plane (C vector code in CKernels): a border cell never wins (nor does a NaN lose), as
+/// when the cell is skipped.
 @usableFromInline
 func maxPoolPlane(_ plane: PaddedPlane, window: Window2D, into dst: UnsafeMutablePointer<Float>, oh: Int, ow: Int) {
-    let (kh, kw) = window.kernel
-    let (sh, sw) = window.strides
-    let (dh, dw) = window.dilations
-    for oy in 0..<oh {
-        var ox = 0
-        while ox < ow {
-            var best = SIMD8<Float>(repeating: -.infinity)
-            for ki in 0..<kh {
-                let line = UnsafePointer(plane.buffer) + (oy * sh + ki * dh) * plane.width + ox * sw
-                for kj in 0..<kw {
-                    let v = PaddedPlane.load8(line + kj * dw, stride: sw)
-                    best.replace(with: v, where: (v .> best) .| (v .!= v))
-                }
-            }
-            PaddedPlane.store(best, to: dst + oy * ow + ox, count: ow - ox)
-            ox += 8
-        }
-    }
+    wc_maxpool_plane(plane.buffer, plane.width, Int32(window.kernel.h), Int32(window.kernel.w), Int32(window.dilations.h),
+                     Int32(window.dilations.w), Int32(window.strides.h), Int32(window.strides.w), dst, Int32(oh), Int32(ow))
 }
 
 /// For each kernel column kj, the output columns [lo, hi) whose input column ox·stride + kj·dilation − padLeft lies in

@@ -19,6 +19,9 @@ import _TestSupport
         Case(h: 12, w: 21, k: 5, stride: 2, dilation: 2, pads: (2, 1, 2, 3)),
         Case(h: 8, w: 8, k: 2, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
         Case(h: 10, w: 11, k: 3, stride: 3, dilation: 1, pads: (1, 0, 1, 1)),
+        // Outputs wider than two vectors (a partial third), rows not a multiple of four.
+        Case(h: 7, w: 40, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(h: 9, w: 75, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
     ]
 
     @Test(arguments: cases)

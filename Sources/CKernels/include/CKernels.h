@@ -50,6 +50,13 @@ void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const
 void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,
                         const float *taps, float bias, float *out, int oh, int ow);
 
+/// Max pooling of one plane held inside a −∞ border (`plane`: row stride `width`, the window of output (oy, ox)
+/// starting at oy·sh rows and ox·sw columns in), stride sw of 1 or 2, read like `wc_depthwise_plane`. Each output keeps
+/// the first value of its window, in row-major order, that is greater than all before it or NaN: the definition's
+/// result, NaN propagated.
+void wc_maxpool_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw, float *out,
+                      int oh, int ow);
+
 /// A convolution window: kernel, strides, dilations, and the padding before the first row and column.
 typedef struct {
     int kh, kw, sh, sw, dh, dw, pad_top, pad_left;

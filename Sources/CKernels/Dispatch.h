@@ -1,0 +1,40 @@
+#ifndef WC_DISPATCH_H
+#define WC_DISPATCH_H
+// Shared by the kernels' sources (not part of the module's interface).
+#include "CKernels.h"
+#include <string.h>
+
+// Calls NAME_avx512, NAME_avx2 or NAME_generic with the arguments, the variant wc_kernels_isa() chooses.
+#if defined(__x86_64__)
+#define DISPATCH(NAME, ...)                                                                                       \
+    do {                                                                                                          \
+        const int isa = wc_kernels_isa();                                                                         \
+        if (isa == WC_ISA_AVX512) NAME##_avx512(__VA_ARGS__);                                                     \
+        else if (isa == WC_ISA_AVX2) NAME##_avx2(__VA_ARGS__);                                                    \
+        else NAME##_generic(__VA_ARGS__);                                                                         \
+    } while (0)
+#else
+#define DISPATCH(NAME, ...) NAME##_generic(__VA_ARGS__)
+#endif
+
+// Row kernels (depthwise, max pool) over a bordered plane, R output rows at a time.
+//
+// ROW_TAP: the inputs of one tap under L consecutive outputs into `v`: L values from p on, one apart (sw 1) or two
+// apart (sw 2: the even lanes of 2L values, which the shuffle indices after the arguments pick).
+#define ROW_TAP(VEC, L, v, p, sw, ...)                                                                            \
+    do {                                                                                                          \
+        if ((sw) == 1) memcpy(&(v), (p), sizeof(VEC));                                                            \
+        else {                                                                                                    \
+            VEC lo_, hi_;                                                                                         \
+            memcpy(&lo_, (p), sizeof lo_);                                                                        \
+            memcpy(&hi_, (p) + (L), sizeof hi_);                                                                  \
+            (v) = __builtin_shufflevector(lo_, hi_, __VA_ARGS__);                                                 \
+        }                                                                                                         \
+    } while (0)
+// ROW_STORE: the first `rows` of the accumulators `acc` to output rows oy0… at column ox (a partial vector at the end
+// of a row).
+#define ROW_STORE(L, acc, rows, out, oy0, ox, ow)                                                                 \
+    for (int r_ = 0; r_ < (rows); r_++)                                                                           \
+        memcpy((out) + (long)((oy0) + r_) * (ow) + (ox), &(acc)[r_], sizeof(float) * ((ow) - (ox) >= (L) ? (L) : (ow) - (ox)))
+
+#endif
