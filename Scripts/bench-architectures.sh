@@ -11,7 +11,8 @@
 # WC_INFERENCE_BENCH=PATH runs another build of wc-inference-bench (a baseline) instead of building this tree's.
 # WEIGHTCLUSTER_KERNELS=avx2 (or generic) keeps the packed-weight product off, as on a processor without AVX-512;
 # OPENBLAS_CORETYPE=SkylakeX gives OpenBLAS its AVX-512 kernels (unset, OpenBLAS 0.3.21 takes this processor for a
-# Prescott and runs SSE3 kernels).
+# Prescott and runs SSE3 kernels). WC_PASS_BYTES=0 runs each batch in one pass (Executor.Options.passBytes; the
+# default runs it in passes whose largest intermediate stays under 64 MB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=1
