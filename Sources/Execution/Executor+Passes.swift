@@ -63,29 +63,34 @@ extension Executor {
     }
 
     /// Runs `feeds`, n images each, as passes; every graph output is the passes' outputs stacked along axis 0. The
-    /// passes depend only on the input's shape, so one input gives the same outputs on every call.
+    /// passes depend only on the input's shape, so one input gives the same outputs on every call. If a pass fails,
+    /// the whole batch runs in one pass, so that an error names the shapes the caller gave.
     func runInPasses(_ feeds: [String: AnyTensor], images n: Int, checkingFinite: Bool) throws -> [String: AnyTensor] {
-        let imageShape = Array((feeds[graph.inputs[0].name]?.shape ?? []).dropFirst())
-        let size: Int
-        if let known = imagesPerPass(imageShape) {
-            size = known
-        } else {
-            // One image, to measure the largest intermediate (its outputs are not used).
-            let largest = try runPass(feeds.mapValues { $0.images(0..<1) }, checkingFinite: checkingFinite).largest
-            var fitting = max(1, options.passBytes / max(1, largest))
-            if fitting >= ComputeThreads.count { fitting -= fitting % ComputeThreads.count }
-            passSizes.withLock { $0[imageShape] = fitting }
-            size = fitting
-        }
-        if size >= n { return try runPass(feeds, checkingFinite: checkingFinite).outputs }
-        var parts: [[String: AnyTensor]] = []
-        for start in stride(from: 0, to: n, by: size) {
-            let range = start..<min(n, start + size)
-            parts.append(try runPass(feeds.mapValues { $0.images(range) }, checkingFinite: checkingFinite).outputs)
-        }
-        var result: [String: AnyTensor] = [:]
-        for output in graph.outputs { result[output.name] = AnyTensor.stacking(parts.map { $0[output.name]! }) }
-        return result
+        do {
+            let imageShape = Array((feeds[graph.inputs[0].name]?.shape ?? []).dropFirst())
+            let size: Int
+            if let known = imagesPerPass(imageShape) {
+                size = known
+            } else {
+                // One image, to measure the largest intermediate (its outputs are not used).
+                let largest = try runPass(feeds.mapValues { $0.images(0..<1) }, checkingFinite: checkingFinite).largest
+                var fitting = max(1, options.passBytes / max(1, largest))
+                if fitting >= ComputeThreads.count { fitting -= fitting % ComputeThreads.count }
+                passSizes.withLock { $0[imageShape] = fitting }
+                size = fitting
+            }
+            if size < n {
+                var parts: [[String: AnyTensor]] = []
+                for start in stride(from: 0, to: n, by: size) {
+                    let range = start..<min(n, start + size)
+                    parts.append(try runPass(feeds.mapValues { $0.images(range) }, checkingFinite: checkingFinite).outputs)
+                }
+                var result: [String: AnyTensor] = [:]
+                for output in graph.outputs { result[output.name] = AnyTensor.stacking(parts.map { $0[output.name]! }) }
+                return result
+            }
+        } catch {}
+        return try runPass(feeds, checkingFinite: checkingFinite).outputs
     }
 }
 

@@ -60,6 +60,19 @@ import _TestSupport
         }
     }
 
+    /// An error names the shapes of the whole batch, not of a pass.
+    @Test func errorsNameTheBatchShape() throws {
+        let graph = Graph(nodes: [Node(name: "fc", opType: "Gemm", inputs: ["x", "w"], outputs: ["y"], attributes: ["transB": .int(1)])],
+                          initializers: ["w": .float(Tensor(zeros: [4, 5]))],
+                          inputs: [ValueInfo(name: "x", shape: nil)], outputs: [ValueInfo(name: "y", shape: nil)])
+        var options = Executor.Options()
+        options.passBytes = 1
+        let executor = try Executor(graph: graph, options: options)
+        #expect(executor.batchSeparable)
+        let error = #expect(throws: ExecutionError.self) { try executor(Tensor(zeros: [6, 3])) }
+        #expect(error?.description.contains("[6, 3]") == true, "\(String(describing: error))")
+    }
+
     @Test func plansThatMixImagesRunInOnePass() throws {
         // A constant with a batch axis added to the logits: image i gets row i.
         let mixing = Self.graph(extra: [Node(name: "add", opType: "Add", inputs: ["p", "rows"], outputs: ["o"])], output: "o",
