@@ -94,12 +94,6 @@ extension Executor {
     }
 }
 
-/// Per input shape (without the batch axis), the images per pass (`Executor.runInPasses`).
-final class PassSizes: Sendable {
-    private let sizes = Mutex<[[Int]: Int]>([:])
-    func withLock<R>(_ body: (inout [[Int]: Int]) -> R) -> R { sizes.withLock { body(&$0) } }
-}
-
 extension AnyTensor {
     /// The images `range` (along axis 0).
     func images(_ range: Range<Int>) -> AnyTensor {

@@ -1,6 +1,7 @@
 import Compute
 import Dispatch
 import ModelGraph
+import Synchronization
 
 /// Runs a graph on the CPU. Preparation sorts the nodes, checks every operator is supported, folds the
 /// nodes whose inputs are all constant (shape-computation chains, Constant nodes) and records when each
@@ -17,8 +18,8 @@ public final class Executor: @unchecked Sendable {
     private let hasDeferredWeights: Bool
     /// Whether the plan computes each image from that image alone (`batchSeparable`), so a batch may run in passes.
     let batchSeparable: Bool
-    /// The images per pass measured so far, by input shape.
-    let passSizes = PassSizes()
+    /// The images per pass measured so far, by per-image input shape (`runInPasses`).
+    let passSizes = Mutex<[[Int]: Int]>([:])
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
     /// name (expanding deferred weights counts as "(expand weights)").
     public var profiling = false
@@ -141,7 +142,7 @@ public final class Executor: @unchecked Sendable {
     /// `ExecutionError.nonFinite` naming the first node whose float output holds NaN or ±Inf (or
     /// `nonFiniteInput` when an input already does).
     ///
-    /// A batch may run as passes of a few images each (`Options.passBytes`), with the same outputs.
+    /// A batch may run as passes of a few images each (`Options.passBytes`), with the same outputs up to rounding.
     public func run(_ feeds: [String: AnyTensor], checkingFinite: Bool = false) throws -> [String: AnyTensor] {
         for input in graph.inputs {
             guard let value = feeds[input.name] else {
