@@ -4,18 +4,19 @@
 #include "CKernels.h"
 #include <string.h>
 
-// Calls NAME_avx512, NAME_avx2 or NAME_generic with the arguments, the variant wc_kernels_isa() chooses.
+// Calls NAME_avx512, NAME_avx2 or NAME_generic with the arguments: the variant for `isa` (DISPATCH_ISA), or the one
+// wc_kernels_isa() chooses (DISPATCH).
 #if defined(__x86_64__)
-#define DISPATCH(NAME, ...)                                                                                       \
+#define DISPATCH_ISA(isa, NAME, ...)                                                                              \
     do {                                                                                                          \
-        const int isa = wc_kernels_isa();                                                                         \
-        if (isa == WC_ISA_AVX512) NAME##_avx512(__VA_ARGS__);                                                     \
-        else if (isa == WC_ISA_AVX2) NAME##_avx2(__VA_ARGS__);                                                    \
+        if ((isa) == WC_ISA_AVX512) NAME##_avx512(__VA_ARGS__);                                                   \
+        else if ((isa) == WC_ISA_AVX2) NAME##_avx2(__VA_ARGS__);                                                  \
         else NAME##_generic(__VA_ARGS__);                                                                         \
     } while (0)
 #else
-#define DISPATCH(NAME, ...) NAME##_generic(__VA_ARGS__)
+#define DISPATCH_ISA(isa, NAME, ...) NAME##_generic(__VA_ARGS__)
 #endif
+#define DISPATCH(NAME, ...) DISPATCH_ISA(wc_kernels_isa(), NAME, __VA_ARGS__)
 
 // Row kernels (depthwise, max pool) over a bordered plane, R output rows at a time.
 //

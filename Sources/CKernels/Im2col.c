@@ -1,33 +1,154 @@
-// im2col for short rows: a table of input offsets per tap and output position, built once per call and shared by
-// every channel and image, instead of one copy per output row (a call of memmove for 2 or 4 floats on the last
-// layers of a network).
-#include "CKernels.h"
+// im2col. Rows of 16 outputs or more: each output row of each tap copied from its input row in one pass, the columns
+// over padding zeroed; on AVX-512 16 outputs at a time through masked loads (lanes over padding are neither read nor
+// kept), stride 2 as two loads whose even lanes are taken; elsewhere, and for other strides, a plain loop. Shorter rows
+// (the last layers' 2 to 15 wide maps, where a call per row costs more than its copy): a table of each tap's input
+// offset for every output of the plane, shared by every channel and image, then one pass along the whole plane, on
+// AVX-512 a masked gather of 16 outputs at a time.
+#include "Dispatch.h"
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
-int wc_im2col_short(const float *input, int c, int h, int w, int first_image, int images, int first_channel,
-                    int channels, const wc_window *win, int oh, int ow, float *col) {
+// The output columns [*lo, *hi) of a row whose input column ox·sw + x_off lies inside [0, w).
+static inline void inside(int ow, int w, int sw, int x_off, int *lo, int *hi) {
+    int a = x_off >= 0 ? 0 : (-x_off + sw - 1) / sw;
+    int b = w - x_off <= 0 ? 0 : (w - x_off + sw - 1) / sw;
+    *lo = a < ow ? a : ow;
+    *hi = b < *lo ? *lo : b < ow ? b : ow;
+}
+
+// The loops every variant shares: ROW(dst, src, x_off, lo, hi) fills one output row of ow values from the input row
+// `src` (the columns [lo, hi) from the input, the others 0).
+#define DEFINE_IM2COL_ROWS(NAME, ATTR, ROW)                                                                            \
+    ATTR static void NAME(const float *input, int c, int h, int w, int first_image, int images, int first_channel,  \
+                          int channels, const wc_window *win, int oh, int ow, float *col) {                       \
+        const int kh = win->kh, kw = win->kw, sh = win->sh, sw = win->sw;                                         \
+        const long ohw = (long)oh * ow, cols = (long)images * ohw, plane = (long)h * w;                           \
+        for (int ch = 0; ch < channels; ch++)                                                                     \
+            for (int ki = 0; ki < kh; ki++)                                                                       \
+                for (int kj = 0; kj < kw; kj++) {                                                                 \
+                    const int x_off = kj * win->dw - win->pad_left;                                               \
+                    int lo, hi;                                                                                   \
+                    inside(ow, w, sw, x_off, &lo, &hi);                                                           \
+                    float *row = col + ((long)(ch * kh + ki) * kw + kj) * cols;                                   \
+                    for (int img = 0; img < images; img++) {                                                      \
+                        const float *src = input + ((long)(first_image + img) * c + first_channel + ch) * plane;  \
+                        for (int oy = 0; oy < oh; oy++) {                                                         \
+                            float *dst = row + img * ohw + (long)oy * ow;                                         \
+                            const int iy = oy * sh + ki * win->dh - win->pad_top;                                 \
+                            if (iy < 0 || iy >= h) {                                                              \
+                                memset(dst, 0, sizeof(float) * ow);                                               \
+                                continue;                                                                         \
+                            }                                                                                     \
+                            const float *in = src + (long)iy * w;                                                 \
+                            ROW(dst, in, x_off, lo, hi);                                                          \
+                        }                                                                                         \
+                    }                                                                                             \
+                }                                                                                                 \
+    }
+
+#define PLAIN_ROW(dst, src, x_off, lo, hi)                                                                        \
+    do {                                                                                                          \
+        for (int ox = 0; ox < lo; ox++) dst[ox] = 0;                                                              \
+        if (sw == 1) memcpy(dst + lo, src + lo + x_off, sizeof(float) * (hi - lo));                               \
+        else for (int ox = lo; ox < hi; ox++) dst[ox] = src[(long)ox * sw + x_off];                               \
+        for (int ox = hi; ox < ow; ox++) dst[ox] = 0;                                                             \
+    } while (0)
+
+DEFINE_IM2COL_ROWS(im2col_generic, , PLAIN_ROW)
+
+// Table[tap][p]: the input offset, in its plane, of output p's value under the tap; −1 over padding.
+static int *plane_table(const wc_window *win, int h, int w, int oh, int ow) {
     const int taps = win->kh * win->kw, ohw = oh * ow;
-    const long cols = (long)images * ohw, plane = (long)h * w;
     int *table = malloc(sizeof(int) * (size_t)taps * ohw);
-    if (!table) return 0;
-    for (int t = 0; t < taps; t++) {
-        const int ki = t / win->kw, kj = t % win->kw;
+    if (!table) return NULL;
+    for (int t = 0; t < taps; t++)
         for (int p = 0; p < ohw; p++) {
-            const int iy = (p / ow) * win->sh + ki * win->dh - win->pad_top;
-            const int ix = (p % ow) * win->sw + kj * win->dw - win->pad_left;
+            const int iy = (p / ow) * win->sh + (t / win->kw) * win->dh - win->pad_top;
+            const int ix = (p % ow) * win->sw + (t % win->kw) * win->dw - win->pad_left;
             table[t * ohw + p] = iy >= 0 && iy < h && ix >= 0 && ix < w ? iy * w + ix : -1;
         }
+    return table;
+}
+
+// PLANE(dst, src, offsets, count) fills one tap's outputs of one plane.
+#define DEFINE_IM2COL_PLANES(NAME, ATTR, PLANE)                                                                    \
+    ATTR static void NAME(const float *input, int c, int h, int w, int first_image, int images, int first_channel,  \
+                          int channels, int taps, const int *table, int ohw, float *col) {                        \
+        const long cols = (long)images * ohw, plane = (long)h * w;                                                \
+        for (int ch = 0; ch < channels; ch++)                                                                     \
+            for (int t = 0; t < taps; t++)                                                                        \
+                for (int img = 0; img < images; img++) {                                                          \
+                    const float *src = input + ((long)(first_image + img) * c + first_channel + ch) * plane;      \
+                    PLANE(col + ((long)ch * taps + t) * cols + (long)img * ohw, src, table + (long)t * ohw, ohw);   \
+                }                                                                                                 \
     }
-    for (int ch = 0; ch < channels; ch++)
-        for (int t = 0; t < taps; t++) {
-            const int *offsets = table + t * ohw;
-            float *row = col + ((long)ch * taps + t) * cols;
-            for (int img = 0; img < images; img++) {
-                const float *src = input + ((long)(first_image + img) * c + first_channel + ch) * plane;
-                float *dst = row + (long)img * ohw;
-                for (int p = 0; p < ohw; p++) dst[p] = offsets[p] >= 0 ? src[offsets[p]] : 0.0f;
-            }
-        }
-    free(table);
-    return 1;
+
+#define PLAIN_PLANE(dst, src, offsets, count)                                                                     \
+    for (int p = 0; p < (count); p++) (dst)[p] = (offsets)[p] >= 0 ? (src)[(offsets)[p]] : 0.0f
+
+DEFINE_IM2COL_PLANES(planes_generic, , PLAIN_PLANE)
+
+#if defined(__x86_64__)
+DEFINE_IM2COL_ROWS(im2col_avx2, __attribute__((target("avx2"))), PLAIN_ROW)
+DEFINE_IM2COL_PLANES(planes_avx2, __attribute__((target("avx2"))), PLAIN_PLANE)
+
+// 16 outputs at a time: lanes outside [lo, hi) are masked off the load (never read, 0 in the register) and every
+// lane up to ow stored. Stride 2 loads the 32 inputs under 16 outputs and keeps the even ones.
+#define VECTOR_ROW(dst, src, x_off, lo, hi)                                                                       \
+    do {                                                                                                          \
+        for (int ox = 0; ox < ow; ox += 16) {                                                                     \
+            const int lanes = ow - ox < 16 ? ow - ox : 16;                                                        \
+            const int a = lo - ox > 0 ? lo - ox : 0, b = hi - ox < lanes ? hi - ox : lanes;                       \
+            const unsigned live = b > a ? ((1u << b) - 1) & ~((1u << a) - 1) : 0;                                 \
+            const float *p = src + (long)ox * sw + x_off;                                                         \
+            __m512 v;                                                                                             \
+            if (sw == 1) v = _mm512_maskz_loadu_ps((__mmask16)live, p);                                           \
+            else {                                                                                                \
+                __m512 first = _mm512_maskz_loadu_ps((__mmask16)_pdep_u32(live & 0xff, 0x5555), p);               \
+                __m512 second = _mm512_maskz_loadu_ps((__mmask16)_pdep_u32(live >> 8, 0x5555), p + 16);           \
+                __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);       \
+                v = _mm512_permutex2var_ps(first, even, second);                                                  \
+            }                                                                                                     \
+            _mm512_mask_storeu_ps(dst + ox, (__mmask16)((1u << lanes) - 1), v);                                   \
+        }                                                                                                         \
+    } while (0)
+
+#define AVX512_ROW(dst, src, x_off, lo, hi)                                                                       \
+    do {                                                                                                          \
+        if (sw <= 2) VECTOR_ROW(dst, src, x_off, lo, hi);                                                         \
+        else PLAIN_ROW(dst, src, x_off, lo, hi);                                                                  \
+    } while (0)
+
+DEFINE_IM2COL_ROWS(im2col_avx512, __attribute__((target("avx512f,bmi2"))), AVX512_ROW)
+
+// 16 outputs at a time: the lanes whose offset is −1 are masked off the gather (0 in the register). Planes of
+// fewer than 8 outputs (2×2 maps) are copied value by value, faster than a gather of a few lanes.
+#define GATHER_PLANE(dst, src, offsets, count)                                                                    \
+    if ((count) < 8) PLAIN_PLANE(dst, src, offsets, count);                                                       \
+    else for (int p = 0; p < (count); p += 16) {                                                                  \
+        const __mmask16 lanes = (__mmask16)((count) - p >= 16 ? 0xffff : (1u << ((count) - p)) - 1);               \
+        const __m512i at = _mm512_maskz_loadu_epi32(lanes, (offsets) + p);                                        \
+        const __mmask16 live = _mm512_mask_cmpge_epi32_mask(lanes, at, _mm512_setzero_si512());                   \
+        _mm512_mask_storeu_ps((dst) + p, lanes, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, at, (src), 4)); \
+    }
+DEFINE_IM2COL_PLANES(planes_avx512, __attribute__((target("avx512f"))), GATHER_PLANE)
+#endif
+
+void wc_im2col_isa(int isa, const float *input, int c, int h, int w, int first_image, int images, int first_channel,
+                   int channels, const wc_window *window, int oh, int ow, float *col) {
+    int *table = ow < 16 ? plane_table(window, h, w, oh, ow) : NULL;
+    if (table) {
+        DISPATCH_ISA(isa, planes, input, c, h, w, first_image, images, first_channel, channels, window->kh * window->kw,
+                     table, oh * ow, col);
+        free(table);
+        return;
+    }
+    DISPATCH_ISA(isa, im2col, input, c, h, w, first_image, images, first_channel, channels, window, oh, ow, col);
+}
+
+void wc_im2col(const float *input, int c, int h, int w, int first_image, int images, int first_channel, int channels,
+               const wc_window *window, int oh, int ow, float *col) {
+    wc_im2col_isa(wc_kernels_isa(), input, c, h, w, first_image, images, first_channel, channels, window, oh, ow, col);
 }

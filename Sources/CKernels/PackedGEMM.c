@@ -165,7 +165,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 float *dst = blockB;                                                                              \
                 for (int n0 = nc; n0 < end; ) {                                                                   \
                     int step = end - n0 >= NV * L ? NV * L : L;                                                   \
-                    for (int kk = 0; kk < kc; kk++) memcpy(dst + kk * step, b + (kb + kk) * ldb + n0, sizeof(float) * step); \
+                    /* Copies of a constant size, inlined (a call of memmove per row took a tenth of the time). */ \
+                    if (step == NV * L)                                                                           \
+                        for (int kk = 0; kk < kc; kk++)                                                           \
+                            memcpy(dst + kk * NV * L, b + (kb + kk) * ldb + n0, sizeof(float) * NV * L);          \
+                    else                                                                                          \
+                        for (int kk = 0; kk < kc; kk++) memcpy(dst + kk * L, b + (kb + kk) * ldb + n0, sizeof(float) * L); \
                     dst += kc * step;                                                                             \
                     n0 += step;                                                                                   \
                 }                                                                                                 \

@@ -154,15 +154,14 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     // Images per GEMM: enough columns to keep BLAS efficient, few enough to bound the im2col buffer. A 1×1
     // convolution over a large map takes one image at a time (its GEMM reads the NCHW buffer and writes the output in
     // place); over a small map that GEMM has so few columns that BLAS spends its time packing the weights again for
-    // each image, so the images are gathered into one matrix as for any other kernel. The chunks are then evened out
-    // so that every worker gets as many (3 chunks on 2 cores left one idle a third of the time).
+    // each image, so the images are gathered into one matrix as for any other kernel. Chunks are then made up
+    // to half as large where that evens the workers' shares (13 chunks of 5 images on 2 cores: 7 and 6; 16 of 4: 8 and 8).
     let inPlace = isPointwise && ohw >= pointwiseInPlaceColumns
-    var perChunk = inPlace ? 1 : max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
+    let widest = inPlace ? 1 : max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
     let workers = ComputeThreads.count
-    if perChunk > 1, case let chunks = (n + perChunk - 1) / perChunk, chunks % workers != 0 {
-        let even = (chunks + workers - 1) / workers * workers
-        perChunk = (n + even - 1) / even
-    }
+    // The busiest worker's images: its rounds of chunks times the chunk's images.
+    let busiest = { (p: Int) in ((n + p - 1) / p + workers - 1) / workers * p }
+    let perChunk = stride(from: widest, through: max(1, widest / 2), by: -1).min { busiest($0) < busiest($1) } ?? widest
     let chunks = (n + perChunk - 1) / perChunk
 
     withResidual(residual) { residualAddress in
@@ -187,8 +186,14 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                             b = inBase + (first * c + g * icg) * h * w
                             ldb = ohw
                         } else {
-                            im2col(inBase, c: c, h: h, w: w, firstImage: first, images: count, channels: g * icg..<(g + 1) * icg,
-                                   window: window, oh: oh, ow: ow, into: col)
+                            // A lone chunk (its product split over the workers) splits its copy by channels too.
+                            let splits = parallelGemm && kdim * cols >= 1 << 16 ? icg : 1
+                            parallelChunks(splits) { part in
+                                let channels = splits == 1 ? 0..<icg : part
+                                im2col(inBase, c: c, h: h, w: w, firstImage: first, images: count,
+                                       channels: g * icg + channels.lowerBound..<g * icg + channels.upperBound,
+                                       window: window, oh: oh, ow: ow, into: col + channels.lowerBound * kh * kw * cols)
+                            }
                             b = UnsafePointer(col)
                             ldb = cols
                         }
@@ -238,22 +243,14 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     }
 }
 
-/// Output rows narrower than this are gathered through a table (`wc_im2col_short`) rather than copied row by row.
-let im2colShortRow = 16
-
 /// Unfolds the receptive fields of `images` images (channels `channels`) into a
 /// [channels·kh·kw, images·oh·ow] matrix.
 @usableFromInline
 func im2col(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, firstImage: Int, images: Int, channels: Range<Int>,
             window: Window2D, oh: Int, ow: Int, into col: UnsafeMutablePointer<Float>) {
-    let (kh, kw) = window.kernel
-    let (sh, sw) = window.strides
-    let (dh, dw) = window.dilations
-    let (pt, pl) = (window.pads.top, window.pads.left)
-    let ohw = oh * ow
-    let cols = images * ohw
-    if kh == 1 && kw == 1 && (sh, sw) == (1, 1) && window.pads == (0, 0, 0, 0) {
+    if window.kernel == (1, 1) && window.strides == (1, 1) && window.pads == (0, 0, 0, 0) {
         // A 1×1 window reads each plane as it stands: one copy per plane.
+        let (ohw, cols) = (oh * ow, images * oh * ow)
         for (row, ch) in channels.enumerated() {
             for img in 0..<images {
                 (col + row * cols + img * ohw).update(from: input + ((firstImage + img) * c + ch) * h * w, count: ohw)
@@ -261,46 +258,9 @@ func im2col(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, firstImage: I
         }
         return
     }
-    if ow < im2colShortRow {
-        var shape = wc_window(window)
-        if wc_im2col_short(input, Int32(c), Int32(h), Int32(w), Int32(firstImage), Int32(images), Int32(channels.lowerBound),
-                           Int32(channels.count), &shape, Int32(oh), Int32(ow), col) != 0 { return }
-    }
-    var row = 0
-    for ch in channels {
-        for ki in 0..<kh {
-            for kj in 0..<kw {
-                let rowBase = col + row * cols
-                for img in 0..<images {
-                    let plane = input + ((firstImage + img) * c + ch) * h * w
-                    let dstImg = rowBase + img * ohw
-                    // Output columns whose input column lies inside the image: ox in [oxLo, oxHi).
-                    let xOff = kj * dw - pl
-                    var oxLo = 0
-                    while oxLo < ow && oxLo * sw + xOff < 0 { oxLo += 1 }
-                    var oxHi = ow
-                    while oxHi > oxLo && (oxHi - 1) * sw + xOff >= w { oxHi -= 1 }
-                    for oy in 0..<oh {
-                        let iy = oy * sh + ki * dh - pt
-                        let dst = dstImg + oy * ow
-                        if iy < 0 || iy >= h {
-                            dst.update(repeating: 0, count: ow)
-                            continue
-                        }
-                        let src = plane + iy * w
-                        if oxLo > 0 { dst.update(repeating: 0, count: oxLo) }
-                        if sw == 1 {
-                            (dst + oxLo).update(from: src + (oxLo + xOff), count: oxHi - oxLo)
-                        } else {
-                            for ox in oxLo..<oxHi { dst[ox] = src[ox * sw + xOff] }
-                        }
-                        if oxHi < ow { (dst + oxHi).update(repeating: 0, count: ow - oxHi) }
-                    }
-                }
-                row += 1
-            }
-        }
-    }
+    var shape = wc_window(window)
+    wc_im2col(input, Int32(c), Int32(h), Int32(w), Int32(firstImage), Int32(images), Int32(channels.lowerBound),
+              Int32(channels.count), &shape, Int32(oh), Int32(ow), col)
 }
 
 /// One k×k filter per channel. Each output row is built a kernel tap at a time over the span of output columns whose

@@ -185,8 +185,13 @@ public enum Winograd {
                         let first = chunk * perChunk
                         let images = min(perChunk, n - first)
                         let tiles = images * tilesPerImage
-                        inputTransform(inBase, c: c, h: h, w: w, first: first, images: images, th: th, tw: tw,
-                                       pt: pt, pl: pl, tiles: tiles, into: v)
+                        // A lone chunk (its GEMMs split over the workers) splits its transforms too: by input
+                        // channels, then by output channels.
+                        let transformParts = { (count: Int) in splitGemms && tiles * count >= 1 << 14 ? count : 1 }
+                        parallelChunks(transformParts(c)) { part in
+                            inputTransform(inBase, c: c, h: h, w: w, first: first, images: images, th: th, tw: tw,
+                                           pt: pt, pl: pl, tiles: tiles, channels: transformParts(c) == 1 ? 0..<c : part, into: v)
+                        }
                         let vStride = paddedStride(c * tiles), mStride = paddedStride(oc * tiles)
                         let gemm = { (xi: Int) in
                             if isPacked {
@@ -202,9 +207,12 @@ public enum Winograd {
                         } else {
                             for xi in 0..<16 { gemm(xi) }
                         }
-                        outputTransform(m, oc: oc, first: first, images: images, th: th, tw: tw, oh: oh, ow: ow,
-                                        tiles: tiles, bias: bias, activation: activation,
-                                        residual: UnsafePointer<Float>(bitPattern: residualAddress), into: out)
+                        parallelChunks(transformParts(oc)) { part in
+                            outputTransform(m, oc: oc, outputs: transformParts(oc) == 1 ? 0..<oc : part, first: first,
+                                            images: images, th: th, tw: tw, oh: oh, ow: ow, tiles: tiles, bias: bias,
+                                            activation: activation, residual: UnsafePointer<Float>(bitPattern: residualAddress),
+                                            into: out)
+                        }
                     }
                     forEachChunk(chunks, scratch: (16 * paddedStride(c * perChunk * tilesPerImage),
                                                    16 * paddedStride(oc * perChunk * tilesPerImage)), runChunk)
@@ -219,15 +227,16 @@ public enum Winograd {
     @usableFromInline
     static func paddedStride(_ count: Int) -> Int { (count + 15) / 16 * 16 + 16 }
 
-    /// V[ξ][ic][tile] = (Bᵀ·d·B)[ξ] for every 4×4 input patch d (zero outside the image).
+    /// V[ξ][ic][tile] = (Bᵀ·d·B)[ξ] for every 4×4 input patch d (zero outside the image), of `channels` (all by default).
     @usableFromInline
     static func inputTransform(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, first: Int, images: Int,
-                               th: Int, tw: Int, pt: Int, pl: Int, tiles: Int, into v: UnsafeMutablePointer<Float>) {
+                               th: Int, tw: Int, pt: Int, pl: Int, tiles: Int, channels: Range<Int>? = nil,
+                               into v: UnsafeMutablePointer<Float>) {
         let stride = paddedStride(c * tiles)
         let patch = UnsafeMutablePointer<Float>.allocate(capacity: 16)
         defer { patch.deallocate() }
         for img in 0..<images {
-            for ch in 0..<c {
+            for ch in channels ?? 0..<c {
                 let plane = input + ((first + img) * c + ch) * h * w
                 let row = v + ch * tiles + img * th * tw
                 for ty in 0..<th {
@@ -269,14 +278,14 @@ public enum Winograd {
         }
     }
 
-    /// Y = Aᵀ·m·A per tile, plus bias and activation, written into NCHW output.
+    /// Y = Aᵀ·m·A per tile, plus bias and activation, written into NCHW output, for `outputs` (all channels by default).
     @usableFromInline
-    static func outputTransform(_ m: UnsafePointer<Float>, oc: Int, first: Int, images: Int, th: Int, tw: Int,
-                                oh: Int, ow: Int, tiles: Int, bias: [Float]?, activation: Activation,
+    static func outputTransform(_ m: UnsafePointer<Float>, oc: Int, outputs: Range<Int>? = nil, first: Int, images: Int,
+                                th: Int, tw: Int, oh: Int, ow: Int, tiles: Int, bias: [Float]?, activation: Activation,
                                 residual: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>) {
         let st = paddedStride(oc * tiles)
         let (floor, ceiling) = activation.bounds
-        for o in 0..<oc {
+        for o in outputs ?? 0..<oc {
             let bv = bias?[o] ?? 0
             for img in 0..<images {
                 let offset = ((first + img) * oc + o) * oh * ow

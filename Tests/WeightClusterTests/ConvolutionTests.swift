@@ -1,3 +1,4 @@
+import CKernels
 import Compute
 import Testing
 import _TestSupport
@@ -81,5 +82,63 @@ import _TestSupport
         let wt = Tensor(shape: [k.oc, k.c, 3, 3], scalars: Self.random(k.oc * k.c * 9, seed: 6))
         let backward = try conv2dBackward(x, weight: wt, window: window, group: 1, gradOutput: dy)
         #expect(TestSupport.maxAbsDifference(backward.weight.scalars, reference) < 1e-3)
+    }
+
+    /// im2col of every variant this processor runs, equal to the definition: strides 1 to 3 (2 is the AVX-512 kernel's
+    /// two-load path), dilations, uneven padding wider than the kernel's reach, rows of 16 outputs and more (copied row
+    /// by row), 2 to 15 (through the plane's table) and planes under 8 outputs, a channel range and an image range that
+    /// start past 0.
+    @Test(arguments: [(9, 37), (3, 4)])
+    func im2colMatchesDefinitionOnEveryVariant(_ size: (Int, Int)) {
+        let (n, c, h, w) = (3, 4, size.0, size.1)
+        let x = Self.random(n * c * h * w, seed: 7)
+        var windows = 0
+        for (kh, kw) in [(1, 1), (3, 3), (1, 7), (5, 2)] {
+            for stride in 1...3 { for dilation in 1...2 { for pads in [(0, 0, 0, 0), (1, 2, 0, 3), (4, 4, 4, 4)] {
+                let window = Window2D(kernel: (kh, kw), strides: (stride, stride), dilations: (dilation, dilation), pads: pads)
+                guard let (oh, ow) = window.outputSize(h: h, w: w) else { continue }
+                windows += 1
+                let (images, channels) = (2, 1..<4)
+                let cols = images * oh * ow
+                var expected = [Float](repeating: 0, count: channels.count * kh * kw * cols)
+                for (row, ch) in channels.enumerated() { for ki in 0..<kh { for kj in 0..<kw {
+                    for img in 0..<images { for oy in 0..<oh { for ox in 0..<ow {
+                        let iy = oy * stride + ki * dilation - pads.0, ix = ox * stride + kj * dilation - pads.1
+                        let inside = iy >= 0 && iy < h && ix >= 0 && ix < w
+                        expected[((row * kh + ki) * kw + kj) * cols + (img * oh + oy) * ow + ox] =
+                            inside ? x[(((1 + img) * c + ch) * h + iy) * w + ix] : 0
+                    } } }
+                } } }
+                var shape = wc_window(kh: Int32(kh), kw: Int32(kw), sh: Int32(stride), sw: Int32(stride), dh: Int32(dilation),
+                                      dw: Int32(dilation), pad_top: Int32(pads.0), pad_left: Int32(pads.1))
+                for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+                    var col = [Float](repeating: .nan, count: expected.count)
+                    wc_im2col_isa(isa, x, Int32(c), Int32(h), Int32(w), 1, Int32(images), Int32(channels.lowerBound),
+                                  Int32(channels.count), &shape, Int32(oh), Int32(ow), &col)
+                    let wrong = col.indices.first { col[$0] != expected[$0] }
+                    #expect(wrong == nil, "\(String(cString: wc_kernels_name(isa))) \(window): first wrong value at \(wrong ?? 0)")
+                }
+            } } }
+        }
+        #expect(windows > 20)
+    }
+
+    /// One image is one chunk, whose transforms are split over the workers by channels: the same outputs, bit for bit,
+    /// as that image in a batch of two (a chunk per worker, each transformed whole), and within rounding of im2col.
+    @Test func winogradSplitsALoneImage() throws {
+        let (c, h, w, oc) = (64, 32, 30, 72)
+        let image = Self.random(c * h * w, seed: 8)
+        let wt = Tensor(shape: [oc, c, 3, 3], scalars: Self.random(oc * c * 9, seed: 9))
+        let bias = Self.random(oc, seed: 10)
+        let window = Window2D(kernel: (3, 3), pads: (1, 1, 1, 1))
+        let prepared = Winograd.PreparedWeights(wt)
+        let one = try conv2d(Tensor(shape: [1, c, h, w], scalars: image), weight: wt, bias: bias, window: window,
+                             activation: .relu, prepared: prepared)
+        let two = try conv2d(Tensor(shape: [2, c, h, w], scalars: image + image.reversed()), weight: wt, bias: bias,
+                             window: window, activation: .relu, prepared: prepared)
+        #expect(one.scalars == Array(two.scalars[0..<one.scalars.count]))
+        let im2col = try conv2d(Tensor(shape: [1, c, h, w], scalars: image), weight: wt, bias: bias, window: window,
+                                activation: .relu)
+        #expect(TestSupport.maxAbsDifference(one.scalars, im2col.scalars) < 1e-3)
     }
 }

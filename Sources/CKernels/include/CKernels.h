@@ -93,10 +93,13 @@ size_t wc_depthwise_weight_gradient_scratch(int h, int w, const wc_window *windo
 
 /// im2col of channels [first_channel, first_channel + channels) of images [first_image, first_image + images) of an
 /// NCHW input with c channels of h×w: row (ch·kh·kw + tap) of `col` holds, for every image in order, the oh·ow inputs
-/// under that tap (0 over padding). Through a table of offsets shared by every channel, for maps whose rows are too
-/// short for a copy per row. Returns 0 if the table could not be allocated.
-int wc_im2col_short(const float *input, int c, int h, int w, int first_image, int images, int first_channel,
-                    int channels, const wc_window *window, int oh, int ow, float *col);
+/// under that tap (0 over padding). Any window: rows of 16 outputs or more copied row by row, shorter ones through a
+/// table of offsets shared by every channel and image.
+void wc_im2col(const float *input, int c, int h, int w, int first_image, int images, int first_channel, int channels,
+               const wc_window *window, int oh, int ow, float *col);
+/// wc_im2col with the variant for `isa` (one that wc_kernels_supported), for tests.
+void wc_im2col_isa(int isa, const float *input, int c, int h, int w, int first_image, int images, int first_channel,
+                   int channels, const wc_window *window, int oh, int ow, float *col);
 
 /// Runs task(context, w) for w in 0..<workers: part 0 on the calling thread, the others on the pool's helper threads
 /// (started on first use, kept for the life of the process), and returns when every part has finished. Idle helpers
