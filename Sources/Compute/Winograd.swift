@@ -13,11 +13,14 @@ public enum Winograd {
     /// (measured on VGG-16: with one input channel the 16 tiny GEMMs lose; see docs/RESULTS.md).
     public static func isWorthwhile(inputChannels: Int) -> Bool { inputChannels >= 16 }
 
-    /// Whether a call with this many output tiles gains: with few tiles (batch 1, the last layers' 2×2 or 4×4 maps)
-    /// the 16 GEMMs are matrix–vector products bound by reading the transformed weights, 16/9 the bytes of the
-    /// kernels, so im2col + one GEMM over the plain weights is faster.
-    public static func pays(images: Int, outputHeight oh: Int, outputWidth ow: Int) -> Bool {
-        images * ((oh + 1) / 2) * ((ow + 1) / 2) >= 16
+    /// Whether a call gains. With few output tiles (batch 1, the last layers' 2×2 or 4×4 maps) the 16 GEMMs are
+    /// matrix–vector products bound by reading the transformed weights, 16/9 the bytes of the kernels, so im2col + one
+    /// GEMM over the plain weights is faster. Under 64 input channels the 16 products are too shallow to repay the
+    /// transforms except over several maps of 32×32 or more: im2col was 1.2–1.8× faster at batch 1 and on 7×7 to 15×15
+    /// maps, Winograd 1.2–1.3× faster at batch 64 on 32×32 and 55×55 (docs/RESULTS.md, session 12).
+    public static func pays(images: Int, outputHeight oh: Int, outputWidth ow: Int, inputChannels: Int) -> Bool {
+        guard images * ((oh + 1) / 2) * ((ow + 1) / 2) >= 16 else { return false }
+        return inputChannels >= 64 || (images > 1 && oh * ow >= 32 * 32)
     }
 
     /// Weights transformed once, U[ξ][oc][ic] = (G·g·Gᵀ)[ξ] for every kernel g = W[oc, ic];

@@ -54,12 +54,12 @@ extension Executor {
         return always || Winograd.isWorthwhile(inputChannels: shape[1])
     }
 
-    /// Whether this call of a Conv that takes Winograd has enough output tiles for it (`Winograd.pays`) on `input`.
+    /// Whether this call of a Conv that takes Winograd gains from it (`Winograd.pays`) on `input`.
     public static func winogradPays(_ node: Node, input: [Int], weightShape: [Int], opset: Int) -> Bool {
         guard input.count == 4, weightShape.count == 4,
               let size = (try? window(of: node, input: input, kernel: Array(weightShape.suffix(2)), opset: opset))?
                   .outputSize(h: input[2], w: input[3]) else { return false }
-        return Winograd.pays(images: input[0], outputHeight: size.h, outputWidth: size.w)
+        return Winograd.pays(images: input[0], outputHeight: size.h, outputWidth: size.w, inputChannels: input[1])
     }
 
     /// What a Conv of a plan does after its product: the fused activation, and the input slot of a fused Add's other

@@ -20,9 +20,11 @@ extension Operators {
             let bias = args.has(2) ? try args.float(2).scalars : nil
             let activation = fusedActivation(node)
             let group = node.int("group", default: 1)
-            // Winograd only where this call has enough tiles to gain (batch 1 on small maps: im2col + GEMM).
+            // Winograd only where this call gains (batch 1 on small maps, or few channels: im2col + GEMM).
             let size = window.outputSize(h: x.shape[2], w: x.shape[3])
-            let prepared = size.flatMap { Winograd.pays(images: x.shape[0], outputHeight: $0.h, outputWidth: $0.w) ? args.prepared : nil }
+            let prepared = size.flatMap {
+                Winograd.pays(images: x.shape[0], outputHeight: $0.h, outputWidth: $0.w, inputChannels: x.shape[1]) ? args.prepared : nil
+            }
             guard node.attributes[fusedResidualKey] != nil else {
                 return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
                                           prepared: prepared, packed: args.packed))]

@@ -110,7 +110,7 @@ struct Arguments: Sendable {
 extension Executor {
     /// Runs one node's operator on the given inputs, as `run` does for each node of a `plan` (for other engines over
     /// the same graphs, such as training): fused Conv nodes included; `prepared` Winograd weights are used where the
-    /// call has enough tiles (`Winograd.pays`).
+    /// call gains from them (`Winograd.pays`).
     public static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int, prepared: Winograd.PreparedWeights? = nil) throws -> [AnyTensor] {
         try Operators.evaluate(node, inputs: inputs, opset: opset, prepared: prepared)
     }
