@@ -57,9 +57,10 @@ extension Executor {
         return true
     }
 
-    /// The images per pass for inputs whose first has `imageShape` per image; nil before the first pass measured it.
-    func imagesPerPass(_ imageShape: [Int]) -> Int? {
-        passSizes.withLock { $0[imageShape] }
+    /// The images per pass for inputs of these per-image shapes (the graph's inputs in order); nil before the first
+    /// pass measured it.
+    func imagesPerPass(_ imageShapes: [[Int]]) -> Int? {
+        passSizes.withLock { $0[imageShapes] }
     }
 
     /// Runs `feeds`, n images each, as passes; every graph output is the passes' outputs stacked along axis 0. The
@@ -67,16 +68,17 @@ extension Executor {
     /// the whole batch runs in one pass, so that an error names the shapes the caller gave.
     func runInPasses(_ feeds: [String: AnyTensor], images n: Int, checkingFinite: Bool) throws -> [String: AnyTensor] {
         do {
-            let imageShape = Array((feeds[graph.inputs[0].name]?.shape ?? []).dropFirst())
+            // Every input's shape is part of the key: another shape of any of them may need another pass size.
+            let imageShapes = graph.inputs.map { Array((feeds[$0.name]?.shape ?? []).dropFirst()) }
             let size: Int
-            if let known = imagesPerPass(imageShape) {
+            if let known = imagesPerPass(imageShapes) {
                 size = known
             } else {
                 // One image, to measure the largest intermediate (its outputs are not used).
                 let largest = try runPass(feeds.mapValues { $0.images(0..<1) }, checkingFinite: checkingFinite).largest
                 var fitting = max(1, options.passBytes / max(1, largest))
                 if fitting >= ComputeThreads.count { fitting -= fitting % ComputeThreads.count }
-                passSizes.withLock { $0[imageShape] = fitting }
+                passSizes.withLock { $0[imageShapes] = fitting }
                 size = fitting
             }
             if size < n {

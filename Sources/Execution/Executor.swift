@@ -18,8 +18,8 @@ public final class Executor: @unchecked Sendable {
     private let hasDeferredWeights: Bool
     /// Whether the plan computes each image from that image alone (`batchSeparable`), so a batch may run in passes.
     let batchSeparable: Bool
-    /// The images per pass measured so far, by per-image input shape (`runInPasses`).
-    let passSizes = Mutex<[[Int]: Int]>([:])
+    /// The images per pass measured so far, by the inputs' per-image shapes (`runInPasses`).
+    let passSizes = Mutex<[[[Int]]: Int]>([:])
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
     /// name (expanding deferred weights counts as "(expand weights)").
     public var profiling = false

@@ -46,18 +46,38 @@ import _TestSupport
         let graph = Self.graph()
         let (whole, one) = try Self.run(graph, passBytes: 0, images: 7)
         #expect(one.batchSeparable)
-        #expect(one.imagesPerPass([3, 9, 9]) == nil)
+        #expect(one.imagesPerPass([[3, 9, 9]]) == nil)
         // One image per pass; then passes of 2 (a multiple of the workers when they fit) with a remainder.
         let largest = 8 * 4 * 4 * 4  // the Concat's output per image, in bytes
         for bytes in [1, 2 * largest + 5, 4 * largest] {
             let (passes, executor) = try Self.run(graph, passBytes: bytes, images: 7)
             #expect(passes.shape == whole.shape, "passBytes \(bytes)")
             #expect(TestSupport.maxAbsDifference(passes.scalars, whole.scalars) < 1e-6, "passBytes \(bytes)")
-            #expect(executor.imagesPerPass([3, 9, 9]) != nil)
+            #expect(executor.imagesPerPass([[3, 9, 9]]) != nil)
             // Again, with the pass size known: the same passes, the same outputs.
             let x = Tensor(shape: [7, 3, 9, 9], scalars: ConvolutionTests.random(7 * 3 * 81, seed: 46))
             #expect(try executor(x).scalars == passes.scalars)
         }
+    }
+
+    /// The pass size is kept per shape of every input: a second input of another size is measured again.
+    @Test func passSizesFollowEveryInputsShape() throws {
+        let graph = Graph(nodes: [Node(name: "a", opType: "Relu", inputs: ["x"], outputs: ["u"]),
+                                  Node(name: "b", opType: "Relu", inputs: ["z"], outputs: ["v"])],
+                          initializers: [:], inputs: [ValueInfo(name: "x", shape: nil), ValueInfo(name: "z", shape: nil)],
+                          outputs: [ValueInfo(name: "u", shape: nil), ValueInfo(name: "v", shape: nil)])
+        var options = Executor.Options()
+        options.passBytes = 4 * 64 * 4  // 4 images of 64 floats
+        let executor = try Executor(graph: graph, options: options)
+        #expect(executor.batchSeparable)
+        for width in [4, 64] {
+            let x = Tensor<Float>(shape: [8, 4], scalars: ConvolutionTests.random(32, seed: 48))
+            let z = Tensor<Float>(shape: [8, width], scalars: ConvolutionTests.random(8 * width, seed: 49))
+            let outputs = try executor.run(["x": .float(x), "z": .float(z)])
+            #expect(outputs["v"]?.floatTensor?.scalars == z.scalars.map { max($0, 0) })
+        }
+        #expect(executor.imagesPerPass([[4], [4]]) == 64)
+        #expect(executor.imagesPerPass([[4], [64]]) == 4)
     }
 
     /// An error names the shapes of the whole batch, not of a pass.
@@ -86,6 +106,6 @@ import _TestSupport
         #expect(try !Self.run(stacked, passBytes: 1, images: 3).1.batchSeparable)
         // A fixed batch axis: one pass, nothing measured.
         let (_, fixed) = try Self.run(Self.graph(batchAxis: .fixed(7)), passBytes: 1, images: 7)
-        #expect(fixed.batchSeparable && fixed.imagesPerPass([3, 9, 9]) == nil)
+        #expect(fixed.batchSeparable && fixed.imagesPerPass([[3, 9, 9]]) == nil)
     }
 }
