@@ -132,8 +132,10 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 }
 
 /// The output plane size from which a 1×1 convolution runs one GEMM per image on the NCHW buffer instead of
-/// gathering several images' columns first (measured on MobileNetV2 at 64 px, batch 64: 26% faster overall).
-@usableFromInline let pointwiseInPlaceColumns = 1024
+/// gathering several images' columns first: through BLAS, which packs the weights again on every call (measured on
+/// MobileNetV2 at 64 px, batch 64: 26% faster overall); on packed weights, from one vector of columns (no copy in, no
+/// scatter out: the 1×1 layers of MobileNetV2 at 64 px, batch 64, 6–8% faster over five alternating rounds).
+@usableFromInline let pointwiseInPlaceColumns = (blas: 1024, packed: 16)
 
 /// Depthwise convolutions with outputs narrower than this run across channels (`depthwiseConv2dAcrossChannels`);
 /// wider ones along rows, where the channels-last copies cost more than the idle lanes (EfficientNet-Lite0's 112 and
@@ -152,11 +154,12 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     let ohw = oh * ow
     let isPointwise = kh == 1 && kw == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
     // Images per GEMM: enough columns to keep BLAS efficient, few enough to bound the im2col buffer. A 1×1
-    // convolution over a large map takes one image at a time (its GEMM reads the NCHW buffer and writes the output in
-    // place); over a small map that GEMM has so few columns that BLAS spends its time packing the weights again for
-    // each image, so the images are gathered into one matrix as for any other kernel. Chunks are then made up
-    // to half as large where that evens the workers' shares (13 chunks of 5 images on 2 cores: 7 and 6; 16 of 4: 8 and 8).
-    let inPlace = isPointwise && ohw >= pointwiseInPlaceColumns
+    // convolution over a large map (`pointwiseInPlaceColumns`) takes one image at a time (its GEMM reads the NCHW
+    // buffer and writes the output in place); over a small map that GEMM has so few columns that BLAS spends its time
+    // packing the weights again for each image, so the images are gathered into one matrix as for any other kernel.
+    // Chunks are then made up to half as large where that evens the workers' shares (13 chunks of 5 images on 2 cores:
+    // 7 and 6; 16 of 4: 8 and 8).
+    let inPlace = isPointwise && ohw >= (packed == nil ? pointwiseInPlaceColumns.blas : pointwiseInPlaceColumns.packed)
     let widest = inPlace ? 1 : max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
     let workers = ComputeThreads.count
     // The busiest worker's images: its rounds of chunks times the chunk's images.
