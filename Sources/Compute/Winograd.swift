@@ -230,58 +230,24 @@ public enum Winograd {
     @usableFromInline
     static func paddedStride(_ count: Int) -> Int { (count + 15) / 16 * 16 + 16 }
 
-    /// V[ξ][ic][tile] = (Bᵀ·d·B)[ξ] for every 4×4 input patch d (zero outside the image), of `channels` (all by default).
+    /// V[ξ][ic][tile] = (Bᵀ·d·B)[ξ] for every 4×4 input patch d (zero outside the image), of `channels` (all by default),
+    /// a plane at a time in C (`wc_winograd_input`).
     @usableFromInline
     static func inputTransform(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, first: Int, images: Int,
                                th: Int, tw: Int, pt: Int, pl: Int, tiles: Int, channels: Range<Int>? = nil,
                                into v: UnsafeMutablePointer<Float>) {
         let stride = paddedStride(c * tiles)
-        let patch = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-        defer { patch.deallocate() }
         for img in 0..<images {
             for ch in channels ?? 0..<c {
-                let plane = input + ((first + img) * c + ch) * h * w
-                let row = v + ch * tiles + img * th * tw
-                for ty in 0..<th {
-                    let y0 = 2 * ty - pt
-                    let rowInside = y0 >= 0 && y0 + 3 < h
-                    for tx in 0..<tw {
-                        let x0 = 2 * tx - pl
-                        let p: UnsafePointer<Float>
-                        let ld: Int
-                        if rowInside && x0 >= 0 && x0 + 3 < w {
-                            p = plane + y0 * w + x0
-                            ld = w
-                        } else {
-                            for i in 0..<4 {
-                                let y = y0 + i
-                                for j in 0..<4 {
-                                    let x = x0 + j
-                                    patch[i * 4 + j] = y >= 0 && y < h && x >= 0 && x < w ? plane[y * w + x] : 0
-                                }
-                            }
-                            p = UnsafePointer(patch)
-                            ld = 4
-                        }
-                        let r0 = p, r1 = p + ld, r2 = p + 2 * ld, r3 = p + 3 * ld
-                        // Bᵀ·d: four rows.
-                        let a0 = r0[0] - r2[0], a1 = r0[1] - r2[1], a2 = r0[2] - r2[2], a3 = r0[3] - r2[3]
-                        let b0 = r1[0] + r2[0], b1 = r1[1] + r2[1], b2 = r1[2] + r2[2], b3 = r1[3] + r2[3]
-                        let c0 = r2[0] - r1[0], c1 = r2[1] - r1[1], c2 = r2[2] - r1[2], c3 = r2[3] - r1[3]
-                        let d0 = r1[0] - r3[0], d1 = r1[1] - r3[1], d2 = r1[2] - r3[2], d3 = r1[3] - r3[3]
-                        // ·B: each row [t0 − t2, t1 + t2, t2 − t1, t1 − t3].
-                        let o = row + ty * tw + tx
-                        o[0] = a0 - a2; o[stride] = a1 + a2; o[2 * stride] = a2 - a1; o[3 * stride] = a1 - a3
-                        o[4 * stride] = b0 - b2; o[5 * stride] = b1 + b2; o[6 * stride] = b2 - b1; o[7 * stride] = b1 - b3
-                        o[8 * stride] = c0 - c2; o[9 * stride] = c1 + c2; o[10 * stride] = c2 - c1; o[11 * stride] = c1 - c3
-                        o[12 * stride] = d0 - d2; o[13 * stride] = d1 + d2; o[14 * stride] = d2 - d1; o[15 * stride] = d1 - d3
-                    }
-                }
+                wc_winograd_input(input + ((first + img) * c + ch) * h * w, Int32(h), Int32(w), Int32(th), Int32(tw),
+                                  Int32(pt), Int32(pl), v + ch * tiles + img * th * tw, stride)
             }
         }
     }
 
-    /// Y = Aᵀ·m·A per tile, plus bias and activation, written into NCHW output, for `outputs` (all channels by default).
+    /// Y = Aᵀ·m·A per tile, plus bias and activation, written into NCHW output, for `outputs` (all channels by default),
+    /// a plane at a time in C (`wc_winograd_output`). A fused Add's residual goes in after the bias, before the clamp,
+    /// as the separate nodes would.
     @usableFromInline
     static func outputTransform(_ m: UnsafePointer<Float>, oc: Int, outputs: Range<Int>? = nil, first: Int, images: Int,
                                 th: Int, tw: Int, oh: Int, ow: Int, tiles: Int, bias: [Float]?, activation: Activation,
@@ -289,61 +255,13 @@ public enum Winograd {
         let st = paddedStride(oc * tiles)
         let (floor, ceiling) = activation.bounds
         for o in outputs ?? 0..<oc {
-            let bv = bias?[o] ?? 0
             for img in 0..<images {
                 let offset = ((first + img) * oc + o) * oh * ow
-                let dst = out + offset
-                if let residual {
-                    // A fused Add: the residual goes in after the bias, before the clamp, as the separate nodes would.
-                    let r = residual + offset
-                    let src = m + o * tiles + img * th * tw
-                    for ty in 0..<th {
-                        let y = 2 * ty
-                        for tx in 0..<tw {
-                            let (t00, t01, t10, t11) = outputTile(src + ty * tw + tx, stride: st)
-                            let x = 2 * tx
-                            let i00 = y * ow + x
-                            dst[i00] = min(max(t00 + bv + r[i00], floor), ceiling)
-                            if x + 1 < ow { dst[i00 + 1] = min(max(t01 + bv + r[i00 + 1], floor), ceiling) }
-                            if y + 1 < oh {
-                                dst[i00 + ow] = min(max(t10 + bv + r[i00 + ow], floor), ceiling)
-                                if x + 1 < ow { dst[i00 + ow + 1] = min(max(t11 + bv + r[i00 + ow + 1], floor), ceiling) }
-                            }
-                        }
-                    }
-                    continue
-                }
-                let src = m + o * tiles + img * th * tw
-                for ty in 0..<th {
-                    let y = 2 * ty
-                    for tx in 0..<tw {
-                        let (t00, t01, t10, t11) = outputTile(src + ty * tw + tx, stride: st)
-                        let y00 = min(max(t00 + bv, floor), ceiling), y01 = min(max(t01 + bv, floor), ceiling)
-                        let y10 = min(max(t10 + bv, floor), ceiling), y11 = min(max(t11 + bv, floor), ceiling)
-                        let x = 2 * tx
-                        dst[y * ow + x] = y00
-                        if x + 1 < ow { dst[y * ow + x + 1] = y01 }
-                        if y + 1 < oh {
-                            dst[(y + 1) * ow + x] = y10
-                            if x + 1 < ow { dst[(y + 1) * ow + x + 1] = y11 }
-                        }
-                    }
-                }
+                wc_winograd_output(m + o * tiles + img * th * tw, st, Int32(th), Int32(tw), bias?[o] ?? 0,
+                                   residual.map { $0 + offset }, floor, ceiling, out + offset, Int32(oh), Int32(ow))
             }
         }
     }
-}
-
-/// One output tile, Aᵀ·m·A, of the 16 transformed products that start at `s`, `stride` apart: the 2×2 outputs before
-/// bias (each sum in the order the separate terms were always added).
-@inline(__always)
-private func outputTile(_ s: UnsafePointer<Float>, stride st: Int) -> (Float, Float, Float, Float) {
-    // Aᵀ·m: two rows of four.
-    let a0 = s[0] + s[4 * st] + s[8 * st], a1 = s[st] + s[5 * st] + s[9 * st]
-    let a2 = s[2 * st] + s[6 * st] + s[10 * st], a3 = s[3 * st] + s[7 * st] + s[11 * st]
-    let b0 = s[4 * st] - s[8 * st] - s[12 * st], b1 = s[5 * st] - s[9 * st] - s[13 * st]
-    let b2 = s[6 * st] - s[10 * st] - s[14 * st], b3 = s[7 * st] - s[11 * st] - s[15 * st]
-    return (a0 + a1 + a2, a1 - a2 - a3, b0 + b1 + b2, b1 - b2 - b3)
 }
 
 /// Runs `body` with the address of `residual`'s scalars (0 when there is none), for kernels that pass it into

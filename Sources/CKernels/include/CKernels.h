@@ -101,6 +101,16 @@ void wc_im2col(const float *input, int c, int h, int w, int first_image, int ima
 void wc_im2col_isa(int isa, const float *input, int c, int h, int w, int first_image, int images, int first_channel,
                    int channels, const wc_window *window, int oh, int ow, float *col);
 
+/// Winograd F(2×2,3×3) input transform of one h×w plane (padding pt rows above, pl columns left): for each of its th×tw
+/// output tiles t (row-major), v[ξ·stride + t] = (Bᵀ·d·B)[ξ] of the tile's 4×4 input patch d (0 outside the plane).
+void wc_winograd_input(const float *plane, int h, int w, int th, int tw, int pt, int pl, float *v, long stride);
+
+/// Winograd output transform of one oh×ow output plane from its tiles' 16 products m[ξ·stride + t]: Aᵀ·m·A, plus
+/// `bias`, plus `residual` (the same plane of a tensor to add, or NULL), clamped to [low, high] as Swift's
+/// min(max(x, low), high) does.
+void wc_winograd_output(const float *m, long stride, int th, int tw, float bias, const float *residual, float low,
+                        float high, float *out, int oh, int ow);
+
 /// Runs task(context, w) for w in 0..<workers: part 0 on the calling thread, the others on the pool's helper threads
 /// (started on first use, kept for the life of the process), and returns when every part has finished. Idle helpers
 /// spin for 0.2 ms before they sleep, so back-to-back regions start without a wake-up. A call made while another region

@@ -1,0 +1,157 @@
+// Winograd F(2×2,3×3) transforms of one plane, 16 tiles at a time on AVX-512 (a plain loop elsewhere). Each value is
+// the same sum, in the same order, as in the plain loop, so both give the same bits.
+#include "Dispatch.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// Bᵀ·d·B of one 4×4 patch d (rows r0…r3, a row's values one apart); writes o[ξ·stride] for ξ in 0..<16.
+#define INPUT_TILE(T, d, o, stride)                                                                               \
+    do {                                                                                                          \
+        T a0 = d[0][0] - d[2][0], a1 = d[0][1] - d[2][1], a2 = d[0][2] - d[2][2], a3 = d[0][3] - d[2][3];         \
+        T b0 = d[1][0] + d[2][0], b1 = d[1][1] + d[2][1], b2 = d[1][2] + d[2][2], b3 = d[1][3] + d[2][3];         \
+        T c0 = d[2][0] - d[1][0], c1 = d[2][1] - d[1][1], c2 = d[2][2] - d[1][2], c3 = d[2][3] - d[1][3];         \
+        T e0 = d[1][0] - d[3][0], e1 = d[1][1] - d[3][1], e2 = d[1][2] - d[3][2], e3 = d[1][3] - d[3][3];         \
+        T out_[16] = {a0 - a2, a1 + a2, a2 - a1, a1 - a3, b0 - b2, b1 + b2, b2 - b1, b1 - b3,                      \
+                      c0 - c2, c1 + c2, c2 - c1, c1 - c3, e0 - e2, e1 + e2, e2 - e1, e1 - e3};                     \
+        for (int x_ = 0; x_ < 16; x_++) o(x_, out_[x_]);                                                          \
+    } while (0)
+
+// Aᵀ·m·A of one tile from its 16 products s[ξ]: the 2×2 outputs before bias.
+#define OUTPUT_TILE(T, s, t00, t01, t10, t11)                                                                     \
+    T a0 = s[0] + s[4] + s[8], a1 = s[1] + s[5] + s[9], a2 = s[2] + s[6] + s[10], a3 = s[3] + s[7] + s[11];        \
+    T b0 = s[4] - s[8] - s[12], b1 = s[5] - s[9] - s[13], b2 = s[6] - s[10] - s[14], b3 = s[7] - s[11] - s[15];    \
+    T t00 = a0 + a1 + a2, t01 = a1 - a2 - a3, t10 = b0 + b1 + b2, t11 = b1 - b2 - b3
+
+// min(max(x, low), high) as Swift computes it (a NaN stays NaN).
+static inline float clamp(float x, float low, float high) {
+    x = low >= x ? low : x;
+    return high < x ? high : x;
+}
+
+static void input_generic(const float *plane, int h, int w, int th, int tw, int pt, int pl, float *v, long stride) {
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            float d[4][4];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    const int y = 2 * ty - pt + i, x = 2 * tx - pl + j;
+                    d[i][j] = y >= 0 && y < h && x >= 0 && x < w ? plane[(long)y * w + x] : 0.0f;
+                }
+            float *o = v + (long)ty * tw + tx;
+#define STORE_ONE(x, value) o[(x) * stride] = (value)
+            INPUT_TILE(float, d, STORE_ONE, stride);
+#undef STORE_ONE
+        }
+}
+
+static void output_generic(const float *m, long stride, int th, int tw, float bias, const float *residual, float low,
+                           float high, float *out, int oh, int ow) {
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            float s[16];
+            for (int x = 0; x < 16; x++) s[x] = m[x * stride + (long)ty * tw + tx];
+            OUTPUT_TILE(float, s, t00, t01, t10, t11);
+            const float t[2][2] = {{t00, t01}, {t10, t11}};
+            for (int i = 0; i < 2 && 2 * ty + i < oh; i++)
+                for (int j = 0; j < 2 && 2 * tx + j < ow; j++) {
+                    const long at = (long)(2 * ty + i) * ow + 2 * tx + j;
+                    out[at] = clamp(residual ? t[i][j] + bias + residual[at] : t[i][j] + bias, low, high);
+                }
+        }
+}
+
+#if defined(__x86_64__)
+#define AVX512 __attribute__((target("avx512f")))
+
+// The lanes k of a vector of 16 values from column s on whose column s + k lies in [0, w).
+static inline __mmask16 inside(long s, int w) {
+    const long lo = s < 0 ? -s : 0, hi = w - s < 16 ? w - s : 16;
+    return hi > lo ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+}
+
+AVX512 static void input_avx512(const float *plane, int h, int w, int th, int tw, int pt, int pl, float *v,
+                                long stride) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int ty = 0; ty < th; ty++)
+        for (int tx0 = 0; tx0 < tw; tx0 += 16) {
+            const int lanes = tw - tx0 < 16 ? tw - tx0 : 16;
+            // Lane l is tile tx0 + l; its patch column j is input column base + 2l + j.
+            const long base = 2L * tx0 - pl;
+            __m512 d[4][4];
+            for (int i = 0; i < 4; i++) {
+                const int y = 2 * ty - pt + i;
+                if (y < 0 || y >= h) {
+                    for (int j = 0; j < 4; j++) d[i][j] = _mm512_setzero_ps();
+                    continue;
+                }
+                const float *row = plane + (long)y * w;
+                const __m512 p0 = _mm512_maskz_loadu_ps(inside(base, w), row + base);
+                const __m512 p1 = _mm512_maskz_loadu_ps(inside(base + 16, w), row + base + 16);
+                const __m512 q0 = _mm512_maskz_loadu_ps(inside(base + 2, w), row + base + 2);
+                const __m512 q1 = _mm512_maskz_loadu_ps(inside(base + 18, w), row + base + 18);
+                d[i][0] = _mm512_permutex2var_ps(p0, even, p1);
+                d[i][1] = _mm512_permutex2var_ps(p0, odd, p1);
+                d[i][2] = _mm512_permutex2var_ps(q0, even, q1);
+                d[i][3] = _mm512_permutex2var_ps(q0, odd, q1);
+            }
+            float *o = v + (long)ty * tw + tx0;
+            const __mmask16 keep = (__mmask16)((1u << lanes) - 1);
+#define STORE_VECTOR(x, value) _mm512_mask_storeu_ps(o + (x) * stride, keep, (value))
+            INPUT_TILE(__m512, d, STORE_VECTOR, stride);
+#undef STORE_VECTOR
+        }
+}
+
+AVX512 static inline __m512 finish512(__m512 x, __m512 low, __m512 high) {
+    x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(low, x, _CMP_GE_OQ), x, low);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(high, x, _CMP_LT_OQ), x, high);
+}
+
+AVX512 static void output_avx512(const float *m, long stride, int th, int tw, float bias, const float *residual,
+                                 float low, float high, float *out, int oh, int ow) {
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i second = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512 lowv = _mm512_set1_ps(low), highv = _mm512_set1_ps(high), biasv = _mm512_set1_ps(bias);
+    for (int ty = 0; ty < th; ty++)
+        for (int tx0 = 0; tx0 < tw; tx0 += 16) {
+            const int lanes = tw - tx0 < 16 ? tw - tx0 : 16;
+            const __mmask16 keep = (__mmask16)((1u << lanes) - 1);
+            __m512 s[16];
+            for (int x = 0; x < 16; x++) s[x] = _mm512_maskz_loadu_ps(keep, m + x * stride + (long)ty * tw + tx0);
+            OUTPUT_TILE(__m512, s, t00, t01, t10, t11);
+            // Output columns 2·tx0 …: the tiles' two columns interleaved, as many as the row still has.
+            const int columns = ow - 2 * tx0 < 2 * lanes ? ow - 2 * tx0 : 2 * lanes;
+            const __mmask16 left = (__mmask16)(columns >= 16 ? 0xffff : (1u << columns) - 1);
+            const __mmask16 right = (__mmask16)(columns <= 16 ? 0 : (1u << (columns - 16)) - 1);
+            const __m512 rows[2][2] = {{_mm512_permutex2var_ps(t00, first, t01), _mm512_permutex2var_ps(t00, second, t01)},
+                                       {_mm512_permutex2var_ps(t10, first, t11), _mm512_permutex2var_ps(t10, second, t11)}};
+            for (int i = 0; i < 2 && 2 * ty + i < oh; i++) {
+                const long at = (long)(2 * ty + i) * ow + 2L * tx0;
+                for (int half = 0; half < 2; half++) {
+                    const __mmask16 mask = half ? right : left;
+                    if (!mask) continue;
+                    __m512 x = _mm512_add_ps(rows[i][half], biasv);
+                    if (residual) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, residual + at + 16 * half));
+                    _mm512_mask_storeu_ps(out + at + 16 * half, mask, finish512(x, lowv, highv));
+                }
+            }
+        }
+}
+#endif
+
+void wc_winograd_input(const float *plane, int h, int w, int th, int tw, int pt, int pl, float *v, long stride) {
+#if defined(__x86_64__)
+    if (wc_kernels_isa() == WC_ISA_AVX512) { input_avx512(plane, h, w, th, tw, pt, pl, v, stride); return; }
+#endif
+    input_generic(plane, h, w, th, tw, pt, pl, v, stride);
+}
+
+void wc_winograd_output(const float *m, long stride, int th, int tw, float bias, const float *residual, float low,
+                        float high, float *out, int oh, int ow) {
+#if defined(__x86_64__)
+    if (wc_kernels_isa() == WC_ISA_AVX512) { output_avx512(m, stride, th, tw, bias, residual, low, high, out, oh, ow); return; }
+#endif
+    output_generic(m, stride, th, tw, bias, residual, low, high, out, oh, ow);
+}
