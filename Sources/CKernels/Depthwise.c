@@ -228,10 +228,7 @@ static void flat_depthwise_avx512(const float *input, int channels, long first, 
             for (int g = 0; g < group; g++) {
                 __m512 x = acc[g];
                 if (residual) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(valid, residual + (plane + g) * pixels + v * 16));
-                // min(max(x, low), high) as Swift computes it: low where low >= x, then high where high < x.
-                x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(lo, x, _CMP_GE_OQ), lo);
-                x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(hi, x, _CMP_LT_OQ), hi);
-                _mm512_mask_storeu_ps(output + (plane + g) * pixels + v * 16, valid, x);
+                _mm512_mask_storeu_ps(output + (plane + g) * pixels + v * 16, valid, wc_clamp512(x, lo, hi));
             }
         }
     }

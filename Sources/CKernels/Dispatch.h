@@ -3,6 +3,21 @@
 // Shared by the kernels' sources (not part of the module's interface).
 #include "CKernels.h"
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// min(max(x, low), high) as Swift computes it: low where low >= x, then high where high < x (a NaN stays NaN).
+static inline float wc_clamp(float x, float low, float high) {
+    x = low >= x ? low : x;
+    return high < x ? high : x;
+}
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static inline __m512 wc_clamp512(__m512 x, __m512 low, __m512 high) {
+    x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(low, x, _CMP_GE_OQ), low);
+    return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(high, x, _CMP_LT_OQ), high);
+}
+#endif
 
 // Calls NAME_avx512, NAME_avx2 or NAME_generic with the arguments: the variant for `isa` (DISPATCH_ISA), or the one
 // wc_kernels_isa() chooses (DISPATCH).

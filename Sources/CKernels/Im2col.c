@@ -6,9 +6,6 @@
 // AVX-512 a masked gather of 16 outputs at a time.
 #include "Dispatch.h"
 #include <stdlib.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 // The output columns [*lo, *hi) of a row whose input column ox·sw + x_off lies inside [0, w).
 static inline void inside(int ow, int w, int sw, int x_off, int *lo, int *hi) {

@@ -1,8 +1,7 @@
 // Packed-weight matrix product: one microkernel written once over GCC/Clang vector types and compiled for three
 // instruction sets (baseline, AVX2+FMA, AVX-512), the best chosen at run time.
-#include "CKernels.h"
+#include "Dispatch.h"
 #include <stdlib.h>
-#include <string.h>
 
 enum { MR = 8, KC = 256, CHUNK = 16384 };
 #ifndef PREFETCH
@@ -10,11 +9,7 @@ enum { MR = 8, KC = 256, CHUNK = 16384 };
 #endif
 
 // The epilogue of one value: + bias, then clamped as Swift's min(max(x, low), high) does (a NaN stays NaN).
-static inline float finish(float x, float bias, const wc_epilogue *e) {
-    x = x + bias;
-    x = e->low >= x ? e->low : x;
-    return e->high < x ? e->high : x;
-}
+static inline float finish(float x, float bias, const wc_epilogue *e) { return wc_clamp(x + bias, e->low, e->high); }
 
 size_t wc_packed_count(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
 
@@ -165,12 +160,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 float *dst = blockB;                                                                              \
                 for (int n0 = nc; n0 < end; ) {                                                                   \
                     int step = end - n0 >= NV * L ? NV * L : L;                                                   \
-                    /* Copies of a constant size, inlined (a call of memmove per row took a tenth of the time). */ \
-                    if (step == NV * L)                                                                           \
-                        for (int kk = 0; kk < kc; kk++)                                                           \
-                            memcpy(dst + kk * NV * L, b + (kb + kk) * ldb + n0, sizeof(float) * NV * L);          \
-                    else                                                                                          \
-                        for (int kk = 0; kk < kc; kk++) memcpy(dst + kk * L, b + (kb + kk) * ldb + n0, sizeof(float) * L); \
+                    for (int kk = 0; kk < kc; kk++) memcpy(dst + kk * step, b + (kb + kk) * ldb + n0, sizeof(float) * step); \
                     dst += kc * step;                                                                             \
                     n0 += step;                                                                                   \
                 }                                                                                                 \

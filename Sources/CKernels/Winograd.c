@@ -1,9 +1,6 @@
 // Winograd F(2×2,3×3) transforms of one plane, 16 tiles at a time on AVX-512 (a plain loop elsewhere). Each value is
 // the same sum, in the same order, as in the plain loop, so both give the same bits.
 #include "Dispatch.h"
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 // Bᵀ·d·B of one 4×4 patch d (rows r0…r3, a row's values one apart); writes o[ξ·stride] for ξ in 0..<16.
 #define INPUT_TILE(T, d, o, stride)                                                                               \
@@ -22,12 +19,6 @@
     T a0 = s[0] + s[4] + s[8], a1 = s[1] + s[5] + s[9], a2 = s[2] + s[6] + s[10], a3 = s[3] + s[7] + s[11];        \
     T b0 = s[4] - s[8] - s[12], b1 = s[5] - s[9] - s[13], b2 = s[6] - s[10] - s[14], b3 = s[7] - s[11] - s[15];    \
     T t00 = a0 + a1 + a2, t01 = a1 - a2 - a3, t10 = b0 + b1 + b2, t11 = b1 - b2 - b3
-
-// min(max(x, low), high) as Swift computes it (a NaN stays NaN).
-static inline float clamp(float x, float low, float high) {
-    x = low >= x ? low : x;
-    return high < x ? high : x;
-}
 
 static void input_generic(const float *plane, int h, int w, int th, int tw, int pt, int pl, float *v, long stride) {
     for (int ty = 0; ty < th; ty++)
@@ -56,7 +47,7 @@ static void output_generic(const float *m, long stride, int th, int tw, float bi
             for (int i = 0; i < 2 && 2 * ty + i < oh; i++)
                 for (int j = 0; j < 2 && 2 * tx + j < ow; j++) {
                     const long at = (long)(2 * ty + i) * ow + 2 * tx + j;
-                    out[at] = clamp(residual ? t[i][j] + bias + residual[at] : t[i][j] + bias, low, high);
+                    out[at] = wc_clamp(residual ? t[i][j] + bias + residual[at] : t[i][j] + bias, low, high);
                 }
         }
 }
@@ -104,11 +95,6 @@ AVX512 static void input_avx512(const float *plane, int h, int w, int th, int tw
         }
 }
 
-AVX512 static inline __m512 finish512(__m512 x, __m512 low, __m512 high) {
-    x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(low, x, _CMP_GE_OQ), x, low);
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(high, x, _CMP_LT_OQ), x, high);
-}
-
 AVX512 static void output_avx512(const float *m, long stride, int th, int tw, float bias, const float *residual,
                                  float low, float high, float *out, int oh, int ow) {
     const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -134,7 +120,7 @@ AVX512 static void output_avx512(const float *m, long stride, int th, int tw, fl
                     if (!mask) continue;
                     __m512 x = _mm512_add_ps(rows[i][half], biasv);
                     if (residual) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, residual + at + 16 * half));
-                    _mm512_mask_storeu_ps(out + at + 16 * half, mask, finish512(x, lowv, highv));
+                    _mm512_mask_storeu_ps(out + at + 16 * half, mask, wc_clamp512(x, lowv, highv));
                 }
             }
         }

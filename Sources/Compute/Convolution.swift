@@ -190,9 +190,8 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                             ldb = ohw
                         } else {
                             // A lone chunk (its product split over the workers) splits its copy by channels too.
-                            let splits = parallelGemm && kdim * cols >= 1 << 16 ? icg : 1
-                            parallelChunks(splits) { part in
-                                let channels = splits == 1 ? 0..<icg : part
+                            let split = parallelGemm && kdim * cols >= 1 << 16
+                            parallelChunks(icg, minimumChunk: split ? 1 : icg) { channels in
                                 im2col(inBase, c: c, h: h, w: w, firstImage: first, images: count,
                                        channels: g * icg + channels.lowerBound..<g * icg + channels.upperBound,
                                        window: window, oh: oh, ow: ow, into: col + channels.lowerBound * kh * kw * cols)

@@ -190,10 +190,10 @@ public enum Winograd {
                         let tiles = images * tilesPerImage
                         // A lone chunk (its GEMMs split over the workers) splits its transforms too: by input
                         // channels, then by output channels.
-                        let transformParts = { (count: Int) in splitGemms && tiles * count >= 1 << 14 ? count : 1 }
-                        parallelChunks(transformParts(c)) { part in
+                        let smallest = { (count: Int) in splitGemms && tiles * count >= 1 << 14 ? 1 : count }
+                        parallelChunks(c, minimumChunk: smallest(c)) { channels in
                             inputTransform(inBase, c: c, h: h, w: w, first: first, images: images, th: th, tw: tw,
-                                           pt: pt, pl: pl, tiles: tiles, channels: transformParts(c) == 1 ? 0..<c : part, into: v)
+                                           pt: pt, pl: pl, tiles: tiles, channels: channels, into: v)
                         }
                         let vStride = paddedStride(c * tiles), mStride = paddedStride(oc * tiles)
                         let gemm = { (xi: Int) in
@@ -210,11 +210,10 @@ public enum Winograd {
                         } else {
                             for xi in 0..<16 { gemm(xi) }
                         }
-                        parallelChunks(transformParts(oc)) { part in
-                            outputTransform(m, oc: oc, outputs: transformParts(oc) == 1 ? 0..<oc : part, first: first,
-                                            images: images, th: th, tw: tw, oh: oh, ow: ow, tiles: tiles, bias: bias,
-                                            activation: activation, residual: UnsafePointer<Float>(bitPattern: residualAddress),
-                                            into: out)
+                        parallelChunks(oc, minimumChunk: smallest(oc)) { outputs in
+                            outputTransform(m, oc: oc, outputs: outputs, first: first, images: images, th: th, tw: tw,
+                                            oh: oh, ow: ow, tiles: tiles, bias: bias, activation: activation,
+                                            residual: UnsafePointer<Float>(bitPattern: residualAddress), into: out)
                         }
                     }
                     forEachChunk(chunks, scratch: (16 * paddedStride(c * perChunk * tilesPerImage),
@@ -245,16 +244,16 @@ public enum Winograd {
         }
     }
 
-    /// Y = Aᵀ·m·A per tile, plus bias and activation, written into NCHW output, for `outputs` (all channels by default),
+    /// Y = Aᵀ·m·A per tile, plus bias and activation, written into NCHW output, for the output channels `outputs`,
     /// a plane at a time in C (`wc_winograd_output`). A fused Add's residual goes in after the bias, before the clamp,
     /// as the separate nodes would.
     @usableFromInline
-    static func outputTransform(_ m: UnsafePointer<Float>, oc: Int, outputs: Range<Int>? = nil, first: Int, images: Int,
+    static func outputTransform(_ m: UnsafePointer<Float>, oc: Int, outputs: Range<Int>, first: Int, images: Int,
                                 th: Int, tw: Int, oh: Int, ow: Int, tiles: Int, bias: [Float]?, activation: Activation,
                                 residual: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>) {
         let st = paddedStride(oc * tiles)
         let (floor, ceiling) = activation.bounds
-        for o in outputs ?? 0..<oc {
+        for o in outputs {
             for img in 0..<images {
                 let offset = ((first + img) * oc + o) * oh * ow
                 wc_winograd_output(m + o * tiles + img * th * tw, st, Int32(th), Int32(tw), bias?[o] ?? 0,
