@@ -61,40 +61,67 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                     for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));           \
     }
 
-// At most 8 columns, fewer than a vector (batch 1 on 2×2 maps): vectors run down a panel's eight rows instead, one
-// accumulator per column of B, so A streams once per NN columns at full width. Each C value is the same sum, in the
-// same order, as in the blocks above.
+// Few columns (batch 1 on maps up to 3×3): vectors run down a panel's eight rows instead, one
+// accumulator per column of B, all n columns at once (a kernel for each n, so that A streams once and every
+// accumulator stays in a register); under 5 columns two panels go together, for enough independent sums to hide the
+// latency of each multiply-add. Each C value is the same sum, in the same order, as in the blocks above.
 #define DEFINE_NARROW(NAME, ATTR, NN)                                                                             \
     ATTR static void NAME(int m, int k, const float *packed, const float *b, long ldb, float *c, long ldc,         \
                           const wc_epilogue *e) {                                                                 \
-        for (int p = 0; p < m; p += MR) {                                                                         \
-            int rows = m - p < MR ? m - p : MR;                                                                   \
-            const float *a = packed + (size_t)p * k;                                                              \
-            rows8 acc[NN];                                                                                        \
-            for (int j = 0; j < NN; j++) acc[j] = (rows8){0};                                                     \
-            for (int kk = 0; kk < k; kk++) {                                                                      \
-                if (!(kk & 1)) __builtin_prefetch(a + kk * MR + PREFETCH);                                        \
-                rows8 av;                                                                                         \
-                memcpy(&av, a + (size_t)kk * MR, sizeof av);                                                      \
-                for (int j = 0; j < NN; j++) acc[j] += av * b[kk * ldb + j];                                      \
+        enum { PN = NN <= 4 ? 2 : 1 };                                                                            \
+        for (int p = 0; p < m; p += PN * MR) {                                                                    \
+            const int panels = m - p > MR && PN == 2 ? 2 : 1;                                                     \
+            const float *a[PN];                                                                                   \
+            rows8 acc[PN][NN];                                                                                    \
+            for (int q = 0; q < PN; q++) {                                                                        \
+                /* A lone last panel runs twice; its second copy is not stored. */                                \
+                a[q] = packed + (size_t)(q < panels ? p + q * MR : p) * k;                                        \
+                for (int j = 0; j < NN; j++) acc[q][j] = (rows8){0};                                              \
             }                                                                                                     \
-            for (int j = 0; j < NN; j++)                                                                          \
-                for (int r = 0; r < rows; r++)                                                                    \
-                    c[(p + r) * ldc + j] = e ? finish(acc[j][r], e->bias ? e->bias[p + r] : 0.0f, e) : acc[j][r];  \
+            for (int kk = 0; kk < k; kk++) {                                                                      \
+                rows8 av[PN];                                                                                     \
+                for (int q = 0; q < PN; q++) {                                                                    \
+                    if (!(kk & 1)) __builtin_prefetch(a[q] + kk * MR + PREFETCH);                                 \
+                    memcpy(&av[q], a[q] + (size_t)kk * MR, sizeof av[q]);                                         \
+                }                                                                                                 \
+                for (int j = 0; j < NN; j++)                                                                      \
+                    for (int q = 0; q < PN; q++) acc[q][j] += av[q] * b[kk * ldb + j];                            \
+            }                                                                                                     \
+            for (int q = 0; q < panels; q++) {                                                                    \
+                const int first = p + q * MR, rows = m - first < MR ? m - first : MR;                             \
+                for (int j = 0; j < NN; j++)                                                                      \
+                    for (int r = 0; r < rows; r++)                                                                \
+                        c[(first + r) * ldc + j] =                                                                \
+                            e ? finish(acc[q][j][r], e->bias ? e->bias[first + r] : 0.0f, e) : acc[q][j][r];      \
+            }                                                                                                     \
         }                                                                                                         \
     }
-#define DEFINE_NARROWS(NAME, ATTR)                                                                                \
-    DEFINE_NARROW(NAME##_narrow8, ATTR, 8)                                                                        \
-    DEFINE_NARROW(NAME##_narrow4, ATTR, 4)                                                                        \
-    DEFINE_NARROW(NAME##_narrow2, ATTR, 2)                                                                        \
+#define NARROW_CASE(NAME, NN) case NN: NAME##_narrow##NN(m, k, packed, b, ldb, c, ldc, e); return;
+#define DEFINE_NARROWS_TO_3(NAME, ATTR)                                                                           \
     DEFINE_NARROW(NAME##_narrow1, ATTR, 1)                                                                        \
+    DEFINE_NARROW(NAME##_narrow2, ATTR, 2)                                                                        \
+    DEFINE_NARROW(NAME##_narrow3, ATTR, 3)
+#define CASES_TO_3(NAME) NARROW_CASE(NAME, 1) NARROW_CASE(NAME, 2) NARROW_CASE(NAME, 3)
+#define DEFINE_NARROWS_TO_7(NAME, ATTR)                                                                           \
+    DEFINE_NARROWS_TO_3(NAME, ATTR)                                                                               \
+    DEFINE_NARROW(NAME##_narrow4, ATTR, 4)                                                                        \
+    DEFINE_NARROW(NAME##_narrow5, ATTR, 5)                                                                        \
+    DEFINE_NARROW(NAME##_narrow6, ATTR, 6)                                                                        \
+    DEFINE_NARROW(NAME##_narrow7, ATTR, 7)
+#define CASES_TO_7(NAME) CASES_TO_3(NAME) NARROW_CASE(NAME, 4) NARROW_CASE(NAME, 5) NARROW_CASE(NAME, 6) NARROW_CASE(NAME, 7)
+#define DEFINE_NARROWS_TO_10(NAME, ATTR)                                                                          \
+    DEFINE_NARROWS_TO_7(NAME, ATTR)                                                                               \
+    DEFINE_NARROW(NAME##_narrow8, ATTR, 8)                                                                        \
+    DEFINE_NARROW(NAME##_narrow9, ATTR, 9)                                                                        \
+    DEFINE_NARROW(NAME##_narrow10, ATTR, 10)
+#define CASES_TO_10(NAME) CASES_TO_7(NAME) NARROW_CASE(NAME, 8) NARROW_CASE(NAME, 9) NARROW_CASE(NAME, 10)
+// NAME_narrow for n = 1 … UPTO (NARROW_L for the variant's vector width L; expanded to a number before it is pasted).
+#define DEFINE_NARROWS(NAME, ATTR, UPTO) DEFINE_NARROWS_UPTO(NAME, ATTR, UPTO)
+#define DEFINE_NARROWS_UPTO(NAME, ATTR, UPTO)                                                                     \
+    DEFINE_NARROWS_TO_##UPTO(NAME, ATTR)                                                                          \
     ATTR static void NAME##_narrow(int m, int n, int k, const float *packed, const float *b, long ldb, float *c,   \
                                    long ldc, const wc_epilogue *e) {                                              \
-        int j = 0;                                                                                                \
-        for (; j + 8 <= n; j += 8) NAME##_narrow8(m, k, packed, b + j, ldb, c + j, ldc, e);                          \
-        for (; j + 4 <= n; j += 4) NAME##_narrow4(m, k, packed, b + j, ldb, c + j, ldc, e);                          \
-        for (; j + 2 <= n; j += 2) NAME##_narrow2(m, k, packed, b + j, ldb, c + j, ldc, e);                          \
-        for (; j < n; j++) NAME##_narrow1(m, k, packed, b + j, ldb, c + j, ldc, e);                                  \
+        switch (n) { CASES_TO_##UPTO(NAME) }                                                                      \
     }
 
 // The whole product. Columns past the last whole vector are copied once, zero-padded to a vector, for every kk.
@@ -103,7 +130,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // copied contiguous (rows of B a power-of-two apart fall in one set of L1), with every panel of A in each, so B's
 // block stays in L1 while A's block streams from L2.
 #define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV)                                                                       \
-    DEFINE_NARROWS(NAME, ATTR)                                                                                    \
+    DEFINE_NARROWS(NAME, ATTR, NARROW_##L)                                                                                    \
     DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV)                                                                   \
     DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1)                                                                     \
     ATTR static void NAME##_tail(int m, int k, int kb, int kc, const float *packed, const float *tailB, int tail,  \
@@ -118,9 +145,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
     }                                                                                                             \
     ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,  \
                           const wc_epilogue *e) {                                                                 \
-        /* Up to 8 columns: down the panel's rows, A read once; 9 to L−1: one zero-padded vector block (the    */ \
-        /* narrow kernels would read A twice, 8 columns and then the rest).                                      */ \
-        if (n < L && n <= 8) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc, e); return; }                       \
+        /* Few columns: down the panel's rows (a zero-padded vector block would leave L − n of each vector's   */ \
+        /* lanes idle: 7 of 16 on a 3×3 map).                                                                    */ \
+        if (n <= NARROW_##L) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc, e); return; }                       \
         int whole = n / L * L, tail = n - whole;                                                                  \
         float *tailB = tail ? malloc(sizeof(float) * L * (size_t)k) : NULL;                                       \
         if (tail && !tailB) abort();                                                                              \
@@ -185,6 +212,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         free(tailB);                                                                                              \
     }
 
+// The most columns taken down the rows, for each vector width L: up to L − 1, and on AVX-512 up to 10. With 12 or 15
+// columns one zero-padded 16-lane block measured faster (69 and 80 against 56 and 63 GFLOP/s on one thread: the
+// narrow kernel's broadcasts of B saturate the load ports); with 9, slower (56–61 against 75).
+#define NARROW_4 3
+#define NARROW_8 7
+#define NARROW_16 10
 typedef float vec4 __attribute__((vector_size(16)));
 typedef int ivec4 __attribute__((vector_size(16)));
 typedef float rows8 __attribute__((vector_size(32)));

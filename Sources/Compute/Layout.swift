@@ -31,6 +31,7 @@ public func transposed<T: Sendable>(_ x: Tensor<T>, permutation perm: [Int]) thr
     return Tensor(shape: shape, scalars: scalars)
 }
 
+@inlinable
 public func concatenated<T: Sendable>(_ parts: [Tensor<T>], axis: Int) throws -> Tensor<T> {
     guard let first = parts.first else { throw ComputeError.shapeMismatch("Concat needs at least one input") }
     for p in parts where p.rank != first.rank || (0..<first.rank).contains(where: { $0 != axis && p.shape[$0] != first.shape[$0] }) {
@@ -39,15 +40,29 @@ public func concatenated<T: Sendable>(_ parts: [Tensor<T>], axis: Int) throws ->
     guard axis >= 0 && axis < max(1, first.rank) else { throw ComputeError.shapeMismatch("Concat axis \(axis) is out of range for \(first.shape)") }
     var shape = first.shape
     shape[axis] = parts.reduce(0) { $0 &+ $1.shape[axis] }
-    _ = try elementCount(shape, "Concat output")
+    let count = try elementCount(shape, "Concat output")
     let outer = first.shape[..<axis].reduce(1, *)
-    var scalars: [T] = []
-    scalars.reserveCapacity(shape.reduce(1, *))
-    for o in 0..<outer {
-        for p in parts {
-            let block = p.shape[axis...].reduce(1, *)
-            scalars.append(contentsOf: p.scalars[o * block..<(o + 1) * block])
+    // Each (outer index, part) pair is one contiguous block of the output; the blocks are split over the workers
+    // once the copy is large (a fire module's Concat at batch 64 moves 7 MB).
+    let blocks = parts.map { $0.shape[axis...].reduce(1, *) }
+    let row = blocks.reduce(0, +)
+    let starts = blocks.indices.map { blocks[..<$0].reduce(0, +) }
+    let scalars = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+        if count > 0 {
+            let base = Int(bitPattern: buffer.baseAddress!)
+            let pairs = outer * parts.count
+            parallelChunks(pairs, minimumChunk: max(1, pairs * (1 << 16) / count)) { range in
+                let out = UnsafeMutablePointer<T>(bitPattern: base)!
+                for pair in range {
+                    let (o, p) = pair.quotientAndRemainder(dividingBy: parts.count)
+                    guard blocks[p] > 0 else { continue }
+                    parts[p].scalars.withUnsafeBufferPointer { src in
+                        (out + o * row + starts[p]).initialize(from: src.baseAddress! + o * blocks[p], count: blocks[p])
+                    }
+                }
+            }
         }
+        initialized = count
     }
     return Tensor(shape: shape, scalars: scalars)
 }

@@ -4,7 +4,7 @@ import Testing
 import _TestSupport
 
 /// The packed-weight product (Sources/CKernels) against the definition, for every variant this processor runs, over
-/// shapes that reach each of its paths: up to 8 columns (down the rows), 9–15 (one zero-padded vector), one and two
+/// shapes that reach each of its paths: fewer columns than a vector (down the rows; 8, 4, 2 and 1 at a time), one and two
 /// vectors, a remainder, wide products (copied blocks of B), depths past one block of 256, row counts that are not a
 /// multiple of 8, and padded leading dimensions, with and without the epilogue (bias, clamp); and convolutions on packed weights against BLAS.
 @Suite struct PackedProductTests {
