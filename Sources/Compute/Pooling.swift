@@ -25,6 +25,18 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
         output.scalars.withUnsafeMutableBufferPointer { outBuf in
             let inBase = inBuf.baseAddress!
             let outAddress = Int(bitPattern: outBuf.baseAddress!)
+            if case .max = kind, wc_maxpool_across_runs(Int32(h), Int32(w), Int32(oh), Int32(ow)) != 0 {
+                // Small outputs: sixteen planes at a time, one per lane.
+                let shape = wc_window(window), planes = n * c
+                parallelChunks((planes + 15) / 16) { groups in
+                    let first = groups.lowerBound * 16, count = min(planes, groups.upperBound * 16) - first
+                    withUnsafePointer(to: shape) {
+                        wc_maxpool_across(inBase + first * h * w, count, Int32(h), Int32(w), $0,
+                                          UnsafeMutablePointer<Float>(bitPattern: outAddress)! + first * oh * ow, Int32(oh), Int32(ow))
+                    }
+                }
+                return
+            }
             parallelChunks(n * c, minimumChunk: 4) { planes in
                 let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
                 // Max pools with stride 1 or 2 read a −∞-bordered copy of each plane, eight outputs at a time.

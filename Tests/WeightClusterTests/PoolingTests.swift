@@ -3,8 +3,9 @@ import Testing
 import _TestSupport
 
 /// Max pooling's fast paths (over a −∞-bordered plane for strides 1 and 2, the plain 2×2 loop, the spans loop for
-/// larger strides) against the definition, a NaN included (for the plain 2×2 loop in a window's second cell, which
-/// Swift's `max` alone would drop).
+/// larger strides, sixteen planes at a time for outputs of at most 64 values) against the definition, a NaN included
+/// (for the plain 2×2 loop in a window's second cell, which Swift's `max` alone would drop). 38 planes: two whole
+/// groups of sixteen and a partial one.
 @Suite struct PoolingTests {
     struct Case: Sendable, CustomStringConvertible {
         var h, w, k, stride, dilation: Int
@@ -22,11 +23,13 @@ import _TestSupport
         // Outputs wider than two vectors (a partial third), rows not a multiple of four.
         Case(h: 7, w: 40, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(h: 9, w: 75, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
+        // SqueezeNet's last pool at 64 px: 7×7 to 3×3.
+        Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
     ]
 
     @Test(arguments: cases)
     func maxPoolMatchesDefinition(_ k: Case) throws {
-        let (n, c) = (2, 3)
+        let (n, c) = (2, 19)
         var values = ConvolutionTests.random(n * c * k.h * k.w, seed: 41)
         values[7] = .nan
         let x = Tensor(shape: [n, c, k.h, k.w], scalars: values)

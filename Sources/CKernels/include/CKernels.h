@@ -62,6 +62,13 @@ typedef struct {
     int kh, kw, sh, sw, dh, dw, pad_top, pad_left;
 } wc_window;
 
+/// Max pooling of the `count` h×w planes at `input` (one after another) into their oh×ow outputs at `output`, sixteen
+/// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_plane` gives. Only where
+/// `wc_maxpool_across_runs` says so: this processor's variant has the kernel and oh·ow is at most 64.
+int wc_maxpool_across_runs(int h, int w, int oh, int ow);
+void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
+                       int ow);
+
 /// Depthwise convolution of `count` channels of one image, vectorised across channels (16 or 8 at a time): `input`
 /// holds the channels' h×w planes one after another, `weights` their kh×kw filters, `bias` their biases (or NULL);
 /// `output` (and `residual`, or NULL) their oh×ow planes. Each output sums bias, then tap·input for the taps inside the
