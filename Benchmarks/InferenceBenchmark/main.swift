@@ -1,9 +1,10 @@
 // Inference throughput and sgemm speed, printed as JSON for Scripts/bench-inference.sh.
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
+//                                              [--threads N]
 // --seconds S times batches until S seconds have passed (at least one, after one warm-up batch) instead of a fixed
 // count; --throughput-only skips the per-operator profile and the sgemm table (Scripts/bench-architectures.sh);
-// --top N lists the N slowest nodes (12 by default).
+// --top N lists the N slowest nodes (12 by default); --threads N runs on N threads (all cores by default).
 import _BenchmarkSupport
 import Compute
 import Dispatch
@@ -30,6 +31,7 @@ let iterations = arguments.take("--iterations", 10)
 let top = arguments.take("--top", 12)
 let minimumSeconds = arguments.take("--seconds").flatMap(Double.init)
 let throughputOnly = arguments.rest.contains("--throughput-only")
+if let threads = arguments.take("--threads").flatMap(Int.init) { ComputeThreads.configure(threads) }
 guard let modelPath = arguments.rest.first(where: { !$0.hasPrefix("--") }) else {
     FileHandle.standardError.write(Data("usage: wc-inference-bench MODEL [--batch 64] [--iterations 10]\n".utf8))
     exit(2)

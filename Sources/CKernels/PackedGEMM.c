@@ -124,7 +124,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         switch (n) { CASES_TO_##UPTO(NAME) }                                                                      \
     }
 
-// The whole product. Columns past the last whole vector are copied once, zero-padded to a vector, for every kk.
+// The whole product. Columns past the last whole vector, if more than the narrow kernels take, are copied once,
+// zero-padded to a vector, for every kk.
 // A narrow B (at most four vectors wide: batch 1 on small maps) stays in cache, so each panel of A is read once, in
 // memory order, over all its columns before the next. A wide B is taken in blocks of KC columns of A and NV·L of B
 // copied contiguous (rows of B a power-of-two apart fall in one set of L1), with every panel of A in each, so B's
@@ -149,6 +150,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         /* lanes idle: 7 of 16 on a 3×3 map).                                                                    */ \
         if (n <= NARROW_##L) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc, e); return; }                       \
         int whole = n / L * L, tail = n - whole;                                                                  \
+        /* A few columns past the last whole vector (one on 7×7, 15×15 and 31×31 maps at batch 1): down the      */ \
+        /* rows too, not in a zero-padded vector (15 of its 16 lanes idle, and a copy of those columns of B).    */ \
+        if (tail && tail <= NARROW_##L) {                                                                         \
+            NAME##_narrow(m, tail, k, packed, b + whole, ldb, c + whole, ldc, e);                                 \
+            tail = 0;                                                                                             \
+        }                                                                                                         \
         float *tailB = tail ? malloc(sizeof(float) * L * (size_t)k) : NULL;                                       \
         if (tail && !tailB) abort();                                                                              \
         for (int kk = 0; tail && kk < k; kk++) {                                                                  \
