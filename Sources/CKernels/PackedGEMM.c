@@ -24,9 +24,14 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 
 // One block of C: `rows` (≤ MR) rows × NV·L columns, over kc columns of A (a: that panel's first column) and kc rows
 // of B. With `accumulate`, the block adds to C's values (a later block of columns of A).
-#define DEFINE_BLOCK(NAME, ATTR, VEC, IVEC, L, NV)                                                                      \
-    ATTR static inline void NAME(int kc, const float *a, const float *b, long ldb, float *c, long ldc, int rows,  \
-                                 int accumulate, const wc_epilogue *e, int row0) {                                \
+#define DEFINE_BLOCK(NAME, ATTR, VEC, IVEC, L, NV) DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, PACKED_A, 1)
+// AINDEX(kk, r): A's value at column kk of the block's row r (packed panels, or rows of stride lda); PREFETCHING: ask
+// for A PREFETCH floats ahead (one stream: packed panels only).
+#define PACKED_A(kk, r) a[(kk) * MR + (r)]
+#define ROWS_A(kk, r) a[(kk) + (long)((r) < rows ? (r) : rows - 1) * lda]
+#define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, AINDEX, PREFETCHING)                                               \
+    ATTR static inline void NAME(int kc, const float *a, long lda, const float *b, long ldb, float *c, long ldc,   \
+                                 int rows, int accumulate, const wc_epilogue *e, int row0) {                      \
         VEC acc[MR][NV];                                                                                          \
         for (int r = 0; r < MR; r++)                                                                              \
             for (int v = 0; v < NV; v++) {                                                                        \
@@ -35,11 +40,11 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             }                                                                                                     \
         for (int kk = 0; kk < kc; kk++) {                                                                         \
             /* A streams from memory at batch 1: ask for it PREFETCH floats ahead. */                             \
-            if (!(kk & 1)) __builtin_prefetch(a + kk * MR + PREFETCH);                                            \
+            if (PREFETCHING && !(kk & 1)) __builtin_prefetch(a + kk * MR + PREFETCH);                             \
             VEC bv[NV];                                                                                           \
             for (int v = 0; v < NV; v++) memcpy(&bv[v], b + kk * ldb + v * L, sizeof(VEC));                       \
             for (int r = 0; r < MR; r++)                                                                          \
-                for (int v = 0; v < NV; v++) acc[r][v] += bv[v] * a[kk * MR + r];                                 \
+                for (int v = 0; v < NV; v++) acc[r][v] += bv[v] * AINDEX(kk, r);                                  \
         }                                                                                                         \
         if (e)                                                                                                    \
             for (int r = 0; r < MR; r++)                                                                          \
@@ -140,7 +145,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         int rows = m - p < MR ? m - p : MR;                                                                       \
         if (kb > 0)                                                                                               \
             for (int r = 0; r < rows; r++) memcpy(tailC + r * L, c + (p + r) * ldc, sizeof(float) * tail);       \
-        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0,   \
+        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, 0, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0,   \
                    kb + kc == k ? e : NULL, p);                                                                   \
         for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc, tailC + r * L, sizeof(float) * tail);           \
     }                                                                                                             \
@@ -171,9 +176,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                     const float *a = packed + (size_t)p * k + (size_t)kb * MR;                                    \
                     int n0 = 0;                                                                                   \
                     for (; n0 + NV * L <= whole; n0 += NV * L)                                                    \
-                        NAME##_wide(kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
+                        NAME##_wide(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
                     for (; n0 < whole; n0 += L)                                                                   \
-                        NAME##_one(kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);  \
+                        NAME##_one(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);  \
                     if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e);               \
                 }                                                                                                 \
             }                                                                                                     \
@@ -203,11 +208,11 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                     const float *a = packed + (size_t)p * k + (size_t)kb * MR, *src = blockB;                     \
                     for (int n0 = nc; n0 < end; ) {                                                               \
                         if (end - n0 >= NV * L) {                                                                 \
-                            NAME##_wide(kc, a, src, NV * L, c + p * ldc + n0, ldc, rows, accumulate, last, p);    \
+                            NAME##_wide(kc, a, 0, src, NV * L, c + p * ldc + n0, ldc, rows, accumulate, last, p);    \
                             src += kc * NV * L;                                                                   \
                             n0 += NV * L;                                                                         \
                         } else {                                                                                  \
-                            NAME##_one(kc, a, src, L, c + p * ldc + n0, ldc, rows, accumulate, last, p);          \
+                            NAME##_one(kc, a, 0, src, L, c + p * ldc + n0, ldc, rows, accumulate, last, p);          \
                             src += kc * L;                                                                        \
                             n0 += L;                                                                              \
                         }                                                                                         \
@@ -215,6 +220,41 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 }                                                                                                 \
             }                                                                                                     \
             for (int p = 0; tail && p < m; p += MR) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e); \
+        }                                                                                                         \
+        free(tailB);                                                                                              \
+    }                                                                                                             \
+    DEFINE_BLOCK_A(NAME##_rwide, ATTR, VEC, IVEC, L, NV, ROWS_A, 0)                                               \
+    DEFINE_BLOCK_A(NAME##_rone, ATTR, VEC, IVEC, L, 1, ROWS_A, 0)                                                 \
+    /* A as it stands (rows of stride lda): for each panel of eight rows and each block of KC columns of A, that */ \
+    /* piece of A stays in L1 while B's columns sweep it, B read in place (from L2) and its last partial vector */ \
+    /* from a zero-padded copy. */                                                                                \
+    ATTR static void NAME##_rows(int m, int n, int k, const float *a, long lda, const float *b, long ldb, float *c, \
+                                 long ldc, const wc_epilogue *e) {                                                \
+        int whole = n / L * L, tail = n - whole;                                                                  \
+        float *tailB = tail ? malloc(sizeof(float) * L * (size_t)k) : NULL, tailC[MR * L];                        \
+        if (tail && !tailB) abort();                                                                              \
+        for (int kk = 0; tail && kk < k; kk++) {                                                                  \
+            memcpy(tailB + (size_t)kk * L, b + kk * ldb + whole, sizeof(float) * tail);                           \
+            memset(tailB + (size_t)kk * L + tail, 0, sizeof(float) * (L - tail));                                 \
+        }                                                                                                         \
+        for (int p = 0; p < m; p += MR) {                                                                         \
+            int rows = m - p < MR ? m - p : MR;                                                                   \
+            for (int kb = 0; kb < k; kb += KC) {                                                                  \
+                int kc = k - kb < KC ? k - kb : KC;                                                               \
+                const wc_epilogue *last = kb + kc == k ? e : NULL;                                                \
+                const float *ap = a + (size_t)p * lda + kb;                                                       \
+                int n0 = 0;                                                                                       \
+                for (; n0 + NV * L <= whole; n0 += NV * L)                                                        \
+                    NAME##_rwide(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
+                for (; n0 < whole; n0 += L)                                                                       \
+                    NAME##_rone(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);  \
+                if (tail) {                                                                                       \
+                    for (int r = 0; kb > 0 && r < rows; r++)                                                      \
+                        memcpy(tailC + r * L, c + (p + r) * ldc + whole, sizeof(float) * tail);                   \
+                    NAME##_rone(kc, ap, lda, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0, last, p);         \
+                    for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc + whole, tailC + r * L, sizeof(float) * tail); \
+                }                                                                                                 \
+            }                                                                                                     \
         }                                                                                                         \
         free(tailB);                                                                                              \
     }
@@ -269,14 +309,18 @@ int wc_kernels_isa(void) {
     return chosen;
 }
 
+// Nothing to multiply: no C at all, or k = 0 (each value the epilogue of 0). Returns whether C is done.
+static int trivial(int m, int n, int k, float *c, long ldc, const wc_epilogue *e) {
+    if (m <= 0 || n <= 0) return 1;
+    if (k > 0) return 0;
+    for (int r = 0; r < m; r++)
+        for (int j = 0; j < n; j++) c[r * ldc + j] = e ? finish(0.0f, e->bias ? e->bias[r] : 0.0f, e) : 0.0f;
+    return 1;
+}
+
 void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                         const wc_epilogue *e) {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) {
-        for (int r = 0; r < m; r++)
-            for (int j = 0; j < n; j++) c[r * ldc + j] = e ? finish(0.0f, e->bias ? e->bias[r] : 0.0f, e) : 0.0f;
-        return;
-    }
+    if (trivial(m, n, k, c, ldc, e)) return;
 #if defined(__x86_64__)
     if (isa == WC_ISA_AVX512) gemm_avx512(m, n, k, packed, b, ldb, c, ldc, e);
     else if (isa == WC_ISA_AVX2) gemm_avx2(m, n, k, packed, b, ldb, c, ldc, e);
@@ -288,4 +332,30 @@ void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const
 void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                     const wc_epilogue *e) {
     wc_gemm_packed_isa(wc_kernels_isa(), m, n, k, packed, b, ldb, c, ldc, e);
+}
+
+void wc_gemm_rows_isa(int isa, int m, int n, int k, const float *a, long lda, const float *b, long ldb, float *c,
+                      long ldc, const wc_epilogue *e) {
+    if (trivial(m, n, k, c, ldc, e)) return;
+#if defined(__x86_64__)
+    if (isa == WC_ISA_AVX512) gemm_avx512_rows(m, n, k, a, lda, b, ldb, c, ldc, e);
+    else if (isa == WC_ISA_AVX2) gemm_avx2_rows(m, n, k, a, lda, b, ldb, c, ldc, e);
+    else
+#endif
+    gemm_generic_rows(m, n, k, a, lda, b, ldb, c, ldc, e);
+}
+
+void wc_gemm_rows(int m, int n, int k, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                  const wc_epilogue *e) {
+    wc_gemm_rows_isa(wc_kernels_isa(), m, n, k, a, lda, b, ldb, c, ldc, e);
+}
+
+void wc_transpose(int rows, int cols, const float *src, long lds, float *dst, long ldd) {
+    // 8×8 tiles: both sides touch eight lines at a time.
+    for (int i0 = 0; i0 < rows; i0 += 8)
+        for (int j0 = 0; j0 < cols; j0 += 8) {
+            const int i1 = rows - i0 < 8 ? rows : i0 + 8, j1 = cols - j0 < 8 ? cols : j0 + 8;
+            for (int j = j0; j < j1; j++)
+                for (int i = i0; i < i1; i++) dst[(long)j * ldd + i] = src[(long)i * lds + j];
+        }
 }

@@ -73,6 +73,26 @@ extension Operators {
             throw args.mismatch("A \(a.shape)\(transA ? "ᵀ" : "") and B \(b.shape)\(transB ? "ᵀ" : "") do not multiply (inner sizes \(k) and \(kb))")
         }
         try args.checkShape([m, n])
+        // A batch times a [N, K] weight (transB, as PyTorch exports Linear) with no bias or one value per output:
+        // the AVX-512 product on the weight as it stands (`FullyConnectedProduct`).
+        if !transA, transB, alpha == 1, k > 0, n > 0, FullyConnectedProduct.takes(rows: m) {
+            let c = args.has(2) && beta != 0 ? try args.float(2) : nil
+            if c == nil || (c!.count == n && (c!.rank == 1 || (c!.rank == 2 && c!.shape[0] == 1))) {
+                let bias = c.map { $0.scalars.map { beta * $0 } }
+                var y = Tensor<Float>(shape: [m, n], unsafeUninitialized: { _ in })
+                a.scalars.withUnsafeBufferPointer { pa in
+                    b.scalars.withUnsafeBufferPointer { pb in
+                        (bias ?? []).withUnsafeBufferPointer { pbias in
+                            y.scalars.withUnsafeMutableBufferPointer { py in
+                                FullyConnectedProduct.multiply(pa.baseAddress!, rows: m, depth: k, weight: pb.baseAddress!, outputs: n,
+                                                               bias: bias == nil ? nil : pbias.baseAddress, into: py.baseAddress!)
+                            }
+                        }
+                    }
+                }
+                return y
+            }
+        }
         var y = Tensor<Float>(zeros: [m, n])
         var accumulate: Float = 0
         if args.has(2) && beta != 0 {

@@ -1,5 +1,7 @@
 import CKernels
 import Compute
+import Execution
+import ModelGraph
 import Testing
 import _TestSupport
 
@@ -59,6 +61,66 @@ import _TestSupport
             }
         }
         #expect(variants >= 1)
+    }
+
+    /// The product on A as it stands (a fully-connected weight, `wc_gemm_rows`) gives the packed product's values bit
+    /// for bit, on every variant, with and without the epilogue.
+    @Test(arguments: cases)
+    func rowsProductEqualsPacked(_ size: Case) {
+        let (m, n, k) = (size.m, size.n, size.k)
+        let (lda, ldb, ldc) = (k + 1, n + 3, n + 2)
+        let a = ConvolutionTests.random(m * lda, seed: 44), b = ConvolutionTests.random(k * ldb, seed: 45)
+        let bias = ConvolutionTests.random(m, seed: 46)
+        var packed = [Float](repeating: .nan, count: wc_packed_count(Int32(m), Int32(k)))
+        a.withUnsafeBufferPointer { pa in
+            packed.withUnsafeMutableBufferPointer { wc_pack_rows(Int32(m), Int32(k), pa.baseAddress!, lda, $0.baseAddress!) }
+        }
+        for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+            for finishing in [false, true] {
+                var fromPacked = [Float](repeating: .nan, count: m * ldc), fromRows = fromPacked
+                a.withUnsafeBufferPointer { pa in packed.withUnsafeBufferPointer { pp in b.withUnsafeBufferPointer { pb in
+                    bias.withUnsafeBufferPointer { pbias in
+                        var e = wc_epilogue(bias: pbias.baseAddress, low: -0.1, high: 0.2)
+                        withUnsafePointer(to: &e) { e in
+                            fromPacked.withUnsafeMutableBufferPointer {
+                                wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), pp.baseAddress!, pb.baseAddress!, ldb,
+                                                   $0.baseAddress!, ldc, finishing ? e : nil)
+                            }
+                            fromRows.withUnsafeMutableBufferPointer {
+                                wc_gemm_rows_isa(isa, Int32(m), Int32(n), Int32(k), pa.baseAddress!, lda, pb.baseAddress!, ldb,
+                                                 $0.baseAddress!, ldc, finishing ? e : nil)
+                            }
+                        }
+                    }
+                } } }
+                let same = zip(fromPacked, fromRows).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
+                #expect(same, "\(String(cString: wc_kernels_name(isa))) \(size) epilogue \(finishing)")
+            }
+        }
+    }
+
+    /// A Gemm with a batch of 16 rows or more (transB, a bias of one value per output, as PyTorch exports Linear) runs
+    /// on the fully-connected product where AVX-512 runs; either way it equals the definition to float rounding.
+    @Test func batchedGemmMatchesDefinition() throws {
+        let (m, k, n) = (21, 70, 19)
+        let x = Tensor(shape: [m, k], scalars: ConvolutionTests.random(m * k, seed: 90))
+        let w = Tensor(shape: [n, k], scalars: ConvolutionTests.random(n * k, seed: 91))
+        for biasShape in [[n], [1, n]] {
+            let bias = Tensor(shape: biasShape, scalars: ConvolutionTests.random(n, seed: 92))
+            let graph = Graph(nodes: [Node(name: "fc", opType: "Gemm", inputs: ["x", "w", "b"], outputs: ["y"],
+                                           attributes: ["transB": .int(1), "beta": .float(0.5)])],
+                              initializers: ["w": .float(w), "b": .float(bias)],
+                              inputs: [ValueInfo(name: "x", shape: nil)], outputs: [ValueInfo(name: "y", shape: nil)])
+            let y = try Executor(graph: graph)(x)
+            #expect(y.shape == [m, n])
+            for i in 0..<m {
+                for j in 0..<n {
+                    var sum: Double = 0.5 * Double(bias.scalars[j])
+                    for p in 0..<k { sum += Double(x.scalars[i * k + p]) * Double(w.scalars[j * k + p]) }
+                    #expect(abs(Double(y.scalars[i * n + j]) - sum) < 1e-4, "bias \(biasShape) at \(i),\(j)")
+                }
+            }
+        }
     }
 
     /// Convolutions given packed weights (im2col, 1×1 in place and gathered, grouped, batch 1 and 3) equal the same

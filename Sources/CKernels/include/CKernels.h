@@ -38,6 +38,15 @@ typedef struct {
 /// variant has them), then `epilogue` (when not NULL). Runs on the calling thread with the variant `wc_kernels_isa()`.
 void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                     const wc_epilogue *epilogue);
+/// C = A·B as `wc_gemm_packed`, with A as it stands: m rows of k values, row stride lda (a fully-connected layer's
+/// weight, never copied). Each C value is the same sum, in the same order, as `wc_gemm_packed` gives on A packed.
+void wc_gemm_rows(int m, int n, int k, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                  const wc_epilogue *epilogue);
+void wc_gemm_rows_isa(int isa, int m, int n, int k, const float *a, long lda, const float *b, long ldb, float *c,
+                      long ldc, const wc_epilogue *epilogue);
+/// dst[j][i] = src[i][j] for a rows×cols matrix src (row stride lds) into dst (row stride ldd).
+void wc_transpose(int rows, int cols, const float *src, long lds, float *dst, long ldd);
+
 /// The same with a given variant (which this processor must support).
 void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                         const wc_epilogue *epilogue);
