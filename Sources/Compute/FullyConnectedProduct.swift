@@ -17,7 +17,7 @@ public enum FullyConnectedProduct {
         let (xtAddress, ytAddress, wAddress) = (Int(bitPattern: xt), Int(bitPattern: yt), Int(bitPattern: weight))
         let biasAddress = bias.map { Int(bitPattern: $0) }
         let panels = (n + 7) / 8
-        parallelChunks(panels, minimumChunk: max(1, panels * (1 << 17) / max(1, n * m * k))) { range in
+        parallelChunks(panels, minimumChunk: max(1, panels * (1 << 18) / max(1, n * m * k))) { range in
             let first = range.lowerBound * 8, count = min(n, range.upperBound * 8) - first
             // The epilogue adds the bias where there is one; the clamp to ±∞ leaves every value (a NaN too) as it is.
             var e = wc_epilogue(bias: biasAddress.map { UnsafePointer<Float>(bitPattern: $0)! + first }, low: -.infinity, high: .infinity)

@@ -62,10 +62,11 @@ public final class PackedWeights: @unchecked Sendable {
     func multiply(group g: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                   parallel: Bool, bias: UnsafePointer<Float>? = nil, bounds: (low: Float, high: Float)? = nil) {
         let rows = outputChannels / group, depth = self.depth
-        // Split from 128K multiply-adds (about 1.5 µs on one thread): the pool's helpers spin between regions, so a
-        // split costs far less than that, and at batch 1 most products of small maps are this size (SqueezeNet's
-        // 1×1 layers: 110K–460K). From 1M, MobileNetV2 64 px at batch 1 ran at 590 images/s; from 128K, 696.
-        let workers = parallel && rows * n * depth >= 1 << 17 ? ComputeThreads.count : 1
+        // Split from 256K multiply-adds (about 3 µs on one thread): a region of the pool costs under a microsecond,
+        // but the two halves then read and write cache lines the other core last held (about 90 ns each way here),
+        // so smaller products run faster on one thread. Alternating rounds at batch 1 (images/s, medians), from 1M /
+        // 128K / 256K: SqueezeNet 1.1 64 px 841 / 964–990 / 926–1097, MobileNetV2 64 px 563 / 600–664 / 624–710.
+        let workers = parallel && rows * n * depth >= 1 << 18 ? ComputeThreads.count : 1
         let (aAddress, bAddress, cAddress) = (Int(bitPattern: storage + g * groupStride), Int(bitPattern: b), Int(bitPattern: c))
         // Rows [first, first + count) of columns [column, column + columns); rows start at a panel.
         let product = { (first: Int, count: Int, column: Int, columns: Int) in
