@@ -136,7 +136,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // copied contiguous (rows of B a power-of-two apart fall in one set of L1), with every panel of A in each, so B's
 // block stays in L1 while A's block streams from L2.
 #define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV)                                                                       \
-    DEFINE_NARROWS(NAME, ATTR, NARROW_##L)                                                                                    \
+    DEFINE_NARROWS(NAME, ATTR, NARROW_##L)                                                                        \
     DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV)                                                                   \
     DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1)                                                                     \
     ATTR static void NAME##_tail(int m, int k, int kb, int kc, const float *packed, const float *tailB, int tail,  \
@@ -145,8 +145,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         int rows = m - p < MR ? m - p : MR;                                                                       \
         if (kb > 0)                                                                                               \
             for (int r = 0; r < rows; r++) memcpy(tailC + r * L, c + (p + r) * ldc, sizeof(float) * tail);       \
-        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, 0, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0,   \
-                   kb + kc == k ? e : NULL, p);                                                                   \
+        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, 0, tailB + (size_t)kb * L, L, tailC, L, rows,   \
+                   kb > 0, kb + kc == k ? e : NULL, p);                                                           \
         for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc, tailC + r * L, sizeof(float) * tail);           \
     }                                                                                                             \
     ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,  \
