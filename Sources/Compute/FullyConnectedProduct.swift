@@ -3,7 +3,7 @@ import CKernels
 /// Y = X·Wᵀ (+ bias) for a fully-connected layer whose weight W [N, K] is read as it stands (`wc_gemm_rows`): X [m, K]
 /// is turned into Xᵀ, the product runs with the m rows of X as its columns, split over the workers by panels of eight
 /// outputs, and is turned back into Y [m, N]. Taken where the AVX-512 product runs (`PackedWeights.isWorthwhile`) and
-/// the batch fills a vector (`takesRowsProduct`); OpenBLAS's Haswell kernels ran AlexNet's 4096×4096 layers at batch
+/// the batch fills a vector (`takes(rows:)`); OpenBLAS's Haswell kernels ran AlexNet's 4096×4096 layers at batch
 /// 64 in 23 ms each here, this product in 15.
 public enum FullyConnectedProduct {
     /// Whether a product of `rows` rows of X runs here rather than through BLAS.
@@ -17,7 +17,7 @@ public enum FullyConnectedProduct {
         let (xtAddress, ytAddress, wAddress) = (Int(bitPattern: xt), Int(bitPattern: yt), Int(bitPattern: weight))
         let biasAddress = bias.map { Int(bitPattern: $0) }
         let panels = (n + 7) / 8
-        parallelChunks(panels, minimumChunk: max(1, panels * (1 << 18) / max(1, n * m * k))) { range in
+        parallelChunks(panels, minimumChunk: max(1, panels * PackedWeights.splitMultiplyAdds / max(1, n * m * k))) { range in
             let first = range.lowerBound * 8, count = min(n, range.upperBound * 8) - first
             // The epilogue adds the bias where there is one; the clamp to ±∞ leaves every value (a NaN too) as it is.
             var e = wc_epilogue(bias: biasAddress.map { UnsafePointer<Float>(bitPattern: $0)! + first }, low: -.infinity, high: .infinity)

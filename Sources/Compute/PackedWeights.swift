@@ -20,6 +20,13 @@ public final class PackedWeights: @unchecked Sendable {
     /// (`WEIGHTCLUSTER_KERNELS=avx2` or `generic` turns it off).
     public static var isWorthwhile: Bool { wc_kernels_isa() == Int32(WC_ISA_AVX512) }
 
+    /// The smallest product (multiply-adds) split over the workers, about 3 µs on one thread: a region of the pool
+    /// costs under a microsecond, but the two halves then read and write cache lines the other core last held (about
+    /// 90 ns each way here), so smaller products run faster on one thread. Alternating rounds at batch 1 (images/s,
+    /// medians), from 1M / 128K / 256K: SqueezeNet 1.1 64 px 841 / 964–990 / 926–1097, MobileNetV2 64 px 563 /
+    /// 600–664 / 624–710.
+    public static let splitMultiplyAdds = 1 << 18
+
     /// The variant of the kernels this process runs ("avx512", "avx2" or "generic").
     public static var kernels: String { String(cString: wc_kernels_name(wc_kernels_isa())) }
 
@@ -62,11 +69,7 @@ public final class PackedWeights: @unchecked Sendable {
     func multiply(group g: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                   parallel: Bool, bias: UnsafePointer<Float>? = nil, bounds: (low: Float, high: Float)? = nil) {
         let rows = outputChannels / group, depth = self.depth
-        // Split from 256K multiply-adds (about 3 µs on one thread): a region of the pool costs under a microsecond,
-        // but the two halves then read and write cache lines the other core last held (about 90 ns each way here),
-        // so smaller products run faster on one thread. Alternating rounds at batch 1 (images/s, medians), from 1M /
-        // 128K / 256K: SqueezeNet 1.1 64 px 841 / 964–990 / 926–1097, MobileNetV2 64 px 563 / 600–664 / 624–710.
-        let workers = parallel && rows * n * depth >= 1 << 18 ? ComputeThreads.count : 1
+        let workers = parallel && rows * n * depth >= PackedWeights.splitMultiplyAdds ? ComputeThreads.count : 1
         let (aAddress, bAddress, cAddress) = (Int(bitPattern: storage + g * groupStride), Int(bitPattern: b), Int(bitPattern: c))
         // Rows [first, first + count) of columns [column, column + columns); rows start at a panel.
         let product = { (first: Int, count: Int, column: Int, columns: Int) in

@@ -77,7 +77,8 @@ extension Operators {
         // the AVX-512 product on the weight as it stands (`FullyConnectedProduct`).
         if !transA, transB, alpha == 1, k > 0, n > 0, FullyConnectedProduct.takes(rows: m) {
             let c = args.has(2) && beta != 0 ? try args.float(2) : nil
-            if c == nil || (c!.count == n && (c!.rank == 1 || (c!.rank == 2 && c!.shape[0] == 1))) {
+            let perOutput = c.map { $0.count == n && ($0.rank == 1 || ($0.rank == 2 && $0.shape[0] == 1)) } ?? true
+            if perOutput {
                 let bias = c.map { $0.scalars.map { beta * $0 } }
                 var y = Tensor<Float>(shape: [m, n], unsafeUninitialized: { _ in })
                 a.scalars.withUnsafeBufferPointer { pa in
