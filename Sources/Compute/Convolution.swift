@@ -60,8 +60,9 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 }
 
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
-/// Grouped convolutions with one input channel per group (depthwise) take a direct loop;
-/// everything else is im2col over a chunk of images followed by one GEMM per group.
+/// Grouped convolutions with one input channel per group (depthwise) take a direct loop; ungrouped ones with packed
+/// weights and output rows of 14 values or more are summed straight from a bordered copy of each image
+/// (`DirectConvolution`); everything else is im2col over a chunk of images followed by one GEMM per group.
 ///
 /// `residual`, a tensor of the output's shape, is added after the bias and before `activation` (a fused Add).
 ///
@@ -112,9 +113,15 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
         Winograd.convolve(input, weights: prepared, bias: bias, window: window, activation: activation, residual: residual,
                           into: &output)
     } else {
-        im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation,
-                     residual: residual, packed: PackedWeights.forProduct(packed, weight: weight, group: group),
-                     into: &output)
+        let packed = PackedWeights.forProduct(packed, weight: weight, group: group)
+        if let packed, DirectConvolution.applies(inputShape: input.shape, weightShape: weight.shape, window: window,
+                                                 group: group, outputSize: (oh, ow), packed: packed) {
+            DirectConvolution.convolve(input, packed: packed, bias: bias, window: window, activation: activation,
+                                       residual: residual, into: &output)
+        } else {
+            im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation,
+                         residual: residual, packed: packed, into: &output)
+        }
     }
     if activation.isPointwiseAfterPass {
         output.scalars.withUnsafeMutableBufferPointer { p in

@@ -1,3 +1,4 @@
+import CKernels
 /// An activation fused into the convolution's output pass.
 public enum Activation: Sendable, Equatable {
     case none, relu
@@ -53,28 +54,17 @@ struct ConvolutionEpilogue {
     }
 
     /// dst[i] = clamp(src[i] + bias[channel] (+ residual[offset + i])) for i in 0..<count; `src` may equal `dst`.
-    /// `offset` is the NCHW index of `dst[0]` in the output.
+    /// `offset` is the NCHW index of `dst[0]` in the output. Vector code in CKernels (`wc_conv_epilogue`).
     @inlinable @inline(__always)
     func apply(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int, channel: Int, offset: Int) {
-        let bv = bias?[channel] ?? 0
-        let (lo, hi) = (low, high)
-        if let residual {
-            let r = residual + offset
-            for i in 0..<count { dst[i] = min(max(src[i] + bv + r[i], lo), hi) }
-        } else {
-            for i in 0..<count { dst[i] = min(max(src[i] + bv, lo), hi) }
-        }
+        wc_conv_epilogue(src, dst, count, bias?[channel] ?? 0, residual.map { $0 + offset }, low, high)
     }
 
-    /// dst[i] = clamp(dst[i] (+ residual[offset + i])), for values that already hold their bias.
+    /// dst[i] = clamp(dst[i] (+ residual[offset + i])), for values that already hold their bias (a bias of −0 leaves
+    /// each as it is).
     @inlinable @inline(__always)
     func finish(_ dst: UnsafeMutablePointer<Float>, count: Int, offset: Int) {
-        let (lo, hi) = (low, high)
-        if let residual {
-            let r = residual + offset
-            for i in 0..<count { dst[i] = min(max(dst[i] + r[i], lo), hi) }
-        } else if lo != -.infinity || hi != .infinity {
-            for i in 0..<count { dst[i] = min(max(dst[i], lo), hi) }
-        }
+        guard residual != nil || low != -.infinity || high != .infinity else { return }
+        wc_conv_epilogue(dst, dst, count, -0.0, residual.map { $0 + offset }, low, high)
     }
 }

@@ -56,6 +56,9 @@ public final class PackedWeights: @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
+    /// Group `g`'s panels as `wc_gemm_packed` reads them (valid while these weights live).
+    func panels(group g: Int) -> UnsafePointer<Float> { UnsafePointer(storage + g * groupStride) }
+
     /// Whether these are the packed form of a weight of `shape` with `group` groups.
     public func matches(_ shape: [Int], group: Int) -> Bool {
         shape.count == 4 && shape[0] == outputChannels && group == self.group && shape[1] * shape[2] * shape[3] == depth

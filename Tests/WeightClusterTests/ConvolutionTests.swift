@@ -1,5 +1,5 @@
 import CKernels
-import Compute
+@testable import Compute
 import Testing
 import _TestSupport
 
@@ -82,6 +82,83 @@ import _TestSupport
         let wt = Tensor(shape: [k.oc, k.c, 3, 3], scalars: Self.random(k.oc * k.c * 9, seed: 6))
         let backward = try conv2dBackward(x, weight: wt, window: window, group: 1, gradOutput: dy)
         #expect(TestSupport.maxAbsDifference(backward.weight.scalars, reference) < 1e-3)
+    }
+
+    /// The direct path, bit for bit against im2col + the packed product over the same weights (and within rounding of
+    /// the definition): strides 1 and 2 (even and odd columns), uneven padding, dilation, 7×7 and 1×5 kernels, a 1×1
+    /// with stride 2, rows that end inside a vector, fewer than eight channels in the last panel, bias or none, a
+    /// residual and a clamp; whole images per worker (3 images) and a lone image split by panels.
+    @Test(arguments: [
+        (n: 3, c: 3, h: 20, w: 33, oc: 19, k: (3, 3), s: 2, d: 1, pads: (1, 1, 0, 1)),
+        (n: 3, c: 5, h: 16, w: 16, oc: 8, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        (n: 2, c: 4, h: 17, w: 40, oc: 13, k: (7, 7), s: 2, d: 1, pads: (3, 3, 3, 3)),
+        (n: 3, c: 2, h: 15, w: 31, oc: 9, k: (3, 3), s: 1, d: 2, pads: (2, 2, 2, 2)),
+        (n: 2, c: 6, h: 9, w: 20, oc: 16, k: (1, 5), s: 1, d: 1, pads: (0, 2, 0, 2)),
+        (n: 3, c: 8, h: 30, w: 30, oc: 12, k: (1, 1), s: 2, d: 1, pads: (0, 0, 0, 0)),
+        (n: 1, c: 16, h: 32, w: 32, oc: 24, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+    ])
+    func directConvolutionMatchesIm2col(_ t: (n: Int, c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, d: Int,
+                                              pads: (Int, Int, Int, Int))) throws {
+        let window = Window2D(kernel: t.k, strides: (t.s, t.s), dilations: (t.d, t.d), pads: t.pads)
+        let (oh, ow) = try #require(window.outputSize(h: t.h, w: t.w))
+        let x = Tensor(shape: [t.n, t.c, t.h, t.w], scalars: Self.random(t.n * t.c * t.h * t.w, seed: 21))
+        let wt = Tensor(shape: [t.oc, t.c, t.k.0, t.k.1], scalars: Self.random(t.oc * t.c * t.k.0 * t.k.1, seed: 22))
+        let residual = Tensor(shape: [t.n, t.oc, oh, ow], scalars: Self.random(t.n * t.oc * oh * ow, seed: 23))
+        let packed = PackedWeights.isWorthwhile ? PackedWeights(wt, group: 1) : nil
+        if wc_kernels_isa() == Int32(WC_ISA_AVX512) {
+            #expect(DirectConvolution.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1,
+                                              outputSize: (oh, ow), packed: packed))
+        }
+        for (bias, activation, withResidual) in [(Self.random(t.oc, seed: 24), Activation.relu, false),
+                                                 (nil, .none, false), (Self.random(t.oc, seed: 25), .clip(low: 0, high: 0.5), true)] {
+            let add = withResidual ? residual : nil
+            let direct = try conv2d(x, weight: wt, bias: bias, window: window, activation: activation, packed: packed,
+                                    residual: add)
+            var expected = Tensor<Float>(shape: [t.n, t.oc, oh, ow], unsafeUninitialized: { _ in })
+            im2colConv2d(x, weight: wt, bias: bias, window: window, group: 1, activation: activation, residual: add,
+                         packed: packed, into: &expected)
+            #expect(direct.scalars.map(\.bitPattern) == expected.scalars.map(\.bitPattern), "bias \(bias != nil) \(activation)")
+            // And the definition, to rounding.
+            var worst: Float = 0
+            for img in 0..<t.n { for o in 0..<t.oc { for oy in 0..<oh { for ox in 0..<ow {
+                var sum = bias?[o] ?? 0
+                for ch in 0..<t.c { for ki in 0..<t.k.0 { for kj in 0..<t.k.1 {
+                    let iy = oy * t.s + ki * t.d - t.pads.0, ix = ox * t.s + kj * t.d - t.pads.1
+                    guard iy >= 0, iy < t.h, ix >= 0, ix < t.w else { continue }
+                    sum += x.scalars[((img * t.c + ch) * t.h + iy) * t.w + ix] * wt.scalars[((o * t.c + ch) * t.k.0 + ki) * t.k.1 + kj]
+                } } }
+                let at = ((img * t.oc + o) * oh + oy) * ow + ox
+                if withResidual { sum += residual.scalars[at] }
+                worst = max(worst, abs(activation(sum) - direct.scalars[at]))
+            } } } }
+            #expect(worst < 1e-4)
+        }
+    }
+
+    /// The output pass of every variant, bit for bit against the definition (src + bias, + residual, then
+    /// min(max(x, low), high)): −0, NaN and infinities among the values, a bias of 0 (which turns −0 into +0) and of
+    /// −0 (which leaves it), with and without a residual, 37 values (whole vectors and a tail).
+    @Test func outputPassMatchesDefinitionOnEveryVariant() {
+        let specials: [Float] = [-0.0, 0, .nan, .infinity, -.infinity, 6, -6, 7.5, -1e-30]
+        let src = (0..<37).map { $0 < specials.count ? specials[$0] : Float($0 % 11) - 5.25 }
+        let residual = (0..<37).map { Float(($0 * 7) % 13) * 0.5 - 3 }
+        for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+            for bias: Float in [0, -0.0, 0.75] { for withResidual in [false, true] {
+                for (low, high): (Float, Float) in [(-.infinity, .infinity), (0, .infinity), (0, 6)] {
+                    let expected = src.indices.map { i -> Float in
+                        var x = src[i] + bias
+                        if withResidual { x += residual[i] }
+                        return min(max(x, low), high)
+                    }
+                    var out = [Float](repeating: 1, count: src.count)
+                    residual.withUnsafeBufferPointer { r in
+                        wc_conv_epilogue_isa(isa, src, &out, src.count, bias, withResidual ? r.baseAddress : nil, low, high)
+                    }
+                    #expect(out.map(\.bitPattern) == expected.map(\.bitPattern),
+                            "\(String(cString: wc_kernels_name(isa))) bias \(bias) residual \(withResidual) [\(low), \(high)]")
+                }
+            } }
+        }
     }
 
     /// im2col of every variant this processor runs, equal to the definition: strides 1 to 3 (2 is the AVX-512 kernel's

@@ -66,10 +66,34 @@ void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, 
 void wc_maxpool_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw, float *out,
                       int oh, int ow);
 
+/// A convolution's output pass over `count` values of one channel: dst[i] = min(max(src[i] + bias (+ residual[i]),
+/// low), high), the additions in that order and the clamp as Swift rounds it (a NaN stays NaN); `src` may be `dst`.
+/// A bias of −0 leaves every value as it is, −0 included (values that already hold their bias).
+void wc_conv_epilogue(const float *src, float *dst, long count, float bias, const float *residual, float low,
+                      float high);
+/// wc_conv_epilogue with the variant for `isa` (one that wc_kernels_supported), for tests.
+void wc_conv_epilogue_isa(int isa, const float *src, float *dst, long count, float bias, const float *residual,
+                          float low, float high);
+
 /// A convolution window: kernel, strides, dilations, and the padding before the first row and column.
 typedef struct {
     int kh, kw, sh, sw, dh, dw, pad_top, pad_left;
 } wc_window;
+
+/// Direct convolution on packed weights (AVX-512): no im2col matrix and no product buffer. `wc_conv_pad` copies one
+/// image (c planes of h×w) inside a zero border into `padded` (wc_conv_padded_count floats; for a stride of 2 each row
+/// as its even and odd columns); `wc_conv_direct` then computes output channels [first, first + count) (first a
+/// multiple of 8) of that image into `out` (its [channels, oh, ow] planes; `residual`, or NULL, the same), from the
+/// weights in `packed` (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in
+/// order of fused multiply-adds, as `wc_gemm_packed` sums an im2col matrix, then + bias (0 when NULL), + residual, then
+/// min(max(x, low), high) as Swift rounds it. Only where `wc_conv_direct_runs`: the AVX-512 variant is chosen and
+/// the horizontal stride is 1 or 2.
+int wc_conv_direct_runs(const wc_window *window);
+size_t wc_conv_padded_count(int c, int w, const wc_window *window, int oh, int ow);
+void wc_conv_pad(const float *image, int c, int h, int w, const wc_window *window, int oh, int ow, float *padded);
+void wc_conv_direct(const float *padded, int c, int w, const wc_window *window, int oh, int ow, const float *packed,
+                    int first, int count, const float *bias, const float *residual, float low, float high,
+                    float *out);
 
 /// Max pooling of the `count` h×w planes at `input` (one after another) into their oh×ow outputs at `output`, sixteen
 /// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_plane` gives. Only where
