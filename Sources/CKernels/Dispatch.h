@@ -48,9 +48,13 @@ __attribute__((target("avx512f"))) static inline __m512 wc_clamp512(__m512 x, __
         }                                                                                                         \
     } while (0)
 // ROW_STORE: the first `rows` of the accumulators `acc` to output rows oy0… at column ox (a partial vector at the end
-// of a row).
+// of a row value by value: a copy of a variable size would be a call to memcpy for every vector).
 #define ROW_STORE(L, acc, rows, out, oy0, ox, ow)                                                                 \
-    for (int r_ = 0; r_ < (rows); r_++)                                                                           \
-        memcpy((out) + (long)((oy0) + r_) * (ow) + (ox), &(acc)[r_], sizeof(float) * ((ow) - (ox) >= (L) ? (L) : (ow) - (ox)))
+    for (int r_ = 0; r_ < (rows); r_++) {                                                                         \
+        float *d_ = (out) + (long)((oy0) + r_) * (ow) + (ox);                                                     \
+        if ((ow) - (ox) >= (L)) memcpy(d_, &(acc)[r_], sizeof((acc)[r_]));                                       \
+        else                                                                                                      \
+            for (int i_ = 0; i_ < (ow) - (ox); i_++) d_[i_] = (acc)[r_][i_];                                      \
+    }
 
 #endif

@@ -235,13 +235,9 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                         }
                         gemm(tmp, cols)
                         // Scatter [ocg, image, ohw] into NCHW with the bias, residual and activation.
-                        for img in 0..<count {
-                            for o in 0..<ocg {
-                                let channel = g * ocg + o
-                                let offset = ((first + img) * oc + channel) * ohw
-                                epilogue.apply(tmp + o * cols + img * ohw, to: out + offset, count: ohw, channel: channel, offset: offset)
-                            }
-                        }
+                        let offset = (first * oc + g * ocg) * ohw
+                        epilogue.scatter(tmp, columns: cols, images: count, channels: ocg, planeSize: ohw, to: out + offset,
+                                         imageStride: oc * ohw, firstChannel: g * ocg, offset: offset)
                     }
                 }
                 forEachChunk(chunks, scratch: (kdim * perChunk * ohw, ocg * perChunk * ohw), runChunk)

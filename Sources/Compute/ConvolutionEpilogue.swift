@@ -60,6 +60,15 @@ struct ConvolutionEpilogue {
         wc_conv_epilogue(src, dst, count, bias?[channel] ?? 0, residual.map { $0 + offset }, low, high)
     }
 
+    /// `apply` for `images` images' planes of channels firstChannel… held as [channel, image, planeSize] (row stride
+    /// `columns`) into NCHW at `dst` (image stride `imageStride`; `offset` is the NCHW index of `dst[0]`), in one call.
+    @inlinable @inline(__always)
+    func scatter(_ src: UnsafePointer<Float>, columns: Int, images: Int, channels: Int, planeSize: Int,
+                 to dst: UnsafeMutablePointer<Float>, imageStride: Int, firstChannel: Int, offset: Int) {
+        wc_conv_scatter(src, columns, Int32(images), Int32(channels), planeSize, dst, imageStride,
+                        bias.map { $0 + firstChannel }, residual.map { $0 + offset }, low, high)
+    }
+
     /// dst[i] = clamp(dst[i] (+ residual[offset + i])), for values that already hold their bias (a bias of −0 leaves
     /// each as it is).
     @inlinable @inline(__always)

@@ -71,6 +71,11 @@ void wc_maxpool_plane(const float *plane, long width, int kh, int kw, int dh, in
 /// A bias of −0 leaves every value as it is, −0 included (values that already hold their bias).
 void wc_conv_epilogue(const float *src, float *dst, long count, float bias, const float *residual, float low,
                       float high);
+/// The same for a product of `images` images' columns (`product`: `channels` rows of row stride `cols`, image i's
+/// ohw values of a row at i·ohw) into NCHW: out[i·image_stride + o·ohw + j] (and residual, or NULL, at the same index)
+/// for channel o with bias[o] (0 when `bias` is NULL).
+void wc_conv_scatter(const float *product, long cols, int images, int channels, long ohw, float *out,
+                     long image_stride, const float *bias, const float *residual, float low, float high);
 /// wc_conv_epilogue with the variant for `isa` (one that wc_kernels_supported), for tests.
 void wc_conv_epilogue_isa(int isa, const float *src, float *dst, long count, float bias, const float *residual,
                           float low, float high);
