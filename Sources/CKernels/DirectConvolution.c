@@ -77,7 +77,7 @@ typedef struct {
 // One block: `rows` (≤ 8) output channels × NV runs (of one row or of several: a short row fills one run), summed
 // over every (channel, tap) in order, then stored with the bias, residual and clamp.
 #define DEFINE_DIRECT_BLOCK(NAME, NV)                                                                             \
-    __attribute__((target("avx512f"))) static inline void NAME(                                                  \
+    __attribute__((target("avx512f"))) static inline void NAME(                                                   \
         int k, const float *a, const float *padded, const int *offsets, const run *runs, float *out, long plane,  \
         int rows, const float *bias, const float *residual, __m512 low, __m512 high) {                            \
         __m512 acc[PANEL][NV];                                                                                    \
@@ -88,7 +88,7 @@ typedef struct {
         for (int kk = 0; kk < k; kk++) {                                                                          \
             const int at = offsets[kk];                                                                           \
             __m512 bv[NV];                                                                                        \
-            for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(base[v] + at);                                  \
+            for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(base[v] + at);                                   \
             for (int r = 0; r < PANEL; r++) {                                                                     \
                 const __m512 av = _mm512_set1_ps(a[kk * PANEL + r]);                                              \
                 for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], av, acc[r][v]);                   \

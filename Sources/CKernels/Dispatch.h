@@ -52,7 +52,7 @@ __attribute__((target("avx512f"))) static inline __m512 wc_clamp512(__m512 x, __
 #define ROW_STORE(L, acc, rows, out, oy0, ox, ow)                                                                 \
     for (int r_ = 0; r_ < (rows); r_++) {                                                                         \
         float *d_ = (out) + (long)((oy0) + r_) * (ow) + (ox);                                                     \
-        if ((ow) - (ox) >= (L)) memcpy(d_, &(acc)[r_], sizeof((acc)[r_]));                                       \
+        if ((ow) - (ox) >= (L)) memcpy(d_, &(acc)[r_], sizeof((acc)[r_]));                                        \
         else                                                                                                      \
             for (int i_ = 0; i_ < (ow) - (ox); i_++) d_[i_] = (acc)[r_][i_];                                      \
     }

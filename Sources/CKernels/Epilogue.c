@@ -5,7 +5,7 @@
 // dst[i] = clamp(src[i] + bias (+ residual[i])): the additions in that order, then min(max(x, low), high) as Swift
 // rounds it, by comparison masks on every lane (a NaN stays NaN).
 #define DEFINE_EPILOGUE(NAME, ATTR, VEC, IVEC, L)                                                                 \
-    ATTR static void NAME(const float *src, float *dst, long count, float bias, const float *residual, float low,  \
+    ATTR static void NAME(const float *src, float *dst, long count, float bias, const float *residual, float low, \
                           float high) {                                                                           \
         /* x − 0 splats x as it is (0 + x would turn −0 into +0). */                                              \
         const VEC b = bias - (VEC){0}, lo = low - (VEC){0}, hi = high - (VEC){0};                                 \
@@ -57,7 +57,7 @@ __attribute__((target("avx512f"))) static void epilogue_avx512(const float *src,
         for (int img = 0; img < images; img++)                                                                    \
             for (int o = 0; o < channels; o++) {                                                                  \
                 const long at = img * image_stride + o * ohw;                                                     \
-                EPILOGUE(product + o * cols + img * ohw, out + at, ohw, bias ? bias[o] : 0.0f,                   \
+                EPILOGUE(product + o * cols + img * ohw, out + at, ohw, bias ? bias[o] : 0.0f,                    \
                          residual ? residual + at : NULL, low, high);                                             \
             }                                                                                                     \
     }

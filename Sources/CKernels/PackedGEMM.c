@@ -29,8 +29,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // for A PREFETCH floats ahead (one stream: packed panels only).
 #define PACKED_A(kk, r) a[(kk) * MR + (r)]
 #define ROWS_A(kk, r) a[(kk) + (long)((r) < rows ? (r) : rows - 1) * lda]
-#define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, AINDEX, PREFETCHING)                                               \
-    ATTR static inline void NAME(int kc, const float *a, long lda, const float *b, long ldb, float *c, long ldc,   \
+#define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, AINDEX, PREFETCHING)                                         \
+    ATTR static inline void NAME(int kc, const float *a, long lda, const float *b, long ldb, float *c, long ldc,  \
                                  int rows, int accumulate, const wc_epilogue *e, int row0) {                      \
         VEC acc[MR][NV];                                                                                          \
         for (int r = 0; r < MR; r++)                                                                              \
@@ -59,72 +59,82 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         /* Every index into acc a constant, so that it stays in registers; a partial panel stores row by row. */  \
         if (rows == MR)                                                                                           \
             for (int r = 0; r < MR; r++)                                                                          \
-                for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));               \
+                for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));                \
         else                                                                                                      \
             for (int r = 0; r < MR; r++)                                                                          \
                 if (r < rows)                                                                                     \
-                    for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));           \
+                    for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));            \
     }
 
-// Few columns (batch 1 on maps up to 3×3): vectors run down a panel's eight rows instead, one
-// accumulator per column of B, all n columns at once (a kernel for each n, so that A streams once and every
-// accumulator stays in a register); under 5 columns two panels go together, for enough independent sums to hide the
-// latency of each multiply-add. Each C value is the same sum, in the same order, as in the blocks above.
-#define DEFINE_NARROW(NAME, ATTR, NN)                                                                             \
-    ATTR static void NAME(int m, int k, const float *packed, const float *b, long ldb, float *c, long ldc,         \
+// Few columns (batch 1 on maps up to 3×3): vectors run down panels' rows instead, one accumulator per column of B,
+// all n columns at once (a kernel for each n, so that A streams once and every accumulator stays in a register); a
+// vector PV holds PW panels' eight rows (AVX-512: two panels in one 16-lane vector, else one in 8 lanes), and under 5
+// columns twice as many panels go together, for enough independent sums to hide the latency of each multiply-add.
+// Each C value is the same sum, in the same order, as in the blocks above.
+#define LOAD_PANELS_1(av, first, second) memcpy(&(av), (first), sizeof(rows8))
+#define LOAD_PANELS_2(av, first, second)                                                                          \
+    do {                                                                                                          \
+        rows8 lo_, hi_;                                                                                           \
+        memcpy(&lo_, (first), sizeof lo_);                                                                        \
+        memcpy(&hi_, (second), sizeof hi_);                                                                       \
+        (av) = __builtin_shufflevector(lo_, hi_, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);           \
+    } while (0)
+#define DEFINE_NARROW(NAME, ATTR, PV, PW, NN)                                                                     \
+    ATTR static void NAME(int m, int k, const float *packed, const float *b, long ldb, float *c, long ldc,        \
                           const wc_epilogue *e) {                                                                 \
-        enum { PN = NN <= 4 ? 2 : 1 };                                                                            \
-        for (int p = 0; p < m; p += PN * MR) {                                                                    \
-            const int panels = m - p > MR && PN == 2 ? 2 : 1;                                                     \
-            const float *a[PN];                                                                                   \
-            rows8 acc[PN][NN];                                                                                    \
-            for (int q = 0; q < PN; q++) {                                                                        \
-                /* A lone last panel runs twice; its second copy is not stored. */                                \
-                a[q] = packed + (size_t)(q < panels ? p + q * MR : p) * k;                                        \
-                for (int j = 0; j < NN; j++) acc[q][j] = (rows8){0};                                              \
-            }                                                                                                     \
+        enum { PN = NN <= 4 ? 2 : 1, PANELS = PN * PW };                                                          \
+        for (int p = 0; p < m; p += PANELS * MR) {                                                                \
+            const float *a[PANELS];                                                                               \
+            PV acc[PN][NN];                                                                                       \
+            /* Panels past the last run the first again; they are not stored. */                                  \
+            for (int q = 0; q < PANELS; q++) a[q] = packed + (size_t)(p + q * MR < m ? p + q * MR : p) * k;       \
+            for (int q = 0; q < PN; q++)                                                                          \
+                for (int j = 0; j < NN; j++) acc[q][j] = (PV){0};                                                 \
             for (int kk = 0; kk < k; kk++) {                                                                      \
-                rows8 av[PN];                                                                                     \
+                PV av[PN];                                                                                        \
                 for (int q = 0; q < PN; q++) {                                                                    \
-                    if (!(kk & 1)) __builtin_prefetch(a[q] + kk * MR + PREFETCH);                                 \
-                    memcpy(&av[q], a[q] + (size_t)kk * MR, sizeof av[q]);                                         \
+                    if (!(kk & 1))                                                                                \
+                        for (int h = 0; h < PW; h++) __builtin_prefetch(a[q * PW + h] + kk * MR + PREFETCH);      \
+                    LOAD_PANELS_##PW(av[q], a[q * PW] + (size_t)kk * MR, a[q * PW + PW - 1] + (size_t)kk * MR);   \
                 }                                                                                                 \
                 for (int j = 0; j < NN; j++)                                                                      \
                     for (int q = 0; q < PN; q++) acc[q][j] += av[q] * b[kk * ldb + j];                            \
             }                                                                                                     \
-            for (int q = 0; q < panels; q++) {                                                                    \
+            for (int q = 0; q < PANELS; q++) {                                                                    \
                 const int first = p + q * MR, rows = m - first < MR ? m - first : MR;                             \
+                if (first >= m) break;                                                                            \
                 for (int j = 0; j < NN; j++)                                                                      \
-                    for (int r = 0; r < rows; r++)                                                                \
-                        c[(first + r) * ldc + j] =                                                                \
-                            e ? finish(acc[q][j][r], e->bias ? e->bias[first + r] : 0.0f, e) : acc[q][j][r];      \
+                    for (int r = 0; r < rows; r++) {                                                              \
+                        const float x = acc[q / PW][j][(q % PW) * MR + r];                                        \
+                        c[(first + r) * ldc + j] = e ? finish(x, e->bias ? e->bias[first + r] : 0.0f, e) : x;     \
+                    }                                                                                             \
             }                                                                                                     \
         }                                                                                                         \
     }
 #define NARROW_CASE(NAME, NN) case NN: NAME##_narrow##NN(m, k, packed, b, ldb, c, ldc, e); return;
-#define DEFINE_NARROWS_TO_3(NAME, ATTR)                                                                           \
-    DEFINE_NARROW(NAME##_narrow1, ATTR, 1)                                                                        \
-    DEFINE_NARROW(NAME##_narrow2, ATTR, 2)                                                                        \
-    DEFINE_NARROW(NAME##_narrow3, ATTR, 3)
+#define DEFINE_NARROWS_TO_3(NAME, ATTR, PV, PW)                                                                   \
+    DEFINE_NARROW(NAME##_narrow1, ATTR, PV, PW, 1)                                                                \
+    DEFINE_NARROW(NAME##_narrow2, ATTR, PV, PW, 2)                                                                \
+    DEFINE_NARROW(NAME##_narrow3, ATTR, PV, PW, 3)
 #define CASES_TO_3(NAME) NARROW_CASE(NAME, 1) NARROW_CASE(NAME, 2) NARROW_CASE(NAME, 3)
-#define DEFINE_NARROWS_TO_7(NAME, ATTR)                                                                           \
-    DEFINE_NARROWS_TO_3(NAME, ATTR)                                                                               \
-    DEFINE_NARROW(NAME##_narrow4, ATTR, 4)                                                                        \
-    DEFINE_NARROW(NAME##_narrow5, ATTR, 5)                                                                        \
-    DEFINE_NARROW(NAME##_narrow6, ATTR, 6)                                                                        \
-    DEFINE_NARROW(NAME##_narrow7, ATTR, 7)
+#define DEFINE_NARROWS_TO_7(NAME, ATTR, PV, PW)                                                                   \
+    DEFINE_NARROWS_TO_3(NAME, ATTR, PV, PW)                                                                       \
+    DEFINE_NARROW(NAME##_narrow4, ATTR, PV, PW, 4)                                                                \
+    DEFINE_NARROW(NAME##_narrow5, ATTR, PV, PW, 5)                                                                \
+    DEFINE_NARROW(NAME##_narrow6, ATTR, PV, PW, 6)                                                                \
+    DEFINE_NARROW(NAME##_narrow7, ATTR, PV, PW, 7)
 #define CASES_TO_7(NAME) CASES_TO_3(NAME) NARROW_CASE(NAME, 4) NARROW_CASE(NAME, 5) NARROW_CASE(NAME, 6) NARROW_CASE(NAME, 7)
-#define DEFINE_NARROWS_TO_10(NAME, ATTR)                                                                          \
-    DEFINE_NARROWS_TO_7(NAME, ATTR)                                                                               \
-    DEFINE_NARROW(NAME##_narrow8, ATTR, 8)                                                                        \
-    DEFINE_NARROW(NAME##_narrow9, ATTR, 9)                                                                        \
-    DEFINE_NARROW(NAME##_narrow10, ATTR, 10)
+#define DEFINE_NARROWS_TO_10(NAME, ATTR, PV, PW)                                                                  \
+    DEFINE_NARROWS_TO_7(NAME, ATTR, PV, PW)                                                                       \
+    DEFINE_NARROW(NAME##_narrow8, ATTR, PV, PW, 8)                                                                \
+    DEFINE_NARROW(NAME##_narrow9, ATTR, PV, PW, 9)                                                                \
+    DEFINE_NARROW(NAME##_narrow10, ATTR, PV, PW, 10)
 #define CASES_TO_10(NAME) CASES_TO_7(NAME) NARROW_CASE(NAME, 8) NARROW_CASE(NAME, 9) NARROW_CASE(NAME, 10)
 // NAME_narrow for n = 1 … UPTO (NARROW_L for the variant's vector width L; expanded to a number before it is pasted).
-#define DEFINE_NARROWS(NAME, ATTR, UPTO) DEFINE_NARROWS_UPTO(NAME, ATTR, UPTO)
-#define DEFINE_NARROWS_UPTO(NAME, ATTR, UPTO)                                                                     \
-    DEFINE_NARROWS_TO_##UPTO(NAME, ATTR)                                                                          \
-    ATTR static void NAME##_narrow(int m, int n, int k, const float *packed, const float *b, long ldb, float *c,   \
+#define DEFINE_NARROWS(NAME, ATTR, UPTO, PV, PW) DEFINE_NARROWS_UPTO(NAME, ATTR, UPTO, PV, PW)
+#define DEFINE_NARROWS_UPTO(NAME, ATTR, UPTO, PV, PW)                                                             \
+    DEFINE_NARROWS_TO_##UPTO(NAME, ATTR, PV, PW)                                                                  \
+    ATTR static void NAME##_narrow(int m, int n, int k, const float *packed, const float *b, long ldb, float *c,  \
                                    long ldc, const wc_epilogue *e) {                                              \
         switch (n) { CASES_TO_##UPTO(NAME) }                                                                      \
     }
@@ -135,21 +145,21 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // memory order, over all its columns before the next. A wide B is taken in blocks of KC columns of A and NV·L of B
 // copied contiguous (rows of B a power-of-two apart fall in one set of L1), with every panel of A in each, so B's
 // block stays in L1 while A's block streams from L2.
-#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV)                                                                       \
-    DEFINE_NARROWS(NAME, ATTR, NARROW_##L)                                                                        \
-    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV)                                                                   \
-    DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1)                                                                     \
-    ATTR static void NAME##_tail(int m, int k, int kb, int kc, const float *packed, const float *tailB, int tail,  \
+#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV, PV, PW)                                                         \
+    DEFINE_NARROWS(NAME, ATTR, NARROW_##L, PV, PW)                                                                \
+    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV)                                                             \
+    DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1)                                                               \
+    ATTR static void NAME##_tail(int m, int k, int kb, int kc, const float *packed, const float *tailB, int tail, \
                                  float *c, long ldc, int p, const wc_epilogue *e) {                               \
         float tailC[MR * L];                                                                                      \
         int rows = m - p < MR ? m - p : MR;                                                                       \
         if (kb > 0)                                                                                               \
-            for (int r = 0; r < rows; r++) memcpy(tailC + r * L, c + (p + r) * ldc, sizeof(float) * tail);       \
-        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, 0, tailB + (size_t)kb * L, L, tailC, L, rows,   \
+            for (int r = 0; r < rows; r++) memcpy(tailC + r * L, c + (p + r) * ldc, sizeof(float) * tail);        \
+        NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, 0, tailB + (size_t)kb * L, L, tailC, L, rows,    \
                    kb > 0, kb + kc == k ? e : NULL, p);                                                           \
-        for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc, tailC + r * L, sizeof(float) * tail);           \
+        for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc, tailC + r * L, sizeof(float) * tail);            \
     }                                                                                                             \
-    ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,  \
+    ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc, \
                           const wc_epilogue *e) {                                                                 \
         /* Few columns: down the panel's rows (a zero-padded vector block would leave L − n of each vector's   */ \
         /* lanes idle: 7 of 16 on a 3×3 map).                                                                    */ \
@@ -178,7 +188,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                     for (; n0 + NV * L <= whole; n0 += NV * L)                                                    \
                         NAME##_wide(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
                     for (; n0 < whole; n0 += L)                                                                   \
-                        NAME##_one(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);  \
+                        NAME##_one(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
                     if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e);               \
                 }                                                                                                 \
             }                                                                                                     \
@@ -208,11 +218,11 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                     const float *a = packed + (size_t)p * k + (size_t)kb * MR, *src = blockB;                     \
                     for (int n0 = nc; n0 < end; ) {                                                               \
                         if (end - n0 >= NV * L) {                                                                 \
-                            NAME##_wide(kc, a, 0, src, NV * L, c + p * ldc + n0, ldc, rows, accumulate, last, p);    \
+                            NAME##_wide(kc, a, 0, src, NV * L, c + p * ldc + n0, ldc, rows, accumulate, last, p); \
                             src += kc * NV * L;                                                                   \
                             n0 += NV * L;                                                                         \
                         } else {                                                                                  \
-                            NAME##_one(kc, a, 0, src, L, c + p * ldc + n0, ldc, rows, accumulate, last, p);          \
+                            NAME##_one(kc, a, 0, src, L, c + p * ldc + n0, ldc, rows, accumulate, last, p);       \
                             src += kc * L;                                                                        \
                             n0 += L;                                                                              \
                         }                                                                                         \
@@ -247,7 +257,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 for (; n0 + NV * L <= whole; n0 += NV * L)                                                        \
                     NAME##_rwide(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
                 for (; n0 < whole; n0 += L)                                                                       \
-                    NAME##_rone(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);  \
+                    NAME##_rone(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
                 if (tail) {                                                                                       \
                     for (int r = 0; kb > 0 && r < rows; r++)                                                      \
                         memcpy(tailC + r * L, c + (p + r) * ldc + whole, sizeof(float) * tail);                   \
@@ -268,15 +278,15 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 typedef float vec4 __attribute__((vector_size(16)));
 typedef int ivec4 __attribute__((vector_size(16)));
 typedef float rows8 __attribute__((vector_size(32)));
-DEFINE_GEMM(gemm_generic, , vec4, ivec4, 4, 1)
+DEFINE_GEMM(gemm_generic, , vec4, ivec4, 4, 1, rows8, 1)
 
 #if defined(__x86_64__)
 typedef float vec8 __attribute__((vector_size(32)));
 typedef float vec16 __attribute__((vector_size(64)));
 typedef int ivec8 __attribute__((vector_size(32)));
 typedef int ivec16 __attribute__((vector_size(64)));
-DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 1)
-DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2)
+DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 1, rows8, 1)
+DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2, vec16, 2)
 #endif
 
 int wc_kernels_supported(int isa) {
