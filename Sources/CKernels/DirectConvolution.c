@@ -1,26 +1,36 @@
 // Direct convolution on packed weights (AVX-512): no im2col matrix, no product buffer, no scatter. Each block of eight
-// output channels × 32 (or 16) consecutive outputs of one row is summed in registers over every (channel, tap), its
-// inputs read straight from a zero-bordered copy of the image, then stored into the NCHW output with the bias, residual
-// and clamp. For a stride of 2, each bordered row is kept as its even and odd columns, so the inputs under consecutive
-// outputs are consecutive there too.
+// output channels × 48 outputs is summed in registers over every (channel, tap), its inputs read straight from a
+// zero-bordered copy of the images, then stored into the NCHW output with the bias, residual and clamp.
+//
+// The copy holds a group of images side by side: row Y of every image in one row, image g's bordered columns from
+// g·S on, where S leaves each image's right border as the next one's left border. The outputs of one row of every
+// image in the group are then consecutive there, S apart, so a 16-lane vector of outputs spans several images on
+// small maps (3×3 maps, S = 4: 12 of 16 lanes are outputs) instead of one row's few outputs. For a stride of 2 each
+// row is kept as its even and odd columns, so the inputs under consecutive outputs are consecutive there too.
 #include "Dispatch.h"
 #include <stdlib.h>
 
 enum { PANEL = 8 };
 
-// The bordered copy: for each channel and each row Y of the bordered image, `sw` phase rows of `width` values, phase φ
-// holding bordered columns X ≡ φ (mod sw) at X / sw.
+// For each channel and each bordered row Y, `phases` (the stride sw) rows of `width` values; phase φ holds the row's
+// columns X ≡ φ (mod sw) at X / sw. `segment` is S / sw: how far apart the images' outputs are in a phase row.
 typedef struct {
-    int rows, width, phases;
+    int rows, width, phases, segment;
 } layout;
 
-static layout layout_of(int w, const wc_window *win, int oh, int ow) {
-    (void)w;
+static layout layout_of(int w, const wc_window *win, int oh, int ow, int images) {
     layout l;
-    l.phases = win->sw;
+    const int s = win->sw;
+    // The last output reads bordered column (ow − 1)·sw + (kw − 1)·dw: past the image's own columns it must read the
+    // next image's left border (zeros), so S > that column − pad_left, and S ≥ w + pad_left so the images do not overlap.
+    int span = w + win->pad_left, reach = (ow - 1) * s + (win->kw - 1) * win->dw + 1 - win->pad_left;
+    span = span > reach ? span : reach;
+    span = (span + s - 1) / s * s;
+    l.phases = s;
+    l.segment = span / s;
     l.rows = (oh - 1) * win->sh + (win->kh - 1) * win->dh + 1;
-    // Reads run to the end of the last 16-output vector, at most (kw − 1)·dw / sw further.
-    l.width = (ow + 15) / 16 * 16 + (win->kw - 1) * win->dw / win->sw + 1;
+    // Vectors of 16 outputs run past the last image's, and read at most (kw − 1)·dw / sw further.
+    l.width = ((long)images * l.segment + 15) / 16 * 16 + (win->kw - 1) * win->dw / s + 1;
     l.width = (l.width + 15) / 16 * 16;
     return l;
 }
@@ -34,48 +44,67 @@ int wc_conv_direct_runs(const wc_window *win) {
 #endif
 }
 
-size_t wc_conv_padded_count(int c, int w, const wc_window *win, int oh, int ow) {
-    layout l = layout_of(w, win, oh, ow);
+size_t wc_conv_padded_count(int c, int w, const wc_window *win, int oh, int ow, int images) {
+    layout l = layout_of(w, win, oh, ow, images);
     return (size_t)c * l.rows * l.phases * l.width;
 }
 
-void wc_conv_pad(const float *image, int c, int h, int w, const wc_window *win, int oh, int ow, float *padded) {
-    layout l = layout_of(w, win, oh, ow);
-    const int s = l.phases;
+// Positions of a phase row the output vectors cover: every image's segment, the last one only up to its outputs.
+static long covered(layout l, int ow, int images) { return (long)(images - 1) * l.segment + ow; }
+
+double wc_conv_direct_useful(int w, const wc_window *win, int oh, int ow, int images) {
+    const long lanes = (covered(layout_of(w, win, oh, ow, images), ow, images) + 15) / 16 * 16;
+    return (double)images * ow / lanes;
+}
+
+int wc_conv_direct_images(int w, const wc_window *win, int oh, int ow, int most) {
+    const int segment = layout_of(w, win, oh, ow, 1).segment, widest = (64 + segment - 1) / segment;
+    int best = 1;
+    for (int g = 2; g <= widest && g <= most; g++)
+        if (wc_conv_direct_useful(w, win, oh, ow, g) > wc_conv_direct_useful(w, win, oh, ow, best)) best = g;
+    return best;
+}
+
+void wc_conv_pad(const float *image, long image_stride, int images, int c, int h, int w, const wc_window *win, int oh,
+                 int ow, float *padded) {
+    layout l = layout_of(w, win, oh, ow, images);
+    const int s = l.phases, span = l.segment * s;
     for (int ch = 0; ch < c; ch++)
         for (int y = 0; y < l.rows; y++) {
             const int iy = y - win->pad_top;
             for (int phase = 0; phase < s; phase++) {
                 float *dst = padded + (((long)ch * l.rows + y) * s + phase) * l.width;
-                if (iy < 0 || iy >= h) {
-                    memset(dst, 0, sizeof(float) * l.width);
-                    continue;
+                memset(dst, 0, sizeof(float) * l.width);
+                if (iy < 0 || iy >= h) continue;
+                for (int g = 0; g < images; g++) {
+                    const float *src = image + g * image_stride + ((long)ch * h + iy) * w;
+                    // Phase-row index i holds row column X = i·s + phase; image g's input column ix sits at
+                    // X = g·S + pad_left + ix, so ix = i·s − first with first = g·S + pad_left − phase: [lo, hi).
+                    const int first = g * span + win->pad_left - phase;
+                    const int lo = first <= 0 ? 0 : (first + s - 1) / s;
+                    int hi = w - 1 + first < 0 ? 0 : (w - 1 + first) / s + 1;
+                    hi = hi < l.width ? hi : l.width;
+                    if (s == 1) memcpy(dst + lo, src + lo - first, sizeof(float) * (hi > lo ? hi - lo : 0));
+                    else
+                        for (int i = lo; i < hi; i++) dst[i] = src[i * s - first];
                 }
-                const float *src = image + ((long)ch * h + iy) * w;
-                // Columns i with ix = i·s + phase − pad_left inside [0, w): [lo, hi).
-                const int first = win->pad_left - phase, lo = first <= 0 ? 0 : (first + s - 1) / s;
-                int hi = w - 1 + first < 0 ? 0 : (w - 1 + first) / s + 1;
-                hi = hi < l.width ? hi : l.width;
-                memset(dst, 0, sizeof(float) * (lo < hi ? lo : l.width));
-                if (lo >= hi) continue;
-                if (s == 1) memcpy(dst + lo, src + lo - first, sizeof(float) * (hi - lo));
-                else
-                    for (int i = lo; i < hi; i++) dst[i] = src[i * s - first];
-                memset(dst + hi, 0, sizeof(float) * (l.width - hi));
             }
         }
 }
 
 #if defined(__x86_64__)
-// A vector of up to 16 consecutive outputs of one row: where its inputs under output (0, 0)'s first tap start in the
-// bordered copy, where it goes in an output plane, and how many of its lanes are outputs.
+// A vector of 16 consecutive outputs of a phase row: where its inputs under the first tap start in the copy, and the
+// pieces it stores (one per image it spans: the lanes `mask`, lane 0 at `out` in the group's output).
+enum { MAX_PIECES = 17 };
 typedef struct {
-    long in, out;
-    int lanes;
+    long in;
+    int pieces;
+    long out[MAX_PIECES];
+    __mmask16 mask[MAX_PIECES];
 } run;
 
-// One block: `rows` (≤ 8) output channels × NV runs (of one row or of several: a short row fills one run), summed
-// over every (channel, tap) in order, then stored with the bias, residual and clamp.
+// One block: `rows` (≤ 8) output channels × NV runs, summed over every (channel, tap) in order, then stored with the
+// bias, residual and clamp.
 #define DEFINE_DIRECT_BLOCK(NAME, NV)                                                                             \
     __attribute__((target("avx512f"))) static inline void NAME(                                                   \
         int k, const float *a, const float *padded, const int *offsets, const run *runs, float *out, long plane,  \
@@ -98,11 +127,14 @@ typedef struct {
             if (r >= rows) break;                                                                                 \
             const __m512 bv = _mm512_set1_ps(bias ? bias[r] : 0.0f);                                              \
             for (int v = 0; v < NV; v++) {                                                                        \
-                const __mmask16 m = runs[v].lanes >= 16 ? 0xffff : (__mmask16)((1u << runs[v].lanes) - 1);        \
-                const long at = r * plane + runs[v].out;                                                          \
-                __m512 x = _mm512_add_ps(acc[r][v], bv);                                                          \
-                if (residual) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, residual + at));                      \
-                _mm512_mask_storeu_ps(out + at, m, wc_clamp512(x, low, high));                                    \
+                const __m512 x = _mm512_add_ps(acc[r][v], bv);                                                    \
+                for (int i = 0; i < runs[v].pieces; i++) {                                                        \
+                    const __mmask16 m = runs[v].mask[i];                                                          \
+                    const long at = r * plane + runs[v].out[i];                                                   \
+                    __m512 y = x;                                                                                 \
+                    if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, residual + at));                  \
+                    _mm512_mask_storeu_ps(out + at, m, wc_clamp512(y, low, high));                                \
+                }                                                                                                 \
             }                                                                                                     \
         }                                                                                                         \
     }
@@ -110,24 +142,36 @@ DEFINE_DIRECT_BLOCK(direct_block3, 3)
 DEFINE_DIRECT_BLOCK(direct_block2, 2)
 DEFINE_DIRECT_BLOCK(direct_block1, 1)
 
-__attribute__((target("avx512f"))) static void direct_avx512(const float *padded, int c, int w, const wc_window *win,
-                                                             int oh, int ow, const float *packed, int first, int count,
-                                                             const float *bias, const float *residual, float low,
+__attribute__((target("avx512f"))) static void direct_avx512(const float *padded, int images, int c, int w,
+                                                             const wc_window *win, int oh, int ow, const float *packed,
+                                                             int first, int count, const float *bias,
+                                                             const float *residual, long image_stride, float low,
                                                              float high, float *out, int *offsets, run *runs) {
-    layout l = layout_of(w, win, oh, ow);
-    const int s = l.phases, kh = win->kh, kw = win->kw, k = c * kh * kw;
-    // offsets[kk]: where (channel, ki, kj)'s input under output (0, 0) sits in the bordered copy.
+    layout l = layout_of(w, win, oh, ow, images);
+    const int s = l.phases, kh = win->kh, kw = win->kw, k = c * kh * kw, seg = l.segment;
+    // offsets[kk]: where (channel, ki, kj)'s input under the group's first output sits in the copy.
     for (int ch = 0, kk = 0; ch < c; ch++)
         for (int ki = 0; ki < kh; ki++)
             for (int kj = 0; kj < kw; kj++, kk++) {
                 const int x = kj * win->dw;
                 offsets[kk] = (((ch * l.rows + ki * win->dh) * s + x % s) * l.width) + x / s;
             }
-    // Every row's outputs, 16 at a time.
+    // Every output row of every image, 16 phase-row positions at a time; position i is output i mod seg of image
+    // i / seg (an output when i mod seg < ow).
     int count_runs = 0;
+    const int lanes = (int)covered(l, ow, images);
     for (int oy = 0; oy < oh; oy++)
-        for (int ox = 0; ox < ow; ox += 16)
-            runs[count_runs++] = (run){(long)oy * win->sh * s * l.width + ox, (long)oy * ow + ox, ow - ox < 16 ? ow - ox : 16};
+        for (int i0 = 0; i0 < lanes; i0 += 16) {
+            run *r = &runs[count_runs++];
+            r->in = (long)oy * win->sh * s * l.width + i0;
+            r->pieces = 0;
+            for (int g = i0 / seg; g < images && g * seg < i0 + 16; g++) {
+                const int from = g * seg > i0 ? g * seg : i0, to = g * seg + ow < i0 + 16 ? g * seg + ow : i0 + 16;
+                if (from >= to) continue;
+                r->mask[r->pieces] = (__mmask16)(((1u << (to - i0)) - 1) & ~((1u << (from - i0)) - 1));
+                r->out[r->pieces++] = g * image_stride + (long)oy * ow + i0 - (long)g * seg;
+            }
+        }
     const long plane = (long)oh * ow;
     const __m512 lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
     for (int p = first; p < first + count; p += PANEL) {
@@ -143,19 +187,21 @@ __attribute__((target("avx512f"))) static void direct_avx512(const float *padded
 }
 #endif
 
-void wc_conv_direct(const float *padded, int c, int w, const wc_window *win, int oh, int ow, const float *packed,
-                    int first, int count, const float *bias, const float *residual, float low, float high,
-                    float *out) {
+void wc_conv_direct(const float *padded, int images, int c, int w, const wc_window *win, int oh, int ow,
+                    const float *packed, int first, int count, const float *bias, const float *residual,
+                    long image_stride, float low, float high, float *out) {
 #if defined(__x86_64__)
+    layout l = layout_of(w, win, oh, ow, images);
     int *offsets = malloc(sizeof(int) * (size_t)c * win->kh * win->kw);
-    run *runs = malloc(sizeof(run) * (size_t)oh * ((ow + 15) / 16));
+    run *runs = malloc(sizeof(run) * (size_t)oh * ((covered(l, ow, images) + 15) / 16));
     if (!offsets || !runs) abort();
-    direct_avx512(padded, c, w, win, oh, ow, packed, first, count, bias, residual, low, high, out, offsets, runs);
+    direct_avx512(padded, images, c, w, win, oh, ow, packed, first, count, bias, residual, image_stride, low, high, out,
+                  offsets, runs);
     free(offsets);
     free(runs);
 #else
-    (void)padded; (void)c; (void)w; (void)win; (void)oh; (void)ow; (void)packed; (void)first; (void)count;
-    (void)bias; (void)residual; (void)low; (void)high; (void)out;
+    (void)padded; (void)images; (void)c; (void)w; (void)win; (void)oh; (void)ow; (void)packed; (void)first;
+    (void)count; (void)bias; (void)residual; (void)image_stride; (void)low; (void)high; (void)out;
     abort();
 #endif
 }

@@ -61,8 +61,8 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
 /// Grouped convolutions with one input channel per group (depthwise) take a direct loop; ungrouped ones with packed
-/// weights and output rows of 14 values or more are summed straight from a bordered copy of each image
-/// (`DirectConvolution`); everything else is im2col over a chunk of images followed by one GEMM per group.
+/// weights are summed straight from a bordered copy of the images (`DirectConvolution`) unless their vectors of
+/// outputs would be mostly idle lanes; everything else is im2col over a chunk of images followed by one GEMM per group.
 ///
 /// `residual`, a tensor of the output's shape, is added after the bias and before `activation` (a fused Add).
 ///

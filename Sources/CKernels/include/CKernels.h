@@ -85,20 +85,26 @@ typedef struct {
     int kh, kw, sh, sw, dh, dw, pad_top, pad_left;
 } wc_window;
 
-/// Direct convolution on packed weights (AVX-512): no im2col matrix and no product buffer. `wc_conv_pad` copies one
-/// image (c planes of h×w) inside a zero border into `padded` (wc_conv_padded_count floats; for a stride of 2 each row
-/// as its even and odd columns); `wc_conv_direct` then computes output channels [first, first + count) (first a
-/// multiple of 8) of that image into `out` (its [channels, oh, ow] planes; `residual`, or NULL, the same), from the
-/// weights in `packed` (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in
-/// order of fused multiply-adds, as `wc_gemm_packed` sums an im2col matrix, then + bias (0 when NULL), + residual, then
+/// Direct convolution on packed weights (AVX-512): no im2col matrix and no product buffer. `wc_conv_pad` copies a group
+/// of `images` images (image g at image + g·image_stride: c planes of h×w) side by side inside zero borders into
+/// `padded` (wc_conv_padded_count floats; for a stride of 2 each row as its even and odd columns); `wc_conv_direct` then
+/// computes output channels [first, first + count) (first a multiple of 8) of those images into `out` (image g's
+/// [channels, oh, ow] planes at out + g·out_image_stride; `residual`, or NULL, the same), from the weights in `packed`
+/// (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in order of fused
+/// multiply-adds, as `wc_gemm_packed` sums an im2col matrix, then + bias (0 when NULL), + residual, then
 /// min(max(x, low), high) as Swift rounds it. Only where `wc_conv_direct_runs`: the AVX-512 variant is chosen and
 /// the horizontal stride is 1 or 2.
 int wc_conv_direct_runs(const wc_window *window);
-size_t wc_conv_padded_count(int c, int w, const wc_window *window, int oh, int ow);
-void wc_conv_pad(const float *image, int c, int h, int w, const wc_window *window, int oh, int ow, float *padded);
-void wc_conv_direct(const float *padded, int c, int w, const wc_window *window, int oh, int ow, const float *packed,
-                    int first, int count, const float *bias, const float *residual, float low, float high,
-                    float *out);
+/// The share of the output vectors' lanes that are outputs when a copy holds `images` images, and the number of
+/// images (at most `most`, and no more than fill 64 lanes of a row) with the largest share, the fewest of equals.
+double wc_conv_direct_useful(int w, const wc_window *window, int oh, int ow, int images);
+int wc_conv_direct_images(int w, const wc_window *window, int oh, int ow, int most);
+size_t wc_conv_padded_count(int c, int w, const wc_window *window, int oh, int ow, int images);
+void wc_conv_pad(const float *image, long image_stride, int images, int c, int h, int w, const wc_window *window,
+                 int oh, int ow, float *padded);
+void wc_conv_direct(const float *padded, int images, int c, int w, const wc_window *window, int oh, int ow,
+                    const float *packed, int first, int count, const float *bias, const float *residual,
+                    long out_image_stride, float low, float high, float *out);
 
 /// Max pooling of the `count` h×w planes at `input` (one after another) into their oh×ow outputs at `output`, sixteen
 /// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_plane` gives. Only where
