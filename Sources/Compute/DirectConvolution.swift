@@ -19,7 +19,8 @@ enum DirectConvolution {
     /// stands on the im2col path already.
     static func applies(inputShape: [Int], weightShape: [Int], window: Window2D, group: Int, outputSize: (h: Int, w: Int),
                         packed: PackedWeights?) -> Bool {
-        guard group == 1, packed != nil else { return false }
+        // Sizes the kernel's 32-bit arithmetic holds (the copy's size is checked below).
+        guard group == 1, packed != nil, inputShape[1] < 1 << 24, inputShape[3] < 1 << 24 else { return false }
         let pointwise = weightShape[2] == 1 && weightShape[3] == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
         var shape = wc_window(window)
         guard !pointwise, wc_conv_direct_runs(&shape) != 0 else { return false }
