@@ -50,8 +50,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             for (int r = 0; r < MR; r++)                                                                          \
                 for (int v = 0; v < NV; v++) {                                                                    \
                     /* finish() on every lane: select by comparison masks, as min(max(x, low), high) does. */     \
-                    VEC x = acc[r][v] + (e->bias && r < rows ? e->bias[row0 + r] : 0.0f), low = (VEC){0} + e->low, \
-                        high = (VEC){0} + e->high;                                                                \
+                    /* x − 0 splats x as it is (0 + x would turn a bound of −0 into +0). */                        \
+                    VEC x = acc[r][v] + (e->bias && r < rows ? e->bias[row0 + r] : 0.0f), low = e->low - (VEC){0}, \
+                        high = e->high - (VEC){0};                                                                \
                     IVEC below = low >= x, above = high < x;                                                      \
                     x = (VEC)(((IVEC)low & below) | ((IVEC)x & ~below));                                          \
                     acc[r][v] = (VEC)(((IVEC)high & above) | ((IVEC)x & ~above));                                 \

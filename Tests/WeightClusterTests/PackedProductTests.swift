@@ -63,6 +63,28 @@ import _TestSupport
         #expect(variants >= 1)
     }
 
+    /// A clamp whose lower bound is −0 (a Clip with min −0.0) stores −0 for every negative sum, as Swift's
+    /// min(max(x, −0), high) does, on every variant and path: few columns, vector blocks and a remainder.
+    @Test func negativeZeroBoundKeepsItsSign() {
+        let (m, k) = (16, 3)
+        let a = [Float](repeating: -1, count: m * k)
+        var packed = [Float](repeating: .nan, count: wc_packed_count(Int32(m), Int32(k)))
+        packed.withUnsafeMutableBufferPointer { wc_pack_rows(Int32(m), Int32(k), a, k, $0.baseAddress!) }
+        for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+            for n in [5, 40, 130] {
+                let b = [Float](repeating: 1, count: k * n)
+                var c = [Float](repeating: .nan, count: m * n)
+                var e = wc_epilogue(bias: nil, low: -0.0, high: .infinity)
+                c.withUnsafeMutableBufferPointer { pc in
+                    withUnsafePointer(to: &e) { e in
+                        wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), packed, b, n, pc.baseAddress!, n, e)
+                    }
+                }
+                #expect(c.allSatisfy { $0.bitPattern == Float(-0.0).bitPattern }, "\(String(cString: wc_kernels_name(isa))) n \(n)")
+            }
+        }
+    }
+
     /// The product on A as it stands (a fully-connected weight, `wc_gemm_rows`) gives the packed product's values bit
     /// for bit, on every variant, with and without the epilogue.
     @Test(arguments: cases)
