@@ -27,6 +27,22 @@ import _TestSupport
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
     ]
 
+    /// Global average pool, bit for bit against each plane summed in order then divided: whole groups of eight planes
+    /// and a partial one (26 planes), planes of 9 and 50 values, and a batch large enough to split over the workers.
+    @Test(arguments: [(2, 13, 3, 3), (2, 13, 5, 10), (64, 40, 3, 3)])
+    func globalAveragePoolMatchesDefinition(_ shape: (Int, Int, Int, Int)) throws {
+        let (n, c, h, w) = shape
+        let x = Tensor(shape: [n, c, h, w], scalars: ConvolutionTests.random(n * c * h * w, seed: 61))
+        let y = try globalAveragePool(x)
+        #expect(y.shape == [n, c, 1, 1])
+        let expected = (0..<n * c).map { p -> Float in
+            var sum: Float = 0
+            for i in 0..<h * w { sum += x.scalars[p * h * w + i] }
+            return sum / Float(h * w)
+        }
+        #expect(y.scalars.map(\.bitPattern) == expected.map(\.bitPattern))
+    }
+
     @Test(arguments: cases)
     func maxPoolMatchesDefinition(_ k: Case) throws {
         let (n, c) = (2, 19)
