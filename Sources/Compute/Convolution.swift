@@ -115,7 +115,7 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     } else {
         let packed = PackedWeights.forProduct(packed, weight: weight, group: group)
         if let packed, DirectConvolution.applies(inputShape: input.shape, weightShape: weight.shape, window: window,
-                                                 group: group, outputSize: (oh, ow), packed: packed) {
+                                                 group: group, outputSize: (oh, ow)) {
             DirectConvolution.convolve(input, packed: packed, bias: bias, window: window, activation: activation,
                                        residual: residual, into: &output)
         } else {
@@ -223,20 +223,12 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                                             bias: bias == nil ? nil : biasBuf.baseAddress! + g * ocg, bounds: activation.bounds)
                             continue
                         }
-                        if count == 1 {
-                            // One image: the product's rows are the output channels' planes, so it lands in place.
-                            let offset = (first * oc + g * ocg) * ohw
-                            let dst = out + offset
-                            gemm(dst, ohw)
-                            for o in 0..<ocg {
-                                epilogue.apply(dst + o * ohw, to: dst + o * ohw, count: ohw, channel: g * ocg + o, offset: offset + o * ohw)
-                            }
-                            continue
-                        }
-                        gemm(tmp, cols)
-                        // Scatter [ocg, image, ohw] into NCHW with the bias, residual and activation.
+                        // The product [ocg, image, ohw], then scattered into NCHW with the bias, residual and
+                        // activation. One image's product rows are its output channels' planes, so it lands in place.
                         let offset = (first * oc + g * ocg) * ohw
-                        epilogue.scatter(tmp, columns: cols, images: count, channels: ocg, planeSize: ohw, to: out + offset,
+                        let product = count == 1 ? out + offset : tmp
+                        gemm(product, cols)
+                        epilogue.scatter(product, columns: cols, images: count, channels: ocg, planeSize: ohw, to: out + offset,
                                          imageStride: oc * ohw, firstChannel: g * ocg, offset: offset)
                     }
                 }

@@ -53,15 +53,9 @@ struct ConvolutionEpilogue {
         (low, high) = activation.bounds
     }
 
-    /// dst[i] = clamp(src[i] + bias[channel] (+ residual[offset + i])) for i in 0..<count; `src` may equal `dst`.
-    /// `offset` is the NCHW index of `dst[0]` in the output. Vector code in CKernels (`wc_conv_epilogue`).
-    @inlinable @inline(__always)
-    func apply(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int, channel: Int, offset: Int) {
-        wc_conv_epilogue(src, dst, count, bias?[channel] ?? 0, residual.map { $0 + offset }, low, high)
-    }
-
-    /// `apply` for `images` images' planes of channels firstChannel… held as [channel, image, planeSize] (row stride
-    /// `columns`) into NCHW at `dst` (image stride `imageStride`; `offset` is the NCHW index of `dst[0]`), in one call.
+    /// dst = clamp(src + bias[channel] (+ residual)) for `images` images' planes of channels firstChannel…, held in
+    /// `src` as [channel, image, planeSize] (row stride `columns`), into NCHW at `dst` (image stride `imageStride`;
+    /// `offset` is the NCHW index of `dst[0]`), in one call (`wc_conv_scatter`); `src` may be `dst` for one image.
     @inlinable @inline(__always)
     func scatter(_ src: UnsafePointer<Float>, columns: Int, images: Int, channels: Int, planeSize: Int,
                  to dst: UnsafeMutablePointer<Float>, imageStride: Int, firstChannel: Int, offset: Int) {

@@ -14,13 +14,12 @@ enum DirectConvolution {
     /// 0.84–0.87 ms through im2col, 1.28–1.36 direct; on 7×7 maps, 14 of 16 lanes, 2.1–2.2 → 1.87–1.89 ms).
     static let leastUseful = 0.8
 
-    /// Whether a layer takes this path: one group, packed weights, strides of 1 or 2 with AVX-512, enough useful lanes,
+    /// Whether a layer with packed weights takes this path: one group, strides of 1 or 2 with AVX-512, enough useful lanes,
     /// and a copy whose offsets fit in 32 bits. A 1×1 convolution with stride 1 and no padding reads its input as it
     /// stands on the im2col path already.
-    static func applies(inputShape: [Int], weightShape: [Int], window: Window2D, group: Int, outputSize: (h: Int, w: Int),
-                        packed: PackedWeights?) -> Bool {
+    static func applies(inputShape: [Int], weightShape: [Int], window: Window2D, group: Int, outputSize: (h: Int, w: Int)) -> Bool {
         // Sizes the kernel's 32-bit arithmetic holds (the copy's size is checked below).
-        guard group == 1, packed != nil, inputShape[1] < 1 << 24, inputShape[3] < 1 << 24 else { return false }
+        guard group == 1, inputShape[1] < 1 << 24, inputShape[3] < 1 << 24 else { return false }
         let pointwise = weightShape[2] == 1 && weightShape[3] == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
         var shape = wc_window(window)
         guard !pointwise, wc_conv_direct_runs(&shape) != 0 else { return false }

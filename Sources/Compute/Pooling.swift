@@ -204,7 +204,8 @@ public func globalAveragePool(_ input: Tensor<Float>) throws -> Tensor<Float> {
                         s0 += base[i]; s1 += base[size + i]; s2 += base[2 * size + i]; s3 += base[3 * size + i]
                         s4 += base[4 * size + i]; s5 += base[5 * size + i]; s6 += base[6 * size + i]; s7 += base[7 * size + i]
                     }
-                    for (j, sum) in [s0, s1, s2, s3, s4, s5, s6, s7].enumerated() { dst[first + j] = sum / divisor }
+                    (dst[first], dst[first + 1], dst[first + 2], dst[first + 3]) = (s0 / divisor, s1 / divisor, s2 / divisor, s3 / divisor)
+                    (dst[first + 4], dst[first + 5], dst[first + 6], dst[first + 7]) = (s4 / divisor, s5 / divisor, s6 / divisor, s7 / divisor)
                 }
             }
         }

@@ -112,7 +112,7 @@ import _TestSupport
         let packed = PackedWeights.isWorthwhile ? PackedWeights(wt, group: 1) : nil
         if wc_kernels_isa() == Int32(WC_ISA_AVX512) {
             #expect(DirectConvolution.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1,
-                                              outputSize: (oh, ow), packed: packed))
+                                              outputSize: (oh, ow)))
         }
         for (bias, activation, withResidual) in [(Self.random(t.oc, seed: 24), Activation.relu, false),
                                                  (nil, .none, false), (Self.random(t.oc, seed: 25), .clip(low: 0, high: 0.5), true)] {
