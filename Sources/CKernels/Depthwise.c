@@ -5,52 +5,168 @@
 
 #include "Dispatch.h"
 
-// Each output is bias, then + tap·input for every tap in row-major order, with the product rounded before the sum
-// (no fused multiply-add), as the definition computes it: the result is bit-identical to the naive loop.
-// Rows are taken R at a time, so that R independent sums hide the latency of each vector add.
-#define DEFINE_DEPTHWISE(NAME, ATTR, VEC, L, ...)                                                                 \
-    ATTR static void NAME(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,          \
-                          const float *taps, float bias, float *out, int oh, int ow) {                             \
-        _Pragma("clang fp contract(off)")                                                                         \
-        enum { R = 4 };                                                                                           \
-        for (int oy0 = 0; oy0 < oh; oy0 += R) {                                                                   \
-            const int rows = oh - oy0 < R ? oh - oy0 : R;                                                         \
+// ---- Along the rows of a plane -------------------------------------------------------------------------------------
+//
+// The plane is copied inside a zero border, each row as its `sw` phases (phase p holds the bordered columns p, p + sw,
+// p + 2·sw, …), so that at any stride every tap reads L consecutive values for L outputs of a row: one load, no
+// shuffle. Eight output rows are summed at once, a vector of each, so that eight independent chains of fused
+// multiply-adds hide their latency. Each output is bias, then fma(input, tap, sum) for every tap in row-major order (a
+// tap over the border adds 0·tap, which leaves a finite sum as it is), then + residual and min(max(x, low), high) as
+// Swift rounds it, stored once.
+
+enum { ROWS = 8 };
+
+typedef struct {
+    long pitch, phase, rows;  // floats from one bordered row to the next and from one phase to the next; rows
+} row_copy;
+
+static row_copy row_copy_of(int h, int w, const wc_window *win, int oh, int ow) {
+    row_copy g;
+    // Columns read by ⌈ow/16⌉·16 outputs (the widest vector), rows by ⌈oh/ROWS⌉·ROWS (rows past oh are summed from
+    // zeros and not stored).
+    long cols = (long)((ow + 15) / 16 * 16 - 1) * win->sw + (long)(win->kw - 1) * win->dw + 1;
+    if (cols < (long)win->pad_left + w) cols = (long)win->pad_left + w;
+    g.phase = (cols + win->sw - 1) / win->sw;
+    g.pitch = g.phase * win->sw;
+    long rows = (long)((oh + ROWS - 1) / ROWS * ROWS - 1) * win->sh + (long)(win->kh - 1) * win->dh + 1;
+    g.rows = rows > (long)win->pad_top + h ? rows : (long)win->pad_top + h;
+    return g;
+}
+
+size_t wc_depthwise_rows_scratch(int h, int w, const wc_window *window, int oh, int ow) {
+    row_copy g = row_copy_of(h, w, window, oh, ow);
+    return (size_t)(g.rows * g.pitch);
+}
+
+// The plane's rows into the bordered copy, each as its phases (the border is never written).
+static void copy_rows_generic(const float *plane, int h, int w, const wc_window *win, row_copy g, float *copy) {
+    for (int y = 0; y < h; y++) {
+        const float *src = plane + (long)y * w;
+        float *row = copy + (long)(win->pad_top + y) * g.pitch;
+        if (win->sw == 1) {
+            memcpy(row + win->pad_left, src, sizeof(float) * w);
+            continue;
+        }
+#pragma clang loop vectorize(disable)
+        for (int x = 0; x < w; x++) {
+            const int c = x + win->pad_left;
+            row[(c % win->sw) * g.phase + c / win->sw] = src[x];
+        }
+    }
+}
+#define copy_rows_avx2 copy_rows_generic
+
+// A partial vector (the end of a row) through a loop; AVX-512 uses masks instead.
+#define PART_LOAD(VEC, L, v, p, n)                                                                                \
+    do {                                                                                                          \
+        if ((n) >= (L)) memcpy(&(v), (p), sizeof(VEC));                                                          \
+        else {                                                                                                    \
+            (v) = (VEC){0};                                                                                       \
+            for (int i_ = 0; i_ < (n); i_++) (v)[i_] = (p)[i_];                                                   \
+        }                                                                                                         \
+    } while (0)
+#define PART_STORE(VEC, L, p, v, n)                                                                               \
+    do {                                                                                                          \
+        if ((n) >= (L)) memcpy((p), &(v), sizeof(VEC));                                                           \
+        else                                                                                                      \
+            for (int i_ = 0; i_ < (n); i_++) (p)[i_] = (v)[i_];                                                   \
+    } while (0)
+
+#define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, LOAD, STORE)                                                        \
+    ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
+                          float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
+        const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
+        copy_##NAME(plane, h, w, win, g, copy);                                                                   \
+        const long step = win->sh * g.pitch;                                                                      \
+        /* x − 0 splats x as it is (0 + x would turn −0 into +0). */                                              \
+        const VEC b = bias - (VEC){0}, lo = low - (VEC){0}, hi = high - (VEC){0};                                 \
+        for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
+            const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
+            const float *base = copy + oy0 * step;                                                                \
             for (int ox = 0; ox < ow; ox += L) {                                                                  \
-                VEC acc[R];                                                                                       \
-                for (int r = 0; r < R; r++)                                                                       \
-                    for (int i = 0; i < L; i++) acc[r][i] = bias;                                                 \
-                for (int ki = 0; ki < kh; ki++)                                                                   \
-                    for (int kj = 0; kj < kw; kj++) {                                                             \
-                        const float tap = taps[ki * kw + kj];                                                     \
-                        for (int r = 0; r < R; r++) {                                                             \
-                            /* Rows past the last repeat it; they are not stored. */                              \
-                            const int oy = oy0 + (r < rows ? r : rows - 1);                                       \
-                            const float *p = plane + ((long)oy * sh + (long)ki * dh) * width + kj * dw + (long)ox * sw; \
+                VEC acc[ROWS];                                                                                    \
+                for (int r = 0; r < ROWS; r++) acc[r] = b;                                                        \
+                for (int ki = 0; ki < win->kh; ki++)                                                              \
+                    for (int kj = 0; kj < win->kw; kj++) {                                                        \
+                        const int c = kj * win->dw; /* bordered column c of the tap: phase c % sw */              \
+                        const float *p = base + (long)ki * win->dh * g.pitch + (c % win->sw) * g.phase + ox;      \
+                        p += c / win->sw;                                                                         \
+                        const VEC k = taps[ki * win->kw + kj] - (VEC){0};                                         \
+                        for (int r = 0; r < ROWS; r++) {                                                          \
                             VEC v;                                                                                \
-                            ROW_TAP(VEC, L, v, p, sw, __VA_ARGS__);                                               \
-                            VEC product = v * tap;                                                                \
-                            acc[r] = acc[r] + product;                                                            \
+                            memcpy(&v, p + r * step, sizeof v);                                                   \
+                            acc[r] = __builtin_elementwise_fma(v, k, acc[r]);                                     \
                         }                                                                                         \
                     }                                                                                             \
-                ROW_STORE(L, acc, rows, out, oy0, ox, ow);                                                        \
+                const int left = ow - ox;                                                                         \
+                for (int r = 0; r < rows; r++) {                                                                  \
+                    const long at = (long)(oy0 + r) * ow + ox;                                                    \
+                    VEC x = acc[r];                                                                               \
+                    if (residual) {                                                                               \
+                        VEC add;                                                                                  \
+                        LOAD(VEC, L, add, residual + at, left);                                                   \
+                        x = x + add;                                                                              \
+                    }                                                                                             \
+                    VEC_CLAMP(IVEC, x, lo, hi);                                                                   \
+                    STORE(VEC, L, out + at, x, left);                                                             \
+                }                                                                                                 \
             }                                                                                                     \
         }                                                                                                         \
     }
 
 typedef float dw8 __attribute__((vector_size(32)));
 typedef int dwi8 __attribute__((vector_size(32)));
-DEFINE_DEPTHWISE(depthwise_generic, , dw8, 8, 0, 2, 4, 6, 8, 10, 12, 14)
+DEFINE_ROWS(rows_generic, , dw8, dwi8, 8, PART_LOAD, PART_STORE)
 #if defined(__x86_64__)
+#include <immintrin.h>
 typedef float dw16 __attribute__((vector_size(64)));
 typedef int dwi16 __attribute__((vector_size(64)));
-DEFINE_DEPTHWISE(depthwise_avx2, __attribute__((target("avx2"))), dw8, 8, 0, 2, 4, 6, 8, 10, 12, 14)
-DEFINE_DEPTHWISE(depthwise_avx512, __attribute__((target("avx512f"))), dw16, 16,
-                 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+DEFINE_ROWS(rows_avx2, __attribute__((target("avx2,fma"))), dw8, dwi8, 8, PART_LOAD, PART_STORE)
+
+static inline __mmask16 first_lanes(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
+#define MASK_LOAD(VEC, L, v, p, n) ((v) = (VEC)_mm512_maskz_loadu_ps(first_lanes(n), (p)))
+#define MASK_STORE(VEC, L, p, v, n) _mm512_mask_storeu_ps((p), first_lanes(n), (__m512)(v))
+
+// The copy 16 values at a time: a stride-2 row as its even and odd values, 32 inputs at a time (larger strides, rare,
+// value by value).
+__attribute__((target("avx512f"))) static void copy_rows_avx512(const float *plane, int h, int w, const wc_window *win,
+                                                                row_copy g, float *copy) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    if (win->sw > 2) {
+        copy_rows_generic(plane, h, w, win, g, copy);
+        return;
+    }
+    const int left = win->pad_left;
+    for (int y = 0; y < h; y++) {
+        const float *src = plane + (long)y * w;
+        float *row = copy + (long)(win->pad_top + y) * g.pitch;
+        if (win->sw == 1) {
+            for (int x = 0; x < w; x += 16) {
+                const __mmask16 m = first_lanes(w - x);
+                _mm512_mask_storeu_ps(row + left + x, m, _mm512_maskz_loadu_ps(m, src + x));
+            }
+            continue;
+        }
+        // Inputs x0 + 2i go to column (x0 + left + 2i) of the bordered row: phase (x0 + left) & 1, index
+        // (x0 + left) / 2 + i; inputs x0 + 1 + 2i likewise.
+        for (int x = 0; x < w; x += 32) {
+            const int n = w - x;
+            const __m512 a = _mm512_maskz_loadu_ps(first_lanes(n), src + x);
+            const __m512 b = _mm512_maskz_loadu_ps(n > 16 ? first_lanes(n - 16) : 0, src + x + 16);
+            _mm512_mask_storeu_ps(row + ((x + left) & 1) * g.phase + (x + left) / 2, first_lanes((n + 1) / 2),
+                                  _mm512_permutex2var_ps(a, even, b));
+            _mm512_mask_storeu_ps(row + ((x + 1 + left) & 1) * g.phase + (x + 1 + left) / 2, first_lanes(n / 2),
+                                  _mm512_permutex2var_ps(a, odd, b));
+        }
+    }
+}
+DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), dw16, dwi16, 16, MASK_LOAD, MASK_STORE)
 #endif
 
-void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,
-                        const float *taps, float bias, float *out, int oh, int ow) {
-    DISPATCH(depthwise, plane, width, kh, kw, dh, dw, sh, sw, taps, bias, out, oh, ow);
+void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
+                       float *out, int oh, int ow, const float *residual, float low, float high, float *scratch) {
+    DISPATCH(rows, plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
 }
 
 // ---- Across channels ----------------------------------------------------------------------------------------------
@@ -103,8 +219,8 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
     return width * ((size_t)h * w + (size_t)oh * ow + (size_t)kh * kw + 1);
 }
 
-// Each output is bias, then + tap·input for the taps inside the input in row-major order, the product rounded before
-// the sum (no fused multiply-add); then + residual and the clamp, as ConvolutionEpilogue does.
+// Each output is bias, then fma(input, tap, sum) for the taps inside the input in row-major order; then + residual and
+// the clamp, as ConvolutionEpilogue does.
 #define DEFINE_ACROSS(NAME, ATTR, VEC, L)                                                                          \
     ATTR static void NAME(const float *input, int count, int h, int w, const float *weights, const float *bias,     \
                           const wc_window *win, float *output, int oh, int ow, const float *residual, float low,    \
@@ -137,8 +253,7 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
                             VEC v, t;                                                                             \
                             memcpy(&v, line + (size_t)kj * win->dw * width, sizeof v);                            \
                             memcpy(&t, kk + (size_t)kj * width, sizeof t);                                        \
-                            VEC product = v * t;                                                                  \
-                            acc = acc + product;                                                                  \
+                            acc = __builtin_elementwise_fma(v, t, acc);                                           \
                         }                                                                                         \
                     }                                                                                             \
                     memcpy(dst + lane, &acc, sizeof acc);                                                         \
@@ -152,7 +267,7 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
 
 DEFINE_ACROSS(across_generic, , dw8, 8)
 #if defined(__x86_64__)
-DEFINE_ACROSS(across_avx2, __attribute__((target("avx2"))), dw8, 8)
+DEFINE_ACROSS(across_avx2, __attribute__((target("avx2,fma"))), dw8, 8)
 DEFINE_ACROSS(across_avx512, __attribute__((target("avx512f"))), dw16, 16)
 #endif
 
@@ -169,7 +284,8 @@ void wc_depthwise_channels(const float *input, int count, int h, int w, const fl
 // the plane and a mask of the lanes whose tap lies inside the input. A tap reads its inputs with one masked load when
 // they are consecutive (stride 1 inside a row, or a whole map with ow == w), else with a masked gather; masked lanes
 // are neither read nor added, so each output sums bias, then tap·input for the taps inside the input in row-major
-// order, products rounded first — the definition, bit for bit — then + residual and the clamp. No transposes.
+// order, each a fused multiply-add — as the row and across-channel kernels sum them — then + residual and the clamp.
+// No transposes.
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -213,13 +329,13 @@ static void flat_depthwise_avx512(const float *input, int channels, long first, 
                 if (e->consecutive) {
                     for (int g = 0; g < FLAT_GROUP; g++) {
                         __m512 x = _mm512_maskz_loadu_ps(m, in[g] + e->base);
-                        acc[g] = _mm512_mask_add_ps(acc[g], m, acc[g], _mm512_mul_ps(x, _mm512_set1_ps(k[g][t])));
+                        acc[g] = _mm512_mask3_fmadd_ps(x, _mm512_set1_ps(k[g][t]), acc[g], m);
                     }
                 } else {
                     const __m512i offsets = _mm512_loadu_si512((const void *)e->offsets);
                     for (int g = 0; g < FLAT_GROUP; g++) {
                         __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, offsets, in[g], 4);
-                        acc[g] = _mm512_mask_add_ps(acc[g], m, acc[g], _mm512_mul_ps(x, _mm512_set1_ps(k[g][t])));
+                        acc[g] = _mm512_mask3_fmadd_ps(x, _mm512_set1_ps(k[g][t]), acc[g], m);
                     }
                 }
             }

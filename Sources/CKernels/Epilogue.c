@@ -18,10 +18,7 @@
                 memcpy(&r, residual + i, sizeof r);                                                               \
                 x = x + r;                                                                                        \
             }                                                                                                     \
-            IVEC below = lo >= x;                                                                                 \
-            x = (VEC)(((IVEC)lo & below) | ((IVEC)x & ~below));                                                   \
-            IVEC above = hi < x;                                                                                  \
-            x = (VEC)(((IVEC)hi & above) | ((IVEC)x & ~above));                                                   \
+            VEC_CLAMP(IVEC, x, lo, hi);                                                                           \
             memcpy(dst + i, &x, sizeof x);                                                                        \
         }                                                                                                         \
         for (; i < count; i++) {                                                                                  \

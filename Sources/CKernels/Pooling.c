@@ -2,6 +2,30 @@
 #include "Dispatch.h"
 #include <string.h>
 
+// The row kernel over a bordered plane, R output rows at a time.
+//
+// ROW_TAP: the inputs of one tap under L consecutive outputs into `v`: L values from p on, one apart (sw 1) or two
+// apart (sw 2: the even lanes of 2L values, which the shuffle indices after the arguments pick).
+#define ROW_TAP(VEC, L, v, p, sw, ...)                                                                            \
+    do {                                                                                                          \
+        if ((sw) == 1) memcpy(&(v), (p), sizeof(VEC));                                                            \
+        else {                                                                                                    \
+            VEC lo_, hi_;                                                                                         \
+            memcpy(&lo_, (p), sizeof lo_);                                                                        \
+            memcpy(&hi_, (p) + (L), sizeof hi_);                                                                  \
+            (v) = __builtin_shufflevector(lo_, hi_, __VA_ARGS__);                                                 \
+        }                                                                                                         \
+    } while (0)
+// ROW_STORE: the first `rows` of the accumulators `acc` to output rows oy0… at column ox (a partial vector at the end
+// of a row value by value: a copy of a variable size would be a call to memcpy for every vector).
+#define ROW_STORE(L, acc, rows, out, oy0, ox, ow)                                                                 \
+    for (int r_ = 0; r_ < (rows); r_++) {                                                                         \
+        float *d_ = (out) + (long)((oy0) + r_) * (ow) + (ox);                                                     \
+        if ((ow) - (ox) >= (L)) memcpy(d_, &(acc)[r_], sizeof((acc)[r_]));                                        \
+        else                                                                                                      \
+            for (int i_ = 0; i_ < (ow) - (ox); i_++) d_[i_] = (acc)[r_][i_];                                      \
+    }
+
 // Each output takes its taps in row-major order, keeping a value that is greater or NaN (v > best || v != v), as the
 // definition's loop does: the first NaN of a window stays. Rows are taken R at a time for independent chains.
 #define DEFINE_MAXPOOL(NAME, ATTR, VEC, IVEC, L, ...)                                                             \

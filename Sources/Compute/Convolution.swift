@@ -260,87 +260,29 @@ func im2col(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, firstImage: I
               Int32(channels.count), &shape, Int32(oh), Int32(ow), col)
 }
 
-/// One k×k filter per channel. Each output row is built a kernel tap at a time over the span of output columns whose
-/// input column lies inside the image, a loop over contiguous (stride 1) or evenly spaced (stride 2) inputs that the
-/// compiler vectorises; each output still sums bias, then its taps in row-major order, as the naive loop would.
+/// One k×k filter per channel, each plane through `wc_depthwise_rows` (CKernels: a bordered copy, vectors of outputs
+/// along eight rows at once, the bias, residual and clamp in the same pass): each output is bias, then
+/// fma(input, tap, sum) for its taps in row-major order.
 @usableFromInline
 func depthwiseConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
                      activation: Activation = .none, residual: Tensor<Float>? = nil, into output: inout Tensor<Float>) {
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-    let (kh, kw) = window.kernel
-    let (sh, sw) = window.strides
-    let (dh, dw) = window.dilations
-    let (pt, pl) = (window.pads.top, window.pads.left)
+    let taps = window.kernel.h * window.kernel.w
     let (oh, ow) = (output.shape[2], output.shape[3])
-    // Output columns [lo, hi) read an input column inside the image for tap kj.
-    let spans = columnSpans(kernel: kw, stride: sw, dilation: dw, padLeft: pl, width: w, outputWidth: ow)
-    withResidual(residual) { residualAddress in
-    input.scalars.withUnsafeBufferPointer { inBuf in
-        weight.scalars.withUnsafeBufferPointer { wBuf in
-            (bias ?? []).withUnsafeBufferPointer { biasBuf in
-            spans.withUnsafeBufferPointer { spans in
-            output.scalars.withUnsafeMutableBufferPointer { outBuf in
-                let inBase = inBuf.baseAddress!, wBase = wBuf.baseAddress!
-                let outAddress = Int(bitPattern: outBuf.baseAddress!)
-                let epilogue = ConvolutionEpilogue(bias: nil, residual: UnsafePointer(bitPattern: residualAddress), activation: activation)
-                let hasBias = bias != nil
-                if sw <= 2 {
-                    // A vector of outputs of a row at a time (8 or 16), summed in registers over a zero-bordered copy of the plane.
-                    // Each output adds bias, then every tap in row-major order; a tap over the border adds 0·k = 0,
-                    // where the definition skips it, which leaves the sum as it is (for finite weights).
-                    parallelChunks(n * c) { planes in
-                        let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
-                        let plane = PaddedPlane(h: h, w: w, window: window, oh: oh, ow: ow, fill: 0)
-                        defer { plane.deallocate() }
-                        for p in planes {
-                            let ch = p % c
-                            plane.load(inBase + p * h * w, h: h, w: w)
-                            let dst = out + p * oh * ow
-                            // Vector code in CKernels (AVX-512 where the processor has it).
-                            wc_depthwise_plane(plane.buffer, plane.width, Int32(kh), Int32(kw), Int32(dh), Int32(dw),
-                                               Int32(sh), Int32(sw), wBase + ch * kh * kw, hasBias ? biasBuf[ch] : 0,
-                                               dst, Int32(oh), Int32(ow))
-                            epilogue.finish(dst, count: oh * ow, offset: p * oh * ow)
-                        }
-                    }
-                    return
-                }
-                parallelChunks(n * c) { planes in
-                    let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
-                    for p in planes {
-                        let ch = p % c
-                        let src = inBase + p * h * w
-                        let dst = out + p * oh * ow
-                        let k = wBase + ch * kh * kw
-                        let bv = hasBias ? biasBuf[ch] : 0
-                        for oy in 0..<oh {
-                            let row = dst + oy * ow
-                            row.update(repeating: bv, count: ow)
-                            for ki in 0..<kh {
-                                let iy = oy * sh + ki * dh - pt
-                                if iy < 0 || iy >= h { continue }
-                                let line = src + iy * w
-                                for kj in 0..<kw {
-                                    let kv = k[ki * kw + kj]
-                                    let (lo, hi) = spans[kj]
-                                    let base = line + (kj * dw - pl)
-                                    if sw == 1 {
-                                        for ox in lo..<hi { row[ox] += base[ox] * kv }
-                                    } else if sw == 2 {
-                                        for ox in lo..<hi { row[ox] += base[2 * ox] * kv }
-                                    } else {
-                                        for ox in lo..<hi { row[ox] += base[ox * sw] * kv }
-                                    }
-                                }
-                            }
-                            epilogue.finish(row, count: ow, offset: p * oh * ow + oy * ow)
-                        }
-                    }
-                }
-            }
-            }
+    var shape = wc_window(window)
+    let scratch = wc_depthwise_rows_scratch(Int32(h), Int32(w), &shape, Int32(oh), Int32(ow))
+    let (low, high) = activation.bounds
+    withDepthwiseOperands(input, weight, bias, window, residual, &output) { x, wt, bias, shape, residual, out in
+        parallelChunks(n * c) { planes in
+            let copy = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
+            copy.initialize(repeating: 0, count: scratch)
+            defer { copy.deallocate() }
+            for p in planes {
+                let ch = p % c
+                wc_depthwise_rows(x + p * h * w, Int32(h), Int32(w), shape, wt + ch * taps, bias?[ch] ?? 0,
+                                  out + p * oh * ow, Int32(oh), Int32(ow), residual.map { $0 + p * oh * ow },
+                                  low, high, copy)
             }
         }
-    }
     }
 }

@@ -1,6 +1,5 @@
 /// A scratch copy of one NCHW plane inside a border of a fill value, wide enough that every window of an output row
-/// can be read sixteen outputs at a time with no bounds checks (the depthwise convolution and max pool kernels of
-/// CKernels).
+/// can be read sixteen outputs at a time with no bounds checks (the max pool kernel of CKernels).
 @usableFromInline
 struct PaddedPlane {
     @usableFromInline let rows: Int, width: Int

@@ -7,7 +7,8 @@ import _TestSupport
 /// The convolution fast paths (depthwise along rows and across channels, one GEMM per image, the fused bias / residual / clamp pass) against the
 /// definition, and the executor's Pad / Add / Relu / Clip fusion against the same graph run node by node.
 @Suite struct ConvolutionFusionTests {
-    /// Any-kernel, any-stride, grouped convolution by its definition, then + residual, then clamp.
+    /// Any-kernel, any-stride, grouped convolution by its definition (each tap a fused multiply-add onto the sum, in
+    /// row-major order), then + residual, then clamp.
     static func naive(_ x: Tensor<Float>, _ wt: Tensor<Float>, _ bias: [Float], _ window: Window2D, group: Int,
                       residual: Tensor<Float>? = nil, activation: Activation = .none) -> Tensor<Float> {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -23,7 +24,8 @@ import _TestSupport
                 let iy = y * window.strides.h + ki * window.dilations.h - window.pads.top
                 let ix = xx * window.strides.w + kj * window.dilations.w - window.pads.left
                 if iy >= 0 && iy < h && ix >= 0 && ix < w {
-                    s += x.scalars[((b * c + ch) * h + iy) * w + ix] * wt.scalars[((o * icg + i) * kh + ki) * kw + kj]
+                    let input = x.scalars[((b * c + ch) * h + iy) * w + ix]
+                    s = s.addingProduct(input, wt.scalars[((o * icg + i) * kh + ki) * kw + kj])
                 }
             } } }
             let index = ((b * oc + o) * oh + y) * ow + xx
@@ -49,6 +51,11 @@ import _TestSupport
         // Outputs 16 or more wide: along rows (the cases above run across channels).
         Case(n: 2, c: 3, h: 6, w: 21, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 7, w: 40, k: 5, stride: 2, dilation: 1, pads: (2, 2, 2, 2)),
+        // Rows in groups of eight and a last group of two, an odd width at stride 2; stride 3 (each row as three
+        // phases) with dilation; a 7×7 kernel.
+        Case(n: 1, c: 3, h: 19, w: 33, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 2, c: 2, h: 20, w: 52, k: 3, stride: 3, dilation: 2, pads: (2, 1, 0, 2)),
+        Case(n: 1, c: 2, h: 17, w: 18, k: 7, stride: 1, dilation: 1, pads: (3, 3, 3, 3)),
         // More channels than one block of sixteen, the last block partly filled; one image split over the workers; planes
         // not a multiple of four (the flattened path sums four at once); maps wider than a vector taken across rows.
         Case(n: 1, c: 37, h: 5, w: 4, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),

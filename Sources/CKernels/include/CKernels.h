@@ -51,18 +51,10 @@ void wc_transpose(int rows, int cols, const float *src, long lds, float *dst, lo
 void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                         const wc_epilogue *epilogue);
 
-/// Depthwise convolution of one plane held inside a border (`plane`: row stride `width`, the window of output (oy, ox)
-/// starting at oy·sh rows and ox·sw columns in), k×k `taps` in row-major order, stride sw of 1 or 2. Outputs are
-/// computed 16 (AVX-512) or 8 at a time, so every row must be readable for ⌈ow/16⌉·16 outputs (stride 2: twice that;
-/// `PaddedPlane` leaves that room). Each output sums bias, then tap·input in row-major order, products rounded first:
-/// bit-identical to the definition.
-void wc_depthwise_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,
-                        const float *taps, float bias, float *out, int oh, int ow);
-
 /// Max pooling of one plane held inside a −∞ border (`plane`: row stride `width`, the window of output (oy, ox)
-/// starting at oy·sh rows and ox·sw columns in), stride sw of 1 or 2, read like `wc_depthwise_plane`. Each output keeps
-/// the first value of its window, in row-major order, that is greater than all before it or NaN: the definition's
-/// result, NaN propagated.
+/// starting at oy·sh rows and ox·sw columns in), stride sw of 1 or 2 (`PaddedPlane` leaves room for ⌈ow/16⌉·16 outputs,
+/// twice that at stride 2). Each output keeps the first value of its window, in row-major order, that is greater than all
+/// before it or NaN: the definition's result, NaN propagated.
 void wc_maxpool_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw, float *out,
                       int oh, int ow);
 
@@ -113,11 +105,20 @@ int wc_maxpool_across_runs(int h, int w, int oh, int ow);
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow);
 
+/// Depthwise convolution of one h×w plane (`window`: any strides, dilations and padding) into oh×ow outputs, k×k
+/// `taps` in row-major order: each output is bias, then fma(input, tap, sum) for every tap in row-major order, then
+/// + residual[i] (when `residual` is not NULL) and min(max(x, low), high) as Swift rounds it. `scratch` holds
+/// wc_depthwise_rows_scratch(…) floats, zero before the first call; later calls for planes of the same shape reuse it
+/// as they leave it.
+void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
+                       float *out, int oh, int ow, const float *residual, float low, float high, float *scratch);
+size_t wc_depthwise_rows_scratch(int h, int w, const wc_window *window, int oh, int ow);
+
 /// Depthwise convolution of `count` channels of one image, vectorised across channels (16 or 8 at a time): `input`
 /// holds the channels' h×w planes one after another, `weights` their kh×kw filters, `bias` their biases (or NULL);
-/// `output` (and `residual`, or NULL) their oh×ow planes. Each output sums bias, then tap·input for the taps inside the
-/// input in row-major order, products rounded first; then + residual, then the clamp min(max(v, low), high) as Swift
-/// rounds it — bit-identical to the definition followed by the separate Add and Clip. `scratch` holds
+/// `output` (and `residual`, or NULL) their oh×ow planes. Each output is bias, then fma(input, tap, sum) for the taps
+/// inside the input in row-major order; then + residual, then the clamp min(max(v, low), high) as Swift rounds it —
+/// bit-identical to wc_depthwise_rows followed by the separate Add and Clip. `scratch` holds
 /// wc_depthwise_channels_scratch(count, h, w, kh, kw, oh, ow) floats.
 void wc_depthwise_channels(const float *input, int count, int h, int w, const float *weights, const float *bias,
                            const wc_window *window, float *output, int oh, int ow, const float *residual, float low,
@@ -126,9 +127,9 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
 
 /// Depthwise convolution of the NCHW planes [first, first + count) (plane p is channel p % channels of image
 /// p / channels; `input`, `output` and `residual` (or NULL) point at plane 0), each plane's outputs taken 16 at a time
-/// in row-major order with masked loads or gathers (AVX-512 only). Each output sums bias, then tap·input for the taps
-/// inside the input in row-major order, products rounded first; then + residual, then min(max(v, low), high) as Swift
-/// rounds it: bit-identical to the definition. `scratch` holds wc_depthwise_flat_scratch(oh, ow, kh, kw) bytes.
+/// in row-major order with masked loads or gathers (AVX-512 only). Each output is bias, then fma(input, tap, sum) for
+/// the taps inside the input in row-major order; then + residual, then min(max(v, low), high) as Swift rounds it, as
+/// wc_depthwise_channels computes it. `scratch` holds wc_depthwise_flat_scratch(oh, ow, kh, kw) bytes.
 /// Returns 0, doing nothing, when the chosen kernels are not AVX-512.
 int wc_depthwise_flat(const float *input, int channels, long first, long count, int h, int w, const float *weights,
                       const float *bias, const wc_window *window, float *output, int oh, int ow, const float *residual,
