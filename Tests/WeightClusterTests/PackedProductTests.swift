@@ -7,8 +7,9 @@ import _TestSupport
 
 /// The packed-weight product (Sources/CKernels) against the definition, for every variant this processor runs, over
 /// shapes that reach each of its paths: fewer columns than a vector (down the rows; 8, 4, 2 and 1 at a time), one and two
-/// vectors, a remainder, wide products (copied blocks of B), depths past one block of 256, row counts that are not a
-/// multiple of 8, and padded leading dimensions, with and without the epilogue (bias, clamp); and convolutions on packed weights against BLAS.
+/// vectors, a remainder, wide products (copied blocks of B, or B in place under five panels of rows), depths past one
+/// block of 256, row counts that are not a multiple of 8, and padded leading dimensions, with and without the epilogue
+/// (bias, clamp); and convolutions on packed weights against BLAS.
 @Suite struct PackedProductTests {
     struct Case: Sendable, CustomStringConvertible {
         var m, n, k: Int
@@ -16,7 +17,8 @@ import _TestSupport
     }
 
     static let cases = [Case(m: 1, n: 1, k: 1), Case(m: 8, n: 4, k: 9), Case(m: 13, n: 15, k: 300), Case(m: 17, n: 16, k: 27),
-                        Case(m: 24, n: 33, k: 5), Case(m: 9, n: 70, k: 257), Case(m: 40, n: 200, k: 64), Case(m: 3, n: 9, k: 600)]
+                        Case(m: 24, n: 33, k: 5), Case(m: 9, n: 70, k: 257), Case(m: 40, n: 200, k: 64), Case(m: 3, n: 9, k: 600),
+                        Case(m: 20, n: 93, k: 40)]
 
     @Test(arguments: cases)
     func productMatchesDefinition(_ size: Case) {
