@@ -39,21 +39,12 @@ size_t wc_depthwise_rows_scratch(int h, int w, const wc_window *window, int oh, 
 }
 
 // The plane's rows into the bordered copy, each as its phases (the border is never written).
-static void copy_rows_generic(const float *plane, int h, int w, const wc_window *win, row_copy g, float *copy) {
-    for (int y = 0; y < h; y++) {
-        const float *src = plane + (long)y * w;
-        float *row = copy + (long)(win->pad_top + y) * g.pitch;
-        if (win->sw == 1) {
-            memcpy(row + win->pad_left, src, sizeof(float) * w);
-            continue;
-        }
-#pragma clang loop vectorize(disable)
-        for (int x = 0; x < w; x++) {
-            const int c = x + win->pad_left;
-            row[(c % win->sw) * g.phase + c / win->sw] = src[x];
-        }
+#define DEFINE_COPY_ROWS(NAME, ATTR, ROW)                                                                         \
+    ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, row_copy g, float *copy) {      \
+        for (int y = 0; y < h; y++)                                                                               \
+            ROW(plane + (long)y * w, w, win->pad_left, win->sw, copy + (long)(win->pad_top + y) * g.pitch, g.phase); \
     }
-}
+DEFINE_COPY_ROWS(copy_rows_generic, , wc_row_phases_generic)
 #define copy_rows_avx2 copy_rows_generic
 
 // A partial vector (the end of a row) through a loop; AVX-512 uses masks instead.
@@ -123,44 +114,9 @@ typedef float dw16 __attribute__((vector_size(64)));
 typedef int dwi16 __attribute__((vector_size(64)));
 DEFINE_ROWS(rows_avx2, __attribute__((target("avx2,fma"))), dw8, dwi8, 8, PART_LOAD, PART_STORE)
 
-static inline __mmask16 first_lanes(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
-#define MASK_LOAD(VEC, L, v, p, n) ((v) = (VEC)_mm512_maskz_loadu_ps(first_lanes(n), (p)))
-#define MASK_STORE(VEC, L, p, v, n) _mm512_mask_storeu_ps((p), first_lanes(n), (__m512)(v))
-
-// The copy 16 values at a time: a stride-2 row as its even and odd values, 32 inputs at a time (larger strides, rare,
-// value by value).
-__attribute__((target("avx512f"))) static void copy_rows_avx512(const float *plane, int h, int w, const wc_window *win,
-                                                                row_copy g, float *copy) {
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    if (win->sw > 2) {
-        copy_rows_generic(plane, h, w, win, g, copy);
-        return;
-    }
-    const int left = win->pad_left;
-    for (int y = 0; y < h; y++) {
-        const float *src = plane + (long)y * w;
-        float *row = copy + (long)(win->pad_top + y) * g.pitch;
-        if (win->sw == 1) {
-            for (int x = 0; x < w; x += 16) {
-                const __mmask16 m = first_lanes(w - x);
-                _mm512_mask_storeu_ps(row + left + x, m, _mm512_maskz_loadu_ps(m, src + x));
-            }
-            continue;
-        }
-        // Inputs x0 + 2i go to column (x0 + left + 2i) of the bordered row: phase (x0 + left) & 1, index
-        // (x0 + left) / 2 + i; inputs x0 + 1 + 2i likewise.
-        for (int x = 0; x < w; x += 32) {
-            const int n = w - x;
-            const __m512 a = _mm512_maskz_loadu_ps(first_lanes(n), src + x);
-            const __m512 b = _mm512_maskz_loadu_ps(n > 16 ? first_lanes(n - 16) : 0, src + x + 16);
-            _mm512_mask_storeu_ps(row + ((x + left) & 1) * g.phase + (x + left) / 2, first_lanes((n + 1) / 2),
-                                  _mm512_permutex2var_ps(a, even, b));
-            _mm512_mask_storeu_ps(row + ((x + 1 + left) & 1) * g.phase + (x + 1 + left) / 2, first_lanes(n / 2),
-                                  _mm512_permutex2var_ps(a, odd, b));
-        }
-    }
-}
+#define MASK_LOAD(VEC, L, v, p, n) ((v) = (VEC)_mm512_maskz_loadu_ps(wc_first_lanes(n), (p)))
+#define MASK_STORE(VEC, L, p, v, n) _mm512_mask_storeu_ps((p), wc_first_lanes(n), (__m512)(v))
+DEFINE_COPY_ROWS(copy_rows_avx512, __attribute__((target("avx512f"))), wc_row_phases_avx512)
 DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), dw16, dwi16, 16, MASK_LOAD, MASK_STORE)
 #endif
 

@@ -49,6 +49,8 @@ size_t wc_conv_padded_count(int c, int w, const wc_window *win, int oh, int ow, 
     return (size_t)c * l.rows * l.phases * l.width;
 }
 
+int wc_conv_padded_rows(const wc_window *win, int oh) { return layout_of(1, win, oh, 1, 1).rows; }
+
 // Positions of a phase row the output vectors cover: every image's segment, the last one only up to its outputs.
 static long covered(layout l, int ow, int images) { return (long)(images - 1) * l.segment + ow; }
 
@@ -65,31 +67,36 @@ int wc_conv_direct_images(int w, const wc_window *win, int oh, int ow, int most)
     return best;
 }
 
+#define DEFINE_PAD(NAME, ATTR, ROW)                                                                               \
+    ATTR static void NAME(const float *image, long image_stride, int images, int c, int h, int w,                 \
+                          const wc_window *win, layout l, int first_row, int rows, float *padded) {               \
+        const int s = l.phases, span = l.segment * s;                                                             \
+        for (int ch = 0; ch < c; ch++)                                                                            \
+            for (int y = first_row; y < first_row + rows; y++) {                                                  \
+                const int iy = y - win->pad_top;                                                                  \
+                float *dst = padded + ((long)ch * l.rows + y) * s * l.width;                                      \
+                memset(dst, 0, sizeof(float) * s * l.width);                                                      \
+                if (iy < 0 || iy >= h) continue;                                                                  \
+                /* Image g's input column ix sits at bordered column g·S + pad_left + ix. */                      \
+                for (int g = 0; g < images; g++)                                                                  \
+                    ROW(image + g * image_stride + ((long)ch * h + iy) * w, w, g * span + win->pad_left, s, dst, l.width); \
+            }                                                                                                     \
+    }
+DEFINE_PAD(pad_generic, , wc_row_phases_generic)
+#if defined(__x86_64__)
+DEFINE_PAD(pad_avx512, __attribute__((target("avx512f"))), wc_row_phases_avx512)
+#endif
+
 void wc_conv_pad(const float *image, long image_stride, int images, int c, int h, int w, const wc_window *win, int oh,
-                 int ow, float *padded) {
-    layout l = layout_of(w, win, oh, ow, images);
-    const int s = l.phases, span = l.segment * s;
-    for (int ch = 0; ch < c; ch++)
-        for (int y = 0; y < l.rows; y++) {
-            const int iy = y - win->pad_top;
-            for (int phase = 0; phase < s; phase++) {
-                float *dst = padded + (((long)ch * l.rows + y) * s + phase) * l.width;
-                memset(dst, 0, sizeof(float) * l.width);
-                if (iy < 0 || iy >= h) continue;
-                for (int g = 0; g < images; g++) {
-                    const float *src = image + g * image_stride + ((long)ch * h + iy) * w;
-                    // Phase-row index i holds row column X = i·s + phase; image g's input column ix sits at
-                    // X = g·S + pad_left + ix, so ix = i·s − first with first = g·S + pad_left − phase: [lo, hi).
-                    const int first = g * span + win->pad_left - phase;
-                    const int lo = first <= 0 ? 0 : (first + s - 1) / s;
-                    int hi = w - 1 + first < 0 ? 0 : (w - 1 + first) / s + 1;
-                    hi = hi < l.width ? hi : l.width;
-                    if (s == 1) memcpy(dst + lo, src + lo - first, sizeof(float) * (hi > lo ? hi - lo : 0));
-                    else
-                        for (int i = lo; i < hi; i++) dst[i] = src[i * s - first];
-                }
-            }
-        }
+                 int ow, int first_row, int rows, float *padded) {
+    const layout l = layout_of(w, win, oh, ow, images);
+#if defined(__x86_64__)
+    if (wc_kernels_isa() == WC_ISA_AVX512) {
+        pad_avx512(image, image_stride, images, c, h, w, win, l, first_row, rows, padded);
+        return;
+    }
+#endif
+    pad_generic(image, image_stride, images, c, h, w, win, l, first_row, rows, padded);
 }
 
 #if defined(__x86_64__)
@@ -144,7 +151,8 @@ DEFINE_DIRECT_BLOCK(direct_block1, 1)
 
 __attribute__((target("avx512f"))) static void direct_avx512(const float *padded, int images, int c, int w,
                                                              const wc_window *win, int oh, int ow, const float *packed,
-                                                             int first, int count, const float *bias,
+                                                             int first, int count, int first_row, int rows,
+                                                             const float *bias,
                                                              const float *residual, long image_stride, float low,
                                                              float high, float *out, int *offsets, run *runs) {
     layout l = layout_of(w, win, oh, ow, images);
@@ -160,7 +168,7 @@ __attribute__((target("avx512f"))) static void direct_avx512(const float *padded
     // i / seg (an output when i mod seg < ow).
     int count_runs = 0;
     const int lanes = (int)covered(l, ow, images);
-    for (int oy = 0; oy < oh; oy++)
+    for (int oy = first_row; oy < first_row + rows; oy++)
         for (int i0 = 0; i0 < lanes; i0 += 16) {
             run *r = &runs[count_runs++];
             r->in = (long)oy * win->sh * s * l.width + i0;
@@ -175,33 +183,34 @@ __attribute__((target("avx512f"))) static void direct_avx512(const float *padded
     const long plane = (long)oh * ow;
     const __m512 lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
     for (int p = first; p < first + count; p += PANEL) {
-        const int rows = first + count - p < PANEL ? first + count - p : PANEL;
+        const int channels = first + count - p < PANEL ? first + count - p : PANEL;
         const float *a = packed + (long)p * k, *pb = bias ? bias + p : NULL;
         const float *res = residual ? residual + p * plane : NULL;
         float *o = out + p * plane;
         int i = 0;
-        for (; i + 3 <= count_runs; i += 3) direct_block3(k, a, padded, offsets, runs + i, o, plane, rows, pb, res, lo, hi);
-        if (count_runs - i == 2) direct_block2(k, a, padded, offsets, runs + i, o, plane, rows, pb, res, lo, hi);
-        if (count_runs - i == 1) direct_block1(k, a, padded, offsets, runs + i, o, plane, rows, pb, res, lo, hi);
+        for (; i + 3 <= count_runs; i += 3)
+            direct_block3(k, a, padded, offsets, runs + i, o, plane, channels, pb, res, lo, hi);
+        if (count_runs - i == 2) direct_block2(k, a, padded, offsets, runs + i, o, plane, channels, pb, res, lo, hi);
+        if (count_runs - i == 1) direct_block1(k, a, padded, offsets, runs + i, o, plane, channels, pb, res, lo, hi);
     }
 }
 #endif
 
 void wc_conv_direct(const float *padded, int images, int c, int w, const wc_window *win, int oh, int ow,
-                    const float *packed, int first, int count, const float *bias, const float *residual,
-                    long image_stride, float low, float high, float *out) {
+                    const float *packed, int first, int count, int first_row, int rows, const float *bias,
+                    const float *residual, long image_stride, float low, float high, float *out) {
 #if defined(__x86_64__)
     layout l = layout_of(w, win, oh, ow, images);
     int *offsets = malloc(sizeof(int) * (size_t)c * win->kh * win->kw);
-    run *runs = malloc(sizeof(run) * (size_t)oh * ((covered(l, ow, images) + 15) / 16));
+    run *runs = malloc(sizeof(run) * (size_t)rows * ((covered(l, ow, images) + 15) / 16));
     if (!offsets || !runs) abort();
-    direct_avx512(padded, images, c, w, win, oh, ow, packed, first, count, bias, residual, image_stride, low, high, out,
-                  offsets, runs);
+    direct_avx512(padded, images, c, w, win, oh, ow, packed, first, count, first_row, rows, bias, residual, image_stride,
+                  low, high, out, offsets, runs);
     free(offsets);
     free(runs);
 #else
     (void)padded; (void)images; (void)c; (void)w; (void)win; (void)oh; (void)ow; (void)packed; (void)first;
-    (void)count; (void)bias; (void)residual; (void)image_stride; (void)low; (void)high; (void)out;
+    (void)count; (void)first_row; (void)rows; (void)bias; (void)residual; (void)image_stride; (void)low; (void)high; (void)out;
     abort();
 #endif
 }

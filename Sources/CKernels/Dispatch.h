@@ -27,6 +27,47 @@ __attribute__((target("avx512f"))) static inline __m512 wc_clamp512(__m512 x, __
 }
 #endif
 
+// One input row into a bordered row kept as its s phases (the direct convolution's and the depthwise kernel's copies):
+// src[x] (x < w) to row[(X % s)·phase + X / s], X = x + offset. At s = 1 a plain copy; at s = 2 on AVX-512 the even and
+// odd values of 32 inputs at a time through two permutes; otherwise value by value.
+static inline void wc_row_phases_generic(const float *src, int w, int offset, int s, float *row, long phase) {
+    if (s == 1) {
+        memcpy(row + offset, src, sizeof(float) * w);
+        return;
+    }
+#pragma clang loop vectorize(disable)
+    for (int x = 0; x < w; x++) row[((x + offset) % s) * phase + (x + offset) / s] = src[x];
+}
+#if defined(__x86_64__)
+static inline __mmask16 wc_first_lanes(int n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+__attribute__((target("avx512f"))) static inline void wc_row_phases_avx512(const float *src, int w, int offset, int s,
+                                                                           float *row, long phase) {
+    if (s == 1) {
+        for (int x = 0; x < w; x += 16) {
+            const __mmask16 m = wc_first_lanes(w - x);
+            _mm512_mask_storeu_ps(row + offset + x, m, _mm512_maskz_loadu_ps(m, src + x));
+        }
+        return;
+    }
+    if (s != 2) {
+        wc_row_phases_generic(src, w, offset, s, row, phase);
+        return;
+    }
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    // Inputs x + 2i land at column x + offset + 2i: phase (x + offset) & 1, index (x + offset) / 2 + i.
+    for (int x = 0; x < w; x += 32) {
+        const int n = w - x;
+        const __m512 a = _mm512_maskz_loadu_ps(wc_first_lanes(n), src + x);
+        const __m512 b = _mm512_maskz_loadu_ps(wc_first_lanes(n - 16), src + x + 16);
+        _mm512_mask_storeu_ps(row + ((x + offset) & 1) * phase + (x + offset) / 2, wc_first_lanes((n + 1) / 2),
+                              _mm512_permutex2var_ps(a, even, b));
+        _mm512_mask_storeu_ps(row + ((x + 1 + offset) & 1) * phase + (x + 1 + offset) / 2, wc_first_lanes(n / 2),
+                              _mm512_permutex2var_ps(a, odd, b));
+    }
+}
+#endif
+
 // Calls NAME_avx512, NAME_avx2 or NAME_generic with the arguments: the variant for `isa` (DISPATCH_ISA), or the one
 // wc_kernels_isa() chooses (DISPATCH).
 #if defined(__x86_64__)

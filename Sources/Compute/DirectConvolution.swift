@@ -42,6 +42,7 @@ enum DirectConvolution {
         let copies = (n + perCopy - 1) / perCopy
         var shape = wc_window(window)
         let padded = wc_conv_padded_count(Int32(c), Int32(w), &shape, Int32(oh), Int32(ow), Int32(perCopy))
+        let paddedRows = Int(wc_conv_padded_rows(&shape, Int32(oh)))
         let bounds = activation.bounds
         let panels = (oc + 7) / 8
         let multiplyAdds = oc * c * window.kernel.h * window.kernel.w * oh * ow * perCopy
@@ -52,16 +53,18 @@ enum DirectConvolution {
         output.scalars.withUnsafeMutableBufferPointer { outBuf in
             let (inAddress, outAddress) = (Int(bitPattern: inBuf.baseAddress), Int(bitPattern: outBuf.baseAddress))
             let biasAddress = bias == nil ? 0 : Int(bitPattern: biasBuf.baseAddress)
-            // Images [first, first + count) into `copy`, then their output channels [from, from + channels).
-            let pad = { (first: Int, count: Int, copy: UnsafeMutablePointer<Float>) in
+            // Bordered rows [row, row + rows) of images [first, first + count) into `copy`; then output rows
+            // [row, row + rows) of their output channels [from, from + channels).
+            let pad = { (first: Int, count: Int, row: Int, rows: Int, copy: UnsafeMutablePointer<Float>) in
                 var shape = shape
                 wc_conv_pad(UnsafePointer<Float>(bitPattern: inAddress)! + first * inImage, inImage, Int32(count),
-                            Int32(c), Int32(h), Int32(w), &shape, Int32(oh), Int32(ow), copy)
+                            Int32(c), Int32(h), Int32(w), &shape, Int32(oh), Int32(ow), Int32(row), Int32(rows), copy)
             }
-            let run = { (first: Int, count: Int, copy: UnsafePointer<Float>, from: Int, channels: Int) in
+            let run = { (first: Int, count: Int, copy: UnsafePointer<Float>, from: Int, channels: Int, row: Int, rows: Int) in
                 var shape = shape
                 wc_conv_direct(copy, Int32(count), Int32(c), Int32(w), &shape, Int32(oh), Int32(ow),
-                               packed.panels(group: 0), Int32(from), Int32(channels), UnsafePointer(bitPattern: biasAddress),
+                               packed.panels(group: 0), Int32(from), Int32(channels), Int32(row), Int32(rows),
+                               UnsafePointer(bitPattern: biasAddress),
                                UnsafePointer<Float>(bitPattern: residualAddress).map { $0 + first * outImage }, outImage,
                                bounds.low, bounds.high, UnsafeMutablePointer<Float>(bitPattern: outAddress)! + first * outImage)
             }
@@ -72,21 +75,28 @@ enum DirectConvolution {
                     defer { copy.deallocate() }
                     for index in range {
                         let first = index * perCopy, count = min(perCopy, n - first)
-                        pad(first, count, copy)
-                        run(first, count, copy, 0, oc)
+                        pad(first, count, 0, paddedRows, copy)
+                        run(first, count, copy, 0, oc, 0, oh)
                     }
                 }
                 return
             }
-            // Fewer copies than workers: each copy's panels of eight channels split over the workers.
+            // Fewer copies than workers: each copy made by rows on every worker, then split over them by rows of
+            // outputs where the weights are smaller than the copy (every worker reads all of them: the stems,
+            // 3 → 32 or 64 channels on 224 px maps), else by panels of eight channels (each reads its own).
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: padded)
             defer { copy.deallocate() }
+            let byRows = oc * c * window.kernel.h * window.kernel.w < padded
             for index in 0..<copies {
                 let first = index * perCopy, count = min(perCopy, n - first)
-                pad(first, count, copy)
-                parallelChunks(panels) { range in
-                    let from = range.lowerBound * 8
-                    run(first, count, copy, from, min(oc, range.upperBound * 8) - from)
+                parallelChunks(paddedRows) { rows in pad(first, count, rows.lowerBound, rows.count, copy) }
+                if byRows {
+                    parallelChunks(oh) { rows in run(first, count, copy, 0, oc, rows.lowerBound, rows.count) }
+                } else {
+                    parallelChunks(panels) { range in
+                        let from = range.lowerBound * 8
+                        run(first, count, copy, from, min(oc, range.upperBound * 8) - from, 0, oh)
+                    }
                 }
             }
         }

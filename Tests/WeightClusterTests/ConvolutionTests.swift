@@ -87,7 +87,8 @@ import _TestSupport
     /// The direct path, bit for bit against im2col + the packed product over the same weights (and within rounding of
     /// the definition): strides 1 and 2 (even and odd columns), uneven padding, dilation, 7×7 and 1×5 kernels, a 1×1
     /// with stride 2, rows that end inside a vector, fewer than eight channels in the last panel, bias or none, a
-    /// residual and a clamp; whole images per worker (3 images) and a lone image split by panels; small maps whose
+    /// residual and a clamp; whole images per worker (3 images), and lone images split over the workers by rows (the
+    /// copy larger than the weights; 23 rows at stride 2) and by panels (the weights larger); small maps whose
     /// copies hold several images side by side (5×5, 7×7 and 1×1 outputs, a last copy of fewer images).
     @Test(arguments: [
         (n: 3, c: 3, h: 20, w: 31, oc: 19, k: (3, 3), s: 2, d: 1, pads: (1, 1, 0, 1)),
@@ -97,6 +98,8 @@ import _TestSupport
         (n: 2, c: 6, h: 9, w: 20, oc: 16, k: (1, 5), s: 1, d: 1, pads: (0, 2, 0, 2)),
         (n: 3, c: 8, h: 30, w: 30, oc: 12, k: (1, 1), s: 2, d: 1, pads: (0, 0, 0, 0)),
         (n: 1, c: 16, h: 32, w: 32, oc: 24, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        (n: 1, c: 3, h: 45, w: 32, oc: 40, k: (3, 3), s: 2, d: 1, pads: (1, 1, 1, 1)),
+        (n: 1, c: 32, h: 9, w: 16, oc: 64, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         (n: 13, c: 6, h: 5, w: 5, oc: 11, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         (n: 7, c: 5, h: 7, w: 7, oc: 16, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         (n: 12, c: 4, h: 7, w: 7, oc: 9, k: (3, 3), s: 2, d: 1, pads: (1, 1, 1, 1)),

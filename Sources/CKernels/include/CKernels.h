@@ -79,8 +79,9 @@ typedef struct {
 
 /// Direct convolution on packed weights (AVX-512): no im2col matrix and no product buffer. `wc_conv_pad` copies a group
 /// of `images` images (image g at image + g·image_stride: c planes of h×w) side by side inside zero borders into
-/// `padded` (wc_conv_padded_count floats; for a stride of 2 each row as its even and odd columns); `wc_conv_direct` then
-/// computes output channels [first, first + count) (first a multiple of 8) of those images into `out` (image g's
+/// `padded` (wc_conv_padded_count floats; for a stride of 2 each row as its even and odd columns), its bordered rows
+/// [first_row, first_row + rows) of wc_conv_padded_rows; `wc_conv_direct` then computes output rows [first_row,
+/// first_row + rows) of output channels [first, first + count) (first a multiple of 8) of those images into `out` (image g's
 /// [channels, oh, ow] planes at out + g·out_image_stride; `residual`, or NULL, the same), from the weights in `packed`
 /// (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in order of fused
 /// multiply-adds, as `wc_gemm_packed` sums an im2col matrix, then + bias (0 when NULL), + residual, then
@@ -92,11 +93,12 @@ int wc_conv_direct_runs(const wc_window *window);
 double wc_conv_direct_useful(int w, const wc_window *window, int oh, int ow, int images);
 int wc_conv_direct_images(int w, const wc_window *window, int oh, int ow, int most);
 size_t wc_conv_padded_count(int c, int w, const wc_window *window, int oh, int ow, int images);
+int wc_conv_padded_rows(const wc_window *window, int oh);
 void wc_conv_pad(const float *image, long image_stride, int images, int c, int h, int w, const wc_window *window,
-                 int oh, int ow, float *padded);
+                 int oh, int ow, int first_row, int rows, float *padded);
 void wc_conv_direct(const float *padded, int images, int c, int w, const wc_window *window, int oh, int ow,
-                    const float *packed, int first, int count, const float *bias, const float *residual,
-                    long out_image_stride, float low, float high, float *out);
+                    const float *packed, int first, int count, int first_row, int rows, const float *bias,
+                    const float *residual, long out_image_stride, float low, float high, float *out);
 
 /// Max pooling of the `count` h×w planes at `input` (one after another) into their oh×ow outputs at `output`, sixteen
 /// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_plane` gives. Only where
