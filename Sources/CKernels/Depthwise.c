@@ -4,70 +4,21 @@
 #include <string.h>
 
 #include "Dispatch.h"
+#include "RowCopy.h"
 
 // ---- Along the rows of a plane -------------------------------------------------------------------------------------
 //
-// The plane is copied inside a zero border, each row as its `sw` phases (phase p holds the bordered columns p, p + sw,
-// p + 2·sw, …), so that at any stride every tap reads L consecutive values for L outputs of a row: one load, no
-// shuffle. Eight output rows are summed at once, a vector of each, so that eight independent chains of fused
-// multiply-adds hide their latency. Each output is bias, then fma(input, tap, sum) for every tap in row-major order (a
-// tap over the border adds 0·tap, which leaves a finite sum as it is), then + residual and min(max(x, low), high) as
-// Swift rounds it, stored once.
+// The plane is copied inside a zero border, each row as its stride phases (RowCopy.h), so that every tap reads L
+// consecutive values for L outputs of a row. Eight output rows are summed at once, a vector of each, so that eight
+// independent chains of fused multiply-adds hide their latency. Each output is bias, then fma(input, tap, sum) for
+// every tap in row-major order (a tap over the border adds 0·tap, which leaves a finite sum as it is), then + residual
+// and min(max(x, low), high) as Swift rounds it, stored once.
 
-enum { ROWS = 8 };
-
-typedef struct {
-    long pitch, phase, rows;  // floats from one bordered row to the next and from one phase to the next; rows
-} row_copy;
-
-static row_copy row_copy_of(int h, int w, const wc_window *win, int oh, int ow) {
-    row_copy g;
-    // Columns read by ⌈ow/16⌉·16 outputs (the widest vector), rows by ⌈oh/ROWS⌉·ROWS (rows past oh are summed from
-    // zeros and not stored).
-    long cols = (long)((ow + 15) / 16 * 16 - 1) * win->sw + (long)(win->kw - 1) * win->dw + 1;
-    if (cols < (long)win->pad_left + w) cols = (long)win->pad_left + w;
-    g.phase = (cols + win->sw - 1) / win->sw;
-    g.pitch = g.phase * win->sw;
-    long rows = (long)((oh + ROWS - 1) / ROWS * ROWS - 1) * win->sh + (long)(win->kh - 1) * win->dh + 1;
-    g.rows = rows > (long)win->pad_top + h ? rows : (long)win->pad_top + h;
-    return g;
-}
-
-size_t wc_depthwise_rows_scratch(int h, int w, const wc_window *window, int oh, int ow) {
-    row_copy g = row_copy_of(h, w, window, oh, ow);
-    return (size_t)(g.rows * g.pitch);
-}
-
-// The plane's rows into the bordered copy, each as its phases (the border is never written).
-#define DEFINE_COPY_ROWS(NAME, ATTR, ROW)                                                                         \
-    ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, row_copy g, float *copy) {      \
-        for (int y = 0; y < h; y++)                                                                               \
-            ROW(plane + (long)y * w, w, win->pad_left, win->sw, copy + (long)(win->pad_top + y) * g.pitch, g.phase); \
-    }
-DEFINE_COPY_ROWS(copy_rows_generic, , wc_row_phases_generic)
-#define copy_rows_avx2 copy_rows_generic
-
-// A partial vector (the end of a row) through a loop; AVX-512 uses masks instead.
-#define PART_LOAD(VEC, L, v, p, n)                                                                                \
-    do {                                                                                                          \
-        if ((n) >= (L)) memcpy(&(v), (p), sizeof(VEC));                                                          \
-        else {                                                                                                    \
-            (v) = (VEC){0};                                                                                       \
-            for (int i_ = 0; i_ < (n); i_++) (v)[i_] = (p)[i_];                                                   \
-        }                                                                                                         \
-    } while (0)
-#define PART_STORE(VEC, L, p, v, n)                                                                               \
-    do {                                                                                                          \
-        if ((n) >= (L)) memcpy((p), &(v), sizeof(VEC));                                                           \
-        else                                                                                                      \
-            for (int i_ = 0; i_ < (n); i_++) (p)[i_] = (v)[i_];                                                   \
-    } while (0)
-
-#define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, LOAD, STORE)                                                        \
+#define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, COPY, LOAD, STORE)                                                  \
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
         const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
-        copy_##NAME(plane, h, w, win, g, copy);                                                                   \
+        COPY(plane, h, w, win, g, copy);                                                                          \
         const long step = win->sh * g.pitch;                                                                      \
         /* x − 0 splats x as it is (0 + x would turn −0 into +0). */                                              \
         const VEC b = bias - (VEC){0}, lo = low - (VEC){0}, hi = high - (VEC){0};                                 \
@@ -79,9 +30,7 @@ DEFINE_COPY_ROWS(copy_rows_generic, , wc_row_phases_generic)
                 for (int r = 0; r < ROWS; r++) acc[r] = b;                                                        \
                 for (int ki = 0; ki < win->kh; ki++)                                                              \
                     for (int kj = 0; kj < win->kw; kj++) {                                                        \
-                        const int c = kj * win->dw; /* bordered column c of the tap: phase c % sw */              \
-                        const float *p = base + (long)ki * win->dh * g.pitch + (c % win->sw) * g.phase + ox;      \
-                        p += c / win->sw;                                                                         \
+                        const float *p = base + row_copy_tap(g, win, ki, kj) + ox;                                \
                         const VEC k = taps[ki * win->kw + kj] - (VEC){0};                                         \
                         for (int r = 0; r < ROWS; r++) {                                                          \
                             VEC v;                                                                                \
@@ -105,19 +54,11 @@ DEFINE_COPY_ROWS(copy_rows_generic, , wc_row_phases_generic)
         }                                                                                                         \
     }
 
-typedef float dw8 __attribute__((vector_size(32)));
-typedef int dwi8 __attribute__((vector_size(32)));
-DEFINE_ROWS(rows_generic, , dw8, dwi8, 8, PART_LOAD, PART_STORE)
+DEFINE_ROWS(rows_generic, , row8, rowi8, 8, copy_rows_generic, PART_LOAD, PART_STORE)
 #if defined(__x86_64__)
-#include <immintrin.h>
-typedef float dw16 __attribute__((vector_size(64)));
-typedef int dwi16 __attribute__((vector_size(64)));
-DEFINE_ROWS(rows_avx2, __attribute__((target("avx2,fma"))), dw8, dwi8, 8, PART_LOAD, PART_STORE)
-
-#define MASK_LOAD(VEC, L, v, p, n) ((v) = (VEC)_mm512_maskz_loadu_ps(wc_first_lanes(n), (p)))
-#define MASK_STORE(VEC, L, p, v, n) _mm512_mask_storeu_ps((p), wc_first_lanes(n), (__m512)(v))
-DEFINE_COPY_ROWS(copy_rows_avx512, __attribute__((target("avx512f"))), wc_row_phases_avx512)
-DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), dw16, dwi16, 16, MASK_LOAD, MASK_STORE)
+DEFINE_ROWS(rows_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, copy_rows_avx2, PART_LOAD, PART_STORE)
+DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, copy_rows_avx512, MASK_LOAD,
+            MASK_STORE)
 #endif
 
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
@@ -221,10 +162,10 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
         transpose_out(y, count, pixels, width, output, residual, low, high);                                     \
     }
 
-DEFINE_ACROSS(across_generic, , dw8, 8)
+DEFINE_ACROSS(across_generic, , row8, 8)
 #if defined(__x86_64__)
-DEFINE_ACROSS(across_avx2, __attribute__((target("avx2,fma"))), dw8, 8)
-DEFINE_ACROSS(across_avx512, __attribute__((target("avx512f"))), dw16, 16)
+DEFINE_ACROSS(across_avx2, __attribute__((target("avx2,fma"))), row8, 8)
+DEFINE_ACROSS(across_avx512, __attribute__((target("avx512f"))), row16, 16)
 #endif
 
 void wc_depthwise_channels(const float *input, int count, int h, int w, const float *weights, const float *bias,
@@ -457,10 +398,10 @@ __attribute__((target("avx512f"))) static inline void copy_row_avx512(float *dst
             }                                                                                                     \
     }
 
-DEFINE_WEIGHT_GRADIENT(weight_gradient_generic, , dw8, dwi8, 8, copy_row, 0, 2, 4, 6, 8, 10, 12, 14)
+DEFINE_WEIGHT_GRADIENT(weight_gradient_generic, , row8, rowi8, 8, copy_row, 0, 2, 4, 6, 8, 10, 12, 14)
 #if defined(__x86_64__)
-DEFINE_WEIGHT_GRADIENT(weight_gradient_avx2, __attribute__((target("avx2,fma"))), dw8, dwi8, 8, copy_row, 0, 2, 4, 6, 8, 10, 12, 14)
-DEFINE_WEIGHT_GRADIENT(weight_gradient_avx512, __attribute__((target("avx512f"))), dw16, dwi16, 16, copy_row_avx512,
+DEFINE_WEIGHT_GRADIENT(weight_gradient_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, copy_row, 0, 2, 4, 6, 8, 10, 12, 14)
+DEFINE_WEIGHT_GRADIENT(weight_gradient_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, copy_row_avx512,
                        0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #endif
 

@@ -42,28 +42,33 @@ static inline void wc_row_phases_generic(const float *src, int w, int offset, in
 static inline __mmask16 wc_first_lanes(int n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 __attribute__((target("avx512f"))) static inline void wc_row_phases_avx512(const float *src, int w, int offset, int s,
                                                                            float *row, long phase) {
-    if (s == 1) {
-        for (int x = 0; x < w; x += 16) {
-            const __mmask16 m = wc_first_lanes(w - x);
-            _mm512_mask_storeu_ps(row + offset + x, m, _mm512_maskz_loadu_ps(m, src + x));
-        }
-        return;
-    }
-    if (s != 2) {
+    if (s > 2) {
         wc_row_phases_generic(src, w, offset, s, row, phase);
         return;
     }
+    int x = 0;
+    if (s == 1) {
+        for (; x + 16 <= w; x += 16) _mm512_storeu_ps(row + offset + x, _mm512_loadu_ps(src + x));
+        const __mmask16 m = wc_first_lanes(w - x);
+        if (x < w) _mm512_mask_storeu_ps(row + offset + x, m, _mm512_maskz_loadu_ps(m, src + x));
+        return;
+    }
+    // Inputs x + 2i (x even) land at column x + offset + 2i: phase offset & 1, index x / 2 + offset / 2 + i; inputs
+    // x + 1 + 2i likewise. Whole blocks of 32 without masks (masked, the copy of a max pool's input ran 1.3× slower).
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    // Inputs x + 2i land at column x + offset + 2i: phase (x + offset) & 1, index (x + offset) / 2 + i.
-    for (int x = 0; x < w; x += 32) {
+    float *p0 = row + (offset & 1) * phase + offset / 2, *p1 = row + ((offset + 1) & 1) * phase + (offset + 1) / 2;
+    for (; x + 32 <= w; x += 32) {
+        const __m512 a = _mm512_loadu_ps(src + x), b = _mm512_loadu_ps(src + x + 16);
+        _mm512_storeu_ps(p0 + x / 2, _mm512_permutex2var_ps(a, even, b));
+        _mm512_storeu_ps(p1 + x / 2, _mm512_permutex2var_ps(a, odd, b));
+    }
+    if (x < w) {
         const int n = w - x;
         const __m512 a = _mm512_maskz_loadu_ps(wc_first_lanes(n), src + x);
         const __m512 b = _mm512_maskz_loadu_ps(wc_first_lanes(n - 16), src + x + 16);
-        _mm512_mask_storeu_ps(row + ((x + offset) & 1) * phase + (x + offset) / 2, wc_first_lanes((n + 1) / 2),
-                              _mm512_permutex2var_ps(a, even, b));
-        _mm512_mask_storeu_ps(row + ((x + 1 + offset) & 1) * phase + (x + 1 + offset) / 2, wc_first_lanes(n / 2),
-                              _mm512_permutex2var_ps(a, odd, b));
+        _mm512_mask_storeu_ps(p0 + x / 2, wc_first_lanes((n + 1) / 2), _mm512_permutex2var_ps(a, even, b));
+        _mm512_mask_storeu_ps(p1 + x / 2, wc_first_lanes(n / 2), _mm512_permutex2var_ps(a, odd, b));
     }
 }
 #endif

@@ -1,79 +1,53 @@
 // Max pooling of one plane held inside a −∞ border, a vector of outputs at a time (baseline, AVX2 and AVX-512).
 #include "Dispatch.h"
+#include "RowCopy.h"
 #include <string.h>
 
-// The row kernel over a bordered plane, R output rows at a time.
-//
-// ROW_TAP: the inputs of one tap under L consecutive outputs into `v`: L values from p on, one apart (sw 1) or two
-// apart (sw 2: the even lanes of 2L values, which the shuffle indices after the arguments pick).
-#define ROW_TAP(VEC, L, v, p, sw, ...)                                                                            \
-    do {                                                                                                          \
-        if ((sw) == 1) memcpy(&(v), (p), sizeof(VEC));                                                            \
-        else {                                                                                                    \
-            VEC lo_, hi_;                                                                                         \
-            memcpy(&lo_, (p), sizeof lo_);                                                                        \
-            memcpy(&hi_, (p) + (L), sizeof hi_);                                                                  \
-            (v) = __builtin_shufflevector(lo_, hi_, __VA_ARGS__);                                                 \
-        }                                                                                                         \
-    } while (0)
-// ROW_STORE: the first `rows` of the accumulators `acc` to output rows oy0… at column ox (a partial vector at the end
-// of a row value by value: a copy of a variable size would be a call to memcpy for every vector).
-#define ROW_STORE(L, acc, rows, out, oy0, ox, ow)                                                                 \
-    for (int r_ = 0; r_ < (rows); r_++) {                                                                         \
-        float *d_ = (out) + (long)((oy0) + r_) * (ow) + (ox);                                                     \
-        if ((ow) - (ox) >= (L)) memcpy(d_, &(acc)[r_], sizeof((acc)[r_]));                                        \
-        else                                                                                                      \
-            for (int i_ = 0; i_ < (ow) - (ox); i_++) d_[i_] = (acc)[r_][i_];                                      \
-    }
-
+// Along the rows of a plane, from its −∞-bordered copy (RowCopy.h), eight output rows at a time, a vector of each.
 // Each output takes its taps in row-major order, keeping a value that is greater or NaN (v > best || v != v), as the
-// definition's loop does: the first NaN of a window stays. Rows are taken R at a time for independent chains.
-#define DEFINE_MAXPOOL(NAME, ATTR, VEC, IVEC, L, ...)                                                             \
-    ATTR static void NAME(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw,          \
-                          float *out, int oh, int ow) {                                                           \
-        enum { R = 4 };                                                                                           \
-        for (int oy0 = 0; oy0 < oh; oy0 += R) {                                                                   \
-            const int rows = oh - oy0 < R ? oh - oy0 : R;                                                         \
+// definition's loop does: the first NaN of a window stays.
+#define DEFINE_MAXPOOL(NAME, ATTR, VEC, IVEC, L, COPY, STORE)                                                     \
+    ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, float *out, int oh, int ow,     \
+                          float *copy) {                                                                          \
+        const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
+        COPY(plane, h, w, win, g, copy);                                                                          \
+        const long step = win->sh * g.pitch;                                                                      \
+        for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
+            const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
+            const float *base = copy + oy0 * step;                                                                \
             for (int ox = 0; ox < ow; ox += L) {                                                                  \
-                VEC best[R];                                                                                      \
-                for (int r = 0; r < R; r++)                                                                       \
-                    for (int i = 0; i < L; i++) best[r][i] = -__builtin_inff();                                   \
-                for (int ki = 0; ki < kh; ki++)                                                                   \
-                    for (int kj = 0; kj < kw; kj++)                                                               \
-                        for (int r = 0; r < R; r++) {                                                             \
-                            /* Rows past the last repeat it; they are not stored. */                              \
-                            const int oy = oy0 + (r < rows ? r : rows - 1);                                       \
-                            const float *p = plane + ((long)oy * sh + (long)ki * dh) * width + kj * dw + (long)ox * sw; \
+                VEC best[ROWS];                                                                                   \
+                for (int r = 0; r < ROWS; r++) best[r] = -__builtin_inff() - (VEC){0};                            \
+                for (int ki = 0; ki < win->kh; ki++)                                                              \
+                    for (int kj = 0; kj < win->kw; kj++) {                                                        \
+                        const float *p = base + row_copy_tap(g, win, ki, kj) + ox;                                \
+                        for (int r = 0; r < ROWS; r++) {                                                          \
                             VEC v;                                                                                \
-                            ROW_TAP(VEC, L, v, p, sw, __VA_ARGS__);                                               \
+                            memcpy(&v, p + r * step, sizeof v);                                                   \
                             IVEC take = (v > best[r]) | (v != v);                                                 \
                             best[r] = (VEC)(((IVEC)v & take) | ((IVEC)best[r] & ~take));                          \
                         }                                                                                         \
-                ROW_STORE(L, best, rows, out, oy0, ox, ow);                                                       \
+                    }                                                                                             \
+                for (int r = 0; r < rows; r++) STORE(VEC, L, out + (long)(oy0 + r) * ow + ox, best[r], ow - ox);   \
             }                                                                                                     \
         }                                                                                                         \
     }
 
-typedef float mp8 __attribute__((vector_size(32)));
-typedef int mpi8 __attribute__((vector_size(32)));
-DEFINE_MAXPOOL(maxpool_generic, , mp8, mpi8, 8, 0, 2, 4, 6, 8, 10, 12, 14)
+DEFINE_MAXPOOL(maxpool_generic, , row8, rowi8, 8, copy_rows_generic, PART_STORE)
 #if defined(__x86_64__)
-typedef float mp16 __attribute__((vector_size(64)));
-typedef int mpi16 __attribute__((vector_size(64)));
-DEFINE_MAXPOOL(maxpool_avx2, __attribute__((target("avx2"))), mp8, mpi8, 8, 0, 2, 4, 6, 8, 10, 12, 14)
-DEFINE_MAXPOOL(maxpool_avx512, __attribute__((target("avx512f"))), mp16, mpi16, 16,
-               0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+DEFINE_MAXPOOL(maxpool_avx2, __attribute__((target("avx2"))), row8, rowi8, 8, copy_rows_avx2, PART_STORE)
+DEFINE_MAXPOOL(maxpool_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, copy_rows_avx512, MASK_STORE)
 #endif
 
-void wc_maxpool_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw, float *out,
-                      int oh, int ow) {
-    DISPATCH(maxpool, plane, width, kh, kw, dh, dw, sh, sw, out, oh, ow);
+void wc_maxpool_rows(const float *plane, int h, int w, const wc_window *window, float *out, int oh, int ow,
+                     float *scratch) {
+    DISPATCH(maxpool, plane, h, w, window, out, oh, ow, scratch);
 }
 
 // ---- Across planes ------------------------------------------------------------------------------------------------
 // Small outputs (3×3, 7×7: SqueezeNet's later pools) fill a fraction of a row vector, so sixteen planes go together
 // instead, one per lane: each tap is one gather at the planes' stride, and each output keeps the same value, by the
-// same comparisons in the same order, as `wc_maxpool_plane` (taps outside the input are skipped, as its −∞ border
+// same comparisons in the same order, as `wc_maxpool_rows` (taps outside the input are skipped, as its −∞ border
 // never wins).
 enum { ACROSS_OUTPUTS = 64 };
 

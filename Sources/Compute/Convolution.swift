@@ -47,6 +47,33 @@ public struct Window2D: Sendable, Equatable {
         let ow = size(w, kernel.w, strides.w, dilations.w, pads.left, pads.right)
         return oh > 0 && ow > 0 ? (oh, ow) : nil
     }
+
+    /// Calls `body` with the index (iy·w + ix) of each cell of output (oy, ox)'s window that lies inside an h×w input,
+    /// in row-major order.
+    @inlinable
+    func forEachCell(oy: Int, ox: Int, h: Int, w: Int, _ body: (Int) -> Void) {
+        let y0 = oy * strides.h - pads.top, x0 = ox * strides.w - pads.left
+        for ki in 0..<kernel.h {
+            let iy = y0 + ki * dilations.h
+            if iy < 0 || iy >= h { continue }
+            for kj in 0..<kernel.w {
+                let ix = x0 + kj * dilations.w
+                if ix < 0 || ix >= w { continue }
+                body(iy * w + ix)
+            }
+        }
+    }
+
+    /// The divisor of an average pool's output (oy, ox) over an h×w input whose window holds `inside` cells of the
+    /// input: those cells, or with `includePad` the window's cells inside the padded input (not past it).
+    @inlinable
+    func averageDivisor(oy: Int, ox: Int, h: Int, w: Int, inside: Int, includePad: Bool) -> Int {
+        guard includePad else { return inside }
+        let y0 = oy * strides.h - pads.top, x0 = ox * strides.w - pads.left
+        let yEnd = min(y0 + (kernel.h - 1) * dilations.h, h - 1 + pads.bottom)
+        let xEnd = min(x0 + (kernel.w - 1) * dilations.w, w - 1 + pads.right)
+        return max(1, ((yEnd - y0) / dilations.h + 1) * ((xEnd - x0) / dilations.w + 1))
+    }
 }
 
 public enum ComputeError: Error, Equatable, CustomStringConvertible {
@@ -270,7 +297,7 @@ func depthwiseConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float
     let taps = window.kernel.h * window.kernel.w
     let (oh, ow) = (output.shape[2], output.shape[3])
     var shape = wc_window(window)
-    let scratch = wc_depthwise_rows_scratch(Int32(h), Int32(w), &shape, Int32(oh), Int32(ow))
+    let scratch = wc_row_copy_count(Int32(h), Int32(w), &shape, Int32(oh), Int32(ow))
     let (low, high) = activation.bounds
     withDepthwiseOperands(input, weight, bias, window, residual, &output) { x, wt, bias, shape, residual, out in
         parallelChunks(n * c) { planes in

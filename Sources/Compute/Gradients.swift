@@ -143,10 +143,6 @@ public func pool2dBackward(_ input: Tensor<Float>, kind: PoolKind, window: Windo
     guard input.rank == 4, dy.rank == 4 else { throw ComputeError.shapeMismatch("pooling backward expects 4-D tensors") }
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (oh, ow) = (dy.shape[2], dy.shape[3])
-    let (kh, kw) = window.kernel
-    let (sh, sw) = window.strides
-    let (dh, dw) = window.dilations
-    let (pt, pl, pb, pr) = (window.pads.top, window.pads.left, window.pads.bottom, window.pads.right)
     var dx = Tensor<Float>(zeros: input.shape)
     input.scalars.withUnsafeBufferPointer { px in
         dy.scalars.withUnsafeBufferPointer { pdy in
@@ -158,36 +154,22 @@ public func pool2dBackward(_ input: Tensor<Float>, kind: PoolKind, window: Windo
                         let src = px.baseAddress! + p * h * w, g = pdy.baseAddress! + p * oh * ow, d = out + p * h * w
                         for oy in 0..<oh {
                             for ox in 0..<ow {
-                                let y0 = oy * sh - pt, x0 = ox * sw - pl
                                 let grad = g[oy * ow + ox]
                                 switch kind {
                                 case .max:
                                     var best = -Float.infinity, at = -1
-                                    for ki in 0..<kh {
-                                        let iy = y0 + ki * dh
-                                        if iy < 0 || iy >= h { continue }
-                                        for kj in 0..<kw {
-                                            let ix = x0 + kj * dw
-                                            if ix < 0 || ix >= w { continue }
-                                            if src[iy * w + ix] > best || at < 0 { best = src[iy * w + ix]; at = iy * w + ix }
-                                        }
+                                    window.forEachCell(oy: oy, ox: ox, h: h, w: w) { i in
+                                        if src[i] > best || at < 0 { best = src[i]; at = i }
                                     }
                                     if at >= 0 { d[at] += grad }
                                 case .average(let includePad):
                                     var inside = 0
-                                    for ki in 0..<kh where (0..<h).contains(y0 + ki * dh) {
-                                        for kj in 0..<kw where (0..<w).contains(x0 + kj * dw) { inside += 1 }
-                                    }
-                                    var divisor = inside
-                                    if includePad {
-                                        let yEnd = min(y0 + (kh - 1) * dh, h - 1 + pb), xEnd = min(x0 + (kw - 1) * dw, w - 1 + pr)
-                                        divisor = max(1, ((yEnd - y0) / dh + 1) * ((xEnd - x0) / dw + 1))
-                                    }
+                                    window.forEachCell(oy: oy, ox: ox, h: h, w: w) { _ in inside += 1 }
+                                    let divisor = window.averageDivisor(oy: oy, ox: ox, h: h, w: w, inside: inside,
+                                                                        includePad: includePad)
                                     guard divisor > 0 else { continue }
                                     let share = grad / Float(divisor)
-                                    for ki in 0..<kh where (0..<h).contains(y0 + ki * dh) {
-                                        for kj in 0..<kw where (0..<w).contains(x0 + kj * dw) { d[(y0 + ki * dh) * w + x0 + kj * dw] += share }
-                                    }
+                                    window.forEachCell(oy: oy, ox: ox, h: h, w: w) { i in d[i] += share }
                                 }
                             }
                         }

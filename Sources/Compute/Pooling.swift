@@ -13,14 +13,8 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
     _ = try elementCount([n, c, oh, ow], "pooling output")
     // Every path below writes each output element, so the buffer starts uninitialised (no memset).
     var output = Tensor<Float>(shape: [n, c, oh, ow], unsafeUninitialized: { _ in })
-    let (kh, kw) = window.kernel
-    let (sh, sw) = window.strides
-    let (dh, dw) = window.dilations
-    let (pt, pl) = (window.pads.top, window.pads.left)
-    let (pb, pr) = (window.pads.bottom, window.pads.right)
     let isPlainMax2x2 = window.kernel == (2, 2) && window.strides == (2, 2) && window.dilations == (1, 1)
-        && pt == 0 && pl == 0 && 2 * oh <= h && 2 * ow <= w
-    let spans = columnSpans(kernel: kw, stride: sw, dilation: dw, padLeft: pl, width: w, outputWidth: ow)
+        && window.pads.top == 0 && window.pads.left == 0 && 2 * oh <= h && 2 * ow <= w
     input.scalars.withUnsafeBufferPointer { inBuf in
         output.scalars.withUnsafeMutableBufferPointer { outBuf in
             let inBase = inBuf.baseAddress!
@@ -37,26 +31,27 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
                 }
                 return
             }
+            if case .max = kind, !isPlainMax2x2 {
+                // Along the rows of each plane, from a −∞-bordered copy (`wc_maxpool_rows`, vector code in CKernels).
+                var shape = wc_window(window)
+                let scratch = wc_row_copy_count(Int32(h), Int32(w), &shape, Int32(oh), Int32(ow))
+                parallelChunks(n * c, minimumChunk: 4) { planes in
+                    let copy = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
+                    copy.initialize(repeating: -.infinity, count: scratch)
+                    defer { copy.deallocate() }
+                    for p in planes {
+                        wc_maxpool_rows(inBase + p * h * w, Int32(h), Int32(w), &shape,
+                                        UnsafeMutablePointer<Float>(bitPattern: outAddress)! + p * oh * ow, Int32(oh),
+                                        Int32(ow), copy)
+                    }
+                }
+                return
+            }
             parallelChunks(n * c, minimumChunk: 4) { planes in
                 let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
-                // Max pools with stride 1 or 2 read a −∞-bordered copy of each plane, eight outputs at a time.
-                var padded: PaddedPlane? = nil
-                if case .max = kind, !isPlainMax2x2, sw <= 2 {
-                    padded = PaddedPlane(h: h, w: w, window: window, oh: oh, ow: ow, fill: -.infinity)
-                }
-                defer { padded?.deallocate() }
                 for p in planes {
                     let src = inBase + p * h * w
                     let dst = out + p * oh * ow
-                    if case .max = kind, !isPlainMax2x2 {
-                        if let plane = padded {
-                            plane.load(src, h: h, w: w)
-                            maxPoolPlane(plane, window: window, into: dst, oh: oh, ow: ow)
-                        } else {
-                            maxPoolPlane(src, h: h, w: w, window: window, spans: spans, into: dst, oh: oh, ow: ow)
-                        }
-                        continue
-                    }
                     if case .max = kind, isPlainMax2x2 {
                         // The common 2×2 / stride-2 max pool, without bounds checks. `max` drops a NaN in its
                         // second operand, so a row whose windows hold one (their sum is NaN; an infinity of each
@@ -76,45 +71,19 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
                         }
                         continue
                     }
+                    // Average pooling: each output over the window's cells inside the input.
+                    guard case .average(let includePad) = kind else { continue }
                     for oy in 0..<oh {
                         for ox in 0..<ow {
-                            let y0 = oy * sh - pt, x0 = ox * sw - pl
-                            switch kind {
-                            case .max:
-                                var best = -Float.infinity
-                                for ki in 0..<kh {
-                                    let iy = y0 + ki * dh
-                                    if iy < 0 || iy >= h { continue }
-                                    for kj in 0..<kw {
-                                        let ix = x0 + kj * dw
-                                        if ix < 0 || ix >= w { continue }
-                                        let v = src[iy * w + ix]
-                                        if v > best || v.isNaN { best = v }
-                                    }
-                                }
-                                dst[oy * ow + ox] = best
-                            case .average(let includePad):
-                                var sum: Float = 0
-                                var inside = 0
-                                for ki in 0..<kh {
-                                    let iy = y0 + ki * dh
-                                    if iy < 0 || iy >= h { continue }
-                                    for kj in 0..<kw {
-                                        let ix = x0 + kj * dw
-                                        if ix < 0 || ix >= w { continue }
-                                        sum += src[iy * w + ix]
-                                        inside += 1
-                                    }
-                                }
-                                var divisor = inside
-                                if includePad {
-                                    // Count the window's cells that lie inside the padded input (not past it).
-                                    let yEnd = min(y0 + (kh - 1) * dh, h - 1 + pb), xEnd = min(x0 + (kw - 1) * dw, w - 1 + pr)
-                                    let rows = (yEnd - y0) / dh + 1, cols = (xEnd - x0) / dw + 1
-                                    divisor = max(1, rows * cols)
-                                }
-                                dst[oy * ow + ox] = divisor > 0 ? sum / Float(divisor) : 0
+                            var sum: Float = 0
+                            var inside = 0
+                            window.forEachCell(oy: oy, ox: ox, h: h, w: w) { i in
+                                sum += src[i]
+                                inside += 1
                             }
+                            let divisor = window.averageDivisor(oy: oy, ox: ox, h: h, w: w, inside: inside,
+                                                                includePad: includePad)
+                            dst[oy * ow + ox] = divisor > 0 ? sum / Float(divisor) : 0
                         }
                     }
                 }
@@ -122,57 +91,6 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
         }
     }
     return output
-}
-
-/// One plane of a max pool, an output row at a time: each window cell updates the span of output columns whose input
-/// column lies inside the image (a loop the compiler vectorises). Cells are visited in the same order as the
-/// per-output loop, so a NaN propagates the same way.
-@usableFromInline
-func maxPoolPlane(_ src: UnsafePointer<Float>, h: Int, w: Int, window: Window2D, spans: [(lo: Int, hi: Int)],
-                  into dst: UnsafeMutablePointer<Float>, oh: Int, ow: Int) {
-    let (kh, kw) = window.kernel
-    let (sh, sw) = window.strides
-    let (dh, dw) = window.dilations
-    let (pt, pl) = (window.pads.top, window.pads.left)
-    for oy in 0..<oh {
-        let row = dst + oy * ow
-        row.update(repeating: -.infinity, count: ow)
-        for ki in 0..<kh {
-            let iy = oy * sh + ki * dh - pt
-            if iy < 0 || iy >= h { continue }
-            for kj in 0..<kw {
-                let (lo, hi) = spans[kj]
-                let base = src + iy * w + (kj * dw - pl)
-                if sw == 1 {
-                    for ox in lo..<hi { let v = base[ox], b = row[ox]; row[ox] = v > b || v.isNaN ? v : b }
-                } else if sw == 2 {
-                    for ox in lo..<hi { let v = base[2 * ox], b = row[ox]; row[ox] = v > b || v.isNaN ? v : b }
-                } else {
-                    for ox in lo..<hi { let v = base[ox * sw], b = row[ox]; row[ox] = v > b || v.isNaN ? v : b }
-                }
-            }
-        }
-    }
-}
-
-/// The same over a −∞-bordered plane (C vector code in CKernels): a border cell never wins (nor does a NaN lose), as
-/// when the cell is skipped.
-@usableFromInline
-func maxPoolPlane(_ plane: PaddedPlane, window: Window2D, into dst: UnsafeMutablePointer<Float>, oh: Int, ow: Int) {
-    wc_maxpool_plane(plane.buffer, plane.width, Int32(window.kernel.h), Int32(window.kernel.w), Int32(window.dilations.h),
-                     Int32(window.dilations.w), Int32(window.strides.h), Int32(window.strides.w), dst, Int32(oh), Int32(ow))
-}
-
-/// For each kernel column kj, the output columns [lo, hi) whose input column ox·stride + kj·dilation − padLeft lies in
-/// 0..<width.
-@usableFromInline
-func columnSpans(kernel: Int, stride: Int, dilation: Int, padLeft: Int, width: Int, outputWidth: Int) -> [(lo: Int, hi: Int)] {
-    (0..<kernel).map { kj in
-        let off = kj * dilation - padLeft
-        let lo = off >= 0 ? 0 : min(outputWidth, (-off + stride - 1) / stride)
-        let hi = width - 1 - off < 0 ? 0 : min(outputWidth, (width - 1 - off) / stride + 1)
-        return (lo, max(lo, hi))
-    }
 }
 
 /// Mean over each H×W plane, keeping [N, C, 1, 1].

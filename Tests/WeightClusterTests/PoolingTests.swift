@@ -2,8 +2,8 @@ import Compute
 import Testing
 import _TestSupport
 
-/// Max pooling's fast paths (over a −∞-bordered plane for strides 1 and 2, the plain 2×2 loop, the spans loop for
-/// larger strides, sixteen planes at a time for outputs of at most 64 values) against the definition, a NaN included
+/// Max pooling's fast paths (along rows over a −∞-bordered copy kept as its stride phases, eight rows at a time; the
+/// plain 2×2 loop; sixteen planes at a time for outputs of at most 64 values) against the definition, a NaN included
 /// (for the plain 2×2 loop in a window's second cell, which Swift's `max` alone would drop). 38 planes: two whole
 /// groups of sixteen and a partial one.
 @Suite struct PoolingTests {
@@ -23,6 +23,8 @@ import _TestSupport
         // Outputs wider than two vectors (a partial third), rows not a multiple of four.
         Case(h: 7, w: 40, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(h: 9, w: 75, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
+        // Along rows at stride 3 (three phases), uneven padding, a last group of two rows.
+        Case(h: 30, w: 50, k: 3, stride: 3, dilation: 1, pads: (1, 0, 1, 1)),
         // SqueezeNet's last pool at 64 px: 7×7 to 3×3.
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
     ]

@@ -51,13 +51,6 @@ void wc_transpose(int rows, int cols, const float *src, long lds, float *dst, lo
 void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                         const wc_epilogue *epilogue);
 
-/// Max pooling of one plane held inside a −∞ border (`plane`: row stride `width`, the window of output (oy, ox)
-/// starting at oy·sh rows and ox·sw columns in), stride sw of 1 or 2 (`PaddedPlane` leaves room for ⌈ow/16⌉·16 outputs,
-/// twice that at stride 2). Each output keeps the first value of its window, in row-major order, that is greater than all
-/// before it or NaN: the definition's result, NaN propagated.
-void wc_maxpool_plane(const float *plane, long width, int kh, int kw, int dh, int dw, int sh, int sw, float *out,
-                      int oh, int ow);
-
 /// A convolution's output pass over `count` values of one channel: dst[i] = min(max(src[i] + bias (+ residual[i]),
 /// low), high), the additions in that order and the clamp as Swift rounds it (a NaN stays NaN); `src` may be `dst`.
 /// A bias of −0 leaves every value as it is, −0 included (values that already hold their bias).
@@ -101,20 +94,25 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
                     const float *residual, long out_image_stride, float low, float high, float *out);
 
 /// Max pooling of the `count` h×w planes at `input` (one after another) into their oh×ow outputs at `output`, sixteen
-/// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_plane` gives. Only where
+/// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_rows` gives. Only where
 /// `wc_maxpool_across_runs` says so: this processor's variant has the kernel and oh·ow is at most 64.
 int wc_maxpool_across_runs(int h, int w, int oh, int ow);
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow);
 
-/// Depthwise convolution of one h×w plane (`window`: any strides, dilations and padding) into oh×ow outputs, k×k
-/// `taps` in row-major order: each output is bias, then fma(input, tap, sum) for every tap in row-major order, then
-/// + residual[i] (when `residual` is not NULL) and min(max(x, low), high) as Swift rounds it. `scratch` holds
-/// wc_depthwise_rows_scratch(…) floats, zero before the first call; later calls for planes of the same shape reuse it
-/// as they leave it.
+/// The row kernels: depthwise convolution and max pooling of one h×w plane (`window`: any strides, dilations and
+/// padding) into oh×ow outputs, from a bordered copy in `scratch` (wc_row_copy_count(…) floats) that they make. Its
+/// border must hold 0 for wc_depthwise_rows and −∞ for wc_maxpool_rows before the first call; later calls for planes of
+/// the same shape reuse it as they leave it.
+size_t wc_row_copy_count(int h, int w, const wc_window *window, int oh, int ow);
+/// Depthwise: k×k `taps` in row-major order; each output is bias, then fma(input, tap, sum) for every tap in row-major
+/// order, then + residual[i] (when `residual` is not NULL) and min(max(x, low), high) as Swift rounds it.
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
                        float *out, int oh, int ow, const float *residual, float low, float high, float *scratch);
-size_t wc_depthwise_rows_scratch(int h, int w, const wc_window *window, int oh, int ow);
+/// Max pool: each output keeps the first value of its window, in row-major order, that is greater than all before it
+/// or NaN (a border cell never wins): the definition's result, NaN propagated.
+void wc_maxpool_rows(const float *plane, int h, int w, const wc_window *window, float *out, int oh, int ow,
+                     float *scratch);
 
 /// Depthwise convolution of `count` channels of one image, vectorised across channels (16 or 8 at a time): `input`
 /// holds the channels' h×w planes one after another, `weights` their kh×kw filters, `bias` their biases (or NULL);
