@@ -119,3 +119,24 @@ void wc_pool_run(int workers, wc_pool_task task, void *context) {
     }
     atomic_store(&pool.busy, 0);
 }
+
+// Pieces handed out as the workers come free: each worker runs the next piece not yet taken until none is left.
+typedef struct {
+    wc_pool_task task;
+    void *context;
+    long pieces;
+    atomic_long next;
+} pieces_region;
+
+static void run_pieces(void *context, int worker) {
+    (void)worker;
+    pieces_region *region = context;
+    for (long p; (p = atomic_fetch_add_explicit(&region->next, 1, memory_order_relaxed)) < region->pieces;)
+        region->task(region->context, (int)p);
+}
+
+void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context) {
+    pieces_region region = {.task = task, .context = context, .pieces = pieces};
+    atomic_init(&region.next, 0);
+    wc_pool_run(workers, run_pieces, &region);
+}

@@ -169,5 +169,8 @@ void wc_winograd_output(const float *m, long stride, int th, int tw, float bias,
 /// runs (nested in a part, or from another thread) runs all its parts on the calling thread.
 typedef void (*wc_pool_task)(void *context, int worker);
 void wc_pool_run(int workers, wc_pool_task task, void *context);
+/// task(context, piece) for every piece in 0..<pieces, over `workers` threads (this one included) as wc_pool_run runs
+/// them: each worker takes the next piece not yet taken, so a slower worker takes fewer.
+void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context);
 
 #endif
