@@ -87,7 +87,8 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 }
 
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
-/// Grouped convolutions with one input channel per group (depthwise) take a direct loop; ungrouped ones with packed
+/// Grouped convolutions with one input channel per group (depthwise) run along rows (`depthwiseConv2d`) or, on maps
+/// narrower than a vector, across channels or the flattened plane; ungrouped ones with packed
 /// weights are summed straight from a bordered copy of the images (`DirectConvolution`) unless their vectors of
 /// outputs would be mostly idle lanes; everything else is im2col over a chunk of images followed by one GEMM per group.
 ///
