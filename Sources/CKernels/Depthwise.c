@@ -237,7 +237,7 @@ static void flat_depthwise_avx512(const float *input, int channels, long first, 
                 }
             }
             const int left = pixels - v * 16;
-            const __mmask16 valid = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            const __mmask16 valid = wc_first_lanes(left);
             for (int g = 0; g < group; g++) {
                 __m512 x = acc[g];
                 if (residual) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(valid, residual + (plane + g) * pixels + v * 16));
@@ -312,21 +312,8 @@ enum { TAP_BLOCK = 25 };
 
 // One image's rows of dY into the sums of the taps [t0, t1) (kh and kw constants where the caller knows them, so that
 // the accumulators stay in registers).
-// Row copies: short rows (7 or 14 floats in a Fashion-MNIST network) through one masked load and store each, not a
-// call of memcpy per row.
-static inline void copy_row(float *dst, const float *src, int count) { memcpy(dst, src, sizeof(float) * count); }
-#if defined(__x86_64__)
-#include <immintrin.h>
-__attribute__((target("avx512f"))) static inline void copy_row_avx512(float *dst, const float *src, int count) {
-    int i = 0;
-    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
-    if (i < count) {
-        const __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
-        _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
-    }
-}
-#endif
-
+// Each image's rows go into the zero-bordered plane through wc_row_phases_* (Dispatch.h) at stride 1: on AVX-512 short
+// rows (7 or 14 floats in a Fashion-MNIST network) are one masked load and store each, not a call of memcpy per row.
 #define DEFINE_WEIGHT_GRADIENT(NAME, ATTR, VEC, IVEC, L, COPY, ...)                                                          \
     ATTR static inline __attribute__((always_inline)) void NAME##_rows(                                           \
         const float *g, const float *plane, long width, const wc_window *win, int oh, int ow, const int kh,       \
@@ -382,7 +369,7 @@ __attribute__((target("avx512f"))) static inline void copy_row_avx512(float *dst
                     const float *plane = x + ((size_t)img * c + ch) * h * w;                                      \
                     const float *g = dy + ((size_t)img * c + ch) * oh * ow;                                       \
                     for (int y = 0; y < h; y++)                                                                   \
-                        COPY(scratch + (win->pad_top + y) * width + win->pad_left, plane + (size_t)y * w, w);     \
+                        COPY(plane + (size_t)y * w, w, win->pad_left, 1, scratch + (win->pad_top + y) * width, 0); \
                     for (int i = 0; i < oh * ow; i++) bias += g[i];                                               \
                     if (win->kh == 3 && win->kw == 3)                                                             \
                         NAME##_rows(g, scratch, width, win, oh, ow, 3, 3, 0, 9, sums);                            \
@@ -398,10 +385,11 @@ __attribute__((target("avx512f"))) static inline void copy_row_avx512(float *dst
             }                                                                                                     \
     }
 
-DEFINE_WEIGHT_GRADIENT(weight_gradient_generic, , row8, rowi8, 8, copy_row, 0, 2, 4, 6, 8, 10, 12, 14)
+DEFINE_WEIGHT_GRADIENT(weight_gradient_generic, , row8, rowi8, 8, wc_row_phases_generic, 0, 2, 4, 6, 8, 10, 12, 14)
 #if defined(__x86_64__)
-DEFINE_WEIGHT_GRADIENT(weight_gradient_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, copy_row, 0, 2, 4, 6, 8, 10, 12, 14)
-DEFINE_WEIGHT_GRADIENT(weight_gradient_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, copy_row_avx512,
+DEFINE_WEIGHT_GRADIENT(weight_gradient_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, wc_row_phases_generic,
+                       0, 2, 4, 6, 8, 10, 12, 14)
+DEFINE_WEIGHT_GRADIENT(weight_gradient_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, wc_row_phases_avx512,
                        0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #endif
 

@@ -162,6 +162,19 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                    kb > 0, kb + kc == k ? e : NULL, p);                                                           \
         for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc, tailC + r * L, sizeof(float) * tail);            \
     }                                                                                                             \
+    /* Columns [n0, n1) of B read in place against one panel (rows p…) over kc columns of A from kb: NV·L at a    */ \
+    /* time, then L at a time.                                                                                   */ \
+    ATTR static inline void NAME##_in_place(int m, int k, int kb, int kc, const float *packed, const float *b,     \
+                                            long ldb, float *c, long ldc, int p, int n0, int n1,                  \
+                                            const wc_epilogue *e) {                                               \
+        const float *a = packed + (size_t)p * k + (size_t)kb * MR;                                                \
+        const int rows = m - p < MR ? m - p : MR;                                                                 \
+        const wc_epilogue *last = kb + kc == k ? e : NULL;                                                        \
+        for (; n0 + NV * L <= n1; n0 += NV * L)                                                                   \
+            NAME##_wide(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);          \
+        for (; n0 < n1; n0 += L)                                                                                  \
+            NAME##_one(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);           \
+    }                                                                                                             \
     ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc, \
                           const wc_epilogue *e) {                                                                 \
         /* Few columns: down the panel's rows (a zero-padded vector block would leave L − n of each vector's   */ \
@@ -184,40 +197,23 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             /* Few panels of A (a 1×1 layer into few channels): B read in place, each block of its columns swept   */ \
             /* by every panel while it is in L1 — a copy of B would cost more than the few products that reuse it. */ \
             for (int kb = 0; kb < k; kb += KC) {                                                                  \
-                int kc = k - kb < KC ? k - kb : KC;                                                               \
-                const wc_epilogue *last = kb + kc == k ? e : NULL;                                                \
-                for (int n0 = 0; n0 < whole; ) {                                                                  \
-                    const int step = whole - n0 >= NV * L ? NV * L : L;                                           \
-                    for (int p = 0; p < m; p += MR) {                                                             \
-                        const float *a = packed + (size_t)p * k + (size_t)kb * MR;                                \
-                        const int rows = m - p < MR ? m - p : MR;                                                 \
-                        if (step == NV * L)                                                                       \
-                            NAME##_wide(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
-                        else                                                                                      \
-                            NAME##_one(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
-                    }                                                                                             \
-                    n0 += step;                                                                                   \
-                }                                                                                                 \
+                const int kc = k - kb < KC ? k - kb : KC;                                                         \
+                for (int n0 = 0; n0 < whole; n0 += NV * L)                                                        \
+                    for (int p = 0; p < m; p += MR)                                                               \
+                        NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, n0,                              \
+                                        whole - n0 < NV * L ? whole : n0 + NV * L, e);                            \
                 for (int p = 0; tail && p < m; p += MR) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e); \
             }                                                                                                     \
             free(tailB);                                                                                          \
             return;                                                                                               \
         }                                                                                                         \
         if (n <= 4 * L) {                                                                                         \
-            for (int p = 0; p < m; p += MR) {                                                                     \
-                int rows = m - p < MR ? m - p : MR;                                                               \
+            for (int p = 0; p < m; p += MR)                                                                       \
                 for (int kb = 0; kb < k; kb += KC) {                                                              \
-                    int kc = k - kb < KC ? k - kb : KC;                                                           \
-                    const wc_epilogue *last = kb + kc == k ? e : NULL;                                            \
-                    const float *a = packed + (size_t)p * k + (size_t)kb * MR;                                    \
-                    int n0 = 0;                                                                                   \
-                    for (; n0 + NV * L <= whole; n0 += NV * L)                                                    \
-                        NAME##_wide(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
-                    for (; n0 < whole; n0 += L)                                                                   \
-                        NAME##_one(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
+                    const int kc = k - kb < KC ? k - kb : KC;                                                     \
+                    NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, 0, whole, e);                        \
                     if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e);               \
                 }                                                                                                 \
-            }                                                                                                     \
             free(tailB);                                                                                          \
             return;                                                                                               \
         }                                                                                                         \

@@ -297,20 +297,13 @@ func depthwiseConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let taps = window.kernel.h * window.kernel.w
     let (oh, ow) = (output.shape[2], output.shape[3])
-    var shape = wc_window(window)
-    let scratch = wc_row_copy_count(Int32(h), Int32(w), &shape, Int32(oh), Int32(ow))
     let (low, high) = activation.bounds
-    withDepthwiseOperands(input, weight, bias, window, residual, &output) { x, wt, bias, shape, residual, out in
-        parallelChunks(n * c) { planes in
-            let copy = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
-            copy.initialize(repeating: 0, count: scratch)
-            defer { copy.deallocate() }
-            for p in planes {
-                let ch = p % c
-                wc_depthwise_rows(x + p * h * w, Int32(h), Int32(w), shape, wt + ch * taps, bias?[ch] ?? 0,
-                                  out + p * oh * ow, Int32(oh), Int32(ow), residual.map { $0 + p * oh * ow },
-                                  low, high, copy)
-            }
+    withDepthwiseOperands(input, weight, bias, window, residual, &output) { x, wt, bias, _, residual, out in
+        forEachPlaneWithRowCopy(n * c, h: h, w: w, window: window, oh: oh, ow: ow, border: 0) { p, copy, shape in
+            let ch = p % c
+            wc_depthwise_rows(x + p * h * w, Int32(h), Int32(w), shape, wt + ch * taps, bias?[ch] ?? 0,
+                              out + p * oh * ow, Int32(oh), Int32(ow), residual.map { $0 + p * oh * ow }, low, high,
+                              copy)
         }
     }
 }

@@ -33,17 +33,11 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
             }
             if case .max = kind, !isPlainMax2x2 {
                 // Along the rows of each plane, from a −∞-bordered copy (`wc_maxpool_rows`, vector code in CKernels).
-                var shape = wc_window(window)
-                let scratch = wc_row_copy_count(Int32(h), Int32(w), &shape, Int32(oh), Int32(ow))
-                parallelChunks(n * c, minimumChunk: 4) { planes in
-                    let copy = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
-                    copy.initialize(repeating: -.infinity, count: scratch)
-                    defer { copy.deallocate() }
-                    for p in planes {
-                        wc_maxpool_rows(inBase + p * h * w, Int32(h), Int32(w), &shape,
-                                        UnsafeMutablePointer<Float>(bitPattern: outAddress)! + p * oh * ow, Int32(oh),
-                                        Int32(ow), copy)
-                    }
+                forEachPlaneWithRowCopy(n * c, h: h, w: w, window: window, oh: oh, ow: ow, border: -.infinity,
+                                        minimumChunk: 4) { p, copy, shape in
+                    wc_maxpool_rows(inBase + p * h * w, Int32(h), Int32(w), shape,
+                                    UnsafeMutablePointer<Float>(bitPattern: outAddress)! + p * oh * ow, Int32(oh),
+                                    Int32(ow), copy)
                 }
                 return
             }
