@@ -12,10 +12,11 @@ public final class Executor: @unchecked Sendable {
     public let plan: [Node]
     /// Initializers plus folded values.
     public let constants: [String: AnyTensor]
-    private let lastUse: [String: Int]
-    private let outputNames: Set<String>
-    /// Whether any weight is deferred (so `run` looks inputs up there only for a packed model).
-    private let hasDeferredWeights: Bool
+    /// The plan with every value name resolved at load (`Step`), and where each graph input and output is found.
+    private let steps: [Step]
+    private let inputSlots: [Int]
+    private let outputSources: [Step.Source]
+    private let slotCount: Int
     /// Whether the plan computes each image from that image alone (`batchSeparable`), so a batch may run in passes.
     let batchSeparable: Bool
     /// The images per pass measured so far, by the inputs' per-image shapes (`runInPasses`).
@@ -26,14 +27,6 @@ public final class Executor: @unchecked Sendable {
     public private(set) var profile: [String: Double] = [:]
     public private(set) var nodeProfile: [String: Double] = [:]
 
-    /// Winograd-transformed weights of the Conv nodes in `plan` that take that path, by plan index.
-    private let prepared: [Int: Winograd.PreparedWeights]
-    /// Conv nodes in `plan` whose weight is deferred and takes the Winograd path: transformed when expanded.
-    private let preparedOnTheFly: Set<Int>
-    /// Weights of the Conv nodes in `plan` that take the im2col or 1×1 path, packed for the matrix product, by plan index.
-    private let packed: [Int: PackedWeights]
-    /// Compressed fully-connected layers (shared columns) in `plan`, by plan index.
-    private let products: [Int: SharedColumnProduct]
     public let options: Options
 
     public struct Options: Sendable {
@@ -99,8 +92,6 @@ public final class Executor: @unchecked Sendable {
                 preparedOnTheFly.insert(index)
             }
         }
-        self.prepared = prepared
-        self.preparedOnTheFly = preparedOnTheFly
         var packed: [Int: PackedWeights] = [:]
         if options.packWeights && PackedWeights.isWorthwhile {
             for (index, node) in remaining.enumerated() where node.opType == "Conv" && node.inputs.count > 1 {
@@ -110,23 +101,15 @@ public final class Executor: @unchecked Sendable {
                 packed[index] = PackedWeights(weight, group: group)
             }
         }
-        self.packed = packed
         var products: [Int: SharedColumnProduct] = [:]
         for (index, node) in remaining.enumerated() where node.opType == Executor.sharedColumnsOp {
             products[index] = rewrite.1[node.outputs.first ?? ""]
         }
-        self.products = products
-        var lastUse: [String: Int] = [:]
-        for (index, node) in remaining.enumerated() {
-            for input in node.inputs where !input.isEmpty && constants[input] == nil && graph.deferredWeights[input] == nil {
-                lastUse[input] = index
-            }
-        }
         self.plan = remaining
         self.constants = constants
-        self.lastUse = lastUse
-        self.outputNames = Set(graph.outputs.map(\.name))
-        self.hasDeferredWeights = !graph.deferredWeights.isEmpty
+        (steps, inputSlots, outputSources, slotCount) = Executor.steps(
+            remaining, graph: graph, constants: constants, prepared: prepared, preparedOnTheFly: preparedOnTheFly,
+            packed: packed, products: products)
         self.batchSeparable = Executor.batchSeparable(
             plan: remaining, isConstant: { constants[$0] != nil || graph.deferredWeights[$0] != nil },
             constantShape: { constants[$0]?.shape ?? graph.deferredWeights[$0]?.shape }, graphOutputs: graph.outputs.map(\.name))
@@ -171,20 +154,30 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// One pass of the plan over `feeds` (already checked); also returns the bytes of the largest value it computed.
+    /// Values live in an array by slot (`Step`); each is released right after its last reader has read it.
     func runPass(_ feeds: [String: AnyTensor], checkingFinite: Bool) throws -> (outputs: [String: AnyTensor], largest: Int) {
-        var values: [String: AnyTensor] = [:]
-        for input in graph.inputs { values[input.name] = feeds[input.name] }
+        var values = [AnyTensor?](repeating: nil, count: slotCount)
+        for (input, slot) in zip(graph.inputs, inputSlots) { values[slot] = feeds[input.name] }
         var largest = 0
-        for (index, node) in plan.enumerated() {
+        for step in steps {
+            let node = step.node
             var inputs: [AnyTensor?] = []
-            inputs.reserveCapacity(node.inputs.count)
-            var prepared = self.prepared[index]
-            for (slot, name) in node.inputs.enumerated() {
-                if name.isEmpty { inputs.append(nil); continue }
-                if hasDeferredWeights, let deferred = graph.deferredWeights[name] {
+            inputs.reserveCapacity(step.sources.count)
+            var prepared = step.prepared
+            for (slot, source) in step.sources.enumerated() {
+                switch source {
+                case .omitted: inputs.append(nil)
+                case .constant(let value): inputs.append(value)
+                case .value(let index):
+                    guard let value = values[index] else {
+                        throw ExecutionError.missingValue(node: node.displayName, value: node.inputs[slot])
+                    }
+                    inputs.append(value)
+                case .missing(let name): throw ExecutionError.missingValue(node: node.displayName, value: name)
+                case .deferred(let deferred):
                     // Expanded for this node only; freed when the node is done.
                     let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
-                    if slot == 1 && preparedOnTheFly.contains(index), let x = inputs.first??.floatTensor,
+                    if slot == 1 && step.preparedOnTheFly, let x = inputs.first??.floatTensor,
                        Executor.winogradPays(node, input: x.shape, weightShape: deferred.shape, opset: graph.opsetVersion) {
                         // Expanded a few output channels at a time straight into the Winograd form; the convolution
                         // reads only the weight's shape then, so its placeholder is never written (nor resident).
@@ -199,26 +192,22 @@ public final class Executor: @unchecked Sendable {
                         profile["(expand weights)", default: 0] += seconds
                         nodeProfile["(expand weights)", default: 0] += seconds
                     }
-                    continue
                 }
-                guard let value = values[name] ?? constants[name] else {
-                    throw ExecutionError.missingValue(node: node.displayName, value: name)
-                }
-                inputs.append(value)
             }
-            // Free intermediates whose last reader is this node (the local copies keep them alive until done), once
-            // every slot has read them: a node may read one value twice (Mul(x, x)).
-            for name in node.inputs where lastUse[name] == index && !outputNames.contains(name) { values[name] = nil }
+            // Free intermediates whose last reader is this node (the local copies keep them alive until done).
+            for index in step.freed { values[index] = nil }
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
-            let outputs = try Operators.evaluate(node, inputs: inputs, opset: graph.opsetVersion, prepared: prepared,
-                                                   packed: packed[index], shared: products[index])
+            let outputs = try Operators.evaluate(node, kernel: step.kernel, arguments: Arguments(
+                node: node, values: inputs, opset: graph.opsetVersion, prepared: prepared, packed: step.packed,
+                shared: step.shared, layer: step.layer))
             if profiling {
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 profile[node.opType, default: 0] += seconds
                 nodeProfile["\(node.displayName) (\(node.opType))", default: 0] += seconds
             }
-            for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
-                values[name] = value
+            for (index, value) in zip(step.outputs, outputs) {
+                guard let index else { continue }
+                values[index] = value
                 largest = max(largest, value.count * 4)
             }
             if checkingFinite, outputs.contains(where: { !($0.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) }) {
@@ -226,11 +215,12 @@ public final class Executor: @unchecked Sendable {
             }
         }
         var result: [String: AnyTensor] = [:]
-        for output in graph.outputs {
-            guard let value = values[output.name] ?? constants[output.name] else {
-                throw ExecutionError.missingValue(node: "graph output", value: output.name)
+        for (output, source) in zip(graph.outputs, outputSources) {
+            switch source {
+            case .value(let index) where values[index] != nil: result[output.name] = values[index]
+            case .constant(let value): result[output.name] = value
+            default: throw ExecutionError.missingValue(node: "graph output", value: output.name)
             }
-            result[output.name] = value
         }
         return (result, largest)
     }

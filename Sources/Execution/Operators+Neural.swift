@@ -18,14 +18,14 @@ extension Operators {
             }
             let window = try window2D(node, args: args, input: x.shape, kernel: Array(w.shape.suffix(2)))
             let bias = args.has(2) ? try args.float(2).scalars : nil
-            let activation = fusedActivation(node)
-            let group = node.int("group", default: 1)
+            let activation = args.layer?.activation ?? fusedActivation(node)
+            let group = args.layer?.group ?? node.int("group", default: 1)
             // Winograd only where this call gains (batch 1 on small maps, or few channels: im2col + GEMM).
             let size = window.outputSize(h: x.shape[2], w: x.shape[3])
             let prepared = size.flatMap {
                 Winograd.pays(images: x.shape[0], outputHeight: $0.h, outputWidth: $0.w, inputChannels: x.shape[1]) ? args.prepared : nil
             }
-            guard node.attributes[fusedResidualKey] != nil else {
+            guard args.layer?.fusedResidual ?? (node.attributes[fusedResidualKey] != nil) else {
                 return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
                                           prepared: prepared, packed: args.packed))]
             }
@@ -52,12 +52,12 @@ extension Operators {
         t["MaxPool"] = { node, args in
             guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw args.invalid("the Indices output of MaxPool is not supported") }
             let x = try args.float(0)
-            guard let k = node.ints("kernel_shape"), k.count == 2 else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
+            guard let k = args.layer?.window.declaredKernel ?? node.ints("kernel_shape"), k.count == 2 else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
             return [.float(try pool2d(x, kind: .max, window: try window2D(node, args: args, input: x.shape, kernel: k)))]
         }
         t["AveragePool"] = { node, args in
             let x = try args.float(0)
-            guard let k = node.ints("kernel_shape"), k.count == 2 else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
+            guard let k = args.layer?.window.declaredKernel ?? node.ints("kernel_shape"), k.count == 2 else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
             let kind = PoolKind.average(countIncludePad: node.int("count_include_pad", default: 0) != 0)
             return [.float(try pool2d(x, kind: kind, window: try window2D(node, args: args, input: x.shape, kernel: k)))]
         }
@@ -197,42 +197,97 @@ extension Operators {
         return softmax(x, axis: try args.axis(node.int("axis", default: -1), rank: x.rank), log: log)
     }
 
-    /// Kernel, strides, dilations and pads of a 2-D Conv or pooling node, resolving auto_pad.
+    /// Kernel, strides, dilations and pads of a 2-D Conv or pooling node, resolving auto_pad: from the attributes the
+    /// executor read at load (`args.layer`), else from the node's.
     static func window2D(_ node: Node, args: Arguments, input: [Int], kernel: [Int]) throws -> Window2D {
-        guard kernel.count == 2, input.count == 4 else {
-            throw args.invalid("only 2-D windows are supported (kernel \(kernel), input \(input))")
-        }
-        if let declared = node.ints("kernel_shape"), declared != kernel {
-            throw args.mismatch("kernel_shape \(declared) does not match the weight's spatial shape \(kernel)")
-        }
+        try (args.layer?.window ?? WindowAttributes(node, args: args)).window(input: input, kernel: kernel, args: args)
+    }
+}
+
+/// The window attributes of a Conv or pooling node, checked: read once per node at load by the executor
+/// (`LayerAttributes`), since a node's attributes are a dictionary by name and a small network runs hundreds of
+/// layers of a few microseconds each.
+struct WindowAttributes: Sendable {
+    enum AutoPad: Sendable { case notSet, sameUpper, sameLower, valid }
+    var declaredKernel: [Int]?
+    var strides: (h: Int, w: Int)
+    var dilations: (h: Int, w: Int)
+    var pads: (top: Int, left: Int, bottom: Int, right: Int)
+    var autoPad: AutoPad
+    var ceilMode: Bool
+
+    init(_ node: Node, args: Arguments) throws {
         let s = node.ints("strides") ?? [1, 1]
         let d = node.ints("dilations") ?? [1, 1]
         guard s.count == 2, d.count == 2, s.allSatisfy({ $0 > 0 }), d.allSatisfy({ $0 > 0 }) else {
             throw args.invalid("strides \(s) and dilations \(d) must be two positive numbers")
         }
-        var p = node.ints("pads") ?? [0, 0, 0, 0]
+        let p = node.ints("pads") ?? [0, 0, 0, 0]
         guard p.count == 4 else { throw args.invalid("pads \(p) must have four values") }
         let limit = ShapeLimits.maxWindow
-        guard (kernel + s + d).allSatisfy({ $0 >= 1 && $0 <= limit }), p.allSatisfy({ $0 >= 0 && $0 <= limit }) else {
-            throw args.invalid("kernel \(kernel), strides \(s) and dilations \(d) must be 1…\(limit), pads \(p) 0…\(limit)")
+        guard (s + d).allSatisfy({ $0 >= 1 && $0 <= limit }), p.allSatisfy({ $0 >= 0 && $0 <= limit }) else {
+            throw args.invalid("strides \(s) and dilations \(d) must be 1…\(limit), pads \(p) 0…\(limit)")
         }
-        let autoPad = node.string("auto_pad", default: "NOTSET")
-        guard ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(autoPad) else {
-            throw args.invalid("auto_pad '\(autoPad.prefix(40))' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID")
+        switch node.string("auto_pad", default: "NOTSET") {
+        case "NOTSET": autoPad = .notSet
+        case "SAME_UPPER": autoPad = .sameUpper
+        case "SAME_LOWER": autoPad = .sameLower
+        case "VALID": autoPad = .valid
+        case let other: throw args.invalid("auto_pad '\(other.prefix(40))' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID")
         }
-        if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
-            for axis in 0..<2 {
-                let n = input[2 + axis]
-                let out = (n + s[axis] - 1) / s[axis]
-                let total = max(0, (out - 1) * s[axis] + (kernel[axis] - 1) * d[axis] + 1 - n)
+        declaredKernel = node.ints("kernel_shape")
+        strides = (s[0], s[1])
+        dilations = (d[0], d[1])
+        pads = (p[0], p[1], p[2], p[3])
+        ceilMode = node.int("ceil_mode", default: 0) != 0
+    }
+
+    /// The window over an NCHW `input` of a `kernel` (the weight's spatial shape, or kernel_shape for pooling).
+    func window(input: [Int], kernel: [Int], args: Arguments) throws -> Window2D {
+        guard kernel.count == 2, input.count == 4 else {
+            throw args.invalid("only 2-D windows are supported (kernel \(kernel), input \(input))")
+        }
+        if let declaredKernel, declaredKernel != kernel {
+            throw args.mismatch("kernel_shape \(declaredKernel) does not match the weight's spatial shape \(kernel)")
+        }
+        let limit = ShapeLimits.maxWindow
+        guard kernel.allSatisfy({ $0 >= 1 && $0 <= limit }) else {
+            throw args.invalid("kernel \(kernel) must be 1…\(limit)")
+        }
+        var p = pads
+        switch autoPad {
+        case .notSet: break
+        case .valid: p = (0, 0, 0, 0)
+        case .sameUpper, .sameLower:
+            // Total padding per axis so that out = ceil(n / stride); the odd one goes at the end (SAME_UPPER) or start.
+            func split(_ n: Int, _ s: Int, _ k: Int, _ d: Int) -> (Int, Int) {
+                let out = (n + s - 1) / s
+                let total = max(0, (out - 1) * s + (k - 1) * d + 1 - n)
                 let small = total / 2, large = total - small
-                p[axis] = autoPad == "SAME_UPPER" ? small : large
-                p[axis + 2] = autoPad == "SAME_UPPER" ? large : small
+                return autoPad == .sameUpper ? (small, large) : (large, small)
             }
-        } else if autoPad == "VALID" {
-            p = [0, 0, 0, 0]
+            let (top, bottom) = split(input[2], strides.h, kernel[0], dilations.h)
+            let (left, right) = split(input[3], strides.w, kernel[1], dilations.w)
+            p = (top, left, bottom, right)
         }
-        return Window2D(kernel: (kernel[0], kernel[1]), strides: (s[0], s[1]), dilations: (d[0], d[1]),
-                        pads: (p[0], p[1], p[2], p[3]), ceilMode: node.int("ceil_mode", default: 0) != 0)
+        return Window2D(kernel: (kernel[0], kernel[1]), strides: strides, dilations: dilations, pads: p, ceilMode: ceilMode)
+    }
+}
+
+/// What a Conv or pooling node's kernel reads from its attributes on every call, read at load instead.
+struct LayerAttributes: Sendable {
+    var window: WindowAttributes
+    var group: Int
+    var activation: Activation
+    var fusedResidual: Bool
+
+    /// nil for other op types, and where the attributes are invalid (the call then reads them and throws).
+    init?(_ node: Node, opset: Int) {
+        guard ["Conv", "MaxPool", "AveragePool"].contains(node.opType),
+              let window = try? WindowAttributes(node, args: Arguments(node: node, values: [], opset: opset)) else { return nil }
+        self.window = window
+        group = node.int("group", default: 1)
+        activation = Operators.fusedActivation(node)
+        fusedResidual = node.attributes[Operators.fusedResidualKey] != nil
     }
 }

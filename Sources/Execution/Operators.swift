@@ -37,12 +37,17 @@ enum Operators {
 
     static func evaluate(_ node: Node, inputs: [AnyTensor?], opset: Int, prepared: Winograd.PreparedWeights? = nil,
                          packed: PackedWeights? = nil, shared: SharedColumnProduct? = nil) throws -> [AnyTensor] {
-        guard let kernel = table[node.opType] else {
-            throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName, opset: opset)
+        try evaluate(node, kernel: table[node.opType], arguments: Arguments(node: node, values: inputs, opset: opset, prepared: prepared,
+                                                                           packed: packed, shared: shared))
+    }
+
+    /// Runs `kernel` (the node's entry in `table`, looked up by the caller: the executor once per node at load).
+    static func evaluate(_ node: Node, kernel: Kernel?, arguments: Arguments) throws -> [AnyTensor] {
+        guard let kernel else {
+            throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName, opset: arguments.opset)
         }
         do {
-            return try kernel(node, Arguments(node: node, values: inputs, opset: opset, prepared: prepared, packed: packed,
-                                             shared: shared))
+            return try kernel(node, arguments)
         } catch let error as ComputeError {
             throw ExecutionError.shapeMismatch(node: node.displayName, op: node.opType, detail: error.description)
         }
@@ -57,6 +62,8 @@ struct Arguments: Sendable {
     var prepared: Winograd.PreparedWeights? = nil
     var packed: PackedWeights? = nil
     var shared: SharedColumnProduct? = nil
+    /// A Conv's or pooling node's attributes as read at load (nil: read them from `node`).
+    var layer: LayerAttributes? = nil
 
     var count: Int { values.count }
 
