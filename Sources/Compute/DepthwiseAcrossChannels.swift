@@ -16,7 +16,7 @@ func depthwiseConv2dFlat(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [F
     // Planes in groups of four (the kernel sums four at once), a chunk at least 256 multiply-adds.
     let groups = (n * c + 3) / 4
     withDepthwiseOperands(input, weight, bias, window, residual, &output) { x, wt, bias, shape, residual, out in
-        parallelChunks(groups, minimumChunk: max(1, 256 / max(1, oh * ow * kh * kw))) { range in
+        parallelChunks(groups, minimumChunk: max(1, 256 / max(1, oh * ow * kh * kw)), evenly: n == 1) { range in
             let table = UnsafeMutableRawPointer.allocate(byteCount: scratch, alignment: 64)
             defer { table.deallocate() }
             let first = range.lowerBound * 4, end = min(n * c, range.upperBound * 4)

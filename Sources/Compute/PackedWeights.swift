@@ -27,6 +27,14 @@ public final class PackedWeights: @unchecked Sendable {
     /// 600–664 / 624–710.
     public static let splitMultiplyAdds = 1 << 18
 
+    /// Up to this many floats of B (depth × columns), a product with at least four panels per worker splits by panels,
+    /// each worker reading all of B and half of the weight, rather than by columns (all of the weight, half of B): a
+    /// small B is read from cache by both cores, the weight is the larger operand there, and each worker writes whole
+    /// rows of C. One-thread C harness against two workers, µs: 144×24·24×256 (a 1×1 layer of MobileNetV2 at 64 px,
+    /// batch 1) 17.5–18.8 on one thread, 14–20 by columns, 11–13 by panels; 96×16·16×1024 40–49, 36–37, 26–31;
+    /// 576×96·96×64 55–78, 49–82, 36–81; 144×24·24×3136 331–336, 178–180, 164–171.
+    static let sharedOperandFloats = 128 << 10
+
     /// The variant of the kernels this process runs ("avx512", "avx2" or "generic").
     public static var kernels: String { String(cString: wc_kernels_name(wc_kernels_isa())) }
 
@@ -67,7 +75,8 @@ public final class PackedWeights: @unchecked Sendable {
     /// C = W_g·B for group `g`: B is depth×n (row stride ldb), C is (OC/group)×n (row stride ldc). With `bias`
     /// (that group's, one per row; nil adds 0) and `bounds`, each value then gets the bias and the clamp as it is
     /// stored (`ConvolutionEpilogue` without a residual, rounded the same). With `parallel`, split over the workers:
-    /// by columns when there are many, else by panels of eight output channels.
+    /// by columns when there are many and B is large or the panels few (`sharedOperandFloats`), else by panels of eight
+    /// output channels.
     @usableFromInline
     func multiply(group g: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                   parallel: Bool, bias: UnsafePointer<Float>? = nil, bounds: (low: Float, high: Float)? = nil) {
@@ -83,17 +92,19 @@ public final class PackedWeights: @unchecked Sendable {
                                UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc + column, ldc, bounds == nil ? nil : e)
             }
         }
+        let panels = (rows + 7) / 8
         if workers <= 1 {
             product(0, rows, 0, n)
-        } else if n >= 64 * workers {
+        } else if n >= 64 * workers && (panels < 4 * workers || depth * n > PackedWeights.sharedOperandFloats) {
             // Column blocks of 32 (the AVX-512 kernel's width), evened over the workers.
             parallelChunks((n + 31) / 32) { blocks in
                 let first = blocks.lowerBound * 32
                 product(0, rows, first, min(n, blocks.upperBound * 32) - first)
             }
         } else {
-            // Panels of eight rows: each worker reads its own part of the weight.
-            parallelChunks((rows + 7) / 8) { panels in
+            // Panels of eight rows: each worker reads its own part of the weight, and all of B. One part per worker, so
+            // that at batch 1 a worker takes the same channels here as in a depthwise layer next (`depthwiseConv2d`).
+            parallelChunks(panels, evenly: true) { panels in
                 let first = panels.lowerBound * 8
                 product(first, min(rows, panels.upperBound * 8) - first, 0, n)
             }

@@ -33,15 +33,16 @@ enum ProcessInfoCores {
 /// at least four items per worker, handed out as the workers come free so that a worker slowed down (another process
 /// on its core) takes fewer (AlexNet at batch 64, 4 alternating rounds: median 427 → 516 images/s; four chunks per
 /// worker gained more there, 548, but cost MobileNetV2 at batch 1 6%, each chunk allocating its own scratch).
-/// Runs inline when the work is too small to be worth a thread hop.
+/// Runs inline when the work is too small to be worth a thread hop. With `evenly`, one chunk per worker: for bodies
+/// that pay a fixed cost per chunk (a copy of their inputs).
 @inlinable
-public func parallelChunks(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+public func parallelChunks(_ count: Int, minimumChunk: Int = 1, evenly: Bool = false, _ body: (Range<Int>) -> Void) {
     let workers = min(ComputeThreads.count, max(1, count / max(1, minimumChunk)))
     if workers <= 1 || count <= 1 {
         if count > 0 { body(0..<count) }
         return
     }
-    let pieces = count >= 4 * workers ? 2 * workers : workers
+    let pieces = count >= 4 * workers && !evenly ? 2 * workers : workers
     let chunk = (count + pieces - 1) / pieces
     runPiecesOnPool(workers: workers, pieces: pieces) { p in
         let start = p * chunk

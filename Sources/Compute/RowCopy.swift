@@ -5,11 +5,11 @@ import CKernels
 /// floats) whose border holds `border` (0 for a convolution, −∞ for a max pool), and `shape` is `window` as the
 /// kernels read it.
 func forEachPlaneWithRowCopy(_ count: Int, h: Int, w: Int, window: Window2D, oh: Int, ow: Int, border: Float,
-                             minimumChunk: Int = 1,
+                             minimumChunk: Int = 1, evenly: Bool = false,
                              _ body: (Int, UnsafeMutablePointer<Float>, UnsafePointer<wc_window>) -> Void) {
     withUnsafePointer(to: wc_window(window)) { shape in
         let size = wc_row_copy_count(Int32(h), Int32(w), shape, Int32(oh), Int32(ow))
-        parallelChunks(count, minimumChunk: minimumChunk) { planes in
+        parallelChunks(count, minimumChunk: minimumChunk, evenly: evenly) { planes in
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: size)
             copy.initialize(repeating: border, count: size)
             defer { copy.deallocate() }
