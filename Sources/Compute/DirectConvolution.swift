@@ -29,6 +29,13 @@ enum DirectConvolution {
             && wc_conv_padded_count(Int32(inputShape[1]), w, &shape, oh, ow, Int32(images)) < Int(Int32.max)
     }
 
+    /// A buffer for the bordered copy, on a cache line: its rows are whole vectors, so the loads under a window's first
+    /// column (and, at stride 2, its second) do not straddle two lines.
+    static func alignedCopy(_ count: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
+            .assumingMemoryBound(to: Float.self)
+    }
+
     static func imagesPerCopy(batch n: Int, w: Int, window: Window2D, outputSize: (h: Int, w: Int)) -> Int {
         var shape = wc_window(window)
         return Int(wc_conv_direct_images(Int32(w), &shape, Int32(outputSize.h), Int32(outputSize.w), Int32(min(n, 64))))
@@ -71,7 +78,7 @@ enum DirectConvolution {
             if copies >= ComputeThreads.count || multiplyAdds < PackedWeights.splitMultiplyAdds {
                 // Whole copies per worker, each into its own buffer.
                 parallelChunks(copies) { range in
-                    let copy = UnsafeMutablePointer<Float>.allocate(capacity: padded)
+                    let copy = DirectConvolution.alignedCopy(padded)
                     defer { copy.deallocate() }
                     for index in range {
                         let first = index * perCopy, count = min(perCopy, n - first)
@@ -92,7 +99,7 @@ enum DirectConvolution {
             for index in 0..<copies {
                 let first = index * perCopy, count = min(perCopy, n - first)
                 parallelChunks(byRows ? oh : panels, evenly: !byRows) { range in
-                    let copy = UnsafeMutablePointer<Float>.allocate(capacity: padded)
+                    let copy = DirectConvolution.alignedCopy(padded)
                     defer { copy.deallocate() }
                     if byRows {
                         // Bordered rows from the first output row's to past the last one's window.
