@@ -60,7 +60,7 @@ let package = Package(
         .executableTarget(name: "weightcluster", dependencies: ["WeightClusterCLI"]),
         // Benchmarks (not tests): Scripts/bench-inference.sh runs them beside onnxruntime.
         .target(name: "_BenchmarkSupport", path: "Benchmarks/Support"),
-        .executableTarget(name: "wc-inference-bench", dependencies: ["_BenchmarkSupport", "Compute", "Execution", "ONNXFormat", "PackedFormat"],
+        .executableTarget(name: "wc-inference-bench", dependencies: ["_BenchmarkSupport", "Clustering", "Compute", "Execution", "ONNXFormat", "PackedFormat"],
                           path: "Benchmarks/InferenceBenchmark"),
         .executableTarget(name: "wc-kmeans-bench", dependencies: ["Clustering", "Datasets", "ModelGraph", "ONNXFormat"],
                           path: "Benchmarks/KMeansBenchmark"),
