@@ -13,6 +13,9 @@
 # OPENBLAS_CORETYPE=SkylakeX gives OpenBLAS its AVX-512 kernels (unset, OpenBLAS 0.3.21 takes this processor for a
 # Prescott and runs SSE3 kernels). WC_PASS_BYTES=0 runs each batch in one pass (Executor.Options.passBytes; the
 # default runs it in passes whose largest intermediate stays under 64 MB).
+# "host GF/s" is what this machine gave just before each row: one AVX-512 multiply-add loop per thread
+# (Benchmarks/fma_peak.c), all at once, the slowest copy's GFLOP/s (168 per core here when no other tenant shares it;
+# a low figure means the row was measured on a busy host, for both engines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=1
@@ -46,6 +49,20 @@ paths=()
 for name in "${candidates[@]}"; do paths+=("$models/$name.onnx"); done
 paths+=(../shared/models/vgg16-fmnist.onnx ../shared/models/alexnet-fmnist.onnx)
 
+# The host's multiply-add rate right now: one copy of the loop per thread at once, the slowest one's GFLOP/s.
+peak=.build/fma_peak
+if grep -qw avx512f /proc/cpuinfo && { clang -O2 -o "$peak" Benchmarks/fma_peak.c 2>/dev/null || cc -O2 -o "$peak" Benchmarks/fma_peak.c 2>/dev/null; }; then
+  host_rate() {
+    local outputs=() i
+    for ((i = 0; i < threads; i++)); do outputs+=("$(mktemp)"); "$peak" > "${outputs[-1]}" & done
+    wait
+    cat "${outputs[@]}" | awk 'NR == 1 || $1 < low { low = $1 } END { print low }'
+    rm -f "${outputs[@]}"
+  }
+else
+  host_rate() { echo 0; }
+fi
+
 rows=()
 for path in "${paths[@]}"; do
   name=$(basename "$path" .onnx)
@@ -55,18 +72,19 @@ for path in "${paths[@]}"; do
   fi
   [ -f "$path" ] || { echo "skipped $name: $path is missing" >&2; continue; }
   for batch in $batches; do
+    host=$(host_rate)
     ours=(); ort=()
     for _ in 1 2 3; do
       ours+=("$("$bench" "$path" --batch "$batch" --seconds "$seconds" --throughput-only)")
       ort+=("$("$venv/bin/python" Benchmarks/ort_inference.py "$path" "$batch" 0 "$threads" "$seconds")")
     done
-    rows+=("$(python3 - "$name" "$batch" "${ours[@]}" "${ort[@]}" <<'PY'
+    rows+=("$(python3 - "$name" "$batch" "$host" "${ours[@]}" "${ort[@]}" <<'PY'
 import json, sys
-name, batch, runs = sys.argv[1], sys.argv[2], [json.loads(a) for a in sys.argv[3:]]
+name, batch, host, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), [json.loads(a) for a in sys.argv[4:]]
 ours, ort = runs[:3], runs[3:]
 best = lambda rs: max(r["images_per_second"] for r in rs)
 rss = lambda rs: max(r["peak_rss_bytes"] for r in rs) / 2**20
-print(json.dumps([name, int(batch), best(ours), best(ort), rss(ours), rss(ort), ours[0].get("kernels", "?")]))
+print(json.dumps([name, int(batch), best(ours), best(ort), rss(ours), rss(ort), ours[0].get("kernels", "?"), host]))
 PY
 )")
     echo "${rows[-1]}" >&2
@@ -75,7 +93,8 @@ done
 python3 - "${rows[@]}" <<'PY'
 import json, sys
 rows = [json.loads(a) for a in sys.argv[1:]]
-print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'ours RSS':>9} {'ORT RSS':>8} kernels")
-for name, batch, ours, ort, rss_ours, rss_ort, kernels in rows:
-    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi {kernels}")
+print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'ours RSS':>9} {'ORT RSS':>8} {'kernels':<8} host GF/s")
+for name, batch, ours, ort, rss_ours, rss_ort, kernels, host in rows:
+    rate = f"{host:.0f}" if host > 0 else "-"
+    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi {kernels:<8} {rate:>9}")
 PY
