@@ -51,13 +51,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         if (e)                                                                                                    \
             for (int r = 0; r < MR; r++)                                                                          \
                 for (int v = 0; v < NV; v++) {                                                                    \
-                    /* finish() on every lane: select by comparison masks, as min(max(x, low), high) does. */     \
+                    /* finish() on every lane, as min(max(x, low), high) does (high too when low > high). */     \
                     /* x − 0 splats x as it is (0 + x would turn a bound of −0 into +0). */                        \
                     VEC x = acc[r][v] + (e->bias && r < rows ? e->bias[row0 + r] : 0.0f), low = e->low - (VEC){0}, \
                         high = e->high - (VEC){0};                                                                \
-                    IVEC below = low >= x, above = high < x;                                                      \
-                    x = (VEC)(((IVEC)low & below) | ((IVEC)x & ~below));                                          \
-                    acc[r][v] = (VEC)(((IVEC)high & above) | ((IVEC)x & ~above));                                 \
+                    VEC_CLAMP(IVEC, x, low, high);                                                                \
+                    acc[r][v] = x;                                                                                \
                 }                                                                                                 \
         /* Every index into acc a constant, so that it stays in registers; a partial panel stores row by row. */  \
         if (rows == MR)                                                                                           \

@@ -152,7 +152,7 @@ import _TestSupport
         let residual = (0..<37).map { Float(($0 * 7) % 13) * 0.5 - 3 }
         for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
             for bias: Float in [0, -0.0, 0.75] { for withResidual in [false, true] {
-                for (low, high): (Float, Float) in [(-.infinity, .infinity), (0, .infinity), (0, 6)] {
+                for (low, high): (Float, Float) in [(-.infinity, .infinity), (0, .infinity), (0, 6), (2, -1)] {
                     let expected = src.indices.map { i -> Float in
                         var x = src[i] + bias
                         if withResidual { x += residual[i] }

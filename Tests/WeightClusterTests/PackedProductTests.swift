@@ -87,6 +87,34 @@ import _TestSupport
         }
     }
 
+    /// A clamp whose lower bound exceeds its upper one (a Clip with min > max) gives the upper bound everywhere, as
+    /// Swift's min(max(x, low), high) and onnxruntime do, on every variant and path of both products: few columns,
+    /// vector blocks and a remainder. The packed product's vector blocks gave the lower bound until session 17.
+    @Test func crossedBoundsGiveTheUpperOne() {
+        let (m, k) = (16, 3)
+        let a = ConvolutionTests.random(m * k, seed: 47)
+        var packed = [Float](repeating: .nan, count: wc_packed_count(Int32(m), Int32(k)))
+        packed.withUnsafeMutableBufferPointer { wc_pack_rows(Int32(m), Int32(k), a, k, $0.baseAddress!) }
+        for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+            for n in [5, 40, 130] {
+                let b = ConvolutionTests.random(k * n, seed: 48)
+                var fromPacked = [Float](repeating: .nan, count: m * n), fromRows = fromPacked
+                var e = wc_epilogue(bias: nil, low: 0.5, high: -0.25)
+                withUnsafePointer(to: &e) { e in
+                    fromPacked.withUnsafeMutableBufferPointer {
+                        wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), packed, b, n, $0.baseAddress!, n, e)
+                    }
+                    fromRows.withUnsafeMutableBufferPointer {
+                        wc_gemm_rows_isa(isa, Int32(m), Int32(n), Int32(k), a, k, b, n, $0.baseAddress!, n, e)
+                    }
+                }
+                let name = "\(String(cString: wc_kernels_name(isa))) n \(n)"
+                #expect(fromPacked.allSatisfy { $0 == -0.25 }, "packed \(name)")
+                #expect(fromRows.allSatisfy { $0 == -0.25 }, "rows \(name)")
+            }
+        }
+    }
+
     /// The product on A as it stands (a fully-connected weight, `wc_gemm_rows`) gives the packed product's values bit
     /// for bit, on every variant, with and without the epilogue.
     @Test(arguments: cases)
