@@ -6,7 +6,7 @@ import Synchronization
 /// Runs a graph on the CPU. Preparation sorts the nodes, checks every operator is supported, folds the
 /// nodes whose inputs are all constant (shape-computation chains, Constant nodes) and records when each
 /// intermediate value is last read, so `run` frees it right after.
-public final class Executor: @unchecked Sendable {
+public final class Executor: Sendable {
     public let graph: Graph
     /// The nodes left to run after constant folding, in topological order.
     public let plan: [Node]
@@ -22,10 +22,16 @@ public final class Executor: @unchecked Sendable {
     /// The images per pass measured so far, by the inputs' per-image shapes (`runInPasses`).
     let passSizes = Mutex<[[[Int]]: Int]>([:])
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
-    /// name (expanding deferred weights counts as "(expand weights)").
-    public var profiling = false
-    public private(set) var profile: [String: Double] = [:]
-    public private(set) var nodeProfile: [String: Double] = [:]
+    /// name (expanding deferred weights counts as "(expand weights)"). Safe to set and read while other threads run
+    /// the executor: the flag is atomic and the sums are kept under a lock.
+    public var profiling: Bool {
+        get { profilingFlag.load(ordering: .relaxed) }
+        set { profilingFlag.store(newValue, ordering: .relaxed) }
+    }
+    public var profile: [String: Double] { profiles.withLock { $0.byOp } }
+    public var nodeProfile: [String: Double] { profiles.withLock { $0.byNode } }
+    private let profilingFlag = Atomic<Bool>(false)
+    private let profiles = Mutex<(byOp: [String: Double], byNode: [String: Double])>(([:], [:]))
 
     public let options: Options
 
@@ -153,6 +159,15 @@ public final class Executor: @unchecked Sendable {
         return n
     }
 
+    /// Adds the seconds since `start` (a `DispatchTime` uptime, 0 when not profiling) to the profile.
+    private func record(since start: UInt64, op: String, node: String) {
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        profiles.withLock {
+            $0.byOp[op, default: 0] += seconds
+            $0.byNode[node, default: 0] += seconds
+        }
+    }
+
     /// One pass of the plan over `feeds` (already checked); also returns the bytes of the largest value it computed.
     /// Values live in an array by slot (`Step`); each is released right after its last reader has read it.
     func runPass(_ feeds: [String: AnyTensor], checkingFinite: Bool) throws -> (outputs: [String: AnyTensor], largest: Int) {
@@ -187,11 +202,7 @@ public final class Executor: @unchecked Sendable {
                     } else {
                         inputs.append(.float(deferred.expanded()))
                     }
-                    if profiling {
-                        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                        profile["(expand weights)", default: 0] += seconds
-                        nodeProfile["(expand weights)", default: 0] += seconds
-                    }
+                    if start != 0 { record(since: start, op: "(expand weights)", node: "(expand weights)") }
                 }
             }
             // Free intermediates whose last reader is this node (the local copies keep them alive until done).
@@ -200,11 +211,7 @@ public final class Executor: @unchecked Sendable {
             let outputs = try Operators.evaluate(node, kernel: step.kernel, arguments: Arguments(
                 node: node, values: inputs, opset: graph.opsetVersion, prepared: prepared, packed: step.packed,
                 shared: step.shared, layer: step.layer))
-            if profiling {
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                profile[node.opType, default: 0] += seconds
-                nodeProfile["\(node.displayName) (\(node.opType))", default: 0] += seconds
-            }
+            if start != 0 { record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))") }
             for (index, value) in zip(step.outputs, outputs) {
                 guard let index else { continue }
                 values[index] = value

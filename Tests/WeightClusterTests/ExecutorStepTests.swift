@@ -1,7 +1,9 @@
 import Clustering
 import Compute
+import Dispatch
 import Execution
 import ModelGraph
+import Synchronization
 import Testing
 
 /// The plan as `run` executes it: names resolved to slots at load (`Step`), and a layer's attributes read at load
@@ -56,5 +58,25 @@ import Testing
         let y = try executor(x)
         #expect(y.shape == [2, 5, 3, 3])
         #expect(y.scalars == value.floatTensor?.scalars)
+    }
+
+    /// One executor run from several threads at once while profiling: each run's nodes are added to the profile under
+    /// a lock (the executor is `Sendable`, checked by the compiler), and every run gives the same values.
+    @Test func profilingWhileSeveralThreadsRun() throws {
+        let graph = Graph(nodes: [Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["a"]),
+                                  Node(name: "neg", opType: "Neg", inputs: ["a"], outputs: ["y"])],
+                          inputs: [ValueInfo(name: "x", shape: nil)], outputs: [ValueInfo(name: "y", shape: nil)])
+        let executor = try Executor(graph: graph)
+        executor.profiling = true
+        let x = Tensor<Float>(shape: [4096], scalars: (0..<4096).map { Float($0 % 7) - 3 })
+        let expected = x.scalars.map { -max(0, $0) }
+        let agreed = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            if (try? executor(x))?.scalars == expected { agreed.withLock { $0 += 1 } }
+        }
+        #expect(agreed.withLock { $0 } == 8)
+        #expect(Set(executor.nodeProfile.keys) == ["relu (Relu)", "neg (Neg)"])
+        #expect(Set(executor.profile.keys) == ["Relu", "Neg"])
+        #expect(executor.profile.values.allSatisfy { $0 > 0 })
     }
 }
