@@ -51,7 +51,8 @@ paths+=(../shared/models/vgg16-fmnist.onnx ../shared/models/alexnet-fmnist.onnx)
 
 # The host's multiply-add rate right now: one copy of the loop per thread at once, the slowest one's GFLOP/s.
 peak=.build/fma_peak
-if grep -qw avx512f /proc/cpuinfo && { clang -O2 -o "$peak" Benchmarks/fma_peak.c 2>/dev/null || cc -O2 -o "$peak" Benchmarks/fma_peak.c 2>/dev/null; }; then
+compiler=$(command -v clang || command -v cc || true)
+if grep -qw avx512f /proc/cpuinfo && [ -n "$compiler" ] && "$compiler" -O2 -o "$peak" Benchmarks/fma_peak.c 2>/dev/null; then
   host_rate() {
     local outputs=() i
     for ((i = 0; i < threads; i++)); do outputs+=("$(mktemp)"); "$peak" > "${outputs[-1]}" & done

@@ -159,7 +159,7 @@ public final class Executor: Sendable {
         return n
     }
 
-    /// Adds the seconds since `start` (a `DispatchTime` uptime, 0 when not profiling) to the profile.
+    /// Adds the seconds since `start` (a `DispatchTime` uptime) to the profile.
     private func record(since start: UInt64, op: String, node: String) {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         profiles.withLock {
@@ -191,7 +191,7 @@ public final class Executor: Sendable {
                 case .missing(let name): throw ExecutionError.missingValue(node: node.displayName, value: name)
                 case .deferred(let deferred):
                     // Expanded for this node only; freed when the node is done.
-                    let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+                    let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
                     if slot == 1 && step.preparedOnTheFly, let x = inputs.first??.floatTensor,
                        Executor.winogradPays(node, input: x.shape, weightShape: deferred.shape, opset: graph.opsetVersion) {
                         // Expanded a few output channels at a time straight into the Winograd form; the convolution
@@ -202,16 +202,16 @@ public final class Executor: Sendable {
                     } else {
                         inputs.append(.float(deferred.expanded()))
                     }
-                    if start != 0 { record(since: start, op: "(expand weights)", node: "(expand weights)") }
+                    if let start { record(since: start, op: "(expand weights)", node: "(expand weights)") }
                 }
             }
             // Free intermediates whose last reader is this node (the local copies keep them alive until done).
             for index in step.freed { values[index] = nil }
-            let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
             let outputs = try Operators.evaluate(node, kernel: step.kernel, arguments: Arguments(
                 node: node, values: inputs, opset: graph.opsetVersion, prepared: prepared, packed: step.packed,
                 shared: step.shared, layer: step.layer))
-            if start != 0 { record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))") }
+            if let start { record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))") }
             for (index, value) in zip(step.outputs, outputs) {
                 guard let index else { continue }
                 values[index] = value
