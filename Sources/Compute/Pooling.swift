@@ -32,9 +32,9 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
                 return
             }
             if case .max = kind, !isPlainMax2x2 {
-                // Along the rows of each plane, from a −∞-bordered copy (`wc_maxpool_rows`, vector code in CKernels).
+                // Plane by plane (`wc_maxpool_rows`, vector code in CKernels: separable, or from a −∞-bordered copy).
                 forEachPlaneWithRowCopy(n * c, h: h, w: w, window: window, oh: oh, ow: ow, border: -.infinity,
-                                        minimumChunk: 4) { p, copy, shape in
+                                        scratchCount: wc_maxpool_scratch_count, minimumChunk: 4) { p, copy, shape in
                     wc_maxpool_rows(inBase + p * h * w, Int32(h), Int32(w), shape,
                                     UnsafeMutablePointer<Float>(bitPattern: outAddress)! + p * oh * ow, Int32(oh),
                                     Int32(ow), copy)

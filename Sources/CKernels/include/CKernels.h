@@ -94,7 +94,8 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
                     const float *residual, long out_image_stride, float low, float high, float *out);
 
 /// Max pooling of the `count` h×w planes at `input` (one after another) into their oh×ow outputs at `output`, sixteen
-/// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_rows` gives. Only where
+/// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_rows` gives (a NaN of the
+/// window where it holds one). Only where
 /// `wc_maxpool_across_runs` says so: this processor's variant has the kernel and oh·ow is at most 64.
 int wc_maxpool_across_runs(int h, int w, int oh, int ow);
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
@@ -109,8 +110,9 @@ size_t wc_row_copy_count(int h, int w, const wc_window *window, int oh, int ow);
 /// order, then + residual[i] (when `residual` is not NULL) and min(max(x, low), high) as Swift rounds it.
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
                        float *out, int oh, int ow, const float *residual, float low, float high, float *scratch);
-/// Max pool: each output keeps the first value of its window, in row-major order, that is greater than all before it
-/// or NaN (a border cell never wins): the definition's result, NaN propagated.
+/// Max pool: each output is the greatest value of its window, or a NaN of the window if it holds one (a border cell
+/// never wins). Its scratch is wc_maxpool_scratch_count(…) floats, −∞ before the first call.
+size_t wc_maxpool_scratch_count(int h, int w, const wc_window *window, int oh, int ow);
 void wc_maxpool_rows(const float *plane, int h, int w, const wc_window *window, float *out, int oh, int ow,
                      float *scratch);
 
