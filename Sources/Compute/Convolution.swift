@@ -102,6 +102,51 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
                    group: Int = 1, activation: Activation = .none,
                    prepared: Winograd.PreparedWeights? = nil, packed: PackedWeights? = nil,
                    residual: Tensor<Float>? = nil) throws -> Tensor<Float> {
+    let (oh, ow) = try convolutionOutputSize(input, weight: weight, bias: bias, window: window, group: group)
+    if let residual, residual.shape != [input.shape[0], weight.shape[0], oh, ow] {
+        throw ComputeError.shapeMismatch("Conv residual \(residual.shape) does not match the output [\(input.shape[0]), \(weight.shape[0]), \(oh), \(ow)]")
+    }
+    // Every path below writes each output element, so the buffer starts uninitialised (no memset).
+    var output = Tensor<Float>(shape: [input.shape[0], weight.shape[0], oh, ow], unsafeUninitialized: { _ in })
+    convolve(input, weight: weight, bias: bias, window: window, group: group, activation: activation, prepared: prepared,
+             packed: packed, residual: residual, into: &output, firstChannel: 0)
+    return output
+}
+
+/// The same convolution written into channels firstChannel ..< firstChannel + OC of `destination`, an
+/// [N, C, OH, OW] tensor: a Concat over channels of several convolutions' outputs, each written where the Concat would
+/// copy it. Each value is the one `conv2d` returns. The depthwise paths write a whole tensor of their own, copied in.
+public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
+                   group: Int = 1, activation: Activation = .none,
+                   prepared: Winograd.PreparedWeights? = nil, packed: PackedWeights? = nil,
+                   into destination: inout Tensor<Float>, firstChannel: Int) throws {
+    let (oh, ow) = try convolutionOutputSize(input, weight: weight, bias: bias, window: window, group: group)
+    let (n, oc) = (input.shape[0], weight.shape[0])
+    guard destination.rank == 4, destination.shape[0] == n, destination.shape[2] == oh, destination.shape[3] == ow,
+          firstChannel >= 0, firstChannel <= destination.shape[1] - oc else {
+        throw ComputeError.shapeMismatch("Conv output [\(n), \(oc), \(oh), \(ow)] does not fit channels from \(firstChannel) of \(destination.shape)")
+    }
+    if isDepthwise(weightShape: weight.shape, group: group) {
+        let own = try conv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation,
+                             prepared: prepared, packed: packed)
+        let (block, imageStride) = (oc * oh * ow, destination.shape[1] * oh * ow)
+        own.scalars.withUnsafeBufferPointer { src in
+            destination.scalars.withUnsafeMutableBufferPointer { dst in
+                for image in 0..<n {
+                    (dst.baseAddress! + image * imageStride + firstChannel * oh * ow)
+                        .update(from: src.baseAddress! + image * block, count: block)
+                }
+            }
+        }
+        return
+    }
+    convolve(input, weight: weight, bias: bias, window: window, group: group, activation: activation, prepared: prepared,
+             packed: packed, residual: nil, into: &destination, firstChannel: firstChannel)
+}
+
+/// The output size of a convolution, once its operands are checked.
+private func convolutionOutputSize(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
+                                   group: Int) throws -> (h: Int, w: Int) {
     guard input.rank == 4, weight.rank == 4 else {
         throw ComputeError.shapeMismatch("Conv expects 4-D input and weight, got input \(input.shape) and weight \(weight.shape)")
     }
@@ -123,12 +168,18 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     }
     _ = try elementCount([n, oc, oh, ow], "Conv output")
     _ = try elementCount([icg, kh, kw, oh, ow], "Conv im2col buffer")
-    if let residual, residual.shape != [n, oc, oh, ow] {
-        throw ComputeError.shapeMismatch("Conv residual \(residual.shape) does not match the output [\(n), \(oc), \(oh), \(ow)]")
-    }
-    // Every path below writes each output element, so the buffer starts uninitialised (no memset).
-    var output = Tensor<Float>(shape: [n, oc, oh, ow], unsafeUninitialized: { _ in })
+    return (oh, ow)
+}
+
+/// Runs the convolution's path into channels firstChannel ..< firstChannel + OC of `output` ([N, C, OH, OW]; C = OC
+/// for a depthwise one or with a residual). Operands checked by the caller.
+private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
+                      activation: Activation, prepared: Winograd.PreparedWeights?, packed: PackedWeights?,
+                      residual: Tensor<Float>?, into output: inout Tensor<Float>, firstChannel: Int) {
+    let (oc, icg, ow) = (weight.shape[0], weight.shape[1], output.shape[3])
     let depthwise = isDepthwise(weightShape: weight.shape, group: group)
+    precondition(firstChannel == 0 && output.shape[1] == oc || residual == nil && !depthwise,
+                 "a residual or a depthwise path writes a whole output of its own")
     if depthwise && ow < depthwiseAcrossWidth {
         if !depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window, activation: activation,
                                 residual: residual, into: &output) {
@@ -139,24 +190,31 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
     } else if let prepared, prepared.outputChannels == oc, prepared.inputChannels == icg,
               Winograd.applies(weightShape: weight.shape, window: window, group: group) {
         Winograd.convolve(input, weights: prepared, bias: bias, window: window, activation: activation, residual: residual,
-                          into: &output)
+                          into: &output, firstChannel: firstChannel)
     } else {
         let packed = PackedWeights.forProduct(packed, weight: weight, group: group)
         if let packed, DirectConvolution.applies(inputShape: input.shape, weightShape: weight.shape, window: window,
-                                                 group: group, outputSize: (oh, ow)) {
+                                                 group: group, outputSize: (output.shape[2], output.shape[3])) {
             DirectConvolution.convolve(input, packed: packed, bias: bias, window: window, activation: activation,
-                                       residual: residual, into: &output)
+                                       residual: residual, into: &output, firstChannel: firstChannel)
         } else {
             im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation,
-                         residual: residual, packed: packed, into: &output)
+                         residual: residual, packed: packed, into: &output, firstChannel: firstChannel)
         }
     }
     if activation.isPointwiseAfterPass {
+        // Each image's planes of these channels: one block per image.
+        let (block, imageStride) = (oc * output.shape[2] * output.shape[3], output.shape[1] * output.shape[2] * output.shape[3])
+        let first = firstChannel * output.shape[2] * output.shape[3], images = output.shape[0]
         output.scalars.withUnsafeMutableBufferPointer { p in
-            parallelChunks(p.count, minimumChunk: 1 << 15) { range in for i in range { p[i] = activation(p[i]) } }
+            parallelChunks(images * block, minimumChunk: 1 << 15) { range in
+                for i in range {
+                    let j = i / block * imageStride + first + i % block
+                    p[j] = activation(p[j])
+                }
+            }
         }
     }
-    return output
 }
 
 
@@ -180,13 +238,16 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
                   activation: Activation, residual: Tensor<Float>? = nil, packed: PackedWeights? = nil,
-                  into output: inout Tensor<Float>) {
+                  into output: inout Tensor<Float>, firstChannel: Int = 0) {
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (oc, icg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
     let (oh, ow) = (output.shape[2], output.shape[3])
     let ocg = oc / group
     let kdim = icg * kh * kw
     let ohw = oh * ow
+    // Image i's output channel o at i·outImage + (firstChannel + o)·ohw (the output's own channels, or a range of a
+    // wider tensor's); a residual has the output's shape.
+    let (outImage, channelOffset) = (output.shape[1] * ohw, firstChannel * ohw)
     let isPointwise = kh == 1 && kw == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
     // Images per GEMM: enough columns to keep BLAS efficient, few enough to bound the im2col buffer. A 1×1
     // convolution over a large map (`pointwiseInPlaceColumns`) takes one image at a time (its GEMM reads the NCHW
@@ -246,7 +307,7 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                         if count == 1, let packed, residual == nil {
                             // One image, packed weights: the product stores each value with its bias and clamp
                             // (no second pass over an output that may not fit in cache).
-                            let dst = out + (first * oc + g * ocg) * ohw
+                            let dst = out + first * outImage + channelOffset + g * ocg * ohw
                             packed.multiply(group: g, n: cols, b: b, ldb: ldb, c: dst, ldc: ohw, parallel: parallelGemm,
                                             bias: bias == nil ? nil : biasBuf.baseAddress! + g * ocg, bounds: activation.bounds)
                             continue
@@ -254,10 +315,11 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                         // The product [ocg, image, ohw], then scattered into NCHW with the bias, residual and
                         // activation. One image's product rows are its output channels' planes, so it lands in place.
                         let offset = (first * oc + g * ocg) * ohw
-                        let product = count == 1 ? out + offset : tmp
+                        let dst = out + first * outImage + channelOffset + g * ocg * ohw
+                        let product = count == 1 ? dst : tmp
                         gemm(product, cols)
-                        epilogue.scatter(product, columns: cols, images: count, channels: ocg, planeSize: ohw, to: out + offset,
-                                         imageStride: oc * ohw, firstChannel: g * ocg, offset: offset)
+                        epilogue.scatter(product, columns: cols, images: count, channels: ocg, planeSize: ohw, to: dst,
+                                         imageStride: outImage, firstChannel: g * ocg, offset: offset)
                     }
                 }
                 forEachChunk(chunks, scratch: (kdim * perChunk * ohw, ocg * perChunk * ohw), runChunk)

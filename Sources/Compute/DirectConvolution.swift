@@ -42,9 +42,10 @@ enum DirectConvolution {
     }
 
     static func convolve(_ input: Tensor<Float>, packed: PackedWeights, bias: [Float]?, window: Window2D,
-                         activation: Activation, residual: Tensor<Float>?, into output: inout Tensor<Float>) {
+                         activation: Activation, residual: Tensor<Float>?, into output: inout Tensor<Float>,
+                         firstChannel: Int = 0) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-        let (oc, oh, ow) = (output.shape[1], output.shape[2], output.shape[3])
+        let (oc, oh, ow) = (packed.outputChannels, output.shape[2], output.shape[3])
         let perCopy = imagesPerCopy(batch: n, w: w, window: window, outputSize: (oh, ow))
         let copies = (n + perCopy - 1) / perCopy
         var shape = wc_window(window)
@@ -53,7 +54,10 @@ enum DirectConvolution {
         let bounds = activation.bounds
         let panels = (oc + 7) / 8
         let multiplyAdds = oc * c * window.kernel.h * window.kernel.w * oh * ow * perCopy
-        let (inImage, outImage) = (c * h * w, oc * oh * ow)
+        // Image i's output channel o at i·outImage + (firstChannel + o)·oh·ow: the output's own channels, or a range of
+        // a wider tensor's (then without a residual, which has the output's shape and the same image stride).
+        let (inImage, outImage) = (c * h * w, output.shape[1] * oh * ow)
+        let channelOffset = firstChannel * oh * ow
         withResidual(residual) { residualAddress in
         input.scalars.withUnsafeBufferPointer { inBuf in
         (bias ?? []).withUnsafeBufferPointer { biasBuf in
@@ -73,7 +77,8 @@ enum DirectConvolution {
                                packed.panels(group: 0), Int32(from), Int32(channels), Int32(row), Int32(rows),
                                UnsafePointer(bitPattern: biasAddress),
                                UnsafePointer<Float>(bitPattern: residualAddress).map { $0 + first * outImage }, outImage,
-                               bounds.low, bounds.high, UnsafeMutablePointer<Float>(bitPattern: outAddress)! + first * outImage)
+                               bounds.low, bounds.high,
+                               UnsafeMutablePointer<Float>(bitPattern: outAddress)! + first * outImage + channelOffset)
             }
             if copies >= ComputeThreads.count || multiplyAdds < PackedWeights.splitMultiplyAdds {
                 // Whole copies per worker, each into its own buffer.

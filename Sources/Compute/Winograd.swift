@@ -163,7 +163,8 @@ public enum Winograd {
     }
 
     static func convolve(_ input: Tensor<Float>, weights prepared: PreparedWeights, bias: [Float]?, window: Window2D,
-                         activation: Activation, residual: Tensor<Float>? = nil, into output: inout Tensor<Float>) {
+                         activation: Activation, residual: Tensor<Float>? = nil, into output: inout Tensor<Float>,
+                         firstChannel: Int = 0) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let oc = prepared.outputChannels
         let (oh, ow) = (output.shape[2], output.shape[3])
@@ -216,7 +217,8 @@ public enum Winograd {
                         parallelChunks(oc, minimumChunk: smallest(oc)) { outputs in
                             outputTransform(m, oc: oc, outputs: outputs, first: first, images: images, th: th, tw: tw,
                                             oh: oh, ow: ow, tiles: tiles, bias: bias, activation: activation,
-                                            residual: UnsafePointer<Float>(bitPattern: residualAddress), into: out)
+                                            residual: UnsafePointer<Float>(bitPattern: residualAddress), into: out,
+                                            channels: output.shape[1], firstChannel: firstChannel)
                         }
                     }
                     forEachChunk(chunks, scratch: (16 * paddedStride(c * perChunk * tilesPerImage),
@@ -253,14 +255,17 @@ public enum Winograd {
     @usableFromInline
     static func outputTransform(_ m: UnsafePointer<Float>, oc: Int, outputs: Range<Int>, first: Int, images: Int,
                                 th: Int, tw: Int, oh: Int, ow: Int, tiles: Int, bias: [Float]?, activation: Activation,
-                                residual: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>) {
+                                residual: UnsafePointer<Float>? = nil, into out: UnsafeMutablePointer<Float>,
+                                channels: Int? = nil, firstChannel: Int = 0) {
         let st = paddedStride(oc * tiles)
         let (floor, ceiling) = activation.bounds
         for o in outputs {
             for img in 0..<images {
+                // The residual has the output's shape; the output may be channels firstChannel… of `channels`.
                 let offset = ((first + img) * oc + o) * oh * ow
+                let target = ((first + img) * (channels ?? oc) + firstChannel + o) * oh * ow
                 wc_winograd_output(m + o * tiles + img * th * tw, st, Int32(th), Int32(tw), bias?[o] ?? 0,
-                                   residual.map { $0 + offset }, floor, ceiling, out + offset, Int32(oh), Int32(ow))
+                                   residual.map { $0 + offset }, floor, ceiling, out + target, Int32(oh), Int32(ow))
             }
         }
     }

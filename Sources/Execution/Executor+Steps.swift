@@ -36,10 +36,15 @@ final class Step: Sendable {
     /// A compressed fully-connected layer (shared columns).
     let shared: SharedColumnProduct?
     let layer: LayerAttributes?
+    /// A Conv whose output goes straight into channels of a Concat's output (`Executor.concatenatedInPlace`): that
+    /// output's slot, this Conv's first channel in it, and its channel count. The Conv's own output is never stored.
+    let place: (slot: Int, firstChannel: Int, channels: Int)?
+    /// A Concat whose output its Convs have written: nothing is left to do when it runs.
+    let assembled: Bool
 
     init(node: Node, kernel: Operators.Kernel?, sources: [Source], freed: [Int], outputs: [Int?],
          prepared: Winograd.PreparedWeights?, preparedOnTheFly: Bool, packed: PackedWeights?, shared: SharedColumnProduct?,
-         layer: LayerAttributes?) {
+         layer: LayerAttributes?, place: (slot: Int, firstChannel: Int, channels: Int)? = nil, assembled: Bool = false) {
         self.node = node
         self.kernel = kernel
         self.sources = sources
@@ -50,6 +55,8 @@ final class Step: Sendable {
         self.packed = packed
         self.shared = shared
         self.layer = layer
+        self.place = place
+        self.assembled = assembled
     }
 }
 
@@ -74,6 +81,7 @@ extension Executor {
             }
         }
         let graphOutputs = Set(graph.outputs.map(\.name))
+        let inPlace = concatenatedInPlace(plan, graph: graph, constants: constants)
         var steps: [Step] = []
         steps.reserveCapacity(plan.count)
         for (index, node) in plan.enumerated() {
@@ -88,10 +96,15 @@ extension Executor {
             for name in Set(node.inputs) where lastUse[name] == index && !graphOutputs.contains(name) {
                 if let s = slotOf[name] { freed.append(s) }
             }
+            let outputs = node.outputs.map { $0.isEmpty ? nil : slot($0) }
+            // A Conv placed in a Concat's output: that output's slot, given now (the Concat comes later in the plan).
+            let place = inPlace.producers[index].map { (slot: slot(plan[$0.concat].outputs[0]), firstChannel: $0.firstChannel,
+                                                        channels: $0.channels) }
             steps.append(Step(node: node, kernel: Operators.table[node.opType], sources: sources, freed: freed,
-                              outputs: node.outputs.map { $0.isEmpty ? nil : slot($0) }, prepared: prepared[index],
+                              outputs: outputs, prepared: prepared[index],
                               preparedOnTheFly: preparedOnTheFly.contains(index), packed: packed[index],
-                              shared: products[index], layer: LayerAttributes(node, opset: graph.opsetVersion)))
+                              shared: products[index], layer: LayerAttributes(node, opset: graph.opsetVersion),
+                              place: place, assembled: inPlace.concats.contains(index)))
         }
         let outputSources: [Step.Source] = graph.outputs.map { output in
             if let s = slotOf[output.name] { return .value(s) }
@@ -99,5 +112,45 @@ extension Executor {
             return .missing(output.name)
         }
         return (steps, inputSlots, outputSources, slotOf.count)
+    }
+}
+
+extension Executor {
+    /// The Concats over channels whose every input is a Conv's output read by nothing else (not a graph output, no
+    /// fused Add, one group): each of those Convs writes into its range of the Concat's output instead of a tensor of
+    /// its own, which the Concat would then copy (SqueezeNet's fire modules: a 1×1 and a 3×3 expand layer side by
+    /// side). By plan index: each such Conv's Concat, first channel and the Concat's channel count; and the Concats.
+    /// The channel counts come from the weights' shapes, known at load.
+    static func concatenatedInPlace(_ plan: [Node], graph: Graph, constants: [String: AnyTensor])
+        -> (producers: [Int: (concat: Int, firstChannel: Int, channels: Int)], concats: Set<Int>) {
+        var producer: [String: Int] = [:], readers: [String: Int] = [:]
+        for (index, node) in plan.enumerated() {
+            for output in node.outputs where !output.isEmpty { producer[output] = index }
+            for input in node.inputs where !input.isEmpty { readers[input, default: 0] += 1 }
+        }
+        let graphOutputs = Set(graph.outputs.map(\.name))
+        var producers: [Int: (concat: Int, firstChannel: Int, channels: Int)] = [:], concats = Set<Int>()
+        for (index, node) in plan.enumerated()
+        where node.opType == "Concat" && node.int("axis") == 1 && node.inputs.count > 1 && node.outputs.count == 1
+            && !node.outputs[0].isEmpty && Set(node.inputs).count == node.inputs.count {
+            var channels: [Int] = []
+            for input in node.inputs {
+                guard let p = producer[input], p < index, plan[p].opType == "Conv", plan[p].outputs == [input],
+                      plan[p].inputs.count >= 2, !graphOutputs.contains(input), readers[input] == 1,
+                      plan[p].int("group", default: 1) == 1, plan[p].attributes[Operators.fusedResidualKey] == nil,
+                      let shape = constants[plan[p].inputs[1]]?.shape ?? graph.deferredWeights[plan[p].inputs[1]]?.shape,
+                      shape.count == 4, shape[0] > 0 else { break }
+                channels.append(shape[0])
+            }
+            guard channels.count == node.inputs.count else { continue }
+            let total = channels.reduce(0, +)
+            var first = 0
+            for (input, count) in zip(node.inputs, channels) {
+                producers[producer[input]!] = (index, first, total)
+                first += count
+            }
+            concats.insert(index)
+        }
+        return (producers, concats)
     }
 }

@@ -176,6 +176,14 @@ public final class Executor: Sendable {
         var largest = 0
         for step in steps {
             let node = step.node
+            if step.assembled, let index = step.outputs[0], let value = values[index] {
+                // A Concat its Convs have written: its inputs were never stored.
+                for index in step.freed { values[index] = nil }
+                if checkingFinite, !(value.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) {
+                    throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
+                }
+                continue
+            }
             var inputs: [AnyTensor?] = []
             inputs.reserveCapacity(step.sources.count)
             var prepared = step.prepared
@@ -208,9 +216,25 @@ public final class Executor: Sendable {
             // Free intermediates whose last reader is this node (the local copies keep them alive until done).
             for index in step.freed { values[index] = nil }
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
-            let outputs = try Operators.evaluate(node, kernel: step.kernel, arguments: Arguments(
-                node: node, values: inputs, opset: graph.opsetVersion, prepared: prepared, packed: step.packed,
-                shared: step.shared, layer: step.layer))
+            let arguments = Arguments(node: node, values: inputs, opset: graph.opsetVersion, prepared: prepared,
+                                      packed: step.packed, shared: step.shared, layer: step.layer)
+            if let place = step.place {
+                // Into its channels of the Concat's output, taken out of its slot meanwhile so that it is written in
+                // place (one reference), not copied.
+                var destination = values[place.slot]?.floatTensor
+                values[place.slot] = nil
+                do {
+                    try Operators.convolve(node, arguments, into: &destination, firstChannel: place.firstChannel,
+                                           channels: place.channels)
+                } catch let error as ComputeError {
+                    throw ExecutionError.shapeMismatch(node: node.displayName, op: node.opType, detail: error.description)
+                }
+                values[place.slot] = destination.map(AnyTensor.float)
+                largest = max(largest, (destination?.count ?? 0) * 4)
+                if let start { record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))") }
+                continue
+            }
+            let outputs = try Operators.evaluate(node, kernel: step.kernel, arguments: arguments)
             if let start { record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))") }
             for (index, value) in zip(step.outputs, outputs) {
                 guard let index else { continue }

@@ -12,19 +12,7 @@ import ModelGraph
 extension Operators {
     static func registerNeuralOperators(_ t: inout [String: Kernel]) {
         t["Conv"] = { node, args in
-            let x = try args.float(0), w = try args.float(1)
-            guard x.rank == 4 else {
-                throw args.invalid("only 2-D convolution (4-D NCHW input) is supported, input is \(x.shape)")
-            }
-            let window = try window2D(node, args: args, input: x.shape, kernel: Array(w.shape.suffix(2)))
-            let bias = args.has(2) ? try args.float(2).scalars : nil
-            let activation = args.layer?.activation ?? fusedActivation(node)
-            let group = args.layer?.group ?? node.int("group", default: 1)
-            // Winograd only where this call gains (batch 1 on small maps, or few channels: im2col + GEMM).
-            let size = window.outputSize(h: x.shape[2], w: x.shape[3])
-            let prepared = size.flatMap {
-                Winograd.pays(images: x.shape[0], outputHeight: $0.h, outputWidth: $0.w, inputChannels: x.shape[1]) ? args.prepared : nil
-            }
+            let (x, w, window, bias, activation, group, prepared) = try convolutionOperands(node, args)
             guard args.layer?.fusedResidual ?? (node.attributes[fusedResidualKey] != nil) else {
                 return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
                                           prepared: prepared, packed: args.packed))]
@@ -275,6 +263,44 @@ struct WindowAttributes: Sendable {
 }
 
 /// What a Conv or pooling node's kernel reads from its attributes on every call, read at load instead.
+extension Operators {
+    /// A Conv's operands as its kernel reads them: input, weight, window, bias, fused activation, group, and the
+    /// Winograd weights where this call gains from them (batch 1 on small maps, or few channels: im2col + GEMM).
+    static func convolutionOperands(_ node: Node, _ args: Arguments) throws
+        -> (Tensor<Float>, Tensor<Float>, Window2D, [Float]?, Activation, Int, Winograd.PreparedWeights?) {
+        let x = try args.float(0), w = try args.float(1)
+        guard x.rank == 4 else {
+            throw args.invalid("only 2-D convolution (4-D NCHW input) is supported, input is \(x.shape)")
+        }
+        let window = try window2D(node, args: args, input: x.shape, kernel: Array(w.shape.suffix(2)))
+        let bias = args.has(2) ? try args.float(2).scalars : nil
+        let activation = args.layer?.activation ?? fusedActivation(node)
+        let group = args.layer?.group ?? node.int("group", default: 1)
+        let size = window.outputSize(h: x.shape[2], w: x.shape[3])
+        let prepared = size.flatMap {
+            Winograd.pays(images: x.shape[0], outputHeight: $0.h, outputWidth: $0.w, inputChannels: x.shape[1]) ? args.prepared : nil
+        }
+        return (x, w, window, bias, activation, group, prepared)
+    }
+
+    /// A Conv (no fused Add) written into channels firstChannel… of a Concat's output of `channels` channels,
+    /// `destination`, made by the first of the Concat's Convs to run (uninitialised: its Convs write every channel).
+    static func convolve(_ node: Node, _ args: Arguments, into destination: inout Tensor<Float>?, firstChannel: Int,
+                         channels: Int) throws {
+        let (x, w, window, bias, activation, group, prepared) = try convolutionOperands(node, args)
+        if destination == nil {
+            guard w.rank == 4, let size = window.outputSize(h: x.shape[2], w: x.shape[3]) else {
+                throw args.invalid("Conv window \(window.kernel) does not fit input \(x.shape)")
+            }
+            let shape = [x.shape[0], channels, size.h, size.w]
+            _ = try elementCount(shape, "Concat output")
+            destination = Tensor(shape: shape, unsafeUninitialized: { _ in })
+        }
+        try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation, prepared: prepared,
+                   packed: args.packed, into: &destination!, firstChannel: firstChannel)
+    }
+}
+
 struct LayerAttributes: Sendable {
     var window: WindowAttributes
     var group: Int

@@ -1,7 +1,7 @@
 import Clustering
 import Compute
 import Dispatch
-import Execution
+@testable import Execution
 import ModelGraph
 import Synchronization
 import Testing
@@ -58,6 +58,66 @@ import Testing
         let y = try executor(x)
         #expect(y.shape == [2, 5, 3, 3])
         #expect(y.scalars == value.floatTensor?.scalars)
+    }
+
+    /// A Concat over channels of Convs read by nothing else is assembled in place: each Conv (a 1×1 with a fused Relu,
+    /// a padded 3×3, a 3×3 at stride 2 into a second Concat) writes its channels of the Concat's output. Not in place:
+    /// a Concat with a depthwise Conv among its inputs, and one whose Conv is read by another node too. At batches 1
+    /// and 3 (images a stride apart in the wider output), every output has the bits of the nodes evaluated one by one.
+    @Test func concatOfConvolutionsWrittenInPlace() throws {
+        var generator = SeededGenerator(seed: 18)
+        func random(_ shape: [Int]) -> Tensor<Float> {
+            Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
+        }
+        func conv(_ name: String, _ input: String, _ output: String, kernel: Int, strides: Int = 1, pads: Int = 0, group: Int = 1) -> Node {
+            Node(name: name, opType: "Conv", inputs: [input, name + ".w", name + ".b"], outputs: [output],
+                 attributes: ["kernel_shape": .ints([kernel, kernel]), "strides": .ints([strides, strides]),
+                              "pads": .ints([pads, pads, pads, pads]), "group": .int(group)])
+        }
+        let shapes: [String: [Int]] = ["e1": [3, 4, 1, 1], "e3": [5, 4, 3, 3], "s2": [6, 8, 3, 3], "t2": [2, 8, 3, 3],
+                                       "dw": [4, 1, 3, 3], "p1": [3, 4, 1, 1], "p3": [2, 4, 3, 3]]
+        var initializers: [String: AnyTensor] = [:]
+        for (name, shape) in shapes {
+            initializers[name + ".w"] = .float(random(shape))
+            initializers[name + ".b"] = .float(random([shape[0]]))
+        }
+        let concat = { (name: String, inputs: [String]) in
+            Node(name: name, opType: "Concat", inputs: inputs, outputs: [name], attributes: ["axis": .int(1)])
+        }
+        let graph = Graph(nodes: [conv("e1", "x", "c1", kernel: 1), Node(name: "relu", opType: "Relu", inputs: ["c1"], outputs: ["r1"]),
+                                  conv("e3", "x", "c3", kernel: 3, pads: 1), concat("fire", ["r1", "c3"]),
+                                  conv("s2", "fire", "s", kernel: 3, strides: 2), conv("t2", "fire", "t", kernel: 3, strides: 2),
+                                  concat("down", ["s", "t"]),
+                                  conv("dw", "x", "d", kernel: 3, pads: 1, group: 4), conv("p3", "x", "q", kernel: 3, pads: 1),
+                                  concat("mixed", ["d", "q"]),
+                                  conv("p1", "x", "p", kernel: 1), concat("shared", ["p", "q2"]),
+                                  Node(name: "neg", opType: "Neg", inputs: ["p"], outputs: ["np"]),
+                                  conv("q2", "x", "q2", kernel: 1)],
+                          initializers: initializers.merging(["q2.w": .float(random([2, 4, 1, 1])), "q2.b": .float(random([2]))]) { a, _ in a },
+                          inputs: [ValueInfo(name: "x", shape: nil)],
+                          outputs: ["fire", "down", "mixed", "shared", "np"].map { ValueInfo(name: $0, shape: nil) })
+        var options = Executor.Options()
+        options.winograd = .never  // the nodes evaluated one by one take no Winograd weights either
+        let executor = try Executor(graph: graph, options: options)
+        let inPlace = Executor.concatenatedInPlace(executor.plan, graph: executor.graph, constants: executor.constants)
+        #expect(Set(inPlace.concats.map { executor.plan[$0].name }) == ["fire", "down"])
+        #expect(Set(inPlace.producers.keys.map { executor.plan[$0].name }) == ["e1", "e3", "s2", "t2"])
+        for batch in [1, 3] {
+            let x = random([batch, 4, 11, 11])
+            var values: [String: AnyTensor] = ["x": .float(x)]
+            for node in executor.plan {
+                let inputs = node.inputs.map { values[$0] ?? executor.constants[$0] }
+                for (name, value) in zip(node.outputs, try Executor.evaluate(node, inputs: inputs, opset: graph.opsetVersion)) {
+                    values[name] = value
+                }
+            }
+            let outputs = try executor.run(["x": .float(x)])
+            for name in ["fire", "down", "mixed", "shared", "np"] {
+                #expect(outputs[name]?.shape == values[name]?.shape, "\(name) at batch \(batch)")
+                #expect(outputs[name]?.floatTensor?.scalars.map(\.bitPattern) == values[name]?.floatTensor?.scalars.map(\.bitPattern),
+                        "\(name) at batch \(batch)")
+            }
+        }
     }
 
     /// One executor run from several threads at once while profiling: each run's nodes are added to the profile under
