@@ -48,16 +48,25 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             for (int r = 0; r < MR; r++)                                                                          \
                 for (int v = 0; v < NV; v++) acc[r][v] += bv[v] * AINDEX(kk, r);                                  \
         }                                                                                                         \
-        if (e)                                                                                                    \
+        if (e) {                                                                                                  \
+            /* Each row's bias and the bounds read first and both loops unrolled, so that acc stays            */ \
+            /* in registers: read inside them, Clang kept all of acc on the stack, stored after the            */ \
+            /* sums and loaded back (one thread, GFLOP/s, best of 5 alternated runs: 64×16·16×225              */ \
+            /* 71 → 98, 16×128·128×225 106 → 131). x − 0 splats x as it is (0 + x would turn a                 */ \
+            /* bound of −0 into +0).                                                                           */ \
+            const VEC low = e->low - (VEC){0}, high = e->high - (VEC){0};                                         \
+            float bias[MR];                                                                                       \
+            for (int r = 0; r < MR; r++) bias[r] = e->bias && r < rows ? e->bias[row0 + r] : 0.0f;               \
+            _Pragma("clang loop unroll(full)")                                                                    \
             for (int r = 0; r < MR; r++)                                                                          \
+                _Pragma("clang loop unroll(full)")                                                                \
                 for (int v = 0; v < NV; v++) {                                                                    \
                     /* finish() on every lane, as min(max(x, low), high) does (high too when low > high). */     \
-                    /* x − 0 splats x as it is (0 + x would turn a bound of −0 into +0). */                        \
-                    VEC x = acc[r][v] + (e->bias && r < rows ? e->bias[row0 + r] : 0.0f), low = e->low - (VEC){0}, \
-                        high = e->high - (VEC){0};                                                                \
+                    VEC x = acc[r][v] + bias[r];                                                                  \
                     VEC_CLAMP(IVEC, x, low, high);                                                                \
                     acc[r][v] = x;                                                                                \
                 }                                                                                                 \
+        }                                                                                                         \
         /* Every index into acc a constant, so that it stays in registers; a partial panel stores row by row. */  \
         if (rows == MR)                                                                                           \
             for (int r = 0; r < MR; r++)                                                                          \
