@@ -130,12 +130,15 @@ typedef struct {
                 for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], av, acc[r][v]);                   \
             }                                                                                                     \
         }                                                                                                         \
+        /* Both loops unrolled, every index into acc a constant, so that acc stays in registers (with a break  */ \
+        /* out of the rows, Clang stored all of it to the stack after the sums and loaded it back).             */ \
+        _Pragma("clang loop unroll(full)")                                                                        \
         for (int r = 0; r < PANEL; r++) {                                                                         \
-            if (r >= rows) break;                                                                                 \
-            const __m512 bv = _mm512_set1_ps(bias ? bias[r] : 0.0f);                                              \
+            const __m512 bv = _mm512_set1_ps(bias && r < rows ? bias[r] : 0.0f);                                  \
+            _Pragma("clang loop unroll(full)")                                                                    \
             for (int v = 0; v < NV; v++) {                                                                        \
                 const __m512 x = _mm512_add_ps(acc[r][v], bv);                                                    \
-                for (int i = 0; i < runs[v].pieces; i++) {                                                        \
+                for (int i = 0; r < rows && i < runs[v].pieces; i++) {                                            \
                     const __mmask16 m = runs[v].mask[i];                                                          \
                     const long at = r * plane + runs[v].out[i];                                                   \
                     __m512 y = x;                                                                                 \
