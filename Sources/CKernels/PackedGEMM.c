@@ -5,7 +5,8 @@
 
 // FEW_PANELS: up to this many panels of A, B is read in place however wide (one thread, useful GFLOP/s, best of five
 // alternated runs: 16×32·32×12544 60 → 91, 24×144·144×3136 99 → 123, 32×192·192×784 110 → 140; 64 rows gained 7%).
-enum { MR = 8, KC = 256, CHUNK = 16384, FEW_PANELS = 4 };
+// NARROW_GROUP: panels taken together by the narrow kernels (up to four at once) for the last columns of a narrow B.
+enum { MR = 8, KC = 256, CHUNK = 16384, FEW_PANELS = 4, NARROW_GROUP = 4 };
 #ifndef PREFETCH
 #define PREFETCH 1024
 #endif
@@ -191,8 +192,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         int whole = n / L * L, tail = n - whole;                                                                  \
         /* A few columns past the last whole vector (one on 7×7, 15×15 and 31×31 maps at batch 1): down the      */ \
         /* rows too, not in a zero-padded vector (15 of its 16 lanes idle, and a copy of those columns of B).    */ \
+        /* With a narrow B (below) they go with each group of panels while those are in cache; else in a sweep   */ \
+        /* of their own over A.                                                                                  */ \
+        int narrowTail = 0;                                                                                       \
         if (tail && tail <= NARROW_##L) {                                                                         \
-            NAME##_narrow(m, tail, k, packed, b + whole, ldb, c + whole, ldc, e);                                 \
+            if (n <= 4 * L) narrowTail = tail;                                                                    \
+            else NAME##_narrow(m, tail, k, packed, b + whole, ldb, c + whole, ldc, e);                            \
             tail = 0;                                                                                             \
         }                                                                                                         \
         float *tailB = tail ? malloc(sizeof(float) * L * (size_t)k) : NULL;                                       \
@@ -216,12 +221,26 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             return;                                                                                               \
         }                                                                                                         \
         if (n <= 4 * L) {                                                                                         \
-            for (int p = 0; p < m; p += MR)                                                                       \
-                for (int kb = 0; kb < k; kb += KC) {                                                              \
-                    const int kc = k - kb < KC ? k - kb : KC;                                                     \
-                    NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, 0, whole, e);                        \
-                    if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e);               \
+            /* A is read once: on 7×7 maps at batch 1 (MobileNetV2's last layers, 1.6 MB of weights for 320 →    */ \
+            /* 1280 channels) a sweep of its own for the last column read it from memory a second time.          */ \
+            for (int p0 = 0; p0 < m; p0 += NARROW_GROUP * MR) {                                                   \
+                const int p1 = m - p0 < NARROW_GROUP * MR ? m : p0 + NARROW_GROUP * MR;                           \
+                for (int p = p0; p < p1; p += MR)                                                                 \
+                    for (int kb = 0; kb < k; kb += KC) {                                                          \
+                        const int kc = k - kb < KC ? k - kb : KC;                                                 \
+                        NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, 0, whole, e);                    \
+                        if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e);           \
+                    }                                                                                             \
+                if (narrowTail) {                                                                                 \
+                    wc_epilogue group;                                                                            \
+                    if (e) {                                                                                      \
+                        group = *e;                                                                               \
+                        if (e->bias) group.bias = e->bias + p0;                                                   \
+                    }                                                                                             \
+                    NAME##_narrow(p1 - p0, narrowTail, k, packed + (size_t)p0 * k, b + whole, ldb,                \
+                                  c + (long)p0 * ldc + whole, ldc, e ? &group : NULL);                            \
                 }                                                                                                 \
+            }                                                                                                     \
             free(tailB);                                                                                          \
             return;                                                                                               \
         }                                                                                                         \

@@ -18,7 +18,10 @@ import _TestSupport
 
     static let cases = [Case(m: 1, n: 1, k: 1), Case(m: 8, n: 4, k: 9), Case(m: 13, n: 15, k: 300), Case(m: 17, n: 16, k: 27),
                         Case(m: 24, n: 33, k: 5), Case(m: 9, n: 70, k: 257), Case(m: 40, n: 200, k: 64), Case(m: 3, n: 9, k: 600),
-                        Case(m: 20, n: 93, k: 40)]
+                        Case(m: 20, n: 93, k: 40),
+                        // A narrow B with a few columns past its whole vectors, taken down the rows with each group of
+                        // four panels: two groups and a partial one, across two blocks of depth.
+                        Case(m: 70, n: 49, k: 300), Case(m: 45, n: 21, k: 40)]
 
     @Test(arguments: cases)
     func productMatchesDefinition(_ size: Case) {
