@@ -9,8 +9,10 @@
 // ---- Along the rows of a plane -------------------------------------------------------------------------------------
 //
 // The plane is copied inside a zero border, each row as its stride phases (RowCopy.h), so that every tap reads L
-// consecutive values for L outputs of a row. Eight output rows are summed at once, a vector of each, so that eight
-// independent chains of fused multiply-adds hide their latency. Each output is bias, then fma(input, tap, sum) for
+// consecutive values for L outputs of a row: a strip at a time, the rows that eight output rows read, so that the copy
+// stays in L1 (a whole 112×112 plane's copy did not, and was written to L2 and read back: 3×3, one thread, µs per
+// plane, stride 2 5.9 → 3.3, stride 1 7.7 → 6.2). Eight output rows are summed at once, a vector of each, so that
+// eight independent chains of fused multiply-adds hide their latency. Each output is bias, then fma(input, tap, sum) for
 // every tap in row-major order (a tap over the border adds 0·tap, which leaves a finite sum as it is), then + residual
 // and min(max(x, low), high) as Swift rounds it, stored once.
 
@@ -18,20 +20,25 @@
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
         const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
-        COPY(plane, h, w, win, g, copy);                                                                          \
-        const long step = win->sh * g.pitch;                                                                      \
+        const long step = win->sh * g.pitch, down = (long)win->dh * g.pitch;                                      \
+        /* Bordered rows read by one group of ROWS output rows. */                                                \
+        const long strip = (long)(ROWS - 1) * win->sh + (long)(win->kh - 1) * win->dh + 1;                        \
+        const int kh = win->kh, kw = win->kw;                                                                     \
+        long columns[MAX_TAP_COLUMNS];                                                                            \
+        const int listed = row_copy_columns(g, win, columns);                                                     \
         /* x − 0 splats x as it is (0 + x would turn −0 into +0). */                                              \
         const VEC b = bias - (VEC){0}, lo = low - (VEC){0}, hi = high - (VEC){0};                                 \
         for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
             const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
-            const float *base = copy + oy0 * step;                                                                \
+            COPY(plane, h, w, win, g, (long)oy0 * win->sh, strip, copy);                                          \
+            const float *base = copy;                                                                             \
             for (int ox = 0; ox < ow; ox += L) {                                                                  \
                 VEC acc[ROWS];                                                                                    \
                 for (int r = 0; r < ROWS; r++) acc[r] = b;                                                        \
-                for (int ki = 0; ki < win->kh; ki++)                                                              \
-                    for (int kj = 0; kj < win->kw; kj++) {                                                        \
-                        const float *p = base + row_copy_tap(g, win, ki, kj) + ox;                                \
-                        const VEC k = taps[ki * win->kw + kj] - (VEC){0};                                         \
+                for (int ki = 0; ki < kh; ki++)                                                                   \
+                    for (int kj = 0; kj < kw; kj++) {                                                             \
+                        const float *p = base + ki * down + (listed ? columns[kj] : row_copy_tap(g, win, 0, kj)) + ox; \
+                        const VEC k = taps[ki * kw + kj] - (VEC){0};                                              \
                         for (int r = 0; r < ROWS; r++) {                                                          \
                             VEC v;                                                                                \
                             memcpy(&v, p + r * step, sizeof v);                                                   \
@@ -54,10 +61,10 @@
         }                                                                                                         \
     }
 
-DEFINE_ROWS(rows_generic, , row8, rowi8, 8, copy_rows_generic, PART_LOAD, PART_STORE)
+DEFINE_ROWS(rows_generic, , row8, rowi8, 8, copy_strip_generic, PART_LOAD, PART_STORE)
 #if defined(__x86_64__)
-DEFINE_ROWS(rows_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, copy_rows_avx2, PART_LOAD, PART_STORE)
-DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, copy_rows_avx512, MASK_LOAD,
+DEFINE_ROWS(rows_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, copy_strip_avx2, PART_LOAD, PART_STORE)
+DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, copy_strip_avx512, MASK_LOAD,
             MASK_STORE)
 #endif
 
