@@ -56,6 +56,10 @@ import _TestSupport
         Case(n: 1, c: 3, h: 19, w: 33, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 2, c: 2, h: 20, w: 52, k: 3, stride: 3, dilation: 2, pads: (2, 1, 0, 2)),
         Case(n: 1, c: 2, h: 17, w: 18, k: 7, stride: 1, dilation: 1, pads: (3, 3, 3, 3)),
+        // 5×5 at strides 1 and 2 and 3×3 with uneven padding, over several strips of rows.
+        Case(n: 1, c: 2, h: 21, w: 24, k: 5, stride: 1, dilation: 1, pads: (2, 1, 0, 2)),
+        Case(n: 2, c: 2, h: 23, w: 35, k: 5, stride: 2, dilation: 1, pads: (1, 2, 2, 1)),
+        Case(n: 1, c: 3, h: 18, w: 17, k: 3, stride: 1, dilation: 1, pads: (0, 1, 1, 0)),
         // More channels than one block of sixteen, the last block partly filled; one image split over the workers; planes
         // not a multiple of four (the flattened path sums four at once); maps wider than a vector taken across rows.
         Case(n: 1, c: 37, h: 5, w: 4, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
