@@ -65,11 +65,17 @@ static long sep_pitch(int w, const wc_window *win, int ow) {
     return (cols + 15) / 16 * 16;
 }
 
-static int separable_runs(const wc_window *win) {
 #if defined(__x86_64__)
+static int has_dq(void) {
     static volatile int dq = -1;  // a race between first callers only computes the same value twice
     if (dq < 0) dq = __builtin_cpu_supports("avx512dq");
-    return wc_kernels_isa() == WC_ISA_AVX512 && dq && win->sw <= 2;
+    return dq;
+}
+#endif
+
+static int separable_runs(const wc_window *win) {
+#if defined(__x86_64__)
+    return wc_kernels_isa() == WC_ISA_AVX512 && has_dq() && win->sw <= 2;
 #else
     (void)win;
     return 0;
@@ -161,7 +167,7 @@ void wc_maxpool_rows(const float *plane, int h, int w, const wc_window *window, 
 // instead, one per lane: each tap is one gather at the planes' stride, and each output keeps the same value, by the
 // same comparisons in the same order, as `wc_maxpool_rows` (taps outside the input are skipped, as its −∞ border
 // never wins).
-enum { ACROSS_OUTPUTS = 64 };
+enum { ACROSS_OUTPUTS = 64, ACROSS_OUTPUTS_SEPARABLE = 25 };
 
 #if defined(__x86_64__)
 __attribute__((target("avx512f")))
@@ -200,7 +206,11 @@ static void maxpool_across_avx512(const float *input, long count, int h, int w, 
 
 int wc_maxpool_across_runs(int h, int w, int oh, int ow) {
 #if defined(__x86_64__)
-    return wc_kernels_isa() == WC_ISA_AVX512 && oh * ow <= ACROSS_OUTPUTS && (long)h * w * 15 <= 0x7fffffffL;
+    // Against the separable kernel, where it runs, only up to 5×5 outputs (one thread, 3×3 stride 2, ns per plane,
+    // across / separable: 7×7 → 3×3 21–27 / 38–67; 11×11 → 5×5 60–62 / 63; 13×13 → 6×6 89 / 75–79; 15×15 → 7×7
+    // 119–136 / 87–116).
+    const int most = has_dq() ? ACROSS_OUTPUTS_SEPARABLE : ACROSS_OUTPUTS;
+    return wc_kernels_isa() == WC_ISA_AVX512 && oh * ow <= most && (long)h * w * 15 <= 0x7fffffffL;
 #else
     return 0;
 #endif
