@@ -177,7 +177,11 @@ public final class Executor: Sendable {
         for step in steps {
             let node = step.node
             if step.assembled, let index = step.outputs[0], let value = values[index] {
-                // A Concat its Convs have written: its inputs were never stored.
+                // A Concat its Convs have written: its inputs were never stored. Profiled at its (nil) cost, so that
+                // the profile still names it.
+                if profiling {
+                    record(since: DispatchTime.now().uptimeNanoseconds, op: node.opType, node: "\(node.displayName) (\(node.opType))")
+                }
                 for index in step.freed { values[index] = nil }
                 if checkingFinite, !(value.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) {
                     throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)

@@ -63,7 +63,8 @@ import Testing
     /// A Concat over channels of Convs read by nothing else is assembled in place: each Conv (a 1×1 with a fused Relu,
     /// a padded 3×3, a 3×3 at stride 2 into a second Concat) writes its channels of the Concat's output. Not in place:
     /// a Concat with a depthwise Conv among its inputs, and one whose Conv is read by another node too. At batches 1
-    /// and 3 (images a stride apart in the wider output), every output has the bits of the nodes evaluated one by one.
+    /// and 3 (images a stride apart in the wider output), every output has the bits of the nodes evaluated one by one, and
+    /// the profile names every node.
     @Test func concatOfConvolutionsWrittenInPlace() throws {
         var generator = SeededGenerator(seed: 18)
         func random(_ shape: [Int]) -> Tensor<Float> {
@@ -99,6 +100,7 @@ import Testing
         var options = Executor.Options()
         options.winograd = .never  // the nodes evaluated one by one take no Winograd weights either
         let executor = try Executor(graph: graph, options: options)
+        executor.profiling = true
         let inPlace = Executor.concatenatedInPlace(executor.plan, graph: executor.graph, constants: executor.constants)
         #expect(Set(inPlace.concats.map { executor.plan[$0].name }) == ["fire", "down"])
         #expect(Set(inPlace.producers.keys.map { executor.plan[$0].name }) == ["e1", "e3", "s2", "t2"])
@@ -118,6 +120,8 @@ import Testing
                         "\(name) at batch \(batch)")
             }
         }
+        // The profile names every node, the Concats assembled in place among them.
+        #expect(Set(executor.nodeProfile.keys) == Set(executor.plan.map { "\($0.displayName) (\($0.opType))" }))
     }
 
     /// One executor run from several threads at once while profiling: each run's nodes are added to the profile under
