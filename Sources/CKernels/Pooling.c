@@ -146,6 +146,8 @@ static void maxpool_separable(const float *plane, int h, int w, const wc_window 
 }
 #endif
 
+int wc_maxpool_separable_runs(const wc_window *window) { return separable_runs(window); }
+
 size_t wc_maxpool_scratch_count(int h, int w, const wc_window *window, int oh, int ow) {
     if (separable_runs(window)) return (size_t)(sep_pitch(w, window, ow) * SEP_ROWS);
     return wc_row_copy_count(h, w, window, oh, ow);

@@ -31,7 +31,9 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
                 }
                 return
             }
-            if case .max = kind, !isPlainMax2x2 {
+            // The plain 2×2 loop below only where the separable kernel does not run (AlexNet FMNIST's and VGG-16's
+            // 2×2 pools are faster through it: see Session 18 in docs/RESULTS.md).
+            if case .max = kind, !isPlainMax2x2 || withUnsafePointer(to: wc_window(window), { wc_maxpool_separable_runs($0) }) != 0 {
                 // Plane by plane (`wc_maxpool_rows`, vector code in CKernels: separable, or from a −∞-bordered copy).
                 forEachPlaneWithRowCopy(n * c, h: h, w: w, window: window, oh: oh, ow: ow, border: -.infinity,
                                         scratchCount: wc_maxpool_scratch_count, minimumChunk: 4) { p, copy, shape in
