@@ -20,12 +20,9 @@
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
         const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
-        const long step = win->sh * g.pitch, down = (long)win->dh * g.pitch;                                      \
+        const long step = win->sh * g.pitch;                                                                      \
         /* Bordered rows read by one group of ROWS output rows. */                                                \
         const long strip = (long)(ROWS - 1) * win->sh + (long)(win->kh - 1) * win->dh + 1;                        \
-        const int kh = win->kh, kw = win->kw;                                                                     \
-        long columns[MAX_TAP_COLUMNS];                                                                            \
-        const int listed = row_copy_columns(g, win, columns);                                                     \
         /* x − 0 splats x as it is (0 + x would turn −0 into +0). */                                              \
         const VEC b = bias - (VEC){0}, lo = low - (VEC){0}, hi = high - (VEC){0};                                 \
         for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
@@ -35,10 +32,10 @@
             for (int ox = 0; ox < ow; ox += L) {                                                                  \
                 VEC acc[ROWS];                                                                                    \
                 for (int r = 0; r < ROWS; r++) acc[r] = b;                                                        \
-                for (int ki = 0; ki < kh; ki++)                                                                   \
-                    for (int kj = 0; kj < kw; kj++) {                                                             \
-                        const float *p = base + ki * down + (listed ? columns[kj] : row_copy_tap(g, win, 0, kj)) + ox; \
-                        const VEC k = taps[ki * kw + kj] - (VEC){0};                                              \
+                for (int ki = 0; ki < win->kh; ki++)                                                              \
+                    for (int kj = 0; kj < win->kw; kj++) {                                                        \
+                        const float *p = base + row_copy_tap(g, win, ki, kj) + ox;                                \
+                        const VEC k = taps[ki * win->kw + kj] - (VEC){0};                                         \
                         for (int r = 0; r < ROWS; r++) {                                                          \
                             VEC v;                                                                                \
                             memcpy(&v, p + r * step, sizeof v);                                                   \

@@ -12,19 +12,16 @@
                           float *copy) {                                                                          \
         const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
         COPY(plane, h, w, win, g, copy);                                                                          \
-        const long step = win->sh * g.pitch, down = (long)win->dh * g.pitch;                                      \
-        const int kh = win->kh, kw = win->kw;                                                                     \
-        long columns[MAX_TAP_COLUMNS];                                                                            \
-        const int listed = row_copy_columns(g, win, columns);                                                     \
+        const long step = win->sh * g.pitch;                                                                      \
         for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
             const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
             const float *base = copy + oy0 * step;                                                                \
             for (int ox = 0; ox < ow; ox += L) {                                                                  \
                 VEC best[ROWS];                                                                                   \
                 for (int r = 0; r < ROWS; r++) best[r] = -__builtin_inff() - (VEC){0};                            \
-                for (int ki = 0; ki < kh; ki++)                                                                   \
-                    for (int kj = 0; kj < kw; kj++) {                                                             \
-                        const float *p = base + ki * down + (listed ? columns[kj] : row_copy_tap(g, win, 0, kj)) + ox; \
+                for (int ki = 0; ki < win->kh; ki++)                                                              \
+                    for (int kj = 0; kj < win->kw; kj++) {                                                        \
+                        const float *p = base + row_copy_tap(g, win, ki, kj) + ox;                                \
                         for (int r = 0; r < ROWS; r++) {                                                          \
                             VEC v;                                                                                \
                             memcpy(&v, p + r * step, sizeof v);                                                   \

@@ -32,17 +32,6 @@ static inline long row_copy_tap(row_copy g, const wc_window *win, int ki, int kj
     return (long)ki * win->dh * g.pitch + (c % win->sw) * g.phase + c / win->sw;
 }
 
-// row_copy_tap(g, win, 0, kj) for every kj, into columns[] (at most MAX_TAP_COLUMNS of them), computed once per plane
-// by the row kernels: in their loop over taps, the division in row_copy_tap cost more than the tap's eight
-// multiply-adds (depthwise 3×3 at stride 2, 112×112 planes, one thread: 2.0 of 5.9 µs per plane were the taps).
-// Returns whether the window's columns fit; if not, the kernels call row_copy_tap in the loop.
-enum { MAX_TAP_COLUMNS = 32 };
-static inline int row_copy_columns(row_copy g, const wc_window *win, long *columns) {
-    if (win->kw > MAX_TAP_COLUMNS) return 0;
-    for (int kj = 0; kj < win->kw; kj++) columns[kj] = row_copy_tap(g, win, 0, kj);
-    return 1;
-}
-
 // The plane's rows into the copy, each as its phases.
 #define DEFINE_COPY_ROWS(NAME, ATTR, ROW)                                                                         \
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, row_copy g, float *copy) {      \

@@ -203,14 +203,18 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         }
     }
     if activation.isPointwiseAfterPass {
-        // Each image's planes of these channels: one block per image.
-        let (block, imageStride) = (oc * output.shape[2] * output.shape[3], output.shape[1] * output.shape[2] * output.shape[3])
-        let first = firstChannel * output.shape[2] * output.shape[3], images = output.shape[0]
+        // Each image's planes of these channels, one contiguous block per image: value i of the blocks laid end to end
+        // sits at i + image·(imageStride − block) + first.
+        let plane = output.shape[2] * output.shape[3]
+        let (block, imageStride, first) = (oc * plane, output.shape[1] * plane, firstChannel * plane)
         output.scalars.withUnsafeMutableBufferPointer { p in
-            parallelChunks(images * block, minimumChunk: 1 << 15) { range in
-                for i in range {
-                    let j = i / block * imageStride + first + i % block
-                    p[j] = activation(p[j])
+            parallelChunks(output.shape[0] * block, minimumChunk: 1 << 15) { range in
+                var i = range.lowerBound
+                while i < range.upperBound {
+                    let image = i / block, end = min(range.upperBound, (image + 1) * block)
+                    let shift = image * (imageStride - block) + first
+                    for j in i + shift..<end + shift { p[j] = activation(p[j]) }
+                    i = end
                 }
             }
         }

@@ -159,6 +159,11 @@ public final class Executor: Sendable {
         return n
     }
 
+    /// Adds the seconds since `start` (a `DispatchTime` uptime) to the profile, under the node's op type and its name.
+    private func record(since start: UInt64, node: Node) {
+        record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))")
+    }
+
     /// Adds the seconds since `start` (a `DispatchTime` uptime) to the profile.
     private func record(since start: UInt64, op: String, node: String) {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -179,9 +184,7 @@ public final class Executor: Sendable {
             if step.assembled, let index = step.outputs[0], let value = values[index] {
                 // A Concat its Convs have written: its inputs were never stored. Profiled at its (nil) cost, so that
                 // the profile still names it.
-                if profiling {
-                    record(since: DispatchTime.now().uptimeNanoseconds, op: node.opType, node: "\(node.displayName) (\(node.opType))")
-                }
+                if profiling { record(since: DispatchTime.now().uptimeNanoseconds, node: node) }
                 for index in step.freed { values[index] = nil }
                 if checkingFinite, !(value.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) {
                     throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
@@ -227,19 +230,15 @@ public final class Executor: Sendable {
                 // place (one reference), not copied.
                 var destination = values[place.slot]?.floatTensor
                 values[place.slot] = nil
-                do {
-                    try Operators.convolve(node, arguments, into: &destination, firstChannel: place.firstChannel,
-                                           channels: place.channels)
-                } catch let error as ComputeError {
-                    throw ExecutionError.shapeMismatch(node: node.displayName, op: node.opType, detail: error.description)
-                }
+                try Operators.convolve(node, arguments, into: &destination, firstChannel: place.firstChannel,
+                                       channels: place.channels)
                 values[place.slot] = destination.map(AnyTensor.float)
                 largest = max(largest, (destination?.count ?? 0) * 4)
-                if let start { record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))") }
+                if let start { record(since: start, node: node) }
                 continue
             }
             let outputs = try Operators.evaluate(node, kernel: step.kernel, arguments: arguments)
-            if let start { record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))") }
+            if let start { record(since: start, node: node) }
             for (index, value) in zip(step.outputs, outputs) {
                 guard let index else { continue }
                 values[index] = value

@@ -262,7 +262,6 @@ struct WindowAttributes: Sendable {
     }
 }
 
-/// What a Conv or pooling node's kernel reads from its attributes on every call, read at load instead.
 extension Operators {
     /// A Conv's operands as its kernel reads them: input, weight, window, bias, fused activation, group, and the
     /// Winograd weights where this call gains from them (batch 1 on small maps, or few channels: im2col + GEMM).
@@ -287,20 +286,23 @@ extension Operators {
     /// `destination`, made by the first of the Concat's Convs to run (uninitialised: its Convs write every channel).
     static func convolve(_ node: Node, _ args: Arguments, into destination: inout Tensor<Float>?, firstChannel: Int,
                          channels: Int) throws {
-        let (x, w, window, bias, activation, group, prepared) = try convolutionOperands(node, args)
-        if destination == nil {
-            guard w.rank == 4, let size = window.outputSize(h: x.shape[2], w: x.shape[3]) else {
-                throw args.invalid("Conv window \(window.kernel) does not fit input \(x.shape)")
+        try namingTheNode(node) {
+            let (x, w, window, bias, activation, group, prepared) = try convolutionOperands(node, args)
+            if destination == nil {
+                guard w.rank == 4, let size = window.outputSize(h: x.shape[2], w: x.shape[3]) else {
+                    throw args.invalid("Conv window \(window.kernel) does not fit input \(x.shape)")
+                }
+                let shape = [x.shape[0], channels, size.h, size.w]
+                _ = try elementCount(shape, "Concat output")
+                destination = Tensor(shape: shape, unsafeUninitialized: { _ in })
             }
-            let shape = [x.shape[0], channels, size.h, size.w]
-            _ = try elementCount(shape, "Concat output")
-            destination = Tensor(shape: shape, unsafeUninitialized: { _ in })
+            try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation, prepared: prepared,
+                       packed: args.packed, into: &destination!, firstChannel: firstChannel)
         }
-        try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation, prepared: prepared,
-                   packed: args.packed, into: &destination!, firstChannel: firstChannel)
     }
 }
 
+/// What a Conv or pooling node's kernel reads from its attributes on every call, read at load instead.
 struct LayerAttributes: Sendable {
     var window: WindowAttributes
     var group: Int

@@ -46,8 +46,13 @@ enum Operators {
         guard let kernel else {
             throw ExecutionError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.displayName, opset: arguments.opset)
         }
+        return try namingTheNode(node) { try kernel(node, arguments) }
+    }
+
+    /// `body`, with a Compute error turned into the node's shape mismatch.
+    static func namingTheNode<T>(_ node: Node, _ body: () throws -> T) throws -> T {
         do {
-            return try kernel(node, arguments)
+            return try body()
         } catch let error as ComputeError {
             throw ExecutionError.shapeMismatch(node: node.displayName, op: node.opType, detail: error.description)
         }

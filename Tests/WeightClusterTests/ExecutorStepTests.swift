@@ -60,11 +60,11 @@ import Testing
         #expect(y.scalars == value.floatTensor?.scalars)
     }
 
-    /// A Concat over channels of Convs read by nothing else is assembled in place: each Conv (a 1×1 with a fused Relu,
-    /// a padded 3×3, a 3×3 at stride 2 into a second Concat) writes its channels of the Concat's output. Not in place:
-    /// a Concat with a depthwise Conv among its inputs, and one whose Conv is read by another node too. At batches 1
-    /// and 3 (images a stride apart in the wider output), every output has the bits of the nodes evaluated one by one, and
-    /// the profile names every node.
+    /// A Concat over channels of Convs read by nothing else is assembled in place: each Conv (a 1×1 with a fused Relu;
+    /// a padded 3×3 with a fused HardSwish, a pass of its own over its channels; a 3×3 at stride 2 into a second Concat)
+    /// writes its channels of the Concat's output. Not in place: a Concat with a depthwise Conv among its inputs, and one
+    /// whose Conv is read by another node too. At batches 1 and 3 (images a stride apart in the wider output), every
+    /// output has the bits of the nodes evaluated one by one, and the profile names every node.
     @Test func concatOfConvolutionsWrittenInPlace() throws {
         var generator = SeededGenerator(seed: 18)
         func random(_ shape: [Int]) -> Tensor<Float> {
@@ -86,7 +86,9 @@ import Testing
             Node(name: name, opType: "Concat", inputs: inputs, outputs: [name], attributes: ["axis": .int(1)])
         }
         let graph = Graph(nodes: [conv("e1", "x", "c1", kernel: 1), Node(name: "relu", opType: "Relu", inputs: ["c1"], outputs: ["r1"]),
-                                  conv("e3", "x", "c3", kernel: 3, pads: 1), concat("fire", ["r1", "c3"]),
+                                  conv("e3", "x", "c3", kernel: 3, pads: 1),
+                                  Node(name: "swish", opType: "HardSwish", inputs: ["c3"], outputs: ["h3"]),
+                                  concat("fire", ["r1", "h3"]),
                                   conv("s2", "fire", "s", kernel: 3, strides: 2), conv("t2", "fire", "t", kernel: 3, strides: 2),
                                   concat("down", ["s", "t"]),
                                   conv("dw", "x", "d", kernel: 3, pads: 1, group: 4), conv("p3", "x", "q", kernel: 3, pads: 1),
