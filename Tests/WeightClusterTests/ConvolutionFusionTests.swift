@@ -67,6 +67,15 @@ import _TestSupport
         Case(n: 2, c: 5, h: 9, w: 9, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 21, h: 5, w: 4, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 3, c: 19, h: 4, w: 3, k: 3, stride: 2, dilation: 2, pads: (2, 2, 2, 2)),
+        // Planes of up to 64 floats permuted out of registers: one pair of vectors (up to 32 floats) or two, at strides 1
+        // (outputs narrower than the input) and 2, fewer channels than the four planes summed at once.
+        Case(n: 5, c: 3, h: 4, w: 4, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 3, c: 2, h: 8, w: 8, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 2, c: 6, h: 7, w: 7, k: 5, stride: 2, dilation: 1, pads: (2, 2, 2, 2)),
+        Case(n: 1, c: 5, h: 6, w: 6, k: 3, stride: 2, dilation: 1, pads: (0, 0, 1, 1)),
+        Case(n: 2, c: 9, h: 8, w: 7, k: 3, stride: 1, dilation: 1, pads: (1, 0, 1, 0)),
+        Case(n: 2, c: 9, h: 8, w: 8, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 4, c: 5, h: 2, w: 2, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
     ]
 
     @Test(arguments: depthwiseCases)
