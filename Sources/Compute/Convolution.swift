@@ -88,7 +88,8 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
 /// Grouped convolutions with one input channel per group (depthwise) run along rows (`depthwiseConv2d`) or, on maps
-/// narrower than a vector, across channels or the flattened plane; ungrouped ones with packed
+/// narrower than a vector (and at stride 1 up to `depthwiseFlatWidth`), along the flattened plane where AVX-512 is,
+/// else across channels; ungrouped ones with packed
 /// weights are summed straight from a bordered copy of the images (`DirectConvolution`) unless their vectors of
 /// outputs would be mostly idle lanes; everything else is im2col over a chunk of images followed by one GEMM per group.
 ///
@@ -186,7 +187,12 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
             depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
         }
     } else if depthwise {
-        depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
+        let flat = window.strides == (1, 1) && ow <= depthwiseFlatWidth
+            && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window, activation: activation,
+                                   residual: residual, into: &output)
+        if !flat {
+            depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
+        }
     } else if let prepared, prepared.outputChannels == oc, prepared.inputChannels == icg,
               Winograd.applies(weightShape: weight.shape, window: window, group: group) {
         Winograd.convolve(input, weights: prepared, bias: bias, window: window, activation: activation, residual: residual,
@@ -238,6 +244,12 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 /// wider ones along rows, where the channels-last copies cost more than the idle lanes (EfficientNet-Lite0's 112 and
 /// 56 px maps were slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as fast).
 @usableFromInline let depthwiseAcrossWidth = 16
+
+/// At stride 1, wider depthwise outputs up to this width also run along the flattened plane where AVX-512 is: every tap
+/// one masked load per vector of outputs, no bordered copy. One thread, 3×3 taps, ns per plane, flattened / along rows
+/// (C harness, planes in L2): 56×56 2,617 / 3,198; 28×28 434 / 606; 112×112 11,218 / 11,141. At stride 2 the flattened
+/// path gathers and loses from 28×28 inputs up (56 → 28: 1,694 / 1,107; 28 → 14 with 5×5 taps 1,013 / 514).
+@usableFromInline let depthwiseFlatWidth = 64
 
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
