@@ -87,9 +87,9 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 }
 
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
-/// Grouped convolutions with one input channel per group (depthwise) run along rows (`depthwiseConv2d`) or, on maps
-/// narrower than a vector (and at stride 1 up to `depthwiseFlatWidth`), along the flattened plane where AVX-512 is,
-/// else across channels; ungrouped ones with packed
+/// Grouped convolutions with one input channel per group (depthwise) run along the flattened plane where AVX-512 is and
+/// the map is narrower than `depthwiseFlatWidth`, else across channels on maps narrower than a vector, else along rows
+/// (`depthwiseConv2d`); ungrouped ones with packed
 /// weights are summed straight from a bordered copy of the images (`DirectConvolution`) unless their vectors of
 /// outputs would be mostly idle lanes; everything else is im2col over a chunk of images followed by one GEMM per group.
 ///
@@ -181,16 +181,13 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
     let depthwise = isDepthwise(weightShape: weight.shape, group: group)
     precondition(firstChannel == 0 && output.shape[1] == oc || residual == nil && !depthwise,
                  "a residual or a depthwise path writes a whole output of its own")
-    if depthwise && ow < depthwiseAcrossWidth {
-        if !depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window, activation: activation,
-                                residual: residual, into: &output) {
+    if depthwise {
+        let flatPays = ow < (window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
+        let done = flatPays && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window,
+                                                   activation: activation, residual: residual, into: &output)
+        if !done && ow < depthwiseAcrossWidth {
             depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
-        }
-    } else if depthwise {
-        let flat = window.strides == (1, 1) && ow <= depthwiseFlatWidth
-            && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window, activation: activation,
-                                   residual: residual, into: &output)
-        if !flat {
+        } else if !done {
             depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
         }
     } else if let prepared, prepared.outputChannels == oc, prepared.inputChannels == icg,
@@ -240,16 +237,18 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 /// scatter out: the 1×1 layers of MobileNetV2 at 64 px, batch 64, 6–8% faster over five alternating rounds).
 @usableFromInline let pointwiseInPlaceColumns = (blas: 1024, packed: 16)
 
-/// Depthwise convolutions with outputs narrower than this run across channels (`depthwiseConv2dAcrossChannels`);
-/// wider ones along rows, where the channels-last copies cost more than the idle lanes (EfficientNet-Lite0's 112 and
+/// Without the flattened path (no AVX-512), depthwise convolutions with outputs narrower than this run across channels
+/// (`depthwiseConv2dAcrossChannels`); wider ones along rows, where the channels-last copies cost more than the idle lanes (EfficientNet-Lite0's 112 and
 /// 56 px maps were slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as fast).
 @usableFromInline let depthwiseAcrossWidth = 16
 
-/// At stride 1, wider depthwise outputs up to this width also run along the flattened plane where AVX-512 is: every tap
-/// one masked load per vector of outputs, no bordered copy. One thread, 3×3 taps, ns per plane, flattened / along rows
-/// (C harness, planes in L2): 56×56 2,617 / 3,198; 28×28 434 / 606; 112×112 11,218 / 11,141. At stride 2 the flattened
-/// path gathers and loses from 28×28 inputs up (56 → 28: 1,694 / 1,107; 28 → 14 with 5×5 taps 1,013 / 514).
-@usableFromInline let depthwiseFlatWidth = 64
+/// Depthwise outputs narrower than these run along the flattened plane where AVX-512 is (`depthwiseConv2dFlat`): each
+/// tap one masked load per vector of outputs at stride 1, no bordered copy; a permute or a gather at other strides.
+/// Wider ones run along rows. One thread, 3×3 taps, ns per plane, flattened / along rows (C harness, planes in L2):
+/// stride 1 56×56 2,617 / 3,198, 28×28 434 / 606, 112×112 11,218 / 11,141; stride 2 from 14×14 98 / 175, 16×16
+/// 155 / 255. From 28×28 at stride 2 the harness favoured rows (393 / 340), but in EfficientNet-Lite0 at batch 1 that
+/// layer (28 → 14, 3×3) took 0.10–0.14 ms flattened against 0.23–0.27 along rows: stride 2 stays flattened below 16.
+@usableFromInline let depthwiseFlatWidth = (stride1: 65, strided: 16)
 
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,

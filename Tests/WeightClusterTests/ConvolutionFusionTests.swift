@@ -94,12 +94,19 @@ import _TestSupport
             let reference = Self.naive(x, wt, bias, window, group: k.c, residual: r, activation: activation)
             // Same sums in the same order: bit for bit.
             #expect(ours.scalars == reference.scalars, "\(k) \(activation) residual \(r != nil)")
+            // conv2d picks one path by the map's width and stride; every path gives the same values on every case.
             if ow < depthwiseAcrossWidth {
-                // conv2d takes the flattened-plane path where the processor has AVX-512; across channels elsewhere.
                 var across = Tensor<Float>(zeros: [k.n, k.c, oh, ow])
                 depthwiseConv2dAcrossChannels(x, weight: wt, bias: bias, window: window, activation: activation,
                                               residual: r, into: &across)
                 #expect(across.scalars == reference.scalars, "across channels: \(k) \(activation)")
+            }
+            var rows = Tensor<Float>(zeros: [k.n, k.c, oh, ow]), flat = rows
+            depthwiseConv2d(x, weight: wt, bias: bias, window: window, activation: activation, residual: r, into: &rows)
+            #expect(rows.scalars == reference.scalars, "along rows: \(k) \(activation)")
+            if depthwiseConv2dFlat(x, weight: wt, bias: bias, window: window, activation: activation, residual: r,
+                                   into: &flat) {
+                #expect(flat.scalars == reference.scalars, "along the flattened plane: \(k) \(activation)")
             }
         }
     }
