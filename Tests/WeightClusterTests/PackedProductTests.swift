@@ -21,7 +21,12 @@ import _TestSupport
                         Case(m: 20, n: 93, k: 40),
                         // A narrow B with a few columns past its whole vectors, taken down the rows with each group of
                         // four panels: two groups and a partial one, across two blocks of depth.
-                        Case(m: 70, n: 49, k: 300), Case(m: 45, n: 21, k: 40)]
+                        Case(m: 70, n: 49, k: 300), Case(m: 45, n: 21, k: 40),
+                        // Runs of columns that end three vectors before their end, taken in one three-vector block: B in
+                        // place under few panels, a narrow B with a tail down the rows, and copied blocks of B (shallow,
+                        // and deep across two blocks of depth, accumulating).
+                        Case(m: 24, n: 80, k: 50), Case(m: 33, n: 58, k: 20), Case(m: 40, n: 304, k: 64),
+                        Case(m: 40, n: 112, k: 300)]
 
     @Test(arguments: cases)
     func productMatchesDefinition(_ size: Case) {
