@@ -264,8 +264,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             int kc = k - kb < KC ? k - kb : KC, accumulate = kb > 0;                                              \
             const wc_epilogue *last = kb + kc == k ? e : NULL;                                                    \
             int span = kc <= 64 ? CHUNK / kc / (NV * L) * (NV * L) : NV * L;                                      \
-            for (int nc = 0; nc < whole; nc += span) {                                                            \
-                int end = whole - nc < span || (NT > NV && whole - nc == NT * L) ? whole : nc + span;             \
+            for (int nc = 0, end; nc < whole; nc = end) {                                                         \
+                end = whole - nc < span || (NT > NV && whole - nc == NT * L) ? whole : nc + span;                 \
                 float *dst = blockB;                                                                              \
                 for (int n0 = nc; n0 < end; ) {                                                                   \
                     int step = NT > NV && end - n0 == NT * L ? NT * L : end - n0 >= NV * L ? NV * L : L;          \

@@ -26,7 +26,7 @@ import _TestSupport
                         // place under few panels, a narrow B with a tail down the rows, and copied blocks of B (shallow,
                         // and deep across two blocks of depth, accumulating).
                         Case(m: 24, n: 80, k: 50), Case(m: 33, n: 58, k: 20), Case(m: 40, n: 304, k: 64),
-                        Case(m: 40, n: 112, k: 300)]
+                        Case(m: 40, n: 112, k: 300), Case(m: 40, n: 112, k: 600)]
 
     @Test(arguments: cases)
     func productMatchesDefinition(_ size: Case) {
