@@ -247,7 +247,8 @@ static void flat_depthwise_avx512(const float *input, int channels, long first, 
     const __m512 lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
     int channel = (int)(first % channels);
     for (long plane = first; plane < first + count; plane += FLAT_GROUP) {
-        const plane_group group = group_of(input, plane, first + count, (long)h * w, &channel, channels, weights, taps, bias);
+        const plane_group group =
+            group_of(input, plane, first + count, (long)h * w, &channel, channels, weights, taps, bias);
         const float *const *in = group.in, *const *k = group.k;
         for (int v = 0; v < vectors; v++) {
             __m512 acc[FLAT_GROUP];
@@ -282,7 +283,6 @@ typedef struct {
     int32_t index[16];     // lane l's input in the plane, modulo 32 (a two-source permute's index)
     uint16_t low, high;    // lanes whose input is in the plane's floats [0, 32) and [32, 64)
     uint16_t mask;         // low | high: lanes whose tap lies inside the input
-    uint16_t unused[5];
 } small_tap;
 
 enum { SMALL_PLANE = 64 };
@@ -297,9 +297,9 @@ static void small_depthwise_avx512(const float *input, int channels, long first,
     for (long plane = first; plane < first + count; plane += FLAT_GROUP) {
         const plane_group group = group_of(input, plane, first + count, hw, &channel, channels, weights, taps, bias);
         const float *const *k = group.k;
-        __m512 x[FLAT_GROUP][4];
+        __m512 x[FLAT_GROUP][4];  // the first 2·pairs of each: the plane, zero past its end
         for (int g = 0; g < FLAT_GROUP; g++)
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < 2 * pairs; i++)
                 x[g][i] = _mm512_maskz_loadu_ps(wc_first_lanes(hw - 16 * i), group.in[g] + 16 * i);
         for (int v = 0; v < vectors; v++) {
             __m512 acc[FLAT_GROUP];
@@ -336,8 +336,8 @@ size_t wc_depthwise_flat_scratch(int oh, int ow, int kh, int kw) {
 }
 
 // ---- The tables, per vector of outputs and tap: vectors of lanes, no division per lane ------------------------------
-// (Built per call, so at batch 1 once per worker per layer: lane by lane they took 8.6 µs for a 14×14 map's 3×3 taps,
-// 19 µs for its 5×5 ones, 43 µs for a 32×32 map's, against 62, 132 and 67 µs for the whole single-thread call.)
+// (Built per call, so at batch 1 once per worker per layer: lane by lane they took 8.6 µs for a 14×14 map's 3×3
+// taps, 19 µs for its 5×5 ones, 43 µs for a 32×32 map's, against 62, 132 and 67 µs for the whole one-thread call.)
 
 // The output coordinates of the next 16 outputs in row-major order, scaled by the strides, and which are outputs.
 typedef struct {
@@ -391,7 +391,8 @@ static void flat_entry(flat_tap *e, __mmask16 mask, __m512i offsets) {
     e->consecutive = 1;
     if (!mask) return;
     // Consecutive: offset − lane the same in every masked lane.
-    const __m512i shifted = _mm512_sub_epi32(offsets, _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i shifted = _mm512_sub_epi32(offsets, lane);
     int32_t d[16];
     _mm512_storeu_si512((void *)d, shifted);
     e->base = d[__builtin_ctz(mask)];

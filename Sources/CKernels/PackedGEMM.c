@@ -165,6 +165,17 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
     DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV)                                                             \
     DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1)                                                               \
     DEFINE_BLOCK(NAME##_last, ATTR, VEC, IVEC, L, NT)                                                             \
+    /* The columns the next block takes when `left` remain (a multiple of L): NT vectors if exactly that many   */ \
+    /* remain, else NV vectors while they last, then one.                                                       */ \
+    static inline int NAME##_width(int left) {                                                                    \
+        return NT > NV && left == NT * L ? NT * L : left >= NV * L ? NV * L : L;                                  \
+    }                                                                                                             \
+    ATTR static inline void NAME##_block(int width, int kc, const float *a, const float *b, long ldb, float *c,    \
+                                         long ldc, int rows, int accumulate, const wc_epilogue *e, int row0) {    \
+        if (NT > NV && width == NT * L) NAME##_last(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0);         \
+        else if (width == NV * L) NAME##_wide(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0);               \
+        else NAME##_one(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0);                                     \
+    }                                                                                                             \
     ATTR static void NAME##_tail(int m, int k, int kb, int kc, const float *packed, const float *tailB, int tail, \
                                  float *c, long ldc, int p, const wc_epilogue *e) {                               \
         float tailC[MR * L];                                                                                      \
@@ -183,16 +194,10 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         const float *a = packed + (size_t)p * k + (size_t)kb * MR;                                                \
         const int rows = m - p < MR ? m - p : MR;                                                                 \
         const wc_epilogue *last = kb + kc == k ? e : NULL;                                                        \
-        for (; n0 + NV * L <= n1; n0 += NV * L) {                                                                 \
-            if (NT > NV && n1 - n0 == NT * L) {                                                                   \
-                NAME##_last(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);      \
-                n0 = n1;                                                                                          \
-                break;                                                                                            \
-            }                                                                                                     \
-            NAME##_wide(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);          \
+        for (int width; n0 < n1; n0 += width) {                                                                   \
+            width = NAME##_width(n1 - n0);                                                                        \
+            NAME##_block(width, kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);     \
         }                                                                                                         \
-        for (; n0 < n1; n0 += L)                                                                                  \
-            NAME##_one(kc, a, 0, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);           \
     }                                                                                                             \
     ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc, \
                           const wc_epilogue *e) {                                                                 \
@@ -222,7 +227,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             for (int kb = 0; kb < k; kb += KC) {                                                                  \
                 const int kc = k - kb < KC ? k - kb : KC;                                                         \
                 for (int n0 = 0, n1; n0 < whole; n0 = n1) {                                                       \
-                    n1 = whole - n0 < NV * L || (NT > NV && whole - n0 == NT * L) ? whole : n0 + NV * L;          \
+                    n1 = n0 + NAME##_width(whole - n0);                                                           \
                     for (int p = 0; p < m; p += MR)                                                               \
                         NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, n0, n1, e);                      \
                 }                                                                                                 \
@@ -265,31 +270,20 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             const wc_epilogue *last = kb + kc == k ? e : NULL;                                                    \
             int span = kc <= 64 ? CHUNK / kc / (NV * L) * (NV * L) : NV * L;                                      \
             for (int nc = 0, end; nc < whole; nc = end) {                                                         \
-                end = whole - nc < span || (NT > NV && whole - nc == NT * L) ? whole : nc + span;                 \
+                end = whole - nc <= span || NAME##_width(whole - nc) > span ? whole : nc + span;                  \
                 float *dst = blockB;                                                                              \
-                for (int n0 = nc; n0 < end; ) {                                                                   \
-                    int step = NT > NV && end - n0 == NT * L ? NT * L : end - n0 >= NV * L ? NV * L : L;          \
+                for (int n0 = nc, step; n0 < end; n0 += step) {                                                   \
+                    step = NAME##_width(end - n0);                                                                \
                     for (int kk = 0; kk < kc; kk++) memcpy(dst + kk * step, b + (kb + kk) * ldb + n0, sizeof(float) * step); \
                     dst += kc * step;                                                                             \
-                    n0 += step;                                                                                   \
                 }                                                                                                 \
                 for (int p = 0; p < m; p += MR) {                                                                 \
                     int rows = m - p < MR ? m - p : MR;                                                           \
                     const float *a = packed + (size_t)p * k + (size_t)kb * MR, *src = blockB;                     \
-                    for (int n0 = nc; n0 < end; ) {                                                               \
-                        if (NT > NV && end - n0 == NT * L) {                                                      \
-                            NAME##_last(kc, a, 0, src, NT * L, c + p * ldc + n0, ldc, rows, accumulate, last, p); \
-                            src += kc * NT * L;                                                                   \
-                            n0 += NT * L;                                                                         \
-                        } else if (end - n0 >= NV * L) {                                                          \
-                            NAME##_wide(kc, a, 0, src, NV * L, c + p * ldc + n0, ldc, rows, accumulate, last, p); \
-                            src += kc * NV * L;                                                                   \
-                            n0 += NV * L;                                                                         \
-                        } else {                                                                                  \
-                            NAME##_one(kc, a, 0, src, L, c + p * ldc + n0, ldc, rows, accumulate, last, p);       \
-                            src += kc * L;                                                                        \
-                            n0 += L;                                                                              \
-                        }                                                                                         \
+                    for (int n0 = nc, width; n0 < end; n0 += width) {                                             \
+                        width = NAME##_width(end - n0);                                                           \
+                        NAME##_block(width, kc, a, src, width, c + p * ldc + n0, ldc, rows, accumulate, last, p); \
+                        src += kc * width;                                                                        \
                     }                                                                                             \
                 }                                                                                                 \
             }                                                                                                     \

@@ -238,8 +238,9 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 @usableFromInline let pointwiseInPlaceColumns = (blas: 1024, packed: 16)
 
 /// Without the flattened path (no AVX-512), depthwise convolutions with outputs narrower than this run across channels
-/// (`depthwiseConv2dAcrossChannels`); wider ones along rows, where the channels-last copies cost more than the idle lanes (EfficientNet-Lite0's 112 and
-/// 56 px maps were slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as fast).
+/// (`depthwiseConv2dAcrossChannels`); wider ones along rows, where the channels-last copies cost more than the idle
+/// lanes (EfficientNet-Lite0's 112 and 56 px maps were slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as
+/// fast).
 @usableFromInline let depthwiseAcrossWidth = 16
 
 /// Depthwise outputs narrower than these run along the flattened plane where AVX-512 is (`depthwiseConv2dFlat`): each

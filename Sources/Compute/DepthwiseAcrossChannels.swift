@@ -1,8 +1,9 @@
 import CKernels
 
-/// Depthwise convolution of maps too narrow for a vector along a row, with AVX-512: each plane's outputs taken 16 at a
-/// time in row-major order, across row ends, every tap a masked load or gather (`wc_depthwise_flat` in CKernels); no
-/// copies. Returns false, doing nothing, when the kernels chosen for this processor are not AVX-512.
+/// Depthwise convolution along the flattened plane, with AVX-512 (for maps narrower than `depthwiseFlatWidth`): each
+/// plane's outputs taken 16 at a time in row-major order, across row ends, every tap a masked load, a permute of the
+/// plane held in registers (planes up to 64 floats) or a gather (`wc_depthwise_flat` in CKernels); no copies. Returns
+/// false, doing nothing, when the kernels chosen for this processor are not AVX-512.
 @usableFromInline
 func depthwiseConv2dFlat(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
                          activation: Activation = .none, residual: Tensor<Float>? = nil,

@@ -132,7 +132,8 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
 
 /// Depthwise convolution of the NCHW planes [first, first + count) (plane p is channel p % channels of image
 /// p / channels; `input`, `output` and `residual` (or NULL) point at plane 0), each plane's outputs taken 16 at a time
-/// in row-major order with masked loads or gathers (AVX-512 only). Each output is bias, then fma(input, tap, sum) for
+/// in row-major order: masked loads where a tap's inputs are consecutive, permutes of the plane held in registers on
+/// planes of up to 64 floats, else gathers (AVX-512 only). Each output is bias, then fma(input, tap, sum) for
 /// the taps inside the input in row-major order; then + residual, then min(max(v, low), high) as Swift rounds it, as
 /// wc_depthwise_channels computes it. `scratch` holds wc_depthwise_flat_scratch(oh, ow, kh, kw) bytes.
 /// Returns 0, doing nothing, when the chosen kernels are not AVX-512.
