@@ -9,13 +9,14 @@
 # Scripts/fetch-real-models.sh first) and the shared VGG-16 / AlexNet (FashionMNIST, 1×32×32).
 # NAME_FILTER keeps only models whose name contains one of the words. Set OPENBLAS_CORETYPE=Haswell as CI does.
 # WC_INFERENCE_BENCH=PATH runs another build of wc-inference-bench (a baseline) instead of building this tree's.
-# WEIGHTCLUSTER_KERNELS=avx2 (or generic) keeps the packed-weight product off, as on a processor without AVX-512;
+# WEIGHTCLUSTER_KERNELS=avx2 runs the AVX2 kernels, as on a processor without AVX-512 (generic: the baseline ones, with
+# the packed-weight product off);
 # OPENBLAS_CORETYPE=SkylakeX gives OpenBLAS its AVX-512 kernels (unset, OpenBLAS 0.3.21 takes this processor for a
 # Prescott and runs SSE3 kernels). WC_PASS_BYTES=0 runs each batch in one pass (Executor.Options.passBytes; the
 # default runs it in passes whose largest intermediate stays under 64 MB).
-# "host GF/s" is what this machine gave just before each row: one AVX-512 multiply-add loop per thread
-# (Benchmarks/fma_peak.c), all at once, the slowest copy's GFLOP/s (168 per core here when no other tenant shares it;
-# a low figure means the row was measured on a busy host, for both engines).
+# "host GF/s" is what this machine gave just before each row: one AVX-512 (else AVX2) multiply-add loop per thread
+# (Benchmarks/fma_peak.c), all at once, the slowest copy's GFLOP/s (168 per core on the AVX-512 host of sessions 16–19
+# when no other tenant shared it; a low figure means the row was measured on a busy host, for both engines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=1
@@ -52,7 +53,7 @@ paths+=(../shared/models/vgg16-fmnist.onnx ../shared/models/alexnet-fmnist.onnx)
 # The host's multiply-add rate right now: one copy of the loop per thread at once, the slowest one's GFLOP/s.
 peak=.build/fma_peak
 compiler=$(command -v clang || command -v cc || true)
-if grep -qw avx512f /proc/cpuinfo && [ -n "$compiler" ] && "$compiler" -O2 -o "$peak" Benchmarks/fma_peak.c 2>/dev/null; then
+if grep -qwE 'avx512f|avx2' /proc/cpuinfo && [ -n "$compiler" ] && "$compiler" -O2 -o "$peak" Benchmarks/fma_peak.c 2>/dev/null; then
   host_rate() {
     local outputs=() i
     for ((i = 0; i < threads; i++)); do outputs+=("$(mktemp)"); "$peak" > "${outputs[-1]}" & done

@@ -120,9 +120,81 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
     return width * ((size_t)h * w + (size_t)oh * ow + (size_t)kh * kw + 1);
 }
 
+#if defined(__x86_64__)
+// Eight vectors r[0..7] transposed in place (r[i][j] ↔ r[j][i]).
+__attribute__((target("avx2"))) static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+// transpose_in and transpose_out with whole 8 × 8 tiles through registers (the rest as the scalar ones do): the
+// scalar copies took most of a depthwise layer's time on 8×8 and smaller maps.
+__attribute__((target("avx2"))) static void transpose_in_avx2(const float *planes, int count, int pixels, int width,
+                                                              float *x) {
+    const int c8 = count / 8 * 8, p8 = pixels / 8 * 8;
+    for (int c0 = 0; c0 < c8; c0 += 8)
+        for (int p0 = 0; p0 < p8; p0 += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(planes + (size_t)(c0 + i) * pixels + p0);
+            transpose8(r);
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(x + (size_t)(p0 + i) * width + c0, r[i]);
+        }
+    for (int c = 0; c < count; c++) {
+        const float *plane = planes + (size_t)c * pixels;
+#pragma clang loop vectorize(disable)
+        for (int p = c < c8 ? p8 : 0; p < pixels; p++) x[(size_t)p * width + c] = plane[p];
+    }
+}
+
+__attribute__((target("avx2"))) static void transpose_out_avx2(const float *y, int count, int pixels, int width,
+                                                               float *planes, const float *residual, float low,
+                                                               float high) {
+    _Pragma("clang fp contract(off)")
+    const int c8 = count / 8 * 8, p8 = pixels / 8 * 8;
+    const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    for (int c0 = 0; c0 < c8; c0 += 8)
+        for (int p0 = 0; p0 < p8; p0 += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(y + (size_t)(p0 + i) * width + c0);
+            transpose8(r);
+            for (int i = 0; i < 8; i++) {
+                __m256 v = r[i];
+                if (residual) v = _mm256_add_ps(v, _mm256_loadu_ps(residual + (size_t)(c0 + i) * pixels + p0));
+                // min(max(v, low), high) as wc_clamp: low where low >= v, then high where high < v.
+                v = _mm256_blendv_ps(v, lo, _mm256_cmp_ps(lo, v, _CMP_GE_OQ));
+                v = _mm256_blendv_ps(v, hi, _mm256_cmp_ps(hi, v, _CMP_LT_OQ));
+                _mm256_storeu_ps(planes + (size_t)(c0 + i) * pixels + p0, v);
+            }
+        }
+    for (int c = 0; c < count; c++) {
+        float *plane = planes + (size_t)c * pixels;
+        const float *r = residual ? residual + (size_t)c * pixels : NULL;
+#pragma clang loop vectorize(disable)
+        for (int p = c < c8 ? p8 : 0; p < pixels; p++) {
+            float v = y[(size_t)p * width + c];
+            if (r) v = v + r[p];
+            plane[p] = wc_clamp(v, low, high);
+        }
+    }
+}
+#endif
+
 // Each output is bias, then fma(input, tap, sum) for the taps inside the input in row-major order; then + residual and
 // the clamp, as ConvolutionEpilogue does.
-#define DEFINE_ACROSS(NAME, ATTR, VEC, L)                                                                          \
+#define DEFINE_ACROSS(NAME, ATTR, VEC, L, TRANSPOSE_IN, TRANSPOSE_OUT)                                          \
     ATTR static void NAME(const float *input, int count, int h, int w, const float *weights, const float *bias,     \
                           const wc_window *win, float *output, int oh, int ow, const float *residual, float low,    \
                           float high, float *scratch) {                                                            \
@@ -131,45 +203,58 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
         float *x = scratch, *y = x + (size_t)width * h * w, *k = y + (size_t)width * oh * ow, *b = k + (size_t)width * taps; \
         /* Channels last: x[pixel][channel], k[tap][channel], b[channel]; lanes past `count` hold 0. */            \
         if (width > count) memset(x, 0, sizeof(float) * width * h * w);                                           \
-        transpose_in(input, count, h * w, width, x);                                                             \
+        TRANSPOSE_IN(input, count, h * w, width, x);                                                             \
         memset(k, 0, sizeof(float) * width * (taps + 1));                                                         \
         for (int c = 0; c < count; c++) {                                                                         \
             for (int t = 0; t < taps; t++) k[(size_t)t * width + c] = weights[(size_t)c * taps + t];              \
             b[c] = bias ? bias[c] : 0.0f;                                                                         \
         }                                                                                                         \
-        for (int oy = 0; oy < oh; oy++) {                                                                         \
-            int kiLo, kiHi, iy0;                                                                                  \
-            tap_span(oy, win->kh, win->sh, win->dh, win->pad_top, h, &kiLo, &kiHi, &iy0);                         \
-            for (int ox = 0; ox < ow; ox++) {                                                                     \
-                int kjLo, kjHi, ix0;                                                                              \
-                tap_span(ox, win->kw, win->sw, win->dw, win->pad_left, w, &kjLo, &kjHi, &ix0);                    \
-                float *dst = y + ((size_t)oy * ow + ox) * width;                                                  \
-                for (int lane = 0; lane < width; lane += L) {                                                     \
+        const int three = win->kh == 3 && win->kw == 3;                                                           \
+        for (int lane = 0; lane < width; lane += L) {                                                             \
+            /* 3×3 taps: the nine held in registers for the outputs whose window lies inside the input. */        \
+            VEC t3[9];                                                                                            \
+            for (int t = 0; t < 9; t++) memcpy(&t3[t], k + (size_t)(three ? t : 0) * width + lane, sizeof(VEC));  \
+            for (int oy = 0; oy < oh; oy++) {                                                                     \
+                int kiLo, kiHi, iy0;                                                                              \
+                tap_span(oy, win->kh, win->sh, win->dh, win->pad_top, h, &kiLo, &kiHi, &iy0);                     \
+                for (int ox = 0; ox < ow; ox++) {                                                                 \
+                    int kjLo, kjHi, ix0;                                                                          \
+                    tap_span(ox, win->kw, win->sw, win->dw, win->pad_left, w, &kjLo, &kjHi, &ix0);                \
                     VEC acc;                                                                                      \
                     memcpy(&acc, b + lane, sizeof acc);                                                           \
-                    for (int ki = kiLo; ki < kiHi; ki++) {                                                        \
-                        const float *line = x + ((size_t)(iy0 + ki * win->dh) * w + ix0) * width + lane;          \
-                        const float *kk = k + (size_t)ki * win->kw * width + lane;                                \
-                        for (int kj = kjLo; kj < kjHi; kj++) {                                                    \
-                            VEC v, t;                                                                             \
-                            memcpy(&v, line + (size_t)kj * win->dw * width, sizeof v);                            \
-                            memcpy(&t, kk + (size_t)kj * width, sizeof t);                                        \
-                            acc = __builtin_elementwise_fma(v, t, acc);                                           \
+                    if (three && kiLo == 0 && kiHi == 3 && kjLo == 0 && kjHi == 3) {                              \
+                        const float *at = x + ((size_t)iy0 * w + ix0) * width + lane;                             \
+                        const size_t down = (size_t)win->dh * w * width, right = (size_t)win->dw * width;         \
+                        _Pragma("clang loop unroll(full)")                                                        \
+                        for (int t = 0; t < 9; t++) {                                                             \
+                            VEC v;                                                                                \
+                            memcpy(&v, at + (t / 3) * down + (t % 3) * right, sizeof v);                          \
+                            acc = __builtin_elementwise_fma(v, t3[t], acc);                                       \
                         }                                                                                         \
-                    }                                                                                             \
-                    memcpy(dst + lane, &acc, sizeof acc);                                                         \
+                    } else                                                                                        \
+                        for (int ki = kiLo; ki < kiHi; ki++) {                                                    \
+                            const float *line = x + ((size_t)(iy0 + ki * win->dh) * w + ix0) * width + lane;      \
+                            const float *kk = k + (size_t)ki * win->kw * width + lane;                            \
+                            for (int kj = kjLo; kj < kjHi; kj++) {                                                \
+                                VEC v, t;                                                                         \
+                                memcpy(&v, line + (size_t)kj * win->dw * width, sizeof v);                        \
+                                memcpy(&t, kk + (size_t)kj * width, sizeof t);                                    \
+                                acc = __builtin_elementwise_fma(v, t, acc);                                       \
+                            }                                                                                     \
+                        }                                                                                         \
+                    memcpy(y + ((size_t)oy * ow + ox) * width + lane, &acc, sizeof acc);                          \
                 }                                                                                                 \
             }                                                                                                     \
         }                                                                                                         \
         /* Back to NCHW planes through the epilogue: + residual, then min(max(v, low), high) as Swift rounds it. */ \
         const int pixels = oh * ow;                                                                               \
-        transpose_out(y, count, pixels, width, output, residual, low, high);                                     \
+        TRANSPOSE_OUT(y, count, pixels, width, output, residual, low, high);                                     \
     }
 
-DEFINE_ACROSS(across_generic, , row8, 8)
+DEFINE_ACROSS(across_generic, , row8, 8, transpose_in, transpose_out)
 #if defined(__x86_64__)
-DEFINE_ACROSS(across_avx2, __attribute__((target("avx2,fma"))), row8, 8)
-DEFINE_ACROSS(across_avx512, __attribute__((target("avx512f"))), row16, 16)
+DEFINE_ACROSS(across_avx2, __attribute__((target("avx2,fma"))), row8, 8, transpose_in_avx2, transpose_out_avx2)
+DEFINE_ACROSS(across_avx512, __attribute__((target("avx512f"))), row16, 16, transpose_in, transpose_out)
 #endif
 
 void wc_depthwise_channels(const float *input, int count, int h, int w, const float *weights, const float *bias,
@@ -542,7 +627,7 @@ enum { TAP_BLOCK = 25 };
 
 DEFINE_WEIGHT_GRADIENT(weight_gradient_generic, , row8, rowi8, 8, wc_row_phases_generic, 0, 2, 4, 6, 8, 10, 12, 14)
 #if defined(__x86_64__)
-DEFINE_WEIGHT_GRADIENT(weight_gradient_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, wc_row_phases_generic,
+DEFINE_WEIGHT_GRADIENT(weight_gradient_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, wc_row_phases_avx2,
                        0, 2, 4, 6, 8, 10, 12, 14)
 DEFINE_WEIGHT_GRADIENT(weight_gradient_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, wc_row_phases_avx512,
                        0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)

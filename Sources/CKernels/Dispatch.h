@@ -30,14 +30,53 @@ __attribute__((target("avx512f"))) static inline __m512 wc_clamp512(__m512 x, __
 // One input row into a bordered row kept as its s phases (the direct convolution's and the depthwise kernel's copies):
 // src[x] (x < w) to row[(X % s)·phase + X / s], X = x + offset. At s = 1 a plain copy; at s = 2 on AVX-512 the even and
 // odd values of 32 inputs at a time through two permutes; otherwise value by value.
+// At s = 2 the even inputs x (from x0, even) land at p0[x / 2] and the odd ones at p1[x / 2]: no division per value.
+static inline void wc_row_pairs_scalar(const float *src, int x0, int w, float *p0, float *p1) {
+#pragma clang loop vectorize(disable)
+    for (int x = x0; x < w; x += 2) {
+        p0[x / 2] = src[x];
+        if (x + 1 < w) p1[x / 2] = src[x + 1];
+    }
+}
+// The two phase rows' starts at s = 2: inputs 0, 2, 4, … go to the first, 1, 3, 5, … to the second.
+#define WC_ROW_PAIRS(row, offset, phase)                                                                          \
+    float *p0 = (row) + ((offset) & 1) * (phase) + (offset) / 2, *p1 = (row) + (((offset) + 1) & 1) * (phase) + ((offset) + 1) / 2
 static inline void wc_row_phases_generic(const float *src, int w, int offset, int s, float *row, long phase) {
     if (s == 1) {
         memcpy(row + offset, src, sizeof(float) * w);
         return;
     }
+    if (s == 2) {
+        WC_ROW_PAIRS(row, offset, phase);
+        wc_row_pairs_scalar(src, 0, w, p0, p1);
+        return;
+    }
 #pragma clang loop vectorize(disable)
     for (int x = 0; x < w; x++) row[((x + offset) % s) * phase + (x + offset) / s] = src[x];
 }
+#if defined(__x86_64__)
+// The same with AVX2 at s = 2: 16 inputs at a time split into their even and odd values by one shuffle and one
+// permute of 64-bit pairs each (the scalar split ran MobileNetV2's 32 → 16 px depthwise layer at a fifth of the speed
+// of its stride-1 layers).
+__attribute__((target("avx2"))) static inline void wc_row_phases_avx2(const float *src, int w, int offset, int s,
+                                                                       float *row, long phase) {
+    if (s != 2) {
+        wc_row_phases_generic(src, w, offset, s, row, phase);
+        return;
+    }
+    WC_ROW_PAIRS(row, offset, phase);
+    int x = 0;
+    for (; x + 16 <= w; x += 16) {
+        const __m256 a = _mm256_loadu_ps(src + x), b = _mm256_loadu_ps(src + x + 8);
+        // Within each 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6; pairs reordered: a0 a2 a4 a6 b0 b2 b4 b6.
+        const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+        const __m256 odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm256_storeu_ps(p0 + x / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xd8)));
+        _mm256_storeu_ps(p1 + x / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), 0xd8)));
+    }
+    wc_row_pairs_scalar(src, x, w, p0, p1);
+}
+#endif
 #if defined(__x86_64__)
 static inline __mmask16 wc_first_lanes(int n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 __attribute__((target("avx512f"))) static inline void wc_row_phases_avx512(const float *src, int w, int offset, int s,
@@ -57,7 +96,7 @@ __attribute__((target("avx512f"))) static inline void wc_row_phases_avx512(const
     // x + 1 + 2i likewise. Whole blocks of 32 without masks (masked, the copy of a max pool's input ran 1.3× slower).
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    float *p0 = row + (offset & 1) * phase + offset / 2, *p1 = row + ((offset + 1) & 1) * phase + (offset + 1) / 2;
+    WC_ROW_PAIRS(row, offset, phase);
     for (; x + 32 <= w; x += 32) {
         const __m512 a = _mm512_loadu_ps(src + x), b = _mm512_loadu_ps(src + x + 16);
         _mm512_storeu_ps(p0 + x / 2, _mm512_permutex2var_ps(a, even, b));

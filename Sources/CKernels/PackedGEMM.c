@@ -27,27 +27,46 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 
 // One block of C: `rows` (≤ MR) rows × NV·L columns, over kc columns of A (a: that panel's first column) and kc rows
 // of B. With `accumulate`, the block adds to C's values (a later block of columns of A).
-#define DEFINE_BLOCK(NAME, ATTR, VEC, IVEC, L, NV) DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, PACKED_A, 1)
-// AINDEX(kk, r): A's value at column kk of the block's row r (packed panels, or rows of stride lda); PREFETCHING: ask
+// RB: rows summed at once (MR, or MR / 2 with the panel's two halves one after the other, for a wider NV where the
+// registers hold RB·NV accumulators but not MR·NV: AVX2's sixteen hold 4 × 3 vectors and the B and A operands). PART:
+// `inline`, or noinline where Clang allocated the RB-row loop's registers worse inlined into its callers (AVX2, one
+// thread, 5–15% slower).
+#define DEFINE_BLOCK(NAME, ATTR, VEC, IVEC, L, NV, RB, PART) DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, PACKED_A, 1)
+// AINDEX(ak, r): A's value in row r of the block, ak its column (packed panels, or rows of stride lda); PREFETCHING: ask
 // for A PREFETCH floats ahead (one stream: packed panels only).
-#define PACKED_A(kk, r) a[(kk) * MR + (r)]
-#define ROWS_A(kk, r) a[(kk) + (long)((r) < rows ? (r) : rows - 1) * lda]
-#define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, AINDEX, PREFETCHING)                                         \
-    ATTR static inline void NAME(int kc, const float *a, long lda, const float *b, long ldb, float *c, long ldc,  \
-                                 int rows, int accumulate, const wc_epilogue *e, int row0) {                      \
-        VEC acc[MR][NV];                                                                                          \
-        for (int r = 0; r < MR; r++)                                                                              \
+#define PACKED_A(ak, r) (ak)[r]
+#define ROWS_A(ak, r) (ak)[(long)((r) < rows ? (r) : rows - 1) * lda]
+// From one column of A to the next, and where row h of the panel starts, for each AINDEX.
+#define PACKED_A_STEP MR
+#define ROWS_A_STEP 1
+#define PACKED_A_ROW(h) (h)
+#define ROWS_A_ROW(h) ((long)(h) * lda)
+#define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, AINDEX, PREFETCHING)                               \
+    /* RB rows from the panel's row h (a, c and the bias offset there). */                                        \
+    ATTR static PART void NAME##_part(int kc, const float *a, long lda, const float *b, long ldb, float *c,       \
+                                      long ldc, int rows, int accumulate, const wc_epilogue *e, int row0) {       \
+        VEC acc[RB][NV];                                                                                          \
+        for (int r = 0; r < RB; r++)                                                                              \
             for (int v = 0; v < NV; v++) {                                                                        \
                 if (accumulate && r < rows) memcpy(&acc[r][v], c + r * ldc + v * L, sizeof(VEC));                 \
                 else acc[r][v] = (VEC){0};                                                                        \
             }                                                                                                     \
-        for (int kk = 0; kk < kc; kk++) {                                                                         \
+        const float *ak = a, *bk = b;                                                                             \
+        for (int kk = 0; kk < kc; kk++, ak += AINDEX##_STEP, bk += ldb) {                                         \
             /* A streams from memory at batch 1: ask for it PREFETCH floats ahead. */                             \
-            if (PREFETCHING && !(kk & 1)) __builtin_prefetch(a + kk * MR + PREFETCH);                             \
+            if (PREFETCHING && RB == MR && !(kk & 1)) __builtin_prefetch(ak + PREFETCH);                          \
             VEC bv[NV];                                                                                           \
-            for (int v = 0; v < NV; v++) memcpy(&bv[v], b + kk * ldb + v * L, sizeof(VEC));                       \
-            for (int r = 0; r < MR; r++)                                                                          \
-                for (int v = 0; v < NV; v++) acc[r][v] += bv[v] * AINDEX(kk, r);                                  \
+            for (int v = 0; v < NV; v++) memcpy(&bv[v], bk + v * L, sizeof(VEC));                                 \
+            for (int r = 0; r < RB; r++) {                                                                        \
+                if (RB < MR) {                                                                                    \
+                    /* Every register an accumulator or an operand (AVX2: 12 + 3 + 1): B's last vector is read  */ \
+                    /* again for each row, from L1, as an operand of the multiply-add. Otherwise Clang spilled */ \
+                    /* an accumulator and copied the others around the loop (one thread, 40 → 78 GFLOP/s).    */ \
+                    __asm__ volatile("" ::: "memory");                                                            \
+                    memcpy(&bv[NV - 1], bk + (NV - 1) * L, sizeof(VEC));                                          \
+                }                                                                                                 \
+                for (int v = 0; v < NV; v++) acc[r][v] += bv[v] * AINDEX(ak, r);                                  \
+            }                                                                                                     \
         }                                                                                                         \
         if (e) {                                                                                                  \
             /* Each row's bias and the bounds read first and both loops unrolled, so that acc stays            */ \
@@ -56,10 +75,10 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             /* 71 → 98, 16×128·128×225 106 → 131). x − 0 splats x as it is (0 + x would turn a                 */ \
             /* bound of −0 into +0).                                                                           */ \
             const VEC low = e->low - (VEC){0}, high = e->high - (VEC){0};                                         \
-            float bias[MR];                                                                                       \
-            for (int r = 0; r < MR; r++) bias[r] = e->bias && r < rows ? e->bias[row0 + r] : 0.0f;               \
+            float bias[RB];                                                                                       \
+            for (int r = 0; r < RB; r++) bias[r] = e->bias && r < rows ? e->bias[row0 + r] : 0.0f;               \
             _Pragma("clang loop unroll(full)")                                                                    \
-            for (int r = 0; r < MR; r++)                                                                          \
+            for (int r = 0; r < RB; r++)                                                                          \
                 _Pragma("clang loop unroll(full)")                                                                \
                 for (int v = 0; v < NV; v++) {                                                                    \
                     /* finish() on every lane, as min(max(x, low), high) does (high too when low > high). */     \
@@ -69,13 +88,19 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 }                                                                                                 \
         }                                                                                                         \
         /* Every index into acc a constant, so that it stays in registers; a partial panel stores row by row. */  \
-        if (rows == MR)                                                                                           \
-            for (int r = 0; r < MR; r++)                                                                          \
+        if (rows >= RB)                                                                                           \
+            for (int r = 0; r < RB; r++)                                                                          \
                 for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));                \
         else                                                                                                      \
-            for (int r = 0; r < MR; r++)                                                                          \
+            for (int r = 0; r < RB; r++)                                                                          \
                 if (r < rows)                                                                                     \
                     for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));            \
+    }                                                                                                             \
+    ATTR static inline void NAME(int kc, const float *a, long lda, const float *b, long ldb, float *c, long ldc,  \
+                                 int rows, int accumulate, const wc_epilogue *e, int row0) {                      \
+        for (int h = 0; h < rows; h += RB)                                                                        \
+            NAME##_part(kc, a + AINDEX##_ROW(h), lda, b, ldb, c + h * ldc, ldc, rows - h, accumulate, e,          \
+                        row0 + h);                                                                                \
     }
 
 // Few columns (batch 1 on maps up to 3×3): vectors run down panels' rows instead, one accumulator per column of B,
@@ -160,11 +185,11 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // NT: where a run of columns ends NT vectors before its end (NT > NV), those columns go in one block of NT vectors
 // (the registers hold NT·MR accumulators) instead of a wide block and a one-vector block at half the rate: 48 columns
 // on AVX-512, a 7×7 map at batch 1.
-#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV, PV, PW, NT)                                                     \
+#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, PV, PW, NT)                                                     \
     DEFINE_NARROWS(NAME, ATTR, NARROW_##L, PV, PW)                                                                \
-    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV)                                                             \
-    DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1)                                                               \
-    DEFINE_BLOCK(NAME##_last, ATTR, VEC, IVEC, L, NT)                                                             \
+    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV, RB, PART)                                                             \
+    DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1, MR, inline)                                                               \
+    DEFINE_BLOCK(NAME##_last, ATTR, VEC, IVEC, L, NT, MR, inline)                                                             \
     /* The columns the next block takes when `left` remain (a multiple of L): NT vectors if exactly that many   */ \
     /* remain, else NV vectors while they last, then one.                                                       */ \
     static inline int NAME##_width(int left) {                                                                    \
@@ -291,8 +316,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         }                                                                                                         \
         free(tailB);                                                                                              \
     }                                                                                                             \
-    DEFINE_BLOCK_A(NAME##_rwide, ATTR, VEC, IVEC, L, NV, ROWS_A, 0)                                               \
-    DEFINE_BLOCK_A(NAME##_rone, ATTR, VEC, IVEC, L, 1, ROWS_A, 0)                                                 \
+    DEFINE_BLOCK_A(NAME##_rwide, ATTR, VEC, IVEC, L, NV, RB, PART, ROWS_A, 0)                                               \
+    DEFINE_BLOCK_A(NAME##_rone, ATTR, VEC, IVEC, L, 1, MR, inline, ROWS_A, 0)                                                 \
     /* A as it stands (rows of stride lda): for each panel of eight rows and each block of KC columns of A, that */ \
     /* piece of A stays in L1 while B's columns sweep it, B read in place (from L2) and its last partial vector */ \
     /* from a zero-padded copy. */                                                                                \
@@ -336,15 +361,15 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 typedef float vec4 __attribute__((vector_size(16)));
 typedef int ivec4 __attribute__((vector_size(16)));
 typedef float rows8 __attribute__((vector_size(32)));
-DEFINE_GEMM(gemm_generic, , vec4, ivec4, 4, 1, rows8, 1, 1)
+DEFINE_GEMM(gemm_generic, , vec4, ivec4, 4, 1, MR, inline, rows8, 1, 1)
 
 #if defined(__x86_64__)
 typedef float vec8 __attribute__((vector_size(32)));
 typedef float vec16 __attribute__((vector_size(64)));
 typedef int ivec8 __attribute__((vector_size(32)));
 typedef int ivec16 __attribute__((vector_size(64)));
-DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 1, rows8, 1, 1)
-DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2, vec16, 2, 3)
+DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 3, 4, __attribute__((noinline)), rows8, 1, 1)
+DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2, MR, inline, vec16, 2, 3)
 #endif
 
 int wc_kernels_supported(int isa) {

@@ -52,9 +52,9 @@ static inline long row_copy_tap(row_copy g, const wc_window *win, int ki, int kj
     }
 DEFINE_COPY_ROWS(copy_rows_generic, , wc_row_phases_generic)
 DEFINE_COPY_STRIP(copy_strip_generic, , wc_row_phases_generic)
-#define copy_rows_avx2 copy_rows_generic
-#define copy_strip_avx2 copy_strip_generic
 #if defined(__x86_64__)
+DEFINE_COPY_ROWS(copy_rows_avx2, __attribute__((target("avx2"))), wc_row_phases_avx2)
+DEFINE_COPY_STRIP(copy_strip_avx2, __attribute__((target("avx2"))), wc_row_phases_avx2)
 DEFINE_COPY_ROWS(copy_rows_avx512, __attribute__((target("avx512f"))), wc_row_phases_avx512)
 DEFINE_COPY_STRIP(copy_strip_avx512, __attribute__((target("avx512f"))), wc_row_phases_avx512)
 #endif

@@ -2,7 +2,7 @@ import CKernels
 
 /// Y = X·Wᵀ (+ bias) for a fully-connected layer whose weight W [N, K] is read as it stands (`wc_gemm_rows`): X [m, K]
 /// is turned into Xᵀ, the product runs with the m rows of X as its columns, split over the workers by panels of eight
-/// outputs, and is turned back into Y [m, N]. Taken where the AVX-512 product runs (`PackedWeights.isWorthwhile`) and
+/// outputs, and is turned back into Y [m, N]. Taken where the packed product runs (AVX-512 or AVX2: `PackedWeights.isWorthwhile`) and
 /// the batch fills a vector (`takes(rows:)`); OpenBLAS's Haswell kernels ran AlexNet's 4096×4096 layers at batch
 /// 64 in 23 ms each here, this product in 15.
 public enum FullyConnectedProduct {
