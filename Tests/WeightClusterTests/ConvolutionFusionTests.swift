@@ -76,6 +76,10 @@ import _TestSupport
         Case(n: 2, c: 9, h: 8, w: 7, k: 3, stride: 1, dilation: 1, pads: (1, 0, 1, 0)),
         Case(n: 2, c: 9, h: 8, w: 8, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 4, c: 5, h: 2, w: 2, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        // Across channels: 5×5 on 14×14 (EfficientNet-Lite0), outputs inside the input in x four at a time, whole
+        // 8 × 8 tiles of the channels-last copies and a partial one; 3×3 at stride 2 with rows cut by the border.
+        Case(n: 1, c: 20, h: 14, w: 14, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
+        Case(n: 2, c: 11, h: 13, w: 12, k: 3, stride: 2, dilation: 1, pads: (1, 0, 1, 1)),
         // Stride 1 wider than `depthwiseFlatWidth`: along rows again (narrower ones above run along the flattened plane).
         Case(n: 2, c: 3, h: 5, w: 70, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 9, w: 67, k: 5, stride: 1, dilation: 1, pads: (2, 0, 2, 1)),
