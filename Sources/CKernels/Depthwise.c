@@ -16,6 +16,7 @@
 // every tap in row-major order (a tap over the border adds 0·tap, which leaves a finite sum as it is), then + residual
 // and min(max(x, low), high) as Swift rounds it, stored once.
 
+enum { ROWS_TAPS = 49 };
 #define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, COPY, LOAD, STORE)                                                  \
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
@@ -25,6 +26,12 @@
         const long strip = (long)(ROWS - 1) * win->sh + (long)(win->kh - 1) * win->dh + 1;                        \
         /* x − 0 splats x as it is (0 + x would turn −0 into +0). */                                              \
         const VEC b = bias - (VEC){0}, lo = low - (VEC){0}, hi = high - (VEC){0};                                 \
+        /* Each tap's offset in the strip, worked out once per plane (a division and a remainder by the stride  */ \
+        /* per tap and vector of outputs before; windows of more than ROWS_TAPS taps still work them out there). */ \
+        long tapAt[ROWS_TAPS];                                                                                    \
+        const int tabled = win->kh * win->kw <= ROWS_TAPS;                                                        \
+        for (int ki = 0, t = 0; tabled && ki < win->kh; ki++)                                                     \
+            for (int kj = 0; kj < win->kw; kj++, t++) tapAt[t] = row_copy_tap(g, win, ki, kj);                    \
         for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
             const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
             COPY(plane, h, w, win, g, (long)oy0 * win->sh, strip, copy);                                          \
@@ -32,9 +39,9 @@
             for (int ox = 0; ox < ow; ox += L) {                                                                  \
                 VEC acc[ROWS];                                                                                    \
                 for (int r = 0; r < ROWS; r++) acc[r] = b;                                                        \
-                for (int ki = 0; ki < win->kh; ki++)                                                              \
-                    for (int kj = 0; kj < win->kw; kj++) {                                                        \
-                        const float *p = base + row_copy_tap(g, win, ki, kj) + ox;                                \
+                for (int ki = 0, t = 0; ki < win->kh; ki++)                                                       \
+                    for (int kj = 0; kj < win->kw; kj++, t++) {                                                   \
+                        const float *p = base + (tabled ? tapAt[t] : row_copy_tap(g, win, ki, kj)) + ox;          \
                         const VEC k = taps[ki * win->kw + kj] - (VEC){0};                                         \
                         for (int r = 0; r < ROWS; r++) {                                                          \
                             VEC v;                                                                                \
