@@ -17,7 +17,7 @@
 // and min(max(x, low), high) as Swift rounds it, stored once.
 
 enum { ROWS_TAPS = 49 };
-#define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, COPY, LOAD, STORE)                                                  \
+#define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, WIDE, COPY, LOAD, STORE)                                                  \
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
         const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
@@ -36,7 +36,41 @@ enum { ROWS_TAPS = 49 };
             const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
             COPY(plane, h, w, win, g, (long)oy0 * win->sh, strip, copy);                                          \
             const float *base = copy;                                                                             \
-            for (int ox = 0; ox < ow; ox += L) {                                                                  \
+            int ox = 0;                                                                                           \
+            /* WIDE vectors of each row at once, four rows at a time (12 chains of multiply-adds on AVX2 instead */ \
+            /* of 8, each with a load as its operand), for whole runs of WIDE·L outputs; the rest as below. One  */ \
+            /* thread, 3×3 on 112×112 and 56×56, 5×5 on 28×28 at stride 1: 8.8–11.0 → 12.1–14.0 multiply-adds  */ \
+            /* per ns (C harness, alternated builds).                                                           */ \
+            for (; WIDE && ox + WIDE * L <= ow; ox += WIDE * L)                                                   \
+                for (int q = 0; q < rows; q += 4) {                                                               \
+                    VEC acc[4][WIDE + !WIDE];                                                                     \
+                    for (int r = 0; r < 4; r++)                                                                   \
+                        for (int v = 0; v < WIDE; v++) acc[r][v] = b;                                             \
+                    for (int ki = 0, t = 0; ki < win->kh; ki++)                                                   \
+                        for (int kj = 0; kj < win->kw; kj++, t++) {                                               \
+                            const float *p = base + (tabled ? tapAt[t] : row_copy_tap(g, win, ki, kj)) + ox + q * step; \
+                            const VEC k = taps[ki * win->kw + kj] - (VEC){0};                                     \
+                            for (int r = 0; r < 4; r++)                                                           \
+                                for (int v = 0; v < WIDE; v++) {                                                  \
+                                    VEC x;                                                                        \
+                                    memcpy(&x, p + r * step + v * L, sizeof x);                                   \
+                                    acc[r][v] = __builtin_elementwise_fma(x, k, acc[r][v]);                       \
+                                }                                                                                 \
+                        }                                                                                         \
+                    for (int r = 0; r < 4 && q + r < rows; r++)                                                   \
+                        for (int v = 0; v < WIDE; v++) {                                                          \
+                            const long at = (long)(oy0 + q + r) * ow + ox + v * L;                                \
+                            VEC x = acc[r][v];                                                                    \
+                            if (residual) {                                                                       \
+                                VEC add;                                                                          \
+                                memcpy(&add, residual + at, sizeof add);                                          \
+                                x = x + add;                                                                      \
+                            }                                                                                     \
+                            VEC_CLAMP(IVEC, x, lo, hi);                                                           \
+                            memcpy(out + at, &x, sizeof x);                                                       \
+                        }                                                                                         \
+                }                                                                                                 \
+            for (; ox < ow; ox += L) {                                                                            \
                 VEC acc[ROWS];                                                                                    \
                 for (int r = 0; r < ROWS; r++) acc[r] = b;                                                        \
                 for (int ki = 0, t = 0; ki < win->kh; ki++)                                                       \
@@ -65,10 +99,10 @@ enum { ROWS_TAPS = 49 };
         }                                                                                                         \
     }
 
-DEFINE_ROWS(rows_generic, , row8, rowi8, 8, copy_strip_generic, PART_LOAD, PART_STORE)
+DEFINE_ROWS(rows_generic, , row8, rowi8, 8, 0, copy_strip_generic, PART_LOAD, PART_STORE)
 #if defined(__x86_64__)
-DEFINE_ROWS(rows_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, copy_strip_avx2, PART_LOAD, PART_STORE)
-DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, copy_strip_avx512, MASK_LOAD,
+DEFINE_ROWS(rows_avx2, __attribute__((target("avx2,fma"))), row8, rowi8, 8, 3, copy_strip_avx2, PART_LOAD, PART_STORE)
+DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, 0, copy_strip_avx512, MASK_LOAD,
             MASK_STORE)
 #endif
 
