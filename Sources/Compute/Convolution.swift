@@ -88,10 +88,10 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
 /// Grouped convolutions with one input channel per group (depthwise) run along the flattened plane where AVX-512 is and
-/// the map is narrower than `depthwiseFlatWidth`, else across channels on maps narrower than a vector, else along rows
-/// (`depthwiseConv2d`); ungrouped ones with packed
-/// weights are summed straight from a bordered copy of the images (`DirectConvolution`) unless their vectors of
-/// outputs would be mostly idle lanes; everything else is im2col over a chunk of images followed by one GEMM per group.
+/// the map is narrower than `depthwiseFlatWidth`, else across channels on maps narrower than `depthwiseAcrossWidth`,
+/// else along rows (`depthwiseConv2d`); ungrouped ones with packed weights are summed straight from a bordered copy of
+/// the images (`DirectConvolution`) unless their vectors of outputs would be mostly idle lanes; everything else is
+/// im2col over a chunk of images followed by one GEMM per group.
 ///
 /// `residual`, a tensor of the output's shape, is added after the bias and before `activation` (a fused Add).
 ///
@@ -240,8 +240,10 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 /// Without the flattened path (no AVX-512), depthwise convolutions with outputs narrower than this run across channels
 /// (`depthwiseConv2dAcrossChannels`); wider ones along rows, where the channels-last copies cost more than the idle
 /// lanes (EfficientNet-Lite0's 112 and 56 px maps were slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as
-/// fast).
-@usableFromInline let depthwiseAcrossWidth = 16
+/// fast). On AVX2 (AMD EPYC, one thread, C harness, two runs) 14-wide maps at stride 1 ran faster along rows, two
+/// 8-lane vectors a row: 5×5 on 14×14, 480 channels 284–381 against 483–496 µs, 3×3 168–236 against 186–262; 8×8 and
+/// narrower stayed faster across (3×3, 4×4, 384 channels: 17–22 against 47–70 µs; 8×8 23–27 against 25–32).
+@usableFromInline let depthwiseAcrossWidth = 12
 
 /// Depthwise outputs narrower than these run along the flattened plane where AVX-512 is (`depthwiseConv2dFlat`): each
 /// tap one masked load per vector of outputs at stride 1, no bordered copy; a permute or a gather at other strides.
