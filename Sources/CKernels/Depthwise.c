@@ -16,7 +16,6 @@
 // every tap in row-major order (a tap over the border adds 0·tap, which leaves a finite sum as it is), then + residual
 // and min(max(x, low), high) as Swift rounds it, stored once.
 
-enum { ROWS_TAPS = 49 };
 #define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, WIDE, COPY, LOAD, STORE)                                                  \
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
@@ -26,12 +25,8 @@ enum { ROWS_TAPS = 49 };
         const long strip = (long)(ROWS - 1) * win->sh + (long)(win->kh - 1) * win->dh + 1;                        \
         /* x − 0 splats x as it is (0 + x would turn −0 into +0). */                                              \
         const VEC b = bias - (VEC){0}, lo = low - (VEC){0}, hi = high - (VEC){0};                                 \
-        /* Each tap's offset in the strip, worked out once per plane (a division and a remainder by the stride  */ \
-        /* per tap and vector of outputs before; windows of more than ROWS_TAPS taps still work them out there). */ \
         long tapAt[ROWS_TAPS];                                                                                    \
-        const int tabled = win->kh * win->kw <= ROWS_TAPS;                                                        \
-        for (int ki = 0, t = 0; tabled && ki < win->kh; ki++)                                                     \
-            for (int kj = 0; kj < win->kw; kj++, t++) tapAt[t] = row_copy_tap(g, win, ki, kj);                    \
+        const int tabled = row_copy_taps(g, win, tapAt);                                                          \
         for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
             const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
             COPY(plane, h, w, win, g, (long)oy0 * win->sh, strip, copy);                                          \

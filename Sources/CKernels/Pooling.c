@@ -13,15 +13,17 @@
         const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
         COPY(plane, h, w, win, g, copy);                                                                          \
         const long step = win->sh * g.pitch;                                                                      \
+        long tapAt[ROWS_TAPS];                                                                                    \
+        const int tabled = row_copy_taps(g, win, tapAt);                                                          \
         for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
             const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
             const float *base = copy + oy0 * step;                                                                \
             for (int ox = 0; ox < ow; ox += L) {                                                                  \
                 VEC best[ROWS];                                                                                   \
                 for (int r = 0; r < ROWS; r++) best[r] = -__builtin_inff() - (VEC){0};                            \
-                for (int ki = 0; ki < win->kh; ki++)                                                              \
-                    for (int kj = 0; kj < win->kw; kj++) {                                                        \
-                        const float *p = base + row_copy_tap(g, win, ki, kj) + ox;                                \
+                for (int ki = 0, t = 0; ki < win->kh; ki++)                                                       \
+                    for (int kj = 0; kj < win->kw; kj++, t++) {                                                   \
+                        const float *p = base + (tabled ? tapAt[t] : row_copy_tap(g, win, ki, kj)) + ox;          \
                         for (int r = 0; r < ROWS; r++) {                                                          \
                             VEC v;                                                                                \
                             memcpy(&v, p + r * step, sizeof v);                                                   \

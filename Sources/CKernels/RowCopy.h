@@ -8,6 +8,8 @@
 #include "Dispatch.h"
 
 enum { ROWS = 8 };
+// Windows of up to this many taps have their offsets in the copy (row_copy_tap) worked out once per plane.
+enum { ROWS_TAPS = 49 };
 
 typedef struct {
     long pitch, phase, rows;  // floats from one bordered row to the next and from one phase to the next; rows
@@ -30,6 +32,15 @@ static inline row_copy row_copy_of(int h, int w, const wc_window *win, int oh, i
 static inline long row_copy_tap(row_copy g, const wc_window *win, int ki, int kj) {
     const int c = kj * win->dw;  // bordered column of the tap under output column 0: phase c % sw
     return (long)ki * win->dh * g.pitch + (c % win->sw) * g.phase + c / win->sw;
+}
+
+// Every tap's row_copy_tap into at[kh·kw] (row-major), once per plane, when the window has at most ROWS_TAPS taps:
+// returns whether it did (a division and a remainder by the stride per tap and vector of outputs otherwise).
+static inline int row_copy_taps(row_copy g, const wc_window *win, long at[ROWS_TAPS]) {
+    if (win->kh * win->kw > ROWS_TAPS) return 0;
+    for (int ki = 0, t = 0; ki < win->kh; ki++)
+        for (int kj = 0; kj < win->kw; kj++, t++) at[t] = row_copy_tap(g, win, ki, kj);
+    return 1;
 }
 
 // The plane's rows into the copy, each as its phases.
