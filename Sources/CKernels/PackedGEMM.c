@@ -246,9 +246,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             memcpy(tailB + (size_t)kk * L, b + kk * ldb + whole, sizeof(float) * tail);                           \
             memset(tailB + (size_t)kk * L + tail, 0, sizeof(float) * (L - tail));                                 \
         }                                                                                                         \
-        if (m <= FEW_PANELS * MR && n > 4 * L) {                                                                  \
+        if (m <= FEW_PANELS * MR && n > 4 * L && (L < 16 ? ldb % 1024 != 0 : 1)) {                               \
             /* Few panels of A (a 1×1 layer into few channels): B read in place, each block of its columns swept   */ \
             /* by every panel while it is in L1 — a copy of B would cost more than the few products that reuse it. */ \
+            /* Not on AVX2 when B's rows are a multiple of 4 KB apart: they then share L1's sets, and the block,    */ \
+            /* read twice per panel there, does not stay (one thread, 24×1024·1024×96 40 → 69 GFLOP/s copied,      */ \
+            /* 16×4096·4096×32 29 → 59; OpenBLAS 71–74 and 56–60).                                                  */ \
             for (int kb = 0; kb < k; kb += KC) {                                                                  \
                 const int kc = k - kb < KC ? k - kb : KC;                                                         \
                 for (int n0 = 0, n1; n0 < whole; n0 = n1) {                                                       \
