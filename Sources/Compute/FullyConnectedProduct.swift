@@ -2,12 +2,13 @@ import CKernels
 
 /// Y = X·Wᵀ (+ bias) for a fully-connected layer whose weight W [N, K] is read as it stands (`wc_gemm_rows`): X [m, K]
 /// is turned into Xᵀ, the product runs with the m rows of X as its columns, split over the workers by panels of eight
-/// outputs, and is turned back into Y [m, N]. Taken where the packed product runs (AVX-512 or AVX2: `PackedWeights.isWorthwhile`) and
-/// the batch fills a vector (`takes(rows:)`); OpenBLAS's Haswell kernels ran AlexNet's 4096×4096 layers at batch
-/// 64 in 23 ms each here, this product in 15.
+/// outputs, and is turned back into Y [m, N]. Taken where the AVX-512 product runs and the batch fills a vector
+/// (`takes(rows:)`); OpenBLAS's Haswell kernels ran AlexNet's 4096×4096 layers at batch 64 in 23 ms each there, this
+/// product in 15. Not on AVX2: one thread, 4096×9216 · 9216×64 and 4096×4096 · 4096×64 ran at 47 and 43 GFLOP/s here
+/// against OpenBLAS's 49 and 52 (AMD EPYC).
 public enum FullyConnectedProduct {
     /// Whether a product of `rows` rows of X runs here rather than through BLAS.
-    public static func takes(rows: Int) -> Bool { PackedWeights.isWorthwhile && rows >= 16 }
+    public static func takes(rows: Int) -> Bool { wc_kernels_isa() == Int32(WC_ISA_AVX512) && rows >= 16 }
 
     public static func multiply(_ x: UnsafePointer<Float>, rows m: Int, depth k: Int, weight: UnsafePointer<Float>, outputs n: Int,
                                 bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {

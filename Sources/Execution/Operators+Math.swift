@@ -74,7 +74,7 @@ extension Operators {
         }
         try args.checkShape([m, n])
         // A batch times a [N, K] weight (transB, as PyTorch exports Linear) with no bias or one value per output:
-        // the packed-weight product on the weight as it stands (`FullyConnectedProduct`).
+        // the AVX-512 product on the weight as it stands (`FullyConnectedProduct`).
         if !transA, transB, alpha == 1, k > 0, n > 0, FullyConnectedProduct.takes(rows: m) {
             let c = args.has(2) && beta != 0 ? try args.float(2) : nil
             let perOutput = c.map { $0.count == n && ($0.rank == 1 || ($0.rank == 2 && $0.shape[0] == 1)) } ?? true
