@@ -16,7 +16,7 @@
 // every tap in row-major order (a tap over the border adds 0·tap, which leaves a finite sum as it is), then + residual
 // and min(max(x, low), high) as Swift rounds it, stored once.
 
-#define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, WIDE, COPY, LOAD, STORE)                                                  \
+#define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, WIDE, COPY, LOAD, STORE)                                            \
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
         const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
@@ -43,7 +43,8 @@
                         for (int v = 0; v < WIDE; v++) acc[r][v] = b;                                             \
                     for (int ki = 0, t = 0; ki < win->kh; ki++)                                                   \
                         for (int kj = 0; kj < win->kw; kj++, t++) {                                               \
-                            const float *p = base + (tabled ? tapAt[t] : row_copy_tap(g, win, ki, kj)) + ox + q * step; \
+                            const float *p =                                                                      \
+                                base + (tabled ? tapAt[t] : row_copy_tap(g, win, ki, kj)) + ox + q * step;        \
                             const VEC k = taps[ki * win->kw + kj] - (VEC){0};                                     \
                             for (int r = 0; r < 4; r++)                                                           \
                                 for (int v = 0; v < WIDE; v++) {                                                  \
@@ -233,7 +234,7 @@ __attribute__((target("avx2"))) static void transpose_out_avx2(const float *y, i
 // Outputs of one row summed together where their windows lie inside the input in x (any kernel but 3×3, whose taps
 // stay in registers, and 3×3 on rows cut by the border).
 enum { ACROSS_GROUP = 4 };
-#define DEFINE_ACROSS(NAME, ATTR, VEC, L, TRANSPOSE_IN, TRANSPOSE_OUT)                                          \
+#define DEFINE_ACROSS(NAME, ATTR, VEC, L, TRANSPOSE_IN, TRANSPOSE_OUT)                                            \
     ATTR static void NAME(const float *input, int count, int h, int w, const float *weights, const float *bias,     \
                           const wc_window *win, float *output, int oh, int ow, const float *residual, float low,    \
                           float high, float *scratch) {                                                            \
@@ -242,14 +243,14 @@ enum { ACROSS_GROUP = 4 };
         float *x = scratch, *y = x + (size_t)width * h * w, *k = y + (size_t)width * oh * ow, *b = k + (size_t)width * taps; \
         /* Channels last: x[pixel][channel], k[tap][channel], b[channel]; lanes past `count` hold 0. */            \
         if (width > count) memset(x, 0, sizeof(float) * width * h * w);                                           \
-        TRANSPOSE_IN(input, count, h * w, width, x);                                                             \
+        TRANSPOSE_IN(input, count, h * w, width, x);                                                              \
         memset(k, 0, sizeof(float) * width * (taps + 1));                                                         \
         for (int c = 0; c < count; c++) {                                                                         \
             for (int t = 0; t < taps; t++) k[(size_t)t * width + c] = weights[(size_t)c * taps + t];              \
             b[c] = bias ? bias[c] : 0.0f;                                                                         \
         }                                                                                                         \
         const int three = win->kh == 3 && win->kw == 3;                                                           \
-        /* Outputs [oxIn, oxOut) have every column of their window inside the input. */                          \
+        /* Outputs [oxIn, oxOut) have every column of their window inside the input. */                           \
         int oxIn = 0, oxOut = 0;                                                                                  \
         while (oxIn < ow && oxIn * win->sw - win->pad_left < 0) oxIn++;                                           \
         for (oxOut = oxIn; oxOut < ow && oxOut * win->sw - win->pad_left + (win->kw - 1) * win->dw < w; oxOut++); \
@@ -261,9 +262,9 @@ enum { ACROSS_GROUP = 4 };
                 int kiLo, kiHi, iy0;                                                                              \
                 tap_span(oy, win->kh, win->sh, win->dh, win->pad_top, h, &kiLo, &kiHi, &iy0);                     \
                 float *row = y + (size_t)oy * ow * width + lane;                                                  \
-                /* Other windows, or rows cut by the border: GROUP outputs of a row at once, inside the input in */ \
-                /* x, each tap's weights loaded once for all of them (two loads per multiply-add before: EfficientNet- */ \
-                /* Lite0's 5×5 layers on 14×14 maps ran at about 2.7 multiply-adds per ns). */                    \
+                /* Other windows, or rows cut by the border: ACROSS_GROUP outputs of a row at once, inside    */  \
+                /* the input in x, each tap's weights loaded once for all of them (two loads per multiply-add */  \
+                /* before: EfficientNet-Lite0's 5×5 layers on 14×14 maps ran at about 2.7 multiply-adds per ns). */\
                 int ox = 0;                                                                                       \
                 if (!(three && kiLo == 0 && kiHi == 3))                                                           \
                     for (ox = oxIn; ox + ACROSS_GROUP <= oxOut; ox += ACROSS_GROUP) {                             \
@@ -285,7 +286,8 @@ enum { ACROSS_GROUP = 4 };
                                 }                                                                                 \
                             }                                                                                     \
                         }                                                                                         \
-                        for (int g = 0; g < ACROSS_GROUP; g++) memcpy(row + (size_t)(ox + g) * width, &acc[g], sizeof(VEC)); \
+                        for (int g = 0; g < ACROSS_GROUP; g++)                                                    \
+                            memcpy(row + (size_t)(ox + g) * width, &acc[g], sizeof(VEC));                         \
                     }                                                                                             \
                 const int skipFrom = ox > oxIn ? oxIn : ow, skipTo = ox > oxIn ? ox : ow;                         \
                 for (ox = 0; ox < ow; ox++) {                                                                     \
@@ -321,7 +323,7 @@ enum { ACROSS_GROUP = 4 };
         }                                                                                                         \
         /* Back to NCHW planes through the epilogue: + residual, then min(max(v, low), high) as Swift rounds it. */ \
         const int pixels = oh * ow;                                                                               \
-        TRANSPOSE_OUT(y, count, pixels, width, output, residual, low, high);                                     \
+        TRANSPOSE_OUT(y, count, pixels, width, output, residual, low, high);                                      \
     }
 
 DEFINE_ACROSS(across_generic, , row8, 8, transpose_in, transpose_out)

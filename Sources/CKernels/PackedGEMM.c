@@ -61,7 +61,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 if (RB < MR) {                                                                                    \
                     /* Every register an accumulator or an operand (AVX2: 12 + 3 + 1): B's last vector is read  */ \
                     /* again for each row, from L1, as an operand of the multiply-add. Otherwise Clang spilled */ \
-                    /* an accumulator and copied the others around the loop (one thread, 40 → 78 GFLOP/s).    */ \
+                    /* an accumulator and copied the others around the loop (one thread, 40 → 78 GFLOP/s).    */  \
                     __asm__ volatile("" ::: "memory");                                                            \
                     memcpy(&bv[NV - 1], bk + (NV - 1) * L, sizeof(VEC));                                          \
                 }                                                                                                 \
@@ -76,7 +76,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             /* bound of −0 into +0).                                                                           */ \
             const VEC low = e->low - (VEC){0}, high = e->high - (VEC){0};                                         \
             float bias[RB];                                                                                       \
-            for (int r = 0; r < RB; r++) bias[r] = e->bias && r < rows ? e->bias[row0 + r] : 0.0f;               \
+            for (int r = 0; r < RB; r++) bias[r] = e->bias && r < rows ? e->bias[row0 + r] : 0.0f;                \
             _Pragma("clang loop unroll(full)")                                                                    \
             for (int r = 0; r < RB; r++)                                                                          \
                 _Pragma("clang loop unroll(full)")                                                                \
@@ -185,11 +185,11 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // NT: where a run of columns ends NT vectors before its end (NT > NV), those columns go in one block of NT vectors
 // (the registers hold NT·MR accumulators) instead of a wide block and a one-vector block at half the rate: 48 columns
 // on AVX-512, a 7×7 map at batch 1.
-#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, PV, PW, NT)                                                     \
+#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, PV, PW, NT)                                           \
     DEFINE_NARROWS(NAME, ATTR, NARROW_##L, PV, PW)                                                                \
-    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV, RB, PART)                                                             \
-    DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1, MR, inline)                                                               \
-    DEFINE_BLOCK(NAME##_last, ATTR, VEC, IVEC, L, NT, MR, inline)                                                             \
+    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV, RB, PART)                                                   \
+    DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1, MR, inline)                                                   \
+    DEFINE_BLOCK(NAME##_last, ATTR, VEC, IVEC, L, NT, MR, inline)                                                 \
     /* The columns the next block takes when `left` remain (a multiple of L): NT vectors if exactly that many   */ \
     /* remain, else NV vectors while they last, then one.                                                       */ \
     static inline int NAME##_width(int left) {                                                                    \
@@ -246,7 +246,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             memcpy(tailB + (size_t)kk * L, b + kk * ldb + whole, sizeof(float) * tail);                           \
             memset(tailB + (size_t)kk * L + tail, 0, sizeof(float) * (L - tail));                                 \
         }                                                                                                         \
-        if (m <= FEW_PANELS * MR && n > 4 * L && (L < 16 ? ldb % 1024 != 0 : 1)) {                               \
+        if (m <= FEW_PANELS * MR && n > 4 * L && (L < 16 ? ldb % 1024 != 0 : 1)) {                                \
             /* Few panels of A (a 1×1 layer into few channels): B read in place, each block of its columns swept   */ \
             /* by every panel while it is in L1 — a copy of B would cost more than the few products that reuse it. */ \
             /* Not on AVX2 when B's rows are a multiple of 4 KB apart: they then share L1's sets, and the block,    */ \
@@ -319,8 +319,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         }                                                                                                         \
         free(tailB);                                                                                              \
     }                                                                                                             \
-    DEFINE_BLOCK_A(NAME##_rwide, ATTR, VEC, IVEC, L, NV, RB, PART, ROWS_A, 0)                                               \
-    DEFINE_BLOCK_A(NAME##_rone, ATTR, VEC, IVEC, L, 1, MR, inline, ROWS_A, 0)                                                 \
+    DEFINE_BLOCK_A(NAME##_rwide, ATTR, VEC, IVEC, L, NV, RB, PART, ROWS_A, 0)                                     \
+    DEFINE_BLOCK_A(NAME##_rone, ATTR, VEC, IVEC, L, 1, MR, inline, ROWS_A, 0)                                     \
     /* A as it stands (rows of stride lda): for each panel of eight rows and each block of KC columns of A, that */ \
     /* piece of A stays in L1 while B's columns sweep it, B read in place (from L2) and its last partial vector */ \
     /* from a zero-padded copy. */                                                                                \
