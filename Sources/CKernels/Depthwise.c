@@ -16,6 +16,20 @@
 // every tap in row-major order (a tap over the border adds 0·tap, which leaves a finite sum as it is), then + residual
 // and min(max(x, low), high) as Swift rounds it, stored once.
 
+// One vector of sums stored at out + at (its first `left` lanes): + residual, then min(max(x, low), high) — the row
+// kernel's `out`, `residual`, `lo` and `hi`.
+#define ROWS_FINISH(VEC, IVEC, L, LOAD, STORE, sums, at, left)                                                    \
+    do {                                                                                                          \
+        const long at_ = (at);                                                                                    \
+        VEC x_ = (sums);                                                                                          \
+        if (residual) {                                                                                           \
+            VEC add_;                                                                                             \
+            LOAD(VEC, L, add_, residual + at_, (left));                                                           \
+            x_ = x_ + add_;                                                                                       \
+        }                                                                                                         \
+        VEC_CLAMP(IVEC, x_, lo, hi);                                                                              \
+        STORE(VEC, L, out + at_, x_, (left));                                                                     \
+    } while (0)
 #define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, WIDE, COPY, LOAD, STORE)                                            \
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
@@ -54,17 +68,9 @@
                                 }                                                                                 \
                         }                                                                                         \
                     for (int r = 0; r < 4 && q + r < rows; r++)                                                   \
-                        for (int v = 0; v < WIDE; v++) {                                                          \
-                            const long at = (long)(oy0 + q + r) * ow + ox + v * L;                                \
-                            VEC x = acc[r][v];                                                                    \
-                            if (residual) {                                                                       \
-                                VEC add;                                                                          \
-                                memcpy(&add, residual + at, sizeof add);                                          \
-                                x = x + add;                                                                      \
-                            }                                                                                     \
-                            VEC_CLAMP(IVEC, x, lo, hi);                                                           \
-                            memcpy(out + at, &x, sizeof x);                                                       \
-                        }                                                                                         \
+                        for (int v = 0; v < WIDE; v++)                                                            \
+                            ROWS_FINISH(VEC, IVEC, L, LOAD, STORE, acc[r][v],                                     \
+                                        (long)(oy0 + q + r) * ow + ox + v * L, L);                                \
                 }                                                                                                 \
             for (; ox < ow; ox += L) {                                                                            \
                 VEC acc[ROWS];                                                                                    \
@@ -79,18 +85,8 @@
                             acc[r] = __builtin_elementwise_fma(v, k, acc[r]);                                     \
                         }                                                                                         \
                     }                                                                                             \
-                const int left = ow - ox;                                                                         \
-                for (int r = 0; r < rows; r++) {                                                                  \
-                    const long at = (long)(oy0 + r) * ow + ox;                                                    \
-                    VEC x = acc[r];                                                                               \
-                    if (residual) {                                                                               \
-                        VEC add;                                                                                  \
-                        LOAD(VEC, L, add, residual + at, left);                                                   \
-                        x = x + add;                                                                              \
-                    }                                                                                             \
-                    VEC_CLAMP(IVEC, x, lo, hi);                                                                   \
-                    STORE(VEC, L, out + at, x, left);                                                             \
-                }                                                                                                 \
+                for (int r = 0; r < rows; r++)                                                                    \
+                    ROWS_FINISH(VEC, IVEC, L, LOAD, STORE, acc[r], (long)(oy0 + r) * ow + ox, ow - ox);           \
             }                                                                                                     \
         }                                                                                                         \
     }
@@ -210,9 +206,7 @@ __attribute__((target("avx2"))) static void transpose_out_avx2(const float *y, i
             for (int i = 0; i < 8; i++) {
                 __m256 v = r[i];
                 if (residual) v = _mm256_add_ps(v, _mm256_loadu_ps(residual + (size_t)(c0 + i) * pixels + p0));
-                // min(max(v, low), high) as wc_clamp: low where low >= v, then high where high < v.
-                v = _mm256_blendv_ps(v, lo, _mm256_cmp_ps(lo, v, _CMP_GE_OQ));
-                v = _mm256_blendv_ps(v, hi, _mm256_cmp_ps(hi, v, _CMP_LT_OQ));
+                VEC_CLAMP(rowi8, v, lo, hi);
                 _mm256_storeu_ps(planes + (size_t)(c0 + i) * pixels + p0, v);
             }
         }
