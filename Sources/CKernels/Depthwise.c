@@ -332,7 +332,7 @@ void wc_depthwise_channels(const float *input, int count, int h, int w, const fl
     DISPATCH(across, input, count, h, w, weights, bias, window, output, oh, ow, residual, low, high, scratch);
 }
 
-// ---- Along the flattened plane (AVX-512) -------------------------------------------------------------------------
+// ---- Along the flattened plane (AVX-512; AVX2 where every tap's inputs are consecutive) ----------------------------
 //
 // Each plane's oh·ow outputs are taken 16 at a time in row-major order, whatever the rows' length: a 4×4 map is one
 // vector, a 2×2 map a quarter of one. For every vector of outputs and every tap, a table holds the 16 input offsets in
@@ -484,9 +484,78 @@ static void small_depthwise_avx512(const float *input, int channels, long first,
     }
 }
 
+// AVX2, at stride 1 on maps as wide as their input (MobileNetV2's 8×8, 4×4 and 2×2, EfficientNet-Lite0's 7×7): a
+// vector of 8 outputs in row-major order reads each tap's inputs at one offset, through a masked load (lanes whose
+// tap lies outside the input are not read, and keep their sum: a blend, so each output's sum is the same as along rows).
+// The channels-last transposes of the kernel across channels cost more than the sums on such maps.
+typedef struct {
+    int32_t lanes[8];  // −1 where the lane's output exists and its tap lies inside the input
+    int32_t base;      // the input under lane 0 (negative above the first row: those lanes are masked)
+    int32_t mask;      // the lanes as bits
+} flat8_tap;
+
+static int flat8_runs(int w, const wc_window *win, int ow) {
+    return wc_kernels_isa() == WC_ISA_AVX2 && win->sh == 1 && win->sw == 1 && ow == w;
+}
+
+static void build_flat8_table(flat8_tap *table, int h, int w, const wc_window *win, int oh, int ow) {
+    const int taps = win->kh * win->kw, pixels = oh * ow;
+    for (int o0 = 0; o0 < pixels; o0 += 8)
+        for (int t = 0; t < taps; t++) {
+            flat8_tap *e = table++;
+            const int dy = t / win->kw * win->dh - win->pad_top, dx = t % win->kw * win->dw - win->pad_left;
+            e->base = o0 + dy * w + dx;
+            e->mask = 0;
+            for (int l = 0, oy = o0 / ow, ox = o0 % ow; l < 8; l++, ox = ox + 1 == ow ? 0 : ox + 1, oy += ox == 0) {
+                const int inside = o0 + l < pixels && oy + dy >= 0 && oy + dy < h && ox + dx >= 0 && ox + dx < w;
+                e->lanes[l] = inside ? -1 : 0;
+                e->mask |= inside << l;
+            }
+        }
+}
+
+__attribute__((target("avx2,fma")))
+static void flat_depthwise_avx2(const float *input, int channels, long first, long count, int h, int w,
+                                const float *weights, const float *bias, int taps, const flat8_tap *table,
+                                float *output, int pixels, const float *residual, float low, float high) {
+    const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    const __m256i ramp = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int channel = (int)(first % channels);
+    for (long plane = first; plane < first + count; plane += FLAT_GROUP) {
+        const plane_group group =
+            group_of(input, plane, first + count, (long)h * w, &channel, channels, weights, taps, bias);
+        const float *const *in = group.in, *const *k = group.k;
+        for (int o0 = 0; o0 < pixels; o0 += 8) {
+            __m256 acc[FLAT_GROUP];
+            for (int g = 0; g < FLAT_GROUP; g++) acc[g] = _mm256_set1_ps(group.b[g]);
+            const flat8_tap *e = table + (size_t)(o0 / 8) * taps;
+            for (int t = 0; t < taps; t++, e++) {
+                if (!e->mask) continue;
+                const __m256i m = _mm256_loadu_si256((const __m256i *)e->lanes);
+                for (int g = 0; g < FLAT_GROUP; g++) {
+                    const __m256 sum = _mm256_fmadd_ps(_mm256_maskload_ps(in[g] + e->base, m), _mm256_set1_ps(k[g][t]), acc[g]);
+                    acc[g] = e->mask == 0xff ? sum : _mm256_blendv_ps(acc[g], sum, _mm256_castsi256_ps(m));
+                }
+            }
+            const int n = pixels - o0 < 8 ? pixels - o0 : 8;
+            const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), ramp);
+            for (int g = 0; g < group.count; g++) {
+                const long at = (plane + g) * pixels + o0;
+                __m256 x = acc[g];
+                if (residual) x = _mm256_add_ps(x, _mm256_maskload_ps(residual + at, valid));
+                x = _mm256_blendv_ps(x, lo, _mm256_cmp_ps(lo, x, _CMP_GE_OQ));
+                x = _mm256_blendv_ps(x, hi, _mm256_cmp_ps(hi, x, _CMP_LT_OQ));
+                if (n == 8) _mm256_storeu_ps(output + at, x);
+                else _mm256_maskstore_ps(output + at, valid, x);
+            }
+        }
+    }
+}
+
 size_t wc_depthwise_flat_scratch(int oh, int ow, int kh, int kw) {
     const size_t entry = sizeof(flat_tap) > sizeof(small_tap) ? sizeof(flat_tap) : sizeof(small_tap);
-    return entry * (size_t)((oh * ow + 15) / 16) * kh * kw;
+    const size_t wide = entry * (size_t)((oh * ow + 15) / 16), narrow = sizeof(flat8_tap) * (size_t)((oh * ow + 7) / 8);
+    return (wide > narrow ? wide : narrow) * kh * kw;
 }
 
 // ---- The tables, per vector of outputs and tap: vectors of lanes, no division per lane ------------------------------
@@ -569,11 +638,21 @@ static void build_tables(void *scratch, int small, int h, int w, const wc_window
     }
 }
 
+int wc_depthwise_flat_runs(int h, int w, const wc_window *window, int oh, int ow) {
+    return wc_kernels_isa() == WC_ISA_AVX512 || flat8_runs(w, window, ow);
+}
+
 int wc_depthwise_flat(const float *input, int channels, long first, long count, int h, int w, const float *weights,
                       const float *bias, const wc_window *win, float *output, int oh, int ow, const float *residual,
                       float low, float high, void *scratch) {
-    if (wc_kernels_isa() != WC_ISA_AVX512) return 0;
     const int taps = win->kh * win->kw, pixels = oh * ow;
+    if (flat8_runs(w, win, ow)) {
+        build_flat8_table(scratch, h, w, win, oh, ow);
+        flat_depthwise_avx2(input, channels, first, count, h, w, weights, bias, taps, scratch, output, pixels,
+                            residual, low, high);
+        return 1;
+    }
+    if (wc_kernels_isa() != WC_ISA_AVX512) return 0;
     // Every tap's inputs consecutive (stride 1 with ow == w): loads; permutes where some are not, or on maps of up to
     // 32 floats. One thread, ns per plane, loads / permutes: 7×7, 3×3 taps 38 / 41–49, 5×5 taps 70 / 103; 4×4 at
     // stride 1 9.5 / 7.7, at stride 2 (gathered then) 27 / 7.6; 2×2 8.9 / 7.2.
@@ -589,6 +668,7 @@ int wc_depthwise_flat(const float *input, int channels, long first, long count, 
     return 1;
 }
 #else
+int wc_depthwise_flat_runs(int h, int w, const wc_window *window, int oh, int ow) { return 0; }
 size_t wc_depthwise_flat_scratch(int oh, int ow, int kh, int kw) { return 1; }
 int wc_depthwise_flat(const float *input, int channels, long first, long count, int h, int w, const float *weights,
                       const float *bias, const wc_window *win, float *output, int oh, int ow, const float *residual,

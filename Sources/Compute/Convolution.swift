@@ -87,8 +87,8 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 }
 
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
-/// Grouped convolutions with one input channel per group (depthwise) run along the flattened plane where AVX-512 is and
-/// the map is narrower than `depthwiseFlatWidth`, else across channels on maps narrower than `depthwiseAcrossWidth`,
+/// Grouped convolutions with one input channel per group (depthwise) run along the flattened plane where this
+/// processor's kernels have that path and the map is narrower than `depthwiseFlatWidth`, else across channels on maps narrower than `depthwiseAcrossWidth`,
 /// else along rows (`depthwiseConv2d`); ungrouped ones with packed weights are summed straight from a bordered copy of
 /// the images (`DirectConvolution`) unless their vectors of outputs would be mostly idle lanes; everything else is
 /// im2col over a chunk of images followed by one GEMM per group.
@@ -182,7 +182,8 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
     precondition(firstChannel == 0 && output.shape[1] == oc || residual == nil && !depthwise,
                  "a residual or a depthwise path writes a whole output of its own")
     if depthwise {
-        let flatPays = ow < (window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
+        let flatPays = ow < (wc_kernels_isa() != Int32(WC_ISA_AVX512) ? depthwiseFlatWidth.avx2
+                             : window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
         let done = flatPays && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window,
                                                    activation: activation, residual: residual, into: &output)
         if !done && ow < depthwiseAcrossWidth {
@@ -251,7 +252,13 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 /// stride 1 56×56 2,617 / 3,198, 28×28 434 / 606, 112×112 11,218 / 11,141; stride 2 from 14×14 98 / 175, 16×16
 /// 155 / 255. From 28×28 at stride 2 the harness favoured rows (393 / 340), but in EfficientNet-Lite0 at batch 1 that
 /// layer (28 → 14, 3×3) took 0.10–0.14 ms flattened against 0.23–0.27 along rows: stride 2 stays flattened below 16.
-@usableFromInline let depthwiseFlatWidth = (stride1: 65, strided: 16)
+/// With AVX2 the flattened path runs only at stride 1 on maps as wide as their input, 8 outputs a vector, below 24 wide.
+/// One thread, µs per layer, across channels / along rows / flattened (AMD EPYC, C harness, 3×3 taps unless noted, best
+/// of 9, ranges over three runs; all bit-equal): 4×4, 384 channels 15–26 / 46–82 / 6.4–10; 2×2, 960: 23–24 / 115–120 /
+/// 12–13; 8×8, 192: 20–29 / 25–38 / 12–13; 7×7 5×5 taps, 1152: 298–309 / 250–267 / 128–135; 14×14, 480: 185–278 /
+/// 169–242 / 100–153; 16×16, 64: 39–44 / 30–31 / 24–31; 20×20, 96: 78–106 / 82–95 / 61–67; but 28×28, 192:
+/// 373–421 / 161–241 / 173–220 and 56×56, 144: 1,417–1,521 / 392–444 / 706–742.
+@usableFromInline let depthwiseFlatWidth = (stride1: 65, strided: 16, avx2: 24)
 
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,

@@ -1,17 +1,19 @@
 import CKernels
 
-/// Depthwise convolution along the flattened plane, with AVX-512 (for maps narrower than `depthwiseFlatWidth`): each
-/// plane's outputs taken 16 at a time in row-major order, across row ends, every tap a masked load, a permute of the
-/// plane held in registers (planes up to 64 floats) or a gather (`wc_depthwise_flat` in CKernels); no copies. Returns
-/// false, doing nothing, when the kernels chosen for this processor are not AVX-512.
+/// Depthwise convolution along the flattened plane (for maps narrower than `depthwiseFlatWidth`): each plane's outputs
+/// taken a vector at a time in row-major order, across row ends, every tap a masked load, or with AVX-512 a permute of
+/// the plane held in registers (planes up to 64 floats) or a gather (`wc_depthwise_flat` in CKernels); no copies. With
+/// AVX2 only at stride 1 on maps as wide as their input. Returns false, doing nothing, where the kernels chosen for this
+/// processor have no such path (`wc_depthwise_flat_runs`).
 @usableFromInline
 func depthwiseConv2dFlat(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
                          activation: Activation = .none, residual: Tensor<Float>? = nil,
                          into output: inout Tensor<Float>) -> Bool {
-    guard wc_kernels_isa() == Int32(WC_ISA_AVX512) else { return false }
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (kh, kw) = window.kernel
     let (oh, ow) = (output.shape[2], output.shape[3])
+    guard withUnsafePointer(to: wc_window(window), { wc_depthwise_flat_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) }) != 0
+    else { return false }
     let scratch = wc_depthwise_flat_scratch(Int32(oh), Int32(ow), Int32(kh), Int32(kw))
     let (low, high) = activation.bounds
     // Planes in groups of four (the kernel sums four at once), a chunk at least 256 multiply-adds.

@@ -76,6 +76,8 @@ import _TestSupport
         Case(n: 2, c: 9, h: 8, w: 7, k: 3, stride: 1, dilation: 1, pads: (1, 0, 1, 0)),
         Case(n: 2, c: 9, h: 8, w: 8, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 4, c: 5, h: 2, w: 2, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        // Along the flattened plane on AVX2 (stride 1, outputs as wide as the input): dilated taps.
+        Case(n: 2, c: 5, h: 6, w: 6, k: 3, stride: 1, dilation: 2, pads: (2, 2, 2, 2)),
         // Across channels: 5×5 on 14×14 (EfficientNet-Lite0), outputs inside the input in x four at a time, whole
         // 8 × 8 tiles of the channels-last copies and a partial one; 3×3 at stride 2 with rows cut by the border.
         Case(n: 1, c: 20, h: 14, w: 14, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),

@@ -131,12 +131,14 @@ void wc_depthwise_channels(const float *input, int count, int h, int w, const fl
 size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, int oh, int ow);
 
 /// Depthwise convolution of the NCHW planes [first, first + count) (plane p is channel p % channels of image
-/// p / channels; `input`, `output` and `residual` (or NULL) point at plane 0), each plane's outputs taken 16 at a time
-/// in row-major order: masked loads where a tap's inputs are consecutive, permutes of the plane held in registers on
-/// planes of up to 64 floats, else gathers (AVX-512 only). Each output is bias, then fma(input, tap, sum) for
-/// the taps inside the input in row-major order; then + residual, then min(max(v, low), high) as Swift rounds it, as
-/// wc_depthwise_channels computes it. `scratch` holds wc_depthwise_flat_scratch(oh, ow, kh, kw) bytes.
-/// Returns 0, doing nothing, when the chosen kernels are not AVX-512.
+/// p / channels; `input`, `output` and `residual` (or NULL) point at plane 0), each plane's outputs taken a vector at a
+/// time in row-major order: masked loads where a tap's inputs are consecutive; with AVX-512 also permutes of the plane
+/// held in registers on planes of up to 64 floats, else gathers; with AVX2 only where every tap's inputs are consecutive
+/// (stride 1, ow == w). Each output is bias, then fma(input, tap, sum) for the taps inside the input in row-major
+/// order; then + residual, then min(max(v, low), high) as Swift rounds it, as wc_depthwise_channels computes it.
+/// `scratch` holds wc_depthwise_flat_scratch(oh, ow, kh, kw) bytes. Returns 0, doing nothing, where
+/// `wc_depthwise_flat_runs` is 0 (the chosen kernels have no such path).
+int wc_depthwise_flat_runs(int h, int w, const wc_window *window, int oh, int ow);
 int wc_depthwise_flat(const float *input, int channels, long first, long count, int h, int w, const float *weights,
                       const float *bias, const wc_window *window, float *output, int oh, int ow, const float *residual,
                       float low, float high, void *scratch);
