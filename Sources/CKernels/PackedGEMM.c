@@ -44,7 +44,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 #define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, AINDEX, PREFETCHING)                               \
     /* RB rows from the panel's row h (a, c and the bias offset there). */                                        \
     ATTR static PART void NAME##_part(int kc, const float *a, long lda, const float *b, long ldb, float *c,       \
-                                      long ldc, int rows, int accumulate, const wc_epilogue *e, int row0) {       \
+                                      long ldc, int rows, int accumulate, const wc_epilogue *e, int row0,         \
+                                      long ahead) {                                                               \
         VEC acc[RB][NV];                                                                                          \
         for (int r = 0; r < RB; r++)                                                                              \
             for (int v = 0; v < NV; v++) {                                                                        \
@@ -55,6 +56,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         for (int kk = 0; kk < kc; kk++, ak += AINDEX##_STEP, bk += ldb) {                                         \
             /* A streams from memory at batch 1: ask for it PREFETCH floats ahead. */                             \
             if (PREFETCHING && RB == MR && !(kk & 1)) __builtin_prefetch(ak + PREFETCH);                          \
+            /* B read in place from memory: the same row of the next block of columns, `ahead` floats on. */      \
+            if (ahead) {                                                                                          \
+                __builtin_prefetch(bk + ahead);                                                                   \
+                __builtin_prefetch(bk + ahead + 16);                                                              \
+                __builtin_prefetch(bk + ahead + NV * L - 1);                                                      \
+            }                                                                                                     \
             VEC bv[NV];                                                                                           \
             for (int v = 0; v < NV; v++) memcpy(&bv[v], bk + v * L, sizeof(VEC));                                 \
             for (int r = 0; r < RB; r++) {                                                                        \
@@ -96,11 +103,12 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 if (r < rows)                                                                                     \
                     for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(VEC));            \
     }                                                                                                             \
+    /* ahead: see NAME##_part (0: no prefetching of B); asked for by the first RB rows only. */                   \
     ATTR static inline void NAME(int kc, const float *a, long lda, const float *b, long ldb, float *c, long ldc,  \
-                                 int rows, int accumulate, const wc_epilogue *e, int row0) {                      \
+                                 int rows, int accumulate, const wc_epilogue *e, int row0, long ahead) {          \
         for (int h = 0; h < rows; h += RB)                                                                        \
             NAME##_part(kc, a + AINDEX##_ROW(h), lda, b, ldb, c + h * ldc, ldc, rows - h, accumulate, e,          \
-                        row0 + h);                                                                                \
+                        row0 + h, h ? 0 : ahead);                                                                 \
     }
 
 // Few columns (batch 1 on maps up to 3×3): vectors run down panels' rows instead, one accumulator per column of B,
@@ -196,10 +204,11 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         return NT > NV && left == NT * L ? NT * L : left >= NV * L ? NV * L : L;                                  \
     }                                                                                                             \
     ATTR static inline void NAME##_block(int width, int kc, const float *a, const float *b, long ldb, float *c,    \
-                                         long ldc, int rows, int accumulate, const wc_epilogue *e, int row0) {    \
-        if (NT > NV && width == NT * L) NAME##_last(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0);         \
-        else if (width == NV * L) NAME##_wide(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0);               \
-        else NAME##_one(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0);                                     \
+                                         long ldc, int rows, int accumulate, const wc_epilogue *e, int row0,      \
+                                         long ahead) {                                                            \
+        if (NT > NV && width == NT * L) NAME##_last(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0, ahead);  \
+        else if (width == NV * L) NAME##_wide(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0, ahead);        \
+        else NAME##_one(kc, a, 0, b, ldb, c, ldc, rows, accumulate, e, row0, ahead);                              \
     }                                                                                                             \
     ATTR static void NAME##_tail(int m, int k, int kb, int kc, const float *packed, const float *tailB, int tail, \
                                  float *c, long ldc, int p, const wc_epilogue *e) {                               \
@@ -208,20 +217,20 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         if (kb > 0)                                                                                               \
             for (int r = 0; r < rows; r++) memcpy(tailC + r * L, c + (p + r) * ldc, sizeof(float) * tail);        \
         NAME##_one(kc, packed + (size_t)p * k + (size_t)kb * MR, 0, tailB + (size_t)kb * L, L, tailC, L, rows,    \
-                   kb > 0, kb + kc == k ? e : NULL, p);                                                           \
+                   kb > 0, kb + kc == k ? e : NULL, p, 0);                                                        \
         for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc, tailC + r * L, sizeof(float) * tail);            \
     }                                                                                                             \
     /* Columns [n0, n1) of B read in place against one panel (rows p…) over kc columns of A from kb: NV·L at a    */ \
     /* time, then L at a time.                                                                                   */ \
     ATTR static inline void NAME##_in_place(int m, int k, int kb, int kc, const float *packed, const float *b,     \
                                             long ldb, float *c, long ldc, int p, int n0, int n1,                  \
-                                            const wc_epilogue *e) {                                               \
+                                            const wc_epilogue *e, long ahead) {                                   \
         const float *a = packed + (size_t)p * k + (size_t)kb * MR;                                                \
         const int rows = m - p < MR ? m - p : MR;                                                                 \
         const wc_epilogue *last = kb + kc == k ? e : NULL;                                                        \
         for (int width; n0 < n1; n0 += width) {                                                                   \
             width = NAME##_width(n1 - n0);                                                                        \
-            NAME##_block(width, kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p);     \
+            NAME##_block(width, kc, a, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p, ahead); \
         }                                                                                                         \
     }                                                                                                             \
     ATTR static void NAME(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc, \
@@ -257,7 +266,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 for (int n0 = 0, n1; n0 < whole; n0 = n1) {                                                       \
                     n1 = n0 + NAME##_width(whole - n0);                                                           \
                     for (int p = 0; p < m; p += MR)                                                               \
-                        NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, n0, n1, e);                      \
+                        NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, n0, n1, e,                       \
+                                        p == 0 && n1 < whole ? n1 - n0 : 0);                                      \
                 }                                                                                                 \
                 for (int p = 0; tail && p < m; p += MR) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e); \
             }                                                                                                     \
@@ -272,7 +282,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 for (int p = p0; p < p1; p += MR)                                                                 \
                     for (int kb = 0; kb < k; kb += KC) {                                                          \
                         const int kc = k - kb < KC ? k - kb : KC;                                                 \
-                        NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, 0, whole, e);                    \
+                        NAME##_in_place(m, k, kb, kc, packed, b, ldb, c, ldc, p, 0, whole, e, 0);                 \
                         if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e);           \
                     }                                                                                             \
                 if (narrowTail) {                                                                                 \
@@ -310,7 +320,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                     const float *a = packed + (size_t)p * k + (size_t)kb * MR, *src = blockB;                     \
                     for (int n0 = nc, width; n0 < end; n0 += width) {                                             \
                         width = NAME##_width(end - n0);                                                           \
-                        NAME##_block(width, kc, a, src, width, c + p * ldc + n0, ldc, rows, accumulate, last, p); \
+                        NAME##_block(width, kc, a, src, width, c + p * ldc + n0, ldc, rows, accumulate, last, p, 0); \
                         src += kc * width;                                                                        \
                     }                                                                                             \
                 }                                                                                                 \
@@ -341,13 +351,13 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 const float *ap = a + (size_t)p * lda + kb;                                                       \
                 int n0 = 0;                                                                                       \
                 for (; n0 + NV * L <= whole; n0 += NV * L)                                                        \
-                    NAME##_rwide(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
+                    NAME##_rwide(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p, 0); \
                 for (; n0 < whole; n0 += L)                                                                       \
-                    NAME##_rone(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p); \
+                    NAME##_rone(kc, ap, lda, b + kb * ldb + n0, ldb, c + p * ldc + n0, ldc, rows, kb > 0, last, p, 0); \
                 if (tail) {                                                                                       \
                     for (int r = 0; kb > 0 && r < rows; r++)                                                      \
                         memcpy(tailC + r * L, c + (p + r) * ldc + whole, sizeof(float) * tail);                   \
-                    NAME##_rone(kc, ap, lda, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0, last, p);         \
+                    NAME##_rone(kc, ap, lda, tailB + (size_t)kb * L, L, tailC, L, rows, kb > 0, last, p, 0);      \
                     for (int r = 0; r < rows; r++) memcpy(c + (p + r) * ldc + whole, tailC + r * L, sizeof(float) * tail); \
                 }                                                                                                 \
             }                                                                                                     \
