@@ -525,6 +525,13 @@ static void flat_depthwise_avx2(const float *input, int channels, long first, lo
         const plane_group group =
             group_of(input, plane, first + count, (long)h * w, &channel, channels, weights, taps, bias);
         const float *const *in = group.in, *const *k = group.k;
+        // The next group's planes (contiguous) asked for now: these planes come from memory, and the masked loads
+        // alone left them to arrive a miss at a time (cold, 64 images × 480 planes of 14×14: 30 against 17 ms along
+        // rows).
+        const long after = first + count - (plane + FLAT_GROUP);  // planes after this group
+        const float *next = input + (plane + FLAT_GROUP) * (long)h * w;
+        const long ahead = (after < FLAT_GROUP ? (after > 0 ? after : 0) : FLAT_GROUP) * (long)h * w;
+        for (long i = 0; i < ahead; i += 16) __builtin_prefetch(next + i);
         for (int o0 = 0; o0 < pixels; o0 += 8) {
             __m256 acc[FLAT_GROUP];
             for (int g = 0; g < FLAT_GROUP; g++) acc[g] = _mm256_set1_ps(group.b[g]);

@@ -238,8 +238,9 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 /// scatter out: the 1×1 layers of MobileNetV2 at 64 px, batch 64, 6–8% faster over five alternating rounds).
 @usableFromInline let pointwiseInPlaceColumns = (blas: 1024, packed: 16)
 
-/// Without the flattened path (no AVX-512), depthwise convolutions with outputs narrower than this run across channels
-/// (`depthwiseConv2dAcrossChannels`); wider ones along rows, where the channels-last copies cost more than the idle
+/// Where the flattened path does not run (no AVX-512; on AVX2 strided, or outputs narrower than the input), depthwise
+/// convolutions with outputs narrower than this run across channels (`depthwiseConv2dAcrossChannels`); wider ones along
+/// rows, where the channels-last copies cost more than the idle
 /// lanes (EfficientNet-Lite0's 112 and 56 px maps were slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as
 /// fast). On AVX2 (AMD EPYC, one thread, C harness, two runs) 14-wide maps at stride 1 ran faster along rows, two
 /// 8-lane vectors a row: 5×5 on 14×14, 480 channels 284–381 against 483–496 µs, 3×3 168–236 against 186–262; 8×8 and
@@ -252,13 +253,14 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 /// stride 1 56×56 2,617 / 3,198, 28×28 434 / 606, 112×112 11,218 / 11,141; stride 2 from 14×14 98 / 175, 16×16
 /// 155 / 255. From 28×28 at stride 2 the harness favoured rows (393 / 340), but in EfficientNet-Lite0 at batch 1 that
 /// layer (28 → 14, 3×3) took 0.10–0.14 ms flattened against 0.23–0.27 along rows: stride 2 stays flattened below 16.
-/// With AVX2 the flattened path runs only at stride 1 on maps as wide as their input, 8 outputs a vector, below 24 wide.
-/// One thread, µs per layer, across channels / along rows / flattened (AMD EPYC, C harness, 3×3 taps unless noted, best
-/// of 9, ranges over three runs; all bit-equal): 4×4, 384 channels 15–26 / 46–82 / 6.4–10; 2×2, 960: 23–24 / 115–120 /
-/// 12–13; 8×8, 192: 20–29 / 25–38 / 12–13; 7×7 5×5 taps, 1152: 298–309 / 250–267 / 128–135; 14×14, 480: 185–278 /
-/// 169–242 / 100–153; 16×16, 64: 39–44 / 30–31 / 24–31; 20×20, 96: 78–106 / 82–95 / 61–67; but 28×28, 192:
-/// 373–421 / 161–241 / 173–220 and 56×56, 144: 1,417–1,521 / 392–444 / 706–742.
-@usableFromInline let depthwiseFlatWidth = (stride1: 65, strided: 16, avx2: 24)
+/// With AVX2 the flattened path runs only at stride 1 on maps as wide as their input, 8 outputs a vector, below 15 wide.
+/// One thread (AMD EPYC, C harness, 3×3 taps unless noted, best of 5–9; all bit-equal), ms along rows / flattened, 64
+/// images' planes read from memory as in a model at batch 64: 14×14, 480 channels 10.6–11.1 / 11.2–15.3, 5×5 taps
+/// 17.4–17.7 / 15.2–17.8; 12×12, 240: 5.0–5.2 / 2.9–4.0; 7×7 5×5 taps, 1152: 16.6–27.3 / 7.7–7.9; 8×8, 192: 1.7–2.7 /
+/// 0.7–0.9; 4×4, 576: 4.6–5.1 / 0.6–0.7; but 16×16, 144: 3.2–3.4 / 3.8–6.3. One layer's planes in cache (batch 1),
+/// µs across channels / along rows / flattened: 4×4, 384 channels 15–26 / 46–82 / 6.4–10; 2×2, 960: 22–24 / 110–120 /
+/// 12–13; 7×7 5×5 taps, 1152: 298–309 / 250–267 / 128–135; 14×14, 480: 185–278 / 169–242 / 100–153.
+@usableFromInline let depthwiseFlatWidth = (stride1: 65, strided: 16, avx2: 15)
 
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
