@@ -16,12 +16,12 @@ static inline void inside(int ow, int w, int sw, int x_off, int *lo, int *hi) {
 }
 
 // The loops every variant shares: ROW(dst, src, x_off, lo, hi) fills one output row of ow values from the input row
-// `src` (the columns [lo, hi) from the input, the others 0).
+// `src` (the columns [lo, hi) from the input, the others 0). Output rows [oy0, oy1) of each image.
 #define DEFINE_IM2COL_ROWS(NAME, ATTR, ROW)                                                                            \
     ATTR static void NAME(const float *input, int c, int h, int w, int first_image, int images, int first_channel,  \
-                          int channels, const wc_window *win, int oh, int ow, float *col) {                       \
+                          int channels, const wc_window *win, int oy0, int oy1, int ow, float *col) {             \
         const int kh = win->kh, kw = win->kw, sh = win->sh, sw = win->sw;                                         \
-        const long ohw = (long)oh * ow, cols = (long)images * ohw, plane = (long)h * w;                           \
+        const long ohw = (long)(oy1 - oy0) * ow, cols = (long)images * ohw, plane = (long)h * w;                  \
         for (int ch = 0; ch < channels; ch++)                                                                     \
             for (int ki = 0; ki < kh; ki++)                                                                       \
                 for (int kj = 0; kj < kw; kj++) {                                                                 \
@@ -31,8 +31,8 @@ static inline void inside(int ow, int w, int sw, int x_off, int *lo, int *hi) {
                     float *row = col + ((long)(ch * kh + ki) * kw + kj) * cols;                                   \
                     for (int img = 0; img < images; img++) {                                                      \
                         const float *src = input + ((long)(first_image + img) * c + first_channel + ch) * plane;  \
-                        for (int oy = 0; oy < oh; oy++) {                                                         \
-                            float *dst = row + img * ohw + (long)oy * ow;                                         \
+                        for (int oy = oy0; oy < oy1; oy++) {                                                      \
+                            float *dst = row + img * ohw + (long)(oy - oy0) * ow;                                 \
                             const int iy = oy * sh + ki * win->dh - win->pad_top;                                 \
                             if (iy < 0 || iy >= h) {                                                              \
                                 memset(dst, 0, sizeof(float) * ow);                                               \
@@ -88,7 +88,25 @@ static int *plane_table(const wc_window *win, int h, int w, int oh, int ow) {
 DEFINE_IM2COL_PLANES(planes_generic, , PLAIN_PLANE)
 
 #if defined(__x86_64__)
-DEFINE_IM2COL_ROWS(im2col_avx2, __attribute__((target("avx2"))), PLAIN_ROW)
+// AVX2 at stride 2 (the stems, the downsampling convolutions): 8 outputs at a time from the 16 inputs under them,
+// split by one shuffle and one permute, where those inputs lie inside the row; the edges value by value.
+#define AVX2_ROW(dst, src, x_off, lo, hi)                                                                         \
+    do {                                                                                                          \
+        if (sw != 2) {                                                                                            \
+            PLAIN_ROW(dst, src, x_off, lo, hi);                                                                   \
+            break;                                                                                                \
+        }                                                                                                         \
+        int ox = 0;                                                                                               \
+        for (; ox < lo; ox++) dst[ox] = 0;                                                                        \
+        for (; ox + 8 <= hi && 2L * ox + x_off + 16 <= w; ox += 8) {                                              \
+            const float *p = src + 2L * ox + x_off;                                                               \
+            const __m256 pairs = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0)); \
+            _mm256_storeu_ps(dst + ox, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xd8)));  \
+        }                                                                                                         \
+        for (; ox < hi; ox++) dst[ox] = src[2L * ox + x_off];                                                     \
+        for (; ox < ow; ox++) dst[ox] = 0;                                                                        \
+    } while (0)
+DEFINE_IM2COL_ROWS(im2col_avx2, __attribute__((target("avx2"))), AVX2_ROW)
 DEFINE_IM2COL_PLANES(planes_avx2, __attribute__((target("avx2"))), PLAIN_PLANE)
 
 // 16 outputs at a time: lanes outside [lo, hi) are masked off the load (never read, 0 in the register) and every
@@ -142,7 +160,13 @@ void wc_im2col_isa(int isa, const float *input, int c, int h, int w, int first_i
         free(table);
         return;
     }
-    DISPATCH_ISA(isa, im2col, input, c, h, w, first_image, images, first_channel, channels, window, oh, ow, col);
+    DISPATCH_ISA(isa, im2col, input, c, h, w, first_image, images, first_channel, channels, window, 0, oh, ow, col);
+}
+
+void wc_im2col_rows(const float *input, int c, int h, int w, int first_image, int images, int first_channel,
+                    int channels, const wc_window *window, int first_row, int rows, int ow, float *col) {
+    DISPATCH(im2col, input, c, h, w, first_image, images, first_channel, channels, window, first_row,
+             first_row + rows, ow, col);
 }
 
 void wc_im2col(const float *input, int c, int h, int w, int first_image, int images, int first_channel, int channels,

@@ -22,6 +22,10 @@ public struct Window2D: Sendable, Equatable {
             && l.ceilMode == r.ceilMode
     }
 
+    /// A 1×1 window at stride 1 without padding: each output reads the input value under it (a matrix product as it
+    /// stands, no im2col).
+    public var isPointwise: Bool { kernel == (1, 1) && strides == (1, 1) && pads == (0, 0, 0, 0) }
+
     /// Throws unless kernel, strides and dilations are in 1…`ShapeLimits.maxWindow` and pads in 0…that, so the
     /// output-size arithmetic cannot overflow.
     public func validate() throws {
@@ -201,6 +205,10 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
                                                  group: group, outputSize: (output.shape[2], output.shape[3])) {
             DirectConvolution.convolve(input, packed: packed, bias: bias, window: window, activation: activation,
                                        residual: residual, into: &output, firstChannel: firstChannel)
+        } else if let packed, group == 1, residual == nil, !window.isPointwise, input.shape[0] > 1 || icg < 8,
+                  icg * weight.shape[2] * weight.shape[3] * output.shape[2] * ow > im2colRowBlockFloats.image {
+            im2colConv2dInRowBlocks(input, weight: weight, bias: bias, window: window, activation: activation,
+                                    packed: packed, into: &output, firstChannel: firstChannel)
         } else {
             im2colConv2d(input, weight: weight, bias: bias, window: window, group: group, activation: activation,
                          residual: residual, packed: packed, into: &output, firstChannel: firstChannel)
@@ -275,7 +283,7 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     // Image i's output channel o at i·outImage + (firstChannel + o)·ohw (the output's own channels, or a range of a
     // wider tensor's); a residual has the output's shape.
     let (outImage, channelOffset) = (output.shape[1] * ohw, firstChannel * ohw)
-    let isPointwise = kh == 1 && kw == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
+    let isPointwise = window.isPointwise
     // Images per GEMM: enough columns to keep BLAS efficient, few enough to bound the im2col buffer. A 1×1
     // convolution over a large map (`pointwiseInPlaceColumns`) takes one image at a time (its GEMM reads the NCHW
     // buffer and writes the output in place); over a small map that GEMM has so few columns that BLAS spends its time
@@ -357,12 +365,70 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     }
 }
 
+/// Where one image's im2col matrix would exceed `image` floats (1 MB: the stems' 7×7 and 3×3 windows over 224 px
+/// inputs, strided layers on 56 px maps), it is built and multiplied a block of output rows at a time, each block about
+/// `block` floats so that it stays in L2 (512 KB per core on AMD EPYC) between the copy and the product. The whole
+/// matrix of ResNet-18's 7×7 stem at batch 1 is 7.4 MB, written to memory and read back. At batch 1 only for inputs of
+/// few channels (the stems), whose whole-image copy splits over the workers by channel (3 channels on 2 workers);
+/// SqueezeNet's 16 → 64 3×3 layer on 55×55 maps ran 10% slower in blocks there. Two threads, images/s, whole image /
+/// blocks (AMD EPYC, alternated, best of 3): the 7×7 stem alone at batch 1 253 / 424 (onnxruntime 506), at batch 64
+/// 172 / 240 (438); a 3 → 32 3×3 stride-2 stem on 224 px at batch 1 2,017 / 2,780 (2,983), batch 64 843 / 960
+/// (2,142). SqueezeNet 1.1 at 224 px, batch 64, ms: 3×3 16 → 64 on 55×55 50 / 40–42, the stem 43 / 34.
+@usableFromInline let im2colRowBlockFloats = (image: 1 << 18, block: 1 << 16)
+
+/// im2col + the packed product a block of output rows at a time (`im2colRowBlockFloats`), the blocks of every image
+/// spread over the workers, each product storing its outputs with the bias and clamp. No residual, one group.
+/// `rowsPerBlock` overrides the block's rows (tests).
+@usableFromInline
+func im2colConv2dInRowBlocks(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D,
+                             activation: Activation, packed: PackedWeights, into output: inout Tensor<Float>,
+                             firstChannel: Int, rowsPerBlock: Int? = nil) {
+    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let kdim = c * weight.shape[2] * weight.shape[3]
+    let (oh, ow) = (output.shape[2], output.shape[3])
+    var rows = max(1, min(oh, rowsPerBlock ?? im2colRowBlockFloats.block / max(1, kdim * ow)))
+    if rowsPerBlock == nil && n == 1 {
+        // One image: as many blocks per worker (55 rows of SqueezeNet's 55×55 maps in 8 blocks of 7, not 7 of 8).
+        let workers = ComputeThreads.count
+        let evened = ((oh + rows - 1) / rows + workers - 1) / workers * workers  // blocks, a multiple of the workers
+        rows = (oh + evened - 1) / evened
+    }
+    let blocks = (oh + rows - 1) / rows
+    let (outImage, channelOffset) = (output.shape[1] * oh * ow, firstChannel * oh * ow)
+    var shape = wc_window(window)
+    input.scalars.withUnsafeBufferPointer { inBuf in
+        (bias ?? []).withUnsafeBufferPointer { biasBuf in
+            output.scalars.withUnsafeMutableBufferPointer { outBuf in
+                let (inBase, outAddress) = (inBuf.baseAddress!, Int(bitPattern: outBuf.baseAddress!))
+                let biasAddress = bias == nil ? nil : Int(bitPattern: biasBuf.baseAddress!)
+                withUnsafePointer(to: &shape) { shape in
+                    parallelChunks(n * blocks) { items in
+                        let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * rows * ow)
+                        defer { col.deallocate() }
+                        for item in items {
+                            let (image, first) = (item / blocks, item % blocks * rows)
+                            let count = min(rows, oh - first)
+                            wc_im2col_rows(inBase, Int32(c), Int32(h), Int32(w), Int32(image), 1, 0, Int32(c), shape,
+                                           Int32(first), Int32(count), Int32(ow), col)
+                            let dst = UnsafeMutablePointer<Float>(bitPattern: outAddress)! + image * outImage
+                                + channelOffset + first * ow
+                            packed.multiply(group: 0, n: count * ow, b: col, ldb: count * ow, c: dst, ldc: oh * ow,
+                                            parallel: false, bias: biasAddress.flatMap { UnsafePointer<Float>(bitPattern: $0) },
+                                            bounds: activation.bounds)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Unfolds the receptive fields of `images` images (channels `channels`) into a
 /// [channels·kh·kw, images·oh·ow] matrix.
 @usableFromInline
 func im2col(_ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, firstImage: Int, images: Int, channels: Range<Int>,
             window: Window2D, oh: Int, ow: Int, into col: UnsafeMutablePointer<Float>) {
-    if window.kernel == (1, 1) && window.strides == (1, 1) && window.pads == (0, 0, 0, 0) {
+    if window.isPointwise {
         // A 1×1 window reads each plane as it stands: one copy per plane.
         let (ohw, cols) = (oh * ow, images * oh * ow)
         for (row, ch) in channels.enumerated() {

@@ -90,6 +90,43 @@ import _TestSupport
     /// residual and a clamp; whole images per worker (3 images), and lone images split over the workers by rows (the
     /// copy larger than the weights; 23 rows at stride 2) and by panels (the weights larger); small maps whose
     /// copies hold several images side by side (5×5, 7×7 and 1×1 outputs, a last copy of fewer images).
+    /// im2col + product a block of output rows at a time (large maps: the stems) gives the bits of the whole image's
+    /// im2col + product: blocks of 1, 3 and 5 rows (a partial last one), several images, written into a range of a
+    /// wider tensor's channels (a Concat), a 7×7 stride-2 stem, stride 2 with uneven padding, dilation.
+    @Test(arguments: [
+        (n: 2, c: 3, h: 40, w: 37, oc: 10, k: 7, s: 2, d: 1, pads: (3, 3, 3, 3)),
+        (n: 1, c: 5, h: 33, w: 30, oc: 12, k: 3, s: 2, d: 1, pads: (1, 0, 0, 1)),
+        (n: 3, c: 4, h: 17, w: 19, oc: 9, k: 3, s: 1, d: 2, pads: (2, 2, 2, 2)),
+    ])
+    func rowBlocksMatchWholeImage(_ t: (n: Int, c: Int, h: Int, w: Int, oc: Int, k: Int, s: Int, d: Int,
+                                        pads: (Int, Int, Int, Int))) throws {
+        let window = Window2D(kernel: (t.k, t.k), strides: (t.s, t.s), dilations: (t.d, t.d), pads: t.pads)
+        let (oh, ow) = try #require(window.outputSize(h: t.h, w: t.w))
+        let x = Tensor(shape: [t.n, t.c, t.h, t.w], scalars: Self.random(t.n * t.c * t.h * t.w, seed: 31))
+        let wt = Tensor(shape: [t.oc, t.c, t.k, t.k], scalars: Self.random(t.oc * t.c * t.k * t.k, seed: 32))
+        let packed = PackedWeights(wt, group: 1)
+        for (bias, activation) in [(Self.random(t.oc, seed: 33), Activation.relu), (nil, .clip(low: -0.25, high: 0.5))] {
+            var whole = Tensor<Float>(shape: [t.n, t.oc, oh, ow], unsafeUninitialized: { _ in })
+            im2colConv2d(x, weight: wt, bias: bias, window: window, group: 1, activation: activation, packed: packed,
+                         into: &whole)
+            for rows in [1, 3, 5] {
+                // Channels 2 ..< 2 + oc of a tensor with 3 more, the others left as they were.
+                var wide = Tensor<Float>(shape: [t.n, t.oc + 3, oh, ow], scalars: Array(repeating: 7, count: t.n * (t.oc + 3) * oh * ow))
+                im2colConv2dInRowBlocks(x, weight: wt, bias: bias, window: window, activation: activation,
+                                        packed: packed, into: &wide, firstChannel: 2, rowsPerBlock: rows)
+                let plane = oh * ow
+                for image in 0..<t.n {
+                    let got = wide.scalars[(image * (t.oc + 3) + 2) * plane..<(image * (t.oc + 3) + 2 + t.oc) * plane]
+                    let want = whole.scalars[image * t.oc * plane..<(image + 1) * t.oc * plane]
+                    #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "\(rows) rows, image \(image), \(activation)")
+                    let untouched = wide.scalars[image * (t.oc + 3) * plane..<(image * (t.oc + 3) + 2) * plane]
+                        + wide.scalars[(image * (t.oc + 3) + 2 + t.oc) * plane..<(image + 1) * (t.oc + 3) * plane]
+                    #expect(untouched.allSatisfy { $0 == 7 }, "\(rows) rows: channels outside the range written")
+                }
+            }
+        }
+    }
+
     @Test(arguments: [
         (n: 3, c: 3, h: 20, w: 31, oc: 19, k: (3, 3), s: 2, d: 1, pads: (1, 1, 0, 1)),
         (n: 3, c: 5, h: 16, w: 16, oc: 8, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),

@@ -157,6 +157,10 @@ size_t wc_depthwise_weight_gradient_scratch(int h, int w, const wc_window *windo
 /// table of offsets shared by every channel and image.
 void wc_im2col(const float *input, int c, int h, int w, int first_image, int images, int first_channel, int channels,
                const wc_window *window, int oh, int ow, float *col);
+/// Output rows [first_row, first_row + rows) of wc_im2col, row by row whatever ow: row (ch·kh·kw + tap) of `col` holds,
+/// for every image in order, the rows·ow inputs under that tap.
+void wc_im2col_rows(const float *input, int c, int h, int w, int first_image, int images, int first_channel,
+                    int channels, const wc_window *window, int first_row, int rows, int ow, float *col);
 /// wc_im2col with the variant for `isa` (one that wc_kernels_supported), for tests.
 void wc_im2col_isa(int isa, const float *input, int c, int h, int w, int first_image, int images, int first_channel,
                    int channels, const wc_window *window, int oh, int ow, float *col);
