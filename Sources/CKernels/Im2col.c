@@ -1,9 +1,10 @@
 // im2col. Rows of 16 outputs or more: each output row of each tap copied from its input row in one pass, the columns
 // over padding zeroed; on AVX-512 16 outputs at a time through masked loads (lanes over padding are neither read nor
-// kept), stride 2 as two loads whose even lanes are taken; elsewhere, and for other strides, a plain loop. Shorter rows
+// kept), stride 2 as two loads whose even lanes are taken; on AVX2 stride 2 as 8 outputs from two loads by shuffles;
+// elsewhere, and for other strides, a plain loop. Shorter rows
 // (the last layers' 2 to 15 wide maps, where a call per row costs more than its copy): a table of each tap's input
 // offset for every output of the plane, shared by every channel and image, then one pass along the whole plane, on
-// AVX-512 a masked gather of 16 outputs at a time.
+// AVX-512 a masked gather of 16 outputs at a time, on AVX2 masked loads of 8 where the tap's inputs are consecutive.
 #include "Dispatch.h"
 #include <stdlib.h>
 
@@ -55,34 +56,48 @@ static inline void inside(int ow, int w, int sw, int x_off, int *lo, int *hi) {
 
 DEFINE_IM2COL_ROWS(im2col_generic, , PLAIN_ROW)
 
-// Table[tap][p]: the input offset, in its plane, of output p's value under the tap; −1 over padding.
+// Table[tap][p]: the input offset, in its plane, of output p's value under the tap; −1 over padding. Then, per tap,
+// its shift: d where every such offset is p + d (stride 1 on a map as wide as its input), else NOT_SHIFTED.
+enum { NOT_SHIFTED = -0x7fffffff };
 static int *plane_table(const wc_window *win, int h, int w, int oh, int ow) {
     const int taps = win->kh * win->kw, ohw = oh * ow;
-    int *table = malloc(sizeof(int) * (size_t)taps * ohw);
+    int *table = malloc(sizeof(int) * (size_t)taps * (ohw + 1));
     if (!table) return NULL;
-    for (int t = 0; t < taps; t++)
+    int *shifts = table + (size_t)taps * ohw;
+    for (int t = 0; t < taps; t++) {
+        shifts[t] = NOT_SHIFTED;
+        int found = 0, same = 1;
         for (int p = 0; p < ohw; p++) {
             const int iy = (p / ow) * win->sh + (t / win->kw) * win->dh - win->pad_top;
             const int ix = (p % ow) * win->sw + (t % win->kw) * win->dw - win->pad_left;
-            table[t * ohw + p] = iy >= 0 && iy < h && ix >= 0 && ix < w ? iy * w + ix : -1;
+            const int at = iy >= 0 && iy < h && ix >= 0 && ix < w ? iy * w + ix : -1;
+            table[t * ohw + p] = at;
+            if (at < 0) continue;
+            if (!found) shifts[t] = at - p, found = 1;
+            same = same && at == p + shifts[t];
         }
+        if (!same) shifts[t] = NOT_SHIFTED;
+    }
     return table;
 }
 
-// PLANE(dst, src, offsets, count) fills one tap's outputs of one plane.
+// PLANE(dst, src, offsets, count, shift) fills one tap's outputs of one plane (shift: the tap's, see plane_table).
 #define DEFINE_IM2COL_PLANES(NAME, ATTR, PLANE)                                                                    \
     ATTR static void NAME(const float *input, int c, int h, int w, int first_image, int images, int first_channel,  \
                           int channels, int taps, const int *table, int ohw, float *col) {                        \
         const long cols = (long)images * ohw, plane = (long)h * w;                                                \
+        const int *shifts = table + (long)taps * ohw;                                                             \
+        (void)shifts;  /* read by the AVX2 variant only */                                                        \
         for (int ch = 0; ch < channels; ch++)                                                                     \
             for (int t = 0; t < taps; t++)                                                                        \
                 for (int img = 0; img < images; img++) {                                                          \
                     const float *src = input + ((long)(first_image + img) * c + first_channel + ch) * plane;      \
-                    PLANE(col + ((long)ch * taps + t) * cols + (long)img * ohw, src, table + (long)t * ohw, ohw);   \
+                    PLANE(col + ((long)ch * taps + t) * cols + (long)img * ohw, src, table + (long)t * ohw, ohw,  \
+                          shifts[t]);                                                                             \
                 }                                                                                                 \
     }
 
-#define PLAIN_PLANE(dst, src, offsets, count)                                                                     \
+#define PLAIN_PLANE(dst, src, offsets, count, shift)                                                              \
     for (int p = 0; p < (count); p++) (dst)[p] = (offsets)[p] >= 0 ? (src)[(offsets)[p]] : 0.0f
 
 DEFINE_IM2COL_PLANES(planes_generic, , PLAIN_PLANE)
@@ -107,7 +122,23 @@ DEFINE_IM2COL_PLANES(planes_generic, , PLAIN_PLANE)
         for (; ox < ow; ox++) dst[ox] = 0;                                                                        \
     } while (0)
 DEFINE_IM2COL_ROWS(im2col_avx2, __attribute__((target("avx2"))), AVX2_ROW)
-DEFINE_IM2COL_PLANES(planes_avx2, __attribute__((target("avx2"))), PLAIN_PLANE)
+
+// A tap whose outputs all read at one shift d (stride 1 on a map as wide as its input: SqueezeNet's 3×3 layers on
+// 15×15 and 7×7 maps): 8 outputs at a time, one masked load each (lanes whose offset is −1 are not read, 0); the last
+// 1–7 outputs, and other taps (a gather was slower than this loop), value by value. One thread, 64 images, µs, value
+// by value / masked loads (AMD EPYC, best of 7, three runs): 16 channels of 15×15 under a 3×3 window 1,703–2,002 /
+// 770–839, 32 of 7×7 426–873 / 218–264, 64 of 3×3 180–428 / 153–220.
+__attribute__((target("avx2"))) static inline void shifted_plane(float *dst, const float *src, const int *offsets,
+                                                                  int count, int shift) {
+    int p = 0;
+    for (; shift != NOT_SHIFTED && p + 8 <= count; p += 8) {
+        const __m256i live = _mm256_cmpgt_epi32(_mm256_loadu_si256((const __m256i *)(offsets + p)), _mm256_set1_epi32(-1));
+        _mm256_storeu_ps(dst + p, _mm256_maskload_ps(src + p + shift, live));
+    }
+    for (; p < count; p++) dst[p] = offsets[p] >= 0 ? src[offsets[p]] : 0.0f;
+}
+#define SHIFTED_PLANE(dst, src, offsets, count, shift) shifted_plane(dst, src, offsets, count, shift)
+DEFINE_IM2COL_PLANES(planes_avx2, __attribute__((target("avx2"))), SHIFTED_PLANE)
 
 // 16 outputs at a time: lanes outside [lo, hi) are masked off the load (never read, 0 in the register) and every
 // lane up to ow stored. Stride 2 loads the 32 inputs under 16 outputs and keeps the even ones.
@@ -140,8 +171,8 @@ DEFINE_IM2COL_ROWS(im2col_avx512, __attribute__((target("avx512f,bmi2"))), AVX51
 
 // 16 outputs at a time: the lanes whose offset is −1 are masked off the gather (0 in the register). Planes of
 // fewer than 8 outputs (2×2 maps) are copied value by value, faster than a gather of a few lanes.
-#define GATHER_PLANE(dst, src, offsets, count)                                                                    \
-    if ((count) < 8) PLAIN_PLANE(dst, src, offsets, count);                                                       \
+#define GATHER_PLANE(dst, src, offsets, count, shift)                                                             \
+    if ((count) < 8) PLAIN_PLANE(dst, src, offsets, count, shift);                                                \
     else for (int p = 0; p < (count); p += 16) {                                                                  \
         const __mmask16 lanes = (__mmask16)((count) - p >= 16 ? 0xffff : (1u << ((count) - p)) - 1);               \
         const __m512i at = _mm512_maskz_loadu_epi32(lanes, (offsets) + p);                                        \

@@ -207,7 +207,8 @@ import _TestSupport
     }
 
     /// im2col of every variant this processor runs, equal to the definition: strides 1 to 3 (2 is the AVX-512 kernel's
-    /// two-load path), dilations, uneven padding wider than the kernel's reach, rows of 16 outputs and more (copied row
+    /// two-load path), dilations, uneven padding wider than the kernel's reach, "same" padding (AVX2's masked loads at one
+    /// shift per tap), rows of 16 outputs and more (copied row
     /// by row), 2 to 15 (through the plane's table) and planes under 8 outputs, a channel range and an image range that
     /// start past 0.
     @Test(arguments: [(9, 37), (3, 4)])
@@ -216,7 +217,7 @@ import _TestSupport
         let x = Self.random(n * c * h * w, seed: 7)
         var windows = 0
         for (kh, kw) in [(1, 1), (3, 3), (1, 7), (5, 2)] {
-            for stride in 1...3 { for dilation in 1...2 { for pads in [(0, 0, 0, 0), (1, 2, 0, 3), (4, 4, 4, 4)] {
+            for stride in 1...3 { for dilation in 1...2 { for pads in [(0, 0, 0, 0), (1, 2, 0, 3), (4, 4, 4, 4), (1, 1, 1, 1)] {
                 let window = Window2D(kernel: (kh, kw), strides: (stride, stride), dilations: (dilation, dilation), pads: pads)
                 guard let (oh, ow) = window.outputSize(h: h, w: w) else { continue }
                 windows += 1
