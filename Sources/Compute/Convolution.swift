@@ -371,7 +371,7 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
 /// matrix of ResNet-18's 7×7 stem at batch 1 is 7.4 MB, written to memory and read back. At batch 1 only for inputs of
 /// few channels (the stems), whose whole-image copy splits over the workers by channel (3 channels on 2 workers);
 /// SqueezeNet's 16 → 64 3×3 layer on 55×55 maps ran 10% slower in blocks there. Two threads, images/s, whole image /
-/// blocks (AMD EPYC, alternated, best of 3): the 7×7 stem alone at batch 1 253 / 424 (onnxruntime 506), at batch 64
+/// blocks (AMD EPYC, alternated, best of 3): the 7×7 stem alone at batch 1 253 / 424 (onnxruntime 521), at batch 64
 /// 172 / 240 (438); a 3 → 32 3×3 stride-2 stem on 224 px at batch 1 2,017 / 2,780 (2,983), batch 64 843 / 960
 /// (2,142). SqueezeNet 1.1 at 224 px, batch 64, ms: 3×3 16 → 64 on 55×55 50 / 40–42, the stem 43 / 34.
 @usableFromInline let im2colRowBlockFloats = (image: 1 << 18, block: 1 << 16)
