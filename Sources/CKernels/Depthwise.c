@@ -540,7 +540,8 @@ static void flat_depthwise_avx2(const float *input, int channels, long first, lo
                 if (!e->mask) continue;
                 const __m256i m = _mm256_loadu_si256((const __m256i *)e->lanes);
                 for (int g = 0; g < FLAT_GROUP; g++) {
-                    const __m256 sum = _mm256_fmadd_ps(_mm256_maskload_ps(in[g] + e->base, m), _mm256_set1_ps(k[g][t]), acc[g]);
+                    const __m256 x = _mm256_maskload_ps(in[g] + e->base, m);
+                    const __m256 sum = _mm256_fmadd_ps(x, _mm256_set1_ps(k[g][t]), acc[g]);
                     acc[g] = e->mask == 0xff ? sum : _mm256_blendv_ps(acc[g], sum, _mm256_castsi256_ps(m));
                 }
             }

@@ -92,10 +92,11 @@ public enum ComputeError: Error, Equatable, CustomStringConvertible {
 
 /// 2D convolution, NCHW input, weight [OC, IC/group, KH, KW], optional bias [OC].
 /// Grouped convolutions with one input channel per group (depthwise) run along the flattened plane where this
-/// processor's kernels have that path and the map is narrower than `depthwiseFlatWidth`, else across channels on maps narrower than `depthwiseAcrossWidth`,
-/// else along rows (`depthwiseConv2d`); ungrouped ones with packed weights are summed straight from a bordered copy of
-/// the images (`DirectConvolution`) unless their vectors of outputs would be mostly idle lanes; everything else is
-/// im2col over a chunk of images followed by one GEMM per group.
+/// processor's kernels have that path and the map is narrower than `depthwiseFlatWidth`, else across channels on maps
+/// narrower than `depthwiseAcrossWidth`, else along rows (`depthwiseConv2d`); ungrouped ones with packed weights are
+/// summed straight from a bordered copy of the images (`DirectConvolution`) unless their vectors of outputs would be
+/// mostly idle lanes; everything else is im2col over a chunk of images followed by one GEMM per group (over a block of
+/// output rows at a time where one image's im2col matrix would be large: `im2colRowBlockFloats`).
 ///
 /// `residual`, a tensor of the output's shape, is added after the bias and before `activation` (a fused Add).
 ///
@@ -248,11 +249,11 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 
 /// Where the flattened path does not run (no AVX-512; on AVX2 strided, or outputs narrower than the input), depthwise
 /// convolutions with outputs narrower than this run across channels (`depthwiseConv2dAcrossChannels`); wider ones along
-/// rows, where the channels-last copies cost more than the idle
-/// lanes (EfficientNet-Lite0's 112 and 56 px maps were slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as
-/// fast). On AVX2 (AMD EPYC, one thread, C harness, two runs) 14-wide maps at stride 1 ran faster along rows, two
-/// 8-lane vectors a row: 5×5 on 14×14, 480 channels 284–381 against 483–496 µs, 3×3 168–236 against 186–262; 8×8 and
-/// narrower stayed faster across (3×3, 4×4, 384 channels: 17–22 against 47–70 µs; 8×8 23–27 against 25–32).
+/// rows, where the channels-last copies cost more than the idle lanes (EfficientNet-Lite0's 112 and 56 px maps were
+/// slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as fast). On AVX2 (AMD EPYC, one thread, C harness,
+/// two runs) 14-wide maps at stride 1 ran faster along rows, two 8-lane vectors a row: 5×5 on 14×14, 480 channels
+/// 284–381 against 483–496 µs, 3×3 168–236 against 186–262; 8×8 and narrower stayed faster across (3×3, 4×4, 384
+/// channels: 17–22 against 47–70 µs; 8×8 23–27 against 25–32).
 @usableFromInline let depthwiseAcrossWidth = 12
 
 /// Depthwise outputs narrower than these run along the flattened plane where AVX-512 is (`depthwiseConv2dFlat`): each
@@ -412,9 +413,9 @@ func im2colConv2dInRowBlocks(_ input: Tensor<Float>, weight: Tensor<Float>, bias
                                            Int32(first), Int32(count), Int32(ow), col)
                             let dst = UnsafeMutablePointer<Float>(bitPattern: outAddress)! + image * outImage
                                 + channelOffset + first * ow
+                            let bias = biasAddress.flatMap { UnsafePointer<Float>(bitPattern: $0) }
                             packed.multiply(group: 0, n: count * ow, b: col, ldb: count * ow, c: dst, ldc: oh * ow,
-                                            parallel: false, bias: biasAddress.flatMap { UnsafePointer<Float>(bitPattern: $0) },
-                                            bounds: activation.bounds)
+                                            parallel: false, bias: bias, bounds: activation.bounds)
                         }
                     }
                 }

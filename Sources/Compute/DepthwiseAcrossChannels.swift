@@ -12,8 +12,8 @@ func depthwiseConv2dFlat(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [F
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (kh, kw) = window.kernel
     let (oh, ow) = (output.shape[2], output.shape[3])
-    guard withUnsafePointer(to: wc_window(window), { wc_depthwise_flat_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) }) != 0
-    else { return false }
+    let runs = withUnsafePointer(to: wc_window(window)) { wc_depthwise_flat_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) }
+    guard runs != 0 else { return false }
     let scratch = wc_depthwise_flat_scratch(Int32(oh), Int32(ow), Int32(kh), Int32(kw))
     let (low, high) = activation.bounds
     // Planes in groups of four (the kernel sums four at once), a chunk at least 256 multiply-adds.

@@ -111,7 +111,8 @@ import _TestSupport
                          into: &whole)
             for rows in [1, 3, 5] {
                 // Channels 2 ..< 2 + oc of a tensor with 3 more, the others left as they were.
-                var wide = Tensor<Float>(shape: [t.n, t.oc + 3, oh, ow], scalars: Array(repeating: 7, count: t.n * (t.oc + 3) * oh * ow))
+                var wide = Tensor<Float>(shape: [t.n, t.oc + 3, oh, ow],
+                                         scalars: Array(repeating: 7, count: t.n * (t.oc + 3) * oh * ow))
                 im2colConv2dInRowBlocks(x, weight: wt, bias: bias, window: window, activation: activation,
                                         packed: packed, into: &wide, firstChannel: 2, rowsPerBlock: rows)
                 let plane = oh * ow
