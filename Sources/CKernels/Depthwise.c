@@ -5,6 +5,7 @@
 
 #include "Dispatch.h"
 #include "RowCopy.h"
+#include "Transpose.h"
 
 // ---- Along the rows of a plane -------------------------------------------------------------------------------------
 //
@@ -105,123 +106,11 @@ void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window
 
 // ---- Across channels ----------------------------------------------------------------------------------------------
 
-// The taps [lo, hi) of one axis that land inside the input for output position o, and the input position of tap 0.
-static inline void tap_span(int o, int kernel, int stride, int dilation, int pad, int size, int *lo, int *hi, int *start) {
-    int s = o * stride - pad, l = 0, h = kernel;
-    while (l < kernel && s + l * dilation < 0) l++;
-    while (h > l && s + (h - 1) * dilation >= size) h--;
-    *lo = l; *hi = h; *start = s;
-}
-
-// Plane-major to channels-last and back, in tiles of 16 channels × 16 pixels so that both sides stay within a few
-// cache lines. Scalar on purpose: vectorised, the compiler turns these loops into gathers and scatters, 5× slower.
-static void transpose_in(const float *planes, int count, int pixels, int width, float *x) {
-    for (int c0 = 0; c0 < count; c0 += 16)
-        for (int p0 = 0; p0 < pixels; p0 += 16) {
-            int c1 = c0 + 16 < count ? c0 + 16 : count, p1 = p0 + 16 < pixels ? p0 + 16 : pixels;
-            for (int c = c0; c < c1; c++) {
-                const float *plane = planes + (size_t)c * pixels;
-#pragma clang loop vectorize(disable)
-                for (int p = p0; p < p1; p++) x[(size_t)p * width + c] = plane[p];
-            }
-        }
-}
-
-// y (channels last) back to planes: + residual, then min(max(v, low), high) as Swift rounds it.
-static void transpose_out(const float *y, int count, int pixels, int width, float *planes, const float *residual,
-                          float low, float high) {
-    _Pragma("clang fp contract(off)")
-    for (int c0 = 0; c0 < count; c0 += 16)
-        for (int p0 = 0; p0 < pixels; p0 += 16) {
-            int c1 = c0 + 16 < count ? c0 + 16 : count, p1 = p0 + 16 < pixels ? p0 + 16 : pixels;
-            for (int c = c0; c < c1; c++) {
-                float *plane = planes + (size_t)c * pixels;
-                const float *r = residual ? residual + (size_t)c * pixels : NULL;
-#pragma clang loop vectorize(disable)
-                for (int p = p0; p < p1; p++) {
-                    float v = y[(size_t)p * width + c];
-                    if (r) v = v + r[p];
-                    v = low >= v ? low : v;
-                    plane[p] = high < v ? high : v;
-                }
-            }
-        }
-}
-
 size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, int oh, int ow) {
     size_t width = ((size_t)count + 15) / 16 * 16;
     return width * ((size_t)h * w + (size_t)oh * ow + (size_t)kh * kw + 1);
 }
 
-#if defined(__x86_64__)
-// Eight vectors r[0..7] transposed in place (r[i][j] ↔ r[j][i]).
-__attribute__((target("avx2"))) static inline void transpose8(__m256 r[8]) {
-    __m256 t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
-}
-
-// transpose_in and transpose_out with whole 8 × 8 tiles through registers (the rest as the scalar ones do): the
-// scalar copies took most of a depthwise layer's time on 8×8 and smaller maps.
-__attribute__((target("avx2"))) static void transpose_in_avx2(const float *planes, int count, int pixels, int width,
-                                                              float *x) {
-    const int c8 = count / 8 * 8, p8 = pixels / 8 * 8;
-    for (int c0 = 0; c0 < c8; c0 += 8)
-        for (int p0 = 0; p0 < p8; p0 += 8) {
-            __m256 r[8];
-            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(planes + (size_t)(c0 + i) * pixels + p0);
-            transpose8(r);
-            for (int i = 0; i < 8; i++) _mm256_storeu_ps(x + (size_t)(p0 + i) * width + c0, r[i]);
-        }
-    for (int c = 0; c < count; c++) {
-        const float *plane = planes + (size_t)c * pixels;
-#pragma clang loop vectorize(disable)
-        for (int p = c < c8 ? p8 : 0; p < pixels; p++) x[(size_t)p * width + c] = plane[p];
-    }
-}
-
-__attribute__((target("avx2"))) static void transpose_out_avx2(const float *y, int count, int pixels, int width,
-                                                               float *planes, const float *residual, float low,
-                                                               float high) {
-    _Pragma("clang fp contract(off)")
-    const int c8 = count / 8 * 8, p8 = pixels / 8 * 8;
-    const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
-    for (int c0 = 0; c0 < c8; c0 += 8)
-        for (int p0 = 0; p0 < p8; p0 += 8) {
-            __m256 r[8];
-            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(y + (size_t)(p0 + i) * width + c0);
-            transpose8(r);
-            for (int i = 0; i < 8; i++) {
-                __m256 v = r[i];
-                if (residual) v = _mm256_add_ps(v, _mm256_loadu_ps(residual + (size_t)(c0 + i) * pixels + p0));
-                VEC_CLAMP(rowi8, v, lo, hi);
-                _mm256_storeu_ps(planes + (size_t)(c0 + i) * pixels + p0, v);
-            }
-        }
-    for (int c = 0; c < count; c++) {
-        float *plane = planes + (size_t)c * pixels;
-        const float *r = residual ? residual + (size_t)c * pixels : NULL;
-#pragma clang loop vectorize(disable)
-        for (int p = c < c8 ? p8 : 0; p < pixels; p++) {
-            float v = y[(size_t)p * width + c];
-            if (r) v = v + r[p];
-            plane[p] = wc_clamp(v, low, high);
-        }
-    }
-}
-#endif
 
 // Each output is bias, then fma(input, tap, sum) for the taps inside the input in row-major order; then + residual and
 // the clamp, as ConvolutionEpilogue does.

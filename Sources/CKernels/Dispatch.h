@@ -20,6 +20,14 @@ static inline float wc_clamp(float x, float low, float high) {
         IVEC above_ = (high) < (x);                                                                               \
         (x) = (__typeof__(x))(((IVEC)(high) & above_) | ((IVEC)(x) & ~above_));                                  \
     } while (0)
+// The taps [lo, hi) of one axis that land inside the input for output position o, and the input position of tap 0.
+static inline void tap_span(int o, int kernel, int stride, int dilation, int pad, int size, int *lo, int *hi,
+                            int *start) {
+    int s = o * stride - pad, l = 0, h = kernel;
+    while (l < kernel && s + l * dilation < 0) l++;
+    while (h > l && s + (h - 1) * dilation >= size) h--;
+    *lo = l; *hi = h; *start = s;
+}
 #if defined(__x86_64__)
 __attribute__((target("avx512f"))) static inline __m512 wc_clamp512(__m512 x, __m512 low, __m512 high) {
     x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(low, x, _CMP_GE_OQ), low);

@@ -2,6 +2,8 @@
 // strides over 2), or separable (AVX-512 at strides 1 and 2), or sixteen planes at a time for small outputs.
 #include "Dispatch.h"
 #include "RowCopy.h"
+#include "Transpose.h"
+#include <stdlib.h>
 #include <string.h>
 
 // Along the rows of a plane, from its −∞-bordered copy (RowCopy.h), eight output rows at a time, a vector of each.
@@ -167,8 +169,9 @@ void wc_maxpool_rows(const float *plane, int h, int w, const wc_window *window, 
 // Small outputs (3×3, 7×7: SqueezeNet's later pools) fill a fraction of a row vector, so sixteen planes go together
 // instead, one per lane: each tap is one gather at the planes' stride, and each output keeps the same value, by the
 // same comparisons in the same order, as `wc_maxpool_rows` (taps outside the input are skipped, as its −∞ border
-// never wins).
-enum { ACROSS_OUTPUTS = 64, ACROSS_OUTPUTS_SEPARABLE = 25 };
+// never wins). With AVX2, eight planes at a time (below).
+// ACROSS_AVX2_INPUTS bounds the AVX2 kernel's channels-last copy (8 floats a pixel).
+enum { ACROSS_OUTPUTS = 64, ACROSS_OUTPUTS_SEPARABLE = 25, ACROSS_AVX2_INPUTS = 1 << 16 };
 
 #if defined(__x86_64__)
 __attribute__((target("avx512f")))
@@ -203,14 +206,58 @@ static void maxpool_across_avx512(const float *input, long count, int h, int w, 
             for (int q = 0; q < outputs; q++) output[(p + l) * outputs + q] = results[q * 16 + l];
     }
 }
+
+// AVX2 (whose gathers ran slower than scalar loads here): eight planes at a time copied channels last, through 8 × 8
+// transposes in registers, the outputs taken a vector of eight planes at a time from there, then transposed back.
+// One thread (AMD EPYC, C harness, 3×3 stride 2, planes from memory as at batch 64, ns per plane, along rows /
+// across, three runs): 7×7 → 3×3 113–201 / 28–58; 13×13 → 6×6 190–376 / 93–185; 15×15 → 7×7 234–455 / 171–402 (the
+// next planes asked for ahead: without it 455 / 402); 31×31 → 15×15 822–1,146 / 837–1,349, 27×27 → 13×13 549–976 /
+// 631–1,021: there the rows kernel stays.
+__attribute__((target("avx2")))
+static void maxpool_across_avx2(const float *input, long count, int h, int w, const wc_window *win, float *output,
+                                int oh, int ow) {
+    const int pixels = h * w, outputs = oh * ow;
+    float *x = malloc(sizeof(float) * 8 * (size_t)(pixels + outputs)), *y = x + 8 * (size_t)pixels;
+    if (!x) abort();
+    for (long p = 0; p < count; p += 8) {
+        const int valid = count - p < 8 ? (int)(count - p) : 8;
+        transpose_in_avx2(input + p * pixels, valid, pixels, 8, x);
+        // The next eight planes (contiguous) asked for while these are pooled, a share of their lines per output row:
+        // they come from memory, and the transposes' eight streams of loads waited on each line.
+        const char *next = (const char *)(input + (p + 8) * pixels);
+        const long lines = p + 8 < count ? ((count - p - 8 < 8 ? count - p - 8 : 8) * (long)pixels + 15) / 16 : 0;
+        for (int oy = 0; oy < oh; oy++) {
+            for (long l = lines * oy / oh; l < lines * (oy + 1) / oh; l++) __builtin_prefetch(next + 64 * l);
+            int klo, khi, y0, jlo, jhi, x0;
+            tap_span(oy, win->kh, win->sh, win->dh, win->pad_top, h, &klo, &khi, &y0);
+            for (int ox = 0; ox < ow; ox++) {
+                tap_span(ox, win->kw, win->sw, win->dw, win->pad_left, w, &jlo, &jhi, &x0);
+                __m256 best = _mm256_set1_ps(-__builtin_inff());
+                for (int ki = klo; ki < khi; ki++) {
+                    const float *row = x + 8 * ((long)(y0 + ki * win->dh) * w + x0);
+                    for (int kj = jlo; kj < jhi; kj++) {
+                        const __m256 v = _mm256_loadu_ps(row + 8 * kj * win->dw);
+                        const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
+                                                         _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                        best = _mm256_blendv_ps(best, v, take);
+                    }
+                }
+                _mm256_storeu_ps(y + 8 * (oy * ow + ox), best);
+            }
+        }
+        transpose_out_avx2(y, valid, outputs, 8, output + p * outputs, NULL, -__builtin_inff(), __builtin_inff());
+    }
+    free(x);
+}
 #endif
 
 int wc_maxpool_across_runs(int h, int w, int oh, int ow) {
 #if defined(__x86_64__)
     // Against the separable kernel, where it runs, only up to 5×5 outputs (one thread, 3×3 stride 2, ns per plane,
     // across / separable: 7×7 → 3×3 21–27 / 38–67; 11×11 → 5×5 60–62 / 63; 13×13 → 6×6 89 / 75–79; 15×15 → 7×7
-    // 119–136 / 87–116).
+    // 119–136 / 87–116). With AVX2 up to 64 outputs too (see maxpool_across_avx2).
     const int most = has_dq() ? ACROSS_OUTPUTS_SEPARABLE : ACROSS_OUTPUTS;
+    if (wc_kernels_isa() == WC_ISA_AVX2) return oh * ow <= ACROSS_OUTPUTS && (long)h * w <= ACROSS_AVX2_INPUTS;
     return wc_kernels_isa() == WC_ISA_AVX512 && oh * ow <= most && (long)h * w * 15 <= 0x7fffffffL;
 #else
     return 0;
@@ -220,6 +267,8 @@ int wc_maxpool_across_runs(int h, int w, int oh, int ow) {
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow) {
 #if defined(__x86_64__)
-    if (wc_maxpool_across_runs(h, w, oh, ow)) maxpool_across_avx512(input, count, h, w, window, output, oh, ow);
+    if (!wc_maxpool_across_runs(h, w, oh, ow)) return;
+    if (wc_kernels_isa() == WC_ISA_AVX512) maxpool_across_avx512(input, count, h, w, window, output, oh, ow);
+    else maxpool_across_avx2(input, count, h, w, window, output, oh, ow);
 #endif
 }

@@ -94,10 +94,10 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
                     const float *residual, long out_image_stride, float low, float high, float *out);
 
 /// Max pooling of the `count` h×w planes at `input` (one after another) into their oh×ow outputs at `output`, sixteen
-/// planes at a time, one per lane (AVX-512 gathers). Each output is the value `wc_maxpool_rows` gives (a NaN of the
-/// window where it holds one). Only where
-/// `wc_maxpool_across_runs` says so: this processor's variant has the kernel and oh·ow is at most 64 (25 where the
-/// separable kernel of `wc_maxpool_rows` runs).
+/// planes at a time, one per lane (AVX-512 gathers; with AVX2 eight planes copied channels last). Each output is the
+/// value `wc_maxpool_rows` gives (a NaN of the window where it holds one). Only where `wc_maxpool_across_runs` says so:
+/// this processor's variant has the kernel and oh·ow is at most 64 (25 where the separable kernel of `wc_maxpool_rows`
+/// runs).
 int wc_maxpool_across_runs(int h, int w, int oh, int ow);
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow);
