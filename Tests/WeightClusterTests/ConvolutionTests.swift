@@ -17,6 +17,10 @@ import _TestSupport
         Case(n: 2, c: 8, h: 9, w: 4, oc: 4, pads: (0, 0, 0, 0)),
         Case(n: 5, c: 4, h: 2, w: 2, oc: 3, pads: (1, 1, 1, 1)),
         Case(n: 2, c: 5, h: 6, w: 7, oc: 6, pads: (2, 0, 1, 2)),
+        // Rows of 7 or more tiles (the AVX2 transforms): a partial last vector of tiles, an odd last row of tiles,
+        // uneven padding.
+        Case(n: 2, c: 3, h: 17, w: 29, oc: 4, pads: (1, 1, 1, 1)),
+        Case(n: 1, c: 2, h: 16, w: 31, oc: 3, pads: (2, 0, 1, 2)),
     ]
 
     static func random(_ count: Int, seed: UInt64) -> [Float] {
