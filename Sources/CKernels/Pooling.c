@@ -1,5 +1,6 @@
 // Max pooling of one plane: held inside a −∞ border, a vector of outputs at a time (baseline, AVX2, and AVX-512 at
-// strides over 2), or separable (AVX-512 at strides 1 and 2), or sixteen planes at a time for small outputs.
+// strides over 2), or separable (AVX-512 at strides 1 and 2), or many planes at a time for small outputs (sixteen with
+// AVX-512, eight with AVX2).
 #include "Dispatch.h"
 #include "RowCopy.h"
 #include "Transpose.h"
@@ -224,8 +225,9 @@ static void maxpool_across_avx2(const float *input, long count, int h, int w, co
         transpose_in_avx2(input + p * pixels, valid, pixels, 8, x);
         // The next eight planes (contiguous) asked for while these are pooled, a share of their lines per output row:
         // they come from memory, and the transposes' eight streams of loads waited on each line.
-        const char *next = (const char *)(input + (p + 8) * pixels);
-        const long lines = p + 8 < count ? ((count - p - 8 < 8 ? count - p - 8 : 8) * (long)pixels + 15) / 16 : 0;
+        const long ahead = count - p - 8 < 8 ? count - p - 8 : 8;  // planes after these (none when ≤ 0)
+        const char *next = (const char *)(input + (p + (ahead > 0 ? 8 : 0)) * pixels);
+        const long lines = ahead > 0 ? (ahead * pixels + 15) / 16 : 0;
         for (int oy = 0; oy < oh; oy++) {
             for (long l = lines * oy / oh; l < lines * (oy + 1) / oh; l++) __builtin_prefetch(next + 64 * l);
             int klo, khi, y0, jlo, jhi, x0;

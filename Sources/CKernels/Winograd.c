@@ -129,7 +129,8 @@ AVX512 static void output_avx512(const float *m, long stride, int th, int tw, fl
 
 #if defined(__x86_64__)
 // AVX2: eight tiles at a time. Loads where the patch columns leave the row go through a zero-filled copy, and so do
-// the last row's last tiles (fewer than eight) and partial vectors of outputs (masked stores are slow here).
+// the plane's last tiles where a whole vector would run past them, and partial vectors of outputs (masked stores are
+// slow here).
 // Only on rows of at least AVX2_TILES tiles: on fewer, the zero-filled copies cost more than the plain loop. One
 // thread (AMD EPYC, C harness, best of 5, two runs; bit-equal), µs per plane, input / output transform, plain loop →
 // AVX2: 56×56 18.5–18.9 / 10.4–11.0 → 8.9–9.1 / 5.7–6.2; 28×28 4.4–4.7 / 2.5–2.6 → 2.6–2.7 / 1.9; 14×14 1.2 /
