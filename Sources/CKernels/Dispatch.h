@@ -63,9 +63,19 @@ static inline void wc_row_phases_generic(const float *src, int w, int offset, in
     for (int x = 0; x < w; x++) row[((x + offset) % s) * phase + (x + offset) / s] = src[x];
 }
 #if defined(__x86_64__)
-// The same with AVX2 at s = 2: 16 inputs at a time split into their even and odd values by one shuffle and one
-// permute of 64-bit pairs each (the scalar split ran MobileNetV2's 32 → 16 px depthwise layer at a fifth of the speed
-// of its stride-1 layers).
+// The even (odd) values of the 16 floats a (first 8) and b (next 8): one shuffle gives a0 a2 b0 b2 | a4 a6 b4 b6 within
+// each 128-bit half, one permute of 64-bit pairs reorders them a0 a2 a4 a6 b0 b2 b4 b6. The stride-2 copies (row
+// phases, im2col) and Winograd's input transform split their inputs with these.
+__attribute__((target("avx2"))) static inline __m256 wc_even8(__m256 a, __m256 b) {
+    const __m256 pairs = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xd8));
+}
+__attribute__((target("avx2"))) static inline __m256 wc_odd8(__m256 a, __m256 b) {
+    const __m256 pairs = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xd8));
+}
+// wc_row_phases_generic with AVX2 at s = 2: 16 inputs at a time split into their even and odd values (the scalar split
+// ran MobileNetV2's 32 → 16 px depthwise layer at a fifth of the speed of its stride-1 layers).
 __attribute__((target("avx2"))) static inline void wc_row_phases_avx2(const float *src, int w, int offset, int s,
                                                                        float *row, long phase) {
     if (s != 2) {
@@ -76,11 +86,8 @@ __attribute__((target("avx2"))) static inline void wc_row_phases_avx2(const floa
     int x = 0;
     for (; x + 16 <= w; x += 16) {
         const __m256 a = _mm256_loadu_ps(src + x), b = _mm256_loadu_ps(src + x + 8);
-        // Within each 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6; pairs reordered: a0 a2 a4 a6 b0 b2 b4 b6.
-        const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-        const __m256 odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-        _mm256_storeu_ps(p0 + x / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xd8)));
-        _mm256_storeu_ps(p1 + x / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), 0xd8)));
+        _mm256_storeu_ps(p0 + x / 2, wc_even8(a, b));
+        _mm256_storeu_ps(p1 + x / 2, wc_odd8(a, b));
     }
     wc_row_pairs_scalar(src, x, w, p0, p1);
 }

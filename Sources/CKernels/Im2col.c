@@ -1,10 +1,10 @@
 // im2col. Rows of 16 outputs or more: each output row of each tap copied from its input row in one pass, the columns
 // over padding zeroed; on AVX-512 16 outputs at a time through masked loads (lanes over padding are neither read nor
 // kept), stride 2 as two loads whose even lanes are taken; on AVX2 stride 2 as 8 outputs from two loads by shuffles;
-// elsewhere, and for other strides, a plain loop. Shorter rows
-// (the last layers' 2 to 15 wide maps, where a call per row costs more than its copy): a table of each tap's input
-// offset for every output of the plane, shared by every channel and image, then one pass along the whole plane, on
-// AVX-512 a masked gather of 16 outputs at a time, on AVX2 masked loads of 8 where the tap's inputs are consecutive.
+// elsewhere, and for other strides, a plain loop. Shorter rows (the last layers' 2 to 15 wide maps, where a call per
+// row costs more than its copy): a table of each tap's input offset for every output of the plane, shared by every
+// channel and image, then one pass along the whole plane, on AVX-512 a masked gather of 16 outputs at a time, on AVX2
+// masked loads of 8 where the tap's inputs are consecutive.
 #include "Dispatch.h"
 #include <stdlib.h>
 
@@ -103,8 +103,8 @@ static int *plane_table(const wc_window *win, int h, int w, int oh, int ow) {
 DEFINE_IM2COL_PLANES(planes_generic, , PLAIN_PLANE)
 
 #if defined(__x86_64__)
-// AVX2 at stride 2 (the stems, the downsampling convolutions): 8 outputs at a time from the 16 inputs under them,
-// split by one shuffle and one permute, where those inputs lie inside the row; the edges value by value.
+// AVX2 at stride 2 (the stems, the downsampling convolutions): 8 outputs at a time, the even values of the 16 inputs
+// under them (wc_even8), where those inputs lie inside the row; the edges value by value.
 #define AVX2_ROW(dst, src, x_off, lo, hi)                                                                         \
     do {                                                                                                          \
         if (sw != 2) {                                                                                            \
@@ -115,8 +115,7 @@ DEFINE_IM2COL_PLANES(planes_generic, , PLAIN_PLANE)
         for (; ox < lo; ox++) dst[ox] = 0;                                                                        \
         for (; ox + 8 <= hi && 2L * ox + x_off + 16 <= w; ox += 8) {                                              \
             const float *p = src + 2L * ox + x_off;                                                               \
-            const __m256 pairs = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0)); \
-            _mm256_storeu_ps(dst + ox, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xd8)));  \
+            _mm256_storeu_ps(dst + ox, wc_even8(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)));                     \
         }                                                                                                         \
         for (; ox < hi; ox++) dst[ox] = src[2L * ox + x_off];                                                     \
         for (; ox < ow; ox++) dst[ox] = 0;                                                                        \

@@ -146,16 +146,6 @@ AVX2 static inline __m256 row8_at(const float *row, long s, int w) {
     return _mm256_loadu_ps(t);
 }
 
-// Even and odd values of the 16 columns a (first 8) and b (next 8).
-AVX2 static inline __m256 even8(__m256 a, __m256 b) {
-    const __m256 pairs = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xd8));
-}
-AVX2 static inline __m256 odd8(__m256 a, __m256 b) {
-    const __m256 pairs = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xd8));
-}
-
 AVX2 static void input_avx2(const float *plane, int h, int w, int th, int tw, int pt, int pl, float *v, long stride) {
     for (int ty = 0; ty < th; ty++)
         for (int tx0 = 0; tx0 < tw; tx0 += 8) {
@@ -172,10 +162,10 @@ AVX2 static void input_avx2(const float *plane, int h, int w, int th, int tw, in
                 const float *row = plane + (long)y * w;
                 const __m256 p0 = row8_at(row, base, w), p1 = row8_at(row, base + 8, w);
                 const __m256 q0 = row8_at(row, base + 2, w), q1 = row8_at(row, base + 10, w);
-                d[i][0] = even8(p0, p1);
-                d[i][1] = odd8(p0, p1);
-                d[i][2] = even8(q0, q1);
-                d[i][3] = odd8(q0, q1);
+                d[i][0] = wc_even8(p0, p1);
+                d[i][1] = wc_odd8(p0, p1);
+                d[i][2] = wc_even8(q0, q1);
+                d[i][3] = wc_odd8(q0, q1);
             }
             float *o = v + (long)ty * tw + tx0;
             // Whole vectors where they stay within the plane's tiles: lanes past the row's last tile land on the
