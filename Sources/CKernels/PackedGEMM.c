@@ -383,11 +383,14 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         free(tailB);                                                                                              \
     }
 
-// The most columns taken down the rows, for each vector width L: up to L − 1, and on AVX-512 up to 10. With 12 or 15
-// columns one zero-padded 16-lane block measured faster (69 and 80 against 56 and 63 GFLOP/s on one thread: the
-// narrow kernel's broadcasts of B saturate the load ports); with 9, slower (56–61 against 75).
+// The most columns taken down the rows, for each vector width L: up to L − 1 on the baseline, 10 with AVX2 and AVX-512.
+// AVX-512: with 12 or 15 columns one zero-padded 16-lane block measured faster (69 and 80 against 56 and 63 GFLOP/s on
+// one thread: the narrow kernel's broadcasts of B saturate the load ports); with 9, slower (56–61 against 75). AVX2
+// (Zen 3, three loads a cycle): 9 and 10 columns (batch 1 on 3×3 maps) down the rows instead of an 8-column block and
+// a one-column sweep, one thread, GFLOP/s, two alternated runs, 1000×512·512×9 39/26 → 56/51, 256×576·576×9 36/27 →
+// 76/51, 192×432·432×9 43/28 → 76/50, 1000×512·512×10 48/31 → 74/48.
 #define NARROW_4 3
-#define NARROW_8 7
+#define NARROW_8 10
 #define NARROW_16 10
 typedef float vec4 __attribute__((vector_size(16)));
 typedef int ivec4 __attribute__((vector_size(16)));

@@ -6,7 +6,7 @@ import Testing
 import _TestSupport
 
 /// The packed-weight product (Sources/CKernels) against the definition, for every variant this processor runs, over
-/// shapes that reach each of its paths: fewer columns than a vector (down the rows; 8, 4, 2 and 1 at a time), one and two
+/// shapes that reach each of its paths: few columns (down the rows, up to ten; 8, 4, 2 and 1 at a time), one and two
 /// vectors, a remainder, wide products (copied blocks of B, or B in place under five panels of rows), depths past one
 /// block of 256, row counts that are not a multiple of 8, and padded leading dimensions, with and without the epilogue
 /// (bias, clamp); and convolutions on packed weights against BLAS.
@@ -18,7 +18,7 @@ import _TestSupport
 
     static let cases = [Case(m: 1, n: 1, k: 1), Case(m: 8, n: 4, k: 9), Case(m: 13, n: 15, k: 300), Case(m: 17, n: 16, k: 27),
                         Case(m: 24, n: 33, k: 5), Case(m: 9, n: 70, k: 257), Case(m: 40, n: 200, k: 64), Case(m: 3, n: 9, k: 600),
-                        Case(m: 20, n: 93, k: 40),
+                        Case(m: 20, n: 93, k: 40), Case(m: 19, n: 10, k: 300),
                         // A narrow B with a few columns past its whole vectors, taken down the rows with each group of
                         // four panels: two groups and a partial one, across two blocks of depth.
                         Case(m: 70, n: 49, k: 300), Case(m: 45, n: 21, k: 40),
