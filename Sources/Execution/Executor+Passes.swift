@@ -63,6 +63,15 @@ extension Executor {
         passSizes.withLock { $0[imageShapes] }
     }
 
+    /// The images of each pass: the fewest passes of at most `size` images, of even sizes (64 images by 42 at most: 32
+    /// and 32, not 42 and 22), each a multiple of the workers where `size` is one (so the rounding stays within it).
+    static func passRanges(images n: Int, atMost size: Int, workers: Int) -> [Range<Int>] {
+        let passes = (n + size - 1) / size
+        var even = (n + passes - 1) / passes
+        if even >= workers && size % workers == 0 { even += (workers - even % workers) % workers }
+        return stride(from: 0, to: n, by: even).map { $0..<min(n, $0 + even) }
+    }
+
     /// Runs `feeds`, n images each, as passes; every graph output is the passes' outputs stacked along axis 0. The
     /// passes depend only on the input's shape, so one input gives the same outputs on every call. If a pass fails,
     /// the whole batch runs in one pass, so that an error names the shapes the caller gave.
@@ -83,8 +92,7 @@ extension Executor {
             }
             if size < n {
                 var parts: [[String: AnyTensor]] = []
-                for start in stride(from: 0, to: n, by: size) {
-                    let range = start..<min(n, start + size)
+                for range in Self.passRanges(images: n, atMost: size, workers: ComputeThreads.count) {
                     parts.append(try runPass(feeds.mapValues { $0.images(range) }, checkingFinite: checkingFinite).outputs)
                 }
                 var result: [String: AnyTensor] = [:]

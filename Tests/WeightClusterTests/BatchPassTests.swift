@@ -60,6 +60,16 @@ import _TestSupport
         }
     }
 
+    /// The fewest passes within the size, evened out, a multiple of the workers where the size is one.
+    @Test func passesAreEven() {
+        #expect(Executor.passRanges(images: 64, atMost: 42, workers: 2) == [0..<32, 32..<64])
+        #expect(Executor.passRanges(images: 64, atMost: 12, workers: 2) == [0..<12, 12..<24, 24..<36, 36..<48, 48..<60, 60..<64])
+        #expect(Executor.passRanges(images: 7, atMost: 4, workers: 2) == [0..<4, 4..<7])
+        #expect(Executor.passRanges(images: 7, atMost: 1, workers: 2) == (0..<7).map { $0..<$0 + 1 })
+        #expect(Executor.passRanges(images: 10, atMost: 9, workers: 4) == [0..<5, 5..<10])
+        #expect(Executor.passRanges(images: 9, atMost: 8, workers: 4) == [0..<8, 8..<9])
+    }
+
     /// The pass size is kept per shape of every input: a second input of another size is measured again.
     @Test func passSizesFollowEveryInputsShape() throws {
         let graph = Graph(nodes: [Node(name: "a", opType: "Relu", inputs: ["x"], outputs: ["u"]),
