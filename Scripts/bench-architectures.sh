@@ -13,7 +13,7 @@
 # the packed-weight product off);
 # OPENBLAS_CORETYPE=SkylakeX gives OpenBLAS its AVX-512 kernels (unset, OpenBLAS 0.3.21 takes this processor for a
 # Prescott and runs SSE3 kernels). WC_PASS_BYTES=0 runs each batch in one pass (Executor.Options.passBytes; the
-# default runs it in passes whose largest intermediate stays under 64 MB).
+# default runs it in passes whose largest intermediate stays under 16 MB).
 # "host GF/s" is what this machine gave just before each row: one AVX-512 (else AVX2) multiply-add loop per thread
 # (Benchmarks/fma_peak.c), all at once, the slowest copy's GFLOP/s (168 per core on the AVX-512 host of sessions 16–19
 # when no other tenant shared it; a low figure means the row was measured on a busy host, for both engines).

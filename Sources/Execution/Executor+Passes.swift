@@ -57,10 +57,28 @@ extension Executor {
         return true
     }
 
+    /// What one image's pass measured, for inputs of one set of per-image shapes.
+    struct PassPlan {
+        /// Images per pass.
+        var size: Int
+        /// Bytes of the values alive after each step, for one image.
+        var live: [Int]
+
+        /// The first step from which the rest of the plan runs once over all `n` images, on the passes' values stacked:
+        /// from there to the end every step's values for the whole batch, and those it starts from, stay within
+        /// `bytes` (a network's head after its last large map: the classifier then reads its weights once, not once per
+        /// pass). `live.count` when no such tail exists.
+        func tail(images n: Int, within bytes: Int) -> Int {
+            var start = live.count
+            while start > 1 && live[start - 2] * n <= bytes { start -= 1 }
+            return start
+        }
+    }
+
     /// The images per pass for inputs of these per-image shapes (the graph's inputs in order); nil before the first
     /// pass measured it.
     func imagesPerPass(_ imageShapes: [[Int]]) -> Int? {
-        passSizes.withLock { $0[imageShapes] }
+        passPlans.withLock { $0[imageShapes]?.size }
     }
 
     /// The images of each pass: the fewest passes of at most `size` images, of even sizes (64 images by 42 at most: 32
@@ -72,32 +90,44 @@ extension Executor {
         return stride(from: 0, to: n, by: even).map { $0..<min(n, $0 + even) }
     }
 
-    /// Runs `feeds`, n images each, as passes; every graph output is the passes' outputs stacked along axis 0. The
-    /// passes depend only on the input's shape, so one input gives the same outputs on every call. If a pass fails,
-    /// the whole batch runs in one pass, so that an error names the shapes the caller gave.
+    /// Runs `feeds`, n images each, as passes, then the plan's small tail (`PassPlan.tail`) once over the passes'
+    /// values stacked along axis 0. The passes depend only on the input's shape, so one input gives the same outputs on
+    /// every call. If a pass fails, the whole batch runs in one pass, so that an error names the shapes the caller gave.
     func runInPasses(_ feeds: [String: AnyTensor], images n: Int, checkingFinite: Bool) throws -> [String: AnyTensor] {
         do {
             // Every input's shape is part of the key: another shape of any of them may need another pass size.
             let imageShapes = graph.inputs.map { Array((feeds[$0.name]?.shape ?? []).dropFirst()) }
-            let size: Int
-            if let known = imagesPerPass(imageShapes) {
-                size = known
+            let plan: PassPlan
+            if let known = passPlans.withLock({ $0[imageShapes] }) {
+                plan = known
             } else {
-                // One image, to measure the largest intermediate (its outputs are not used).
-                let largest = try runPass(feeds.mapValues { $0.images(0..<1) }, checkingFinite: checkingFinite).largest
+                // One image, to measure the largest intermediate and what is alive after each step (its outputs are
+                // not used).
+                var values = initialValues(feeds.mapValues { $0.images(0..<1) })
+                var largest = 0, live: [Int] = []
+                try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { _, bytes, values in
+                    largest = max(largest, bytes)
+                    live.append(values.reduce(0) { $0 + ($1.map { $0.count * ($0.floatTensor == nil ? 8 : 4) } ?? 0) })
+                }
                 var fitting = max(1, options.passBytes / max(1, largest))
                 if fitting >= ComputeThreads.count { fitting -= fitting % ComputeThreads.count }
-                passSizes.withLock { $0[imageShapes] = fitting }
-                size = fitting
+                plan = PassPlan(size: fitting, live: live)
+                passPlans.withLock { $0[imageShapes] = plan }
             }
-            if size < n {
-                var parts: [[String: AnyTensor]] = []
-                for range in Self.passRanges(images: n, atMost: size, workers: ComputeThreads.count) {
-                    parts.append(try runPass(feeds.mapValues { $0.images(range) }, checkingFinite: checkingFinite).outputs)
+            if plan.size < n {
+                let tail = plan.tail(images: n, within: options.passBytes)
+                var parts: [[AnyTensor?]] = []
+                for range in Self.passRanges(images: n, atMost: plan.size, workers: ComputeThreads.count) {
+                    var values = initialValues(feeds.mapValues { $0.images(range) })
+                    try runSteps(0..<tail, on: &values, checkingFinite: checkingFinite) { _, _, _ in }
+                    parts.append(values)
                 }
-                var result: [String: AnyTensor] = [:]
-                for output in graph.outputs { result[output.name] = AnyTensor.stacking(parts.map { $0[output.name]! }) }
-                return result
+                var values = parts[0].indices.map { slot in
+                    parts[0][slot] == nil ? nil : AnyTensor.stacking(parts.map { $0[slot]! })
+                }
+                parts = []
+                try runSteps(tail..<steps.count, on: &values, checkingFinite: checkingFinite) { _, _, _ in }
+                return try graphOutputs(values)
             }
         } catch {}
         return try runPass(feeds, checkingFinite: checkingFinite).outputs

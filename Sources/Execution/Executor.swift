@@ -13,14 +13,14 @@ public final class Executor: Sendable {
     /// Initializers plus folded values.
     public let constants: [String: AnyTensor]
     /// The plan with every value name resolved at load (`Step`), and where each graph input and output is found.
-    private let steps: [Step]
+    let steps: [Step]
     private let inputSlots: [Int]
     private let outputSources: [Step.Source]
     private let slotCount: Int
     /// Whether the plan computes each image from that image alone (`batchSeparable`), so a batch may run in passes.
     let batchSeparable: Bool
-    /// The images per pass measured so far, by the inputs' per-image shapes (`runInPasses`).
-    let passSizes = Mutex<[[[Int]]: Int]>([:])
+    /// The passes measured so far, by the inputs' per-image shapes (`runInPasses`).
+    let passPlans = Mutex<[[[Int]]: PassPlan]>([:])
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
     /// name (expanding deferred weights counts as "(expand weights)"). Safe to set and read while other threads run
     /// the executor: the flag is atomic and the sums are kept under a lock.
@@ -179,10 +179,27 @@ public final class Executor: Sendable {
     /// One pass of the plan over `feeds` (already checked); also returns the bytes of the largest value it computed.
     /// Values live in an array by slot (`Step`); each is released right after its last reader has read it.
     func runPass(_ feeds: [String: AnyTensor], checkingFinite: Bool) throws -> (outputs: [String: AnyTensor], largest: Int) {
+        var values = initialValues(feeds)
+        var largest = 0
+        try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { _, bytes, _ in largest = max(largest, bytes) }
+        return (try graphOutputs(values), largest)
+    }
+
+    /// The values by slot before the first step: the graph's inputs.
+    func initialValues(_ feeds: [String: AnyTensor]) -> [AnyTensor?] {
         var values = [AnyTensor?](repeating: nil, count: slotCount)
         for (input, slot) in zip(graph.inputs, inputSlots) { values[slot] = feeds[input.name] }
-        var largest = 0
-        for step in steps {
+        return values
+    }
+
+    /// Runs `steps[range]` on `values` (by slot). After each step, `done` gets its index, the bytes of the largest value
+    /// it computed, and `values` as they then stand.
+    func runSteps(_ range: Range<Int>, on values: inout [AnyTensor?], checkingFinite: Bool,
+                  done: (Int, Int, [AnyTensor?]) -> Void) throws {
+        for stepIndex in range {
+            let step = steps[stepIndex]
+            var largest = 0
+            defer { done(stepIndex, largest, values) }
             let node = step.node
             if step.assembled, let index = step.outputs[0], let value = values[index] {
                 // A Concat its Convs have written: its inputs were never stored. Profiled at its (nil) cost, so that
@@ -251,6 +268,10 @@ public final class Executor: Sendable {
                 throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
             }
         }
+    }
+
+    /// The graph's outputs from the values after the last step.
+    func graphOutputs(_ values: [AnyTensor?]) throws -> [String: AnyTensor] {
         var result: [String: AnyTensor] = [:]
         for (output, source) in zip(graph.outputs, outputSources) {
             switch source {
@@ -259,7 +280,7 @@ public final class Executor: Sendable {
             default: throw ExecutionError.missingValue(node: "graph output", value: output.name)
             }
         }
-        return (result, largest)
+        return result
     }
 
     /// Runs a single-input, single-output model on a float tensor.

@@ -70,6 +70,15 @@ import _TestSupport
         #expect(Executor.passRanges(images: 9, atMost: 8, workers: 4) == [0..<8, 8..<9])
     }
 
+    /// The tail run once over the batch starts after the last step whose values, for every image, exceed the bound.
+    @Test func tailStartsAfterTheLastLargeValues() {
+        let plan = Executor.PassPlan(size: 2, live: [100, 400, 400, 50, 10, 10])
+        #expect(plan.tail(images: 8, within: 800) == 4)  // from the values after step 3 (50 · 8 ≤ 800)
+        #expect(plan.tail(images: 8, within: 3200) == 1)  // all but the first step
+        #expect(plan.tail(images: 8, within: 79) == 6)  // none: every step in the passes
+        #expect(plan.tail(images: 2, within: 100) == 4)
+    }
+
     /// The pass size is kept per shape of every input: a second input of another size is measured again.
     @Test func passSizesFollowEveryInputsShape() throws {
         let graph = Graph(nodes: [Node(name: "a", opType: "Relu", inputs: ["x"], outputs: ["u"]),
