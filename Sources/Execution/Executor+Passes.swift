@@ -105,7 +105,7 @@ extension Executor {
                 // not used).
                 var values = initialValues(feeds.mapValues { $0.images(0..<1) })
                 var largest = 0, live: [Int] = []
-                try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { _, bytes, values in
+                try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { bytes, values in
                     largest = max(largest, bytes)
                     live.append(values.reduce(0) { $0 + ($1.map { $0.count * ($0.floatTensor == nil ? 8 : 4) } ?? 0) })
                 }
@@ -119,14 +119,14 @@ extension Executor {
                 var parts: [[AnyTensor?]] = []
                 for range in Self.passRanges(images: n, atMost: plan.size, workers: ComputeThreads.count) {
                     var values = initialValues(feeds.mapValues { $0.images(range) })
-                    try runSteps(0..<tail, on: &values, checkingFinite: checkingFinite) { _, _, _ in }
+                    try runSteps(0..<tail, on: &values, checkingFinite: checkingFinite)
                     parts.append(values)
                 }
                 var values = parts[0].indices.map { slot in
                     parts[0][slot] == nil ? nil : AnyTensor.stacking(parts.map { $0[slot]! })
                 }
                 parts = []
-                try runSteps(tail..<steps.count, on: &values, checkingFinite: checkingFinite) { _, _, _ in }
+                try runSteps(tail..<steps.count, on: &values, checkingFinite: checkingFinite)
                 return try graphOutputs(values)
             }
         } catch {}

@@ -181,7 +181,7 @@ public final class Executor: Sendable {
     func runPass(_ feeds: [String: AnyTensor], checkingFinite: Bool) throws -> (outputs: [String: AnyTensor], largest: Int) {
         var values = initialValues(feeds)
         var largest = 0
-        try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { _, bytes, _ in largest = max(largest, bytes) }
+        try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { bytes, _ in largest = max(largest, bytes) }
         return (try graphOutputs(values), largest)
     }
 
@@ -192,14 +192,13 @@ public final class Executor: Sendable {
         return values
     }
 
-    /// Runs `steps[range]` on `values` (by slot). After each step, `done` gets its index, the bytes of the largest value
-    /// it computed, and `values` as they then stand.
+    /// Runs `steps[range]` on `values` (by slot). After each step, `done` (when given) gets the bytes of the largest
+    /// value the step computed and `values` as they then stand.
     func runSteps(_ range: Range<Int>, on values: inout [AnyTensor?], checkingFinite: Bool,
-                  done: (Int, Int, [AnyTensor?]) -> Void) throws {
-        for stepIndex in range {
-            let step = steps[stepIndex]
+                  done: ((Int, [AnyTensor?]) -> Void)? = nil) throws {
+        for step in steps[range] {
             var largest = 0
-            defer { done(stepIndex, largest, values) }
+            defer { done?(largest, values) }
             let node = step.node
             if step.assembled, let index = step.outputs[0], let value = values[index] {
                 // A Concat its Convs have written: its inputs were never stored. Profiled at its (nil) cost, so that
