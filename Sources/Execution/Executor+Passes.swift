@@ -107,7 +107,7 @@ extension Executor {
                 var largest = 0, live: [Int] = []
                 try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { bytes, values in
                     largest = max(largest, bytes)
-                    live.append(values.reduce(0) { $0 + ($1.map { $0.count * ($0.floatTensor == nil ? 8 : 4) } ?? 0) })
+                    live.append(values.reduce(0) { $0 + 4 * ($1?.count ?? 0) })  // bytes as `largest` counts them
                 }
                 var fitting = max(1, options.passBytes / max(1, largest))
                 if fitting >= ComputeThreads.count { fitting -= fitting % ComputeThreads.count }
@@ -130,7 +130,7 @@ extension Executor {
                 return try graphOutputs(values)
             }
         } catch {}
-        return try runPass(feeds, checkingFinite: checkingFinite).outputs
+        return try runPass(feeds, checkingFinite: checkingFinite)
     }
 }
 
