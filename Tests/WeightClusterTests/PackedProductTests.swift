@@ -1,5 +1,5 @@
 import CKernels
-import Compute
+@testable import Compute
 import Execution
 import ModelGraph
 import Testing
@@ -181,6 +181,29 @@ import _TestSupport
                 }
             }
         }
+    }
+
+    /// A product's columns split over the workers cover each column once, in whole vectors but the last piece, with
+    /// shares that differ by at most a vector per piece; and a batch-1 convolution split that way (196 columns on few
+    /// panels) equals BLAS.
+    @Test func columnPiecesAreEvenAndComplete() throws {
+        for (n, workers, vector) in [(196, 2, 8), (225, 2, 8), (784, 2, 8), (128, 2, 16), (3136, 4, 16), (129, 2, 8)] {
+            let pieces = PackedWeights.evenPieces(columns: n, workers: workers, vector: vector)
+            let sizes = (0..<pieces.count).map(pieces.count)
+            #expect(sizes.reduce(0, +) == n && sizes.allSatisfy { $0 > 0 }, "\(n) columns: \(sizes)")
+            #expect((0..<pieces.count).allSatisfy { pieces.first($0) == sizes[..<$0].reduce(0, +) }, "\(n): \(sizes)")
+            #expect(sizes.dropLast().allSatisfy { $0 % vector == 0 }, "\(n): \(sizes)")
+            #expect(pieces.count >= workers && pieces.count <= 2 * workers, "\(n): \(sizes)")
+            #expect(sizes.max()! - sizes.min()! <= vector * pieces.count, "\(n): \(sizes)")
+        }
+        let x = Tensor(shape: [1, 96, 14, 14], scalars: ConvolutionTests.random(96 * 196, seed: 55))
+        let w = Tensor(shape: [16, 96, 1, 1], scalars: ConvolutionTests.random(16 * 96, seed: 56))
+        let bias = ConvolutionTests.random(16, seed: 57)
+        let window = Window2D(kernel: (1, 1))
+        let plain = try conv2d(x, weight: w, bias: bias, window: window, activation: .relu)
+        let packed = try conv2d(x, weight: w, bias: bias, window: window, activation: .relu, packed: PackedWeights(w, group: 1))
+        let worst = zip(plain.scalars, packed.scalars).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst < 1e-4, "largest difference \(worst)")
     }
 
     /// Convolutions given packed weights (im2col, 1×1 in place and gathered, grouped, batch 1 and 3) equal the same
