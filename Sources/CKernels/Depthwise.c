@@ -1,6 +1,8 @@
 // Depthwise convolution, compiled for baseline, AVX2 and AVX-512: along the rows of one plane (a vector of outputs at a
-// time), or across channels (a vector of channels at a time) for maps too narrow to fill a vector along a row.
+// time; at stride 2 on AVX2 and outputs up to 16 wide, without the bordered copy), or across channels (a vector of
+// channels at a time) for maps too narrow to fill a vector along a row.
 #include "CKernels.h"
+#include <stdint.h>
 #include <string.h>
 
 #include "Dispatch.h"
@@ -99,8 +101,132 @@ DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, 
             MASK_STORE)
 #endif
 
+// ---- Stride 2 along the rows, AVX2, without the copy ----------------------------------------------------------------
+//
+// At stride 2 the bordered copy above split every row into its two phases, a shuffle, a permute and a store for each
+// eight inputs, and took about 40% of the layer (perf; the stores straddle cache lines). Here the eight inputs of tap
+// kj under eight outputs are the even values of the sixteen from column 2·ox − pad_left + kj, read from the plane: one
+// in-lane shuffle of two loads, with taps kj and kj + 1 sharing the loads (the odd values). The shuffle leaves the
+// outputs in the lane order 0 1 4 5 2 3 6 7 in every sum alike; one permute puts them back before the residual, clamp
+// and store. The few vectors whose inputs reach past either end of a row (the first, the last one or two) read them
+// from zero-filled copies of those stretches of every row, made once per plane; a row above or below the plane reads a
+// row of zeros, so that every tap adds 0·tap there as the bordered copy does: the same sums, in the same order, as the
+// kernel above. Four output rows at once, for four independent chains of multiply-adds. One thread, C harness, µs,
+// bordered copy / this kernel (across channels), one image's planes: 576 channels 14×14 → 7×7 135–145 / 91–103
+// (104–109); 672 channels 5×5 14 → 7 212–219 / 140–153 (193–198); 192 channels 28 → 14 113–118 / 91–97 (87–89); four
+// images' planes: 96 channels 32 → 16 185–290 / 174–183; 144 channels 16 → 8 108–110 / 76–79; 5×5 158–160 / 104–105.
+// Wider maps stay on the copy, where this kernel measured slower (96 channels 112 → 56 331 / 434–501; 144 channels
+// 56 → 28 187 / 205–226), perhaps from its loads at odd columns straddling cache lines; narrower ones run across
+// channels (`depthwiseConv2d`'s caller: there this kernel lost, 4 → 2 and 8 → 4 by 2–3×).
+enum { S2_ROWS = 4, S2_MAX_KW = 7, S2_MAX_PAD = 8, S2_MIN_OW = 7, S2_MAX_OW = 16 };
+enum { S2_EDGES = 4, S2_PITCH = 24, S2_ZEROS = 32 };  // edge stretches per plane, floats per row of one, zeros
+
+int wc_depthwise_stride2_runs(const wc_window *win, int ow) {
+#if defined(__x86_64__)
+    return wc_kernels_isa() == WC_ISA_AVX2 && win->sw == 2 && win->dw == 1 && win->kh <= S2_MAX_KW &&
+           win->kw <= S2_MAX_KW && win->pad_left <= S2_MAX_PAD && ow >= S2_MIN_OW && ow <= S2_MAX_OW;
+#else
+    return 0;
+#endif
+}
+
+size_t wc_depthwise_rows_scratch_count(int h, int w, const wc_window *window, int oh, int ow) {
+    const size_t copy = wc_row_copy_count(h, w, window, oh, ow);
+    const size_t edges = S2_ZEROS + (size_t)S2_EDGES * h * S2_PITCH;
+    return wc_depthwise_stride2_runs(window, ow) && edges > copy ? edges : copy;
+}
+
+#if defined(__x86_64__)
+// Eight outputs of S2_ROWS rows into acc; line[ki][r] is the input row under output row r for tap row ki, from the
+// column under the first output (kw a constant where the caller passes one).
+__attribute__((target("avx2,fma"), always_inline))
+static inline void stride2_sums(__m256 acc[S2_ROWS], const float *const *line, const float *k, int kh, int kw) {
+    for (int ki = 0; ki < kh; ki++)
+        for (int kj = 0; kj < kw; kj += 2) {
+            const __m256 even = _mm256_set1_ps(k[ki * kw + kj]);
+            const __m256 odd = _mm256_set1_ps(kj + 1 < kw ? k[ki * kw + kj + 1] : 0.0f);
+            for (int r = 0; r < S2_ROWS; r++) {
+                const float *p = line[ki * S2_ROWS + r] + kj;
+                const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+                acc[r] = _mm256_fmadd_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), even, acc[r]);
+                if (kj + 1 < kw)
+                    acc[r] = _mm256_fmadd_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)), odd, acc[r]);
+            }
+        }
+}
+
+__attribute__((target("avx2,fma")))
+static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,
+                              float *out, int oh, int ow, const float *residual, float low, float high,
+                              float *scratch) {
+    const int kh = win->kh, kw = win->kw;
+    // Columns [s, s + span) of a row feed the eight outputs from the one whose window starts at column s.
+    const int span = ((kw - 1) & ~1) + 16;
+    const row8 lo = low - (row8){0}, hi = high - (row8){0};
+    // scratch: S2_ZEROS zeros (left so by the caller), then the edge vectors' stretches, S2_PITCH floats a row.
+    const float *zeros = scratch;
+    int edgeOf[S2_EDGES], edges = 0;
+    for (int ox = 0; ox < ow; ox += 8) {
+        const int s = 2 * ox - win->pad_left;
+        if (s >= 0 && s + span <= w) continue;
+        // Three masked loads a row (lanes outside [0, w) read as 0, their addresses formed as integers: they may lie
+        // before the plane).
+        float *strip = scratch + S2_ZEROS + (size_t)edges * h * S2_PITCH;
+        __m256i inside[3];
+        for (int j = 0; j < 3; j++) {
+            const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(s + 8 * j), lanes);
+            inside[j] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), at),
+                                            _mm256_cmpgt_epi32(_mm256_set1_epi32(w), at));
+        }
+        for (int y = 0; y < h; y++) {
+            const uintptr_t from = (uintptr_t)(plane + (long)y * w) + sizeof(float) * (uintptr_t)(intptr_t)s;
+            for (int j = 0; j < 3; j++)
+                _mm256_storeu_ps(strip + (size_t)y * S2_PITCH + 8 * j,
+                                 _mm256_maskload_ps((const float *)(from + 32 * j), inside[j]));
+        }
+        edgeOf[edges++] = ox / 8;
+    }
+    const float *line[S2_MAX_KW * S2_ROWS];
+    for (int oy0 = 0; oy0 < oh; oy0 += S2_ROWS) {
+        const int rows = oh - oy0 < S2_ROWS ? oh - oy0 : S2_ROWS;
+        const int top = oy0 * win->sh - win->pad_top;
+        for (int ox = 0, edge = 0; ox < ow; ox += 8) {
+            const float *source;
+            long pitch = w;
+            if (edge < edges && edgeOf[edge] == ox / 8) {
+                source = scratch + S2_ZEROS + (size_t)edge++ * h * S2_PITCH;
+                pitch = S2_PITCH;
+            } else {
+                source = plane + (2 * ox - win->pad_left);
+            }
+            for (int ki = 0; ki < kh; ki++)
+                for (int r = 0; r < S2_ROWS; r++) {
+                    const int iy = top + r * win->sh + ki * win->dh;
+                    line[ki * S2_ROWS + r] = r < rows && iy >= 0 && iy < h ? source + iy * pitch : zeros;
+                }
+            __m256 acc[S2_ROWS];
+            for (int r = 0; r < S2_ROWS; r++) acc[r] = _mm256_set1_ps(bias);
+            if (kh == 3 && kw == 3) stride2_sums(acc, line, taps, 3, 3);
+            else if (kh == 5 && kw == 5) stride2_sums(acc, line, taps, 5, 5);
+            else stride2_sums(acc, line, taps, kh, kw);
+            for (int r = 0; r < rows; r++) {
+                const row8 sums = (row8)_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc[r]), 0xd8));
+                ROWS_FINISH(row8, rowi8, 8, PART_LOAD, PART_STORE, sums, (long)(oy0 + r) * ow + ox, ow - ox);
+            }
+        }
+    }
+}
+#endif
+
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
                        float *out, int oh, int ow, const float *residual, float low, float high, float *scratch) {
+#if defined(__x86_64__)
+    if (wc_depthwise_stride2_runs(window, ow)) {
+        rows_stride2_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
+        return;
+    }
+#endif
     DISPATCH(rows, plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
 }
 

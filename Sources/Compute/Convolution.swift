@@ -191,7 +191,13 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
                              : window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
         let done = flatPays && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window,
                                                    activation: activation, residual: residual, into: &output)
-        if !done && ow < depthwiseAcrossWidth {
+        // At stride 2 on AVX2, outputs 7 to 16 wide run along rows without the bordered copy (`wc_depthwise_rows`):
+        // those under `depthwiseAcrossWidth` only for one image (C harness, one thread, 14 → 7, 3×3, one image's 576
+        // planes: across channels 104–109 µs, along rows 91–103; four images' planes 254–262 against 376–381; in
+        // MobileNetV2 at 224 px, batch 1, two threads: 99 → 48 µs).
+        let stride2Rows = withUnsafePointer(to: wc_window(window)) { wc_depthwise_stride2_runs($0, Int32(ow)) } != 0
+            && (ow >= depthwiseAcrossWidth || input.shape[0] == 1)
+        if !done && ow < depthwiseAcrossWidth && !stride2Rows {
             depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
         } else if !done {
             depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
@@ -279,7 +285,8 @@ func depthwiseConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float
     let (oh, ow) = (output.shape[2], output.shape[3])
     let (low, high) = activation.bounds
     withDepthwiseOperands(input, weight, bias, window, residual, &output) { x, wt, bias, _, residual, out in
-        forEachPlaneWithRowCopy(n * c, h: h, w: w, window: window, oh: oh, ow: ow, border: 0, evenly: n == 1) { p, copy, shape in
+        forEachPlaneWithRowCopy(n * c, h: h, w: w, window: window, oh: oh, ow: ow, border: 0,
+                                scratchCount: wc_depthwise_rows_scratch_count, evenly: n == 1) { p, copy, shape in
             let ch = p % c
             wc_depthwise_rows(x + p * h * w, Int32(h), Int32(w), shape, wt + ch * taps, bias?[ch] ?? 0,
                               out + p * oh * ow, Int32(oh), Int32(ow), residual.map { $0 + p * oh * ow }, low, high,

@@ -111,6 +111,12 @@ size_t wc_row_copy_count(int h, int w, const wc_window *window, int oh, int ow);
 /// order, then + residual[i] (when `residual` is not NULL) and min(max(x, low), high) as Swift rounds it.
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
                        float *out, int oh, int ow, const float *residual, float low, float high, float *scratch);
+/// Whether wc_depthwise_rows runs its stride-2 kernel without the bordered copy for `window` and outputs `ow` wide
+/// (AVX2, stride 2 along the rows, no dilation along them, kernels up to 7×7, outputs up to 16 wide).
+int wc_depthwise_stride2_runs(const wc_window *window, int ow);
+/// The scratch wc_depthwise_rows needs, zeros before its first call: the bordered copy (wc_row_copy_count), or at
+/// stride 2 with AVX2 the zeros and edge stretches of its kernel without the copy, whichever is larger.
+size_t wc_depthwise_rows_scratch_count(int h, int w, const wc_window *window, int oh, int ow);
 /// Max pool: each output is the greatest value of its window, or a NaN of the window if it holds one (a border cell
 /// never wins). Its scratch is wc_maxpool_scratch_count(…) floats, −∞ before the first call.
 size_t wc_maxpool_scratch_count(int h, int w, const wc_window *window, int oh, int ow);
