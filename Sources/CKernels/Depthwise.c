@@ -1,5 +1,5 @@
 // Depthwise convolution, compiled for baseline, AVX2 and AVX-512: along the rows of one plane (a vector of outputs at a
-// time; at stride 2 on AVX2 and outputs up to 16 wide, without the bordered copy), or across channels (a vector of
+// time; at stride 2 on AVX2 and outputs 7 to 15 wide, without the bordered copy), or across channels (a vector of
 // channels at a time) for maps too narrow to fill a vector along a row.
 #include "CKernels.h"
 #include <stdint.h>
@@ -114,11 +114,13 @@ DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, 
 // kernel above. Four output rows at once, for four independent chains of multiply-adds. One thread, C harness, µs,
 // bordered copy / this kernel (across channels), one image's planes: 576 channels 14×14 → 7×7 135–145 / 91–103
 // (104–109); 672 channels 5×5 14 → 7 212–219 / 140–153 (193–198); 192 channels 28 → 14 113–118 / 91–97 (87–89); four
-// images' planes: 96 channels 32 → 16 185–290 / 174–183; 144 channels 16 → 8 108–110 / 76–79; 5×5 158–160 / 104–105.
-// Wider maps stay on the copy, where this kernel measured slower (96 channels 112 → 56 331 / 434–501; 144 channels
-// 56 → 28 187 / 205–226), perhaps from its loads at odd columns straddling cache lines; narrower ones run across
-// channels (`depthwiseConv2d`'s caller: there this kernel lost, 4 → 2 and 8 → 4 by 2–3×).
-enum { S2_ROWS = 4, S2_MAX_KW = 7, S2_MAX_PAD = 8, S2_MIN_OW = 7, S2_MAX_OW = 16 };
+// images' planes: 144 channels 16 → 8 108–110 / 76–79; 5×5 158–160 / 104–105. In MobileNetV2 at 224 px, batch 64,
+// two threads, minimum of 3 alternated rounds: 192 channels 28 → 14 5.66 → 3.53 ms. Wider maps stay on the copy, where
+// this kernel measured slower (96 channels 112 → 56 331 / 434–501; 144 channels 56 → 28 187 / 205–226; 96 channels
+// 32 → 16 in MobileNetV2 at 64 px, batch 64: 1.71 → 2.55 ms), perhaps from its loads at odd columns straddling cache
+// lines and its nine rows read at once; narrower ones run across channels (`depthwiseConv2d`'s caller: there this
+// kernel lost, 4 → 2 and 8 → 4 by 2–3×).
+enum { S2_ROWS = 4, S2_MAX_KW = 7, S2_MAX_PAD = 8, S2_MIN_OW = 7, S2_MAX_OW = 15 };
 enum { S2_EDGES = 4, S2_PITCH = 24, S2_ZEROS = 32 };  // edge stretches per plane, floats per row of one, zeros
 
 int wc_depthwise_stride2_runs(const wc_window *win, int ow) {

@@ -82,13 +82,13 @@ import _TestSupport
         // 8 × 8 tiles of the channels-last copies and a partial one; 3×3 at stride 2 with rows cut by the border.
         Case(n: 1, c: 20, h: 14, w: 14, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
         Case(n: 2, c: 11, h: 13, w: 12, k: 3, stride: 2, dilation: 1, pads: (1, 0, 1, 1)),
-        // Stride 2 up to 16 outputs wide: along rows without the bordered copy on AVX2 (`wc_depthwise_stride2_runs`):
+        // Stride 2, 7 to 15 outputs wide: along rows without the bordered copy on AVX2 (`wc_depthwise_stride2_runs`):
         // groups of four rows and a partial one, vectors at both ends of a row read from zero-filled stretches, an
         // interior vector (no left padding), 5×5 and 7×7 taps.
         Case(n: 2, c: 3, h: 27, w: 28, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 4, h: 14, w: 14, k: 5, stride: 2, dilation: 1, pads: (2, 2, 2, 2)),
         Case(n: 1, c: 2, h: 15, w: 30, k: 7, stride: 2, dilation: 1, pads: (3, 3, 3, 3)),
-        Case(n: 1, c: 2, h: 9, w: 33, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
+        Case(n: 1, c: 2, h: 9, w: 31, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
         Case(n: 2, c: 3, h: 20, w: 29, k: 3, stride: 2, dilation: 1, pads: (1, 2, 0, 1)),
         // Stride 1 wider than `depthwiseFlatWidth`: along rows again (narrower ones above run along the flattened plane).
         Case(n: 2, c: 3, h: 5, w: 70, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),

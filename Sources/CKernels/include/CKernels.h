@@ -112,7 +112,7 @@ size_t wc_row_copy_count(int h, int w, const wc_window *window, int oh, int ow);
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
                        float *out, int oh, int ow, const float *residual, float low, float high, float *scratch);
 /// Whether wc_depthwise_rows runs its stride-2 kernel without the bordered copy for `window` and outputs `ow` wide
-/// (AVX2, stride 2 along the rows, no dilation along them, kernels up to 7×7, outputs up to 16 wide).
+/// (AVX2, stride 2 along the rows, no dilation along them, kernels up to 7×7, outputs 7 to 15 wide).
 int wc_depthwise_stride2_runs(const wc_window *window, int ow);
 /// The scratch wc_depthwise_rows needs, zeros before its first call: the bordered copy (wc_row_copy_count), or at
 /// stride 2 with AVX2 the zeros and edge stretches of its kernel without the copy, whichever is larger.
