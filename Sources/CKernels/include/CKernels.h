@@ -103,9 +103,9 @@ void wc_maxpool_across(const float *input, long count, int h, int w, const wc_wi
                        int ow);
 
 /// The row kernels: depthwise convolution and max pooling of one h×w plane (`window`: any strides, dilations and
-/// padding) into oh×ow outputs, from a bordered copy in `scratch` (wc_row_copy_count(…) floats) that they make. Its
-/// border must hold 0 for wc_depthwise_rows and −∞ for wc_maxpool_rows before the first call; later calls for planes of
-/// the same shape reuse it as they leave it.
+/// padding) into oh×ow outputs, from a bordered copy in `scratch` that they make (wc_depthwise_rows_scratch_count(…) and
+/// wc_maxpool_scratch_count(…) floats, at least wc_row_copy_count(…)). Its border must hold 0 for wc_depthwise_rows and
+/// −∞ for wc_maxpool_rows before the first call; later calls for planes of the same shape reuse it as they leave it.
 size_t wc_row_copy_count(int h, int w, const wc_window *window, int oh, int ow);
 /// Depthwise: k×k `taps` in row-major order; each output is bias, then fma(input, tap, sum) for every tap in row-major
 /// order, then + residual[i] (when `residual` is not NULL) and min(max(x, low), high) as Swift rounds it.
