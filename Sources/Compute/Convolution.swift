@@ -253,7 +253,8 @@ public func isDepthwise(weightShape: [Int], group: Int) -> Bool {
 /// slower across channels, MobileNetV2's 8, 4 and 2 px maps twice as fast). On AVX2 (AMD EPYC, one thread, C harness,
 /// two runs) 14-wide maps at stride 1 ran faster along rows, two 8-lane vectors a row: 5×5 on 14×14, 480 channels
 /// 284–381 against 483–496 µs, 3×3 168–236 against 186–262; 8×8 and narrower stayed faster across (3×3, 4×4, 384
-/// channels: 17–22 against 47–70 µs; 8×8 23–27 against 25–32).
+/// channels: 17–22 against 47–70 µs; 8×8 23–27 against 25–32). At stride 2 on AVX2, one image's outputs 7 to 11 wide
+/// run along rows instead, on the kernel without the bordered copy (`convolve`).
 @usableFromInline let depthwiseAcrossWidth = 12
 
 /// Depthwise outputs narrower than these run along the flattened plane where AVX-512 is (`depthwiseConv2dFlat`): each

@@ -44,8 +44,9 @@ public final class PackedWeights: @unchecked Sendable {
     /// 672 → 112 1×1 layers on 14×14 maps 254–255 → 201–220 µs; the other layers within noise.
     struct ColumnPieces {
         let count: Int, size: Int, columns: Int
+        /// The first column of piece `piece`, and how many it has.
         func first(_ piece: Int) -> Int { piece * size }
-        func count(_ piece: Int) -> Int { max(0, min(columns, (piece + 1) * size) - piece * size) }
+        func width(_ piece: Int) -> Int { max(0, min(columns, (piece + 1) * size) - piece * size) }
     }
 
     static func evenPieces(columns n: Int, workers: Int, vector: Int = vectorColumns) -> ColumnPieces {
@@ -123,7 +124,7 @@ public final class PackedWeights: @unchecked Sendable {
             // (taken as workers come free): `evenPieces`.
             let pieces = PackedWeights.evenPieces(columns: n, workers: workers)
             runPiecesOnPool(workers: min(workers, pieces.count), pieces: pieces.count) { piece in
-                product(0, rows, pieces.first(piece), pieces.count(piece))
+                product(0, rows, pieces.first(piece), pieces.width(piece))
             }
         } else {
             // Panels of eight rows: each worker reads its own part of the weight, and all of B. One part per worker, so

@@ -189,7 +189,7 @@ import _TestSupport
     @Test func columnPiecesAreEvenAndComplete() throws {
         for (n, workers, vector) in [(196, 2, 8), (225, 2, 8), (784, 2, 8), (128, 2, 16), (3136, 4, 16), (129, 2, 8)] {
             let pieces = PackedWeights.evenPieces(columns: n, workers: workers, vector: vector)
-            let sizes = (0..<pieces.count).map(pieces.count)
+            let sizes = (0..<pieces.count).map(pieces.width)
             #expect(sizes.reduce(0, +) == n && sizes.allSatisfy { $0 > 0 }, "\(n) columns: \(sizes)")
             #expect((0..<pieces.count).allSatisfy { pieces.first($0) == sizes[..<$0].reduce(0, +) }, "\(n): \(sizes)")
             #expect(sizes.dropLast().allSatisfy { $0 % vector == 0 }, "\(n): \(sizes)")
