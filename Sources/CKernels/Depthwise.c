@@ -157,6 +157,11 @@ static inline void stride2_sums(__m256 acc[S2_ROWS], const float *const *line, c
         }
 }
 
+// Whether the eight outputs from ox read only columns [0, w) of a row (`span` from column 2·ox − pad).
+static inline int stride2_inside(int ox, int pad, int span, int w) {
+    return 2 * ox - pad >= 0 && 2 * ox - pad + span <= w;
+}
+
 __attribute__((target("avx2,fma")))
 static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,
                               float *out, int oh, int ow, const float *residual, float low, float high,
@@ -167,10 +172,9 @@ static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window 
     const row8 lo = low - (row8){0}, hi = high - (row8){0};
     // scratch: S2_ZEROS zeros (left so by the caller), then the edge vectors' stretches, S2_PITCH floats a row.
     const float *zeros = scratch;
-    int edgeOf[S2_EDGES], edges = 0;
-    for (int ox = 0; ox < ow; ox += 8) {
+    for (int ox = 0, edges = 0; ox < ow; ox += 8) {
+        if (stride2_inside(ox, win->pad_left, span, w)) continue;
         const int s = 2 * ox - win->pad_left;
-        if (s >= 0 && s + span <= w) continue;
         // Three masked loads a row (lanes outside [0, w) read as 0, their addresses formed as integers: they may lie
         // before the plane).
         float *strip = scratch + S2_ZEROS + (size_t)edges * h * S2_PITCH;
@@ -187,7 +191,7 @@ static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window 
                 _mm256_storeu_ps(strip + (size_t)y * S2_PITCH + 8 * j,
                                  _mm256_maskload_ps((const float *)(from + 32 * j), inside[j]));
         }
-        edgeOf[edges++] = ox / 8;
+        edges++;
     }
     const float *line[S2_MAX_KW * S2_ROWS];
     for (int oy0 = 0; oy0 < oh; oy0 += S2_ROWS) {
@@ -196,7 +200,7 @@ static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window 
         for (int ox = 0, edge = 0; ox < ow; ox += 8) {
             const float *source;
             long pitch = w;
-            if (edge < edges && edgeOf[edge] == ox / 8) {
+            if (!stride2_inside(ox, win->pad_left, span, w)) {  // the edge stretches, in order
                 source = scratch + S2_ZEROS + (size_t)edge++ * h * S2_PITCH;
                 pitch = S2_PITCH;
             } else {

@@ -191,13 +191,13 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
                              : window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
         let done = flatPays && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window,
                                                    activation: activation, residual: residual, into: &output)
-        // At stride 2 on AVX2, outputs 7 to 15 wide run along rows without the bordered copy (`wc_depthwise_rows`):
-        // those under `depthwiseAcrossWidth` only for one image (C harness, one thread, 14 → 7, 3×3, one image's 576
-        // planes: across channels 104–109 µs, along rows 91–103; four images' planes 254–262 against 376–381; in
-        // MobileNetV2 at 224 px, batch 1, two threads: 99 → 48 µs).
-        let stride2Rows = withUnsafePointer(to: wc_window(window)) { wc_depthwise_stride2_runs($0, Int32(ow)) } != 0
-            && (ow >= depthwiseAcrossWidth || input.shape[0] == 1)
-        if !done && ow < depthwiseAcrossWidth && !stride2Rows {
+        // At stride 2 on AVX2, one image's outputs 7 to 11 wide run along rows, on the kernel without the bordered
+        // copy (`wc_depthwise_stride2_runs`), rather than across channels (C harness, one thread, 14 → 7, 3×3, one
+        // image's 576 planes: across channels 104–109 µs, along rows 91–103; four images' planes 254–262 against
+        // 376–381; in MobileNetV2 at 224 px, batch 1, two threads: 99 → 48 µs).
+        let across = !done && ow < depthwiseAcrossWidth && !(input.shape[0] == 1
+            && withUnsafePointer(to: wc_window(window)) { wc_depthwise_stride2_runs($0, Int32(ow)) } != 0)
+        if across {
             depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
         } else if !done {
             depthwiseConv2d(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
