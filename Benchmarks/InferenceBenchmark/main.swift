@@ -1,10 +1,12 @@
 // Inference throughput and sgemm speed, printed as JSON for Scripts/bench-inference.sh.
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
+//                                              [--profile-runs N]
 //                                              [--threads N]
 // --seconds S times batches until S seconds have passed (at least one, after one warm-up batch) instead of a fixed
 // count; --throughput-only skips the per-operator profile and the sgemm table (Scripts/bench-architectures.sh);
-// --top N lists the N slowest nodes (12 by default); --threads N runs on N threads (all cores by default).
+// --top N lists the N slowest nodes (12 by default); --profile-runs N profiles N batches and keeps each node's least
+// time (and each op type's); --threads N runs on N threads (all cores by default).
 import _BenchmarkSupport
 import Clustering
 import Compute
@@ -30,6 +32,7 @@ var arguments = BenchmarkArguments()
 let batch = arguments.take("--batch", 64)
 let iterations = arguments.take("--iterations", 10)
 let top = arguments.take("--top", 12)
+let profileRuns = arguments.take("--profile-runs", 1)
 let minimumSeconds = arguments.take("--seconds").flatMap(Double.init)
 let throughputOnly = arguments.rest.contains("--throughput-only")
 if let threads = arguments.take("--threads").flatMap(Int.init) { ComputeThreads.configure(threads) }
@@ -76,10 +79,17 @@ if throughputOnly {
     print(String(decoding: data, as: UTF8.self))
     exit(0)
 }
+// The profile: each node's (and op type's) least time over `profileRuns` profiled batches (one by default).
 executor.profiling = true
-_ = try executor(input)
-result["seconds_by_op"] = executor.profile
-result["slowest_nodes"] = executor.nodeProfile.sorted { $0.value > $1.value }.prefix(top).map { ["node": $0.key, "seconds": $0.value] }
+var byOp: [String: Double] = [:], byNode: [String: Double] = [:]
+for _ in 0..<max(1, profileRuns) {
+    let (op0, node0) = (executor.profile, executor.nodeProfile)
+    _ = try executor(input)
+    for (key, value) in executor.profile { byOp[key] = min(byOp[key] ?? .infinity, value - (op0[key] ?? 0)) }
+    for (key, value) in executor.nodeProfile { byNode[key] = min(byNode[key] ?? .infinity, value - (node0[key] ?? 0)) }
+}
+result["seconds_by_op"] = byOp
+result["slowest_nodes"] = byNode.sorted { $0.value > $1.value }.prefix(top).map { ["node": $0.key, "seconds": $0.value] }
 
 // 1b. A packed model: seconds to expand every deferred weight per batch, whole (as Gemm and non-Winograd layers get
 //     them) and for 3×3 weights straight into the Winograd form (as the executor does), against transforming the
