@@ -32,7 +32,7 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
                 return
             }
             // The plain 2×2 loop below only where the separable kernel does not run (AlexNet FMNIST's and VGG-16's
-            // 2×2 pools are faster through it: see Session 18 in docs/RESULTS.md).
+            // 2×2 pools are faster through it: see Session 18 in docs/RESULTS.md, and Session 25 for AVX2).
             if case .max = kind, !isPlainMax2x2 || withUnsafePointer(to: wc_window(window), { wc_maxpool_separable_runs($0) }) != 0 {
                 // Plane by plane (`wc_maxpool_rows`, vector code in CKernels: separable, or from a −∞-bordered copy).
                 forEachPlaneWithRowCopy(n * c, h: h, w: w, window: window, oh: oh, ow: ow, border: -.infinity,

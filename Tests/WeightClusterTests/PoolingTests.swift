@@ -2,7 +2,7 @@ import Compute
 import Testing
 import _TestSupport
 
-/// Max pooling's fast paths (separable at strides 1 and 2 on AVX-512; along rows over a −∞-bordered copy kept as its
+/// Max pooling's fast paths (separable at strides 1 and 2 on AVX-512 and AVX2; along rows over a −∞-bordered copy kept as its
 /// stride phases, eight rows at a time; the plain 2×2 loop; sixteen planes at a time for small outputs, eight with
 /// AVX2) against the definition, a NaN included (for the plain 2×2 loop in a window's second cell, which Swift's `max`
 /// alone would drop). 38 planes: two whole groups of sixteen and a partial one (AVX2: four of eight and six).
@@ -27,6 +27,8 @@ import _TestSupport
         Case(h: 30, w: 50, k: 3, stride: 3, dilation: 1, pads: (1, 0, 1, 1)),
         // SqueezeNet's last pool at 64 px: 7×7 to 3×3.
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
+        // SqueezeNet's last pool at 224 px, 27×27 to 13×13: the separable kernel's partial vectors on both passes.
+        Case(h: 27, w: 27, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
     ]
 
     /// Global average pool, bit for bit against each plane summed in order then divided: whole groups of eight planes

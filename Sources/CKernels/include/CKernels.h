@@ -120,7 +120,7 @@ size_t wc_depthwise_rows_scratch_count(int h, int w, const wc_window *window, in
 /// Max pool: each output is the greatest value of its window, or a NaN of the window if it holds one (a border cell
 /// never wins). Its scratch is wc_maxpool_scratch_count(…) floats, −∞ before the first call.
 size_t wc_maxpool_scratch_count(int h, int w, const wc_window *window, int oh, int ow);
-/// Whether wc_maxpool_rows runs its separable kernel for `window` (AVX-512 with DQ, strides 1 and 2).
+/// Whether wc_maxpool_rows runs its separable kernel for `window` (AVX-512 with DQ, or AVX2; strides 1 and 2).
 int wc_maxpool_separable_runs(const wc_window *window);
 void wc_maxpool_rows(const float *plane, int h, int w, const wc_window *window, float *out, int oh, int ow,
                      float *scratch);
