@@ -9,6 +9,13 @@ import CKernels
 /// scatter out: the 1×1 layers of MobileNetV2 at 64 px, batch 64, 6–8% faster over five alternating rounds).
 @usableFromInline let pointwiseInPlaceColumns = (blas: 1024, packed: 16)
 
+/// The output plane size from which a convolution on packed weights (no residual) multiplies one image at a time
+/// rather than several images' columns gathered: the product then stores each value in place with its bias and clamp,
+/// with no pass that scatters a product buffer into the output. SqueezeNet 1.1 at 64 px, batch 64, two threads, each
+/// node's least time over 5 alternated rounds: its 3 → 64 stem on 31×31 outputs (961 columns) 2,562 → 2,134 µs; on
+/// 15×15 outputs (225 columns) one image at a time was slower (1,980 → 2,203 µs for a 16 → 64 3×3 layer).
+@usableFromInline let im2colOneImageColumns = 512
+
 @usableFromInline
 func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, window: Window2D, group: Int,
                   activation: Activation, residual: Tensor<Float>? = nil, packed: PackedWeights? = nil,
@@ -26,11 +33,13 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     // Images per GEMM: enough columns to keep BLAS efficient, few enough to bound the im2col buffer. A 1×1
     // convolution over a large map (`pointwiseInPlaceColumns`) takes one image at a time (its GEMM reads the NCHW
     // buffer and writes the output in place); over a small map that GEMM has so few columns that BLAS spends its time
-    // packing the weights again for each image, so the images are gathered into one matrix as for any other kernel.
+    // packing the weights again for each image, so the images are gathered into one matrix as for any other kernel
+    // (on packed weights, unless the maps have `im2colOneImageColumns` outputs).
     // Chunks are then made up to half as large where that evens the workers' shares (13 chunks of 5 images on 2 cores:
     // 7 and 6; 16 of 4: 8 and 8).
     let inPlace = isPointwise && ohw >= (packed == nil ? pointwiseInPlaceColumns.blas : pointwiseInPlaceColumns.packed)
-    let widest = inPlace ? 1 : max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
+    let oneImage = inPlace || packed != nil && residual == nil && ohw >= im2colOneImageColumns
+    let widest = oneImage ? 1 : max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
     let workers = ComputeThreads.count
     // The busiest worker's images: its rounds of chunks times the chunk's images.
     let busiest = { (p: Int) in ((n + p - 1) / p + workers - 1) / workers * p }

@@ -97,6 +97,36 @@ import _TestSupport
     /// im2col + product a block of output rows at a time (large maps: the stems) gives the bits of the whole image's
     /// im2col + product: blocks of 1, 3 and 5 rows (a partial last one), several images, written into a range of a
     /// wider tensor's channels (a Concat), a 7×7 stride-2 stem, stride 2 with uneven padding, dilation.
+    /// Maps of `im2colOneImageColumns` outputs or more take one image per product on packed weights, each value stored
+    /// in place with its bias and clamp: each image of a batch gives the bits it gives alone and the definition's
+    /// values, written into a range of a wider tensor's channels (a Concat) without touching the others.
+    @Test func oneImageProductsMatchDefinition() throws {
+        let (n, c, h, w, oc) = (3, 3, 24, 23, 5)
+        let window = Window2D(kernel: (3, 3), pads: (1, 1, 1, 1))
+        let (oh, ow) = try #require(window.outputSize(h: h, w: w))
+        #expect(oh * ow >= im2colOneImageColumns)
+        let x = Tensor(shape: [n, c, h, w], scalars: Self.random(n * c * h * w, seed: 71))
+        let wt = Tensor(shape: [oc, c, 3, 3], scalars: Self.random(oc * c * 9, seed: 72))
+        let bias = Self.random(oc, seed: 73)
+        let packed = PackedWeights(wt, group: 1)
+        var wide = Tensor<Float>(shape: [n, oc + 3, oh, ow], scalars: Array(repeating: 7, count: n * (oc + 3) * oh * ow))
+        im2colConv2d(x, weight: wt, bias: bias, window: window, group: 1, activation: .relu, packed: packed,
+                     into: &wide, firstChannel: 2)
+        let reference = Self.naive(x, wt, bias, window).scalars.map { max($0, 0) }
+        let plane = oh * ow
+        for image in 0..<n {
+            let one = Tensor(shape: [1, c, h, w], scalars: Array(x.scalars[image * c * h * w..<(image + 1) * c * h * w]))
+            var alone = Tensor<Float>(shape: [1, oc, oh, ow], unsafeUninitialized: { _ in })
+            im2colConv2d(one, weight: wt, bias: bias, window: window, group: 1, activation: .relu, packed: packed, into: &alone)
+            let got = Array(wide.scalars[(image * (oc + 3) + 2) * plane..<(image * (oc + 3) + 2 + oc) * plane])
+            #expect(got.map(\.bitPattern) == alone.scalars.map(\.bitPattern), "image \(image)")
+            #expect(TestSupport.maxAbsDifference(got, Array(reference[image * oc * plane..<(image + 1) * oc * plane])) < 1e-4)
+            let untouched = wide.scalars[image * (oc + 3) * plane..<(image * (oc + 3) + 2) * plane]
+                + wide.scalars[(image * (oc + 3) + 2 + oc) * plane..<(image + 1) * (oc + 3) * plane]
+            #expect(untouched.allSatisfy { $0 == 7 }, "image \(image): channels outside the range written")
+        }
+    }
+
     @Test(arguments: [
         (n: 2, c: 3, h: 40, w: 37, oc: 10, k: 7, s: 2, d: 1, pads: (3, 3, 3, 3)),
         (n: 1, c: 5, h: 33, w: 30, oc: 12, k: 3, s: 2, d: 1, pads: (1, 0, 0, 1)),
