@@ -105,7 +105,10 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                                          imageStride: outImage, firstChannel: g * ocg, offset: offset)
                     }
                 }
-                forEachChunk(chunks, scratch: (kdim * perChunk * ohw, ocg * perChunk * ohw), runChunk)
+                // One image a chunk writes its product in place (no product buffer); a 1×1 one also reads its input
+                // as it stands (no im2col buffer).
+                let scratch = (isPointwise && perChunk == 1 ? 0 : kdim * perChunk * ohw, perChunk == 1 ? 0 : ocg * perChunk * ohw)
+                forEachChunk(chunks, scratch: scratch, runChunk)
             }
             }
         }
