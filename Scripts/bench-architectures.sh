@@ -14,6 +14,8 @@
 # OPENBLAS_CORETYPE=SkylakeX gives OpenBLAS its AVX-512 kernels (unset, OpenBLAS 0.3.21 takes this processor for a
 # Prescott and runs SSE3 kernels). WC_PASS_BYTES=0 runs each batch in one pass (Executor.Options.passBytes; the
 # default runs it in passes whose largest intermediate stays under 16 MB).
+# "quickest": onnxruntime's quickest single batch over ours, across the three rounds (ours / onnxruntime in speed, as
+# "ratio" is): the host's load moves round averages by tens of percent, single batches at their quickest much less.
 # "host GF/s" is what this machine gave just before each row: one AVX-512 (else AVX2) multiply-add loop per thread
 # (Benchmarks/fma_peak.c), all at once, the slowest copy's GFLOP/s (168 per core on the AVX-512 host of sessions 16–19
 # when no other tenant shared it; a low figure means the row was measured on a busy host, for both engines).
@@ -86,7 +88,9 @@ name, batch, host, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), [json.lo
 ours, ort = runs[:3], runs[3:]
 best = lambda rs: max(r["images_per_second"] for r in rs)
 rss = lambda rs: max(r["peak_rss_bytes"] for r in rs) / 2**20
-print(json.dumps([name, int(batch), best(ours), best(ort), rss(ours), rss(ort), ours[0].get("kernels", "?"), host]))
+least = lambda rs: min(r["batch_seconds_least"] for r in rs)
+print(json.dumps([name, int(batch), best(ours), best(ort), rss(ours), rss(ort), ours[0].get("kernels", "?"), host,
+                  least(ort) / least(ours)]))
 PY
 )")
     echo "${rows[-1]}" >&2
@@ -95,8 +99,8 @@ done
 python3 - "${rows[@]}" <<'PY'
 import json, sys
 rows = [json.loads(a) for a in sys.argv[1:]]
-print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'ours RSS':>9} {'ORT RSS':>8} {'kernels':<8} host GF/s")
-for name, batch, ours, ort, rss_ours, rss_ort, kernels, host in rows:
+print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'quickest':>8} {'ours RSS':>9} {'ORT RSS':>8} {'kernels':<8} host GF/s")
+for name, batch, ours, ort, rss_ours, rss_ort, kernels, host, quickest in rows:
     rate = f"{host:.0f}" if host > 0 else "-"
-    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi {kernels:<8} {rate:>9}")
+    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {quickest:>8.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi {kernels:<8} {rate:>9}")
 PY

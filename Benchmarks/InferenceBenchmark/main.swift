@@ -2,11 +2,14 @@
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
 //                                              [--profile-runs N]
-//                                              [--threads N]
+//                                              [--threads N] [--alternate winograd=always|never|passBytes=N]
 // --seconds S times batches until S seconds have passed (at least one, after one warm-up batch) instead of a fixed
-// count; --throughput-only skips the per-operator profile and the sgemm table (Scripts/bench-architectures.sh);
+// count, and prints the least and the median batch's seconds too; --throughput-only skips the per-operator profile and
+// the sgemm table (Scripts/bench-architectures.sh);
 // --top N lists the N slowest nodes (12 by default); --profile-runs N profiles N batches and keeps each node's least
-// time (and each op type's); --threads N runs on N threads (all cores by default).
+// time (and each op type's); --threads N runs on N threads (all cores by default); --alternate SETTINGS times the
+// default executor and one with SETTINGS changed, batch by batch in turn (for S seconds, 10 by default), and prints
+// each one's least, first-quartile and median batch seconds.
 import _BenchmarkSupport
 import Clustering
 import Compute
@@ -58,15 +61,49 @@ let inputShape = graph.inputs[0].shape!.enumerated().map { i, d -> Int in
     return batch
 }
 let input = Tensor<Float>(shape: inputShape, scalars: (0..<inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
+if let alternative = arguments.take("--alternate") {
+    // The same model under other options (winograd=always|never, passBytes=N), batches alternated with the default
+    // executor's in this one process, so that both see the same states of a shared host.
+    var other = options
+    for setting in alternative.split(separator: ",") {
+        let parts = setting.split(separator: "=").map(String.init)
+        switch (parts.first, parts.count == 2 ? parts[1] : nil) {
+        case ("winograd", "always"): other.winograd = .always
+        case ("winograd", "never"): other.winograd = .never
+        case ("passBytes", let value?) where Int(value) != nil: other.passBytes = Int(value)!
+        default:
+            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never or passBytes=N, not \(setting)\n".utf8))
+            exit(2)
+        }
+    }
+    let executors = [executor, try Executor(graph: graph, options: other)]
+    var times: [[Double]] = [[], []]
+    for e in executors { _ = try e(input) }
+    let start = DispatchTime.now().uptimeNanoseconds
+    while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < (minimumSeconds ?? 10) {
+        for (i, e) in executors.enumerated() { times[i].append(try seconds { _ = try e(input) }) }
+    }
+    for (i, label) in ["default", alternative].enumerated() {
+        let t = times[i].sorted()
+        result[label] = ["least": t[0], "quartile": t[t.count / 4], "median": t[t.count / 2], "batches": t.count]
+    }
+    let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+    exit(0)
+}
 if let minimumSeconds {
     _ = try executor(input)
-    var batches = 0, elapsed = 0.0
-    while batches == 0 || elapsed < minimumSeconds {
-        elapsed += try seconds { _ = try executor(input) }
-        batches += 1
+    var times: [Double] = [], elapsed = 0.0
+    while times.isEmpty || elapsed < minimumSeconds {
+        times.append(try seconds { _ = try executor(input) })
+        elapsed += times[times.count - 1]
     }
-    result["images_per_second"] = Double(batch * batches) / elapsed
-    result["seconds_per_batch"] = elapsed / Double(batches)
+    times.sort()
+    result["images_per_second"] = Double(batch * times.count) / elapsed
+    result["seconds_per_batch"] = elapsed / Double(times.count)
+    // The spread of single batches (a shared host moves them by tens of percent).
+    result["batch_seconds_least"] = times[0]
+    result["batch_seconds_median"] = times[times.count / 2]
 } else {
     for _ in 0..<2 { _ = try executor(input) }
     let inferenceSeconds = try seconds { for _ in 0..<iterations { _ = try executor(input) } }
