@@ -1,9 +1,9 @@
 import CKernels
 
-/// Convolution straight from a bordered copy of the images into the NCHW output (`wc_conv_direct`, AVX-512): the
-/// im2col path writes every input once per tap into a matrix, the product copies that matrix again in blocks and
-/// writes a buffer that a last pass scatters into the output with the bias and clamp; here each block of outputs is
-/// summed in registers from the images and stored once. Each output is the same sum, in the same order, as on the
+/// Convolution straight from a bordered copy of the images into the NCHW output (`wc_conv_direct`, AVX-512 or
+/// AVX2): the im2col path writes every input once per tap into a matrix, the product copies that matrix again in blocks
+/// and writes a buffer that a last pass scatters into the output with the bias and clamp; here each block of outputs
+/// is summed in registers from the images and stored once. Each output is the same sum, in the same order, as on the
 /// im2col path over the same packed weights, so the two give the same bits.
 ///
 /// A copy holds several images side by side when their rows are short, so that a vector of outputs spans several
@@ -14,8 +14,18 @@ enum DirectConvolution {
     /// 0.84–0.87 ms through im2col, 1.28–1.36 direct; on 7×7 maps, 14 of 16 lanes, 2.1–2.2 → 1.87–1.89 ms).
     static let leastUseful = 0.8
 
-    /// Whether a layer with packed weights takes this path: one group, strides of 1 or 2 with AVX-512, enough useful lanes,
-    /// and a copy whose offsets fit in 32 bits. A 1×1 convolution with stride 1 and no padding reads its input as it
+    /// With AVX2 (eight lanes, four channels at a time) only at batch 1 and on inputs of at most this many channels:
+    /// elsewhere im2col's product was as fast or faster. Two threads, batch 1, each node's least time over batches
+    /// alternated in one process (10–15 s), µs, im2col → direct: ResNet-18 64 px's 7×7
+    /// stem 199 → 138, at 224 px 1,730 → 1,628; SqueezeNet 1.1 64 px's 16 → 64 3×3 layers on 15×15 42 → 33, its stem
+    /// 39 → 36 (224 px: 398 → 417, its 16 → 64 layers on 55×55 unchanged); MobileNetV2 224 px's stem 255 → 237.
+    /// Deeper inputs lost: 32 → 128 on 27×27 and 48 → 192 on 13×13 346 → 441 and 183 → 232, ResNet-18's 3×3 stride-2
+    /// layers at 224 px 830–900 → 1,100–1,780, 128 → 128 on 8×8 116 → 124; at batch 64 SqueezeNet 1.1 64 px 22.3 →
+    /// 23.3 ms (least batch).
+    static let avx2MostChannels = 16
+
+    /// Whether a layer with packed weights takes this path: one group, strides of 1 or 2 with AVX-512 (with AVX2 see
+    /// `avx2MostChannels`), enough useful lanes, and a copy whose offsets fit in 32 bits. A 1×1 convolution with stride 1 and no padding reads its input as it
     /// stands on the im2col path already.
     static func applies(inputShape: [Int], weightShape: [Int], window: Window2D, group: Int, outputSize: (h: Int, w: Int)) -> Bool {
         // Sizes the kernel's 32-bit arithmetic holds (the copy's size is checked below).
@@ -23,6 +33,7 @@ enum DirectConvolution {
         let pointwise = weightShape[2] == 1 && weightShape[3] == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
         var shape = wc_window(window)
         guard !pointwise, wc_conv_direct_runs(&shape) != 0 else { return false }
+        if wc_kernels_isa() == Int32(WC_ISA_AVX2) && (inputShape[0] > 1 || inputShape[1] > avx2MostChannels) { return false }
         let (w, oh, ow) = (Int32(inputShape[3]), Int32(outputSize.h), Int32(outputSize.w))
         let images = imagesPerCopy(batch: inputShape[0], w: inputShape[3], window: window, outputSize: outputSize)
         return wc_conv_direct_useful(w, &shape, oh, ow, Int32(images)) >= leastUseful

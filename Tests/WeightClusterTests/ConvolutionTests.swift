@@ -176,6 +176,10 @@ import _TestSupport
         (n: 7, c: 5, h: 7, w: 7, oc: 16, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         (n: 12, c: 4, h: 7, w: 7, oc: 9, k: (3, 3), s: 2, d: 1, pads: (1, 1, 1, 1)),
         (n: 20, c: 8, h: 2, w: 2, oc: 8, k: (1, 1), s: 2, d: 1, pads: (0, 0, 0, 0)),
+        // Batch 1 on a few channels (the AVX2 kernel's cases): outputs 15 and 13 wide (a vector's last lanes past the
+        // row), 13 channels (a panel's second half of one row), a 7×7 stride-2 stem.
+        (n: 1, c: 5, h: 15, w: 15, oc: 13, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        (n: 1, c: 3, h: 31, w: 25, oc: 12, k: (7, 7), s: 2, d: 1, pads: (3, 3, 3, 3)),
     ])
     func directConvolutionMatchesIm2col(_ t: (n: Int, c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, d: Int,
                                               pads: (Int, Int, Int, Int))) throws {
@@ -185,9 +189,12 @@ import _TestSupport
         let wt = Tensor(shape: [t.oc, t.c, t.k.0, t.k.1], scalars: Self.random(t.oc * t.c * t.k.0 * t.k.1, seed: 22))
         let residual = Tensor(shape: [t.n, t.oc, oh, ow], scalars: Self.random(t.n * t.oc * oh * ow, seed: 23))
         let packed = PackedWeights.isWorthwhile ? PackedWeights(wt, group: 1) : nil
+        let applies = DirectConvolution.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1,
+                                                outputSize: (oh, ow))
         if wc_kernels_isa() == Int32(WC_ISA_AVX512) {
-            #expect(DirectConvolution.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1,
-                                              outputSize: (oh, ow)))
+            #expect(applies)
+        } else if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
+            #expect(applies == (t.n == 1 && t.c <= DirectConvolution.avx2MostChannels))
         }
         for (bias, activation, withResidual) in [(Self.random(t.oc, seed: 24), Activation.relu, false),
                                                  (nil, .none, false), (Self.random(t.oc, seed: 25), .clip(low: 0, high: 0.5), true)] {

@@ -70,7 +70,7 @@ typedef struct {
     int kh, kw, sh, sw, dh, dw, pad_top, pad_left;
 } wc_window;
 
-/// Direct convolution on packed weights (AVX-512): no im2col matrix and no product buffer. `wc_conv_pad` copies a group
+/// Direct convolution on packed weights (AVX-512 or AVX2): no im2col matrix and no product buffer. `wc_conv_pad` copies a group
 /// of `images` images (image g at image + g·image_stride: c planes of h×w) side by side inside zero borders into
 /// `padded` (wc_conv_padded_count floats; for a stride of 2 each row as its even and odd columns), its bordered rows
 /// [first_row, first_row + rows) of wc_conv_padded_rows; `wc_conv_direct` then computes output rows [first_row,
@@ -78,8 +78,8 @@ typedef struct {
 /// [channels, oh, ow] planes at out + g·out_image_stride; `residual`, or NULL, the same), from the weights in `packed`
 /// (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in order of fused
 /// multiply-adds, as `wc_gemm_packed` sums an im2col matrix, then + bias (0 when NULL), + residual, then
-/// min(max(x, low), high) as Swift rounds it. Only where `wc_conv_direct_runs`: the AVX-512 variant is chosen and
-/// the horizontal stride is 1 or 2.
+/// min(max(x, low), high) as Swift rounds it. Only where `wc_conv_direct_runs`: the AVX-512 or AVX2 variant is chosen
+/// and the horizontal stride is 1 or 2.
 int wc_conv_direct_runs(const wc_window *window);
 /// The share of the output vectors' lanes that are outputs when a copy holds `images` images, and the number of
 /// images (at most `most`, and no more than fill 64 lanes of a row) with the largest share, the fewest of equals.
