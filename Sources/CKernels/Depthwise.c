@@ -572,8 +572,7 @@ static void flat_depthwise_avx2(const float *input, int channels, long first, lo
                 const long at = (plane + g) * pixels + o0;
                 __m256 x = acc[g];
                 if (residual) x = _mm256_add_ps(x, _mm256_maskload_ps(residual + at, valid));
-                x = _mm256_blendv_ps(x, lo, _mm256_cmp_ps(lo, x, _CMP_GE_OQ));
-                x = _mm256_blendv_ps(x, hi, _mm256_cmp_ps(hi, x, _CMP_LT_OQ));
+                x = wc_clamp256(x, lo, hi);
                 if (n == 8) _mm256_storeu_ps(output + at, x);
                 else _mm256_maskstore_ps(output + at, valid, x);
             }

@@ -249,9 +249,7 @@ __attribute__((target("avx2"))) static inline void store_lanes8(float *out, __m2
                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(runs[v].to[i]), lane));                      \
                             y = _mm256_add_ps(y, _mm256_maskload_ps(residual + at, m));                           \
                         }                                                                                         \
-                        y = _mm256_blendv_ps(y, low, _mm256_cmp_ps(low, y, _CMP_GE_OQ));                          \
-                        y = _mm256_blendv_ps(y, high, _mm256_cmp_ps(high, y, _CMP_LT_OQ));                        \
-                        store_lanes8(out + at, y, runs[v].from[i], runs[v].to[i]);                                \
+                        store_lanes8(out + at, wc_clamp256(y, low, high), runs[v].from[i], runs[v].to[i]);        \
                     }                                                                                             \
                 }                                                                                                 \
             }                                                                                                     \

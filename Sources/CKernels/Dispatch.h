@@ -33,6 +33,10 @@ __attribute__((target("avx512f"))) static inline __m512 wc_clamp512(__m512 x, __
     x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(low, x, _CMP_GE_OQ), low);
     return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(high, x, _CMP_LT_OQ), high);
 }
+__attribute__((target("avx2"))) static inline __m256 wc_clamp256(__m256 x, __m256 low, __m256 high) {
+    x = _mm256_blendv_ps(x, low, _mm256_cmp_ps(low, x, _CMP_GE_OQ));
+    return _mm256_blendv_ps(x, high, _mm256_cmp_ps(high, x, _CMP_LT_OQ));
+}
 #endif
 
 // One input row into a bordered row kept as its s phases (the direct convolution's and the depthwise kernel's copies):

@@ -223,8 +223,7 @@ AVX2 static void output_avx2(const float *m, long stride, int th, int tw, float 
                         for (int k = 0; k < n; k++) r[k] = residual[at + 8 * half + k];
                         x = _mm256_add_ps(x, _mm256_loadu_ps(r));
                     }
-                    x = _mm256_blendv_ps(x, lowv, _mm256_cmp_ps(lowv, x, _CMP_GE_OQ));  // as wc_clamp
-                    x = _mm256_blendv_ps(x, highv, _mm256_cmp_ps(highv, x, _CMP_LT_OQ));
+                    x = wc_clamp256(x, lowv, highv);  // as wc_clamp
                     if (n == 8) {
                         _mm256_storeu_ps(out + at + 8 * half, x);
                     } else {
