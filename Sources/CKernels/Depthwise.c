@@ -34,8 +34,9 @@
         STORE(VEC, L, out + at_, x_, (left));                                                                     \
     } while (0)
 #define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, WIDE, COPY, LOAD, STORE)                                            \
-    ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
-                          float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
+    ATTR static inline __attribute__((always_inline)) void NAME##_body(                                          \
+        const float *plane, int h, int w, const wc_window *win, const float *taps, float bias, float *out, int oh,  \
+        int ow, const float *residual, float low, float high, float *copy, int fixed) {                          \
         const row_copy g = row_copy_of(h, w, win, oh, ow);                                                        \
         const long step = win->sh * g.pitch;                                                                      \
         /* Bordered rows read by one group of ROWS output rows. */                                                \
@@ -43,7 +44,7 @@
         /* x − 0 splats x as it is (0 + x would turn −0 into +0). */                                              \
         const VEC b = bias - (VEC){0}, lo = low - (VEC){0}, hi = high - (VEC){0};                                 \
         long tapAt[ROWS_TAPS];                                                                                    \
-        const int tabled = row_copy_taps(g, win, tapAt);                                                          \
+        const int tabled = !fixed && row_copy_taps(g, win, tapAt);                                                \
         for (int oy0 = 0; oy0 < oh; oy0 += ROWS) {                                                                \
             const int rows = oh - oy0 < ROWS ? oh - oy0 : ROWS;                                                   \
             COPY(plane, h, w, win, g, (long)oy0 * win->sh, strip, copy);                                          \
@@ -92,6 +93,22 @@
                     ROWS_FINISH(VEC, IVEC, L, LOAD, STORE, acc[r], (long)(oy0 + r) * ow + ox, ow - ox);           \
             }                                                                                                     \
         }                                                                                                         \
+    }                                                                                                             \
+    ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
+                          float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
+        if (win->kh == 3 && win->kw == 3 && win->dh == 1 && win->dw == 1 && win->sh == win->sw && win->sh <= 2) {  \
+            const wc_window fixed = {3, 3, win->sh == 1 ? 1 : 2, win->sh == 1 ? 1 : 2, 1, 1, win->pad_top,          \
+                                     win->pad_left};                                                              \
+            if (win->sh == 1) {                                                                                   \
+                const wc_window one = {3, 3, 1, 1, 1, 1, fixed.pad_top, fixed.pad_left};                          \
+                NAME##_body(plane, h, w, &one, taps, bias, out, oh, ow, residual, low, high, copy, 1);            \
+            } else {                                                                                              \
+                const wc_window two = {3, 3, 2, 2, 1, 1, fixed.pad_top, fixed.pad_left};                          \
+                NAME##_body(plane, h, w, &two, taps, bias, out, oh, ow, residual, low, high, copy, 1);            \
+            }                                                                                                     \
+            return;                                                                                               \
+        }                                                                                                         \
+        NAME##_body(plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, copy, 0);                     \
     }
 
 DEFINE_ROWS(rows_generic, , row8, rowi8, 8, 0, copy_strip_generic, PART_LOAD, PART_STORE)
@@ -223,11 +240,206 @@ static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window 
         }
     }
 }
+
+// ---- 3×3 at stride 1 along the rows, AVX2, without the copy ------------------------------------------------------
+//
+// The 3×3 "same" layers of MobileNetV2 and EfficientNet-Lite0 on maps 16 or more wide (112, 56, 32, 28, 16 columns):
+// the nine taps stay in registers, and each input row's three vectors under eight outputs (columns ox − 1, ox, ox + 1)
+// feed the four output rows of a block that read it. Inside a row those are three loads; at the row's ends the vector
+// is shifted one lane with a zero coming in, and a row above or below the plane is a row of zeros, so each output is
+// bias, then fma(input, tap, sum) for all nine taps in row-major order with 0 over the border — the sums of the
+// bordered copy above, bit for bit, without the copy. A row not a whole number of vectors wide ends with a vector
+// over its last eight outputs, which stores only those the vectors before it did not (the same values: with the output
+// in place of the residual, the lanes stored already are not read back as residual). One thread, C harness, ns per
+// plane, 3×3 on planes read from memory, bordered copy / this kernel, bit-equal: 16×16 437–468 / 199–213; 32×32
+// 1,022–1,092 / 644–674; 28×28 1,258 / 730; 56×56 2,872–3,475 / 1,823–2,348; 112×112 9,758 / 6,749 (six rows a
+// block instead of four: 16×16 0.51 of the copy's time against 0.46, wider maps slower). AVX2 only: the AVX-512 row
+// kernel has sixteen lanes and was not measured against it.
+static int rows_3x3_runs(int h, int w, const wc_window *win, int oh, int ow) {
+    if (wc_kernels_isa() != WC_ISA_AVX2 || win->kh != 3 || win->kw != 3 || win->dh != 1 || win->dw != 1) return 0;
+    if (win->sh == 1 && win->sw == 1) return win->pad_top == 1 && win->pad_left == 1 && oh == h && ow == w && w >= 16;
+    return win->sh == 2 && win->sw == 2 && win->pad_left <= 1 && w == 2 * ow && ow >= 8;
+}
+
+enum { D3_ROWS = 4 };
+
+// Input row `row`'s three vectors under outputs [ox, ox + 8) of a row `w` wide: columns ox − 1, ox, ox + 1, with a
+// zero for column −1 at the left end (EDGE 1) and for column w at the right end (EDGE 2).
+#define D3_VECTORS(EDGE, row, ox, w, x0, x1, x2)                                                                  \
+    do {                                                                                                          \
+        x1 = _mm256_loadu_ps((row) + (ox));                                                                       \
+        if ((EDGE) == 1)                                                                                          \
+            x0 = _mm256_blend_ps(_mm256_permutevar8x32_ps(x1, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)),         \
+                                 _mm256_setzero_ps(), 1);                                                         \
+        else                                                                                                      \
+            x0 = _mm256_loadu_ps((row) + (ox) - 1);                                                               \
+        if ((EDGE) == 2)                                                                                          \
+            x2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(x1, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7)),         \
+                                 _mm256_setzero_ps(), 0x80);                                                      \
+        else                                                                                                      \
+            x2 = _mm256_loadu_ps((row) + (ox) + 1);                                                               \
+    } while (0)
+
+// D3_ROWS output rows from oy0 (the first `rows` stored) at columns [ox, ox + 8), lanes [from, 8) stored; in[i] is
+// input row oy0 − 1 + i.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+d3_block(int edge, const float *const in[D3_ROWS + 2], int ox, int from, int w, const __m256 t[9], __m256 b, float *out,
+         const float *residual, int rows, __m256 lo, __m256 hi) {
+    __m256 acc[D3_ROWS];
+    for (int r = 0; r < D3_ROWS; r++) acc[r] = b;
+    for (int i = 0; i < D3_ROWS + 2; i++) {
+        __m256 x0, x1, x2;
+        if (edge == 1) D3_VECTORS(1, in[i], ox, w, x0, x1, x2);
+        else if (edge == 2) D3_VECTORS(2, in[i], ox, w, x0, x1, x2);
+        else D3_VECTORS(0, in[i], ox, w, x0, x1, x2);
+        // Input row i is tap row ki = i − r of output row r.
+        for (int r = 0; r < D3_ROWS; r++) {
+            const int ki = i - r;
+            if (ki < 0 || ki > 2) continue;
+            acc[r] = _mm256_fmadd_ps(x0, t[3 * ki], acc[r]);
+            acc[r] = _mm256_fmadd_ps(x1, t[3 * ki + 1], acc[r]);
+            acc[r] = _mm256_fmadd_ps(x2, t[3 * ki + 2], acc[r]);
+        }
+    }
+    for (int r = 0; r < D3_ROWS; r++) {
+        if (r >= rows) break;
+        __m256 y = acc[r];
+        if (residual) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * w + ox));
+        wc_store_lanes8(out + (long)r * w + ox, wc_clamp256(y, lo, hi), from, 8);
+    }
+}
+
+// ---- 3×3 at stride 2 along the rows, AVX2, without the copy ------------------------------------------------------
+//
+// The stride-2 3×3 layers whose outputs are half their input's width, left padding 1 (torchvision) or 0 (TensorFlow's
+// "same"), 8 or more outputs wide (MobileNetV2's 112 → 56, 56 → 28, 32 → 16, 16 → 8): each input row's inputs under
+// eight outputs for the three taps are the even or odd values of sixteen consecutive ones, split by one in-lane shuffle
+// of two loads, the nine taps in registers, four output rows at a time. The shuffle leaves the outputs in the lane order
+// 0 1 4 5 2 3 6 7 in every sum alike; one permute puts them back before the residual, clamp and store. A tap's input
+// left of column 0 or right of column w − 1 (only at padding 0, the last vector) comes in as a zero through a permute of
+// the vector inside the row, and a row above or below the plane is a row of zeros: the same sums, in the same order, as
+// the bordered copy. Same harness, the copy (for outputs 7 to 15 wide the stride-2 kernel without it) / this kernel:
+// 32 → 16 706 / 349; 56 → 28 1,219–1,938 / 695–1,055; 112 → 56 3,331 / 2,748; 16 → 8 129–193 / 76–108; 28 → 14
+// 463–705 / 234–395.
+
+// The even (EVEN 1) or odd values of the sixteen from p, in the lane order 0 1 4 5 2 3 6 7.
+#define D3S2_SPLIT(a, b, EVEN)                                                                                    \
+    ((EVEN) ? _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)) : _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)))
+
+// Input row `row`'s inputs of taps 0, 1, 2 under outputs [ox, ox + 8): columns 2·ox − pad + kj + 2j. EDGE 1: the first
+// vector at padding 1 (column −1 is a zero); EDGE 2: the last vector at padding 0 (column w is a zero).
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+d3s2_vectors(int edge, int pad, const float *row, int ox, __m256 x[3]) {
+    const float *p = row + 2 * ox;
+    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    if (pad == 1) {
+        // Columns 2·ox − 1 + 2j: the odd values of the sixteen from 2·ox − 2.
+        __m256 a2;
+        if (edge == 1)
+            a2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(a, _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5)),
+                                 _mm256_setzero_ps(), 0x03);
+        else
+            a2 = _mm256_loadu_ps(p - 2);
+        x[0] = D3S2_SPLIT(a2, _mm256_loadu_ps(p + 6), 0);
+        x[1] = D3S2_SPLIT(a, b, 1);
+        x[2] = D3S2_SPLIT(a, b, 0);
+    } else {
+        x[0] = D3S2_SPLIT(a, b, 1);
+        x[1] = D3S2_SPLIT(a, b, 0);
+        // Columns 2·ox + 2 + 2j: the even values of the sixteen from 2·ox + 2.
+        __m256 b2;
+        if (edge == 2)
+            b2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(b, _mm256_setr_epi32(2, 3, 4, 5, 6, 7, 7, 7)),
+                                 _mm256_setzero_ps(), 0xc0);
+        else
+            b2 = _mm256_loadu_ps(p + 10);
+        x[2] = D3S2_SPLIT(_mm256_loadu_ps(p + 2), b2, 1);
+    }
+}
+
+// D3_ROWS output rows from oy0 (the first `rows` stored) at outputs [ox, ox + 8), lanes [from, 8) stored; in[i] is
+// input row 2·oy0 − pad_top + i.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+d3s2_block(int edge, int pad, const float *const in[2 * D3_ROWS + 1], int ox, int from, int ow, const __m256 t[9],
+           __m256 b, float *out, const float *residual, int rows, __m256 lo, __m256 hi) {
+    __m256 acc[D3_ROWS];
+    for (int r = 0; r < D3_ROWS; r++) acc[r] = b;
+    for (int i = 0; i < 2 * D3_ROWS + 1; i++) {
+        __m256 x[3];
+        d3s2_vectors(edge, pad, in[i], ox, x);
+        // Input row i is tap row ki = i − 2r of output row r.
+        for (int r = 0; r < D3_ROWS; r++) {
+            const int ki = i - 2 * r;
+            if (ki < 0 || ki > 2) continue;
+            for (int kj = 0; kj < 3; kj++) acc[r] = _mm256_fmadd_ps(x[kj], t[3 * ki + kj], acc[r]);
+        }
+    }
+    for (int r = 0; r < D3_ROWS; r++) {
+        if (r >= rows) break;
+        __m256 y = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc[r]), 0xd8));
+        if (residual) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * ow + ox));
+        wc_store_lanes8(out + (long)r * ow + ox, wc_clamp256(y, lo, hi), from, 8);
+    }
+}
+
+// Both kernels above over a plane (S the stride); `zeros`: w floats of scratch, the rows above and below the plane.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+rows_3x3(int S, const float *plane, int h, int w, const wc_window *win, const float *taps, float bias, float *out,
+         int oh, int ow, const float *residual, float low, float high, float *zeros) {
+    memset(zeros, 0, sizeof(float) * (size_t)w);
+    __m256 t[9];
+    for (int i = 0; i < 9; i++) t[i] = _mm256_set1_ps(taps[i]);
+    const __m256 b = _mm256_set1_ps(bias), lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    for (int oy0 = 0; oy0 < oh; oy0 += D3_ROWS) {
+        const int rows = oh - oy0 < D3_ROWS ? oh - oy0 : D3_ROWS;
+        const float *in[2 * D3_ROWS + 1];
+        for (int i = 0; i < S * (D3_ROWS - 1) + 3; i++) {
+            const int y = S * oy0 - win->pad_top + i;
+            in[i] = y >= 0 && y < h ? plane + (long)y * w : zeros;
+        }
+        float *o = out + (long)oy0 * ow;
+        const float *res = residual ? residual + (long)oy0 * ow : NULL;
+        // The first vector, the inside ones, then one over the last eight outputs storing those not yet stored.
+        int ox = 8;
+        if (S == 1) {
+            d3_block(1, in, 0, 0, w, t, b, o, res, rows, lo, hi);
+            for (; ox < w - 8; ox += 8) d3_block(0, in, ox, 0, w, t, b, o, res, rows, lo, hi);
+            d3_block(2, in, w - 8, ox - (w - 8), w, t, b, o, res, rows, lo, hi);
+        } else if (win->pad_left == 1) {
+            d3s2_block(1, 1, in, 0, 0, ow, t, b, o, res, rows, lo, hi);
+            for (; ox < ow - 8; ox += 8) d3s2_block(0, 1, in, ox, 0, ow, t, b, o, res, rows, lo, hi);
+            if (ow > 8) d3s2_block(0, 1, in, ow - 8, ox - (ow - 8), ow, t, b, o, res, rows, lo, hi);
+        } else {
+            d3s2_block(ow == 8 ? 2 : 0, 0, in, 0, 0, ow, t, b, o, res, rows, lo, hi);
+            for (; ox < ow - 8; ox += 8) d3s2_block(0, 0, in, ox, 0, ow, t, b, o, res, rows, lo, hi);
+            if (ow > 8) d3s2_block(2, 0, in, ow - 8, ox - (ow - 8), ow, t, b, o, res, rows, lo, hi);
+        }
+    }
+}
+__attribute__((target("avx2,fma"))) static void rows_3x3_avx2(const float *plane, int h, int w, const wc_window *win,
+                                                              const float *taps, float bias, float *out, int oh,
+                                                              int ow, const float *residual, float low, float high,
+                                                              float *zeros) {
+    if (win->sh == 1) rows_3x3(1, plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, zeros);
+    else rows_3x3(2, plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, zeros);
+}
 #endif
+
+int wc_depthwise_3x3_runs(int h, int w, const wc_window *window, int oh, int ow) {
+#if defined(__x86_64__)
+    return rows_3x3_runs(h, w, window, oh, ow);
+#else
+    return 0;
+#endif
+}
 
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
                        float *out, int oh, int ow, const float *residual, float low, float high, float *scratch) {
 #if defined(__x86_64__)
+    if (rows_3x3_runs(h, w, window, oh, ow)) {
+        rows_3x3_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
+        return;
+    }
     if (wc_depthwise_stride2_runs(window, ow)) {
         rows_stride2_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
         return;

@@ -194,19 +194,6 @@ DEFINE_DIRECT_BLOCK(direct_block3, 3)
 DEFINE_DIRECT_BLOCK(direct_block2, 2)
 DEFINE_DIRECT_BLOCK(direct_block1, 1)
 
-// Lanes [from, to) of y to out + from (AVX2): shifted down to lane 0, then stored 4, 2 and 1 at a time — a masked
-// store (vmaskmovps) is microcoded on AMD Zen, many times slower.
-__attribute__((target("avx2"))) static inline void store_lanes8(float *out, __m256 y, int from, int to) {
-    const int n = to - from;
-    if (n == 8) { _mm256_storeu_ps(out, y); return; }
-    y = _mm256_permutevar8x32_ps(y, _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(from)));
-    out += from;
-    __m128 x = _mm256_castps256_ps128(y);
-    if (n & 4) { _mm_storeu_ps(out, x); x = _mm256_extractf128_ps(y, 1); out += 4; }
-    if (n & 2) { _mm_storel_pi((__m64 *)out, x); x = _mm_movehl_ps(x, x); out += 2; }
-    if (n & 1) _mm_store_ss(out, x);
-}
-
 // AVX2 (sixteen registers): a panel's eight channels as two halves of four, each half's 4 × NV accumulators summed
 // over every (channel, tap), the inputs read again from L1 for the second half — the packed product's 4 × 3 block.
 #define DEFINE_DIRECT_BLOCK8(NAME, NV)                                                                            \
@@ -249,7 +236,7 @@ __attribute__((target("avx2"))) static inline void store_lanes8(float *out, __m2
                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(runs[v].to[i]), lane));                      \
                             y = _mm256_add_ps(y, _mm256_maskload_ps(residual + at, m));                           \
                         }                                                                                         \
-                        store_lanes8(out + at, wc_clamp256(y, low, high), runs[v].from[i], runs[v].to[i]);        \
+                        wc_store_lanes8(out + at, wc_clamp256(y, low, high), runs[v].from[i], runs[v].to[i]);     \
                     }                                                                                             \
                 }                                                                                                 \
             }                                                                                                     \
