@@ -33,6 +33,12 @@
         VEC_CLAMP(IVEC, x_, lo, hi);                                                                              \
         STORE(VEC, L, out + at_, x_, (left));                                                                     \
     } while (0)
+// NAME##_body for a K×K window at stride S (no dilation), every size but the padding a constant.
+#define ROWS_FIXED(NAME, K, S)                                                                                    \
+    do {                                                                                                          \
+        const wc_window fixed_ = {K, K, S, S, 1, 1, win->pad_top, win->pad_left};                                 \
+        NAME##_body(plane, h, w, &fixed_, taps, bias, out, oh, ow, residual, low, high, copy, 1);                 \
+    } while (0)
 #define DEFINE_ROWS(NAME, ATTR, VEC, IVEC, L, WIDE, COPY, LOAD, STORE)                                            \
     ATTR static inline __attribute__((always_inline)) void NAME##_body(                                          \
         const float *plane, int h, int w, const wc_window *win, const float *taps, float bias, float *out, int oh,  \
@@ -96,16 +102,13 @@
     }                                                                                                             \
     ATTR static void NAME(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,   \
                           float *out, int oh, int ow, const float *residual, float low, float high, float *copy) { \
-        if (win->kh == 3 && win->kw == 3 && win->dh == 1 && win->dw == 1 && win->sh == win->sw && win->sh <= 2) {  \
-            const wc_window fixed = {3, 3, win->sh == 1 ? 1 : 2, win->sh == 1 ? 1 : 2, 1, 1, win->pad_top,          \
-                                     win->pad_left};                                                              \
-            if (win->sh == 1) {                                                                                   \
-                const wc_window one = {3, 3, 1, 1, 1, 1, fixed.pad_top, fixed.pad_left};                          \
-                NAME##_body(plane, h, w, &one, taps, bias, out, oh, ow, residual, low, high, copy, 1);            \
-            } else {                                                                                              \
-                const wc_window two = {3, 3, 2, 2, 1, 1, fixed.pad_top, fixed.pad_left};                          \
-                NAME##_body(plane, h, w, &two, taps, bias, out, oh, ow, residual, low, high, copy, 1);            \
-            }                                                                                                     \
+        /* 3×3 and 5×5 at strides 1 and 2 with their sizes as constants (loops unrolled, taps' offsets folded). */ \
+        if (win->kh == win->kw && (win->kh == 3 || win->kh == 5) && win->dh == 1 && win->dw == 1 &&               \
+            win->sh == win->sw && win->sh <= 2) {                                                                 \
+            if (win->kh == 3 && win->sh == 1) ROWS_FIXED(NAME, 3, 1);                                             \
+            else if (win->kh == 3) ROWS_FIXED(NAME, 3, 2);                                                        \
+            else if (win->sh == 1) ROWS_FIXED(NAME, 5, 1);                                                        \
+            else ROWS_FIXED(NAME, 5, 2);                                                                          \
             return;                                                                                               \
         }                                                                                                         \
         NAME##_body(plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, copy, 0);                     \
@@ -423,6 +426,7 @@ __attribute__((target("avx2,fma"))) static void rows_3x3_avx2(const float *plane
     if (win->sh == 1) rows_3x3(1, plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, zeros);
     else rows_3x3(2, plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, zeros);
 }
+
 #endif
 
 int wc_depthwise_3x3_runs(int h, int w, const wc_window *window, int oh, int ow) {

@@ -194,13 +194,14 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // At stride 2 on AVX2, one image's outputs 7 to 11 wide run along rows, on the kernel without the bordered
         // copy (`wc_depthwise_stride2_runs`), rather than across channels (C harness, one thread, 14 → 7, 3×3, one
         // image's 576 planes: across channels 104–109 µs, along rows 91–103; four images' planes 254–262 against
-        // 376–381; in MobileNetV2 at 224 px, batch 1, two threads: 99 → 48 µs). So do 3×3 layers the row kernels
-        // take without the copy at any batch (`wc_depthwise_3x3_runs`: MobileNetV2 at 64 px, batch 64, two threads,
-        // least of 3 × 5 batches, its 16 → 8 layer 1,318–1,543 µs across channels, 534 along rows).
+        // 376–381; in MobileNetV2 at 224 px, batch 1, two threads: 99 → 48 µs); larger kernels at any batch (the same
+        // harness, ns per plane, sixteen images' 672 planes, 5×5, 14 → 7: along rows 350–375, across 445–510). So do
+        // 3×3 layers the row kernels take without the copy (`wc_depthwise_3x3_runs`: MobileNetV2 at 64 px, batch 64,
+        // two threads, least of 3 × 5 batches, its 16 → 8 layer 1,318–1,543 µs across channels, 534 along rows).
         let (h, w) = (input.shape[2], input.shape[3])
         let alongRows = withUnsafePointer(to: wc_window(window)) { window in
             wc_depthwise_3x3_runs(Int32(h), Int32(w), window, Int32(output.shape[2]), Int32(ow)) != 0
-                || input.shape[0] == 1 && wc_depthwise_stride2_runs(window, Int32(ow)) != 0
+                || (input.shape[0] == 1 || window.pointee.kh > 3) && wc_depthwise_stride2_runs(window, Int32(ow)) != 0
         }
         let across = !done && ow < depthwiseAcrossWidth && !alongRows
         if across {
