@@ -21,11 +21,19 @@ enum DirectConvolution {
     /// 39 → 36 (224 px: 398 → 417, its 16 → 64 layers on 55×55 unchanged); MobileNetV2 224 px's stem 255 → 237.
     /// Deeper inputs lost: 32 → 128 on 27×27 and 48 → 192 on 13×13 346 → 441 and 183 → 232, ResNet-18's 3×3 stride-2
     /// layers at 224 px 830–900 → 1,100–1,780, 128 → 128 on 8×8 116 → 124; at batch 64 SqueezeNet 1.1 64 px 22.3 →
-    /// 23.3 ms (least batch).
+    /// 23.3 ms (least batch). Stems are the exception (`avx2StemChannels`).
     static let avx2MostChannels = 16
 
+    /// With AVX2 at any batch: inputs of at most this many channels (an image's colours) on outputs of at most
+    /// `avx2StemOutputs` values a map. Two threads, batch 64, each node's least time over 3 × 3 profiled batches, µs,
+    /// im2col → direct: ResNet-18 64 px's 7×7 stem 11,434 → 8,994, MobileNetV2 64 px's 1,466 → 1,229, SqueezeNet 1.1
+    /// 64 px's 2,979 → 2,755 (all 32×32 or 31×31 outputs); on 112×112 outputs, batch 16, MobileNetV2 224 px's
+    /// 3,342 → 3,528, EfficientNet-Lite0's 4,435 → 5,022, ResNet-18 224 px's 31,501 → 36,062.
+    static let avx2StemChannels = 4
+    static let avx2StemOutputs = 32 * 32
+
     /// Whether a layer with packed weights takes this path: one group, strides of 1 or 2 with AVX-512 (with AVX2 see
-    /// `avx2MostChannels`), enough useful lanes, and a copy whose offsets fit in 32 bits. A 1×1 convolution with stride 1 and no padding reads its input as it
+    /// `avx2MostChannels` and `avx2StemChannels`), enough useful lanes, and a copy whose offsets fit in 32 bits. A 1×1 convolution with stride 1 and no padding reads its input as it
     /// stands on the im2col path already.
     static func applies(inputShape: [Int], weightShape: [Int], window: Window2D, group: Int, outputSize: (h: Int, w: Int)) -> Bool {
         // Sizes the kernel's 32-bit arithmetic holds (the copy's size is checked below).
@@ -33,7 +41,10 @@ enum DirectConvolution {
         let pointwise = weightShape[2] == 1 && weightShape[3] == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
         var shape = wc_window(window)
         guard !pointwise, wc_conv_direct_runs(&shape) != 0 else { return false }
-        if wc_kernels_isa() == Int32(WC_ISA_AVX2) && (inputShape[0] > 1 || inputShape[1] > avx2MostChannels) { return false }
+        if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
+            let stem = inputShape[1] <= avx2StemChannels && outputSize.h * outputSize.w <= avx2StemOutputs
+            guard stem || inputShape[0] == 1 && inputShape[1] <= avx2MostChannels else { return false }
+        }
         let (w, oh, ow) = (Int32(inputShape[3]), Int32(outputSize.h), Int32(outputSize.w))
         let images = imagesPerCopy(batch: inputShape[0], w: inputShape[3], window: window, outputSize: outputSize)
         return wc_conv_direct_useful(w, &shape, oh, ow, Int32(images)) >= leastUseful

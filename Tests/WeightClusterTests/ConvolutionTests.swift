@@ -180,6 +180,9 @@ import _TestSupport
         // row), 13 channels (a panel's second half of one row), a 7×7 stride-2 stem.
         (n: 1, c: 5, h: 15, w: 15, oc: 13, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         (n: 1, c: 3, h: 31, w: 25, oc: 12, k: (7, 7), s: 2, d: 1, pads: (3, 3, 3, 3)),
+        // A stem's three channels on outputs over `avx2StemOutputs` at batch 2: im2col with AVX2 (the stems above on
+        // smaller maps take the direct kernel at any batch).
+        (n: 2, c: 3, h: 66, w: 66, oc: 8, k: (3, 3), s: 2, d: 1, pads: (1, 1, 1, 1)),
     ])
     func directConvolutionMatchesIm2col(_ t: (n: Int, c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, d: Int,
                                               pads: (Int, Int, Int, Int))) throws {
@@ -194,7 +197,8 @@ import _TestSupport
         if wc_kernels_isa() == Int32(WC_ISA_AVX512) {
             #expect(applies)
         } else if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
-            #expect(applies == (t.n == 1 && t.c <= DirectConvolution.avx2MostChannels))
+            let stem = t.c <= DirectConvolution.avx2StemChannels && oh * ow <= DirectConvolution.avx2StemOutputs
+            #expect(applies == (stem || t.n == 1 && t.c <= DirectConvolution.avx2MostChannels))
         }
         for (bias, activation, withResidual) in [(Self.random(t.oc, seed: 24), Activation.relu, false),
                                                  (nil, .none, false), (Self.random(t.oc, seed: 25), .clip(low: 0, high: 0.5), true)] {
