@@ -790,7 +790,7 @@ static void flat_depthwise_avx2(const float *input, int channels, long first, lo
                 if (residual) x = _mm256_add_ps(x, _mm256_maskload_ps(residual + at, valid));
                 x = wc_clamp256(x, lo, hi);
                 if (n == 8) _mm256_storeu_ps(output + at, x);
-                else _mm256_maskstore_ps(output + at, valid, x);
+                else wc_store_lanes8(output + at, x, 0, n);
             }
         }
     }
