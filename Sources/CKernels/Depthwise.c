@@ -246,7 +246,7 @@ static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window 
 
 // ---- 3×3 at stride 1 along the rows, AVX2, without the copy ------------------------------------------------------
 //
-// The 3×3 "same" layers of MobileNetV2 and EfficientNet-Lite0 on maps 16 or more wide (112, 56, 32, 28, 16 columns):
+// The 3×3 "same" layers of MobileNetV2 and EfficientNet-Lite0 on maps 12 or more wide (112, 56, 32, 28, 16, 14):
 // the nine taps stay in registers, and each input row's three vectors under eight outputs (columns ox − 1, ox, ox + 1)
 // feed the four output rows of a block that read it. Inside a row those are three loads; at the row's ends the vector
 // is shifted one lane with a zero coming in, and a row above or below the plane is a row of zeros, so each output is
@@ -257,10 +257,12 @@ static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window 
 // plane, 3×3 on planes read from memory, bordered copy / this kernel, bit-equal: 16×16 437–468 / 199–213; 32×32
 // 1,022–1,092 / 644–674; 28×28 1,258 / 730; 56×56 2,872–3,475 / 1,823–2,348; 112×112 9,758 / 6,749 (six rows a
 // block instead of four: 16×16 0.51 of the copy's time against 0.46, wider maps slower). AVX2 only: the AVX-512 row
-// kernel has sixteen lanes and was not measured against it.
+// kernel has sixteen lanes and was not measured against it. From 12 wide it also beats the flattened kernel (below;
+// sixteen images' planes, 14×14 157–160 against 254–263, 12×12 125–188 against 152–205; 10×10 115–172 against
+// 88–147).
 static int rows_3x3_runs(int h, int w, const wc_window *win, int oh, int ow) {
     if (wc_kernels_isa() != WC_ISA_AVX2 || win->kh != 3 || win->kw != 3 || win->dh != 1 || win->dw != 1) return 0;
-    if (win->sh == 1 && win->sw == 1) return win->pad_top == 1 && win->pad_left == 1 && oh == h && ow == w && w >= 16;
+    if (win->sh == 1 && win->sw == 1) return win->pad_top == 1 && win->pad_left == 1 && oh == h && ow == w && w >= 12;
     return win->sh == 2 && win->sw == 2 && win->pad_left <= 1 && w == 2 * ow && ow >= 8;
 }
 

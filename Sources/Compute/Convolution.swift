@@ -187,7 +187,16 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
     precondition(firstChannel == 0 && output.shape[1] == oc || residual == nil && !depthwise,
                  "a residual or a depthwise path writes a whole output of its own")
     if depthwise {
-        let flatPays = ow < (wc_kernels_isa() != Int32(WC_ISA_AVX512) ? depthwiseFlatWidth.avx2
+        // 3×3 layers the row kernels take without the bordered copy run there, rather than across channels or along
+        // the flattened plane (`wc_depthwise_3x3_runs`; C harness, one thread, ns per plane, sixteen images' planes:
+        // 14×14, 576 channels, along rows 157–160, flattened 254–263, across 399–438; 12×12 125–188 / 152–205 /
+        // 279–406; MobileNetV2 at 64 px, batch 64, two threads, least of 3 × 5 batches: its 16 → 8 layer 534 µs along
+        // rows, 1,318–1,543 across channels).
+        let (h, w) = (input.shape[2], input.shape[3])
+        let rows3x3 = withUnsafePointer(to: wc_window(window)) {
+            wc_depthwise_3x3_runs(Int32(h), Int32(w), $0, Int32(output.shape[2]), Int32(ow)) != 0
+        }
+        let flatPays = !rows3x3 && ow < (wc_kernels_isa() != Int32(WC_ISA_AVX512) ? depthwiseFlatWidth.avx2
                              : window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
         let done = flatPays && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window,
                                                    activation: activation, residual: residual, into: &output)
@@ -195,13 +204,9 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // copy (`wc_depthwise_stride2_runs`), rather than across channels (C harness, one thread, 14 → 7, 3×3, one
         // image's 576 planes: across channels 104–109 µs, along rows 91–103; four images' planes 254–262 against
         // 376–381; in MobileNetV2 at 224 px, batch 1, two threads: 99 → 48 µs); larger kernels at any batch (the same
-        // harness, ns per plane, sixteen images' 672 planes, 5×5, 14 → 7: along rows 350–375, across 445–510). So do
-        // 3×3 layers the row kernels take without the copy (`wc_depthwise_3x3_runs`: MobileNetV2 at 64 px, batch 64,
-        // two threads, least of 3 × 5 batches, its 16 → 8 layer 1,318–1,543 µs across channels, 534 along rows).
-        let (h, w) = (input.shape[2], input.shape[3])
-        let alongRows = withUnsafePointer(to: wc_window(window)) { window in
-            wc_depthwise_3x3_runs(Int32(h), Int32(w), window, Int32(output.shape[2]), Int32(ow)) != 0
-                || (input.shape[0] == 1 || window.pointee.kh > 3) && wc_depthwise_stride2_runs(window, Int32(ow)) != 0
+        // harness, ns per plane, sixteen images' 672 planes, 5×5, 14 → 7: along rows 350–375, across 445–510).
+        let alongRows = rows3x3 || withUnsafePointer(to: wc_window(window)) { window in
+            (input.shape[0] == 1 || window.pointee.kh > 3) && wc_depthwise_stride2_runs(window, Int32(ow)) != 0
         }
         let across = !done && ow < depthwiseAcrossWidth && !alongRows
         if across {

@@ -93,14 +93,15 @@ import _TestSupport
         // Stride 1 wider than `depthwiseFlatWidth`: along rows again (narrower ones above run along the flattened plane).
         Case(n: 2, c: 3, h: 5, w: 70, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 9, w: 67, k: 5, stride: 1, dilation: 1, pads: (2, 0, 2, 1)),
-        // 3×3 "same" at stride 1, 16 or more wide: on AVX2 without the bordered copy, four rows at a time (a partial
+        // 3×3 "same" at stride 1, 12 or more wide: on AVX2 without the bordered copy, four rows at a time (a partial
         // last group), both ends of a row and interior vectors, a single row; rows not a whole number of vectors wide
-        // (the last vector overlapping the one before by 4 and by 7 lanes).
+        // (the last vector overlapping the one before by 4, 7 and 3 lanes).
         Case(n: 2, c: 3, h: 10, w: 16, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 5, w: 32, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 1, w: 24, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 3, h: 6, w: 28, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 2, c: 2, h: 9, w: 17, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 3, c: 2, h: 13, w: 13, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         // 3×3 at stride 2, outputs half the input's width and 8 or more wide: on AVX2 without the bordered copy (also
         // for outputs under `depthwiseAcrossWidth`), left padding 1 (column −1 a zero in the first vector) and 0
         // (column w a zero in the last), one vector a row and a last one overlapping by 4 lanes, no top padding.
