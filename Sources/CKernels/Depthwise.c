@@ -268,9 +268,9 @@ static int rows_3x3_runs(int h, int w, const wc_window *win, int oh, int ow) {
 
 enum { D3_ROWS = 4 };
 
-// Input row `row`'s three vectors under outputs [ox, ox + 8) of a row `w` wide: columns ox − 1, ox, ox + 1, with a
-// zero for column −1 at the left end (EDGE 1) and for column w at the right end (EDGE 2).
-#define D3_VECTORS(EDGE, row, ox, w, x0, x1, x2)                                                                  \
+// Input row `row`'s three vectors under outputs [ox, ox + 8): columns ox − 1, ox, ox + 1, with a zero for column −1
+// at the left end (EDGE 1) and for column w at the right end (EDGE 2).
+#define D3_VECTORS(EDGE, row, ox, x0, x1, x2)                                                                  \
     do {                                                                                                          \
         x1 = _mm256_loadu_ps((row) + (ox));                                                                       \
         if ((EDGE) == 1)                                                                                          \
@@ -294,9 +294,9 @@ d3_block(int edge, const float *const in[D3_ROWS + 2], int ox, int from, int w, 
     for (int r = 0; r < D3_ROWS; r++) acc[r] = b;
     for (int i = 0; i < D3_ROWS + 2; i++) {
         __m256 x0, x1, x2;
-        if (edge == 1) D3_VECTORS(1, in[i], ox, w, x0, x1, x2);
-        else if (edge == 2) D3_VECTORS(2, in[i], ox, w, x0, x1, x2);
-        else D3_VECTORS(0, in[i], ox, w, x0, x1, x2);
+        if (edge == 1) D3_VECTORS(1, in[i], ox, x0, x1, x2);
+        else if (edge == 2) D3_VECTORS(2, in[i], ox, x0, x1, x2);
+        else D3_VECTORS(0, in[i], ox, x0, x1, x2);
         // Input row i is tap row ki = i − r of output row r.
         for (int r = 0; r < D3_ROWS; r++) {
             const int ki = i - r;
