@@ -192,10 +192,9 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // 14×14, 576 channels, along rows 157–160, flattened 254–263, across 399–438; 12×12 125–188 / 152–205 /
         // 279–406; MobileNetV2 at 64 px, batch 64, two threads, least of 3 × 5 batches: its 16 → 8 layer 534 µs along
         // rows, 1,318–1,543 across channels).
-        let (h, w) = (input.shape[2], input.shape[3])
-        let rows3x3 = withUnsafePointer(to: wc_window(window)) {
-            wc_depthwise_3x3_runs(Int32(h), Int32(w), $0, Int32(output.shape[2]), Int32(ow)) != 0
-        }
+        var shape = wc_window(window)
+        let rows3x3 = wc_depthwise_3x3_runs(Int32(input.shape[2]), Int32(input.shape[3]), &shape,
+                                            Int32(output.shape[2]), Int32(ow)) != 0
         let flatPays = !rows3x3 && ow < (wc_kernels_isa() != Int32(WC_ISA_AVX512) ? depthwiseFlatWidth.avx2
                              : window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
         let done = flatPays && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window,
@@ -205,9 +204,8 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // image's 576 planes: across channels 104–109 µs, along rows 91–103; four images' planes 254–262 against
         // 376–381; in MobileNetV2 at 224 px, batch 1, two threads: 99 → 48 µs); larger kernels at any batch (the same
         // harness, ns per plane, sixteen images' 672 planes, 5×5, 14 → 7: along rows 350–375, across 445–510).
-        let alongRows = rows3x3 || withUnsafePointer(to: wc_window(window)) { window in
-            (input.shape[0] == 1 || window.pointee.kh > 3) && wc_depthwise_stride2_runs(window, Int32(ow)) != 0
-        }
+        let alongRows = rows3x3
+            || (input.shape[0] == 1 || window.kernel.h > 3) && wc_depthwise_stride2_runs(&shape, Int32(ow)) != 0
         let across = !done && ow < depthwiseAcrossWidth && !alongRows
         if across {
             depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
