@@ -1,7 +1,9 @@
 // Direct convolution on packed weights (AVX-512; AVX2 where DirectConvolution.applies allows it): no im2col matrix, no
 // product buffer, no scatter. Each block of eight output channels × 48 outputs (AVX2: 24, four channels at a time) is
 // summed in registers over every (channel, tap), its inputs read straight from a zero-bordered copy of the images,
-// then stored into the NCHW output with the bias, residual and clamp.
+// then stored into the NCHW output with the bias, residual and clamp. With AVX2 and many weights per output
+// (`wc_conv_direct_vectors`) the roles turn: each vector holds eight output channels' weights, and a block is three
+// panels × four outputs, each output's input broadcast from the copy.
 //
 // The copy holds a group of images side by side: row Y of every image in one row, image g's bordered columns from
 // g·S on, where S leaves each image's right border as the next one's left border. The outputs of one row of every
@@ -46,6 +48,22 @@ int wc_conv_direct_runs(const wc_window *win) {
     (void)win;
     return 0;
 #endif
+}
+
+// The weights as vectors (AVX2) from VECTORS_LEAST_K weights per output, where the weights stay in half of L2 or each
+// image has VECTORS_LEAST_OUTPUTS outputs to spread their reading over: each image reads all of them once. C harness,
+// one thread, GFLOP/s, 3×3, least of 40 alternated runs, bordered rows / weights as vectors / im2col + product: 48 → 192
+// channels on 13×13 (k = 432) 60 / 80 / 78, 64 → 256 on 13×13 63 / 84 / 71, 64 → 64 on 56×56 71 / 86 / 71, 256 → 256
+// on 14×14 60 / 85 / 76, stride 2 64 → 128 on 56×56 49 / 68 / 68; with fewer weights per output about even (k = 144:
+// 16 → 64 on 55×55 64–74 / 55–72 / 53–70). In the models (two threads, batches alternated in one process, least ms):
+// SqueezeNet 1.1 224 px batch 16 80.3 → 77.2, batch 1 5.42 → 5.21; ResNet-18 224 px's 256 → 512 stride-2 layer on
+// 7×7 outputs (4.7 MB of weights, read again for each image) was 12.4 → 18.2–19.4 ms before the outputs' rule.
+enum { VECTORS_LEAST_K = 256, VECTORS_WEIGHT_BYTES = 256 << 10, VECTORS_LEAST_OUTPUTS = 256 };
+
+int wc_conv_direct_vectors(int k, int oc, int oh, int ow) {
+    const long weight_bytes = (long)k * oc * (long)sizeof(float);
+    return wc_kernels_isa() == WC_ISA_AVX2 && k >= VECTORS_LEAST_K
+        && (weight_bytes <= VECTORS_WEIGHT_BYTES || (long)oh * ow >= VECTORS_LEAST_OUTPUTS);
 }
 
 size_t wc_conv_padded_count(int c, int w, const wc_window *win, int oh, int ow, int images) {
@@ -246,6 +264,171 @@ DEFINE_DIRECT_BLOCK8(direct8_block3, 3)
 DEFINE_DIRECT_BLOCK8(direct8_block2, 2)
 DEFINE_DIRECT_BLOCK8(direct8_block1, 1)
 
+// AVX2, the weights as vectors: a block of four outputs (any four of one image's plane, in order, each with its own place
+// in the copy) × NP panels (8·NP channels). For each (channel, tap) the NP panels' eight weights are one aligned load
+// each and each output's input one broadcast: 4 + NP loads for 4·NP multiply-adds, none across a cache line (the
+// input-vector block above loads each input vector unaligned and broadcasts each weight: 11 loads for 12). Then the
+// 4 × 8 sums of a panel, + bias, are turned into 8 channels × 4 outputs (two outputs' channel c and c + 4 in one
+// register), + residual, clamped, and stored four outputs at a time (`valid` of them). The same sums in the same order
+// as the im2col product's, so the same bits.
+//
+// The sums of a block of three panels: acc[j·3 + p] for output j and panel p. In assembly, with the twelve sums, the
+// three weight vectors and the broadcast in the sixteen registers: Clang's allocation of the same loop in C moved the
+// sums between registers and spilled two of them on every (channel, tap) (33–42 GFLOP/s against 55–75 here).
+__attribute__((target("avx2,fma"))) static inline void vector_sums3(long k, const float *a, long panel_bytes,
+                                                                    const float *const in[4], const int *offsets,
+                                                                    float *acc) {
+    __asm__ volatile(
+        "vxorps %%ymm0, %%ymm0, %%ymm0\n\t vxorps %%ymm1, %%ymm1, %%ymm1\n\t vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vxorps %%ymm3, %%ymm3, %%ymm3\n\t vxorps %%ymm4, %%ymm4, %%ymm4\n\t vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
+        "vxorps %%ymm6, %%ymm6, %%ymm6\n\t vxorps %%ymm7, %%ymm7, %%ymm7\n\t vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
+        "vxorps %%ymm9, %%ymm9, %%ymm9\n\t vxorps %%ymm10, %%ymm10, %%ymm10\n\t vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+        "xorl %%eax, %%eax\n\t"
+        "testq %[k], %[k]\n\t"
+        "jle 2f\n\t"
+        ".p2align 4\n"
+        "1:\n\t"
+        "movslq (%[offsets],%%rax,4), %%r10\n\t"
+        "vmovups (%[a]), %%ymm12\n\t"
+        "vmovups (%[a],%[pb],1), %%ymm13\n\t"
+        "vmovups (%[a],%[pb],2), %%ymm14\n\t"
+        "vbroadcastss (%[i0],%%r10,4), %%ymm15\n\t"
+        "vfmadd231ps %%ymm12, %%ymm15, %%ymm0\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm1\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\t"
+        "vbroadcastss (%[i1],%%r10,4), %%ymm15\n\t"
+        "vfmadd231ps %%ymm12, %%ymm15, %%ymm3\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm4\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
+        "vbroadcastss (%[i2],%%r10,4), %%ymm15\n\t"
+        "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\t"
+        "vbroadcastss (%[i3],%%r10,4), %%ymm15\n\t"
+        "vfmadd231ps %%ymm12, %%ymm15, %%ymm9\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm10\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
+        "addq $32, %[a]\n\t"
+        "incq %%rax\n\t"
+        "cmpq %[k], %%rax\n\t"
+        "jl 1b\n"
+        "2:\n\t"
+        "vmovups %%ymm0, (%[acc])\n\t vmovups %%ymm1, 32(%[acc])\n\t vmovups %%ymm2, 64(%[acc])\n\t"
+        "vmovups %%ymm3, 96(%[acc])\n\t vmovups %%ymm4, 128(%[acc])\n\t vmovups %%ymm5, 160(%[acc])\n\t"
+        "vmovups %%ymm6, 192(%[acc])\n\t vmovups %%ymm7, 224(%[acc])\n\t vmovups %%ymm8, 256(%[acc])\n\t"
+        "vmovups %%ymm9, 288(%[acc])\n\t vmovups %%ymm10, 320(%[acc])\n\t vmovups %%ymm11, 352(%[acc])\n\t"
+        : [a] "+r"(a)
+        : [k] "r"(k), [pb] "r"(panel_bytes), [offsets] "r"(offsets), [i0] "r"(in[0]), [i1] "r"(in[1]),
+          [i2] "r"(in[2]), [i3] "r"(in[3]), [acc] "r"(acc)
+        : "rax", "r10", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
+          "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15");
+}
+
+// The same sums for NP ≤ 2 panels in C (8 + 2 + 1 registers: Clang keeps them).
+#define DEFINE_VECTOR_SUMS(NAME, NP)                                                                              \
+    __attribute__((target("avx2,fma"))) static inline void NAME(long k, const float *a, long panel_bytes,         \
+                                                                const float *const in[4], const int *offsets,     \
+                                                                float *acc) {                                     \
+        __m256 s[4][NP];                                                                                          \
+        for (int j = 0; j < 4; j++)                                                                               \
+            for (int p = 0; p < NP; p++) s[j][p] = _mm256_setzero_ps();                                           \
+        const float *in0 = in[0], *in1 = in[1], *in2 = in[2], *in3 = in[3];                                       \
+        const long step = panel_bytes / (long)sizeof(float);                                                      \
+        for (long kk = 0; kk < k; kk++, a += PANEL) {                                                             \
+            const int at = offsets[kk];                                                                           \
+            __m256 wv[NP];                                                                                        \
+            for (int p = 0; p < NP; p++) wv[p] = _mm256_loadu_ps(a + p * step);                                   \
+            __m256 x = _mm256_broadcast_ss(in0 + at);                                                             \
+            for (int p = 0; p < NP; p++) s[0][p] = _mm256_fmadd_ps(x, wv[p], s[0][p]);                            \
+            x = _mm256_broadcast_ss(in1 + at);                                                                    \
+            for (int p = 0; p < NP; p++) s[1][p] = _mm256_fmadd_ps(x, wv[p], s[1][p]);                            \
+            x = _mm256_broadcast_ss(in2 + at);                                                                    \
+            for (int p = 0; p < NP; p++) s[2][p] = _mm256_fmadd_ps(x, wv[p], s[2][p]);                            \
+            x = _mm256_broadcast_ss(in3 + at);                                                                    \
+            for (int p = 0; p < NP; p++) s[3][p] = _mm256_fmadd_ps(x, wv[p], s[3][p]);                            \
+        }                                                                                                         \
+        for (int j = 0; j < 4; j++)                                                                               \
+            for (int p = 0; p < NP; p++) _mm256_storeu_ps(acc + (j * 3 + p) * PANEL, s[j][p]);                    \
+    }
+DEFINE_VECTOR_SUMS(vector_sums2, 2)
+DEFINE_VECTOR_SUMS(vector_sums1, 1)
+
+// Four outputs' eight channels (a0..a3, lane c: channel c) as channel c's four outputs at out + c·plane, the first
+// `valid` of them, for the first `rows` channels; + residual (same places), then clamped.
+__attribute__((target("avx2"))) static inline void wc_store_transposed4(float *out, const float *residual, long plane,
+                                                                        int rows, int valid, __m256 a0, __m256 a1,
+                                                                        __m256 a2, __m256 a3, __m256 low, __m256 high) {
+    const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+    const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+    // u[c]: channel c's four outputs in the low half, channel c + 4's in the high half.
+    __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xee), _mm256_shuffle_ps(t1, t3, 0x44),
+                   _mm256_shuffle_ps(t1, t3, 0xee)};
+    for (int c = 0; c < 4; c++) {
+        __m256 y = u[c];
+        if (residual) {
+            float r[8] = {0};
+            for (int j = 0; j < valid; j++) {
+                r[j] = c < rows ? residual[c * plane + j] : 0;
+                r[4 + j] = c + 4 < rows ? residual[(c + 4) * plane + j] : 0;
+            }
+            y = _mm256_add_ps(y, _mm256_loadu_ps(r));
+        }
+        y = wc_clamp256(y, low, high);
+        if (valid == 4) {
+            if (c < rows) _mm_storeu_ps(out + c * plane, _mm256_castps256_ps128(y));
+            if (c + 4 < rows) _mm_storeu_ps(out + (c + 4) * plane, _mm256_extractf128_ps(y, 1));
+        } else {
+            float v[8];
+            _mm256_storeu_ps(v, y);
+            for (int j = 0; j < valid; j++) {
+                if (c < rows) out[c * plane + j] = v[j];
+                if (c + 4 < rows) out[(c + 4) * plane + j] = v[4 + j];
+            }
+        }
+    }
+}
+
+// Output rows [first_row, first_row + rows) of every image of the copy, four outputs at a time (an image's last block
+// may hold fewer), for channels [first, first + count) three panels at a time, the panels' weights read from L1 by
+// every block of outputs.
+__attribute__((target("avx2,fma"))) static void direct_vectors_avx2(
+    layout l, const wc_window *win, int images, int oh, int ow, const float *padded, int k, const int *offsets,
+    const float *packed, int first, int count, int first_row, int rows, const float *bias, const float *residual,
+    long image_stride, float low, float high, float *out) {
+    const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    const long plane = (long)oh * ow, row_step = (long)win->sh * l.phases * l.width;
+    const long panel_bytes = (long)k * PANEL * (long)sizeof(float);
+    for (int p = first; p < first + count; p += 3 * PANEL) {
+        const int channels = first + count - p < 3 * PANEL ? first + count - p : 3 * PANEL;
+        const float *a = packed + (long)p * k;
+        __m256 bv[3];
+        for (int pp = 0; pp < 3; pp++) {
+            float b8[PANEL] = {0};
+            for (int r = 0; bias && r < PANEL && pp * PANEL + r < channels; r++) b8[r] = bias[p + pp * PANEL + r];
+            bv[pp] = _mm256_loadu_ps(b8);
+        }
+        for (int g = 0; g < images; g++) {
+            // Output (oy, ox) reads the copy from in_row + ox; the block's four outputs follow each other along rows.
+            int oy = first_row, ox = 0;
+            const long q1 = (long)(first_row + rows) * ow;
+            for (long q = (long)first_row * ow; q < q1; q += 4) {
+                const int valid = q1 - q < 4 ? (int)(q1 - q) : 4;
+                const float *in[4];
+                for (int j = 0; j < 4; j++) {
+                    in[j] = padded + oy * row_step + (long)g * l.segment + ox;
+                    if (j + 1 < valid && ++ox == ow) { ox = 0; oy++; }
+                }
+                if (valid == 4 && ++ox == ow) { ox = 0; oy++; }
+                float acc[12 * PANEL];
+                if (channels > 2 * PANEL) vector_sums3(k, a, panel_bytes, in, offsets, acc);
+                else if (channels > PANEL) vector_sums2(k, a, panel_bytes, in, offsets, acc);
+                else vector_sums1(k, a, panel_bytes, in, offsets, acc);
+                const long o = g * image_stride + p * plane + q;
+                for (int pp = 0; pp * PANEL < channels; pp++) {
+                    const long op = o + pp * PANEL * plane;
+                    wc_store_transposed4(out + op, residual ? residual + op : NULL, plane, channels - pp * PANEL, valid,
+                                         _mm256_add_ps(_mm256_loadu_ps(acc + pp * PANEL), bv[pp]),
+                                         _mm256_add_ps(_mm256_loadu_ps(acc + (3 + pp) * PANEL), bv[pp]),
+                                         _mm256_add_ps(_mm256_loadu_ps(acc + (6 + pp) * PANEL), bv[pp]),
+                                         _mm256_add_ps(_mm256_loadu_ps(acc + (9 + pp) * PANEL), bv[pp]), lo, hi);
+                }
+            }
+        }
+    }
+}
+
 // Panels in groups whose weights fit in a third of L1, each group swept over the runs three at a time, every panel of
 // the group on the same runs: their inputs are then read from L1 by every panel of the group (it was panel by panel,
 // each sweeping the whole copy from L2). AVX-512, C harness, one thread, best of 3 runs of 7, GFLOP/s, panel by panel
@@ -280,7 +463,7 @@ DEFINE_DIRECT(direct_avx2, __attribute__((target("avx2,fma"))), __m256, _mm256_s
 
 void wc_conv_direct(const float *padded, int images, int c, int w, const wc_window *win, int oh, int ow,
                     const float *packed, int first, int count, int first_row, int rows, const float *bias,
-                    const float *residual, long image_stride, float low, float high, float *out) {
+                    const float *residual, long image_stride, float low, float high, int vectors, float *out) {
 #if defined(__x86_64__)
     const layout l = layout_of(w, win, oh, ow, images);
     const int k = c * win->kh * win->kw, lanes = vector_lanes();
@@ -291,13 +474,16 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
     const long plane = (long)oh * ow;
     if (lanes == 16)
         direct_avx512(padded, k, count_runs, offsets, runs, packed, first, count, bias, residual, plane, low, high, out);
+    else if (vectors)
+        direct_vectors_avx2(l, win, images, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
+                            residual, image_stride, low, high, out);
     else
         direct_avx2(padded, k, count_runs, offsets, runs, packed, first, count, bias, residual, plane, low, high, out);
     free(offsets);
     free(runs);
 #else
     (void)padded; (void)images; (void)c; (void)w; (void)win; (void)oh; (void)ow; (void)packed; (void)first;
-    (void)count; (void)first_row; (void)rows; (void)bias; (void)residual; (void)image_stride; (void)low; (void)high; (void)out;
+    (void)count; (void)first_row; (void)rows; (void)bias; (void)residual; (void)image_stride; (void)low; (void)high; (void)vectors; (void)out;
     abort();
 #endif
 }

@@ -33,8 +33,9 @@ enum DirectConvolution {
     static let avx2StemOutputs = 32 * 32
 
     /// Whether a layer with packed weights takes this path: one group, strides of 1 or 2 with AVX-512 (with AVX2 see
-    /// `avx2MostChannels` and `avx2StemChannels`), enough useful lanes, and a copy whose offsets fit in 32 bits. A 1×1 convolution with stride 1 and no padding reads its input as it
-    /// stands on the im2col path already.
+    /// `avx2MostChannels`, `avx2StemChannels` and `weightsAsVectors`), enough useful lanes, and a copy whose offsets
+    /// fit in 32 bits. A 1×1 convolution with stride 1 and no padding reads its input as it stands on the im2col path
+    /// already.
     static func applies(inputShape: [Int], weightShape: [Int], window: Window2D, group: Int, outputSize: (h: Int, w: Int)) -> Bool {
         // Sizes the kernel's 32-bit arithmetic holds (the copy's size is checked below).
         guard group == 1, inputShape[1] < 1 << 24, inputShape[3] < 1 << 24 else { return false }
@@ -42,11 +43,16 @@ enum DirectConvolution {
         var shape = wc_window(window)
         guard !pointwise, wc_conv_direct_runs(&shape) != 0 else { return false }
         if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
+            if weightsAsVectors(inputChannels: inputShape[1], weightShape: weightShape, outputSize: outputSize) {
+                return wc_conv_padded_count(Int32(inputShape[1]), Int32(inputShape[3]), &shape, Int32(outputSize.h),
+                                            Int32(outputSize.w), 1) < Int(Int32.max)
+            }
             let stem = inputShape[1] <= avx2StemChannels && outputSize.h * outputSize.w <= avx2StemOutputs
             guard stem || inputShape[0] == 1 && inputShape[1] <= avx2MostChannels else { return false }
         }
         let (w, oh, ow) = (Int32(inputShape[3]), Int32(outputSize.h), Int32(outputSize.w))
-        let images = imagesPerCopy(batch: inputShape[0], w: inputShape[3], window: window, outputSize: outputSize)
+        let images = imagesPerCopy(batch: inputShape[0], w: inputShape[3], window: window, outputSize: outputSize,
+                                   vectors: false)
         return wc_conv_direct_useful(w, &shape, oh, ow, Int32(images)) >= leastUseful
             && wc_conv_padded_count(Int32(inputShape[1]), w, &shape, oh, ow, Int32(images)) < Int(Int32.max)
     }
@@ -58,7 +64,17 @@ enum DirectConvolution {
             .assumingMemoryBound(to: Float.self)
     }
 
-    static func imagesPerCopy(batch n: Int, w: Int, window: Window2D, outputSize: (h: Int, w: Int)) -> Int {
+    /// Whether the AVX2 kernel takes the weights as vectors (`wc_conv_direct_vectors`: 256 weights per output or more,
+    /// where they fit in half of L2 or the maps have 256 outputs), at any batch, one image a copy, every lane an
+    /// output.
+    static func weightsAsVectors(inputChannels c: Int, weightShape: [Int], outputSize: (h: Int, w: Int)) -> Bool {
+        wc_conv_direct_vectors(Int32(clamping: c * weightShape[2] * weightShape[3]), Int32(clamping: weightShape[0]),
+                               Int32(clamping: outputSize.h), Int32(clamping: outputSize.w)) != 0
+    }
+
+    static func imagesPerCopy(batch n: Int, w: Int, window: Window2D, outputSize: (h: Int, w: Int), vectors: Bool) -> Int {
+        // The weights as vectors leave no lane idle: one image a copy.
+        if vectors { return 1 }
         var shape = wc_window(window)
         return Int(wc_conv_direct_images(Int32(w), &shape, Int32(outputSize.h), Int32(outputSize.w), Int32(min(n, 64))))
     }
@@ -68,7 +84,9 @@ enum DirectConvolution {
                          firstChannel: Int = 0) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oc, oh, ow) = (packed.outputChannels, output.shape[2], output.shape[3])
-        let perCopy = imagesPerCopy(batch: n, w: w, window: window, outputSize: (oh, ow))
+        let vectors = weightsAsVectors(inputChannels: c, weightShape: [oc, c, window.kernel.h, window.kernel.w],
+                                       outputSize: (oh, ow))
+        let perCopy = imagesPerCopy(batch: n, w: w, window: window, outputSize: (oh, ow), vectors: vectors)
         let copies = (n + perCopy - 1) / perCopy
         var shape = wc_window(window)
         let padded = wc_conv_padded_count(Int32(c), Int32(w), &shape, Int32(oh), Int32(ow), Int32(perCopy))
@@ -99,7 +117,7 @@ enum DirectConvolution {
                                packed.panels(group: 0), Int32(from), Int32(channels), Int32(row), Int32(rows),
                                UnsafePointer(bitPattern: biasAddress),
                                UnsafePointer<Float>(bitPattern: residualAddress).map { $0 + first * outImage }, outImage,
-                               bounds.low, bounds.high,
+                               bounds.low, bounds.high, vectors ? 1 : 0,
                                UnsafeMutablePointer<Float>(bitPattern: outAddress)! + first * outImage + channelOffset)
             }
             if copies >= ComputeThreads.count || multiplyAdds < PackedWeights.splitMultiplyAdds {

@@ -81,6 +81,9 @@ typedef struct {
 /// min(max(x, low), high) as Swift rounds it. Only where `wc_conv_direct_runs`: the AVX-512 or AVX2 variant is chosen
 /// and the horizontal stride is 1 or 2.
 int wc_conv_direct_runs(const wc_window *window);
+/// Whether `wc_conv_direct` should sum a layer of `oc` channels of k = c·kh·kw weights each, on oh×ow outputs, with
+/// the weights as vectors (`vectors`: AVX2 only).
+int wc_conv_direct_vectors(int k, int oc, int oh, int ow);
 /// The share of the output vectors' lanes that are outputs when a copy holds `images` images, and the number of
 /// images (at most `most`, and no more than fill 64 lanes of a row) with the largest share, the fewest of equals.
 double wc_conv_direct_useful(int w, const wc_window *window, int oh, int ow, int images);
@@ -91,7 +94,7 @@ void wc_conv_pad(const float *image, long image_stride, int images, int c, int h
                  int oh, int ow, int first_row, int rows, float *padded);
 void wc_conv_direct(const float *padded, int images, int c, int w, const wc_window *window, int oh, int ow,
                     const float *packed, int first, int count, int first_row, int rows, const float *bias,
-                    const float *residual, long out_image_stride, float low, float high, float *out);
+                    const float *residual, long out_image_stride, float low, float high, int vectors, float *out);
 
 /// Max pooling of the `count` h×w planes at `input` (one after another) into their oh×ow outputs at `output`, sixteen
 /// planes at a time, one per lane (AVX-512 gathers; with AVX2 eight planes copied channels last). Each output is the
