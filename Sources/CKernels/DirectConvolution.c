@@ -380,53 +380,81 @@ __attribute__((target("avx2"))) static inline void wc_store_transposed4(float *o
     }
 }
 
-// Output rows [first_row, first_row + rows) of every image of the copy, four outputs at a time (an image's last block
-// may hold fewer), for channels [first, first + count) three panels at a time, the panels' weights read from L1 by
-// every block of outputs.
+// Outputs [q0, q1) of one image's plane (rows ow wide), four at a time (the last block may hold fewer), for `channels`
+// (≤ 24) channels from three panels at `a`: output (oy, ox) reads its inputs from base + oy·row_step + ox + offsets[kk].
+// `out` and `residual` point at the image's first of these channels.
+__attribute__((target("avx2,fma"))) static void vectors_plane(const float *base, long row_step, int ow, long plane,
+                                                              long q0, long q1, int k, const float *a,
+                                                              const int *offsets, int channels, const float *bias,
+                                                              const float *residual, float low, float high, float *out) {
+    const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    const long panel_bytes = (long)k * PANEL * (long)sizeof(float);
+    __m256 bv[3];
+    for (int pp = 0; pp < 3; pp++) {
+        float b8[PANEL] = {0};
+        for (int r = 0; bias && r < PANEL && pp * PANEL + r < channels; r++) b8[r] = bias[pp * PANEL + r];
+        bv[pp] = _mm256_loadu_ps(b8);
+    }
+    int oy = (int)(q0 / ow), ox = (int)(q0 % ow);
+    for (long q = q0; q < q1; q += 4) {
+        const int valid = q1 - q < 4 ? (int)(q1 - q) : 4;
+        const float *in[4];
+        for (int j = 0; j < 4; j++) {
+            in[j] = base + oy * row_step + ox;
+            if (j + 1 < valid && ++ox == ow) { ox = 0; oy++; }
+        }
+        if (valid == 4 && ++ox == ow) { ox = 0; oy++; }
+        float acc[12 * PANEL];
+        if (channels > 2 * PANEL) vector_sums3(k, a, panel_bytes, in, offsets, acc);
+        else if (channels > PANEL) vector_sums2(k, a, panel_bytes, in, offsets, acc);
+        else vector_sums1(k, a, panel_bytes, in, offsets, acc);
+        for (int pp = 0; pp * PANEL < channels; pp++) {
+            const long op = q + pp * PANEL * plane;
+            wc_store_transposed4(out + op, residual ? residual + op : NULL, plane, channels - pp * PANEL, valid,
+                                 _mm256_add_ps(_mm256_loadu_ps(acc + pp * PANEL), bv[pp]),
+                                 _mm256_add_ps(_mm256_loadu_ps(acc + (3 + pp) * PANEL), bv[pp]),
+                                 _mm256_add_ps(_mm256_loadu_ps(acc + (6 + pp) * PANEL), bv[pp]),
+                                 _mm256_add_ps(_mm256_loadu_ps(acc + (9 + pp) * PANEL), bv[pp]), lo, hi);
+        }
+    }
+}
+
+// Output rows [first_row, first_row + rows) of every image of the copy, for channels [first, first + count) three
+// panels at a time, the panels' weights read from L1 (or L2) by every block of outputs.
 __attribute__((target("avx2,fma"))) static void direct_vectors_avx2(
     layout l, const wc_window *win, int images, int oh, int ow, const float *padded, int k, const int *offsets,
     const float *packed, int first, int count, int first_row, int rows, const float *bias, const float *residual,
     long image_stride, float low, float high, float *out) {
-    const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
     const long plane = (long)oh * ow, row_step = (long)win->sh * l.phases * l.width;
-    const long panel_bytes = (long)k * PANEL * (long)sizeof(float);
     for (int p = first; p < first + count; p += 3 * PANEL) {
         const int channels = first + count - p < 3 * PANEL ? first + count - p : 3 * PANEL;
-        const float *a = packed + (long)p * k;
-        __m256 bv[3];
-        for (int pp = 0; pp < 3; pp++) {
-            float b8[PANEL] = {0};
-            for (int r = 0; bias && r < PANEL && pp * PANEL + r < channels; r++) b8[r] = bias[p + pp * PANEL + r];
-            bv[pp] = _mm256_loadu_ps(b8);
-        }
         for (int g = 0; g < images; g++) {
-            // Output (oy, ox) reads the copy from in_row + ox; the block's four outputs follow each other along rows.
-            int oy = first_row, ox = 0;
-            const long q1 = (long)(first_row + rows) * ow;
-            for (long q = (long)first_row * ow; q < q1; q += 4) {
-                const int valid = q1 - q < 4 ? (int)(q1 - q) : 4;
-                const float *in[4];
-                for (int j = 0; j < 4; j++) {
-                    in[j] = padded + oy * row_step + (long)g * l.segment + ox;
-                    if (j + 1 < valid && ++ox == ow) { ox = 0; oy++; }
-                }
-                if (valid == 4 && ++ox == ow) { ox = 0; oy++; }
-                float acc[12 * PANEL];
-                if (channels > 2 * PANEL) vector_sums3(k, a, panel_bytes, in, offsets, acc);
-                else if (channels > PANEL) vector_sums2(k, a, panel_bytes, in, offsets, acc);
-                else vector_sums1(k, a, panel_bytes, in, offsets, acc);
-                const long o = g * image_stride + p * plane + q;
-                for (int pp = 0; pp * PANEL < channels; pp++) {
-                    const long op = o + pp * PANEL * plane;
-                    wc_store_transposed4(out + op, residual ? residual + op : NULL, plane, channels - pp * PANEL, valid,
-                                         _mm256_add_ps(_mm256_loadu_ps(acc + pp * PANEL), bv[pp]),
-                                         _mm256_add_ps(_mm256_loadu_ps(acc + (3 + pp) * PANEL), bv[pp]),
-                                         _mm256_add_ps(_mm256_loadu_ps(acc + (6 + pp) * PANEL), bv[pp]),
-                                         _mm256_add_ps(_mm256_loadu_ps(acc + (9 + pp) * PANEL), bv[pp]), lo, hi);
-                }
-            }
+            const long o = g * image_stride + p * plane;
+            vectors_plane(padded + (long)g * l.segment, row_step, ow, plane, (long)first_row * ow,
+                          (long)(first_row + rows) * ow, k, packed + (long)p * k, offsets, channels,
+                          bias ? bias + p : NULL, residual ? residual + o : NULL, low, high, out + o);
         }
     }
+}
+
+void wc_conv_pointwise_vectors(const float *input, int c, long plane, const float *packed, int first, int count,
+                               const float *bias, const float *residual, float low, float high, float *out) {
+#if defined(__x86_64__)
+    int *offsets = malloc(sizeof(int) * (size_t)c);
+    if (!offsets) abort();
+    for (int ch = 0; ch < c; ch++) offsets[ch] = (int)(ch * plane);
+    for (int p = first; p < first + count; p += 3 * PANEL) {
+        const int channels = first + count - p < 3 * PANEL ? first + count - p : 3 * PANEL;
+        const long o = p * plane;
+        vectors_plane(input, 0, (int)plane, plane, 0, plane, c, packed + (long)p * c, offsets, channels,
+                      bias ? bias + p : NULL, residual ? residual + o : NULL, low, high, out + o);
+    }
+    free(offsets);
+#else
+    (void)input; (void)c; (void)plane; (void)packed; (void)first; (void)count; (void)bias; (void)residual; (void)low;
+    (void)high; (void)out;
+    abort();
+#endif
 }
 
 // Panels in groups whose weights fit in a third of L1, each group swept over the runs three at a time, every panel of

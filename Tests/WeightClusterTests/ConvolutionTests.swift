@@ -235,6 +235,48 @@ import _TestSupport
         }
     }
 
+    /// 1×1 layers with the weights as vectors (AVX2): bit for bit the im2col path's outputs, with bias and ReLU, without
+    /// bias, with a residual and a clip, and into channels 2 ..< 2 + oc of a wider tensor (the others untouched): 29
+    /// channels (a group of three panels, then one of five), 50 on 2×2 maps (two groups and one of two panels), 8 (one
+    /// panel) on 2×8 maps; where it does not apply (batch 1, 63 input channels, 3×3 maps), the same call takes im2col.
+    @Test(arguments: [(n: 3, c: 64, h: 4, w: 4, oc: 29), (n: 2, c: 70, h: 2, w: 2, oc: 50), (n: 5, c: 96, h: 2, w: 8, oc: 8),
+                      (n: 1, c: 64, h: 4, w: 4, oc: 29), (n: 2, c: 63, h: 4, w: 4, oc: 16), (n: 2, c: 64, h: 3, w: 3, oc: 16)])
+    func pointwiseVectorsMatchIm2col(_ t: (n: Int, c: Int, h: Int, w: Int, oc: Int)) throws {
+        let window = Window2D(kernel: (1, 1), strides: (1, 1), dilations: (1, 1), pads: (0, 0, 0, 0))
+        let x = Tensor(shape: [t.n, t.c, t.h, t.w], scalars: Self.random(t.n * t.c * t.h * t.w, seed: 41))
+        let wt = Tensor(shape: [t.oc, t.c, 1, 1], scalars: Self.random(t.oc * t.c, seed: 42))
+        let plane = t.h * t.w
+        let residual = Tensor(shape: [t.n, t.oc, t.h, t.w], scalars: Self.random(t.n * t.oc * plane, seed: 43))
+        let packed = PackedWeights.isWorthwhile ? PackedWeights(wt, group: 1) : nil
+        if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
+            #expect(PointwiseVectors.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1)
+                    == (t.n > 1 && t.c >= 64 && plane % 4 == 0))
+        }
+        for (bias, activation, withResidual) in [(Self.random(t.oc, seed: 44), Activation.relu, false),
+                                                 (nil, .none, false), (Self.random(t.oc, seed: 45), .clip(low: 0, high: 0.5), true)] {
+            let add = withResidual ? residual : nil
+            let got = try conv2d(x, weight: wt, bias: bias, window: window, activation: activation, packed: packed,
+                                 residual: add)
+            var expected = Tensor<Float>(shape: [t.n, t.oc, t.h, t.w], unsafeUninitialized: { _ in })
+            im2colConv2d(x, weight: wt, bias: bias, window: window, group: 1, activation: activation, residual: add,
+                         packed: packed, into: &expected)
+            #expect(got.scalars.map(\.bitPattern) == expected.scalars.map(\.bitPattern), "bias \(bias != nil) \(activation)")
+            guard !withResidual, let packed else { continue }
+            var wide = Tensor<Float>(shape: [t.n, t.oc + 3, t.h, t.w], scalars: Array(repeating: 7, count: t.n * (t.oc + 3) * plane))
+            if PointwiseVectors.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1) {
+                PointwiseVectors.convolve(x, packed: packed, bias: bias, activation: activation, residual: nil, into: &wide,
+                                          firstChannel: 2)
+                for image in 0..<t.n {
+                    let at = image * (t.oc + 3) * plane
+                    #expect(wide.scalars[at + 2 * plane..<at + (2 + t.oc) * plane].map(\.bitPattern)
+                            == expected.scalars[image * t.oc * plane..<(image + 1) * t.oc * plane].map(\.bitPattern))
+                    #expect((wide.scalars[at..<at + 2 * plane] + wide.scalars[at + (2 + t.oc) * plane..<at + (t.oc + 3) * plane])
+                        .allSatisfy { $0 == 7 })
+                }
+            }
+        }
+    }
+
     /// The output pass of every variant, bit for bit against the definition (src + bias, + residual, then
     /// min(max(x, low), high)): −0, NaN and infinities among the values, a bias of 0 (which turns −0 into +0) and of
     /// −0 (which leaves it), with and without a residual, 37 values (whole vectors and a tail).
