@@ -98,12 +98,7 @@ enum DirectConvolution {
         // a wider tensor's (then without a residual, which has the output's shape and the same image stride).
         let (inImage, outImage) = (c * h * w, output.shape[1] * oh * ow)
         let channelOffset = firstChannel * oh * ow
-        withResidual(residual) { residualAddress in
-        input.scalars.withUnsafeBufferPointer { inBuf in
-        (bias ?? []).withUnsafeBufferPointer { biasBuf in
-        output.scalars.withUnsafeMutableBufferPointer { outBuf in
-            let (inAddress, outAddress) = (Int(bitPattern: inBuf.baseAddress), Int(bitPattern: outBuf.baseAddress))
-            let biasAddress = bias == nil ? 0 : Int(bitPattern: biasBuf.baseAddress)
+        withAddresses(input, bias, residual, &output) { inAddress, biasAddress, residualAddress, outAddress in
             // Bordered rows [row, row + rows) of images [first, first + count) into `copy`; then output rows
             // [row, row + rows) of their output channels [from, from + channels).
             let pad = { (first: Int, count: Int, row: Int, rows: Int, copy: UnsafeMutablePointer<Float>) in
@@ -161,9 +156,6 @@ enum DirectConvolution {
                 }
             }
         }
-        }
-        }
-        }
     }
 }
 
@@ -190,12 +182,7 @@ enum PointwiseVectors {
         let groups = (oc + 23) / 24  // three panels each
         let (inImage, outImage, channelOffset) = (c * plane, output.shape[1] * plane, firstChannel * plane)
         let bounds = activation.bounds
-        withResidual(residual) { residualAddress in
-        input.scalars.withUnsafeBufferPointer { inBuf in
-        (bias ?? []).withUnsafeBufferPointer { biasBuf in
-        output.scalars.withUnsafeMutableBufferPointer { outBuf in
-            let (inAddress, outAddress) = (Int(bitPattern: inBuf.baseAddress), Int(bitPattern: outBuf.baseAddress))
-            let biasAddress = bias == nil ? 0 : Int(bitPattern: biasBuf.baseAddress)
+        withAddresses(input, bias, residual, &output) { inAddress, biasAddress, residualAddress, outAddress in
             // One image's group of panels a piece; pieces of at least 2¹⁶ multiply-adds a worker.
             parallelChunks(n * groups, minimumChunk: max(1, (1 << 16) / max(1, 24 * c * plane))) { items in
                 for item in items {
@@ -209,8 +196,21 @@ enum PointwiseVectors {
                 }
             }
         }
-        }
-        }
+    }
+}
+
+/// The addresses of the input's, bias's (0 when nil), residual's (0 when nil) and output's values, for the parallel
+/// bodies (which take integers, not borrowed pointers).
+func withAddresses(_ input: Tensor<Float>, _ bias: [Float]?, _ residual: Tensor<Float>?, _ output: inout Tensor<Float>,
+                   _ body: (_ input: Int, _ bias: Int, _ residual: Int, _ output: Int) -> Void) {
+    withResidual(residual) { residualAddress in
+        input.scalars.withUnsafeBufferPointer { inBuf in
+            (bias ?? []).withUnsafeBufferPointer { biasBuf in
+                output.scalars.withUnsafeMutableBufferPointer { outBuf in
+                    body(Int(bitPattern: inBuf.baseAddress), bias == nil ? 0 : Int(bitPattern: biasBuf.baseAddress),
+                         residualAddress, Int(bitPattern: outBuf.baseAddress))
+                }
+            }
         }
     }
 }
