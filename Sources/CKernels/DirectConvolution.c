@@ -347,9 +347,9 @@ DEFINE_VECTOR_SUMS(vector_sums1, 1)
 
 // Four outputs' eight channels (a0..a3, lane c: channel c) as channel c's four outputs at out + c·plane, the first
 // `valid` of them, for the first `rows` channels; + residual (same places), then clamped.
-__attribute__((target("avx2"))) static inline void wc_store_transposed4(float *out, const float *residual, long plane,
-                                                                        int rows, int valid, __m256 a0, __m256 a1,
-                                                                        __m256 a2, __m256 a3, __m256 low, __m256 high) {
+__attribute__((target("avx2"))) static inline void store_transposed4(float *out, const float *residual, long plane,
+                                                                     int rows, int valid, __m256 a0, __m256 a1,
+                                                                     __m256 a2, __m256 a3, __m256 low, __m256 high) {
     const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
     const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
     // u[c]: channel c's four outputs in the low half, channel c + 4's in the high half.
@@ -410,7 +410,7 @@ __attribute__((target("avx2,fma"))) static void vectors_plane(const float *base,
         else vector_sums1(k, a, panel_bytes, in, offsets, acc);
         for (int pp = 0; pp * PANEL < channels; pp++) {
             const long op = q + pp * PANEL * plane;
-            wc_store_transposed4(out + op, residual ? residual + op : NULL, plane, channels - pp * PANEL, valid,
+            store_transposed4(out + op, residual ? residual + op : NULL, plane, channels - pp * PANEL, valid,
                                  _mm256_add_ps(_mm256_loadu_ps(acc + pp * PANEL), bv[pp]),
                                  _mm256_add_ps(_mm256_loadu_ps(acc + (3 + pp) * PANEL), bv[pp]),
                                  _mm256_add_ps(_mm256_loadu_ps(acc + (6 + pp) * PANEL), bv[pp]),
