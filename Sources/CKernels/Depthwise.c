@@ -263,7 +263,7 @@ static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window 
 static int rows_3x3_runs(int h, int w, const wc_window *win, int oh, int ow) {
     if (wc_kernels_isa() != WC_ISA_AVX2 || win->kh != 3 || win->kw != 3 || win->dh != 1 || win->dw != 1) return 0;
     if (win->sh == 1 && win->sw == 1) return win->pad_top == 1 && win->pad_left == 1 && oh == h && ow == w && w >= 12;
-    return win->sh == 2 && win->sw == 2 && win->pad_left <= 1 && w == 2 * ow && ow >= 8;
+    return win->sh == 2 && win->sw == 2 && win->pad_left <= 1 && w == 2 * ow && (ow >= 8 || win->pad_left == 1 && ow >= 6);
 }
 
 enum { D3_ROWS = 4 };
@@ -317,15 +317,18 @@ d3_block(int edge, const float *const in[D3_ROWS + 2], int ox, int from, int w, 
 // ---- 3×3 at stride 2 along the rows, AVX2, without the copy ------------------------------------------------------
 //
 // The stride-2 3×3 layers whose outputs are half their input's width, left padding 1 (torchvision) or 0 (TensorFlow's
-// "same"), 8 or more outputs wide (MobileNetV2's 112 → 56, 56 → 28, 32 → 16, 16 → 8): each input row's inputs under
-// eight outputs for the three taps are the even or odd values of sixteen consecutive ones, split by one in-lane shuffle
-// of two loads, the nine taps in registers, four output rows at a time. The shuffle leaves the outputs in the lane order
+// "same"), 8 or more outputs wide (MobileNetV2's 112 → 56, 56 → 28, 32 → 16, 16 → 8; 6 or 7 at padding 1, its 14 → 7):
+// each input row's inputs under eight outputs for the three taps are the even or odd values of sixteen consecutive
+// ones, split by one in-lane shuffle of two loads, the nine taps in registers, four output rows at a time. The shuffle leaves the outputs in the lane order
 // 0 1 4 5 2 3 6 7 in every sum alike; one permute puts them back before the residual, clamp and store. A tap's input
 // left of column 0 or right of column w − 1 (only at padding 0, the last vector) comes in as a zero through a permute of
 // the vector inside the row, and a row above or below the plane is a row of zeros: the same sums, in the same order, as
 // the bordered copy. Same harness, the copy (for outputs 7 to 15 wide the stride-2 kernel without it) / this kernel:
 // 32 → 16 706 / 349; 56 → 28 1,219–1,938 / 695–1,055; 112 → 56 3,331 / 2,748; 16 → 8 129–193 / 76–108; 28 → 14
-// 463–705 / 234–395.
+// 463–705 / 234–395. Outputs 6 or 7 wide at left padding 1 take one vector a row (EDGE 3), the inputs past the row
+// masked off; against the kernel across channels that took them at any batch (sixteen images' planes, ns per plane):
+// 14 → 7 85–128 / 186–261, 12 → 6 75–108 / 81–117; at 5 and 4 wide across channels stays faster (10 → 5 68–113 /
+// 62–88, 8 → 4 54–73 / 44–62).
 
 // The even (EVEN 1) or odd values of the sixteen from p, in the lane order 0 1 4 5 2 3 6 7.
 #define D3S2_SPLIT(a, b, EVEN)                                                                                    \
@@ -334,18 +337,25 @@ d3_block(int edge, const float *const in[D3_ROWS + 2], int ox, int from, int w, 
 // Input row `row`'s inputs of taps 0, 1, 2 under outputs [ox, ox + 8): columns 2·ox − pad + kj + 2j. EDGE 1: the first
 // vector at padding 1 (column −1 is a zero); EDGE 2: the last vector at padding 0 (column w is a zero).
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-d3s2_vectors(int edge, int pad, const float *row, int ox, __m256 x[3]) {
+d3s2_vectors(int edge, int pad, const float *row, int ox, int w, __m256 x[3]) {
     const float *p = row + 2 * ox;
-    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    // EDGE 3: a row 8 to 15 wide, the only vector (padding 1): the values past the row come in as zeros (masked
+    // loads), and reach only the lanes past the outputs.
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 a = _mm256_loadu_ps(p);
+    const __m256 b = edge == 3 ? _mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32(w - 8), lane))
+                               : _mm256_loadu_ps(p + 8);
     if (pad == 1) {
         // Columns 2·ox − 1 + 2j: the odd values of the sixteen from 2·ox − 2.
         __m256 a2;
-        if (edge == 1)
+        if (edge == 1 || edge == 3)
             a2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(a, _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5)),
                                  _mm256_setzero_ps(), 0x03);
         else
             a2 = _mm256_loadu_ps(p - 2);
-        x[0] = D3S2_SPLIT(a2, _mm256_loadu_ps(p + 6), 0);
+        const __m256 a6 = edge == 3 ? _mm256_maskload_ps(p + 6, _mm256_cmpgt_epi32(_mm256_set1_epi32(w - 6), lane))
+                                    : _mm256_loadu_ps(p + 6);
+        x[0] = D3S2_SPLIT(a2, a6, 0);
         x[1] = D3S2_SPLIT(a, b, 1);
         x[2] = D3S2_SPLIT(a, b, 0);
     } else {
@@ -365,13 +375,13 @@ d3s2_vectors(int edge, int pad, const float *row, int ox, __m256 x[3]) {
 // D3_ROWS output rows from oy0 (the first `rows` stored) at outputs [ox, ox + 8), lanes [from, 8) stored; in[i] is
 // input row 2·oy0 − pad_top + i.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-d3s2_block(int edge, int pad, const float *const in[2 * D3_ROWS + 1], int ox, int from, int ow, const __m256 t[9],
-           __m256 b, float *out, const float *residual, int rows, __m256 lo, __m256 hi) {
+d3s2_block(int edge, int pad, const float *const in[2 * D3_ROWS + 1], int ox, int from, int to, int ow,
+           const __m256 t[9], __m256 b, float *out, const float *residual, int rows, __m256 lo, __m256 hi) {
     __m256 acc[D3_ROWS];
     for (int r = 0; r < D3_ROWS; r++) acc[r] = b;
     for (int i = 0; i < 2 * D3_ROWS + 1; i++) {
         __m256 x[3];
-        d3s2_vectors(edge, pad, in[i], ox, x);
+        d3s2_vectors(edge, pad, in[i], ox, 2 * ow, x);
         // Input row i is tap row ki = i − 2r of output row r.
         for (int r = 0; r < D3_ROWS; r++) {
             const int ki = i - 2 * r;
@@ -382,8 +392,13 @@ d3s2_block(int edge, int pad, const float *const in[2 * D3_ROWS + 1], int ox, in
     for (int r = 0; r < D3_ROWS; r++) {
         if (r >= rows) break;
         __m256 y = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc[r]), 0xd8));
-        if (residual) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * ow + ox));
-        wc_store_lanes8(out + (long)r * ow + ox, wc_clamp256(y, lo, hi), from, 8);
+        if (residual && to == 8) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * ow + ox));
+        else if (residual) {
+            float part[8] = {0};
+            memcpy(part, residual + (long)r * ow + ox, sizeof(float) * (size_t)to);
+            y = _mm256_add_ps(y, _mm256_loadu_ps(part));
+        }
+        wc_store_lanes8(out + (long)r * ow + ox, wc_clamp256(y, lo, hi), from, to);
     }
 }
 
@@ -406,18 +421,21 @@ rows_3x3(int S, const float *plane, int h, int w, const wc_window *win, const fl
         const float *res = residual ? residual + (long)oy0 * ow : NULL;
         // The first vector, the inside ones, then one over the last eight outputs storing those not yet stored.
         int ox = 8;
-        if (S == 1) {
+        if (S == 2 && ow < 8) {
+            // Outputs 6 or 7 wide (padding 1): one vector a row (EDGE 3).
+            d3s2_block(3, 1, in, 0, 0, ow, ow, t, b, o, res, rows, lo, hi);
+        } else if (S == 1) {
             d3_block(1, in, 0, 0, w, t, b, o, res, rows, lo, hi);
             for (; ox < w - 8; ox += 8) d3_block(0, in, ox, 0, w, t, b, o, res, rows, lo, hi);
             d3_block(2, in, w - 8, ox - (w - 8), w, t, b, o, res, rows, lo, hi);
         } else if (win->pad_left == 1) {
-            d3s2_block(1, 1, in, 0, 0, ow, t, b, o, res, rows, lo, hi);
-            for (; ox < ow - 8; ox += 8) d3s2_block(0, 1, in, ox, 0, ow, t, b, o, res, rows, lo, hi);
-            if (ow > 8) d3s2_block(0, 1, in, ow - 8, ox - (ow - 8), ow, t, b, o, res, rows, lo, hi);
+            d3s2_block(1, 1, in, 0, 0, 8, ow, t, b, o, res, rows, lo, hi);
+            for (; ox < ow - 8; ox += 8) d3s2_block(0, 1, in, ox, 0, 8, ow, t, b, o, res, rows, lo, hi);
+            if (ow > 8) d3s2_block(0, 1, in, ow - 8, ox - (ow - 8), 8, ow, t, b, o, res, rows, lo, hi);
         } else {
-            d3s2_block(ow == 8 ? 2 : 0, 0, in, 0, 0, ow, t, b, o, res, rows, lo, hi);
-            for (; ox < ow - 8; ox += 8) d3s2_block(0, 0, in, ox, 0, ow, t, b, o, res, rows, lo, hi);
-            if (ow > 8) d3s2_block(2, 0, in, ow - 8, ox - (ow - 8), ow, t, b, o, res, rows, lo, hi);
+            d3s2_block(ow == 8 ? 2 : 0, 0, in, 0, 0, 8, ow, t, b, o, res, rows, lo, hi);
+            for (; ox < ow - 8; ox += 8) d3s2_block(0, 0, in, ox, 0, 8, ow, t, b, o, res, rows, lo, hi);
+            if (ow > 8) d3s2_block(2, 0, in, ow - 8, ox - (ow - 8), 8, ow, t, b, o, res, rows, lo, hi);
         }
     }
 }

@@ -110,6 +110,13 @@ import _TestSupport
         Case(n: 2, c: 2, h: 11, w: 56, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 3, h: 10, w: 16, k: 3, stride: 2, dilation: 1, pads: (0, 0, 1, 1)),
         Case(n: 2, c: 2, h: 7, w: 56, k: 3, stride: 2, dilation: 1, pads: (1, 0, 1, 1)),
+        // ... and 6 or 7 outputs wide at left padding 1 (one vector a row, the values past the row masked off); 5
+        // and 4 wide stay across channels.
+        Case(n: 2, c: 3, h: 14, w: 14, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 1, c: 2, h: 8, w: 8, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 2, c: 2, h: 11, w: 10, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 1, c: 2, h: 12, w: 12, k: 3, stride: 2, dilation: 1, pads: (1, 1, 0, 0)),
+        Case(n: 1, c: 3, h: 9, w: 12, k: 3, stride: 2, dilation: 1, pads: (0, 1, 1, 1)),
     ]
 
     @Test(arguments: depthwiseCases)

@@ -125,7 +125,7 @@ void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window
 int wc_depthwise_stride2_runs(const wc_window *window, int ow);
 /// Whether wc_depthwise_rows runs one of its 3×3 kernels without the bordered copy (AVX2, no dilation): at stride 1
 /// with padding 1 on outputs as large as the input and 12 or more wide, or at stride 2 with left padding 0 or 1 on
-/// outputs half the input's width and 8 or more wide.
+/// outputs half the input's width and 8 or more wide (6 or more at left padding 1).
 int wc_depthwise_3x3_runs(int h, int w, const wc_window *window, int oh, int ow);
 /// The scratch wc_depthwise_rows needs, zeros before its first call: the bordered copy (wc_row_copy_count), or at
 /// stride 2 with AVX2 the zeros and edge stretches of its kernel without the copy, whichever is larger.
