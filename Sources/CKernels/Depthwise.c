@@ -319,8 +319,8 @@ d3_block(int edge, const float *const in[D3_ROWS + 2], int ox, int from, int w, 
 // The stride-2 3×3 layers whose outputs are half their input's width, left padding 1 (torchvision) or 0 (TensorFlow's
 // "same"), 8 or more outputs wide (MobileNetV2's 112 → 56, 56 → 28, 32 → 16, 16 → 8; 6 or 7 at padding 1, its 14 → 7):
 // each input row's inputs under eight outputs for the three taps are the even or odd values of sixteen consecutive
-// ones, split by one in-lane shuffle of two loads, the nine taps in registers, four output rows at a time. The shuffle leaves the outputs in the lane order
-// 0 1 4 5 2 3 6 7 in every sum alike; one permute puts them back before the residual, clamp and store. A tap's input
+// ones, split by one in-lane shuffle of two loads, the nine taps in registers, four output rows at a time. The shuffle
+// leaves the outputs in the lane order 0 1 4 5 2 3 6 7 in every sum alike; one permute puts them back before the residual, clamp and store. A tap's input
 // left of column 0 or right of column w − 1 (only at padding 0, the last vector) comes in as a zero through a permute of
 // the vector inside the row, and a row above or below the plane is a row of zeros: the same sums, in the same order, as
 // the bordered copy. Same harness, the copy (for outputs 7 to 15 wide the stride-2 kernel without it) / this kernel:
@@ -335,7 +335,8 @@ d3_block(int edge, const float *const in[D3_ROWS + 2], int ox, int from, int w, 
     ((EVEN) ? _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)) : _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)))
 
 // Input row `row`'s inputs of taps 0, 1, 2 under outputs [ox, ox + 8): columns 2·ox − pad + kj + 2j. EDGE 1: the first
-// vector at padding 1 (column −1 is a zero); EDGE 2: the last vector at padding 0 (column w is a zero).
+// vector at padding 1 (column −1 is a zero); EDGE 2: the last vector at padding 0 (column w is a zero); EDGE 3: both
+// ends of a row under 16 wide at padding 1.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
 d3s2_vectors(int edge, int pad, const float *row, int ox, int w, __m256 x[3]) {
     const float *p = row + 2 * ox;
@@ -372,7 +373,7 @@ d3s2_vectors(int edge, int pad, const float *row, int ox, int w, __m256 x[3]) {
     }
 }
 
-// D3_ROWS output rows from oy0 (the first `rows` stored) at outputs [ox, ox + 8), lanes [from, 8) stored; in[i] is
+// D3_ROWS output rows from oy0 (the first `rows` stored) at outputs [ox, ox + 8), lanes [from, to) stored; in[i] is
 // input row 2·oy0 − pad_top + i.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
 d3s2_block(int edge, int pad, const float *const in[2 * D3_ROWS + 1], int ox, int from, int to, int ow,

@@ -139,18 +139,22 @@ typedef struct {
     unsigned char from[MAX_PIECES], to[MAX_PIECES];
 } run;
 
-// offsets[kk]: where (channel, ki, kj)'s input under the group's first output sits in the copy. Then every output row
-// of every image, L phase-row positions at a time (position i is output i mod seg of image i / seg, an output when
-// i mod seg < ow), into runs; returns their count.
-static int plan_runs(layout l, int c, const wc_window *win, int ow, int images, int first_row, int rows,
-                     long image_stride, int lanes_per_vector, int *offsets, run *runs) {
-    const int s = l.phases, seg = l.segment;
+// offsets[kk]: where (channel, ki, kj)'s input under the group's first output sits in the copy.
+static void plan_offsets(layout l, int c, const wc_window *win, int *offsets) {
+    const int s = l.phases;
     for (int ch = 0, kk = 0; ch < c; ch++)
         for (int ki = 0; ki < win->kh; ki++)
             for (int kj = 0; kj < win->kw; kj++, kk++) {
                 const int x = kj * win->dw;
                 offsets[kk] = (((ch * l.rows + ki * win->dh) * s + x % s) * l.width) + x / s;
             }
+}
+
+// Every output row of every image, L phase-row positions at a time (position i is output i mod seg of image i / seg,
+// an output when i mod seg < ow), into runs; returns their count.
+static int plan_runs(layout l, const wc_window *win, int ow, int images, int first_row, int rows, long image_stride,
+                     int lanes_per_vector, run *runs) {
+    const int s = l.phases, seg = l.segment;
     int count_runs = 0;
     const int lanes = (int)covered(l, ow, images);
     for (int oy = first_row; oy < first_row + rows; oy++)
@@ -411,10 +415,10 @@ __attribute__((target("avx2,fma"))) static void vectors_plane(const float *base,
         for (int pp = 0; pp * PANEL < channels; pp++) {
             const long op = q + pp * PANEL * plane;
             store_transposed4(out + op, residual ? residual + op : NULL, plane, channels - pp * PANEL, valid,
-                                 _mm256_add_ps(_mm256_loadu_ps(acc + pp * PANEL), bv[pp]),
-                                 _mm256_add_ps(_mm256_loadu_ps(acc + (3 + pp) * PANEL), bv[pp]),
-                                 _mm256_add_ps(_mm256_loadu_ps(acc + (6 + pp) * PANEL), bv[pp]),
-                                 _mm256_add_ps(_mm256_loadu_ps(acc + (9 + pp) * PANEL), bv[pp]), lo, hi);
+                              _mm256_add_ps(_mm256_loadu_ps(acc + pp * PANEL), bv[pp]),
+                              _mm256_add_ps(_mm256_loadu_ps(acc + (3 + pp) * PANEL), bv[pp]),
+                              _mm256_add_ps(_mm256_loadu_ps(acc + (6 + pp) * PANEL), bv[pp]),
+                              _mm256_add_ps(_mm256_loadu_ps(acc + (9 + pp) * PANEL), bv[pp]), lo, hi);
         }
     }
 }
@@ -440,7 +444,9 @@ __attribute__((target("avx2,fma"))) static void direct_vectors_avx2(
 void wc_conv_pointwise_vectors(const float *input, int c, long plane, const float *packed, int first, int count,
                                const float *bias, const float *residual, float low, float high, float *out) {
 #if defined(__x86_64__)
-    int *offsets = malloc(sizeof(int) * (size_t)c);
+    // Called once per image and group of panels: the planes' offsets on the stack unless the input is very deep.
+    int stack[4096];
+    int *offsets = c <= 4096 ? stack : malloc(sizeof(int) * (size_t)c);
     if (!offsets) abort();
     for (int ch = 0; ch < c; ch++) offsets[ch] = (int)(ch * plane);
     for (int p = first; p < first + count; p += 3 * PANEL) {
@@ -449,7 +455,7 @@ void wc_conv_pointwise_vectors(const float *input, int c, long plane, const floa
         vectors_plane(input, 0, (int)plane, plane, 0, plane, c, packed + (long)p * c, offsets, channels,
                       bias ? bias + p : NULL, residual ? residual + o : NULL, low, high, out + o);
     }
-    free(offsets);
+    if (offsets != stack) free(offsets);
 #else
     (void)input; (void)c; (void)plane; (void)packed; (void)first; (void)count; (void)bias; (void)residual; (void)low;
     (void)high; (void)out;
@@ -496,15 +502,21 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
     const layout l = layout_of(w, win, oh, ow, images);
     const int k = c * win->kh * win->kw, lanes = vector_lanes();
     int *offsets = malloc(sizeof(int) * (size_t)k);
+    if (!offsets) abort();
+    plan_offsets(l, c, win, offsets);
+    if (vectors) {
+        // Any four outputs make a block: no runs to plan.
+        direct_vectors_avx2(l, win, images, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
+                            residual, image_stride, low, high, out);
+        free(offsets);
+        return;
+    }
     run *runs = malloc(sizeof(run) * (size_t)rows * ((covered(l, ow, images) + lanes - 1) / lanes));
-    if (!offsets || !runs) abort();
-    const int count_runs = plan_runs(l, c, win, ow, images, first_row, rows, image_stride, lanes, offsets, runs);
+    if (!runs) abort();
+    const int count_runs = plan_runs(l, win, ow, images, first_row, rows, image_stride, lanes, runs);
     const long plane = (long)oh * ow;
     if (lanes == 16)
         direct_avx512(padded, k, count_runs, offsets, runs, packed, first, count, bias, residual, plane, low, high, out);
-    else if (vectors)
-        direct_vectors_avx2(l, win, images, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
-                            residual, image_stride, low, high, out);
     else
         direct_avx2(padded, k, count_runs, offsets, runs, packed, first, count, bias, residual, plane, low, high, out);
     free(offsets);

@@ -222,8 +222,7 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
                                                  group: group, outputSize: (output.shape[2], output.shape[3])) {
             DirectConvolution.convolve(input, packed: packed, bias: bias, window: window, activation: activation,
                                        residual: residual, into: &output, firstChannel: firstChannel)
-        } else if let packed, PointwiseVectors.applies(inputShape: input.shape, weightShape: weight.shape, window: window,
-                                                       group: group) {
+        } else if let packed, PointwiseVectors.applies(inputShape: input.shape, window: window, group: group) {
             PointwiseVectors.convolve(input, packed: packed, bias: bias, activation: activation, residual: residual,
                                       into: &output, firstChannel: firstChannel)
         } else if let packed, group == 1, residual == nil, !window.isPointwise, input.shape[0] > 1 || icg < 8,

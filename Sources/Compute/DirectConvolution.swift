@@ -170,7 +170,7 @@ enum DirectConvolution {
 /// 0.73 → 0.78 ms, least batch). MobileNetV2 64 px at batch 64, two threads, batches alternated in one process, least
 /// and median ms: 32.4 / 35.5 → 30.6 / 33.7 and 32.9 / 44.0 → 31.1 / 42.5.
 enum PointwiseVectors {
-    static func applies(inputShape: [Int], weightShape: [Int], window: Window2D, group: Int) -> Bool {
+    static func applies(inputShape: [Int], window: Window2D, group: Int) -> Bool {
         guard wc_kernels_isa() == Int32(WC_ISA_AVX2), group == 1, window.isPointwise, inputShape.count == 4 else { return false }
         let (n, c, plane) = (inputShape[0], inputShape[1], inputShape[2] * inputShape[3])
         return n > 1 && c >= 64 && (plane == 4 || plane == 8 || plane == 12 || plane == 16) && c < Int(Int32.max) / 16

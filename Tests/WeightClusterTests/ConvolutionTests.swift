@@ -249,7 +249,7 @@ import _TestSupport
         let residual = Tensor(shape: [t.n, t.oc, t.h, t.w], scalars: Self.random(t.n * t.oc * plane, seed: 43))
         let packed = PackedWeights.isWorthwhile ? PackedWeights(wt, group: 1) : nil
         if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
-            #expect(PointwiseVectors.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1)
+            #expect(PointwiseVectors.applies(inputShape: x.shape, window: window, group: 1)
                     == (t.n > 1 && t.c >= 64 && plane % 4 == 0))
         }
         for (bias, activation, withResidual) in [(Self.random(t.oc, seed: 44), Activation.relu, false),
@@ -263,7 +263,7 @@ import _TestSupport
             #expect(got.scalars.map(\.bitPattern) == expected.scalars.map(\.bitPattern), "bias \(bias != nil) \(activation)")
             guard !withResidual, let packed else { continue }
             var wide = Tensor<Float>(shape: [t.n, t.oc + 3, t.h, t.w], scalars: Array(repeating: 7, count: t.n * (t.oc + 3) * plane))
-            if PointwiseVectors.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1) {
+            if PointwiseVectors.applies(inputShape: x.shape, window: window, group: 1) {
                 PointwiseVectors.convolve(x, packed: packed, bias: bias, activation: activation, residual: nil, into: &wide,
                                           firstChannel: 2)
                 for image in 0..<t.n {
