@@ -33,6 +33,19 @@ static struct {
     pthread_cond_t wake;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
+// Whether this thread is running a part of a region (nested regions then run inline: `wc_pool_in_part`).
+static __thread int in_part;
+
+int wc_pool_in_part(void) { return in_part; }
+
+// task(context, worker) as a part of a region on this thread.
+static void run_part(wc_pool_task task, void *context, int worker) {
+    const int outer = in_part;
+    in_part = 1;
+    task(context, worker);
+    in_part = outer;
+}
+
 static long now_nanoseconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -64,7 +77,7 @@ static void *helper_main(void *argument) {
         seen = current;
         // Every helper acknowledges every region (so the fields below are stable while anyone reads them); only the
         // first `workers - 1` run a part of it.
-        if (index < pool.workers) pool.task(pool.context, index);
+        if (index < pool.workers) run_part(pool.task, pool.context, index);
         atomic_fetch_sub_explicit(&pool.remaining, 1, memory_order_release);
     }
     return NULL;
@@ -88,19 +101,19 @@ static int start_helpers(int wanted) {
 
 void wc_pool_run(int workers, wc_pool_task task, void *context) {
     if (workers <= 1) {
-        if (workers == 1) task(context, 0);
+        if (workers == 1) run_part(task, context, 0);
         return;
     }
     int expected = 0;
     if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
         // Nested inside a region, or another thread's region is running: run every part here.
-        for (int w = 0; w < workers; w++) task(context, w);
+        for (int w = 0; w < workers; w++) run_part(task, context, w);
         return;
     }
     int helpers = start_helpers(workers - 1);
     if (helpers < workers - 1) {
         // Fewer threads than asked for (thread creation failed): the caller runs the parts no helper takes.
-        for (int w = helpers + 1; w < workers; w++) task(context, w);
+        for (int w = helpers + 1; w < workers; w++) run_part(task, context, w);
         workers = helpers + 1;
     }
     pool.task = task;
@@ -113,7 +126,7 @@ void wc_pool_run(int workers, wc_pool_task task, void *context) {
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
-    task(context, 0);
+    run_part(task, context, 0);
     for (int spins = 1; atomic_load_explicit(&pool.remaining, memory_order_acquire) > 0; spins++) {
         if (spins & 63) relax(); else sched_yield();
     }

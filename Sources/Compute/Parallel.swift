@@ -11,10 +11,12 @@ public enum ComputeThreads {
     nonisolated(unsafe) private static var configured: Int = 0
 
     /// The worker count; the first read pins OpenBLAS to one thread per call, because the kernels
-    /// split work across cores themselves (two BLAS thread pools would fight over the same cores).
+    /// split work across cores themselves (two BLAS thread pools would fight over the same cores). 1 on a thread
+    /// running a part of a parallel region: the regions it starts run on it alone, so the work it calls is planned for
+    /// one thread (`parallelPieces`).
     public static var count: Int {
         if configured == 0 { configure(max(1, ProcessInfoCores.active)) }
-        return configured
+        return wc_pool_in_part() != 0 ? 1 : configured
     }
 
     public static func configure(_ threads: Int) {
@@ -49,6 +51,18 @@ public func parallelChunks(_ count: Int, minimumChunk: Int = 1, evenly: Bool = f
         let end = min(count, start + chunk)
         if start < end { body(start..<end) }
     }
+}
+
+/// Runs `body(piece)` for every piece in 0..<count over the workers, each taking the next piece not yet taken, and
+/// returns when all have finished. Inside a piece `ComputeThreads.count` is 1: each piece is a whole job for one thread
+/// (a pass of a few images through a network), with no region inside it to wait on.
+public func parallelPieces(_ count: Int, _ body: (Int) -> Void) {
+    let workers = min(ComputeThreads.count, count)
+    if workers <= 1 {
+        for piece in 0..<count { body(piece) }
+        return
+    }
+    runPiecesOnPool(workers: workers, pieces: count, body)
 }
 
 /// Runs `part(p)` for p in 0..<pieces on `workers` threads of the pool (`wc_pool_run_pieces`), each taking the next

@@ -63,6 +63,8 @@ extension Executor {
         var size: Int
         /// Bytes of the values alive after each step, for one image.
         var live: [Int]
+        /// Whether each step's outputs hold one value per channel of an image (no map: after a global pool).
+        var flat: [Bool] = []
 
         /// The first step from which the rest of the plan runs once over all `n` images, on the passes' values stacked:
         /// from there to the end every step's values for the whole batch, and those it starts from, stay within
@@ -71,6 +73,14 @@ extension Executor {
         func tail(images n: Int, within bytes: Int) -> Int {
             var start = live.count
             while start > 1 && live[start - 2] * n <= bytes { start -= 1 }
+            return start
+        }
+
+        /// The first step from which every step, and the one before it, computes flat values (`flat`): the head after
+        /// the last map, which passes side by side leave to one run over the batch. `flat.count` when there is none.
+        var head: Int {
+            var start = flat.count
+            while start > 1 && flat[start - 2] { start -= 1 }
             return start
         }
     }
@@ -93,44 +103,75 @@ extension Executor {
     /// Runs `feeds`, n images each, as passes, then the plan's small tail (`PassPlan.tail`) once over the passes'
     /// values stacked along axis 0. The passes depend only on the input's shape, so one input gives the same outputs on
     /// every call. If a pass fails, the whole batch runs in one pass, so that an error names the shapes the caller gave.
+    ///
+    /// With `Options.parallelPasses` and more than one worker, the passes run side by side, one per worker at a time,
+    /// each on its thread alone (`parallelPieces`), of up to `size / workers` images so that as much data is in
+    /// flight as in one pass of `size`; the head after the last map (`PassPlan.head`) then runs once over the batch.
     func runInPasses(_ feeds: [String: AnyTensor], images n: Int, checkingFinite: Bool) throws -> [String: AnyTensor] {
-        do {
-            // Every input's shape is part of the key: another shape of any of them may need another pass size.
-            let imageShapes = graph.inputs.map { Array((feeds[$0.name]?.shape ?? []).dropFirst()) }
-            let plan: PassPlan
-            if let known = passPlans.withLock({ $0[imageShapes] }) {
-                plan = known
-            } else {
-                // One image, to measure the largest intermediate and what is alive after each step (its outputs are
-                // not used).
-                var values = initialValues(feeds.mapValues { $0.images(0..<1) })
-                var largest = 0, live: [Int] = []
-                try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { bytes, values in
-                    largest = max(largest, bytes)
-                    live.append(values.reduce(0) { $0 + 4 * ($1?.count ?? 0) })  // bytes as `largest` counts them
-                }
-                var fitting = max(1, options.passBytes / max(1, largest))
-                if fitting >= ComputeThreads.count { fitting -= fitting % ComputeThreads.count }
-                plan = PassPlan(size: fitting, live: live)
-                passPlans.withLock { $0[imageShapes] = plan }
-            }
-            if plan.size < n {
-                let tail = plan.tail(images: n, within: options.passBytes)
-                var parts: [[AnyTensor?]] = []
-                for range in Self.passRanges(images: n, atMost: plan.size, workers: ComputeThreads.count) {
-                    var values = initialValues(feeds.mapValues { $0.images(range) })
-                    try runSteps(0..<tail, on: &values, checkingFinite: checkingFinite)
-                    parts.append(values)
-                }
-                var values = parts[0].indices.map { slot in
-                    parts[0][slot] == nil ? nil : AnyTensor.stacking(parts.map { $0[slot]! })
-                }
-                parts = []
-                try runSteps(tail..<steps.count, on: &values, checkingFinite: checkingFinite)
-                return try graphOutputs(values)
-            }
-        } catch {}
+        if let outputs = try? passes(feeds, images: n, checkingFinite: checkingFinite) { return outputs }
         return try runPass(feeds, checkingFinite: checkingFinite)
+    }
+
+    /// `runInPasses`' passes; nil when one pass over the batch is as good (the batch fits in one and no thread is left
+    /// over); throws if a pass failed.
+    private func passes(_ feeds: [String: AnyTensor], images n: Int, checkingFinite: Bool) throws -> [String: AnyTensor]? {
+        let plan = try passPlan(feeds, checkingFinite: checkingFinite)
+        let workers = ComputeThreads.count
+        let sideBySide = options.parallelPasses && workers > 1 && !profiling
+        guard plan.size < n || sideBySide else { return nil }
+        let tail: Int, ranges: [Range<Int>]
+        if sideBySide {
+            tail = plan.head
+            let size = min(max(1, plan.size / workers), (n + workers - 1) / workers)
+            ranges = Self.passRanges(images: n, atMost: size, workers: 1)
+        } else {
+            tail = plan.tail(images: n, within: options.passBytes)
+            ranges = Self.passRanges(images: n, atMost: plan.size, workers: workers)
+        }
+        let parts = Mutex<[[AnyTensor?]]>(Array(repeating: [], count: ranges.count))
+        let failure = Mutex<(any Error)?>(nil)
+        let pass = { (piece: Int) in
+            guard failure.withLock({ $0 == nil }) else { return }
+            do {
+                var values = self.initialValues(feeds.mapValues { $0.images(ranges[piece]) })
+                try self.runSteps(0..<tail, on: &values, checkingFinite: checkingFinite)
+                parts.withLock { $0[piece] = values }
+            } catch {
+                failure.withLock { $0 = error }
+            }
+        }
+        if sideBySide { parallelPieces(ranges.count, pass) } else { ranges.indices.forEach(pass) }
+        if let error = failure.withLock({ $0 }) { throw error }
+        var values = parts.withLock { parts in
+            defer { parts = [] }
+            return parts[0].indices.map { slot in parts[0][slot] == nil ? nil : AnyTensor.stacking(parts.map { $0[slot]! }) }
+        }
+        try runSteps(tail..<steps.count, on: &values, checkingFinite: checkingFinite)
+        return try graphOutputs(values)
+    }
+
+    /// The pass plan for these inputs' per-image shapes (every input's shape is part of the key: another shape of any
+    /// of them may need another pass size), measured by a first run of one image when it is not yet known: the largest
+    /// intermediate, what is alive after each step, and which steps compute flat values.
+    private func passPlan(_ feeds: [String: AnyTensor], checkingFinite: Bool) throws -> PassPlan {
+        let imageShapes = graph.inputs.map { Array((feeds[$0.name]?.shape ?? []).dropFirst()) }
+        if let known = passPlans.withLock({ $0[imageShapes] }) { return known }
+        // One image (its outputs are not used).
+        var values = initialValues(feeds.mapValues { $0.images(0..<1) })
+        var largest = 0, live: [Int] = [], flat: [Bool] = []
+        try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite) { bytes, values in
+            largest = max(largest, bytes)
+            live.append(values.reduce(0) { $0 + 4 * ($1?.count ?? 0) })  // bytes as `largest` counts them
+            let step = self.steps[flat.count]
+            flat.append(step.outputs.allSatisfy { index in
+                index.flatMap { values[$0]?.shape.dropFirst(2).allSatisfy { $0 == 1 } } ?? true
+            })
+        }
+        var fitting = max(1, options.passBytes / max(1, largest))
+        if fitting >= ComputeThreads.count { fitting -= fitting % ComputeThreads.count }
+        let plan = PassPlan(size: fitting, live: live, flat: flat)
+        passPlans.withLock { $0[imageShapes] = plan }
+        return plan
     }
 }
 

@@ -1,6 +1,7 @@
 import Compute
 @testable import Execution
 import ModelGraph
+import Synchronization
 import Testing
 import _TestSupport
 
@@ -34,9 +35,10 @@ import _TestSupport
                      outputs: [ValueInfo(name: output, shape: nil)])
     }
 
-    static func run(_ graph: Graph, passBytes: Int, images: Int) throws -> (Tensor<Float>, Executor) {
+    static func run(_ graph: Graph, passBytes: Int, images: Int, parallelPasses: Bool = true) throws -> (Tensor<Float>, Executor) {
         var options = Executor.Options()
         options.passBytes = passBytes
+        options.parallelPasses = parallelPasses
         let executor = try Executor(graph: graph, options: options)
         let x = Tensor(shape: [images, 3, 9, 9], scalars: ConvolutionTests.random(images * 3 * 81, seed: 46))
         return (try executor(x), executor)
@@ -49,14 +51,18 @@ import _TestSupport
         #expect(one.imagesPerPass([[3, 9, 9]]) == nil)
         // One image per pass; then passes of 2 (a multiple of the workers when they fit) with a remainder.
         let largest = 8 * 4 * 4 * 4  // the Concat's output per image, in bytes
-        for bytes in [1, 2 * largest + 5, 4 * largest] {
-            let (passes, executor) = try Self.run(graph, passBytes: bytes, images: 7)
-            #expect(passes.shape == whole.shape, "passBytes \(bytes)")
-            #expect(TestSupport.maxAbsDifference(passes.scalars, whole.scalars) < 1e-6, "passBytes \(bytes)")
-            #expect(executor.imagesPerPass([[3, 9, 9]]) != nil)
-            // Again, with the pass size known: the same passes, the same outputs.
-            let x = Tensor(shape: [7, 3, 9, 9], scalars: ConvolutionTests.random(7 * 3 * 81, seed: 46))
-            #expect(try executor(x).scalars == passes.scalars)
+        // Side by side (one pass per thread) and one after another; with a size larger than the batch, side by side
+        // still splits it over the threads.
+        for bytes in [1, 2 * largest + 5, 4 * largest, 64 * largest] {
+            for parallel in [true, false] {
+                let (passes, executor) = try Self.run(graph, passBytes: bytes, images: 7, parallelPasses: parallel)
+                #expect(passes.shape == whole.shape, "passBytes \(bytes), parallel \(parallel)")
+                #expect(TestSupport.maxAbsDifference(passes.scalars, whole.scalars) < 1e-6, "passBytes \(bytes), parallel \(parallel)")
+                #expect(executor.imagesPerPass([[3, 9, 9]]) != nil)
+                // Again, with the pass size known: the same passes, the same outputs.
+                let x = Tensor(shape: [7, 3, 9, 9], scalars: ConvolutionTests.random(7 * 3 * 81, seed: 46))
+                #expect(try executor(x).scalars == passes.scalars)
+            }
         }
     }
 
@@ -77,6 +83,25 @@ import _TestSupport
         #expect(plan.tail(images: 8, within: 3200) == 1)  // all but the first step
         #expect(plan.tail(images: 8, within: 79) == 6)  // none: every step in the passes
         #expect(plan.tail(images: 2, within: 100) == 4)
+    }
+
+    /// Side by side, the passes leave to one run over the batch the steps from the first of the last flat ones on
+    /// (one value per channel: after a global pool), and the one that computes the first flat value stays in them.
+    @Test func headStartsAfterTheFirstFlatStep() {
+        #expect(Executor.PassPlan(size: 2, live: [], flat: [false, false, true, true, true]).head == 3)
+        #expect(Executor.PassPlan(size: 2, live: [], flat: [false, true, false, true]).head == 4)  // none
+        #expect(Executor.PassPlan(size: 2, live: [], flat: [true, true]).head == 1)  // all but the first step
+    }
+
+    /// Each piece runs once; inside one, `ComputeThreads.count` is 1 (the work it calls is planned for its thread).
+    @Test func piecesRunOnceEachOnOneThread() {
+        let seen = Mutex<[Int]>([])
+        parallelPieces(10) { piece in seen.withLock { $0.append(100 * piece + ComputeThreads.count) } }
+        #expect(seen.withLock { $0.sorted() } == (0..<10).map { 100 * $0 + 1 })
+        // Nested regions inside a piece run on its thread: every chunk, once.
+        let chunks = Mutex<[Range<Int>]>([])
+        parallelPieces(2) { _ in parallelChunks(8) { range in chunks.withLock { $0.append(range) } } }
+        #expect(chunks.withLock { $0 } == [0..<8, 0..<8])
     }
 
     /// The pass size is kept per shape of every input: a second input of another size is measured again.

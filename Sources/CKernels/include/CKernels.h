@@ -203,5 +203,7 @@ void wc_pool_run(int workers, wc_pool_task task, void *context);
 /// task(context, piece) for every piece in 0..<pieces, over `workers` threads (this one included) as wc_pool_run runs
 /// them: each worker takes the next piece not yet taken, so a slower worker takes fewer.
 void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context);
+/// Whether the calling thread is running a part of a region (any region it starts then runs inline, on it alone).
+int wc_pool_in_part(void);
 
 #endif
