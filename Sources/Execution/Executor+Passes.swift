@@ -104,9 +104,10 @@ extension Executor {
     /// values stacked along axis 0. The passes depend only on the input's shape, so one input gives the same outputs on
     /// every call. If a pass fails, the whole batch runs in one pass, so that an error names the shapes the caller gave.
     ///
-    /// With `Options.parallelPasses` and more than one worker, the passes run side by side, one per worker at a time,
-    /// each on its thread alone (`parallelPieces`), of up to `size / workers` images so that as much data is in
-    /// flight as in one pass of `size`; the head after the last map (`PassPlan.head`) then runs once over the batch.
+    /// With `Options.parallelPasses` and at least as many images as workers (two or more), the passes run side by side,
+    /// one per worker at a time, each on its thread alone (`parallelPieces`), of up to `size / workers` images so that
+    /// as much data is in flight as in one pass of `size`; the head after the last map (`PassPlan.head`) then runs once
+    /// over the batch.
     func runInPasses(_ feeds: [String: AnyTensor], images n: Int, checkingFinite: Bool) throws -> [String: AnyTensor] {
         if let outputs = try? passes(feeds, images: n, checkingFinite: checkingFinite) { return outputs }
         return try runPass(feeds, checkingFinite: checkingFinite)
@@ -117,7 +118,8 @@ extension Executor {
     private func passes(_ feeds: [String: AnyTensor], images n: Int, checkingFinite: Bool) throws -> [String: AnyTensor]? {
         let plan = try passPlan(feeds, checkingFinite: checkingFinite)
         let workers = ComputeThreads.count
-        let sideBySide = options.parallelPasses && workers > 1 && !profiling
+        // Fewer images than threads: side by side would leave threads idle.
+        let sideBySide = options.parallelPasses && workers > 1 && n >= workers && !profiling
         guard plan.size < n || sideBySide else { return nil }
         let tail: Int, ranges: [Range<Int>]
         if sideBySide {
