@@ -64,8 +64,8 @@ public final class Executor: Sendable {
         /// node split over the threads: no thread then waits for another at the end of each node (AVX2 host, two
         /// threads, batch 64, both alternated in one process, median ms: MobileNetV2 224 px 403 → 348, EfficientNet-Lite0
         /// 590 → 484, SqueezeNet 1.1 224 px 390 → 342, ResNet-18 224 px 1,443 → 1,263, MobileNetV2 64 px 37.5 → 33.4;
-        /// VGG-16 and AlexNet on FashionMNIST even). While `profiling`, they run one after another, so that each node's
-        /// time is its own.
+        /// VGG-16 and AlexNet on FashionMNIST even). While `profiling`, with fewer images than threads, and for graphs
+        /// with deferred (compressed) weights, they run one after another (`runInPasses`).
         public var parallelPasses = true
         public init() {}
     }
