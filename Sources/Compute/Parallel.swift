@@ -57,12 +57,8 @@ public func parallelChunks(_ count: Int, minimumChunk: Int = 1, evenly: Bool = f
 /// returns when all have finished. Inside a piece `ComputeThreads.count` is 1: each piece is a whole job for one thread
 /// (a pass of a few images through a network), with no region inside it to wait on.
 public func parallelPieces(_ count: Int, _ body: (Int) -> Void) {
-    let workers = min(ComputeThreads.count, count)
-    if workers <= 1 {
-        for piece in 0..<count { body(piece) }
-        return
-    }
-    runPiecesOnPool(workers: workers, pieces: count, body)
+    guard count > 0 else { return }
+    runPiecesOnPool(workers: min(ComputeThreads.count, count), pieces: count, body)
 }
 
 /// Runs `part(p)` for p in 0..<pieces on `workers` threads of the pool (`wc_pool_run_pieces`), each taking the next
