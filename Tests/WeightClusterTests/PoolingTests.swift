@@ -4,7 +4,7 @@ import _TestSupport
 
 /// Max pooling's fast paths (separable at strides 1 and 2 on AVX-512 and AVX2; along rows over a −∞-bordered copy kept as its
 /// stride phases, eight rows at a time; the plain 2×2 loop; sixteen planes at a time for small outputs, eight with
-/// AVX2) against the definition, a NaN included (for the plain 2×2 loop in a window's second cell, which Swift's `max`
+/// AVX2) against the definition, two NaNs included (for the plain 2×2 loop in a window's second cell, which Swift's `max`
 /// alone would drop). 38 planes: two whole groups of sixteen and a partial one (AVX2: four of eight and six).
 @Suite struct PoolingTests {
     struct Case: Sendable, CustomStringConvertible {
@@ -29,6 +29,9 @@ import _TestSupport
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // SqueezeNet's last pool at 224 px, 27×27 to 13×13: the separable kernel's partial vectors on both passes.
         Case(h: 27, w: 27, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
+        // ResNet's pool (3×3, stride 2, padding 1): a first row cut by the padding, then pairs of rows that share one,
+        // an odd count of rows and a partial vector on each row.
+        Case(h: 20, w: 19, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
     ]
 
     /// Global average pool, bit for bit against each plane summed in order then divided: whole groups of eight planes
@@ -52,6 +55,7 @@ import _TestSupport
         let (n, c) = (2, 19)
         var values = ConvolutionTests.random(n * c * k.h * k.w, seed: 41)
         values[7] = .nan
+        values[k.h * k.w * 3 + 4 * k.w + 9] = .nan  // plane 3, row 4: unpadded, the last of the first pair's rows
         let x = Tensor(shape: [n, c, k.h, k.w], scalars: values)
         let window = Window2D(kernel: (k.k, k.k), strides: (k.stride, k.stride), dilations: (k.dilation, k.dilation),
                               pads: k.pads, ceilMode: k.ceil)
