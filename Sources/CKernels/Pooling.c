@@ -413,15 +413,20 @@ static void maxpool_across_avx2(const float *input, long count, int h, int w, co
 }
 #endif
 
-int wc_maxpool_across_runs(int h, int w, int oh, int ow) {
+int wc_maxpool_across_runs(int h, int w, const wc_window *window, int oh, int ow) {
 #if defined(__x86_64__)
     // Against the separable kernel, where it runs, only up to 5×5 outputs (one thread, 3×3 stride 2, ns per plane,
     // across / separable: 7×7 → 3×3 21–27 / 38–67; 11×11 → 5×5 60–62 / 63; 13×13 → 6×6 89 / 75–79; 15×15 → 7×7
     // 119–136 / 87–116). With AVX2 up to 64 outputs (see maxpool_across_avx2), against its separable kernel too (µs
     // per plane, 4,096 planes, across / separable: 7×7 → 3×3 0.025 / 0.058; 15×15 → 7×7 0.105 / 0.133; 19×19 → 9×9
-    // 0.17 / 0.21; 23×23 → 11×11 0.27 / 0.25).
+    // 0.17 / 0.21; 23×23 → 11×11 0.27 / 0.25), but for 3×3 windows at stride 2 (two output rows at once there) only
+    // up to 5×5 outputs too (ns per plane, 4,096 planes, across / separable: 7×7 → 3×3 24 / 44; 9×9 → 4×4 39 / 49;
+    // 11×11 → 5×5 57 / 61; 12×12 → 6×6 70 / 75; 13×13 → 6×6 78 / 66; 15×15 → 7×7 102–104 / 77–79; 17×17 → 8×8
+    // 131 / 97).
     const int most = has_dq() ? ACROSS_OUTPUTS_SEPARABLE : ACROSS_OUTPUTS;
-    if (wc_kernels_isa() == WC_ISA_AVX2) return oh * ow <= ACROSS_OUTPUTS && (long)h * w <= ACROSS_AVX2_INPUTS;
+    const int pairs = window->kh == 3 && window->sh == 2 && window->dh == 1 && window->sw == 2;
+    if (wc_kernels_isa() == WC_ISA_AVX2)
+        return oh * ow <= (pairs ? ACROSS_OUTPUTS_SEPARABLE : ACROSS_OUTPUTS) && (long)h * w <= ACROSS_AVX2_INPUTS;
     return wc_kernels_isa() == WC_ISA_AVX512 && oh * ow <= most && (long)h * w * 15 <= 0x7fffffffL;
 #else
     return 0;
@@ -431,7 +436,7 @@ int wc_maxpool_across_runs(int h, int w, int oh, int ow) {
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow) {
 #if defined(__x86_64__)
-    if (!wc_maxpool_across_runs(h, w, oh, ow)) return;
+    if (!wc_maxpool_across_runs(h, w, window, oh, ow)) return;
     if (wc_kernels_isa() == WC_ISA_AVX512) maxpool_across_avx512(input, count, h, w, window, output, oh, ow);
     else maxpool_across_avx2(input, count, h, w, window, output, oh, ow);
 #endif

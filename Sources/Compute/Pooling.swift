@@ -19,7 +19,8 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
         output.scalars.withUnsafeMutableBufferPointer { outBuf in
             let inBase = inBuf.baseAddress!
             let outAddress = Int(bitPattern: outBuf.baseAddress!)
-            if case .max = kind, wc_maxpool_across_runs(Int32(h), Int32(w), Int32(oh), Int32(ow)) != 0 {
+            if case .max = kind,
+               withUnsafePointer(to: wc_window(window), { wc_maxpool_across_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) }) != 0 {
                 // Small outputs: sixteen planes at a time, one per lane (AVX2: two groups of eight).
                 let shape = wc_window(window), planes = n * c
                 parallelChunks((planes + 15) / 16) { groups in

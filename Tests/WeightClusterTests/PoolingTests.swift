@@ -25,6 +25,8 @@ import _TestSupport
         Case(h: 9, w: 75, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // Along rows at stride 3 (three phases), uneven padding, a last group of two rows.
         Case(h: 30, w: 50, k: 3, stride: 3, dilation: 1, pads: (1, 0, 1, 1)),
+        // SqueezeNet's second pool at 64 px, 15×15 to 7×7: with AVX2 separable, two rows at a time (not across planes).
+        Case(h: 15, w: 15, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // SqueezeNet's last pool at 64 px: 7×7 to 3×3.
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // SqueezeNet's last pool at 224 px, 27×27 to 13×13: the separable kernel's partial vectors on both passes.

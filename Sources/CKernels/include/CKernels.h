@@ -106,8 +106,8 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
 /// planes at a time, one per lane (AVX-512 gathers; with AVX2 eight planes copied channels last). Each output is the
 /// value `wc_maxpool_rows` gives (a NaN of the window where it holds one). Only where `wc_maxpool_across_runs` says so:
 /// this processor's variant has the kernel and oh·ow is at most 64 (25 where the separable kernel of `wc_maxpool_rows`
-/// runs).
-int wc_maxpool_across_runs(int h, int w, int oh, int ow);
+/// runs with AVX-512, and with AVX2 for 3×3 windows at stride 2).
+int wc_maxpool_across_runs(int h, int w, const wc_window *window, int oh, int ow);
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow);
 
