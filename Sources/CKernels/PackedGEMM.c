@@ -6,7 +6,13 @@
 // FEW_PANELS: up to this many panels of A, B is read in place however wide (one thread, useful GFLOP/s, best of five
 // alternated runs: 16×32·32×12544 60 → 91, 24×144·144×3136 99 → 123, 32×192·192×784 110 → 140; 64 rows gained 7%).
 // NARROW_GROUP: panels taken together by the narrow kernels (up to four at once) for the last columns of a narrow B.
-enum { MR = 8, KC = 256, CHUNK = 16384, FEW_PANELS = 4, NARROW_GROUP = 4 };
+// KC_IN_PLACE: the columns of A (rows of B) a block of B read in place spans when B has IN_PLACE_WIDE columns or more.
+// The block's rows lie a whole row of B apart, often few of L1's sets between them (3,136 floats: every 16th row on the
+// same set), and the block, swept by each panel, must stay in L1 (one thread, useful GFLOP/s, best of five alternated
+// runs, 256 → 48: 24×144·144×3136 63.6 → 69.8, 16×64·64×3025 66.4 → 73.3, 32×128·128×729 70.8 → 76.6, 24×144·144×784
+// 69.6 → 75.1, 8×96·96×3136 67.6 → 72.9, 32×192·192×784 69.7 → 74.8; narrower, about even: 16×64·64×225 76.8 → 74.4,
+// 32×192·192×196 84.1 → 85.9; 40 and 56 within a few percent of 48).
+enum { MR = 8, KC = 256, KC_IN_PLACE = 48, IN_PLACE_WIDE = 512, CHUNK = 16384, FEW_PANELS = 4, NARROW_GROUP = 4 };
 #ifndef PREFETCH
 #define PREFETCH 1024
 #endif
@@ -296,8 +302,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             /* Not on AVX2 when B's rows are a multiple of 4 KB apart: they then share L1's sets, and the block,    */ \
             /* read twice per panel there, does not stay (one thread, 24×1024·1024×96 40 → 69 GFLOP/s copied,      */ \
             /* 16×4096·4096×32 29 → 59; OpenBLAS 71–74 and 56–60).                                                  */ \
-            for (int kb = 0; kb < k; kb += KC) {                                                                  \
-                const int kc = k - kb < KC ? k - kb : KC;                                                         \
+            const int span = n >= IN_PLACE_WIDE ? KC_IN_PLACE : KC;                                               \
+            for (int kb = 0; kb < k; kb += span) {                                                                \
+                const int kc = k - kb < span ? k - kb : span;                                                     \
                 for (int n0 = 0, n1; n0 < whole; n0 = n1) {                                                       \
                     n1 = n0 + NAME##_width(whole - n0);                                                           \
                     for (int p = 0; p < m; p += MR)                                                               \

@@ -27,6 +27,8 @@ import _TestSupport
                         // and deep across two blocks of depth, accumulating).
                         Case(m: 24, n: 80, k: 50), Case(m: 33, n: 58, k: 20), Case(m: 40, n: 304, k: 64),
                         Case(m: 40, n: 112, k: 300), Case(m: 40, n: 112, k: 600),
+                        // B in place and wide (512 columns or more): blocks of 48 rows of B, the last one shallower.
+                        Case(m: 20, n: 530, k: 100),
                         // A block of A over L2 (520 rows × 256 of its columns): B's columns in chunks kept in L2, each
                         // panel once per chunk (two chunks and a tail down the rows), then a shallow block of depth.
                         Case(m: 520, n: 203, k: 257)]
