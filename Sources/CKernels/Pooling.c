@@ -95,6 +95,12 @@ static int separable_runs(const wc_window *win) {
 #endif
 }
 
+// Whether the AVX2 separable kernel takes two output rows at once from the five input rows they cover (3×3 windows at
+// vertical stride 2: consecutive output rows share an input row).
+static int two_rows_at_once(const wc_window *win) {
+    return wc_kernels_isa() == WC_ISA_AVX2 && separable_runs(win) && win->kh == 3 && win->sh == 2 && win->dh == 1;
+}
+
 #if defined(__x86_64__)
 // The kept value or v, where v is greater or NaN (the other kernels' rule).
 __attribute__((target("avx512f"))) static inline __m512 max_or_nan(__m512 best, __m512 v) {
@@ -182,6 +188,16 @@ __attribute__((target("avx2"))) static inline __m256 max_or_nan8(__m256 best, __
     return _mm256_blendv_ps(best, v, take);
 }
 
+// The maxima down the columns of two output rows from their five input rows a … e (the second row's window starts at
+// c), and whether any of the five holds a NaN (or infinities of both signs) added to `nan`.
+__attribute__((target("avx2"))) static inline void pair_maxima(__m256 a, __m256 b, __m256 c, __m256 d, __m256 e,
+                                                               __m256 *nan, __m256 *first, __m256 *second) {
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(d, e)), c);
+    *nan = _mm256_or_ps(*nan, _mm256_cmp_ps(sum, sum, _CMP_UNORD_Q));
+    *first = _mm256_max_ps(c, _mm256_max_ps(b, a));
+    *second = _mm256_max_ps(e, _mm256_max_ps(d, c));
+}
+
 // One pass over the plane: with `exact`, every value by the other kernels' rule (max_or_nan8); without, by vmaxps,
 // each vector of a column's inputs summed on the side. Every input under a window is read once down the columns, so
 // the plane holds a NaN only if one of those sums is NaN (or infinities of both signs meet): then it returns 1 and the
@@ -193,7 +209,7 @@ static inline int maxpool_separable_avx2_pass(const float *plane, int h, int w, 
                                               const int SW) {
     const long pitch = sep_pitch(w, win, ow);
     const __m256 lowest = _mm256_set1_ps(-__builtin_inff()), zero = _mm256_setzero_ps();
-    const int PAIRS = KH == 3 && win->sh == 2 && win->dh == 1;  // consecutive output rows share an input row
+    const int pairs = KH == 3 && two_rows_at_once(win);
     __m256 nan = zero;
 #define TAPS(TAPS_, LOAD)                                                                                             \
     do {                                                                                                              \
@@ -222,28 +238,24 @@ static inline int maxpool_separable_avx2_pass(const float *plane, int h, int w, 
             const long down = (long)win->dh * w;
             float *row = rows + r * pitch + win->pad_left;
             int x = 0;
-            if (PAIRS && !exact && whole && r + 1 < block && y0 + 5 <= h) {
+            if (pairs && !exact && whole && r + 1 < block && y0 + 5 <= h) {
                 // Rows r and r + 1 share the input row between them: five rows read for both.
                 const float *top = plane + (long)y0 * w;
+                __m256 one, two;
                 for (; x + 8 <= w; x += 8) {
                     const float *p = top + x;
-                    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + w), c = _mm256_loadu_ps(p + 2 * w);
-                    const __m256 d = _mm256_loadu_ps(p + 3 * w), e = _mm256_loadu_ps(p + 4 * w);
-                    const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(d, e)), c);
-                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(sum, sum, _CMP_UNORD_Q));
-                    _mm256_storeu_ps(row + x, _mm256_max_ps(c, _mm256_max_ps(b, a)));
-                    _mm256_storeu_ps(row + pitch + x, _mm256_max_ps(e, _mm256_max_ps(d, c)));
+                    pair_maxima(_mm256_loadu_ps(p), _mm256_loadu_ps(p + w), _mm256_loadu_ps(p + 2 * w),
+                                _mm256_loadu_ps(p + 3 * w), _mm256_loadu_ps(p + 4 * w), &nan, &one, &two);
+                    _mm256_storeu_ps(row + x, one);
+                    _mm256_storeu_ps(row + pitch + x, two);
                 }
                 if (x < w) {
                     const __m256i m = first_lanes8(w - x);
                     const float *p = top + x;
-                    const __m256 a = _mm256_maskload_ps(p, m), b = _mm256_maskload_ps(p + w, m);
-                    const __m256 c = _mm256_maskload_ps(p + 2 * w, m), d = _mm256_maskload_ps(p + 3 * w, m);
-                    const __m256 e = _mm256_maskload_ps(p + 4 * w, m);
-                    const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(d, e)), c);
-                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(sum, sum, _CMP_UNORD_Q));
-                    wc_store_lanes8(row + x, _mm256_max_ps(c, _mm256_max_ps(b, a)), 0, w - x);
-                    wc_store_lanes8(row + pitch + x, _mm256_max_ps(e, _mm256_max_ps(d, c)), 0, w - x);
+                    pair_maxima(_mm256_maskload_ps(p, m), _mm256_maskload_ps(p + w, m), _mm256_maskload_ps(p + 2 * w, m),
+                                _mm256_maskload_ps(p + 3 * w, m), _mm256_maskload_ps(p + 4 * w, m), &nan, &one, &two);
+                    wc_store_lanes8(row + x, one, 0, w - x);
+                    wc_store_lanes8(row + pitch + x, two, 0, w - x);
                 }
                 r++;
                 continue;
@@ -424,9 +436,9 @@ int wc_maxpool_across_runs(int h, int w, const wc_window *window, int oh, int ow
     // 11×11 → 5×5 57 / 61; 12×12 → 6×6 70 / 75; 13×13 → 6×6 78 / 66; 15×15 → 7×7 102–104 / 77–79; 17×17 → 8×8
     // 131 / 97).
     const int most = has_dq() ? ACROSS_OUTPUTS_SEPARABLE : ACROSS_OUTPUTS;
-    const int pairs = window->kh == 3 && window->sh == 2 && window->dh == 1 && window->sw == 2;
     if (wc_kernels_isa() == WC_ISA_AVX2)
-        return oh * ow <= (pairs ? ACROSS_OUTPUTS_SEPARABLE : ACROSS_OUTPUTS) && (long)h * w <= ACROSS_AVX2_INPUTS;
+        return oh * ow <= (two_rows_at_once(window) ? ACROSS_OUTPUTS_SEPARABLE : ACROSS_OUTPUTS)
+            && (long)h * w <= ACROSS_AVX2_INPUTS;
     return wc_kernels_isa() == WC_ISA_AVX512 && oh * ow <= most && (long)h * w * 15 <= 0x7fffffffL;
 #else
     return 0;

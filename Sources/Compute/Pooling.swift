@@ -19,10 +19,11 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
         output.scalars.withUnsafeMutableBufferPointer { outBuf in
             let inBase = inBuf.baseAddress!
             let outAddress = Int(bitPattern: outBuf.baseAddress!)
+            let shape = wc_window(window)
             if case .max = kind,
-               withUnsafePointer(to: wc_window(window), { wc_maxpool_across_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) }) != 0 {
+               withUnsafePointer(to: shape, { wc_maxpool_across_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) }) != 0 {
                 // Small outputs: sixteen planes at a time, one per lane (AVX2: two groups of eight).
-                let shape = wc_window(window), planes = n * c
+                let planes = n * c
                 parallelChunks((planes + 15) / 16) { groups in
                     let first = groups.lowerBound * 16, count = min(planes, groups.upperBound * 16) - first
                     withUnsafePointer(to: shape) {
@@ -34,7 +35,7 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
             }
             // The plain 2×2 loop below only where the separable kernel does not run (AlexNet FMNIST's and VGG-16's
             // 2×2 pools are faster through it: see Session 18 in docs/RESULTS.md, and Session 25 for AVX2).
-            if case .max = kind, !isPlainMax2x2 || withUnsafePointer(to: wc_window(window), { wc_maxpool_separable_runs($0) }) != 0 {
+            if case .max = kind, !isPlainMax2x2 || withUnsafePointer(to: shape, { wc_maxpool_separable_runs($0) }) != 0 {
                 // Plane by plane (`wc_maxpool_rows`, vector code in CKernels: separable, or from a −∞-bordered copy).
                 forEachPlaneWithRowCopy(n * c, h: h, w: w, window: window, oh: oh, ow: ow, border: -.infinity,
                                         scratchCount: wc_maxpool_scratch_count, minimumChunk: 4) { p, copy, shape in
