@@ -54,17 +54,20 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // registers hold RB·NV accumulators but not MR·NV: AVX2's sixteen hold 4 × 3 vectors and the B and A operands). PART:
 // `inline`, or noinline where Clang allocated the RB-row loop's registers worse inlined into its callers (AVX2, one
 // thread, 5–15% slower).
-#define DEFINE_BLOCK(NAME, ATTR, VEC, IVEC, L, NV, RB, PART) DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, PACKED_A, 1)
+#define DEFINE_BLOCK(NAME, ATTR, VEC, IVEC, L, NV, RB, PART) DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, PACKED_A, 1, NO_LOOP)
 // AINDEX(ak, r): A's value in row r of the block, ak its column (packed panels, or rows of stride lda); PREFETCHING: ask
 // for A PREFETCH floats ahead (one stream: packed panels only).
 #define PACKED_A(ak, r) (ak)[r]
+// LOOP: a kernel's k loop written by hand for one instruction set (LOOP##_WRITTEN 1), or NO_LOOP: the C loop below.
+#define NO_LOOP(kc, a, b, ldb, ahead, acc) ((void)0)
+#define NO_LOOP_WRITTEN 0
 #define ROWS_A(ak, r) (ak)[(long)((r) < rows ? (r) : rows - 1) * lda]
 // From one column of A to the next, and where row h of the panel starts, for each AINDEX.
 #define PACKED_A_STEP MR
 #define ROWS_A_STEP 1
 #define PACKED_A_ROW(h) (h)
 #define ROWS_A_ROW(h) ((long)(h) * lda)
-#define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, AINDEX, PREFETCHING)                               \
+#define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, AINDEX, PREFETCHING, LOOP)                         \
     /* RB rows from the panel's row h (a, c and the bias offset there). */                                        \
     ATTR static PART void NAME##_part(int kc, const float *a, long lda, const float *b, long ldb, float *c,       \
                                       long ldc, int rows, int accumulate, const wc_epilogue *e, int row0,         \
@@ -76,6 +79,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 else acc[r][v] = (VEC){0};                                                                        \
             }                                                                                                     \
         const float *ak = a, *bk = b;                                                                             \
+        if (LOOP##_WRITTEN) LOOP(kc, ak, bk, ldb, ahead, acc);                                                    \
+        else                                                                                                      \
         for (int kk = 0; kk < kc; kk++, ak += AINDEX##_STEP, bk += ldb) {                                         \
             /* A streams from memory at batch 1: ask for it PREFETCH floats ahead. */                             \
             if (PREFETCHING && RB == MR && !(kk & 1)) __builtin_prefetch(ak + PREFETCH);                          \
@@ -216,9 +221,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // NT: where a run of columns ends NT vectors before its end (NT > NV), those columns go in one block of NT vectors
 // (the registers hold NT·MR accumulators) instead of a wide block and a one-vector block at half the rate: 48 columns
 // on AVX-512, a 7×7 map at batch 1.
-#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, PV, PW, NT)                                           \
+#define DEFINE_GEMM(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, PV, PW, NT, WIDE_LOOP)                                \
     DEFINE_NARROWS(NAME, ATTR, NARROW_##L, PV, PW)                                                                \
-    DEFINE_BLOCK(NAME##_wide, ATTR, VEC, IVEC, L, NV, RB, PART)                                                   \
+    DEFINE_BLOCK_A(NAME##_wide, ATTR, VEC, IVEC, L, NV, RB, PART, PACKED_A, 1, WIDE_LOOP)                         \
     DEFINE_BLOCK(NAME##_one, ATTR, VEC, IVEC, L, 1, MR, inline)                                                   \
     DEFINE_BLOCK(NAME##_last, ATTR, VEC, IVEC, L, NT, MR, inline)                                                 \
     DEFINE_BLOCK(NAME##_two, ATTR, VEC, IVEC, L, 2, RB, PART)                                                     \
@@ -381,8 +386,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         }                                                                                                         \
         free(tailB);                                                                                              \
     }                                                                                                             \
-    DEFINE_BLOCK_A(NAME##_rwide, ATTR, VEC, IVEC, L, NV, RB, PART, ROWS_A, 0)                                     \
-    DEFINE_BLOCK_A(NAME##_rone, ATTR, VEC, IVEC, L, 1, MR, inline, ROWS_A, 0)                                     \
+    DEFINE_BLOCK_A(NAME##_rwide, ATTR, VEC, IVEC, L, NV, RB, PART, ROWS_A, 0, NO_LOOP)                            \
+    DEFINE_BLOCK_A(NAME##_rone, ATTR, VEC, IVEC, L, 1, MR, inline, ROWS_A, 0, NO_LOOP)                            \
     /* A as it stands (rows of stride lda): for each panel of eight rows and each block of KC columns of A, that */ \
     /* piece of A stays in L1 while B's columns sweep it, B read in place (from L2) and its last partial vector */ \
     /* from a zero-padded copy. */                                                                                \
@@ -429,15 +434,67 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 typedef float vec4 __attribute__((vector_size(16)));
 typedef int ivec4 __attribute__((vector_size(16)));
 typedef float rows8 __attribute__((vector_size(32)));
-DEFINE_GEMM(gemm_generic, , vec4, ivec4, 4, 1, MR, inline, rows8, 1, 1)
+DEFINE_GEMM(gemm_generic, , vec4, ivec4, 4, 1, MR, inline, rows8, 1, 1, NO_LOOP)
 
 #if defined(__x86_64__)
 typedef float vec8 __attribute__((vector_size(32)));
 typedef float vec16 __attribute__((vector_size(64)));
 typedef int ivec8 __attribute__((vector_size(32)));
 typedef int ivec16 __attribute__((vector_size(64)));
-DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 3, 4, __attribute__((noinline)), rows8, 1, 1)
-DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2, MR, inline, vec16, 2, 3)
+// AVX2's wide block (4 rows × 3 vectors) summed over kc columns of A in assembly: twelve accumulators, B's three
+// vectors and A's broadcast take all sixteen registers, each B vector loaded once per column of A. Clang's loop, given
+// the same, spilled an accumulator (hence the reload of B's last vector in the C loop: 10 loads per 12 multiply-adds
+// instead of 7).
+#define FMA_ROW(r, off)                                                                                           \
+    "vbroadcastss " #off "(%[a]), %%ymm15\n\t"                                                                    \
+    "vfmadd231ps %%ymm12, %%ymm15, %[c" #r "0]\n\t"                                                               \
+    "vfmadd231ps %%ymm13, %%ymm15, %[c" #r "1]\n\t"                                                               \
+    "vfmadd231ps %%ymm14, %%ymm15, %[c" #r "2]\n\t"
+#define WIDE_STEP                                                                                                 \
+    "vmovups (%[b]), %%ymm12\n\t"                                                                                 \
+    "vmovups 32(%[b]), %%ymm13\n\t"                                                                               \
+    "vmovups 64(%[b]), %%ymm14\n\t"                                                                               \
+    FMA_ROW(0, 0) FMA_ROW(1, 4) FMA_ROW(2, 8) FMA_ROW(3, 12)                                                      \
+    "add $32, %[a]\n\t"                                                                                           \
+    "add %[step], %[b]\n\t"                                                                                       \
+    "dec %[k]\n\t"
+#define WIDE_OPERANDS                                                                                             \
+    [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c10] "+x"(c10), [c11] "+x"(c11), [c12] "+x"(c12),         \
+    [c20] "+x"(c20), [c21] "+x"(c21), [c22] "+x"(c22), [c30] "+x"(c30), [c31] "+x"(c31), [c32] "+x"(c32),         \
+    [a] "+r"(a), [b] "+r"(b), [k] "+r"(k)
+__attribute__((target("avx2,fma"), always_inline)) static inline void avx2_wide_loop(int kc, const float *a,
+        const float *b, long ldb, long ahead, vec8 acc[4][3]) {
+    if (kc <= 0) return;
+    vec8 c00 = acc[0][0], c01 = acc[0][1], c02 = acc[0][2], c10 = acc[1][0], c11 = acc[1][1], c12 = acc[1][2];
+    vec8 c20 = acc[2][0], c21 = acc[2][1], c22 = acc[2][2], c30 = acc[3][0], c31 = acc[3][1], c32 = acc[3][2];
+    long k = kc, step = ldb * (long)sizeof(float), far = ahead * (long)sizeof(float);
+    if (ahead) {
+        // B read in place: the same row of the next block of columns asked for, as in the C loop.
+        __asm__("1:\n\t"
+                "prefetcht0 (%[b], %[far])\n\t"
+                "prefetcht0 64(%[b], %[far])\n\t"
+                "prefetcht0 92(%[b], %[far])\n\t"
+                WIDE_STEP
+                "jnz 1b\n\t"
+                : WIDE_OPERANDS
+                : [step] "r"(step), [far] "r"(far)
+                : "ymm12", "ymm13", "ymm14", "ymm15", "cc", "memory");
+    } else {
+        __asm__("1:\n\t"
+                WIDE_STEP
+                "jnz 1b\n\t"
+                : WIDE_OPERANDS
+                : [step] "r"(step)
+                : "ymm12", "ymm13", "ymm14", "ymm15", "cc", "memory");
+    }
+    acc[0][0] = c00; acc[0][1] = c01; acc[0][2] = c02; acc[1][0] = c10; acc[1][1] = c11; acc[1][2] = c12;
+    acc[2][0] = c20; acc[2][1] = c21; acc[2][2] = c22; acc[3][0] = c30; acc[3][1] = c31; acc[3][2] = c32;
+}
+#define AVX2_WIDE_LOOP(kc, a, b, ldb, ahead, acc) avx2_wide_loop(kc, a, b, ldb, ahead, acc)
+#define AVX2_WIDE_LOOP_WRITTEN 1
+DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 3, 4, __attribute__((noinline)), rows8, 1, 1,
+            AVX2_WIDE_LOOP)
+DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2, MR, inline, vec16, 2, 3, NO_LOOP)
 #endif
 
 int wc_kernels_supported(int isa) {
