@@ -152,10 +152,18 @@ int wc_depthwise_stride2_runs(const wc_window *win, int ow) {
 #endif
 }
 
+// Outputs at most eight wide at stride 2 (`small_stride2_avx2`): each row of the bordered plane that a tap reads, as its
+// even and its odd columns, SMALL_PITCH floats each.
+enum { SMALL_MAX_OW = 8, SMALL_PITCH = 16 };
+
 size_t wc_depthwise_rows_scratch_count(int h, int w, const wc_window *window, int oh, int ow) {
     const size_t copy = wc_row_copy_count(h, w, window, oh, ow);
-    const size_t edges = S2_ZEROS + (size_t)S2_EDGES * h * S2_PITCH;
-    return wc_depthwise_stride2_runs(window, ow) && edges > copy ? edges : copy;
+    if (!wc_depthwise_stride2_runs(window, ow)) return copy;
+    // Rows split, and the rows that the last block's rows past the plane's last read (summed, not stored).
+    const int blocks = (oh + SMALL_MAX_OW - 1) / SMALL_MAX_OW;
+    const size_t split = S2_ZEROS + (size_t)(2 * (blocks * SMALL_MAX_OW - 1) + window->kh) * 2 * SMALL_PITCH;
+    const size_t edges = ow <= SMALL_MAX_OW ? split : S2_ZEROS + (size_t)S2_EDGES * h * S2_PITCH;
+    return edges > copy ? edges : copy;
 }
 
 #if defined(__x86_64__)
@@ -180,6 +188,100 @@ static inline void stride2_sums(__m256 acc[S2_ROWS], const float *const *line, c
 // Whether the eight outputs from ox read only columns [0, w) of a row (`span` from column 2·ox − pad).
 static inline int stride2_inside(int ox, int pad, int span, int w) {
     return 2 * ox - pad >= 0 && 2 * ox - pad + span <= w;
+}
+
+// A vector's 64-bit pairs 0 2 1 3 as 0 1 2 3.
+__attribute__((target("avx2"), always_inline)) static inline __m256 in_order(__m256 v) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xd8));
+}
+
+// SMALL_MAX_OW output rows into acc, output row i's first split row (row 2·i of the bordered plane from `first`) at
+// first + 4·SMALL_PITCH·i, every tap in row-major order (kh, kw constants where the caller passes them).
+__attribute__((target("avx2,fma"), always_inline))
+static inline void small_sums(__m256 acc[SMALL_MAX_OW], const float *first, const float *taps, int kh, int kw) {
+    for (int ki = 0; ki < kh; ki++)
+        for (int kj = 0; kj < kw; kj++) {
+            const __m256 t = _mm256_set1_ps(taps[ki * kw + kj]);
+            // Even columns from kj / 2, odd ones from SMALL_PITCH + (kj − 1) / 2, of row 2·oy + ki.
+            const long at = (long)ki * 2 * SMALL_PITCH + (kj & 1 ? SMALL_PITCH + (kj - 1) / 2 : kj / 2);
+            for (int i = 0; i < SMALL_MAX_OW; i++)
+                acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(first + 4 * SMALL_PITCH * i + at), t, acc[i]);
+        }
+}
+
+// Outputs at most eight wide (ow ≤ SMALL_MAX_OW: 14 → 7 at 3×3 with padding 1, TensorFlow's 5×5 "same" 17 → 7 after
+// its Pad): each row of the bordered plane that a tap reads is split once into its even and its odd columns
+// (2·(ow − 1) + kw ≤ 21 of them: three loads, a shuffle and a permute each way), so that the inputs of tap
+// (ki, kj) under a row's outputs are eight consecutive values of one of the two, and each output row is one vector:
+// kh·kw loads and multiply-adds, eight rows at once. A row above or below the plane is split as zeros. Each output is
+// bias, then fma(input, tap, sum) for every tap in row-major order, 0 over the border: the sums of the kernels above.
+// One thread, C harness, bit-equal, ns per plane, before (the stride-2 kernel below, or the 3×3 one) / this one: 5×5
+// 17 → 7 207–212 / 124, 16 → 8 at padding 2 176–193 / 116; 7×7 15 → 8 261 / 163; 3×3 14 → 7 at padding 1 83–85 /
+// 72–80 (with a residual 135 / 77), at padding (0, 1) 170 / 92. EfficientNet-Lite0 at batch 16, one thread, its
+// 672-channel 5×5 14 → 7 layer 2,588 → 1,253 µs (onnxruntime 897).
+__attribute__((target("avx2,fma")))
+static void small_stride2_avx2(const float *plane, int h, int w, const wc_window *win, const float *taps, float bias,
+                               float *out, int oh, int ow, const float *residual, float low, float high,
+                               float *scratch) {
+    const int kh = win->kh, kw = win->kw, rows = 2 * (oh - 1) + kh;
+    const row8 lo = low - (row8){0}, hi = high - (row8){0};
+    // scratch: S2_ZEROS zeros (left so by the caller), then bordered row R's even columns at S2_ZEROS + 2·SMALL_PITCH·R,
+    // its odd ones SMALL_PITCH further.
+    float *split = scratch + S2_ZEROS;
+    __m256i inside[3];
+    for (int j = 0; j < 3; j++) {
+        const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(8 * j - win->pad_left),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        inside[j] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), at),
+                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(w), at));
+    }
+    for (int r = 0; r < rows; r++) {
+        const int y = r - win->pad_top;
+        __m256 v[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        const long start = (long)y * w - win->pad_left;  // the first column's place in the plane
+        if (y >= 0 && y < h && start >= 0 && start + 24 <= (long)h * w) {
+            // Inside the plane: plain loads, the lanes past the row's ends (the next row's values) cleared.
+            for (int j = 0; j < 3; j++)
+                v[j] = _mm256_and_ps(_mm256_loadu_ps(plane + start + 8 * j), _mm256_castsi256_ps(inside[j]));
+        } else if (y >= 0 && y < h) {
+            // Masked loads (a fifth slower here): addresses formed as integers, they may lie outside the plane.
+            const uintptr_t from = (uintptr_t)(plane + (long)y * w) - sizeof(float) * (uintptr_t)win->pad_left;
+            for (int j = 0; j < 3; j++) v[j] = _mm256_maskload_ps((const float *)(from + 32 * j), inside[j]);
+        }
+        float *even = split + (size_t)r * 2 * SMALL_PITCH, *odd = even + SMALL_PITCH;
+        // shuffle_ps leaves the values in the lane order 0 2 8 10 4 6 12 14 (1 3 9 11 5 7 13 15); the permute sorts them.
+        const __m256 zero = _mm256_setzero_ps();
+        _mm256_storeu_ps(even, in_order(_mm256_shuffle_ps(v[0], v[1], 0x88)));
+        _mm256_storeu_ps(odd, in_order(_mm256_shuffle_ps(v[0], v[1], 0xdd)));
+        _mm256_storeu_ps(even + 8, in_order(_mm256_shuffle_ps(v[2], zero, 0x88)));
+        _mm256_storeu_ps(odd + 8, in_order(_mm256_shuffle_ps(v[2], zero, 0xdd)));
+    }
+    for (int oy0 = 0; oy0 < oh; oy0 += SMALL_MAX_OW) {
+        const int n = oh - oy0 < SMALL_MAX_OW ? oh - oy0 : SMALL_MAX_OW;
+        // Rows past the plane's last are summed from the scratch past the split rows, and not stored.
+        const float *first = split + (size_t)(2 * oy0) * 2 * SMALL_PITCH;
+        __m256 acc[SMALL_MAX_OW];
+        for (int i = 0; i < SMALL_MAX_OW; i++) acc[i] = _mm256_set1_ps(bias);
+        if (kh == 3 && kw == 3) small_sums(acc, first, taps, 3, 3);
+        else if (kh == 5 && kw == 5) small_sums(acc, first, taps, 5, 5);
+        else small_sums(acc, first, taps, kh, kw);
+        // + residual, then min(max(x, low), high), as ROWS_FINISH does; every row's residual read before any store
+        // (the output may be the residual). A row shorter than a vector is stored whole, its last lanes over the
+        // start of the next row, stored after it; the block's last row through a mask (a masked store is slow here:
+        // one a row took a fifth of the kernel's time).
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(ow), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        row8 x[SMALL_MAX_OW];
+        for (int i = 0; i < n; i++) {
+            x[i] = (row8)acc[i];
+            if (residual) x[i] = x[i] + (row8)_mm256_maskload_ps(residual + (long)(oy0 + i) * ow, mask);
+            VEC_CLAMP(rowi8, x[i], lo, hi);
+        }
+        for (int i = 0; i < n; i++) {
+            float *to = out + (long)(oy0 + i) * ow;
+            if (i + 1 < n || ow == 8) _mm256_storeu_ps(to, (__m256)x[i]);
+            else _mm256_maskstore_ps(to, mask, (__m256)x[i]);
+        }
+    }
 }
 
 __attribute__((target("avx2,fma")))
@@ -448,6 +550,13 @@ __attribute__((target("avx2,fma"))) static void rows_3x3_avx2(const float *plane
     else rows_3x3(2, plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, zeros);
 }
 
+// Stride-2 outputs 7 wide, or 8 wide where the 3×3 kernel does not run: on the split rows (`small_stride2_avx2`). The
+// 3×3 kernel kept 16 → 8 at padding 1 (73 against 82 ns a plane).
+static int small_stride2_runs(int h, int w, const wc_window *win, int oh, int ow) {
+    return wc_depthwise_stride2_runs(win, ow) && ow <= SMALL_MAX_OW
+        && (ow < SMALL_MAX_OW || !rows_3x3_runs(h, w, win, oh, ow));
+}
+
 #endif
 
 int wc_depthwise_3x3_runs(int h, int w, const wc_window *window, int oh, int ow) {
@@ -461,6 +570,10 @@ int wc_depthwise_3x3_runs(int h, int w, const wc_window *window, int oh, int ow)
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
                        float *out, int oh, int ow, const float *residual, float low, float high, float *scratch) {
 #if defined(__x86_64__)
+    if (small_stride2_runs(h, w, window, oh, ow)) {
+        small_stride2_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
+        return;
+    }
     if (rows_3x3_runs(h, w, window, oh, ow)) {
         rows_3x3_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
         return;

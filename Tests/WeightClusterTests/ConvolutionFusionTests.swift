@@ -90,6 +90,13 @@ import _TestSupport
         Case(n: 1, c: 2, h: 15, w: 30, k: 7, stride: 2, dilation: 1, pads: (3, 3, 3, 3)),
         Case(n: 1, c: 2, h: 9, w: 31, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
         Case(n: 2, c: 3, h: 20, w: 29, k: 3, stride: 2, dilation: 1, pads: (1, 2, 0, 1)),
+        // Stride 2, outputs 7 or 8 wide, on each row split into its even and odd columns (AVX2): TensorFlow's 5×5 after
+        // its Pad (17 → 7, no padding), a plane of more than eight output rows (a second, partial block), 3×3 at
+        // padding 1 (14 → 7), 5×5 onto 8 wide with uneven padding.
+        Case(n: 2, c: 3, h: 17, w: 17, k: 5, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
+        Case(n: 1, c: 2, h: 35, w: 15, k: 5, stride: 2, dilation: 1, pads: (1, 2, 2, 1)),
+        Case(n: 2, c: 3, h: 14, w: 14, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 1, c: 2, h: 16, w: 16, k: 5, stride: 2, dilation: 1, pads: (2, 2, 1, 1)),
         // Stride 1 wider than `depthwiseFlatWidth`: along rows again (narrower ones above run along the flattened plane).
         Case(n: 2, c: 3, h: 5, w: 70, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 9, w: 67, k: 5, stride: 1, dilation: 1, pads: (2, 0, 2, 1)),
