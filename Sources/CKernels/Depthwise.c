@@ -159,11 +159,12 @@ enum { SMALL_MAX_OW = 8, SMALL_PITCH = 16 };
 size_t wc_depthwise_rows_scratch_count(int h, int w, const wc_window *window, int oh, int ow) {
     const size_t copy = wc_row_copy_count(h, w, window, oh, ow);
     if (!wc_depthwise_stride2_runs(window, ow)) return copy;
-    // Rows split, and the rows that the last block's rows past the plane's last read (summed, not stored).
-    const int blocks = (oh + SMALL_MAX_OW - 1) / SMALL_MAX_OW;
-    const size_t split = S2_ZEROS + (size_t)(2 * (blocks * SMALL_MAX_OW - 1) + window->kh) * 2 * SMALL_PITCH;
-    const size_t edges = ow <= SMALL_MAX_OW ? split : S2_ZEROS + (size_t)S2_EDGES * h * S2_PITCH;
-    return edges > copy ? edges : copy;
+    // Outputs up to SMALL_MAX_OW wide: the rows split, with those that the last block's rows past the plane's last
+    // read (summed, not stored). Wider: the edge stretches.
+    const int rows = (oh + SMALL_MAX_OW - 1) / SMALL_MAX_OW * SMALL_MAX_OW;
+    const size_t own = S2_ZEROS + (ow <= SMALL_MAX_OW ? (size_t)(2 * (rows - 1) + window->kh) * 2 * SMALL_PITCH
+                                                      : (size_t)S2_EDGES * h * S2_PITCH);
+    return own > copy ? own : copy;
 }
 
 #if defined(__x86_64__)
@@ -239,11 +240,13 @@ static void small_stride2_avx2(const float *plane, int h, int w, const wc_window
         const int y = r - win->pad_top;
         __m256 v[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         const long start = (long)y * w - win->pad_left;  // the first column's place in the plane
-        if (y >= 0 && y < h && start >= 0 && start + 24 <= (long)h * w) {
+        if (y < 0 || y >= h) {
+            // Above or below the plane: zeros.
+        } else if (start >= 0 && start + 24 <= (long)h * w) {
             // Inside the plane: plain loads, the lanes past the row's ends (the next row's values) cleared.
             for (int j = 0; j < 3; j++)
                 v[j] = _mm256_and_ps(_mm256_loadu_ps(plane + start + 8 * j), _mm256_castsi256_ps(inside[j]));
-        } else if (y >= 0 && y < h) {
+        } else {
             // Masked loads (a fifth slower here): addresses formed as integers, they may lie outside the plane.
             const uintptr_t from = (uintptr_t)(plane + (long)y * w) - sizeof(float) * (uintptr_t)win->pad_left;
             for (int j = 0; j < 3; j++) v[j] = _mm256_maskload_ps((const float *)(from + 32 * j), inside[j]);
@@ -550,13 +553,6 @@ __attribute__((target("avx2,fma"))) static void rows_3x3_avx2(const float *plane
     else rows_3x3(2, plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, zeros);
 }
 
-// Stride-2 outputs 7 wide, or 8 wide where the 3×3 kernel does not run: on the split rows (`small_stride2_avx2`). The
-// 3×3 kernel kept 16 → 8 at padding 1 (73 against 82 ns a plane).
-static int small_stride2_runs(int h, int w, const wc_window *win, int oh, int ow) {
-    return wc_depthwise_stride2_runs(win, ow) && ow <= SMALL_MAX_OW
-        && (ow < SMALL_MAX_OW || !rows_3x3_runs(h, w, win, oh, ow));
-}
-
 #endif
 
 int wc_depthwise_3x3_runs(int h, int w, const wc_window *window, int oh, int ow) {
@@ -570,15 +566,18 @@ int wc_depthwise_3x3_runs(int h, int w, const wc_window *window, int oh, int ow)
 void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window, const float *taps, float bias,
                        float *out, int oh, int ow, const float *residual, float low, float high, float *scratch) {
 #if defined(__x86_64__)
-    if (small_stride2_runs(h, w, window, oh, ow)) {
+    const int three = rows_3x3_runs(h, w, window, oh, ow), stride2 = wc_depthwise_stride2_runs(window, ow);
+    // Stride-2 outputs 7 wide, or 8 wide where the 3×3 kernel does not run, on the split rows; the 3×3 kernel kept
+    // 16 → 8 at padding 1 (73 against 82 ns a plane).
+    if (stride2 && (ow < SMALL_MAX_OW || (ow == SMALL_MAX_OW && !three))) {
         small_stride2_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
         return;
     }
-    if (rows_3x3_runs(h, w, window, oh, ow)) {
+    if (three) {
         rows_3x3_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
         return;
     }
-    if (wc_depthwise_stride2_runs(window, ow)) {
+    if (stride2) {
         rows_stride2_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
         return;
     }

@@ -58,9 +58,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 // AINDEX(ak, r): A's value in row r of the block, ak its column (packed panels, or rows of stride lda); PREFETCHING: ask
 // for A PREFETCH floats ahead (one stream: packed panels only).
 #define PACKED_A(ak, r) (ak)[r]
-// LOOP: a kernel's k loop written by hand for one instruction set (LOOP##_WRITTEN 1), or NO_LOOP: the C loop below.
-#define NO_LOOP(kc, a, b, ldb, ahead, acc) ((void)0)
-#define NO_LOOP_WRITTEN 0
+// LOOP: a kernel's k loop written by hand for one instruction set (it runs the loop and gives 1), or NO_LOOP (0: the
+// C loop below runs).
+#define NO_LOOP(kc, a, b, ldb, ahead, acc) 0
 #define ROWS_A(ak, r) (ak)[(long)((r) < rows ? (r) : rows - 1) * lda]
 // From one column of A to the next, and where row h of the panel starts, for each AINDEX.
 #define PACKED_A_STEP MR
@@ -79,8 +79,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 else acc[r][v] = (VEC){0};                                                                        \
             }                                                                                                     \
         const float *ak = a, *bk = b;                                                                             \
-        if (LOOP##_WRITTEN) LOOP(kc, ak, bk, ldb, ahead, acc);                                                    \
-        else                                                                                                      \
+        if (!LOOP(kc, ak, bk, ldb, ahead, acc))                                                                   \
         for (int kk = 0; kk < kc; kk++, ak += AINDEX##_STEP, bk += ldb) {                                         \
             /* A streams from memory at batch 1: ask for it PREFETCH floats ahead. */                             \
             if (PREFETCHING && RB == MR && !(kk & 1)) __builtin_prefetch(ak + PREFETCH);                          \
@@ -490,8 +489,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void avx2_wide_
     acc[0][0] = c00; acc[0][1] = c01; acc[0][2] = c02; acc[1][0] = c10; acc[1][1] = c11; acc[1][2] = c12;
     acc[2][0] = c20; acc[2][1] = c21; acc[2][2] = c22; acc[3][0] = c30; acc[3][1] = c31; acc[3][2] = c32;
 }
-#define AVX2_WIDE_LOOP(kc, a, b, ldb, ahead, acc) avx2_wide_loop(kc, a, b, ldb, ahead, acc)
-#define AVX2_WIDE_LOOP_WRITTEN 1
+#define AVX2_WIDE_LOOP(kc, a, b, ldb, ahead, acc) (avx2_wide_loop(kc, a, b, ldb, ahead, acc), 1)
 DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 3, 4, __attribute__((noinline)), rows8, 1, 1,
             AVX2_WIDE_LOOP)
 DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2, MR, inline, vec16, 2, 3, NO_LOOP)
