@@ -64,7 +64,7 @@ enum DirectConvolution {
             .assumingMemoryBound(to: Float.self)
     }
 
-    /// Whether the AVX2 kernel takes the weights as vectors (`wc_conv_direct_vectors`: 256 weights per output or more,
+    /// Whether the AVX2 kernel takes the weights as vectors (`wc_conv_direct_vectors`: 100 weights per output or more,
     /// where they fit in half of L2 or the maps have 256 outputs), at any batch, one image a copy, every lane an
     /// output.
     static func weightsAsVectors(inputChannels c: Int, weightShape: [Int], outputSize: (h: Int, w: Int)) -> Bool {

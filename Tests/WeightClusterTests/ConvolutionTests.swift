@@ -183,13 +183,17 @@ import _TestSupport
         // A stem's three channels on outputs over `avx2StemOutputs` at batch 2: im2col with AVX2 (the stems above on
         // smaller maps take the direct kernel at any batch).
         (n: 2, c: 3, h: 66, w: 66, oc: 8, k: (3, 3), s: 2, d: 1, pads: (1, 1, 1, 1)),
-        // 256 weights per output or more (AVX2: the weights as vectors): 99 outputs (a last block of three) and 29
+        // 100 weights per output or more (AVX2: the weights as vectors): 99 outputs (a last block of three) and 29
         // channels (three panels, then one of five); batch 1 split by rows (stride 2, uneven padding) and by panels
         // (70 channels: a worker's panels from 40, three and then one of six; dilation 2); a 5×5 window.
         (n: 3, c: 32, h: 9, w: 11, oc: 29, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         (n: 1, c: 30, h: 13, w: 10, oc: 50, k: (3, 3), s: 2, d: 1, pads: (1, 0, 1, 1)),
         (n: 1, c: 29, h: 6, w: 6, oc: 70, k: (3, 3), s: 1, d: 2, pads: (2, 2, 2, 2)),
         (n: 2, c: 12, h: 10, w: 10, oc: 17, k: (5, 5), s: 1, d: 1, pads: (2, 2, 2, 2)),
+        // Channels 32 at a time, three outputs a block: 64 channels on 7×7 maps (two tiles of 24 outputs, then one);
+        // 96 on 3×3 maps at batch 1 (each worker's 48 channels: one group of 32, then two panels four outputs at a time).
+        (n: 2, c: 12, h: 7, w: 7, oc: 64, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        (n: 1, c: 20, h: 3, w: 3, oc: 96, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
     ])
     func directConvolutionMatchesIm2col(_ t: (n: Int, c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, d: Int,
                                               pads: (Int, Int, Int, Int))) throws {
@@ -206,7 +210,7 @@ import _TestSupport
         } else if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
             let stem = t.c <= DirectConvolution.avx2StemChannels && oh * ow <= DirectConvolution.avx2StemOutputs
             let vectors = DirectConvolution.weightsAsVectors(inputChannels: t.c, weightShape: wt.shape, outputSize: (oh, ow))
-            #expect(vectors == (t.c * t.k.0 * t.k.1 >= 256))
+            #expect(vectors == (t.c * t.k.0 * t.k.1 >= 100))
             #expect(applies == (stem || t.n == 1 && t.c <= DirectConvolution.avx2MostChannels || vectors))
         }
         for (bias, activation, withResidual) in [(Self.random(t.oc, seed: 24), Activation.relu, false),
