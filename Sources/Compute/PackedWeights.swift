@@ -22,12 +22,15 @@ public final class PackedWeights: @unchecked Sendable {
     /// (`WEIGHTCLUSTER_KERNELS=generic` turns it off).
     public static var isWorthwhile: Bool { wc_kernels_isa() != Int32(WC_ISA_GENERIC) }
 
-    /// The smallest product (multiply-adds) split over the workers, about 3 µs on one thread: a region of the pool
-    /// costs under a microsecond, but the two halves then read and write cache lines the other core last held (about
-    /// 90 ns each way here), so smaller products run faster on one thread. Alternating rounds at batch 1 (images/s,
-    /// medians), from 1M / 128K / 256K: SqueezeNet 1.1 64 px 841 / 964–990 / 926–1097, MobileNetV2 64 px 563 /
-    /// 600–664 / 624–710.
-    public static let splitMultiplyAdds = 1 << 18
+    /// The smallest product (multiply-adds) split over the workers, about 1.5 µs on one thread: a region of the
+    /// pool costs under a microsecond, but the two halves then read and write cache lines the other core last held
+    /// (about 90 ns each way here), so smaller products run faster on one thread. Alternating rounds at batch 1
+    /// (images/s, medians), from 1M / 128K / 256K: SqueezeNet 1.1 64 px 841 / 964–990 / 926–1097, MobileNetV2 64 px
+    /// 563 / 600–664 / 624–710. From 256K to 64K (session 32, least and median ms over 4 alternated processes, 2 s
+    /// each): SqueezeNet 1.1 64 px 0.42 / 0.43 → 0.40 / 0.40 (its 1×1 layers on 15×15 to 3×3 maps, 83K–230K each, had
+    /// run on one thread while the other waited); MobileNetV2 64 px, EfficientNet-Lite0, ResNet-18 even; 16K even
+    /// with 64K.
+    public static let splitMultiplyAdds = 1 << 16
 
     /// Up to this many floats of B (depth × columns), a product with at least four panels per worker splits by panels,
     /// each worker reading all of B and half of the weight, rather than by columns (all of the weight, half of B): a
