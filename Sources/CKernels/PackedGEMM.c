@@ -67,6 +67,26 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 #define ROWS_A_STEP 1
 #define PACKED_A_ROW(h) (h)
 #define ROWS_A_ROW(h) ((long)(h) * lda)
+// finish() on every lane of a block's sums, as min(max(x, low), high) does (high too when low > high), with the
+// bounds' comparisons where LOW and HIGH say (constants). Both loops unrolled: see DEFINE_BLOCK_A.
+#define FINISH_BLOCK(IVEC, acc, bias, RB, NV, LOW, HIGH)                                                          \
+    do {                                                                                                          \
+        _Pragma("clang loop unroll(full)")                                                                        \
+        for (int r = 0; r < RB; r++)                                                                              \
+            _Pragma("clang loop unroll(full)")                                                                    \
+            for (int v = 0; v < NV; v++) {                                                                        \
+                __typeof__(acc[0][0]) x = acc[r][v] + bias[r];                                                    \
+                if (LOW) {                                                                                        \
+                    IVEC below_ = low >= x;                                                                       \
+                    x = (__typeof__(x))(((IVEC)low & below_) | ((IVEC)x & ~below_));                              \
+                }                                                                                                 \
+                if (HIGH) {                                                                                       \
+                    IVEC above_ = high < x;                                                                       \
+                    x = (__typeof__(x))(((IVEC)high & above_) | ((IVEC)x & ~above_));                             \
+                }                                                                                                 \
+                acc[r][v] = x;                                                                                    \
+            }                                                                                                     \
+    } while (0)
 #define DEFINE_BLOCK_A(NAME, ATTR, VEC, IVEC, L, NV, RB, PART, AINDEX, PREFETCHING, LOOP)                         \
     /* RB rows from the panel's row h (a, c and the bias offset there). */                                        \
     ATTR static PART void NAME##_part(int kc, const float *a, long lda, const float *b, long ldb, float *c,       \
@@ -111,15 +131,14 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             const VEC low = e->low - (VEC){0}, high = e->high - (VEC){0};                                         \
             float bias[RB];                                                                                       \
             for (int r = 0; r < RB; r++) bias[r] = e->bias && r < rows ? e->bias[row0 + r] : 0.0f;                \
-            _Pragma("clang loop unroll(full)")                                                                    \
-            for (int r = 0; r < RB; r++)                                                                          \
-                _Pragma("clang loop unroll(full)")                                                                \
-                for (int v = 0; v < NV; v++) {                                                                    \
-                    /* finish() on every lane, as min(max(x, low), high) does (high too when low > high). */     \
-                    VEC x = acc[r][v] + bias[r];                                                                  \
-                    VEC_CLAMP(IVEC, x, low, high);                                                                \
-                    acc[r][v] = x;                                                                                \
-                }                                                                                                 \
+            /* A bound of +∞ above or −∞ below leaves every value as it is: its comparisons are skipped (ReLU: */ \
+            /* two of the four, on the multiply-add ports).                                                      */ \
+            if (e->high == __builtin_inff()) {                                                                    \
+                if (e->low == -__builtin_inff()) FINISH_BLOCK(IVEC, acc, bias, RB, NV, 0, 0);                     \
+                else FINISH_BLOCK(IVEC, acc, bias, RB, NV, 1, 0);                                                 \
+            } else {                                                                                              \
+                FINISH_BLOCK(IVEC, acc, bias, RB, NV, 1, 1);                                                      \
+            }                                                                                                     \
         }                                                                                                         \
         /* Every index into acc a constant, so that it stays in registers; a partial panel stores row by row. */  \
         if (rows >= RB)                                                                                           \

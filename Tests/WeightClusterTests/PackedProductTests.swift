@@ -100,6 +100,39 @@ import _TestSupport
         }
     }
 
+    /// Infinite bounds (a convolution without an activation, or a ReLU's +∞ above) leave every sum as it is — NaN, ±∞
+    /// and −0 included — on every variant and path: the vector blocks skip those bounds' comparisons.
+    @Test func infiniteBoundsLeaveEverySum() {
+        let (m, k) = (16, 3)
+        let a = ConvolutionTests.random(m * k, seed: 49).enumerated().map { $0.offset == 5 ? 0 : $0.element }
+        var packed = [Float](repeating: .nan, count: wc_packed_count(Int32(m), Int32(k)))
+        packed.withUnsafeMutableBufferPointer { wc_pack_rows(Int32(m), Int32(k), a, k, $0.baseAddress!) }
+        for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+            for n in [5, 40, 130] {
+                // Column 0 all −0 (sums of −0 · a, −0 where a > 0), then a NaN, +∞ and −∞ among the inputs.
+                var b = ConvolutionTests.random(k * n, seed: 50)
+                for r in 0..<k { b[r * n] = -0.0 }
+                b[1] = .nan; b[n + 2] = .infinity; b[2 * n + 3] = -.infinity
+                var plain = [Float](repeating: 1, count: m * n)
+                plain.withUnsafeMutableBufferPointer {
+                    wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), packed, b, n, $0.baseAddress!, n, nil)
+                }
+                for (low, high) in [(-Float.infinity, Float.infinity), (0, Float.infinity)] {
+                    var c = [Float](repeating: 1, count: m * n)
+                    var e = wc_epilogue(bias: nil, low: low, high: high)
+                    c.withUnsafeMutableBufferPointer { pc in
+                        withUnsafePointer(to: &e) { e in
+                            wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), packed, b, n, pc.baseAddress!, n, e)
+                        }
+                    }
+                    let expected = plain.map { x in min(max(x, low), high) }
+                    #expect(c.map(\.bitPattern) == expected.map(\.bitPattern),
+                            "\(String(cString: wc_kernels_name(isa))) n \(n) low \(low)")
+                }
+            }
+        }
+    }
+
     /// A clamp whose lower bound exceeds its upper one (a Clip with min > max) gives the upper bound everywhere, as
     /// Swift's min(max(x, low), high) and onnxruntime do, on every variant and path of both products: few columns,
     /// vector blocks and a remainder. The packed product's vector blocks gave the lower bound until session 17.
