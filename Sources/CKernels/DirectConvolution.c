@@ -566,21 +566,25 @@ __attribute__((target("avx2,fma"))) static void direct_vectors_avx2(
     }
 }
 
-void wc_conv_pointwise_vectors(const float *input, int c, long plane, const float *packed, int first, int count,
-                               const float *bias, const float *residual, float low, float high, float *out) {
+void wc_conv_pointwise_vectors(const float *input, long in_image, int images, int c, long plane, const float *packed,
+                               int first, int count, const float *bias, const float *residual, long out_image,
+                               float low, float high, float *out) {
 #if defined(__x86_64__)
-    // Called once per image and group of panels: the planes' offsets on the stack unless the input is very deep.
+    // The planes' offsets on the stack unless the input is very deep, once for the run of images (built per image,
+    // they took 1.8% of MobileNetV2 64 px's samples at batch 64).
     int stack[4096];
     int *offsets = c <= 4096 ? stack : malloc(sizeof(int) * (size_t)c);
     if (!offsets) abort();
     for (int ch = 0; ch < c; ch++) offsets[ch] = (int)(ch * plane);
-    const long o = first * plane;
-    vectors_plane(input, 0, (int)plane, plane, 0, plane, c, packed + (long)first * c, offsets, count,
-                  bias ? bias + first : NULL, residual ? residual + o : NULL, low, high, out + o);
+    for (int i = 0; i < images; i++) {
+        const long o = i * out_image + first * plane;
+        vectors_plane(input + i * in_image, 0, (int)plane, plane, 0, plane, c, packed + (long)first * c, offsets, count,
+                      bias ? bias + first : NULL, residual ? residual + o : NULL, low, high, out + o);
+    }
     if (offsets != stack) free(offsets);
 #else
-    (void)input; (void)c; (void)plane; (void)packed; (void)first; (void)count; (void)bias; (void)residual; (void)low;
-    (void)high; (void)out;
+    (void)input; (void)in_image; (void)images; (void)c; (void)plane; (void)packed; (void)first; (void)count;
+    (void)bias; (void)residual; (void)out_image; (void)low; (void)high; (void)out;
     abort();
 #endif
 }

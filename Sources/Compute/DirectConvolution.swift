@@ -186,14 +186,18 @@ enum PointwiseVectors {
             // One image's group of panels a piece; pieces of at least 2¹⁶ multiply-adds a worker. Group by group, each
             // group's weights (c · 24 floats: 92 KB at 960 channels) read from L2 by every image, not from L3.
             parallelChunks(n * groups, minimumChunk: max(1, (1 << 16) / max(1, 24 * c * plane))) { items in
-                for item in items {
-                    let (image, first) = (item % n, item / n * 24)
-                    wc_conv_pointwise_vectors(UnsafePointer<Float>(bitPattern: inAddress)! + image * inImage, Int32(c),
-                                              plane, packed.panels(group: 0), Int32(first), Int32(min(24, oc - first)),
-                                              UnsafePointer(bitPattern: biasAddress),
+                // The piece's items a run of images of one group at a time (one call each).
+                var item = items.lowerBound
+                while item < items.upperBound {
+                    let (image, group) = (item % n, item / n)
+                    let images = min(n - image, items.upperBound - item), first = group * 24
+                    wc_conv_pointwise_vectors(UnsafePointer<Float>(bitPattern: inAddress)! + image * inImage, inImage,
+                                              Int32(images), Int32(c), plane, packed.panels(group: 0), Int32(first),
+                                              Int32(min(24, oc - first)), UnsafePointer(bitPattern: biasAddress),
                                               UnsafePointer<Float>(bitPattern: residualAddress).map { $0 + image * outImage },
-                                              bounds.low, bounds.high,
+                                              outImage, bounds.low, bounds.high,
                                               UnsafeMutablePointer<Float>(bitPattern: outAddress)! + image * outImage + channelOffset)
+                    item += images
                 }
             }
         }

@@ -84,12 +84,14 @@ int wc_conv_direct_runs(const wc_window *window);
 /// Whether `wc_conv_direct` should sum a layer of `oc` channels of k = c·kh·kw weights each, on oh×ow outputs, with
 /// the weights as vectors (`vectors`: AVX2 only).
 int wc_conv_direct_vectors(int k, int oc, int oh, int ow);
-/// A 1×1 convolution (stride 1, no padding) of one image with the weights as vectors (AVX2 only): output channels
-/// [first, first + count) (first a multiple of 8) of the c input planes of `plane` values at `input`, into `out` (the
-/// image's channel 0; `residual`, or NULL, the same), from the wc_pack_rows form of [channels, c]: each output the
-/// same sum, with the same bias, residual and clamp, as `wc_conv_direct` gives. c·plane < 2³¹.
-void wc_conv_pointwise_vectors(const float *input, int c, long plane, const float *packed, int first, int count,
-                               const float *bias, const float *residual, float low, float high, float *out);
+/// A 1×1 convolution (stride 1, no padding) of `images` images with the weights as vectors (AVX2 only): output
+/// channels [first, first + count) (first a multiple of 8) of the c input planes of `plane` values at input + i·in_image
+/// for image i, into out + i·out_image (the image's channel 0; `residual`, or NULL, the same), from the wc_pack_rows
+/// form of [channels, c]: each output the same sum, with the same bias, residual and clamp, as `wc_conv_direct` gives.
+/// c·plane < 2³¹.
+void wc_conv_pointwise_vectors(const float *input, long in_image, int images, int c, long plane, const float *packed,
+                               int first, int count, const float *bias, const float *residual, long out_image,
+                               float low, float high, float *out);
 /// The share of the output vectors' lanes that are outputs when a copy holds `images` images, and the number of
 /// images (at most `most`, and no more than fill 64 lanes of a row) with the largest share, the fewest of equals.
 double wc_conv_direct_useful(int w, const wc_window *window, int oh, int ow, int images);
