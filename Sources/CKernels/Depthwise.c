@@ -191,11 +191,6 @@ static inline int stride2_inside(int ox, int pad, int span, int w) {
     return 2 * ox - pad >= 0 && 2 * ox - pad + span <= w;
 }
 
-// A vector's 64-bit pairs 0 2 1 3 as 0 1 2 3.
-__attribute__((target("avx2"), always_inline)) static inline __m256 in_order(__m256 v) {
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xd8));
-}
-
 // SMALL_MAX_OW output rows into acc, output row i's first split row (row 2·i of the bordered plane from `first`) at
 // first + 4·SMALL_PITCH·i, every tap in row-major order (kh, kw constants where the caller passes them).
 __attribute__((target("avx2,fma"), always_inline))
@@ -252,13 +247,13 @@ static void small_stride2_avx2(const float *plane, int h, int w, const wc_window
             for (int j = 0; j < 3; j++) v[j] = _mm256_maskload_ps((const float *)(from + 32 * j), inside[j]);
         }
         float *even = split + (size_t)r * 2 * SMALL_PITCH, *odd = even + SMALL_PITCH;
-        // shuffle_ps leaves the values in the lane order 0 2 8 10 4 6 12 14 (1 3 9 11 5 7 13 15); the permute sorts them.
         const __m256 zero = _mm256_setzero_ps();
-        _mm256_storeu_ps(even, in_order(_mm256_shuffle_ps(v[0], v[1], 0x88)));
-        _mm256_storeu_ps(odd, in_order(_mm256_shuffle_ps(v[0], v[1], 0xdd)));
-        _mm256_storeu_ps(even + 8, in_order(_mm256_shuffle_ps(v[2], zero, 0x88)));
-        _mm256_storeu_ps(odd + 8, in_order(_mm256_shuffle_ps(v[2], zero, 0xdd)));
+        _mm256_storeu_ps(even, wc_even8(v[0], v[1]));
+        _mm256_storeu_ps(odd, wc_odd8(v[0], v[1]));
+        _mm256_storeu_ps(even + 8, wc_even8(v[2], zero));
+        _mm256_storeu_ps(odd + 8, wc_odd8(v[2], zero));
     }
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(ow), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     for (int oy0 = 0; oy0 < oh; oy0 += SMALL_MAX_OW) {
         const int n = oh - oy0 < SMALL_MAX_OW ? oh - oy0 : SMALL_MAX_OW;
         // Rows past the plane's last are summed from the scratch past the split rows, and not stored.
@@ -272,7 +267,6 @@ static void small_stride2_avx2(const float *plane, int h, int w, const wc_window
         // (the output may be the residual). A row shorter than a vector is stored whole, its last lanes over the
         // start of the next row, stored after it; the block's last row through a mask (a masked store is slow here:
         // one a row took a fifth of the kernel's time).
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(ow), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         row8 x[SMALL_MAX_OW];
         for (int i = 0; i < n; i++) {
             x[i] = (row8)acc[i];

@@ -12,13 +12,22 @@ static inline float wc_clamp(float x, float low, float high) {
     x = low >= x ? low : x;
     return high < x ? high : x;
 }
-// The same on every lane of a vector x, through comparison masks of the integer vector type IVEC.
-#define VEC_CLAMP(IVEC, x, low, high)                                                                             \
+// The same on every lane of a vector x, through comparison masks of the integer vector type IVEC; its two steps
+// (low where low >= x, then high where high < x) also one at a time.
+#define VEC_CLAMP_LOW(IVEC, x, low)                                                                               \
     do {                                                                                                          \
         IVEC below_ = (low) >= (x);                                                                               \
         (x) = (__typeof__(x))(((IVEC)(low) & below_) | ((IVEC)(x) & ~below_));                                   \
+    } while (0)
+#define VEC_CLAMP_HIGH(IVEC, x, high)                                                                             \
+    do {                                                                                                          \
         IVEC above_ = (high) < (x);                                                                               \
         (x) = (__typeof__(x))(((IVEC)(high) & above_) | ((IVEC)(x) & ~above_));                                  \
+    } while (0)
+#define VEC_CLAMP(IVEC, x, low, high)                                                                             \
+    do {                                                                                                          \
+        VEC_CLAMP_LOW(IVEC, x, low);                                                                              \
+        VEC_CLAMP_HIGH(IVEC, x, high);                                                                            \
     } while (0)
 // The taps [lo, hi) of one axis that land inside the input for output position o, and the input position of tap 0.
 static inline void tap_span(int o, int kernel, int stride, int dilation, int pad, int size, int *lo, int *hi,

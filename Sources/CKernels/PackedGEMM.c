@@ -76,14 +76,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             _Pragma("clang loop unroll(full)")                                                                    \
             for (int v = 0; v < NV; v++) {                                                                        \
                 __typeof__(acc[0][0]) x = acc[r][v] + bias[r];                                                    \
-                if (LOW) {                                                                                        \
-                    IVEC below_ = low >= x;                                                                       \
-                    x = (__typeof__(x))(((IVEC)low & below_) | ((IVEC)x & ~below_));                              \
-                }                                                                                                 \
-                if (HIGH) {                                                                                       \
-                    IVEC above_ = high < x;                                                                       \
-                    x = (__typeof__(x))(((IVEC)high & above_) | ((IVEC)x & ~above_));                             \
-                }                                                                                                 \
+                if (LOW) VEC_CLAMP_LOW(IVEC, x, low);                                                             \
+                if (HIGH) VEC_CLAMP_HIGH(IVEC, x, high);                                                          \
                 acc[r][v] = x;                                                                                    \
             }                                                                                                     \
     } while (0)
