@@ -180,6 +180,9 @@ import _TestSupport
         // row), 13 channels (a panel's second half of one row), a 7×7 stride-2 stem.
         (n: 1, c: 5, h: 15, w: 15, oc: 13, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         (n: 1, c: 3, h: 31, w: 25, oc: 12, k: (7, 7), s: 2, d: 1, pads: (3, 3, 3, 3)),
+        // A stem at batch 2 whose runs are all whole vectors (stored straight), 13 channels: a panel of five, its
+        // first half stored straight, its second by the pieces' loop.
+        (n: 2, c: 3, h: 32, w: 32, oc: 13, k: (3, 3), s: 2, d: 1, pads: (1, 1, 1, 1)),
         // A stem's three channels on outputs over `avx2StemOutputs` at batch 2: im2col with AVX2 (the stems above on
         // smaller maps take the direct kernel at any batch).
         (n: 2, c: 3, h: 66, w: 66, oc: 8, k: (3, 3), s: 2, d: 1, pads: (1, 1, 1, 1)),
