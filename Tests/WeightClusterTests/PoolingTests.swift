@@ -34,6 +34,14 @@ import _TestSupport
         // ResNet's pool (3×3, stride 2, padding 1): a first row cut by the padding, then pairs of rows that share one,
         // an odd count of rows and a partial vector on each row.
         Case(h: 20, w: 19, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        // Planes 8 to 16 wide into at most 8 outputs a row (AVX2: each plane in registers, its rows' first and last
+        // eight columns): MobileNet-style 14 → 7 at padding 1, 16 → 8 (two whole vectors, eight outputs), dilation 2,
+        // an 8-wide window over padding on both sides, 8 wide (the two vectors the same).
+        Case(h: 14, w: 14, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(h: 16, w: 16, k: 2, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
+        Case(h: 11, w: 12, k: 3, stride: 1, dilation: 2, pads: (0, 0, 0, 0)),
+        Case(h: 9, w: 16, k: 8, stride: 2, dilation: 1, pads: (1, 2, 1, 2)),
+        Case(h: 10, w: 8, k: 3, stride: 2, dilation: 1, pads: (0, 1, 2, 1), ceil: true),
     ]
 
     /// Global average pool, bit for bit against each plane summed in order then divided: whole groups of eight planes
@@ -58,6 +66,9 @@ import _TestSupport
         var values = ConvolutionTests.random(n * c * k.h * k.w, seed: 41)
         values[7] = .nan
         values[k.h * k.w * 3 + 4 * k.w + 9] = .nan  // plane 3, row 4: unpadded, the last of the first pair's rows
+        // Infinities of both signs in one plane's row (a NaN when summed: kernels that check sums take it again).
+        values[k.h * k.w * 5 + k.w + 1] = .infinity
+        values[k.h * k.w * 5 + k.w + 6] = -.infinity
         let x = Tensor(shape: [n, c, k.h, k.w], scalars: values)
         let window = Window2D(kernel: (k.k, k.k), strides: (k.stride, k.stride), dilations: (k.dilation, k.dilation),
                               pads: k.pads, ceilMode: k.ceil)
