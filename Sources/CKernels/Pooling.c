@@ -463,8 +463,7 @@ static inline int maxpool_small_plane(const float *plane, int h, int w, const wc
             v = _mm256_blendv_ps(v, lowest, none[kj]);
             best = exact ? max_or_nan8(best, v) : _mm256_max_ps(v, best);
         }
-        if (ow == 8) _mm256_storeu_ps(out + oy * 8, best);
-        else wc_store_lanes8(out + (long)oy * ow, best, 0, ow);
+        wc_store_lanes8(out + (long)oy * ow, best, 0, ow);
     }
     return !exact && _mm256_movemask_ps(nan);
 }

@@ -20,28 +20,20 @@ public func pool2d(_ input: Tensor<Float>, kind: PoolKind, window: Window2D) thr
             let inBase = inBuf.baseAddress!
             let outAddress = Int(bitPattern: outBuf.baseAddress!)
             let shape = wc_window(window)
-            if case .max = kind,
-               withUnsafePointer(to: shape, { wc_maxpool_small_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) }) != 0 {
-                // Planes 8 to 16 wide, each in registers (AVX2), many a call.
-                let planes = n * c
-                parallelChunks(planes, minimumChunk: 16) { range in
-                    withUnsafePointer(to: shape) {
-                        wc_maxpool_small(inBase + range.lowerBound * h * w, range.count, Int32(h), Int32(w), $0,
-                                         UnsafeMutablePointer<Float>(bitPattern: outAddress)! + range.lowerBound * oh * ow,
-                                         Int32(oh), Int32(ow))
-                    }
-                }
-                return
+            // Planes 8 to 16 wide, each in registers (AVX2); else small outputs, sixteen planes at a time, one per lane
+            // (AVX2: two groups of eight). Both take many planes a call, sixteen at a time.
+            let (small, across) = withUnsafePointer(to: shape) {
+                (wc_maxpool_small_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) != 0,
+                 wc_maxpool_across_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) != 0)
             }
-            if case .max = kind,
-               withUnsafePointer(to: shape, { wc_maxpool_across_runs(Int32(h), Int32(w), $0, Int32(oh), Int32(ow)) }) != 0 {
-                // Small outputs: sixteen planes at a time, one per lane (AVX2: two groups of eight).
+            if case .max = kind, small || across {
                 let planes = n * c
+                let kernel = small ? wc_maxpool_small : wc_maxpool_across
                 parallelChunks((planes + 15) / 16) { groups in
                     let first = groups.lowerBound * 16, count = min(planes, groups.upperBound * 16) - first
                     withUnsafePointer(to: shape) {
-                        wc_maxpool_across(inBase + first * h * w, count, Int32(h), Int32(w), $0,
-                                          UnsafeMutablePointer<Float>(bitPattern: outAddress)! + first * oh * ow, Int32(oh), Int32(ow))
+                        kernel(inBase + first * h * w, count, Int32(h), Int32(w), $0,
+                               UnsafeMutablePointer<Float>(bitPattern: outAddress)! + first * oh * ow, Int32(oh), Int32(ow))
                     }
                 }
                 return
