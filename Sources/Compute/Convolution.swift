@@ -187,15 +187,19 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
     precondition(firstChannel == 0 && output.shape[1] == oc || residual == nil && !depthwise,
                  "a residual or a depthwise path writes a whole output of its own")
     if depthwise {
-        // 3×3 layers the row kernels take without the bordered copy run there, rather than across channels or along
-        // the flattened plane (`wc_depthwise_3x3_runs`; C harness, one thread, ns per plane, sixteen images' planes:
-        // 14×14, 576 channels, along rows 157–160, flattened 254–263, across 399–438; 12×12 125–188 / 152–205 /
-        // 279–406; MobileNetV2 at 64 px, batch 64, two threads, least of 3 × 5 batches: its 16 → 8 layer 534 µs along
-        // rows, 1,318–1,543 across channels).
+        // Layers the row kernels take without the bordered copy run there, rather than across channels or along the
+        // flattened plane (`wc_depthwise_uncopied_runs`). AVX2, 3×3 (C harness, one thread, ns per plane, sixteen
+        // images' planes: 14×14, 576 channels, along rows 157–160, flattened 254–263, across 399–438; 12×12 125–188 /
+        // 152–205 / 279–406; MobileNetV2 at 64 px, batch 64, two threads, least of 3 × 5 batches: its 16 → 8 layer
+        // 534 µs along rows, 1,318–1,543 across channels). AVX-512, 3×3 and 5×5 on planes of more than 64 values
+        // (MobileNetV2 at 224 px, batch 1, one thread, each node's least over 4 alternated rounds, µs, flattened or
+        // bordered copy → without it: 56×56 187 → 119, 112 → 56 168 → 145, 56 → 28 95 → 53, 28 → 14 79 → 20, 14 → 7
+        // 59 → 33, 28×28 57 → 41; EfficientNet-Lite0's 5×5 stride-2 layer onto 7×7 177 → 74, its 3×3 one onto 14×14
+        // 99 → 24; the loops then unrolled in full: 56×56 112 → 93, 112 → 56 147 → 115).
         var shape = wc_window(window)
-        let rows3x3 = wc_depthwise_3x3_runs(Int32(input.shape[2]), Int32(input.shape[3]), &shape,
-                                            Int32(output.shape[2]), Int32(ow)) != 0
-        let flatPays = !rows3x3 && ow < (wc_kernels_isa() != Int32(WC_ISA_AVX512) ? depthwiseFlatWidth.avx2
+        let uncopied = wc_depthwise_uncopied_runs(Int32(input.shape[2]), Int32(input.shape[3]), &shape,
+                                                  Int32(output.shape[2]), Int32(ow)) != 0
+        let flatPays = !uncopied && ow < (wc_kernels_isa() != Int32(WC_ISA_AVX512) ? depthwiseFlatWidth.avx2
                              : window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
         let done = flatPays && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window,
                                                    activation: activation, residual: residual, into: &output)
@@ -204,7 +208,7 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // image's 576 planes: across channels 104–109 µs, along rows 91–103; four images' planes 254–262 against
         // 376–381; in MobileNetV2 at 224 px, batch 1, two threads: 99 → 48 µs); larger kernels at any batch (the same
         // harness, ns per plane, sixteen images' 672 planes, 5×5, 14 → 7: along rows 350–375, across 445–510).
-        let alongRows = rows3x3
+        let alongRows = uncopied
             || (input.shape[0] == 1 || window.kernel.h > 3) && wc_depthwise_stride2_runs(&shape, Int32(ow)) != 0
         let across = !done && ow < depthwiseAcrossWidth && !alongRows
         if across {
