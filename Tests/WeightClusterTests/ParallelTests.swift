@@ -23,3 +23,32 @@ import Testing
         #expect(calls.reduce(0, +) <= max(1, min(count, 2 * ComputeThreads.count)))
     }
 }
+
+/// Regions started inside a piece (they run inline) and from several threads at once (one holds the pool, the others
+/// run inline), many in a row: every index of every region once, whoever took it.
+@Suite struct ParallelRegionTests {
+    @Test func nestedAndConcurrentRegionsCoverEveryIndex() async {
+        let (outer, inner, rounds) = (5, 7, 200)
+        let totals = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<3 {
+                group.addTask {
+                    let cells = UnsafeMutablePointer<Int>.allocate(capacity: outer * inner)
+                    defer { cells.deallocate() }
+                    cells.initialize(repeating: 0, count: outer * inner)
+                    let address = Int(bitPattern: cells)
+                    for _ in 0..<rounds {
+                        parallelPieces(outer) { o in
+                            parallelChunks(inner) { range in
+                                let cells = UnsafeMutablePointer<Int>(bitPattern: address)!
+                                for i in range { cells[o * inner + i] += 1 }
+                            }
+                        }
+                    }
+                    return (0..<outer * inner).filter { cells[$0] == rounds }.count
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(totals == [Int](repeating: outer * inner, count: 3))
+    }
+}

@@ -202,16 +202,14 @@ void wc_winograd_input(const float *plane, int h, int w, int th, int tw, int pt,
 void wc_winograd_output(const float *m, long stride, int th, int tw, float bias, const float *residual, float low,
                         float high, float *out, int oh, int ow);
 
-/// Runs task(context, w) for w in 0..<workers: part 0 on the calling thread, the others on the pool's helper threads
-/// (started on first use, kept for the life of the process), and returns when every part has finished. Idle helpers
-/// spin for 0.2 ms before they sleep, so back-to-back regions start without a wake-up. A call made while another region
-/// runs (nested in a part, or from another thread) runs all its parts on the calling thread.
-typedef void (*wc_pool_task)(void *context, int worker);
-void wc_pool_run(int workers, wc_pool_task task, void *context);
-/// task(context, piece) for every piece in 0..<pieces, over `workers` threads (this one included) as wc_pool_run runs
-/// them: each worker takes the next piece not yet taken, so a slower worker takes fewer.
+/// Runs task(context, piece) for every piece in 0..<pieces over `workers` threads: the calling thread and the pool's
+/// helper threads (started on first use, kept for the life of the process), each taking the next piece not yet taken,
+/// so a slower worker takes fewer; returns when every piece has finished, without waiting for a helper that took none.
+/// Idle helpers spin for 0.2 ms before they sleep, so back-to-back regions start without a wake-up. A call made while
+/// another region runs (nested in a piece, or from another thread) runs all its pieces on the calling thread.
+typedef void (*wc_pool_task)(void *context, int piece);
 void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context);
-/// Whether the calling thread is running a part of a region (any region it starts then runs inline, on it alone).
+/// Whether the calling thread is running a piece of a region (any region it starts then runs inline, on it alone).
 int wc_pool_in_part(void);
 
 #endif
