@@ -1,6 +1,7 @@
 // Max pooling of one plane: held inside a −∞ border, a vector of outputs at a time (baseline, and AVX2 and AVX-512 at
-// strides over 2), or separable (AVX2 and AVX-512 at strides 1 and 2), or many planes at a time for small outputs
-// (sixteen with AVX-512, eight with AVX2).
+// strides over 2), or separable (AVX2 and AVX-512 at strides 1 and 2); or many planes a call: straight from the input
+// (AVX-512 at strides 1 and 2 along the rows, windows up to 4 wide; AVX2 on planes 8 to 16 wide), or for small outputs
+// one plane per lane (sixteen with AVX-512, eight with AVX2).
 #include "Dispatch.h"
 #include "RowCopy.h"
 #include "Transpose.h"
@@ -498,8 +499,113 @@ static void maxpool_small_avx2(const float *input, long count, int h, int w, con
 }
 #endif
 
-int wc_maxpool_small_runs(int h, int w, const wc_window *window, int oh, int ow) {
+// ---- Many planes straight from the input, AVX-512 (strides 1 and 2 along the rows, windows up to 4 wide) ------------
+// Sixteen outputs of a row at a time: first the maxima along every input row under them (masked loads with −∞ outside
+// the plane; at stride 2 the even and odd columns of two vectors by two-source permutes), kept in a column of
+// sixteen-float rows; then, for each output row, the maximum down its window's rows of that column. No copy of the
+// plane, no division per value. The maxima come from vmaxps (which drops a NaN); the inputs are summed beside them, and
+// a plane whose sum is NaN (a NaN in it, or infinities of both signs) is taken again keeping a NaN at each step.
+enum { DIRECT_ROWS = 512, DIRECT_TAPS = 4 };
+
+static int direct_runs(int h, int w, const wc_window *win, int oh, int ow) {
 #if defined(__x86_64__)
+    return wc_kernels_isa() == WC_ISA_AVX512 && (win->sw == 1 || win->sw == 2) && win->dw == 1 &&
+           win->kw <= DIRECT_TAPS && h <= DIRECT_ROWS && w > 0 && oh > 0 && ow > 0;
+#else
+    (void)h; (void)w; (void)win; (void)oh; (void)ow;
+    return 0;
+#endif
+}
+
+#if defined(__x86_64__)
+// One plane (S the stride along the rows, a constant); returns whether the plane's sum was NaN (`exact` 0).
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) int
+direct_plane(const int S, const int kw, const float *plane, int h, int w, const wc_window *win, float *out, int oh,
+             int ow, float *column, int exact) {
+    const __m512 lowest = _mm512_set1_ps(-__builtin_inff());
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const int loads = S == 1 ? kw : 2 * ((kw + 1) / 2);
+    __m512 sum[DIRECT_TAPS];  // one per load: independent chains
+    for (int i = 0; i < DIRECT_TAPS; i++) sum[i] = _mm512_setzero_ps();
+    for (int ox = 0; ox < ow; ox += 16) {
+        const int s = ox * S - win->pad_left;  // the column of tap 0 under output ox
+        // Each load's lanes inside the row: at stride 1 load kj from s + kj; at stride 2 pair q's two from s + 2q.
+        __mmask16 inside[DIRECT_TAPS];
+        for (int i = 0; i < loads; i++) {
+            const int at = S == 1 ? s + i : s + 2 * (i / 2) + 16 * (i % 2);
+            const __m512i c = _mm512_add_epi32(lane, _mm512_set1_epi32(at));
+            inside[i] = _mm512_cmpge_epi32_mask(c, _mm512_setzero_si512()) &
+                        _mm512_cmplt_epi32_mask(c, _mm512_set1_epi32(w));
+        }
+        for (int y = 0; y < h; y++) {
+            const float *row = plane + (long)y * w + s;
+            __m512 x[DIRECT_TAPS];
+            if (S == 1) {
+                for (int kj = 0; kj < kw; kj++) {
+                    x[kj] = _mm512_mask_loadu_ps(lowest, inside[kj], row + kj);
+                    if (!exact) sum[kj] = _mm512_add_ps(sum[kj], x[kj]);
+                }
+            } else {
+                for (int q = 0; 2 * q < kw; q++) {
+                    const __m512 a = _mm512_mask_loadu_ps(lowest, inside[2 * q], row + 2 * q);
+                    const __m512 b = _mm512_mask_loadu_ps(lowest, inside[2 * q + 1], row + 2 * q + 16);
+                    if (!exact) {
+                        sum[2 * q] = _mm512_add_ps(sum[2 * q], a);
+                        sum[2 * q + 1] = _mm512_add_ps(sum[2 * q + 1], b);
+                    }
+                    x[2 * q] = _mm512_permutex2var_ps(a, even, b);
+                    if (2 * q + 1 < kw) x[2 * q + 1] = _mm512_permutex2var_ps(a, odd, b);
+                }
+            }
+            __m512 best = x[0];
+            for (int kj = 1; kj < kw; kj++) best = exact ? max_or_nan(best, x[kj]) : _mm512_max_ps(x[kj], best);
+            _mm512_store_ps(column + 16 * y, best);
+        }
+        const __mmask16 stored = wc_first_lanes(ow - ox);
+        for (int oy = 0; oy < oh; oy++) {
+            int first, last;
+            window_rows(win, h, oy, &first, &last);
+            __m512 best = lowest;
+            for (int y = first; y < last; y += win->dh) {
+                const __m512 v = _mm512_load_ps(column + 16 * y);
+                best = exact ? max_or_nan(best, v) : _mm512_max_ps(v, best);
+            }
+            _mm512_mask_storeu_ps(out + (long)oy * ow + ox, stored, best);
+        }
+    }
+    __mmask16 nan = 0;
+    for (int i = 0; i < loads; i++) nan |= _mm512_cmp_ps_mask(sum[i], sum[i], _CMP_UNORD_Q);
+    return !exact && nan;
+}
+
+__attribute__((target("avx512f")))
+static void maxpool_direct_avx512(const float *input, long count, int h, int w, const wc_window *win, float *output,
+                                  int oh, int ow) {
+    float column[DIRECT_ROWS * 16] __attribute__((aligned(64)));
+    const long in_plane = (long)h * w, out_plane = (long)oh * ow;
+    for (long p = 0; p < count; p++) {
+        const float *plane = input + p * in_plane;
+        float *out = output + p * out_plane;
+        // The stride and the window's width as constants for 2 and 3 wide windows (loops unrolled in full).
+#define DIRECT(S, KW)                                                                                             \
+    if (direct_plane(S, KW, plane, h, w, win, out, oh, ow, column, 0))                                          \
+        direct_plane(S, KW, plane, h, w, win, out, oh, ow, column, 1);
+        if (win->sw == 1 && win->kw == 3) { DIRECT(1, 3) }
+        else if (win->sw == 1 && win->kw == 2) { DIRECT(1, 2) }
+        else if (win->sw == 1) { DIRECT(1, win->kw) }
+        else if (win->kw == 3) { DIRECT(2, 3) }
+        else if (win->kw == 2) { DIRECT(2, 2) }
+        else { DIRECT(2, win->kw) }
+#undef DIRECT
+    }
+}
+#endif
+
+int wc_maxpool_planes_runs(int h, int w, const wc_window *window, int oh, int ow) {
+#if defined(__x86_64__)
+    if (direct_runs(h, w, window, oh, ow)) return 1;
     return wc_kernels_isa() == WC_ISA_AVX2 && w >= 8 && w <= SMALL_WIDTH && ow <= SMALL_OUTPUTS
         && window->kw <= SMALL_TAPS && h > 0 && oh > 0 && ow > 0;
 #else
@@ -508,10 +614,11 @@ int wc_maxpool_small_runs(int h, int w, const wc_window *window, int oh, int ow)
 #endif
 }
 
-void wc_maxpool_small(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
-                      int ow) {
+void wc_maxpool_planes(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
+                       int ow) {
 #if defined(__x86_64__)
-    if (wc_maxpool_small_runs(h, w, window, oh, ow)) maxpool_small_avx2(input, count, h, w, window, output, oh, ow);
+    if (direct_runs(h, w, window, oh, ow)) maxpool_direct_avx512(input, count, h, w, window, output, oh, ow);
+    else if (wc_maxpool_planes_runs(h, w, window, oh, ow)) maxpool_small_avx2(input, count, h, w, window, output, oh, ow);
 #else
     (void)input; (void)count; (void)h; (void)w; (void)window; (void)output; (void)oh; (void)ow;
 #endif

@@ -2,9 +2,10 @@ import Compute
 import Testing
 import _TestSupport
 
-/// Max pooling's fast paths (separable at strides 1 and 2 on AVX-512 and AVX2; along rows over a −∞-bordered copy kept as its
-/// stride phases, eight rows at a time; the plain 2×2 loop; sixteen planes at a time for small outputs, eight with
-/// AVX2; planes 8 to 16 wide in registers with AVX2) against the definition, two NaNs included (for the plain 2×2 loop in a window's second cell, which Swift's `max`
+/// Max pooling's fast paths (straight from the input with AVX-512 at strides 1 and 2 along the rows, windows up to 4 wide;
+/// separable at strides 1 and 2 on AVX-512 and AVX2; along rows over a −∞-bordered copy kept as its stride phases, eight
+/// rows at a time; the plain 2×2 loop; sixteen planes at a time for small outputs, eight with AVX2; planes 8 to 16 wide
+/// in registers with AVX2) against the definition, two NaNs included (for the plain 2×2 loop in a window's second cell, which Swift's `max`
 /// alone would drop). 38 planes: two whole groups of sixteen and a partial one (AVX2: four of eight and six).
 @Suite struct PoolingTests {
     struct Case: Sendable, CustomStringConvertible {

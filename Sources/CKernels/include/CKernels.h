@@ -110,11 +110,14 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
 /// this processor's variant has the kernel and oh·ow is at most 64 (25 where the separable kernel of `wc_maxpool_rows`
 /// runs with AVX-512, and with AVX2 for 3×3 windows at stride 2).
 int wc_maxpool_across_runs(int h, int w, const wc_window *window, int oh, int ow);
-/// Max pooling of `count` planes 8 to 16 wide into outputs up to 8 wide (AVX2), each plane in registers: each output
-/// the value `wc_maxpool_rows` gives (a NaN of the window where it holds one). Only where `wc_maxpool_small_runs`.
-int wc_maxpool_small_runs(int h, int w, const wc_window *window, int oh, int ow);
-void wc_maxpool_small(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
-                      int ow);
+/// Max pooling of `count` planes straight from the input, one after another, no copy: with AVX-512 at strides 1 and 2
+/// along the rows, windows up to 4 wide and undilated along them, planes of up to 512 rows (each row's maxima under
+/// sixteen outputs, then each output row's maximum down its window); with AVX2 planes 8 to 16 wide into outputs up to
+/// 8 wide (each plane in registers). Each output is the value `wc_maxpool_rows` gives (a NaN of the window where it
+/// holds one). Only where `wc_maxpool_planes_runs`.
+int wc_maxpool_planes_runs(int h, int w, const wc_window *window, int oh, int ow);
+void wc_maxpool_planes(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
+                       int ow);
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow);
 
