@@ -632,9 +632,17 @@ __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) 
 rows_kxk(const int K, const int S, const float *plane, int h, int w, const wc_window *win, const float *taps,
          float bias, float *out, int oh, int ow, const float *residual, float low, float high) {
     const __m512 b = _mm512_set1_ps(bias), lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
-    for (int oy0 = 0; oy0 < oh; oy0 += RK_ROWS)
+    for (int oy0 = 0; oy0 < oh; oy0 += RK_ROWS) {
+        // The next block's new input rows, ahead of their loads (each block reads S·RK_ROWS rows it has not read):
+        // each node's least over 4 alternated rounds, batch 1, µs, MobileNetV2 224 px's 112 → 56 layer 151 → 117 on
+        // one thread, 66 → 63 on two; EfficientNet-Lite0's 3×3 on 112×112 86 → 56 on two.
+        const int next = (oy0 + RK_ROWS) * S - win->pad_top + K - S, end = next + S * RK_ROWS < h ? next + S * RK_ROWS : h;
+        for (const char *p = (const char *)(plane + (long)(next > 0 ? next : 0) * w),
+                        *stop = (const char *)(plane + (long)end * w); p < stop; p += 64)
+            _mm_prefetch(p, _MM_HINT_T0);
         for (int ox = 0; ox < ow; ox += 16)
             rk_block(K, S, plane, h, w, win, taps, b, out, oy0, oh, ox, ow, residual, lo, hi);
+    }
 }
 
 __attribute__((target("avx512f"))) static void uncopied_avx512(const float *plane, int h, int w, const wc_window *win,
