@@ -143,10 +143,15 @@ DEFINE_ROWS(rows_avx512, __attribute__((target("avx512f"))), row16, rowi16, 16, 
 enum { S2_ROWS = 4, S2_MAX_KW = 7, S2_MAX_PAD = 8, S2_MIN_OW = 7, S2_MAX_OW = 15 };
 enum { S2_EDGES = 4, S2_PITCH = 24, S2_ZEROS = 32 };  // edge stretches per plane, floats per row of one, zeros
 
+// The windows and widths the stride-2 kernels without the copy take (no ISA test).
+static int stride2_fits(const wc_window *win, int ow) {
+    return win->sw == 2 && win->dw == 1 && win->kh <= S2_MAX_KW && win->kw <= S2_MAX_KW &&
+           win->pad_left <= S2_MAX_PAD && ow >= S2_MIN_OW && ow <= S2_MAX_OW;
+}
+
 int wc_depthwise_stride2_runs(const wc_window *win, int ow) {
 #if defined(__x86_64__)
-    return wc_kernels_isa() == WC_ISA_AVX2 && win->sw == 2 && win->dw == 1 && win->kh <= S2_MAX_KW &&
-           win->kw <= S2_MAX_KW && win->pad_left <= S2_MAX_PAD && ow >= S2_MIN_OW && ow <= S2_MAX_OW;
+    return wc_kernels_isa() == WC_ISA_AVX2 && stride2_fits(win, ow);
 #else
     return 0;
 #endif
@@ -162,15 +167,18 @@ enum { SMALL_MAX_OW = 8, SMALL_PITCH = 16 };
 // 5×5 onto 7×7 67 → 51, and at batch 64 on two threads 2,220 → 1,840.
 static int small_stride2_avx512(const wc_window *win, int ow) {
 #if defined(__x86_64__)
-    return wc_kernels_isa() == WC_ISA_AVX512 && win->sw == 2 && win->dw == 1 && win->kh <= S2_MAX_KW &&
-           win->kw <= S2_MAX_KW && win->pad_left <= S2_MAX_PAD && ow >= S2_MIN_OW && ow < SMALL_MAX_OW;
+    return wc_kernels_isa() == WC_ISA_AVX512 && stride2_fits(win, ow) && ow < SMALL_MAX_OW;
 #else
     (void)win; (void)ow;
     return 0;
 #endif
 }
 
+static int uncopied_avx512_runs(int h, int w, const wc_window *win, int oh, int ow);
+
 size_t wc_depthwise_rows_scratch_count(int h, int w, const wc_window *window, int oh, int ow) {
+    // The AVX-512 kernel without the copy reads the plane as it stands (the split rows come first, below).
+    if (!small_stride2_avx512(window, ow) && uncopied_avx512_runs(h, w, window, oh, ow)) return 1;
     const size_t copy = wc_row_copy_count(h, w, window, oh, ow);
     if (!wc_depthwise_stride2_runs(window, ow) && !small_stride2_avx512(window, ow)) return copy;
     // Outputs up to SMALL_MAX_OW wide: the rows split, with those that the last block's rows past the plane's last
@@ -587,21 +595,13 @@ static int uncopied_avx512_runs(int h, int w, const wc_window *win, int oh, int 
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
 rk_block(const int K, const int S, const float *plane, int h, int w, const wc_window *win, const float *taps, __m512 b,
          float *out, int oy0, int oh, int ox, int ow, const float *residual, __m512 lo, __m512 hi) {
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i zero = _mm512_setzero_si512(), width = _mm512_set1_epi32(w);
     const int s = ox * S - win->pad_left;  // the column of tap 0 under output ox
     // The lanes whose input under tap kj lies inside the row, and at stride 2 the loads' lanes inside it.
     __mmask16 m[5], load[6];
-    for (int kj = 0; kj < K; kj++) {
-        const __m512i c = _mm512_add_epi32(S == 1 ? lane : _mm512_slli_epi32(lane, 1), _mm512_set1_epi32(s + kj));
-        m[kj] = _mm512_cmpge_epi32_mask(c, zero) & _mm512_cmplt_epi32_mask(c, width);
-    }
+    for (int kj = 0; kj < K; kj++) m[kj] = wc_lanes_inside(s + kj, S, w);
     if (S == 2)
         for (int q = 0; q < K / 2 + 1; q++)
-            for (int half = 0; half < 2; half++) {
-                const __m512i c = _mm512_add_epi32(lane, _mm512_set1_epi32(s + 2 * q + 16 * half));
-                load[2 * q + half] = _mm512_cmpge_epi32_mask(c, zero) & _mm512_cmplt_epi32_mask(c, width);
-            }
+            for (int half = 0; half < 2; half++) load[2 * q + half] = wc_lanes_inside(s + 2 * q + 16 * half, 1, w);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     __m512 acc[RK_ROWS];

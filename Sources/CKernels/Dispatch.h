@@ -119,6 +119,12 @@ __attribute__((target("avx2"))) static inline void wc_row_phases_avx2(const floa
 #endif
 #if defined(__x86_64__)
 static inline __mmask16 wc_first_lanes(int n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+// The lanes l whose column first + step·l lies in [0, w) (step 1 or 2): masked loads' lanes inside a row.
+__attribute__((target("avx512f"))) static inline __mmask16 wc_lanes_inside(int first, int step, int w) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i c = _mm512_add_epi32(step == 1 ? lane : _mm512_slli_epi32(lane, 1), _mm512_set1_epi32(first));
+    return _mm512_cmpge_epi32_mask(c, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(c, _mm512_set1_epi32(w));
+}
 __attribute__((target("avx512f"))) static inline void wc_row_phases_avx512(const float *src, int w, int offset, int s,
                                                                            float *row, long phase) {
     if (s > 2) {

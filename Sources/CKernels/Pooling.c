@@ -523,7 +523,6 @@ __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) 
 direct_plane(const int S, const int kw, const float *plane, int h, int w, const wc_window *win, float *out, int oh,
              int ow, float *column, int exact) {
     const __m512 lowest = _mm512_set1_ps(-__builtin_inff());
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     const int loads = S == 1 ? kw : 2 * ((kw + 1) / 2);
@@ -533,12 +532,7 @@ direct_plane(const int S, const int kw, const float *plane, int h, int w, const 
         const int s = ox * S - win->pad_left;  // the column of tap 0 under output ox
         // Each load's lanes inside the row: at stride 1 load kj from s + kj; at stride 2 pair q's two from s + 2q.
         __mmask16 inside[DIRECT_TAPS];
-        for (int i = 0; i < loads; i++) {
-            const int at = S == 1 ? s + i : s + 2 * (i / 2) + 16 * (i % 2);
-            const __m512i c = _mm512_add_epi32(lane, _mm512_set1_epi32(at));
-            inside[i] = _mm512_cmpge_epi32_mask(c, _mm512_setzero_si512()) &
-                        _mm512_cmplt_epi32_mask(c, _mm512_set1_epi32(w));
-        }
+        for (int i = 0; i < loads; i++) inside[i] = wc_lanes_inside(S == 1 ? s + i : s + 2 * (i / 2) + 16 * (i % 2), 1, w);
         for (int y = 0; y < h; y++) {
             const float *row = plane + (long)y * w + s;
             __m512 x[DIRECT_TAPS];
