@@ -36,6 +36,9 @@ typedef struct {
 /// C = A·B, with A m×k in packed form, B k×n row-major (row stride ldb) and C m×n row-major (row stride ldc).
 /// Each C value is the sum over kk in order, in blocks of 256, of A·B products (fused multiply-adds where the
 /// variant has them), then `epilogue` (when not NULL). Runs on the calling thread with the variant `wc_kernels_isa()`.
+/// Whether `wc_gemm_packed` takes an m×k by k×n product with the weights as vectors (AVX-512, few columns: one image's
+/// small maps), where its usual kernel leaves lanes idle. The same values either way.
+int wc_gemm_vectors(int m, int n, int k);
 void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                     const wc_epilogue *epilogue);
 /// C = A·B as `wc_gemm_packed`, with A as it stands: m rows of k values, row stride lda (a fully-connected layer's
