@@ -137,6 +137,34 @@ __attribute__((target("avx2"))) static inline void transpose_out_avx2(const floa
         }
     }
 }
+
+// transpose_in and transpose_out for up to sixteen planes through 16 × 16 transposes in registers (AVX-512): planes
+// to x (sixteen floats a pixel, lane i plane i; lanes past `count` hold 0), and y (sixteen floats an output) back to
+// the first `count` planes.
+__attribute__((target("avx512f"))) static inline void transpose_in16(const float *planes, int count, int pixels,
+                                                                     float *x) {
+    for (int p0 = 0; p0 < pixels; p0 += 16) {
+        const int n = pixels - p0 < 16 ? pixels - p0 : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < count ? _mm512_maskz_loadu_ps(m, planes + (size_t)i * pixels + p0) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int j = 0; j < n; j++) _mm512_store_ps(x + (size_t)(p0 + j) * 16, r[j]);
+    }
+}
+
+__attribute__((target("avx512f"))) static inline void transpose_out16(const float *y, int count, int outputs,
+                                                                      float *planes) {
+    for (int q0 = 0; q0 < outputs; q0 += 16) {
+        const int n = outputs - q0 < 16 ? outputs - q0 : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 r[16];
+        for (int j = 0; j < 16; j++) r[j] = j < n ? _mm512_load_ps(y + (size_t)(q0 + j) * 16) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int i = 0; i < count; i++) _mm512_mask_storeu_ps(planes + (size_t)i * outputs + q0, m, r[i]);
+    }
+}
 #endif
 
 #endif

@@ -28,8 +28,11 @@ import _TestSupport
         Case(h: 30, w: 50, k: 3, stride: 3, dilation: 1, pads: (1, 0, 1, 1)),
         // SqueezeNet's second pool at 64 px, 15×15 to 7×7: with AVX2 separable, two rows at a time (not across planes).
         Case(h: 15, w: 15, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
-        // SqueezeNet's last pool at 64 px: 7×7 to 3×3.
+        // SqueezeNet's last pool at 64 px: 7×7 to 3×3; 9×9 to 4×4 (AVX-512: sixteen outputs, one whole transpose
+        // back) and 5×5 to 2×2, across planes.
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
+        Case(h: 9, w: 9, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
+        Case(h: 5, w: 5, k: 3, stride: 2, dilation: 1, pads: (1, 1, 0, 0)),
         // SqueezeNet's last pool at 224 px, 27×27 to 13×13: the separable kernel's partial vectors on both passes.
         Case(h: 27, w: 27, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // ResNet's pool (3×3, stride 2, padding 1): a first row cut by the padding, then pairs of rows that share one,
