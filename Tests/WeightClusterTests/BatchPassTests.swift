@@ -85,6 +85,37 @@ import _TestSupport
         #expect(plan.tail(images: 2, within: 100) == 4)
     }
 
+    /// Two stages where the later steps' values fit for the whole pass and the earlier steps' largest intermediate
+    /// lets fewer images through at a time; none where every step fits, where none of the later ones does, or where the
+    /// earlier steps take the whole pass anyway.
+    @Test func stagesSplitWhereTheLaterValuesFit() {
+        let plan = Executor.PassPlan(size: 8, live: [100, 400, 400, 50, 10, 10], peaks: [200, 500, 400, 400, 60, 10])
+        let stages = { (images: Int, bytes: Int, end: Int) in plan.stages(images: images, within: bytes, end: end).map { [$0.step, $0.size] } }
+        #expect(stages(8, 800, 6) == [4, 1])  // from the values after step 3; before it 800 / 500: one image at a time
+        #expect(stages(8, 1000, 6) == [4, 2])
+        #expect(stages(8, 4000, 6) == nil)  // every step fits
+        #expect(stages(8, 79, 6) == nil)  // no later step fits
+        #expect(stages(8, 800, 4) == nil)  // the split would be at the end
+        #expect(stages(1, 800, 6) == nil)  // one image: nothing to split
+    }
+
+    /// Passes side by side in two stages (`PassPlan.stages`) give the outputs of one pass: bounds from one image's
+    /// values to the whole batch's, at least one of them splitting the passes in two stages.
+    @Test func twoStagePassesGiveTheOutputsOfOnePass() throws {
+        let graph = Self.graph()
+        let whole = try Self.run(graph, passBytes: 0, images: 8).0
+        var split = 0
+        for bytes in stride(from: 256, through: 1 << 16, by: 256) {
+            let (passes, executor) = try Self.run(graph, passBytes: bytes, images: 8)
+            #expect(TestSupport.maxAbsDifference(passes.scalars, whole.scalars) < 1e-6, "passBytes \(bytes)")
+            let plan = try #require(executor.passPlans.withLock { $0[[[3, 9, 9]]] })
+            let workers = ComputeThreads.count
+            let size = min(max(1, plan.size / workers), (8 + workers - 1) / workers)
+            if plan.stages(images: size, within: bytes / (2 * workers), end: plan.head) != nil { split += 1 }
+        }
+        #expect(split > 0)
+    }
+
     /// Side by side, the passes leave to one run over the batch the steps from the first of the last flat ones on
     /// (one value per channel: after a global pool), and the one that computes the first flat value stays in them.
     @Test func headStartsAfterTheFirstFlatStep() {
