@@ -12,6 +12,7 @@
 // row is kept as its even and odd columns, so the inputs under consecutive outputs are consecutive there too.
 #include "Dispatch.h"
 #include "Transpose.h"
+#include "Vectors16.h"
 #include <stdlib.h>
 
 enum { PANEL = 8, GROUP_BYTES = 16 << 10 };
@@ -64,9 +65,15 @@ int wc_conv_direct_runs(const wc_window *win) {
 // SqueezeNet 1.1 224 px batch 16 80.3 → 77.2, batch 1 5.42 → 5.21; ResNet-18 224 px's 256 → 512 stride-2 layer on
 // 7×7 outputs (4.7 MB of weights, read again for each image) was 12.4 → 18.2–19.4 ms before the outputs' rule.
 enum { VECTORS_LEAST_K = 100, VECTORS_WEIGHT_BYTES = 256 << 10, VECTORS_LEAST_OUTPUTS = 256 };
+enum { VECTORS16_MOST_WIDTH = 8, VECTORS16_LEAST_K = 64 };
 
 int wc_conv_direct_vectors(int k, int oc, int oh, int ow) {
     const long weight_bytes = (long)k * oc * (long)sizeof(float);
+    // AVX-512 (Vectors16.c; at batch 1, DirectConvolution.swift): rows of 4 to 8 outputs, where the vectors of
+    // outputs would be half empty and im2col's product leaves lanes idle too (SqueezeNet 1.1 64 px's 32 → 128 3×3
+    // layers on 7×7 maps, batch 1, µs, each node's least over 2 alternated rounds, im2col → here: one thread 18.7 →
+    // 17.4, two 12.0 → 11.3).
+    if (wc_kernels_isa() == WC_ISA_AVX512) return ow >= 4 && ow <= VECTORS16_MOST_WIDTH && k >= VECTORS16_LEAST_K && oh > 0;
     return wc_kernels_isa() == WC_ISA_AVX2 && k >= VECTORS_LEAST_K
         && (weight_bytes <= VECTORS_WEIGHT_BYTES || (long)oh * ow >= VECTORS_LEAST_OUTPUTS);
 }
@@ -579,17 +586,22 @@ __attribute__((target("avx2,fma"))) static void vectors_plane(const float *base,
 }
 
 // Output rows [first_row, first_row + rows) of every image of the copy, for channels [first, first + count), the
-// panels' weights read from L1 (or L2) by every block of outputs.
-__attribute__((target("avx2,fma"))) static void direct_vectors_avx2(
+// panels' weights read from L1 (or L2) by every block of outputs (AVX-512: Vectors16.c).
+static void direct_vectors(
     layout l, const wc_window *win, int images, int oh, int ow, const float *padded, int k, const int *offsets,
     const float *packed, int first, int count, int first_row, int rows, const float *bias, const float *residual,
     long image_stride, float low, float high, float *out) {
     const long plane = (long)oh * ow, row_step = (long)win->sh * l.phases * l.width;
     for (int g = 0; g < images; g++) {
         const long o = g * image_stride + first * plane;
-        vectors_plane(padded + (long)g * l.segment, row_step, ow, plane, (long)first_row * ow,
-                      (long)(first_row + rows) * ow, k, packed + (long)first * k, offsets, count,
-                      bias ? bias + first : NULL, residual ? residual + o : NULL, low, high, out + o);
+        if (wc_kernels_isa() == WC_ISA_AVX512)
+            wc_vectors16_plane(padded + (long)g * l.segment, row_step, ow, plane, first_row, rows, k,
+                               packed + (long)first * k, offsets, count, bias ? bias + first : NULL,
+                               residual ? residual + o : NULL, low, high, out + o);
+        else
+            vectors_plane(padded + (long)g * l.segment, row_step, ow, plane, (long)first_row * ow,
+                          (long)(first_row + rows) * ow, k, packed + (long)first * k, offsets, count,
+                          bias ? bias + first : NULL, residual ? residual + o : NULL, low, high, out + o);
     }
 }
 
@@ -659,7 +671,7 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
     plan_offsets(l, c, win, offsets);
     if (vectors) {
         // Any four outputs make a block: no runs to plan.
-        direct_vectors_avx2(l, win, images, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
+        direct_vectors(l, win, images, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
                             residual, image_stride, low, high, out);
         free(offsets);
         return;

@@ -1,8 +1,8 @@
 // Packed-weight matrix product: one microkernel written once over GCC/Clang vector types and compiled for three
 // instruction sets (baseline, AVX2+FMA, AVX-512), the best chosen at run time; on AVX-512, products of 4 to 31 columns
-// with the weights as vectors instead (`vectors16`).
-#include "Transpose.h"
-#include <math.h>
+// with the weights as vectors instead (Vectors16.c).
+#include "Dispatch.h"
+#include "Vectors16.h"
 #include <stdlib.h>
 
 // FEW_PANELS: up to this many panels of A, B is read in place however wide (one thread, useful GFLOP/s, best of five
@@ -510,163 +510,6 @@ DEFINE_GEMM(gemm_avx2, __attribute__((target("avx2,fma"))), vec8, ivec8, 8, 3, 4
 DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 16, 2, MR, inline, vec16, 2, 3, NO_LOOP)
 #endif
 
-#if defined(__x86_64__)
-// The weights as vectors (AVX-512), for products with few columns (one image's small maps: 4, 9 or 49 outputs), where
-// the kernels above, whose vectors run along B's rows, leave lanes idle (9 columns: 9 of 16). A block of J columns × NP
-// vectors of sixteen rows of A: for each kk, vector p is the eight values of panel 2p and the eight of panel 2p + 1 (one
-// vector of eight where a block of rows ends within a panel), and column j's B value is broadcast to all lanes. The
-// sums go to row j of a tile (TILE16 columns × WIDE16 rows), which `store_tile16` turns sixteen by sixteen into rows
-// of C: each value the same sum, in the same order, with the same epilogue, as the kernels above give, so the same
-// bits. J = 8 × NP ≤ 3 or J = 4 × NP ≤ 6: 24 sums, the weight vectors and the broadcast in the 32 registers.
-enum { TILE16 = 16, WIDE16 = 96 };
-#ifndef AHEAD16
-#define AHEAD16 32
-#endif
-#ifndef PREFETCH_GROUP
-#define PREFETCH_GROUP 1
-#endif
-#define DEFINE_SUMS16(NAME, J, NP)                                                                                \
-    __attribute__((target("avx512f"), noinline)) static void NAME(long k, const float *a, long panel,             \
-                                                                  const float *x, long ldx, float *acc,           \
-                                                                  const float *ahead) {                           \
-        __m512 s[J][NP];                                                                                          \
-        _Pragma("clang loop unroll(full)") for (int j = 0; j < J; j++)                                            \
-            _Pragma("clang loop unroll(full)") for (int p = 0; p < NP; p++) s[j][p] = _mm512_setzero_ps();        \
-        for (long kk = 0; kk < k; kk++, a += MR, x += ldx) {                                                      \
-            __m512 w[NP];                                                                                         \
-            if (ahead && (kk & 1) == 0 && kk + AHEAD16 < k)                                                       \
-                _Pragma("clang loop unroll(full)") for (int p = 0; p < 2 * NP; p++)                               \
-                    _mm_prefetch((const char *)(a + p * panel + AHEAD16 * MR), _MM_HINT_T0);                      \
-            _Pragma("clang loop unroll(full)") for (int p = 0; p < NP; p++)                                       \
-                w[p] = _mm512_castpd_ps(_mm512_insertf64x4(                                                       \
-                    _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(a + 2 * p * panel))),                 \
-                    _mm256_castps_pd(_mm256_loadu_ps(a + (2 * p + 1) * panel)), 1));                              \
-            _Pragma("clang loop unroll(full)") for (int j = 0; j < J; j++) {                                      \
-                const __m512 v = _mm512_set1_ps(x[j]);                                                            \
-                _Pragma("clang loop unroll(full)") for (int p = 0; p < NP; p++)                                   \
-                    s[j][p] = _mm512_fmadd_ps(v, w[p], s[j][p]);                                                  \
-            }                                                                                                     \
-        }                                                                                                         \
-        _Pragma("clang loop unroll(full)") for (int j = 0; j < J; j++)                                            \
-            _Pragma("clang loop unroll(full)") for (int p = 0; p < NP; p++)                                       \
-                _mm512_storeu_ps(acc + j * WIDE16 + p * 16, s[j][p]);                                             \
-    }
-DEFINE_SUMS16(sums16_8x1, 8, 1)
-DEFINE_SUMS16(sums16_8x2, 8, 2)
-DEFINE_SUMS16(sums16_8x3, 8, 3)
-DEFINE_SUMS16(sums16_7x1, 7, 1)
-DEFINE_SUMS16(sums16_7x2, 7, 2)
-DEFINE_SUMS16(sums16_7x3, 7, 3)
-DEFINE_SUMS16(sums16_6x1, 6, 1)
-DEFINE_SUMS16(sums16_6x2, 6, 2)
-DEFINE_SUMS16(sums16_6x3, 6, 3)
-DEFINE_SUMS16(sums16_6x4, 6, 4)
-DEFINE_SUMS16(sums16_5x1, 5, 1)
-DEFINE_SUMS16(sums16_5x2, 5, 2)
-DEFINE_SUMS16(sums16_5x3, 5, 3)
-DEFINE_SUMS16(sums16_5x4, 5, 4)
-DEFINE_SUMS16(sums16_4x1, 4, 1)
-DEFINE_SUMS16(sums16_4x2, 4, 2)
-DEFINE_SUMS16(sums16_4x3, 4, 3)
-DEFINE_SUMS16(sums16_4x4, 4, 4)
-DEFINE_SUMS16(sums16_4x5, 4, 5)
-DEFINE_SUMS16(sums16_4x6, 4, 6)
-
-typedef void (*sums16)(long, const float *, long, const float *, long, float *, const float *);
-// sums16_by[J − 4][NP]; the largest NP for J at [J − 4][0].
-static const sums16 sums16_by[5][7] = {
-    {(sums16)6, sums16_4x1, sums16_4x2, sums16_4x3, sums16_4x4, sums16_4x5, sums16_4x6},
-    {(sums16)4, sums16_5x1, sums16_5x2, sums16_5x3, sums16_5x4},
-    {(sums16)4, sums16_6x1, sums16_6x2, sums16_6x3, sums16_6x4},
-    {(sums16)3, sums16_7x1, sums16_7x2, sums16_7x3},
-    {(sums16)3, sums16_8x1, sums16_8x2, sums16_8x3},
-};
-
-// The tile's first `count` columns of `rows` rows of C (tile row j: column j's rows), sixteen rows at a time
-// transposed, then the epilogue (none without `e`), stored `count` values of a row at a time.
-__attribute__((target("avx512f"))) static void store_tile16(const float *tile, int count, int rows, const float *bias,
-                                                            int epilogue, __m512 low, __m512 high, float *c,
-                                                            long ldc) {
-    const __mmask16 m = (__mmask16)((1u << count) - 1);
-    for (int p = 0; p * 16 < rows; p++) {
-        const int many = rows - p * 16 < 16 ? rows - p * 16 : 16;
-        __m512 r[16];
-        for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(tile + i * WIDE16 + p * 16);
-        transpose16(r);
-        for (int i = 0; i < many; i++) {
-            const long row = p * 16 + i;
-            __m512 y = r[i];
-            if (epilogue) y = wc_clamp512(_mm512_add_ps(y, _mm512_set1_ps(bias ? bias[row] : 0.0f)), low, high);
-            _mm512_mask_storeu_ps(c + row * ldc, m, y);
-        }
-    }
-}
-
-// The columns a block takes (4 to 8): the fewest columns computed, blocks ending at column n − 1 (a plane of 9: two
-// blocks of five; 49: seven of seven), the widest of equals.
-static int vectors16_block(int n) {
-    int best = 8;
-    for (int j = 7; j >= 4; j--)
-        if ((n + j - 1) / j * j < (n + best - 1) / best * best) best = j;
-    return best;
-}
-
-// C = A·B as `gemm_avx512` gives it, with the weights as vectors: J columns a block (`vectors16_block`), rows in groups
-// of as many vectors as J leaves registers for, as many columns at a time as whole blocks fill sixteen. The last block
-// of columns ends at column n − 1, over columns of the block before it again (the same sums, stored again), so that
-// every B value read is B's. n ≥ 4.
-__attribute__((target("avx512f"))) static void vectors16(int m, int n, int k, const float *packed, const float *b,
-                                                         long ldb, float *c, long ldc, const wc_epilogue *e) {
-    const __m512 low = _mm512_set1_ps(e ? e->low : -INFINITY), high = _mm512_set1_ps(e ? e->high : INFINITY);
-    const long panel = (long)k * MR;
-    const int block = vectors16_block(n), span = TILE16 / block * block;
-    const sums16 *sums = sums16_by[block - 4];
-    const int width = 16 * (int)(long)sums[0];
-    float tile[TILE16 * WIDE16] __attribute__((aligned(64)));
-    for (int r0 = 0; r0 < m; r0 += width) {
-        const int rows = m - r0 < width ? m - r0 : width, rest = rows % 16;
-        // Vectors of two panels, then one of a single panel where the group ends within one.
-        const int pairs = rows / 16 + (rest > 8), single = rest > 0 && rest <= 8;
-        const float *a = packed + (long)r0 * k;
-        if (PREFETCH_GROUP)
-            for (int p = 0; p < 2 * pairs + single; p++)
-                for (int kk = 0; kk < k && kk < AHEAD16; kk += 2) _mm_prefetch((const char *)(a + p * panel + kk * MR), _MM_HINT_T0);
-        for (int t0 = 0; t0 < n; t0 += span) {
-            if (n - t0 < block) t0 = n - block;
-            const int count = n - t0 < span ? n - t0 : span;
-            for (int j0 = 0; j0 < count; j0 += block) {
-                const int j = j0 + block <= count ? j0 : count - block;
-                float *acc = tile + j * WIDE16;
-                const float *ahead = PREFETCH_GROUP && t0 == 0 && j0 == 0 ? a : NULL;
-                if (pairs) sums[pairs](k, a, panel, b + t0 + j, ldb, acc, ahead);
-                if (single) sums[1](k, a + (long)pairs * 16 * k, 0, b + t0 + j, ldb, acc + pairs * 16, NULL);
-            }
-            store_tile16(tile, count, rows, e && e->bias ? e->bias + r0 : NULL, e != NULL, low, high,
-                         c + (long)r0 * ldc + t0, ldc);
-        }
-    }
-}
-
-#endif
-
-// Where `vectors16` takes a product: AVX-512, 4 to 31 columns, and weights of at most VECTORS16_MOST_WEIGHTS values.
-// C harness, one thread, weights read from L3 (four copies taken in turn), µs, the kernel above → vectors16: 256×576
-// by n columns: n = 4 7.98 → 5.95, 9 14.9 → 11.9, 16 23.9 → 18.4, 25 39.6 → 29.6, 32 36.3 → 36.4, 49 59.1 → 57.7;
-// 192×k by 25, k = 64 4.36 → 2.80, 288 15.4 → 11.3; by 32 columns and k of 16 to 96 it lost 5–30%. Weights from
-// memory (512×4608 by 4, 9.4 MB: ResNet-18's 3×3 layers on 2×2 maps) 158 → 219: twelve half-panel streams at once
-// are read more slowly than the kernel above reads its panels one by one.
-enum { VECTORS16_MOST_COLUMNS = 31, VECTORS16_MOST_WEIGHTS = 1 << 20 };
-
-int wc_gemm_vectors(int m, int n, int k) {
-#if defined(__x86_64__)
-    return wc_kernels_isa() == WC_ISA_AVX512 && n >= 4 && n <= VECTORS16_MOST_COLUMNS && n != 16
-        && (long)m * k <= VECTORS16_MOST_WEIGHTS;
-#else
-    (void)m; (void)n; (void)k;
-    return 0;
-#endif
-}
-
 int wc_kernels_supported(int isa) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
@@ -710,7 +553,7 @@ void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const
                         const wc_epilogue *e) {
     if (trivial(m, n, k, c, ldc, e)) return;
 #if defined(__x86_64__)
-    if (isa == WC_ISA_AVX512 && wc_gemm_vectors(m, n, k)) vectors16(m, n, k, packed, b, ldb, c, ldc, e);
+    if (isa == WC_ISA_AVX512 && wc_gemm_vectors(m, n, k)) wc_vectors16_product(m, n, k, packed, b, ldb, c, ldc, e);
     else if (isa == WC_ISA_AVX512) gemm_avx512(m, n, k, packed, b, ldb, c, ldc, e);
     else if (isa == WC_ISA_AVX2) gemm_avx2(m, n, k, packed, b, ldb, c, ldc, e);
     else

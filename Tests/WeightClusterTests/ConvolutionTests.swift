@@ -214,12 +214,18 @@ import _TestSupport
                                                 outputSize: (oh, ow))
         if wc_kernels_isa() == Int32(WC_ISA_AVX512) {
             // Every case whose vectors are mostly outputs (`leastUseful`); five cases written for AVX2's eight lanes
-            // (9×11, 13×10, 6×6, 10×10 and 3×3 outputs) leave too many of the sixteen idle, and take im2col.
+            // (9×11, 7×5, 6×6, 10×10 and 3×3 outputs) leave too many of the sixteen idle, and take im2col, but for the
+            // two at batch 1 on rows of 5 and 6 (stride 2 with uneven padding; dilation 2), which take the weights as
+            // vectors (Vectors16.c).
             var shape = wc_window(window)
             let images = DirectConvolution.imagesPerCopy(batch: t.n, w: t.w, window: window, outputSize: (oh, ow),
                                                          vectors: false)
             let useful = wc_conv_direct_useful(Int32(t.w), &shape, Int32(oh), Int32(ow), Int32(images))
-            #expect(applies == (useful >= DirectConvolution.leastUseful), "useful lanes \(useful)")
+            // At batch 1, rows of 4 to 8 outputs from 64 weights per output: the weights as vectors (two cases).
+            let vectors = t.n == 1 && ow >= 4 && ow <= 8 && t.c * t.k.0 * t.k.1 >= 64
+            #expect(vectors == (t.n == 1 && DirectConvolution.weightsAsVectors(inputChannels: t.c, weightShape: wt.shape,
+                                                                               outputSize: (oh, ow))))
+            #expect(applies == (useful >= DirectConvolution.leastUseful || vectors), "useful lanes \(useful)")
         } else if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
             let stem = t.c <= DirectConvolution.avx2StemChannels && oh * ow <= DirectConvolution.avx2StemOutputs
             let vectors = DirectConvolution.weightsAsVectors(inputChannels: t.c, weightShape: wt.shape, outputSize: (oh, ow))
