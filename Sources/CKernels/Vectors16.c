@@ -15,7 +15,7 @@
 // PANEL16: rows of a panel of the packed form (MR in PackedGEMM.c). AHEAD16: how many kk ahead a block that reads a
 // group's weights first asks for them (with the group's first AHEAD16 asked for before its first block): from memory,
 // the twelve half-panel streams waited on each line (C harness, one thread, 1000 × 512 by 9 from memory, µs, the
-// packed product / here without / with: 84 / 88 / 69; 256 × 256 by 4 9.3 / 8.8 / 7.0).
+// packed product / here without / with: 84 / 88 / 71; 256 × 256 by 4 9.3 / 8.8 / 7.0).
 enum { TILE16 = 16, WIDE16 = 96, PANEL16 = 8, AHEAD16 = 32 };
 
 // NEXT: output 0's input for kk, from x and either ldx (a row of B each) or offsets (a bordered copy's).
@@ -60,14 +60,15 @@ DEFINE_SUMS16_BOTH(4, 1) DEFINE_SUMS16_BOTH(4, 2) DEFINE_SUMS16_BOTH(4, 3) DEFIN
 DEFINE_SUMS16_BOTH(4, 5) DEFINE_SUMS16_BOTH(4, 6)
 
 typedef void (*sums16)(long, const float *, long, const float *, long, const int *, float *, const float *);
-// [form][J − 4][NP]: form 0 rows of B, 1 a bordered copy's offsets; the largest NP for J at [J − 4][0].
+// sums16_by[form][J − 4][NP]: form 0 rows of B, 1 a bordered copy's offsets. most_vectors[J − 4]: the largest NP.
 #define SUMS16_TABLE(P)                                                                                           \
-    {{(sums16)6, P##4x1, P##4x2, P##4x3, P##4x4, P##4x5, P##4x6},                                                 \
-     {(sums16)4, P##5x1, P##5x2, P##5x3, P##5x4},                                                                 \
-     {(sums16)4, P##6x1, P##6x2, P##6x3, P##6x4},                                                                 \
-     {(sums16)3, P##7x1, P##7x2, P##7x3},                                                                         \
-     {(sums16)3, P##8x1, P##8x2, P##8x3}}
+    {{NULL, P##4x1, P##4x2, P##4x3, P##4x4, P##4x5, P##4x6},                                                      \
+     {NULL, P##5x1, P##5x2, P##5x3, P##5x4},                                                                      \
+     {NULL, P##6x1, P##6x2, P##6x3, P##6x4},                                                                      \
+     {NULL, P##7x1, P##7x2, P##7x3},                                                                              \
+     {NULL, P##8x1, P##8x2, P##8x3}}
 static const sums16 sums16_by[2][5][7] = {SUMS16_TABLE(sums16_), SUMS16_TABLE(sums16_at_)};
+static const int most_vectors[5] = {6, 4, 4, 3, 3};
 
 // The tile's first `count` outputs of `rows` channels (tile row j: output j's channels), sixteen channels at a time
 // transposed, then (with `epilogue`) + bias (0 without), + residual (none without), clamped, and stored `count`
@@ -113,7 +114,7 @@ __attribute__((target("avx512f"))) void wc_vectors16_product(int m, int n, int k
     const long panel = (long)k * PANEL16;
     const int block = vectors16_block(n), span = TILE16 / block * block;
     const sums16 *sums = sums16_by[0][block - 4];
-    const int width = 16 * (int)(long)sums[0];
+    const int width = 16 * most_vectors[block - 4];
     float tile[TILE16 * WIDE16] __attribute__((aligned(64)));
     for (int r0 = 0; r0 < m; r0 += width) {
         const int rows = m - r0 < width ? m - r0 : width, rest = rows % 16;
@@ -148,7 +149,7 @@ __attribute__((target("avx512f"))) void wc_vectors16_plane(const float *base, lo
     const long panel = (long)k * PANEL16;
     const int block = vectors16_block(ow), per_tile = TILE16 / ow;
     const sums16 *sums = sums16_by[1][block - 4];
-    const int width = 16 * (int)(long)sums[0];
+    const int width = 16 * most_vectors[block - 4];
     float tile[TILE16 * WIDE16] __attribute__((aligned(64)));
     for (int c0 = 0; c0 < count; c0 += width) {
         const int channels = count - c0 < width ? count - c0 : width, rest = channels % 16;
