@@ -61,6 +61,17 @@ static __thread int in_part;
 
 int wc_pool_in_part(void) { return in_part; }
 
+// The calling thread's limit on workers (0: none).
+static __thread int worker_limit;
+
+int wc_pool_worker_limit(void) { return worker_limit; }
+
+int wc_pool_limit_workers(int workers) {
+    const int previous = worker_limit;
+    worker_limit = workers;
+    return previous;
+}
+
 static void run_piece(wc_pool_task task, void *context, long piece) {
     const int outer = in_part;
     in_part = 1;

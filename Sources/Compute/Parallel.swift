@@ -13,10 +13,19 @@ public enum ComputeThreads {
     /// The worker count; the first read pins OpenBLAS to one thread per call, because the kernels
     /// split work across cores themselves (two BLAS thread pools would fight over the same cores). 1 on a thread
     /// running a part of a parallel region: the regions it starts run on it alone, so the work it calls is planned for
-    /// one thread (`parallelPieces`).
+    /// one thread (`parallelPieces`); at most the calling thread's limit where one is set (`limited`).
     public static var count: Int {
         if configured == 0 { configure(max(1, ProcessInfoCores.active)) }
-        return wc_pool_in_part() != 0 ? 1 : configured
+        if wc_pool_in_part() != 0 { return 1 }
+        let limit = Int(wc_pool_worker_limit())
+        return limit > 0 ? min(limit, configured) : configured
+    }
+
+    /// Runs `body` with this thread's regions planned for at most `workers` workers (0: all).
+    public static func limited<T>(to workers: Int, _ body: () throws -> T) rethrows -> T {
+        let previous = wc_pool_limit_workers(Int32(workers))
+        defer { wc_pool_limit_workers(previous) }
+        return try body()
     }
 
     public static func configure(_ threads: Int) {

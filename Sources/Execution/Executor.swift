@@ -21,6 +21,8 @@ public final class Executor: Sendable {
     let batchSeparable: Bool
     /// The passes measured so far, by the inputs' per-image shapes (`runInPasses`).
     let passPlans = Mutex<[[[Int]]: PassPlan]>([:])
+    /// Whether single passes run on one worker or all (`Options.chooseWorkers`).
+    let workerChoice = Mutex(WorkerChoice())
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
     /// name (expanding deferred weights counts as "(expand weights)"). Safe to set and read while other threads run
     /// the executor: the flag is atomic and the sums are kept under a lock.
@@ -67,6 +69,10 @@ public final class Executor: Sendable {
         /// VGG-16 and AlexNet on FashionMNIST even). While `profiling`, with fewer images than threads, and for graphs
         /// with deferred (compressed) weights, they run one after another (`runInPasses`).
         public var parallelPasses = true
+        /// Time single passes (batch 1, or a plan that runs in one) both split over the workers and on the calling
+        /// thread alone, and run them the quicker way (`WorkerChoice`): how fast cores hand work to each other varies
+        /// with where the host places them.
+        public var chooseWorkers = true
         public init() {}
     }
 
@@ -155,7 +161,16 @@ public final class Executor: Sendable {
         if batchSeparable, options.passBytes > 0, let n = batchSize(feeds), n > 1 {
             return try runInPasses(feeds, images: n, checkingFinite: checkingFinite)
         }
-        return try runPass(feeds, checkingFinite: checkingFinite)
+        guard options.chooseWorkers, ComputeThreads.count > 1, !profiling else {
+            return try runPass(feeds, checkingFinite: checkingFinite)
+        }
+        // One pass: split over the workers or on this thread alone, whichever is quicker here now (`WorkerChoice`).
+        let one = workerChoice.withLock { $0.next() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let outputs = try ComputeThreads.limited(to: one ? 1 : 0) { try runPass(feeds, checkingFinite: checkingFinite) }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        workerChoice.withLock { $0.record(one: one, seconds: seconds) }
+        return outputs
     }
 
     /// The images in `feeds` when every graph input has one leading axis of that size, declared dynamic.

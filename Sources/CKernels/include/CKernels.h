@@ -217,5 +217,9 @@ typedef void (*wc_pool_task)(void *context, int piece);
 void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context);
 /// Whether the calling thread is running a piece of a region (any region it starts then runs inline, on it alone).
 int wc_pool_in_part(void);
+/// The most workers the calling thread's regions are planned for (0: no limit; `ComputeThreads.count` reads it), and
+/// setting it; returns the previous limit.
+int wc_pool_worker_limit(void);
+int wc_pool_limit_workers(int workers);
 
 #endif

@@ -1,0 +1,58 @@
+import Compute
+@testable import Execution
+import Testing
+import _TestSupport
+
+/// Single passes on one worker or all, whichever the timings favour (`WorkerChoice`), with the same outputs either way.
+@Suite struct WorkerChoiceTests {
+    /// Feeds `choice` passes whose times come from `time(one)`; returns the settings it asked for.
+    static func run(_ choice: inout WorkerChoice, passes: Int, time: (Bool) -> Double) -> [Bool] {
+        (0..<passes).map { _ in
+            let one = choice.next()
+            choice.record(one: one, seconds: time(one))
+            return one
+        }
+    }
+
+    @Test func warmUpAlternatesThenKeepsTheQuicker() {
+        var choice = WorkerChoice()
+        let asked = Self.run(&choice, passes: WorkerChoice.warmUp) { $0 ? 1.0 : 2.0 }
+        #expect(asked == (0..<WorkerChoice.warmUp).map { $0 % 2 == 1 })
+        #expect(choice.one)
+        // All workers quicker, but by less than the margin asks of one worker: all.
+        var close = WorkerChoice()
+        _ = Self.run(&close, passes: WorkerChoice.warmUp) { $0 ? 0.99 : 1.0 }
+        #expect(!close.one)
+    }
+
+    /// After the warm-up the other setting is tried every `interval` passes; confirmed, the interval doubles; when the
+    /// host changes (one worker becomes the slower), the next trial flips the choice.
+    @Test func trialsGrowApartAndFollowTheHost() {
+        var choice = WorkerChoice()
+        _ = Self.run(&choice, passes: WorkerChoice.warmUp) { $0 ? 1.0 : 2.0 }
+        let first = Self.run(&choice, passes: 2 * WorkerChoice.shortestInterval) { $0 ? 1.0 : 2.0 }
+        let trials = first.indices.filter { !first[$0] }
+        #expect(trials == [WorkerChoice.shortestInterval - 1])  // then 32 passes until the next one
+        #expect(choice.one)
+        // The host changes: all workers now take half the time. Within the next trials the choice flips.
+        let later = Self.run(&choice, passes: 4 * WorkerChoice.shortestInterval + WorkerChoice.kept * 64) { $0 ? 1.0 : 0.5 }
+        #expect(!choice.one)
+        #expect(later.last == false)
+    }
+
+    /// A small convolutional graph gives the same bits on one worker as on all (the kernels split outputs, never a
+    /// sum), so the choice never changes what a pass returns; and the choice runs only where it is asked for.
+    @Test func oneWorkerGivesTheSameOutputs() throws {
+        let graph = BatchPassTests.graph()
+        let x = Tensor(shape: [1, 3, 9, 9], scalars: ConvolutionTests.random(3 * 81, seed: 46))
+        var options = Executor.Options()
+        options.chooseWorkers = false
+        let executor = try Executor(graph: graph, options: options)
+        let all = try executor(x)
+        let one = try ComputeThreads.limited(to: 1) { try executor(x) }
+        #expect(one.scalars.map(\.bitPattern) == all.scalars.map(\.bitPattern))
+        #expect(ComputeThreads.limited(to: 1) { ComputeThreads.count } == 1)
+        let choosing = try Executor(graph: graph)
+        for _ in 0..<2 * WorkerChoice.warmUp { #expect(try choosing(x).scalars.map(\.bitPattern) == all.scalars.map(\.bitPattern)) }
+    }
+}
