@@ -65,15 +65,19 @@ int wc_conv_direct_runs(const wc_window *win) {
 // SqueezeNet 1.1 224 px batch 16 80.3 → 77.2, batch 1 5.42 → 5.21; ResNet-18 224 px's 256 → 512 stride-2 layer on
 // 7×7 outputs (4.7 MB of weights, read again for each image) was 12.4 → 18.2–19.4 ms before the outputs' rule.
 enum { VECTORS_LEAST_K = 100, VECTORS_WEIGHT_BYTES = 256 << 10, VECTORS_LEAST_OUTPUTS = 256 };
-enum { VECTORS16_MOST_WIDTH = 8, VECTORS16_LEAST_K = 64 };
+enum { VECTORS16_LEAST_K = 64, VECTORS16_MOST_WEIGHTS = 256 << 10 };
 
 int wc_conv_direct_vectors(int k, int oc, int oh, int ow) {
     const long weight_bytes = (long)k * oc * (long)sizeof(float);
-    // AVX-512 (Vectors16.c; at batch 1, DirectConvolution.swift): rows of 4 to 8 outputs, where the vectors of
-    // outputs would be half empty and im2col's product leaves lanes idle too (SqueezeNet 1.1 64 px's 32 → 128 3×3
-    // layers on 7×7 maps, batch 1, µs, each node's least over 2 alternated rounds, im2col → here: one thread 18.7 →
-    // 17.4, two 12.0 → 11.3).
-    if (wc_kernels_isa() == WC_ISA_AVX512) return ow >= 4 && ow <= VECTORS16_MOST_WIDTH && k >= VECTORS16_LEAST_K && oh > 0;
+    // AVX-512 (Vectors16.c; at batch 1 where the vectors of outputs would leave lanes idle: DirectConvolution.swift):
+    // rows of 4 outputs or more, from VECTORS16_LEAST_K weights per output, up to VECTORS16_MOST_WEIGHTS of them (more
+    // are read faster by the other paths: AlexNet FMNIST's 2.3 and 3.5 MB layers on 8×8 maps, batch 1, two threads,
+    // 122 → 170 and 193 → 258 µs). Batch 1, each node's least over 2 alternated rounds, µs, im2col or the vectors of
+    // outputs → here: SqueezeNet 1.1 64 px's 3×3 layers on 7×7 maps, one thread 18.7 → 17.4, two 12.0 → 11.3;
+    // SqueezeNet 1.1 224 px's on 55×55, 27×27 and 13×13 maps, one thread 271 → 246, 255 → 234, 145 → 127, two 140 →
+    // 131, 134 → 127, 75 → 68.
+    if (wc_kernels_isa() == WC_ISA_AVX512)
+        return ow >= 4 && k >= VECTORS16_LEAST_K && (long)k * oc <= VECTORS16_MOST_WEIGHTS && oh > 0;
     return wc_kernels_isa() == WC_ISA_AVX2 && k >= VECTORS_LEAST_K
         && (weight_bytes <= VECTORS_WEIGHT_BYTES || (long)oh * ow >= VECTORS_LEAST_OUTPUTS);
 }

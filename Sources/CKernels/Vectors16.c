@@ -140,14 +140,16 @@ __attribute__((target("avx512f"))) void wc_vectors16_product(int m, int n, int k
 }
 
 // `wc_vectors16_plane`: J outputs of a row a block (`vectors16_block` of the row's width, the last block of a row back
-// over the one before it), as many whole rows a tile as fit in sixteen outputs.
+// over the one before it); rows of up to 16 outputs as many whole rows a tile as fit in sixteen outputs, wider rows
+// sixteen (or as many as whole blocks fill) of a row a tile, the last tile of a row back over the one before it.
 __attribute__((target("avx512f"))) void wc_vectors16_plane(const float *base, long row_step, int ow, long plane,
                                                             int first_row, int rows, int k, const float *a,
                                                             const int *offsets, int count, const float *bias,
                                                             const float *residual, float low, float high, float *out) {
     const __m512 lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
     const long panel = (long)k * PANEL16;
-    const int block = vectors16_block(ow), per_tile = TILE16 / ow;
+    const int block = vectors16_block(ow), span = TILE16 / block * block;
+    const int per_tile = ow <= TILE16 ? TILE16 / ow : 1, width_of_tile = ow <= TILE16 ? ow : span;
     const sums16 *sums = sums16_by[1][block - 4];
     const int width = 16 * most_vectors[block - 4];
     float tile[TILE16 * WIDE16] __attribute__((aligned(64)));
@@ -159,18 +161,23 @@ __attribute__((target("avx512f"))) void wc_vectors16_plane(const float *base, lo
             for (int kk = 0; kk < k && kk < AHEAD16; kk += 2) _mm_prefetch((const char *)(ac + p * panel + kk * PANEL16), _MM_HINT_T0);
         for (int oy0 = first_row; oy0 < first_row + rows; oy0 += per_tile) {
             const int n = first_row + rows - oy0 < per_tile ? first_row + rows - oy0 : per_tile;
-            for (int r = 0; r < n; r++)
-                for (int j0 = 0; j0 < ow; j0 += block) {
-                    const int j = j0 + block <= ow ? j0 : ow - block;
-                    float *acc = tile + (r * ow + j) * WIDE16;
-                    const float *x = base + (long)(oy0 + r) * row_step + j;
-                    const float *ahead = oy0 == first_row && r == 0 && j0 == 0 ? ac : NULL;
-                    if (pairs) sums[pairs](k, ac, panel, x, 0, offsets, acc, ahead);
-                    if (single) sums[1](k, ac + (long)pairs * 16 * k, 0, x, 0, offsets, acc + pairs * 16, NULL);
-                }
-            const long at = c0 * plane + (long)oy0 * ow;
-            store_tile16(tile, n * ow, channels, bias ? bias + c0 : NULL, residual ? residual + at : NULL, 1, lo, hi,
-                         out + at, plane);
+            // Tiles along the row (one when the tile holds whole rows).
+            for (int t0 = 0; t0 < ow; t0 += width_of_tile) {
+                if (ow - t0 < block) t0 = ow - block;
+                const int along = ow - t0 < width_of_tile ? ow - t0 : width_of_tile;
+                for (int r = 0; r < n; r++)
+                    for (int j0 = 0; j0 < along; j0 += block) {
+                        const int j = j0 + block <= along ? j0 : along - block;
+                        float *acc = tile + (r * along + j) * WIDE16;
+                        const float *x = base + (long)(oy0 + r) * row_step + t0 + j;
+                        const float *ahead = oy0 == first_row && t0 == 0 && r == 0 && j0 == 0 ? ac : NULL;
+                        if (pairs) sums[pairs](k, ac, panel, x, 0, offsets, acc, ahead);
+                        if (single) sums[1](k, ac + (long)pairs * 16 * k, 0, x, 0, offsets, acc + pairs * 16, NULL);
+                    }
+                const long at = c0 * plane + (long)oy0 * ow + t0;
+                store_tile16(tile, n * along, channels, bias ? bias + c0 : NULL, residual ? residual + at : NULL, 1, lo,
+                             hi, out + at, plane);
+            }
         }
     }
 }

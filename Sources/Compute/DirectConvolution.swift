@@ -42,13 +42,15 @@ enum DirectConvolution {
         let pointwise = weightShape[2] == 1 && weightShape[3] == 1 && window.strides == (1, 1) && window.pads == (0, 0, 0, 0)
         var shape = wc_window(window)
         guard !pointwise, wc_conv_direct_runs(&shape) != 0 else { return false }
-        if wc_kernels_isa() == Int32(WC_ISA_AVX512), inputShape[0] == 1,
-           weightsAsVectors(inputChannels: inputShape[1], weightShape: weightShape, outputSize: outputSize) {
+        if wc_kernels_isa() == Int32(WC_ISA_AVX512),
+           weightsAsVectors(batch: inputShape[0], inputWidth: inputShape[3], inputChannels: inputShape[1],
+                            weightShape: weightShape, window: window, outputSize: outputSize) {
             return wc_conv_padded_count(Int32(inputShape[1]), Int32(inputShape[3]), &shape, Int32(outputSize.h),
                                         Int32(outputSize.w), 1) < Int(Int32.max)
         }
         if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
-            if weightsAsVectors(inputChannels: inputShape[1], weightShape: weightShape, outputSize: outputSize) {
+            if weightsAsVectors(batch: inputShape[0], inputWidth: inputShape[3], inputChannels: inputShape[1],
+                                weightShape: weightShape, window: window, outputSize: outputSize) {
                 return wc_conv_padded_count(Int32(inputShape[1]), Int32(inputShape[3]), &shape, Int32(outputSize.h),
                                             Int32(outputSize.w), 1) < Int(Int32.max)
             }
@@ -69,12 +71,22 @@ enum DirectConvolution {
             .assumingMemoryBound(to: Float.self)
     }
 
+    /// Below this share of useful lanes in the vectors of outputs (one image a copy), AVX-512 takes the weights as
+    /// vectors at batch 1 (`weightsAsVectors`).
+    static let vectorsBelowUseful = 0.9
+
     /// Whether the kernel takes the weights as vectors (`wc_conv_direct_vectors`), one image a copy, every lane an
     /// output: with AVX2 at any batch, from 100 weights per output where they fit in half of L2 or the maps have 256
-    /// outputs; with AVX-512 at batch 1 (`applies`, `convolve`), on rows of 4 to 8 outputs from 64 weights per output.
-    static func weightsAsVectors(inputChannels c: Int, weightShape: [Int], outputSize: (h: Int, w: Int)) -> Bool {
-        wc_conv_direct_vectors(Int32(clamping: c * weightShape[2] * weightShape[3]), Int32(clamping: weightShape[0]),
-                               Int32(clamping: outputSize.h), Int32(clamping: outputSize.w)) != 0
+    /// outputs; with AVX-512 at batch 1, on rows of 4 outputs or more whose vectors of outputs would leave a tenth of
+    /// their lanes idle or more (`vectorsBelowUseful`), from 64 weights per output and up to 1 MB of them.
+    static func weightsAsVectors(batch n: Int, inputWidth w: Int, inputChannels c: Int, weightShape: [Int],
+                                 window: Window2D, outputSize: (h: Int, w: Int)) -> Bool {
+        guard wc_conv_direct_vectors(Int32(clamping: c * weightShape[2] * weightShape[3]), Int32(clamping: weightShape[0]),
+                                     Int32(clamping: outputSize.h), Int32(clamping: outputSize.w)) != 0 else { return false }
+        guard wc_kernels_isa() == Int32(WC_ISA_AVX512) else { return true }
+        var shape = wc_window(window)
+        return n == 1 && wc_conv_direct_useful(Int32(clamping: w), &shape, Int32(clamping: outputSize.h),
+                                               Int32(clamping: outputSize.w), 1) < vectorsBelowUseful
     }
 
     static func imagesPerCopy(batch n: Int, w: Int, window: Window2D, outputSize: (h: Int, w: Int), vectors: Bool) -> Int {
@@ -89,8 +101,9 @@ enum DirectConvolution {
                          firstChannel: Int = 0) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oc, oh, ow) = (packed.outputChannels, output.shape[2], output.shape[3])
-        let vectors = (n == 1 || wc_kernels_isa() != Int32(WC_ISA_AVX512))
-            && weightsAsVectors(inputChannels: c, weightShape: [oc, c, window.kernel.h, window.kernel.w], outputSize: (oh, ow))
+        let vectors = weightsAsVectors(batch: n, inputWidth: w, inputChannels: c,
+                                       weightShape: [oc, c, window.kernel.h, window.kernel.w], window: window,
+                                       outputSize: (oh, ow))
         let perCopy = imagesPerCopy(batch: n, w: w, window: window, outputSize: (oh, ow), vectors: vectors)
         let copies = (n + perCopy - 1) / perCopy
         var shape = wc_window(window)

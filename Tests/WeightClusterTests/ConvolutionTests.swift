@@ -216,19 +216,22 @@ import _TestSupport
             // Every case whose vectors are mostly outputs (`leastUseful`); five cases written for AVX2's eight lanes
             // (9×11, 7×5, 6×6, 10×10 and 3×3 outputs) leave too many of the sixteen idle, and take im2col, but for the
             // two at batch 1 on rows of 5 and 6 (stride 2 with uneven padding; dilation 2), which take the weights as
-            // vectors (Vectors16.c).
+            // vectors (Vectors16.c), as the 7×7 stem at batch 1 does (rows of 13: two blocks of seven, one tile a row).
             var shape = wc_window(window)
             let images = DirectConvolution.imagesPerCopy(batch: t.n, w: t.w, window: window, outputSize: (oh, ow),
                                                          vectors: false)
             let useful = wc_conv_direct_useful(Int32(t.w), &shape, Int32(oh), Int32(ow), Int32(images))
-            // At batch 1, rows of 4 to 8 outputs from 64 weights per output: the weights as vectors (two cases).
-            let vectors = t.n == 1 && ow >= 4 && ow <= 8 && t.c * t.k.0 * t.k.1 >= 64
-            #expect(vectors == (t.n == 1 && DirectConvolution.weightsAsVectors(inputChannels: t.c, weightShape: wt.shape,
-                                                                               outputSize: (oh, ow))))
+            // At batch 1, rows of 4 outputs or more whose vectors of outputs would leave a tenth of their lanes idle,
+            // from 64 weights per output: the weights as vectors (three cases).
+            let alone = wc_conv_direct_useful(Int32(t.w), &shape, Int32(oh), Int32(ow), 1)
+            let vectors = t.n == 1 && ow >= 4 && t.c * t.k.0 * t.k.1 >= 64 && alone < DirectConvolution.vectorsBelowUseful
+            #expect(vectors == DirectConvolution.weightsAsVectors(batch: t.n, inputWidth: t.w, inputChannels: t.c,
+                                                                  weightShape: wt.shape, window: window, outputSize: (oh, ow)))
             #expect(applies == (useful >= DirectConvolution.leastUseful || vectors), "useful lanes \(useful)")
         } else if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
             let stem = t.c <= DirectConvolution.avx2StemChannels && oh * ow <= DirectConvolution.avx2StemOutputs
-            let vectors = DirectConvolution.weightsAsVectors(inputChannels: t.c, weightShape: wt.shape, outputSize: (oh, ow))
+            let vectors = DirectConvolution.weightsAsVectors(batch: t.n, inputWidth: t.w, inputChannels: t.c,
+                                                             weightShape: wt.shape, window: window, outputSize: (oh, ow))
             #expect(vectors == (t.c * t.k.0 * t.k.1 >= 100))
             #expect(applies == (stem || t.n == 1 && t.c <= DirectConvolution.avx2MostChannels || vectors))
         }

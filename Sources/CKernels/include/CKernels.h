@@ -85,7 +85,7 @@ typedef struct {
 /// and the horizontal stride is 1 or 2.
 int wc_conv_direct_runs(const wc_window *window);
 /// Whether `wc_conv_direct` should sum a layer of `oc` channels of k = c·kh·kw weights each, on oh×ow outputs, with
-/// the weights as vectors (`vectors`: AVX2; AVX-512 for one image's rows of 4 to 8 outputs).
+/// the weights as vectors (`vectors`: AVX2; AVX-512 for one image's rows of 4 outputs or more, up to 1 MB of weights).
 int wc_conv_direct_vectors(int k, int oc, int oh, int ow);
 /// A 1×1 convolution (stride 1, no padding) of `images` images with the weights as vectors (AVX2 only): output
 /// channels [first, first + count) (first a multiple of 8) of the c input planes of `plane` values at input + i·in_image
