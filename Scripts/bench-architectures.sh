@@ -18,7 +18,8 @@
 # "ratio" is): the host's load moves round averages by tens of percent, single batches at their quickest much less.
 # "host GF/s" is what this machine gave just before each row: one AVX-512 (else AVX2) multiply-add loop per thread
 # (Benchmarks/fma_peak.c), all at once, the slowest copy's GFLOP/s (168 per core on the AVX-512 host of sessions 16–19
-# when no other tenant shared it; a low figure means the row was measured on a busy host, for both engines).
+# when no other tenant shared it; a low figure means the row was measured on a busy host, for both engines). "trip ns":
+# a cache line's round trip between two threads just before each row (Benchmarks/pingpong.c).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=1
@@ -66,6 +67,15 @@ if grep -qwE 'avx512f|avx2' /proc/cpuinfo && [ -n "$compiler" ] && "$compiler" -
 else
   host_rate() { echo 0; }
 fi
+# How long the two threads take to hand a cache line back and forth right now, ns (Benchmarks/pingpong.c): about 100
+# where the cores share a last-level cache, 400–550 when the hypervisor has placed them apart, where both engines lose
+# their second thread at batch 1; 0 where it cannot be built.
+pingpong=.build/pingpong
+if [ -n "$compiler" ] && "$compiler" -O2 -pthread -o "$pingpong" Benchmarks/pingpong.c 2>/dev/null; then
+  round_trip() { "$pingpong"; }
+else
+  round_trip() { echo 0; }
+fi
 
 rows=()
 for path in "${paths[@]}"; do
@@ -77,20 +87,21 @@ for path in "${paths[@]}"; do
   [ -f "$path" ] || { echo "skipped $name: $path is missing" >&2; continue; }
   for batch in $batches; do
     host=$(host_rate)
+    trip=$(round_trip)
     ours=(); ort=()
     for _ in 1 2 3; do
       ours+=("$("$bench" "$path" --batch "$batch" --seconds "$seconds" --throughput-only)")
       ort+=("$("$venv/bin/python" Benchmarks/ort_inference.py "$path" "$batch" 0 "$threads" "$seconds")")
     done
-    rows+=("$(python3 - "$name" "$batch" "$host" "${ours[@]}" "${ort[@]}" <<'PY'
+    rows+=("$(python3 - "$name" "$batch" "$host" "$trip" "${ours[@]}" "${ort[@]}" <<'PY'
 import json, sys
-name, batch, host, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), [json.loads(a) for a in sys.argv[4:]]
+name, batch, host, trip, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), [json.loads(a) for a in sys.argv[5:]]
 ours, ort = runs[:3], runs[3:]
 best = lambda rs: max(r["images_per_second"] for r in rs)
 rss = lambda rs: max(r["peak_rss_bytes"] for r in rs) / 2**20
 least = lambda rs: min(r["batch_seconds_least"] for r in rs)
 print(json.dumps([name, int(batch), best(ours), best(ort), rss(ours), rss(ort), ours[0].get("kernels", "?"), host,
-                  least(ort) / least(ours)]))
+                  least(ort) / least(ours), trip]))
 PY
 )")
     echo "${rows[-1]}" >&2
@@ -99,8 +110,9 @@ done
 python3 - "${rows[@]}" <<'PY'
 import json, sys
 rows = [json.loads(a) for a in sys.argv[1:]]
-print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'quickest':>8} {'ours RSS':>9} {'ORT RSS':>8} {'kernels':<8} host GF/s")
-for name, batch, ours, ort, rss_ours, rss_ort, kernels, host, quickest in rows:
+print(f"{'model':<22} {'batch':>5} {'ours img/s':>11} {'ORT img/s':>10} {'ratio':>6} {'quickest':>8} {'ours RSS':>9} {'ORT RSS':>8} {'kernels':<8} host GF/s  trip ns")
+for name, batch, ours, ort, rss_ours, rss_ort, kernels, host, quickest, trip in rows:
     rate = f"{host:.0f}" if host > 0 else "-"
-    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {quickest:>8.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi {kernels:<8} {rate:>9}")
+    trips = f"{trip:.0f}" if trip > 0 else "-"
+    print(f"{name:<22} {batch:>5} {ours:>11.1f} {ort:>10.1f} {ours / ort:>6.2f} {quickest:>8.2f} {rss_ours:>7.0f}Mi {rss_ort:>6.0f}Mi {kernels:<8} {rate:>9} {trips:>8}")
 PY
