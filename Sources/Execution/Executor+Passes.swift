@@ -164,7 +164,8 @@ extension Executor {
                 var values: [AnyTensor?]
                 if let stages, range.count > stages.size {
                     let firsts = try Self.passRanges(images: range.count, atMost: stages.size, workers: 1).map { part in
-                        var values = self.initialValues(feeds.mapValues { $0.images(part.lowerBound + range.lowerBound..<part.upperBound + range.lowerBound) })
+                        let images = range.lowerBound + part.lowerBound..<range.lowerBound + part.upperBound
+                        var values = self.initialValues(feeds.mapValues { $0.images(images) })
                         try self.runSteps(0..<stages.step, on: &values, checkingFinite: checkingFinite)
                         return values
                     }
@@ -197,7 +198,7 @@ extension Executor {
 
     /// The pass plan for these inputs' per-image shapes (every input's shape is part of the key: another shape of any
     /// of them may need another pass size), measured by a first run of one image when it is not yet known: the largest
-    /// intermediate, what is alive after each step, and which steps compute flat values.
+    /// intermediate, each step's largest, what is alive after each step, and which steps compute flat values.
     private func passPlan(_ feeds: [String: AnyTensor], checkingFinite: Bool) throws -> PassPlan {
         let imageShapes = graph.inputs.map { Array((feeds[$0.name]?.shape ?? []).dropFirst()) }
         if let known = passPlans.withLock({ $0[imageShapes] }) { return known }
