@@ -372,9 +372,7 @@ static void maxpool_across_avx512(const float *input, long count, int h, int w, 
                 for (int ki = klo; ki < khi; ki++) {
                     const float *row = x + 16 * ((long)(y0 + ki * win->dh) * w + x0);
                     for (int kj = jlo; kj < jhi; kj++) {
-                        const __m512 v = _mm512_load_ps(row + 16 * kj * win->dw);
-                        const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-                        best = _mm512_mask_mov_ps(best, take, v);
+                        best = max_or_nan(best, _mm512_load_ps(row + 16 * kj * win->dw));
                     }
                 }
                 _mm512_store_ps(y + 16 * (oy * ow + ox), best);

@@ -104,6 +104,28 @@ static int vectors16_block(int n) {
     return best;
 }
 
+// A group of `rows` output channels from the panels at `a`: vectors of two panels, then one of a single panel where
+// the group ends within one. `group_of` asks for its first AHEAD16 rows of weights; `group_sums` sums one block of
+// outputs for the whole group (the block that reads the group's weights first asks for the rest ahead).
+typedef struct {
+    const float *a;
+    int pairs, single;
+} group16;
+
+static group16 group_of(const float *a, int rows, long panel, int k) {
+    const int rest = rows % 16;
+    const group16 g = {a, rows / 16 + (rest > 8), rest > 0 && rest <= 8};
+    for (int p = 0; p < 2 * g.pairs + g.single; p++)
+        for (int kk = 0; kk < k && kk < AHEAD16; kk += 2) _mm_prefetch((const char *)(a + p * panel + kk * PANEL16), _MM_HINT_T0);
+    return g;
+}
+
+static inline void group_sums(const sums16 *sums, group16 g, int k, long panel, const float *x, long ldx,
+                              const int *offsets, float *acc, int first) {
+    if (g.pairs) sums[g.pairs](k, g.a, panel, x, ldx, offsets, acc, first ? g.a : NULL);
+    if (g.single) sums[1](k, g.a + (long)g.pairs * 16 * k, 0, x, ldx, offsets, acc + g.pairs * 16, NULL);
+}
+
 // C = A·B as the packed product gives it, with the weights as vectors: J columns a block (`vectors16_block`), rows in
 // groups of as many vectors as J leaves registers for, as many columns at a time as whole blocks fill sixteen. The last block
 // of columns ends at column n − 1, over columns of the block before it again (the same sums, stored again), so that
@@ -117,21 +139,14 @@ __attribute__((target("avx512f"))) void wc_vectors16_product(int m, int n, int k
     const int width = 16 * most_vectors[block - 4];
     float tile[TILE16 * WIDE16] __attribute__((aligned(64)));
     for (int r0 = 0; r0 < m; r0 += width) {
-        const int rows = m - r0 < width ? m - r0 : width, rest = rows % 16;
-        // Vectors of two panels, then one of a single panel where the group ends within one.
-        const int pairs = rows / 16 + (rest > 8), single = rest > 0 && rest <= 8;
-        const float *a = packed + (long)r0 * k;
-        for (int p = 0; p < 2 * pairs + single; p++)
-            for (int kk = 0; kk < k && kk < AHEAD16; kk += 2) _mm_prefetch((const char *)(a + p * panel + kk * PANEL16), _MM_HINT_T0);
+        const int rows = m - r0 < width ? m - r0 : width;
+        const group16 g = group_of(packed + (long)r0 * k, rows, panel, k);
         for (int t0 = 0; t0 < n; t0 += span) {
             if (n - t0 < block) t0 = n - block;
             const int count = n - t0 < span ? n - t0 : span;
             for (int j0 = 0; j0 < count; j0 += block) {
                 const int j = j0 + block <= count ? j0 : count - block;
-                float *acc = tile + j * WIDE16;
-                const float *ahead = t0 == 0 && j0 == 0 ? a : NULL;
-                if (pairs) sums[pairs](k, a, panel, b + t0 + j, ldb, NULL, acc, ahead);
-                if (single) sums[1](k, a + (long)pairs * 16 * k, 0, b + t0 + j, ldb, NULL, acc + pairs * 16, NULL);
+                group_sums(sums, g, k, panel, b + t0 + j, ldb, NULL, tile + j * WIDE16, t0 == 0 && j0 == 0);
             }
             store_tile16(tile, count, rows, e && e->bias ? e->bias + r0 : NULL, NULL, e != NULL, low, high,
                          c + (long)r0 * ldc + t0, ldc);
@@ -154,11 +169,8 @@ __attribute__((target("avx512f"))) void wc_vectors16_plane(const float *base, lo
     const int width = 16 * most_vectors[block - 4];
     float tile[TILE16 * WIDE16] __attribute__((aligned(64)));
     for (int c0 = 0; c0 < count; c0 += width) {
-        const int channels = count - c0 < width ? count - c0 : width, rest = channels % 16;
-        const int pairs = channels / 16 + (rest > 8), single = rest > 0 && rest <= 8;
-        const float *ac = a + (long)c0 * k;
-        for (int p = 0; p < 2 * pairs + single; p++)
-            for (int kk = 0; kk < k && kk < AHEAD16; kk += 2) _mm_prefetch((const char *)(ac + p * panel + kk * PANEL16), _MM_HINT_T0);
+        const int channels = count - c0 < width ? count - c0 : width;
+        const group16 g = group_of(a + (long)c0 * k, channels, panel, k);
         for (int oy0 = first_row; oy0 < first_row + rows; oy0 += per_tile) {
             const int n = first_row + rows - oy0 < per_tile ? first_row + rows - oy0 : per_tile;
             // Tiles along the row (one when the tile holds whole rows).
@@ -168,11 +180,8 @@ __attribute__((target("avx512f"))) void wc_vectors16_plane(const float *base, lo
                 for (int r = 0; r < n; r++)
                     for (int j0 = 0; j0 < along; j0 += block) {
                         const int j = j0 + block <= along ? j0 : along - block;
-                        float *acc = tile + (r * along + j) * WIDE16;
-                        const float *x = base + (long)(oy0 + r) * row_step + t0 + j;
-                        const float *ahead = oy0 == first_row && t0 == 0 && r == 0 && j0 == 0 ? ac : NULL;
-                        if (pairs) sums[pairs](k, ac, panel, x, 0, offsets, acc, ahead);
-                        if (single) sums[1](k, ac + (long)pairs * 16 * k, 0, x, 0, offsets, acc + pairs * 16, NULL);
+                        group_sums(sums, g, k, panel, base + (long)(oy0 + r) * row_step + t0 + j, 0, offsets,
+                                   tile + (r * along + j) * WIDE16, oy0 == first_row && t0 == 0 && r == 0 && j0 == 0);
                     }
                 const long at = c0 * plane + (long)oy0 * ow + t0;
                 store_tile16(tile, n * along, channels, bias ? bias + c0 : NULL, residual ? residual + at : NULL, 1, lo,
