@@ -2,7 +2,7 @@
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
 //                                              [--profile-runs N]
-//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|parallelPasses=false]
+//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|parallelPasses=false|chooseWorkers=false]
 // --seconds S times batches until S seconds have passed (at least three, after two warm-up batches: onnxruntime's
 // second batch at batch 64 on 224 px maps is still 15–30% slower than its third) instead of a fixed count, and prints
 // the least and the median batch's seconds too; --throughput-only skips the per-operator profile and
@@ -73,8 +73,9 @@ if let alternative = arguments.take("--alternate") {
         case ("winograd", "never"): other.winograd = .never
         case ("passBytes", let value?) where Int(value) != nil: other.passBytes = Int(value)!
         case ("parallelPasses", let value?) where Bool(value) != nil: other.parallelPasses = Bool(value)!
+        case ("chooseWorkers", let value?) where Bool(value) != nil: other.chooseWorkers = Bool(value)!
         default:
-            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N or parallelPasses=true|false, not \(setting)\n".utf8))
+            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, parallelPasses=true|false or chooseWorkers=true|false, not \(setting)\n".utf8))
             exit(2)
         }
     }

@@ -11,8 +11,14 @@ import Synchronization
 /// that every `interval`-th pass tries the setting not chosen; each setting is judged by the least time of its last
 /// `kept` passes, and one thread is chosen only when it is the quicker by `margin`. The interval doubles (to at most
 /// `longestInterval`) each time a trial confirms the choice, and starts again at `shortestInterval` when it flips.
+///
+/// Only a pass that follows a pass of the same setting is timed: after a pass on one thread the helpers have gone to
+/// sleep (the pool's spin is 200 µs) and the next split pass starts by waking them, a vCPU the hypervisor may have
+/// halted. Timing that pass made every trial of two threads look as slow as one: SqueezeNet 1.1 64 px at batch 1
+/// stayed on one thread at 252 µs a pass while two ran it in 172. So the warm-up alternates in pairs, and a trial is
+/// two passes, the second one timed.
 struct WorkerChoice {
-    static let warmUp = 8, kept = 4, shortestInterval = 16, longestInterval = 1024
+    static let warmUp = 12, kept = 4, shortestInterval = 16, longestInterval = 1024
     static let margin = 0.97
 
     /// The last `kept` times of each setting: [0] all workers, [1] one.
@@ -20,30 +26,39 @@ struct WorkerChoice {
     private var passes = 0
     private var interval = shortestInterval
     private var sinceTrial = 0
+    /// The setting of the last pass (nil before the first).
+    private var last: Bool?
+    /// A trial's first, untimed pass has run.
+    private var trialStarted = false
     /// The setting chosen (true: one worker) once warmed up.
     private(set) var one = false
 
     /// Whether the next pass runs on one worker.
-    mutating func next() -> Bool {
-        if passes < Self.warmUp { return passes % 2 == 1 }
-        return sinceTrial + 1 >= interval ? !one : one
+    func next() -> Bool {
+        if passes < Self.warmUp { return passes / 2 % 2 == 1 }
+        return trialStarted || sinceTrial + 1 >= interval ? !one : one
     }
 
     /// Records the time of a pass run as `next` said.
     mutating func record(one single: Bool, seconds: Double) {
         let warm = passes >= Self.warmUp  // a pass after the warm-up
-        let trial = warm && single != one
+        let timed = last == single
         passes += 1
-        times[single ? 1 : 0].append(seconds)
-        if times[single ? 1 : 0].count > Self.kept { times[single ? 1 : 0].removeFirst() }
+        last = single
+        if timed {
+            times[single ? 1 : 0].append(seconds)
+            if times[single ? 1 : 0].count > Self.kept { times[single ? 1 : 0].removeFirst() }
+        }
         let least = times.map { $0.min() ?? .infinity }
         let chosen = least[1] < Self.margin * least[0]
         guard warm else {
             if passes == Self.warmUp { one = chosen }
             return
         }
-        sinceTrial = trial ? 0 : sinceTrial + 1
-        guard trial else { return }
+        guard single != one else { sinceTrial += 1; return }
+        guard timed else { trialStarted = true; return }
+        trialStarted = false
+        sinceTrial = 0
         interval = chosen == one ? min(2 * interval, Self.longestInterval) : Self.shortestInterval
         one = chosen
     }
