@@ -711,7 +711,11 @@ void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window
 
 size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, int oh, int ow) {
     size_t width = ((size_t)count + 15) / 16 * 16;
-    return width * ((size_t)h * w + (size_t)oh * ow + (size_t)kh * kw + 1);
+    const size_t all = width * ((size_t)h * w + (size_t)oh * ow + (size_t)kh * kw + 1);
+    // AVX-512's sixteen channels at a time in a copy bordered by kh − 1 pixels (`across_avx512`).
+    const size_t border = kh > 1 ? (size_t)kh - 1 : 0;
+    const size_t one = 16 * (((size_t)h + 2 * border) * ((size_t)w + 2 * border) + (size_t)oh * ow + (size_t)kh * kw + 1);
+    return all > one ? all : one;
 }
 
 
@@ -815,7 +819,135 @@ enum { ACROSS_GROUP = 4 };
 DEFINE_ACROSS(across_generic, , row8, 8, transpose_in, transpose_out)
 #if defined(__x86_64__)
 DEFINE_ACROSS(across_avx2, __attribute__((target("avx2,fma"))), row8, 8, transpose_in_avx2, transpose_out_avx2)
-DEFINE_ACROSS(across_avx512, __attribute__((target("avx512f"))), row16, 16, transpose_in, transpose_out)
+DEFINE_ACROSS(across_any_avx512, __attribute__((target("avx512f"))), row16, 16, transpose_in, transpose_out)
+#endif
+
+// AVX-512, 3×3 and 5×5 undilated windows with outputs up to 16 wide: sixteen channels a vector through 16 × 16
+// transposes in registers (the scalar copies of `DEFINE_ACROSS` took most of its time), into a copy with a border of
+// K − 1 zero pixels so that no load leaves it. Eight outputs of a row at once (independent chains of multiply-adds),
+// each tap's sixteen weights loaded once for them; a tap outside the input is not added to the outputs it falls
+// outside of (a masked multiply-add: the border's zeros are never summed), so each output is bias, then its taps
+// inside the input in row-major order, as every other kernel sums it. + residual and the clamp on the way back to the
+// planes. C harness, one thread, one image, µs, `DEFINE_ACROSS` → here (the path taken before, through the model, in
+// brackets): 7×7 5×5 1,152 channels 112 → 40 (flattened plane 54), 7×7 3×3 960 57 → 21 (21–22), 14 → 7 5×5 672 90 →
+// 35 (rows 41), 14 → 7 3×3 576 63 → 21 (24), 16 → 8 3×3 144 19 → 6.5 (7.4), 8×8 3×3 192 14 → 4.8 (5.6), 2×2 3×3 960
+// 9.4 → 5.1 (7.0); 14-wide outputs lose (14×14 3×3 384: 32 against 21 along rows), and 4×4 (576: 5.7 against 4.8
+// from registers). Through the model only 5×5 onto 5 to 8 wide and 3×3 onto 2 wide gained by more than noise.
+enum { ACROSS16_GROUP = 8, ACROSS16_WIDEST = 2 * ACROSS16_GROUP };
+
+static int across16_runs(const wc_window *win, int h, int w, int oh, int ow) {
+    const int K = win->kh, B = K - 1;
+    return wc_kernels_isa() == WC_ISA_AVX512 && win->kh == win->kw && (K == 3 || K == 5) && win->dh == 1 &&
+           win->dw == 1 && ow <= ACROSS16_WIDEST && win->pad_top <= B && win->pad_left <= B &&
+           (oh - 1) * win->sh - win->pad_top + K - 1 <= h - 1 + B && (ow - 1) * win->sw - win->pad_left + K - 1 <= w - 1 + B;
+}
+
+int wc_depthwise_across16_pays(const wc_window *window, int h, int w, int oh, int ow) {
+    return across16_runs(window, h, w, oh, ow) && (window->kh == 5 ? ow >= 5 && ow <= ACROSS16_GROUP : ow <= 2);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+across16_block(const int K, const float *in, int n, int h, int w, const float *weights, const float *bias,
+               const wc_window *win, float *out, int oh, int ow, const float *residual, __m512 lo, __m512 hi, float *x,
+               float *y, float *k, const __mmask16 (*inside)[ACROSS16_GROUP][5]) {
+    const int B = K - 1, pw = w + 2 * B, hw = h * w, ohw = oh * ow, taps = K * K;
+    for (int p0 = 0, py = B, px = B; p0 < hw; p0 += 16) {
+        const int cnt = hw - p0 < 16 ? hw - p0 : 16;
+        const __mmask16 m = wc_first_lanes(cnt);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = i < n ? _mm512_maskz_loadu_ps(m, in + (size_t)i * hw + p0) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int j = 0; j < cnt; j++) {
+            _mm512_storeu_ps(x + ((size_t)py * pw + px) * 16, r[j]);
+            if (++px == w + B) px = B, py++;
+        }
+    }
+    for (int t0 = 0; t0 < taps; t0 += 16) {
+        const __mmask16 m = wc_first_lanes(taps - t0);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < n ? _mm512_maskz_loadu_ps(m, weights + (size_t)i * taps + t0) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int j = 0; j < 16 && t0 + j < taps; j++) _mm512_storeu_ps(k + (size_t)(t0 + j) * 16, r[j]);
+    }
+    const __m512 b = bias ? _mm512_maskz_loadu_ps(wc_first_lanes(n), bias) : _mm512_setzero_ps();
+    const int sw = win->sw;
+    for (int oy = 0; oy < oh; oy++) {
+        int kiLo, kiHi, iy0;
+        tap_span(oy, K, win->sh, 1, win->pad_top, h, &kiLo, &kiHi, &iy0);
+        for (int ox0 = 0, group = 0; ox0 < ow; ox0 += ACROSS16_GROUP, group++) {
+            __m512 acc[ACROSS16_GROUP];
+            for (int g = 0; g < ACROSS16_GROUP; g++) acc[g] = b;
+            const float *first = x + ((long)(iy0 + B) * pw + ox0 * sw - win->pad_left + B) * 16;  // tap (0, 0), output ox0
+            for (int ki = kiLo; ki < kiHi; ki++) {
+                const float *row = first + (long)ki * pw * 16;
+#pragma clang loop unroll(full)
+                for (int kj = 0; kj < K; kj++) {
+                    const __m512 t = _mm512_loadu_ps(k + (size_t)(ki * K + kj) * 16);
+#pragma clang loop unroll(full)
+                    for (int g = 0; g < ACROSS16_GROUP; g++)
+                        acc[g] = _mm512_mask3_fmadd_ps(_mm512_loadu_ps(row + (long)(g * sw + kj) * 16), t, acc[g],
+                                                       inside[group][g][kj]);
+                }
+            }
+            for (int g = 0; g < ACROSS16_GROUP && ox0 + g < ow; g++)
+                _mm512_storeu_ps(y + (size_t)(oy * ow + ox0 + g) * 16, acc[g]);
+        }
+    }
+    for (int q0 = 0; q0 < ohw; q0 += 16) {
+        const int cnt = ohw - q0 < 16 ? ohw - q0 : 16;
+        const __mmask16 m = wc_first_lanes(cnt);
+        __m512 r[16];
+        for (int j = 0; j < 16; j++) r[j] = j < cnt ? _mm512_loadu_ps(y + (size_t)(q0 + j) * 16) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int i = 0; i < n; i++) {
+            __m512 v = r[i];
+            if (residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, residual + (size_t)i * ohw + q0));
+            _mm512_mask_storeu_ps(out + (size_t)i * ohw + q0, m, wc_clamp512(v, lo, hi));
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void across_avx512(const float *input, int count, int h, int w,
+                                                             const float *weights, const float *bias,
+                                                             const wc_window *win, float *output, int oh, int ow,
+                                                             const float *residual, float low, float high,
+                                                             float *scratch) {
+    if (!across16_runs(win, h, w, oh, ow)) {
+        across_any_avx512(input, count, h, w, weights, bias, win, output, oh, ow, residual, low, high, scratch);
+        return;
+    }
+    const int K = win->kh, B = K - 1;
+    const __m512 lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
+    // Within `wc_depthwise_channels_scratch`'s floats: the bordered copy (its border zero throughout), the outputs,
+    // the taps, each sixteen channels a pixel.
+    // From its first 64-byte boundary: misaligned, every load of sixteen floats spans two cache lines (7×7 5×5, 1,152
+    // channels: 40 against 50 µs).
+    const size_t bordered = (size_t)16 * (h + 2 * B) * (w + 2 * B);
+    float *x = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), *y = x + bordered, *k = y + (size_t)16 * oh * ow;
+    memset(x, 0, sizeof(float) * bordered);
+    // Whether output ox0 + g's tap column kj lies inside the input: all lanes or none.
+    __mmask16 inside[ACROSS16_WIDEST / ACROSS16_GROUP][ACROSS16_GROUP][5];
+    for (int group = 0; group < ACROSS16_WIDEST / ACROSS16_GROUP; group++)
+        for (int g = 0; g < ACROSS16_GROUP; g++) {
+            const int ox = group * ACROSS16_GROUP + g;
+            int kjLo = 0, kjHi = 0, ix0;
+            if (ox < ow) tap_span(ox, K, win->sw, 1, win->pad_left, w, &kjLo, &kjHi, &ix0);
+            for (int kj = 0; kj < 5; kj++) inside[group][g][kj] = kj >= kjLo && kj < kjHi ? 0xffff : 0;
+        }
+    const long hw = (long)h * w, ohw = (long)oh * ow;
+    for (int c = 0; c < count; c += 16) {
+        const int n = count - c < 16 ? count - c : 16;
+        const float *res = residual ? residual + c * ohw : NULL, *b = bias ? bias + c : NULL;
+        if (K == 3)
+            across16_block(3, input + c * hw, n, h, w, weights + c * 9, b, win, output + c * ohw, oh, ow, res, lo, hi,
+                           x, y, k, inside);
+        else
+            across16_block(5, input + c * hw, n, h, w, weights + c * 25, b, win, output + c * ohw, oh, ow, res, lo, hi,
+                           x, y, k, inside);
+    }
+}
 #endif
 
 void wc_depthwise_channels(const float *input, int count, int h, int w, const float *weights, const float *bias,

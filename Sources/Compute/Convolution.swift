@@ -197,10 +197,18 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // 59 → 33, 28×28 57 → 41; EfficientNet-Lite0's 5×5 stride-2 layer onto 7×7 177 → 74, its 3×3 one onto 14×14
         // 99 → 24; the loops then unrolled in full: 56×56 112 → 93, 112 → 56 147 → 115).
         var shape = wc_window(window)
-        let uncopied = wc_depthwise_uncopied_runs(Int32(input.shape[2]), Int32(input.shape[3]), &shape,
-                                                  Int32(output.shape[2]), Int32(ow)) != 0
-        let flatPays = !uncopied && ow < (wc_kernels_isa() != Int32(WC_ISA_AVX512) ? depthwiseFlatWidth.avx2
-                             : window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
+        // One image on AVX-512, 5×5 onto outputs 5 to 8 wide (EfficientNet-Lite0's 7×7 maps and its stride-2 layer onto
+        // them) and 3×3 onto 2×2: across channels, sixteen at a time through transposes in registers
+        // (`wc_depthwise_across16_pays`). One thread, µs, before → here: EfficientNet-Lite0's 5×5 layers on 7×7, 1,152
+        // channels, 63–65 → 49–52 in the model (54 → 38–40 alone, flattened plane before); its 14 → 7 one 41 → 37; 2×2,
+        // 960 channels, 7.0 → 6.1. At batch 64 (passes of several images) EfficientNet-Lite0 ran 1–2% slower: not there.
+        let acrossFirst = input.shape[0] == 1 && wc_depthwise_across16_pays(&shape, Int32(input.shape[2]), Int32(input.shape[3]),
+                                                     Int32(output.shape[2]), Int32(ow)) != 0
+        let uncopied = !acrossFirst && wc_depthwise_uncopied_runs(Int32(input.shape[2]), Int32(input.shape[3]), &shape,
+                                                                  Int32(output.shape[2]), Int32(ow)) != 0
+        let flatPays = !acrossFirst && !uncopied
+            && ow < (wc_kernels_isa() != Int32(WC_ISA_AVX512) ? depthwiseFlatWidth.avx2
+                     : window.strides == (1, 1) ? depthwiseFlatWidth.stride1 : depthwiseFlatWidth.strided)
         let done = flatPays && depthwiseConv2dFlat(input, weight: weight, bias: bias, window: window,
                                                    activation: activation, residual: residual, into: &output)
         // At stride 2 on AVX2, one image's outputs 7 to 11 wide run along rows, on the kernel without the bordered
@@ -210,7 +218,7 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // harness, ns per plane, sixteen images' 672 planes, 5×5, 14 → 7: along rows 350–375, across 445–510).
         let alongRows = uncopied
             || (input.shape[0] == 1 || window.kernel.h > 3) && wc_depthwise_stride2_runs(&shape, Int32(ow)) != 0
-        let across = !done && ow < depthwiseAcrossWidth && !alongRows
+        let across = acrossFirst || !done && ow < depthwiseAcrossWidth && !alongRows
         if across {
             depthwiseConv2dAcrossChannels(input, weight: weight, bias: bias, window: window, activation: activation, residual: residual, into: &output)
         } else if !done {

@@ -124,6 +124,12 @@ import _TestSupport
         Case(n: 2, c: 2, h: 11, w: 10, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 12, w: 12, k: 3, stride: 2, dilation: 1, pads: (1, 1, 0, 0)),
         Case(n: 1, c: 3, h: 9, w: 12, k: 3, stride: 2, dilation: 1, pads: (0, 1, 1, 1)),
+        // One image on AVX-512 across channels sixteen at a time (`wc_depthwise_across16_pays`): EfficientNet-Lite0's
+        // 5×5 on 7×7 (two blocks of sixteen and a partial one), 3×3 onto 2×2, and a 5×5 window with uneven padding
+        // onto 8 wide (a whole group of eight outputs, taps cut on both sides).
+        Case(n: 1, c: 35, h: 7, w: 7, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
+        Case(n: 1, c: 17, h: 2, w: 2, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 1, c: 18, h: 9, w: 10, k: 5, stride: 1, dilation: 1, pads: (1, 3, 2, 0)),
     ]
 
     @Test(arguments: depthwiseCases)
@@ -152,6 +158,25 @@ import _TestSupport
                 #expect(flat.scalars == reference.scalars, "along the flattened plane: \(k) \(activation)")
             }
         }
+    }
+
+    /// A tap over the padding is never summed, not even as zero times its weight: with an infinite first tap, the
+    /// outputs whose first tap falls on the padding stay finite, as in the definition (EfficientNet-Lite0's 5×5 on 7×7
+    /// at batch 1, across channels sixteen at a time; 3×3 onto 2×2).
+    @Test(arguments: [(7, 5), (2, 3)])
+    func depthwiseSkipsTapsOverThePadding(_ size: (Int, Int)) throws {
+        let ((h, k), c) = (size, 20)
+        let x = Tensor(shape: [1, c, h, h], scalars: ConvolutionTests.random(c * h * h, seed: 15))
+        var weights = ConvolutionTests.random(c * k * k, seed: 16)
+        for channel in 0..<c { weights[channel * k * k] = .infinity }
+        let wt = Tensor(shape: [c, 1, k, k], scalars: weights)
+        let bias = ConvolutionTests.random(c, seed: 17)
+        let window = Window2D(kernel: (k, k), pads: (k / 2, k / 2, k / 2, k / 2))
+        let ours = try conv2d(x, weight: wt, bias: bias, window: window, group: c)
+        let reference = Self.naive(x, wt, bias, window, group: c)
+        #expect(ours.scalars.filter(\.isFinite).count == reference.scalars.filter(\.isFinite).count)
+        #expect(ours.scalars.filter(\.isFinite).count >= c * (k / 2) * (2 * h - k / 2))
+        #expect(zip(ours.scalars, reference.scalars).allSatisfy { $0 == $1 || $0.isNaN && $1.isNaN })
     }
 
     /// The last case's rows of 15 tiles take the AVX2 Winograd transforms (a partial last vector of tiles, an odd

@@ -162,6 +162,9 @@ void wc_depthwise_channels(const float *input, int count, int h, int w, const fl
                            const wc_window *window, float *output, int oh, int ow, const float *residual, float low,
                            float high, float *scratch);
 size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, int oh, int ow);
+/// Whether wc_depthwise_channels is the quickest path for one image's planes with this window and these sizes on this
+/// processor (AVX-512: 5×5 windows onto outputs 5 to 8 wide, 3×3 onto outputs up to 2 wide).
+int wc_depthwise_across16_pays(const wc_window *window, int h, int w, int oh, int ow);
 
 /// Depthwise convolution of the NCHW planes [first, first + count) (plane p is channel p % channels of image
 /// p / channels; `input`, `output` and `residual` (or NULL) point at plane 0), each plane's outputs taken a vector at a
