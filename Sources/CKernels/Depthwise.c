@@ -825,14 +825,13 @@ DEFINE_ACROSS(across_any_avx512, __attribute__((target("avx512f"))), row16, 16, 
 // AVX-512, 3×3 and 5×5 undilated windows with outputs up to 16 wide: sixteen channels a vector through 16 × 16
 // transposes in registers (the scalar copies of `DEFINE_ACROSS` took most of its time), into a copy with a border of
 // K − 1 zero pixels so that no load leaves it. Eight outputs of a row at once (independent chains of multiply-adds),
-// each tap's sixteen weights loaded once for them; a tap outside the input is not added to the outputs it falls
-// outside of (a masked multiply-add: the border's zeros are never summed), so each output is bias, then its taps
-// inside the input in row-major order, as every other kernel sums it. + residual and the clamp on the way back to the
-// planes. C harness, one thread, one image, µs, `DEFINE_ACROSS` → here (the path taken before, through the model, in
-// brackets): 7×7 5×5 1,152 channels 112 → 40 (flattened plane 54), 7×7 3×3 960 57 → 21 (21–22), 14 → 7 5×5 672 90 →
-// 35 (rows 41), 14 → 7 3×3 576 63 → 21 (24), 16 → 8 3×3 144 19 → 6.5 (7.4), 8×8 3×3 192 14 → 4.8 (5.6), 2×2 3×3 960
-// 9.4 → 5.1 (7.0); 14-wide outputs lose (14×14 3×3 384: 32 against 21 along rows), and 4×4 (576: 5.7 against 4.8
-// from registers). Through the model only 5×5 onto 5 to 8 wide and 3×3 onto 2 wide gained by more than noise.
+// each tap's sixteen weights loaded once for them; a tap outside the input adds nothing to an output (masked off, or
+// over the border's zeros where that is exact), so each output is bias, then its taps inside the input in row-major
+// order, as every other kernel sums it. + residual and the clamp on the way back to the planes. One image, one
+// thread, µs, through `wc-inference-bench` on a one-layer model, the path before → here: 7×7 5×5 1,152 channels
+// 52 → 29 (flattened plane before; onnxruntime 32), 14 → 7 5×5 672 40 → 29 (along rows), 14 → 7 3×3 576 24 → 21,
+// 16 → 8 3×3 144 7.5 → 7.0, 2×2 3×3 960 6.7 → 6.0; 7×7 3×3 960 even (21 → 20), 8×8 3×3 and 4×4 lose (5.4 → 5.7,
+// 4.5 → 5.8), and 14-wide outputs (14×14 3×3 384: 32 against 21 along rows, C harness).
 enum { ACROSS16_GROUP = 8, ACROSS16_WIDEST = 2 * ACROSS16_GROUP };
 
 static int across16_runs(const wc_window *win, int h, int w, int oh, int ow) {
@@ -843,15 +842,50 @@ static int across16_runs(const wc_window *win, int h, int w, int oh, int ow) {
 }
 
 int wc_depthwise_across16_pays(const wc_window *window, int h, int w, int oh, int ow) {
-    return across16_runs(window, h, w, oh, ow) && (window->kh == 5 ? ow >= 5 && ow <= ACROSS16_GROUP : ow <= 2);
+    const int five_to_eight = ow >= 5 && ow <= ACROSS16_GROUP;
+    return across16_runs(window, h, w, oh, ow) &&
+           (window->kh == 5 ? five_to_eight : ow <= 2 || (window->sw == 2 && five_to_eight));
 }
 
 #if defined(__x86_64__)
+// Output rows of one block of sixteen channels, eight outputs at a time; with `masked`, each tap only where it lies
+// inside the input (else over the border's zeros too: see `across16_block`).
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+across16_rows(const int K, const int masked, int h, int w, const wc_window *win, int oh, int ow, __m512 b,
+              const float *x, float *y, const float *k, const __mmask16 (*inside)[ACROSS16_GROUP][5]) {
+    const int B = K - 1, pw = w + 2 * B, sw = win->sw;
+    for (int oy = 0; oy < oh; oy++) {
+        int kiLo, kiHi, iy0;
+        tap_span(oy, K, win->sh, 1, win->pad_top, h, &kiLo, &kiHi, &iy0);
+        for (int ox0 = 0, group = 0; ox0 < ow; ox0 += ACROSS16_GROUP, group++) {
+            __m512 acc[ACROSS16_GROUP];
+            for (int g = 0; g < ACROSS16_GROUP; g++) acc[g] = b;
+            const float *first = x + ((long)(iy0 + B) * pw + ox0 * sw - win->pad_left + B) * 16;  // tap (0, 0), output ox0
+            for (int ki = kiLo; ki < kiHi; ki++) {
+                const float *row = first + (long)ki * pw * 16;
+#pragma clang loop unroll(full)
+                for (int kj = 0; kj < K; kj++) {
+                    const __m512 t = _mm512_loadu_ps(k + (size_t)(ki * K + kj) * 16);
+#pragma clang loop unroll(full)
+                    for (int g = 0; g < ACROSS16_GROUP; g++) {
+                        const __m512 v = _mm512_loadu_ps(row + (long)(g * sw + kj) * 16);
+                        acc[g] = masked ? _mm512_mask3_fmadd_ps(v, t, acc[g], inside[group][g][kj])
+                                        : _mm512_fmadd_ps(v, t, acc[g]);
+                    }
+                }
+            }
+            for (int g = 0; g < ACROSS16_GROUP && ox0 + g < ow; g++)
+                _mm512_storeu_ps(y + (size_t)(oy * ow + ox0 + g) * 16, acc[g]);
+        }
+    }
+}
+
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
 across16_block(const int K, const float *in, int n, int h, int w, const float *weights, const float *bias,
                const wc_window *win, float *out, int oh, int ow, const float *residual, __m512 lo, __m512 hi, float *x,
                float *y, float *k, const __mmask16 (*inside)[ACROSS16_GROUP][5]) {
     const int B = K - 1, pw = w + 2 * B, hw = h * w, ohw = oh * ow, taps = K * K;
+    (void)pw;
     for (int p0 = 0, py = B, px = B; p0 < hw; p0 += 16) {
         const int cnt = hw - p0 < 16 ? hw - p0 : 16;
         const __mmask16 m = wc_first_lanes(cnt);
@@ -872,29 +906,16 @@ across16_block(const int K, const float *in, int n, int h, int w, const float *w
         for (int j = 0; j < 16 && t0 + j < taps; j++) _mm512_storeu_ps(k + (size_t)(t0 + j) * 16, r[j]);
     }
     const __m512 b = bias ? _mm512_maskz_loadu_ps(wc_first_lanes(n), bias) : _mm512_setzero_ps();
-    const int sw = win->sw;
-    for (int oy = 0; oy < oh; oy++) {
-        int kiLo, kiHi, iy0;
-        tap_span(oy, K, win->sh, 1, win->pad_top, h, &kiLo, &kiHi, &iy0);
-        for (int ox0 = 0, group = 0; ox0 < ow; ox0 += ACROSS16_GROUP, group++) {
-            __m512 acc[ACROSS16_GROUP];
-            for (int g = 0; g < ACROSS16_GROUP; g++) acc[g] = b;
-            const float *first = x + ((long)(iy0 + B) * pw + ox0 * sw - win->pad_left + B) * 16;  // tap (0, 0), output ox0
-            for (int ki = kiLo; ki < kiHi; ki++) {
-                const float *row = first + (long)ki * pw * 16;
-#pragma clang loop unroll(full)
-                for (int kj = 0; kj < K; kj++) {
-                    const __m512 t = _mm512_loadu_ps(k + (size_t)(ki * K + kj) * 16);
-#pragma clang loop unroll(full)
-                    for (int g = 0; g < ACROSS16_GROUP; g++)
-                        acc[g] = _mm512_mask3_fmadd_ps(_mm512_loadu_ps(row + (long)(g * sw + kj) * 16), t, acc[g],
-                                                       inside[group][g][kj]);
-                }
-            }
-            for (int g = 0; g < ACROSS16_GROUP && ox0 + g < ow; g++)
-                _mm512_storeu_ps(y + (size_t)(oy * ow + ox0 + g) * 16, acc[g]);
-        }
-    }
+    // Where every tap is finite and no bias is −0, a tap over the padding (a zero of the border) adds exactly nothing:
+    // 0 · w is ±0, and a sum that starts at bias ≠ −0 is never −0 (x + y is −0 only when both are). Then the border is
+    // summed unmasked (C harness, one thread, 7×7 5×5, 1,152 channels: 39 → 28 µs; 14 → 7 5×5, 672: 35 → 29).
+    __mmask16 finite = 0xffff;
+    const __m512 infinity = _mm512_set1_ps(__builtin_inff());
+    for (int t = 0; t < taps; t++)
+        finite &= _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(k + (size_t)t * 16)), infinity, _CMP_LT_OQ);
+    const __mmask16 negativeZero = _mm512_cmpeq_epi32_mask(_mm512_castps_si512(b), _mm512_set1_epi32((int)0x80000000u));
+    if (finite == 0xffff && !negativeZero) across16_rows(K, 0, h, w, win, oh, ow, b, x, y, k, inside);
+    else across16_rows(K, 1, h, w, win, oh, ow, b, x, y, k, inside);
     for (int q0 = 0; q0 < ohw; q0 += 16) {
         const int cnt = ohw - q0 < 16 ? ohw - q0 : 16;
         const __mmask16 m = wc_first_lanes(cnt);

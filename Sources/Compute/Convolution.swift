@@ -198,12 +198,13 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // 99 → 24; the loops then unrolled in full: 56×56 112 → 93, 112 → 56 147 → 115).
         var shape = wc_window(window)
         // One image on AVX-512, 5×5 onto outputs 5 to 8 wide (EfficientNet-Lite0's 7×7 maps and its stride-2 layer onto
-        // them) and 3×3 onto 2×2: across channels, sixteen at a time through transposes in registers
-        // (`wc_depthwise_across16_pays`). One thread, µs, before → here: EfficientNet-Lite0's 5×5 layers on 7×7, 1,152
-        // channels, 63–65 → 49–52 in the model (54 → 38–40 alone, flattened plane before); its 14 → 7 one 41 → 37; 2×2,
-        // 960 channels, 7.0 → 6.1. At batch 64 (passes of several images) EfficientNet-Lite0 ran 1–2% slower: not there.
-        let acrossFirst = input.shape[0] == 1 && wc_depthwise_across16_pays(&shape, Int32(input.shape[2]), Int32(input.shape[3]),
-                                                     Int32(output.shape[2]), Int32(ow)) != 0
+        // them), 3×3 at stride 2 onto 5 to 8 wide and 3×3 onto 2×2: across channels, sixteen at a time through
+        // transposes in registers (`wc_depthwise_across16_pays`). One thread, node least, µs: EfficientNet-Lite0's 5×5
+        // layers on 7×7 62–63 → 43 (its 14 → 7 41 → 38); MobileNetV2 at 64 px, its 2×2 layers 6.2 → 5.8. At batch 64
+        // (passes of several images) EfficientNet-Lite0 ran 1–2% slower through the first version: one image only.
+        let acrossFirst = input.shape[0] == 1
+            && wc_depthwise_across16_pays(&shape, Int32(input.shape[2]), Int32(input.shape[3]), Int32(output.shape[2]),
+                                          Int32(ow)) != 0
         let uncopied = !acrossFirst && wc_depthwise_uncopied_runs(Int32(input.shape[2]), Int32(input.shape[3]), &shape,
                                                                   Int32(output.shape[2]), Int32(ow)) != 0
         let flatPays = !acrossFirst && !uncopied

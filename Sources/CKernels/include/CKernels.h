@@ -163,7 +163,8 @@ void wc_depthwise_channels(const float *input, int count, int h, int w, const fl
                            float high, float *scratch);
 size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, int oh, int ow);
 /// Whether wc_depthwise_channels is the quickest path for one image's planes with this window and these sizes on this
-/// processor (AVX-512: 5×5 windows onto outputs 5 to 8 wide, 3×3 onto outputs up to 2 wide).
+/// processor (AVX-512: 5×5 windows onto outputs 5 to 8 wide; 3×3 onto outputs up to 2 wide, and at stride 2 onto 5
+/// to 8 wide).
 int wc_depthwise_across16_pays(const wc_window *window, int h, int w, int oh, int ow);
 
 /// Depthwise convolution of the NCHW planes [first, first + count) (plane p is channel p % channels of image
