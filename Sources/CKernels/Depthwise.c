@@ -714,7 +714,8 @@ size_t wc_depthwise_channels_scratch(int count, int h, int w, int kh, int kw, in
     const size_t all = width * ((size_t)h * w + (size_t)oh * ow + (size_t)kh * kw + 1);
     // AVX-512's sixteen channels at a time in a copy bordered by kh − 1 pixels (`across_avx512`).
     const size_t border = kh > 1 ? (size_t)kh - 1 : 0;
-    const size_t one = 16 * (((size_t)h + 2 * border) * ((size_t)w + 2 * border) + (size_t)oh * ow + (size_t)kh * kw + 1);
+    const size_t one =
+        16 * (((size_t)h + 2 * border) * ((size_t)w + 2 * border) + (size_t)oh * ow + (size_t)kh * kw + 1);
     return all > one ? all : one;
 }
 
@@ -838,7 +839,8 @@ static int across16_runs(const wc_window *win, int h, int w, int oh, int ow) {
     const int K = win->kh, B = K - 1;
     return wc_kernels_isa() == WC_ISA_AVX512 && win->kh == win->kw && (K == 3 || K == 5) && win->dh == 1 &&
            win->dw == 1 && ow <= ACROSS16_WIDEST && win->pad_top <= B && win->pad_left <= B &&
-           (oh - 1) * win->sh - win->pad_top + K - 1 <= h - 1 + B && (ow - 1) * win->sw - win->pad_left + K - 1 <= w - 1 + B;
+           (oh - 1) * win->sh - win->pad_top + K - 1 <= h - 1 + B &&
+           (ow - 1) * win->sw - win->pad_left + K - 1 <= w - 1 + B;
 }
 
 int wc_depthwise_across16_pays(const wc_window *window, int h, int w, int oh, int ow) {
@@ -860,7 +862,9 @@ across16_rows(const int K, const int masked, int h, int w, const wc_window *win,
         for (int ox0 = 0, group = 0; ox0 < ow; ox0 += ACROSS16_GROUP, group++) {
             __m512 acc[ACROSS16_GROUP];
             for (int g = 0; g < ACROSS16_GROUP; g++) acc[g] = b;
-            const float *first = x + ((long)(iy0 + B) * pw + ox0 * sw - win->pad_left + B) * 16;  // tap (0, 0), output ox0
+            // Tap (0, 0) of output ox0. A group's outputs past `ow` read past their row (within the scratch) and are
+            // never stored.
+            const float *first = x + ((long)(iy0 + B) * pw + ox0 * sw - win->pad_left + B) * 16;
             for (int ki = kiLo; ki < kiHi; ki++) {
                 const float *row = first + (long)ki * pw * 16;
 #pragma clang loop unroll(full)
@@ -885,12 +889,12 @@ across16_block(const int K, const float *in, int n, int h, int w, const float *w
                const wc_window *win, float *out, int oh, int ow, const float *residual, __m512 lo, __m512 hi, float *x,
                float *y, float *k, const __mmask16 (*inside)[ACROSS16_GROUP][5]) {
     const int B = K - 1, pw = w + 2 * B, hw = h * w, ohw = oh * ow, taps = K * K;
-    (void)pw;
     for (int p0 = 0, py = B, px = B; p0 < hw; p0 += 16) {
         const int cnt = hw - p0 < 16 ? hw - p0 : 16;
         const __mmask16 m = wc_first_lanes(cnt);
         __m512 r[16];
-        for (int i = 0; i < 16; i++) r[i] = i < n ? _mm512_maskz_loadu_ps(m, in + (size_t)i * hw + p0) : _mm512_setzero_ps();
+        for (int i = 0; i < 16; i++)
+            r[i] = i < n ? _mm512_maskz_loadu_ps(m, in + (size_t)i * hw + p0) : _mm512_setzero_ps();
         transpose16(r);
         for (int j = 0; j < cnt; j++) {
             _mm512_storeu_ps(x + ((size_t)py * pw + px) * 16, r[j]);
@@ -913,7 +917,8 @@ across16_block(const int K, const float *in, int n, int h, int w, const float *w
     const __m512 infinity = _mm512_set1_ps(__builtin_inff());
     for (int t = 0; t < taps; t++)
         finite &= _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(k + (size_t)t * 16)), infinity, _CMP_LT_OQ);
-    const __mmask16 negativeZero = _mm512_cmpeq_epi32_mask(_mm512_castps_si512(b), _mm512_set1_epi32((int)0x80000000u));
+    const __mmask16 negativeZero =
+        _mm512_cmpeq_epi32_mask(_mm512_castps_si512(b), _mm512_set1_epi32((int)0x80000000u));
     if (finite == 0xffff && !negativeZero) across16_rows(K, 0, h, w, win, oh, ow, b, x, y, k, inside);
     else across16_rows(K, 1, h, w, win, oh, ow, b, x, y, k, inside);
     for (int q0 = 0; q0 < ohw; q0 += 16) {
@@ -941,12 +946,12 @@ __attribute__((target("avx512f"))) static void across_avx512(const float *input,
     }
     const int K = win->kh, B = K - 1;
     const __m512 lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
-    // Within `wc_depthwise_channels_scratch`'s floats: the bordered copy (its border zero throughout), the outputs,
-    // the taps, each sixteen channels a pixel.
-    // From its first 64-byte boundary: misaligned, every load of sixteen floats spans two cache lines (7×7 5×5, 1,152
-    // channels: 40 against 50 µs).
+    // Within `wc_depthwise_channels_scratch`'s floats, from its first 64-byte boundary (misaligned, every load of
+    // sixteen floats spans two cache lines: 7×7 5×5, 1,152 channels, 50 against 40 µs): the bordered copy (its border
+    // zero throughout), the outputs, the taps, each sixteen channels a pixel.
     const size_t bordered = (size_t)16 * (h + 2 * B) * (w + 2 * B);
-    float *x = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), *y = x + bordered, *k = y + (size_t)16 * oh * ow;
+    float *x = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *y = x + bordered, *k = y + (size_t)16 * oh * ow;
     memset(x, 0, sizeof(float) * bordered);
     // Whether output ox0 + g's tap column kj lies inside the input: all lanes or none.
     __mmask16 inside[ACROSS16_WIDEST / ACROSS16_GROUP][ACROSS16_GROUP][5];

@@ -631,7 +631,8 @@ static void maxpool_direct_avx512(const float *input, long count, int h, int w, 
         const float *plane = input + p * in_plane;
         float *out = output + p * out_plane;
         if (three_by_three_stride2) {
-            if (pool3s2_plane(plane, h, w, win, out, oh, ow)) direct_plane(2, 3, plane, h, w, win, out, oh, ow, column, 1);
+            if (pool3s2_plane(plane, h, w, win, out, oh, ow))
+                direct_plane(2, 3, plane, h, w, win, out, oh, ow, column, 1);
             continue;
         }
         // The stride and the window's width as constants for 2 and 3 wide windows (loops unrolled in full).

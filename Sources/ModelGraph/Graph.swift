@@ -120,7 +120,8 @@ public struct Node: Sendable, Equatable {
 
     public init(name: String, opType: String, domain: String = "", inputs: [String], outputs: [String],
                 attributes: [String: Attribute] = [:]) {
-        fields = Fields(name: name, opType: opType, domain: domain, inputs: inputs, outputs: outputs, attributes: attributes)
+        fields = Fields(name: name, opType: opType, domain: domain, inputs: inputs, outputs: outputs,
+                        attributes: attributes)
     }
 
     public static func == (a: Node, b: Node) -> Bool {

@@ -180,8 +180,10 @@ import _TestSupport
         // A bias of −0 and inputs of −0 under positive weights: every output −0 (adding the border's +0 · w would
         // make the padded ones +0).
         let zeros = Tensor(shape: [1, c, h, h], scalars: [Float](repeating: -0.0, count: c * h * h))
-        let positive = Tensor(shape: [c, 1, k, k], scalars: ConvolutionTests.random(c * k * k, seed: 18).map { abs($0) + 0.1 })
-        let signed = try conv2d(zeros, weight: positive, bias: [Float](repeating: -0.0, count: c), window: window, group: c)
+        let positive = Tensor(shape: [c, 1, k, k],
+                              scalars: ConvolutionTests.random(c * k * k, seed: 18).map { abs($0) + 0.1 })
+        let signed = try conv2d(zeros, weight: positive, bias: [Float](repeating: -0.0, count: c), window: window,
+                                group: c)
         #expect(signed.scalars.allSatisfy { $0 == 0 && $0.sign == .minus })
     }
 

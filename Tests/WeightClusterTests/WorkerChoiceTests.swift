@@ -32,7 +32,8 @@ import _TestSupport
         _ = Self.run(&choice, passes: WorkerChoice.warmUp) { $0 ? 1.0 : 2.0 }
         let first = Self.run(&choice, passes: 2 * WorkerChoice.shortestInterval) { $0 ? 1.0 : 2.0 }
         let trials = first.indices.filter { !first[$0] }
-        #expect(trials == [WorkerChoice.shortestInterval - 1, WorkerChoice.shortestInterval])  // then 32 passes until the next one
+        // Two passes, then 32 until the next trial.
+        #expect(trials == [WorkerChoice.shortestInterval - 1, WorkerChoice.shortestInterval])
         #expect(choice.one)
         // The host changes: all workers now take half the time. Within the next trials the choice flips.
         let later = Self.run(&choice, passes: 4 * WorkerChoice.shortestInterval + WorkerChoice.kept * 64) { $0 ? 1.0 : 0.5 }
