@@ -55,7 +55,7 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                 let outAddress = Int(bitPattern: outBuf.baseAddress!)
                 let epilogue = ConvolutionEpilogue(bias: bias == nil ? nil : biasBuf.baseAddress,
                                                    residual: UnsafePointer(bitPattern: residualAddress), activation: activation)
-                let runChunk = { (chunk: Int, col: UnsafeMutablePointer<Float>, tmp: UnsafeMutablePointer<Float>, parallelGemm: Bool) in
+                func runChunk(_ chunk: Int, _ col: UnsafeMutablePointer<Float>, _ tmp: UnsafeMutablePointer<Float>, _ parallelGemm: Bool) {
                     let out = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
                     let first = chunk * perChunk
                     let count = min(perChunk, n - first)
@@ -80,7 +80,7 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                         }
                         let a = wBase + g * ocg * kdim
                         let blas = parallelGemm ? parallelSgemm : sgemm
-                        let gemm = { (c: UnsafeMutablePointer<Float>, ldc: Int) in
+                        func gemm(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
                             if let packed {
                                 packed.multiply(group: g, n: cols, b: b, ldb: ldb, c: c, ldc: ldc, parallel: parallelGemm)
                             } else {

@@ -111,7 +111,7 @@ public final class PackedWeights: @unchecked Sendable {
         let workers = parallel && rows * n * depth >= PackedWeights.splitMultiplyAdds ? ComputeThreads.count : 1
         let (aAddress, bAddress, cAddress) = (Int(bitPattern: storage + g * groupStride), Int(bitPattern: b), Int(bitPattern: c))
         // Rows [first, first + count) of columns [column, column + columns); rows start at a panel.
-        let product = { (first: Int, count: Int, column: Int, columns: Int) in
+        func product(_ first: Int, _ count: Int, _ column: Int, _ columns: Int) {
             var e = wc_epilogue(bias: bias.map { $0 + first }, low: bounds?.low ?? 0, high: bounds?.high ?? 0)
             withUnsafePointer(to: &e) { e in
                 wc_gemm_packed(Int32(count), Int32(columns), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,

@@ -92,9 +92,13 @@ public func forEachChunk(_ count: Int, scratch sizes: (Int, Int),
                          _ body: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Bool) -> Void) {
     let alone = min(ComputeThreads.count, count) <= 1
     parallelChunks(alone ? min(count, 1) : count) { range in
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: max(1, sizes.0))
-        let b = UnsafeMutablePointer<Float>.allocate(capacity: max(1, sizes.1))
-        defer { a.deallocate(); b.deallocate() }
-        for chunk in (alone ? 0..<count : range) { body(chunk, a, b, alone) }
+        // A buffer of no floats is not allocated (one image's pointwise product uses neither): a stand-in.
+        var none: Float = 0
+        let a = sizes.0 > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: sizes.0) : nil
+        let b = sizes.1 > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: sizes.1) : nil
+        defer { a?.deallocate(); b?.deallocate() }
+        withUnsafeMutablePointer(to: &none) { none in
+            for chunk in (alone ? 0..<count : range) { body(chunk, a ?? none, b ?? none, alone) }
+        }
     }
 }

@@ -29,6 +29,14 @@ public func checkedElementCount(_ shape: [Int], limit: Int = ShapeLimits.maxElem
     return count <= limit ? count : nil
 }
 
+/// `checkedElementCount` of up to five dimensions given as numbers: their array stays on the stack (a kernel's checks
+/// on every call; `elementCount`, whose message takes the array, made one on the heap each time).
+@inlinable
+public func checkedElementCount(_ a: Int, _ b: Int, _ c: Int, _ d: Int, _ e: Int = 1,
+                                limit: Int = ShapeLimits.maxElements) -> Int? {
+    checkedElementCount([a, b, c, d, e], limit: limit)
+}
+
 /// `checkedElementCount`, throwing a message that names the shape and the cap.
 public func elementCount(_ shape: [Int], _ what: @autoclosure () -> String = "tensor") throws -> Int {
     guard let count = checkedElementCount(shape) else {

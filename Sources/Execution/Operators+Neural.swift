@@ -12,20 +12,9 @@ import ModelGraph
 extension Operators {
     static func registerNeuralOperators(_ t: inout [String: Kernel]) {
         t["Conv"] = { node, args in
-            let (x, w, window, bias, activation, group, prepared) = try convolutionOperands(node, args)
-            guard args.layer?.fusedResidual ?? (node.attributes[fusedResidualKey] != nil) else {
-                return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
-                                          prepared: prepared, packed: args.packed))]
-            }
-            // A fused Add: in the output pass when the other operand has the output's shape, else as the Add would.
-            let residual = try args.float(3)
-            if let size = window.outputSize(h: x.shape[2], w: x.shape[3]), residual.shape == [x.shape[0], w.shape[0], size.h, size.w] {
-                return [.float(try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
-                                          prepared: prepared, packed: args.packed, residual: residual))]
-            }
-            let y = try conv2d(x, weight: w, bias: bias, window: window, group: group, prepared: prepared, packed: args.packed)
-            let sum = try broadcastBinary(y, residual, { $0 + $1 })
-            return [.float(activation == .none ? sum : sum.mapped { activation($0) })]
+            let residual = args.layer?.fusedResidual ?? (node.attributes[fusedResidualKey] != nil) ? try args.float(3) : nil
+            return [.float(try convolution(node, args, input: try args.float(0), weight: try args.float(1),
+                                           bias: args.has(2) ? try args.float(2).scalars : nil, residual: residual))]
         }
         t["ConvTranspose"] = { node, args in [.float(try convTransposeOp(node, args))] }
         t["LayerNormalization"] = { node, args in
@@ -40,14 +29,12 @@ extension Operators {
         t["MaxPool"] = { node, args in
             guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw args.invalid("the Indices output of MaxPool is not supported") }
             let x = try args.float(0)
-            guard let k = args.layer?.window.declaredKernel ?? node.ints("kernel_shape"), k.count == 2 else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
-            return [.float(try pool2d(x, kind: .max, window: try window2D(node, args: args, input: x.shape, kernel: k)))]
+            return [.float(try pool2d(x, kind: .max, window: try poolingWindow(node, args, input: x.shape)))]
         }
         t["AveragePool"] = { node, args in
             let x = try args.float(0)
-            guard let k = args.layer?.window.declaredKernel ?? node.ints("kernel_shape"), k.count == 2 else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
             let kind = PoolKind.average(countIncludePad: node.int("count_include_pad", default: 0) != 0)
-            return [.float(try pool2d(x, kind: kind, window: try window2D(node, args: args, input: x.shape, kernel: k)))]
+            return [.float(try pool2d(x, kind: kind, window: try poolingWindow(node, args, input: x.shape)))]
         }
         t["GlobalAveragePool"] = { _, args in [.float(try globalAveragePool(try args.float(0)))] }
         t["GlobalMaxPool"] = { _, args in [.float(try globalMaxPool(try args.float(0)))] }
@@ -190,6 +177,13 @@ extension Operators {
     static func window2D(_ node: Node, args: Arguments, input: [Int], kernel: [Int]) throws -> Window2D {
         try (args.layer?.window ?? WindowAttributes(node, args: args)).window(input: input, kernel: kernel, args: args)
     }
+
+    /// A pooling node's window: its kernel_shape over `input`.
+    static func poolingWindow(_ node: Node, _ args: Arguments, input: [Int]) throws -> Window2D {
+        let attributes = try args.layer?.window ?? WindowAttributes(node, args: args)
+        guard let kernel = attributes.declaredKernel else { throw args.invalid("only 2-D pooling with kernel_shape is supported") }
+        return try attributes.window(input: input, kernel: kernel, args: args)
+    }
 }
 
 /// The window attributes of a Conv or pooling node, checked: read once per node at load by the executor
@@ -197,7 +191,8 @@ extension Operators {
 /// layers of a few microseconds each.
 struct WindowAttributes: Sendable {
     enum AutoPad: Sendable { case notSet, sameUpper, sameLower, valid }
-    var declaredKernel: [Int]?
+    /// kernel_shape, when the node has one (two values: a declaration of another length is refused).
+    var declaredKernel: (h: Int, w: Int)?
     var strides: (h: Int, w: Int)
     var dilations: (h: Int, w: Int)
     var pads: (top: Int, left: Int, bottom: Int, right: Int)
@@ -223,7 +218,10 @@ struct WindowAttributes: Sendable {
         case "VALID": autoPad = .valid
         case let other: throw args.invalid("auto_pad '\(other.prefix(40))' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID")
         }
-        declaredKernel = node.ints("kernel_shape")
+        if let k = node.ints("kernel_shape") {
+            guard k.count == 2 else { throw args.invalid("kernel_shape \(k) must have two values: only 2-D windows are supported") }
+            declaredKernel = (k[0], k[1])
+        }
         strides = (s[0], s[1])
         dilations = (d[0], d[1])
         pads = (p[0], p[1], p[2], p[3])
@@ -235,12 +233,18 @@ struct WindowAttributes: Sendable {
         guard kernel.count == 2, input.count == 4 else {
             throw args.invalid("only 2-D windows are supported (kernel \(kernel), input \(input))")
         }
+        return try window(input: input, kernel: (kernel[0], kernel[1]), args: args)
+    }
+
+    /// The same for a 2-D kernel given as a pair (a Conv's weight shape, read without making an array on every call).
+    func window(input: [Int], kernel: (h: Int, w: Int), args: Arguments) throws -> Window2D {
+        guard input.count == 4 else { throw args.invalid("only 2-D windows are supported (input \(input))") }
         if let declaredKernel, declaredKernel != kernel {
-            throw args.mismatch("kernel_shape \(declaredKernel) does not match the weight's spatial shape \(kernel)")
+            throw args.mismatch("kernel_shape \([declaredKernel.h, declaredKernel.w]) does not match the weight's spatial shape \([kernel.h, kernel.w])")
         }
         let limit = ShapeLimits.maxWindow
-        guard kernel.allSatisfy({ $0 >= 1 && $0 <= limit }) else {
-            throw args.invalid("kernel \(kernel) must be 1…\(limit)")
+        guard kernel.h >= 1 && kernel.h <= limit && kernel.w >= 1 && kernel.w <= limit else {
+            throw args.invalid("kernel \([kernel.h, kernel.w]) must be 1…\(limit)")
         }
         var p = pads
         switch autoPad {
@@ -254,40 +258,59 @@ struct WindowAttributes: Sendable {
                 let small = total / 2, large = total - small
                 return autoPad == .sameUpper ? (small, large) : (large, small)
             }
-            let (top, bottom) = split(input[2], strides.h, kernel[0], dilations.h)
-            let (left, right) = split(input[3], strides.w, kernel[1], dilations.w)
+            let (top, bottom) = split(input[2], strides.h, kernel.h, dilations.h)
+            let (left, right) = split(input[3], strides.w, kernel.w, dilations.w)
             p = (top, left, bottom, right)
         }
-        return Window2D(kernel: (kernel[0], kernel[1]), strides: strides, dilations: dilations, pads: p, ceilMode: ceilMode)
+        return Window2D(kernel: kernel, strides: strides, dilations: dilations, pads: p, ceilMode: ceilMode)
     }
 }
 
 extension Operators {
-    /// A Conv's operands as its kernel reads them: input, weight, window, bias, fused activation, group, and the
-    /// Winograd weights where this call gains from them (batch 1 on small maps, or few channels: im2col + GEMM).
-    static func convolutionOperands(_ node: Node, _ args: Arguments) throws
-        -> (Tensor<Float>, Tensor<Float>, Window2D, [Float]?, Activation, Int, Winograd.PreparedWeights?) {
-        let x = try args.float(0), w = try args.float(1)
+    /// A Conv of `input` by `weight` (the node's inputs 0 to 2, and the fused Add's other operand as `residual`): the
+    /// Conv kernel's work, called by the executor's steps with the operands they hold (`Step.convolution`).
+    static func convolution(_ node: Node, _ args: Arguments, input x: Tensor<Float>, weight w: Tensor<Float>, bias: [Float]?,
+                            residual: Tensor<Float>?) throws -> Tensor<Float> {
+        let (window, activation, group, prepared) = try convolutionOperands(node, args, input: x, weight: w)
+        guard let residual else {
+            return try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
+                              prepared: prepared, packed: args.packed)
+        }
+        // A fused Add: in the output pass when the other operand has the output's shape, else as the Add would.
+        if let size = window.outputSize(h: x.shape[2], w: x.shape[3]), residual.shape == [x.shape[0], w.shape[0], size.h, size.w] {
+            return try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
+                              prepared: prepared, packed: args.packed, residual: residual)
+        }
+        let y = try conv2d(x, weight: w, bias: bias, window: window, group: group, prepared: prepared, packed: args.packed)
+        let sum = try broadcastBinary(y, residual, { $0 + $1 })
+        return activation == .none ? sum : sum.mapped { activation($0) }
+    }
+
+    /// What a Conv's kernel reads besides its tensors: the window, fused activation, group, and the Winograd weights
+    /// where this call gains from them (batch 1 on small maps, or few channels: im2col + GEMM).
+    static func convolutionOperands(_ node: Node, _ args: Arguments, input x: Tensor<Float>, weight w: Tensor<Float>) throws
+        -> (Window2D, Activation, Int, Winograd.PreparedWeights?) {
         guard x.rank == 4 else {
             throw args.invalid("only 2-D convolution (4-D NCHW input) is supported, input is \(x.shape)")
         }
-        let window = try window2D(node, args: args, input: x.shape, kernel: Array(w.shape.suffix(2)))
-        let bias = args.has(2) ? try args.float(2).scalars : nil
+        guard w.rank == 4 else { throw args.invalid("only 2-D convolution (4-D weight) is supported, weight is \(w.shape)") }
+        let window = try (args.layer?.window ?? WindowAttributes(node, args: args))
+            .window(input: x.shape, kernel: (w.shape[2], w.shape[3]), args: args)
         let activation = args.layer?.activation ?? fusedActivation(node)
         let group = args.layer?.group ?? node.int("group", default: 1)
         let size = window.outputSize(h: x.shape[2], w: x.shape[3])
         let prepared = size.flatMap {
             Winograd.pays(images: x.shape[0], outputHeight: $0.h, outputWidth: $0.w, inputChannels: x.shape[1]) ? args.prepared : nil
         }
-        return (x, w, window, bias, activation, group, prepared)
+        return (window, activation, group, prepared)
     }
 
     /// A Conv (no fused Add) written into channels firstChannel… of a Concat's output of `channels` channels,
     /// `destination`, made by the first of the Concat's Convs to run (uninitialised: its Convs write every channel).
-    static func convolve(_ node: Node, _ args: Arguments, into destination: inout Tensor<Float>?, firstChannel: Int,
-                         channels: Int) throws {
+    static func convolve(_ node: Node, _ args: Arguments, input x: Tensor<Float>, weight w: Tensor<Float>, bias: [Float]?,
+                         into destination: inout Tensor<Float>?, firstChannel: Int, channels: Int) throws {
         try namingTheNode(node) {
-            let (x, w, window, bias, activation, group, prepared) = try convolutionOperands(node, args)
+            let (window, activation, group, prepared) = try convolutionOperands(node, args, input: x, weight: w)
             if destination == nil {
                 guard w.rank == 4, let size = window.outputSize(h: x.shape[2], w: x.shape[3]) else {
                     throw args.invalid("Conv window \(window.kernel) does not fit input \(x.shape)")

@@ -126,6 +126,57 @@ import Testing
         #expect(Set(executor.nodeProfile.keys) == Set(executor.plan.map { "\($0.displayName) (\($0.opType))" }))
     }
 
+    /// A Conv step whose weight and bias are constants runs on its operands as they stand (`Step.convolution`): with
+    /// and without a bias, with a fused Add whose other operand is a value of the output's shape or one that
+    /// broadcasts, and with a fused Relu. A Conv whose weight is a graph input, and one whose fused Add's operand is a
+    /// constant, go through the kernel with its inputs gathered. Every output has the bits of the nodes evaluated one
+    /// by one, at batches 1 and 2.
+    @Test func convolutionStepsRunOnTheirOperands() throws {
+        var generator = SeededGenerator(seed: 37)
+        func random(_ shape: [Int]) -> Tensor<Float> {
+            Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
+        }
+        func conv(_ name: String, _ inputs: [String], kernel: Int, pads: Int = 0) -> Node {
+            Node(name: name, opType: "Conv", inputs: inputs, outputs: [name + ".y"],
+                 attributes: ["kernel_shape": .ints([kernel, kernel]), "pads": .ints([pads, pads, pads, pads])])
+        }
+        func add(_ name: String, _ a: String, _ b: String) -> Node {
+            Node(name: name, opType: "Add", inputs: [a, b], outputs: [name])
+        }
+        let graph = Graph(nodes: [conv("a", ["x", "a.w", "a.b"], kernel: 3, pads: 1), add("s1", "a.y", "y"),
+                                  Node(name: "relu", opType: "Relu", inputs: ["s1"], outputs: ["r1"]),
+                                  conv("b", ["r1", "wIn"], kernel: 1),
+                                  conv("c", ["x", "c.w"], kernel: 1), add("s2", "c.y", "z"),
+                                  conv("d", ["x", "d.w", "d.b"], kernel: 1), add("s3", "d.y", "k")],
+                          initializers: ["a.w": .float(random([6, 4, 3, 3])), "a.b": .float(random([6])),
+                                         "c.w": .float(random([6, 4, 1, 1])), "d.w": .float(random([6, 4, 1, 1])),
+                                         "d.b": .float(random([6])), "k": .float(random([1, 6, 1, 1]))],
+                          inputs: ["x", "y", "wIn", "z"].map { ValueInfo(name: $0, shape: nil) },
+                          outputs: ["b.y", "s2", "s3"].map { ValueInfo(name: $0, shape: nil) })
+        var options = Executor.Options()
+        options.winograd = .never  // the nodes evaluated one by one take no Winograd weights either
+        let executor = try Executor(graph: graph, options: options)
+        #expect(executor.plan.map(\.opType) == ["Conv", "Conv", "Conv", "Conv"], "the Adds and the Relu fused")
+        #expect(executor.steps.filter { $0.convolution != nil }.map(\.node.name) == ["a", "c"])
+        for batch in [1, 2] {
+            let feeds: [String: AnyTensor] = ["x": .float(random([batch, 4, 7, 7])), "y": .float(random([batch, 6, 7, 7])),
+                                              "wIn": .float(random([5, 6, 1, 1])), "z": .float(random([1, 6, 1, 1]))]
+            var values = feeds
+            for node in executor.plan {
+                let inputs = node.inputs.map { $0.isEmpty ? nil : values[$0] ?? executor.constants[$0] }
+                for (name, value) in zip(node.outputs, try Executor.evaluate(node, inputs: inputs, opset: graph.opsetVersion)) {
+                    values[name] = value
+                }
+            }
+            let outputs = try executor.run(feeds)
+            for name in ["b.y", "s2", "s3"] {
+                #expect(outputs[name]?.shape == values[name]?.shape, "\(name) at batch \(batch)")
+                #expect(outputs[name]?.floatTensor?.scalars.map(\.bitPattern) == values[name]?.floatTensor?.scalars.map(\.bitPattern),
+                        "\(name) at batch \(batch)")
+            }
+        }
+    }
+
     /// One executor run from several threads at once while profiling: each run's nodes are added to the profile under
     /// a lock (the executor is `Sendable`, checked by the compiler), and every run gives the same values.
     @Test func profilingWhileSeveralThreadsRun() throws {
