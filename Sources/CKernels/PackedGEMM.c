@@ -549,11 +549,11 @@ static int trivial(int m, int n, int k, float *c, long ldc, const wc_epilogue *e
     return 1;
 }
 
-void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
-                        const wc_epilogue *e) {
+static void packed_product(int isa, int vectors, int m, int n, int k, const float *packed, const float *b, long ldb,
+                           float *c, long ldc, const wc_epilogue *e) {
     if (trivial(m, n, k, c, ldc, e)) return;
 #if defined(__x86_64__)
-    if (isa == WC_ISA_AVX512 && wc_gemm_vectors(m, n, k)) wc_vectors16_product(m, n, k, packed, b, ldb, c, ldc, e);
+    if (isa == WC_ISA_AVX512 && vectors) wc_vectors16_product(m, n, k, packed, b, ldb, c, ldc, e);
     else if (isa == WC_ISA_AVX512) gemm_avx512(m, n, k, packed, b, ldb, c, ldc, e);
     else if (isa == WC_ISA_AVX2) gemm_avx2(m, n, k, packed, b, ldb, c, ldc, e);
     else
@@ -561,9 +561,19 @@ void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const
     gemm_generic(m, n, k, packed, b, ldb, c, ldc, e);
 }
 
+void wc_gemm_packed_isa(int isa, int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
+                        const wc_epilogue *e) {
+    packed_product(isa, wc_gemm_vectors(m, n, k), m, n, k, packed, b, ldb, c, ldc, e);
+}
+
 void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                     const wc_epilogue *e) {
     wc_gemm_packed_isa(wc_kernels_isa(), m, n, k, packed, b, ldb, c, ldc, e);
+}
+
+void wc_gemm_packed_per_point(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
+                              const wc_epilogue *e) {
+    packed_product(wc_kernels_isa(), n != 16 && wc_gemm_vectors(m, n, k), m, n, k, packed, b, ldb, c, ldc, e);
 }
 
 void wc_gemm_rows_isa(int isa, int m, int n, int k, const float *a, long lda, const float *b, long ldb, float *c,

@@ -192,8 +192,10 @@ __attribute__((target("avx512f"))) void wc_vectors16_plane(const float *base, lo
 }
 #endif
 
-// Where the packed product runs here: AVX-512, 4 to 31 columns but 16, and weights of at most VECTORS16_MOST_WEIGHTS
-// values. C harness, one thread, weights read from L3 (four copies taken in turn), µs, the packed product's kernels →
+// Where the packed product runs here: AVX-512, 4 to 31 columns, and weights of at most VECTORS16_MOST_WEIGHTS values;
+// 16 columns but in Winograd's per-point products (`wc_gemm_packed_per_point`, below). MobileNetV2 64 px, batch 1, least of
+// 3 alternated runs, images/s: with its 1×1 layers on 4×4 maps here too, one thread 2,358–2,449 → 2,482–2,522, two
+// 3,751–3,830 → 3,884–3,950. C harness, one thread, weights read from L3 (four copies taken in turn), µs, the packed product's kernels →
 // here: 256×576 by n columns: n = 4 7.98 → 5.95, 9 14.9 → 11.9, 16 23.9 → 18.4, 25 39.6 → 29.6, 32 36.3 → 36.4, 49
 // 59.1 → 57.7; 192×k by 25, k = 64 4.36 → 2.80, 288 15.4 → 11.3; by 32 columns and k of 16 to 96 it lost 5–30%.
 // Weights from memory (512×4608 by 4, 9.4 MB: ResNet-18's 3×3 layers on 2×2 maps) 158 → 219, 128×128 by 16 (its
@@ -203,7 +205,7 @@ enum { VECTORS16_MOST_COLUMNS = 31, VECTORS16_MOST_WEIGHTS = 1 << 20 };
 
 int wc_gemm_vectors(int m, int n, int k) {
 #if defined(__x86_64__)
-    return wc_kernels_isa() == WC_ISA_AVX512 && n >= 4 && n <= VECTORS16_MOST_COLUMNS && n != 16
+    return wc_kernels_isa() == WC_ISA_AVX512 && n >= 4 && n <= VECTORS16_MOST_COLUMNS
         && (long)m * k <= VECTORS16_MOST_WEIGHTS;
 #else
     (void)m; (void)n; (void)k;

@@ -202,8 +202,8 @@ public enum Winograd {
                         let vStride = paddedStride(c * tiles), mStride = paddedStride(oc * tiles)
                         let gemm = { (xi: Int) in
                             if isPacked {
-                                wc_gemm_packed(Int32(oc), Int32(tiles), Int32(c), uBase + xi * uStride, v + xi * vStride, tiles,
-                                               m + xi * mStride, tiles, nil)
+                                wc_gemm_packed_per_point(Int32(oc), Int32(tiles), Int32(c), uBase + xi * uStride, v + xi * vStride,
+                                                         tiles, m + xi * mStride, tiles, nil)
                             } else {
                                 sgemm(m: oc, n: tiles, k: c, a: uBase + xi * oc * c, lda: c, b: v + xi * vStride, ldb: tiles,
                                       c: m + xi * mStride, ldc: tiles)

@@ -41,6 +41,10 @@ typedef struct {
 int wc_gemm_vectors(int m, int n, int k);
 void wc_gemm_packed(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
                     const wc_epilogue *epilogue);
+/// `wc_gemm_packed` for one of a Winograd layer's sixteen per-point products: 16 columns (the 16 tiles of an 8×8 map)
+/// stay on the panel kernel, which reads its weights one stream at a time (see `wc_gemm_vectors`). The same values.
+void wc_gemm_packed_per_point(int m, int n, int k, const float *packed, const float *b, long ldb, float *c, long ldc,
+                              const wc_epilogue *epilogue);
 /// C = A·B as `wc_gemm_packed`, with A as it stands: m rows of k values, row stride lda (a fully-connected layer's
 /// weight, never copied). Each C value is the same sum, in the same order, as `wc_gemm_packed` gives on A packed.
 void wc_gemm_rows(int m, int n, int k, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
