@@ -593,8 +593,9 @@ static int uncopied_avx512_runs(int h, int w, const wc_window *win, int oh, int 
 #if defined(__x86_64__)
 // Output rows [oy0, oy0 + RK_ROWS) ∩ [0, oh) at outputs [ox, ox + 16) ∩ [0, ow); K and S constants.
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-rk_block(const int K, const int S, const float *plane, int h, int w, const wc_window *win, const float *taps, __m512 b,
-         float *out, int oy0, int oh, int ox, int ow, const float *residual, __m512 lo, __m512 hi) {
+rk_block(const int K, const int S, const float *plane, int h, int w, const wc_window *win, const float *taps,
+         const __m512 *tv, __m512 b, float *out, int oy0, int oh, int ox, int ow, const float *residual, __m512 lo,
+         __m512 hi) {
     const int s = ox * S - win->pad_left;  // the column of tap 0 under output ox
     // The lanes whose input under tap kj lies inside the row, and at stride 2 the loads' lanes inside it.
     __mmask16 m[5], load[6];
@@ -630,7 +631,8 @@ rk_block(const int K, const int S, const float *plane, int h, int w, const wc_wi
             if (ki < 0 || ki >= K) continue;
 #pragma clang loop unroll(full)
             for (int kj = 0; kj < K; kj++)
-                acc[r] = _mm512_mask3_fmadd_ps(x[kj], _mm512_set1_ps(taps[ki * K + kj]), acc[r], m[kj]);
+                acc[r] = _mm512_mask3_fmadd_ps(x[kj], K == 3 ? tv[ki * K + kj] : _mm512_set1_ps(taps[ki * K + kj]), acc[r],
+                                               m[kj]);
         }
     }
     const __mmask16 stored = wc_first_lanes(ow - ox);
@@ -646,6 +648,12 @@ __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) 
 rows_kxk(const int K, const int S, const float *plane, int h, int w, const wc_window *win, const float *taps,
          float bias, float *out, int oh, int ow, const float *residual, float low, float high) {
     const __m512 b = _mm512_set1_ps(bias), lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
+    // 3×3: the taps in registers (9, with 8 sums and 3 inputs), not broadcast from memory by each multiply-add: a
+    // third fewer loads. Same values. One layer alone, batch 1, one thread, least of 3 alternated runs, µs: 28×28,
+    // 192 channels 33.3 → 29.8; 14×14, 480 26.6 → 24.5. 5×5 taps (25 registers) ran 3% slower so: from memory.
+    __m512 tv[9];
+    if (K == 3)
+        for (int t = 0; t < 9; t++) tv[t] = _mm512_set1_ps(taps[t]);
     for (int oy0 = 0; oy0 < oh; oy0 += RK_ROWS) {
         // The next block's new input rows, ahead of their loads (each block reads S·RK_ROWS rows it has not read):
         // each node's least over 4 alternated rounds, batch 1, µs, MobileNetV2 224 px's 112 → 56 layer 151 → 117 on
@@ -655,7 +663,7 @@ rows_kxk(const int K, const int S, const float *plane, int h, int w, const wc_wi
                         *stop = (const char *)(plane + (long)end * w); p < stop; p += 64)
             _mm_prefetch(p, _MM_HINT_T0);
         for (int ox = 0; ox < ow; ox += 16)
-            rk_block(K, S, plane, h, w, win, taps, b, out, oy0, oh, ox, ow, residual, lo, hi);
+            rk_block(K, S, plane, h, w, win, taps, tv, b, out, oy0, oh, ox, ow, residual, lo, hi);
     }
 }
 
