@@ -35,6 +35,23 @@ import _TestSupport
                         }
                     }
                 }
+                if m * n * k >= 1 << 16, transB, !transA {
+                    // Dot products of rows as stored (`wc_dot_rows`), split over the workers or not: each row's sum in
+                    // one order, so the same bits.
+                    var alone = [Float](repeating: .nan, count: m * ldc)
+                    if beta != 0 { alone = start }
+                    a.withUnsafeBufferPointer { pa in
+                        b.withUnsafeBufferPointer { pb in
+                            alone.withUnsafeMutableBufferPointer { pc in
+                                ComputeThreads.limited(to: 1) {
+                                    parallelSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: pa.baseAddress!,
+                                                  lda: lda, b: pb.baseAddress!, ldb: ldb, beta: beta, c: pc.baseAddress!, ldc: ldc)
+                                }
+                            }
+                        }
+                    }
+                    #expect(alone.map(\.bitPattern) == c.map(\.bitPattern), "\(size) transA \(transA) transB \(transB) beta \(beta): one worker")
+                }
                 for i in 0..<m {
                     for j in 0..<n {
                         var sum: Float = 0

@@ -51,6 +51,12 @@ void wc_gemm_rows(int m, int n, int k, const float *a, long lda, const float *b,
                   const wc_epilogue *epilogue);
 void wc_gemm_rows_isa(int isa, int m, int n, int k, const float *a, long lda, const float *b, long ldb, float *c,
                       long ldc, const wc_epilogue *epilogue);
+/// y[r·incy] = alpha·(row r of A · x) + beta·y[r·incy] for rows 0..<rows of A (k values each, row stride lda) and x
+/// (k contiguous values); y is not read where beta is 0. Each row's sum in one order whatever the rows (so rows split
+/// over threads give the same values). AVX-512 only (`wc_dot_rows_runs`); runs on the calling thread.
+int wc_dot_rows_runs(void);
+void wc_dot_rows(int rows, int k, const float *a, long lda, const float *x, float alpha, float beta, float *y,
+                 long incy);
 /// dst[j][i] = src[i][j] for a rows×cols matrix src (row stride lds) into dst (row stride ldd).
 void wc_transpose(int rows, int cols, const float *src, long lds, float *dst, long ldd);
 
