@@ -109,7 +109,8 @@ public func conv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?
                    prepared: Winograd.PreparedWeights? = nil, packed: PackedWeights? = nil,
                    residual: Tensor<Float>? = nil) throws -> Tensor<Float> {
     let (oh, ow) = try convolutionOutputSize(input, weight: weight, bias: bias, window: window, group: group)
-    if let residual, residual.shape != [input.shape[0], weight.shape[0], oh, ow] {
+    if let residual, residual.rank != 4 || residual.shape[0] != input.shape[0] || residual.shape[1] != weight.shape[0]
+        || residual.shape[2] != oh || residual.shape[3] != ow {
         throw ComputeError.shapeMismatch("Conv residual \(residual.shape) does not match the output [\(input.shape[0]), \(weight.shape[0]), \(oh), \(ow)]")
     }
     // Every path below writes each output element, so the buffer starts uninitialised (no memset).

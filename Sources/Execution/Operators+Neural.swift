@@ -277,7 +277,8 @@ extension Operators {
                               prepared: prepared, packed: args.packed)
         }
         // A fused Add: in the output pass when the other operand has the output's shape, else as the Add would.
-        if let size = window.outputSize(h: x.shape[2], w: x.shape[3]), residual.shape == [x.shape[0], w.shape[0], size.h, size.w] {
+        if let size = window.outputSize(h: x.shape[2], w: x.shape[3]), residual.rank == 4, residual.shape[0] == x.shape[0],
+           residual.shape[1] == w.shape[0], residual.shape[2] == size.h, residual.shape[3] == size.w {
             return try conv2d(x, weight: w, bias: bias, window: window, group: group, activation: activation,
                               prepared: prepared, packed: args.packed, residual: residual)
         }
