@@ -1,4 +1,5 @@
 import Compute
+import Dispatch
 import ModelGraph
 
 /// A node of the plan with everything `run` would otherwise look up by name on every call, resolved at load: its
@@ -81,7 +82,8 @@ final class Step: Sendable {
 
     private static func convolutionOperands(node: Node, kernel: Operators.Kernel?, sources: [Source], layer: LayerAttributes?)
         -> ConvolutionOperands? {
-        guard node.opType == "Conv", kernel != nil, let layer, sources.count >= 2, sources.count == (layer.fusedResidual ? 4 : sources.count),
+        // Input, weight, optional bias, and the fused Add's operand where there is one.
+        guard node.opType == "Conv", kernel != nil, let layer, (layer.fusedResidual ? 4...4 : 2...3).contains(sources.count),
               case .value(let input) = sources[0], case .constant(.float(let weight)) = sources[1] else { return nil }
         var bias: [Float]?
         if sources.count > 2 {
@@ -95,14 +97,50 @@ final class Step: Sendable {
         if layer.fusedResidual {
             guard case .value(let r) = sources[3] else { return nil }
             residual = r
-        } else if sources.count > 3 {
-            return nil
         }
         return ConvolutionOperands(input: input, weight: weight, bias: bias, residual: residual)
     }
 }
 
 extension Executor {
+    /// A Conv step (`Step.convolution`) on its input and fused Add's operand, read from their slots (already freed
+    /// when this step is their last reader): its output stored in its slot, or written into its Concat's. Returns the
+    /// bytes of the value it computed.
+    func runConvolution(_ step: Step, _ operands: Step.ConvolutionOperands, input x: Tensor<Float>, residual: Tensor<Float>?,
+                        on values: inout [AnyTensor?], checkingFinite: Bool) throws -> Int {
+        let node = step.node
+        let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
+        let arguments = Arguments(node: node, values: [], opset: graph.opsetVersion, prepared: step.prepared,
+                                  packed: step.packed, layer: step.layer)
+        if let place = step.place {
+            let bytes = try convolve(step, arguments, into: place, input: x, weight: operands.weight, bias: operands.bias,
+                                     on: &values)
+            if let start { record(since: start, node: node) }
+            return bytes
+        }
+        let y = try Operators.namingTheNode(node) {
+            try Operators.convolution(node, arguments, input: x, weight: operands.weight, bias: operands.bias, residual: residual)
+        }
+        if let start { record(since: start, node: node) }
+        if let index = step.outputs.first ?? nil { values[index] = .float(y) }
+        if checkingFinite, !y.scalars.allSatisfy(\.isFinite) {
+            throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
+        }
+        return y.count * 4
+    }
+
+    /// A Conv step placed in its Concat's output (`Step.place`): written into its channels there, that output taken
+    /// out of its slot meanwhile so that it is written in place (one reference), not copied. Returns its bytes.
+    func convolve(_ step: Step, _ arguments: Arguments, into place: (slot: Int, firstChannel: Int, channels: Int),
+                  input x: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, on values: inout [AnyTensor?]) throws -> Int {
+        var destination = values[place.slot]?.floatTensor
+        values[place.slot] = nil
+        try Operators.convolve(step.node, arguments, input: x, weight: weight, bias: bias, into: &destination,
+                               firstChannel: place.firstChannel, channels: place.channels)
+        values[place.slot] = destination.map(AnyTensor.float)
+        return (destination?.count ?? 0) * 4
+    }
+
     /// The steps of `plan` (by plan index: `prepared`, `packed`, `products`), the slots of the graph's inputs, where
     /// each graph output is found, and how many slots a pass holds. A name is read, in this order, from a deferred
     /// weight, from a graph input or an earlier node's output, then from the constants.

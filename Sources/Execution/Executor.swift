@@ -185,7 +185,7 @@ public final class Executor: Sendable {
     }
 
     /// Adds the seconds since `start` (a `DispatchTime` uptime) to the profile, under the node's op type and its name.
-    private func record(since start: UInt64, node: Node) {
+    func record(since start: UInt64, node: Node) {
         record(since: start, op: node.opType, node: "\(node.displayName) (\(node.opType))")
     }
 
@@ -291,44 +291,6 @@ public final class Executor: Sendable {
                 throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
             }
         }
-    }
-
-    /// A Conv step (`Step.convolution`) on its input and fused Add's operand, read from their slots (already freed
-    /// when this step is their last reader): its output stored in its slot, or written into its Concat's. Returns the
-    /// bytes of the value it computed.
-    func runConvolution(_ step: Step, _ operands: Step.ConvolutionOperands, input x: Tensor<Float>, residual: Tensor<Float>?,
-                        on values: inout [AnyTensor?], checkingFinite: Bool) throws -> Int {
-        let node = step.node
-        let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
-        let arguments = Arguments(node: node, values: [], opset: graph.opsetVersion, prepared: step.prepared,
-                                  packed: step.packed, layer: step.layer)
-        if let place = step.place {
-            let bytes = try convolve(step, arguments, into: place, input: x, weight: operands.weight, bias: operands.bias,
-                                     on: &values)
-            if let start { record(since: start, node: node) }
-            return bytes
-        }
-        let y = try Operators.namingTheNode(node) {
-            try Operators.convolution(node, arguments, input: x, weight: operands.weight, bias: operands.bias, residual: residual)
-        }
-        if let start { record(since: start, node: node) }
-        if let index = step.outputs.first ?? nil { values[index] = .float(y) }
-        if checkingFinite, !y.scalars.allSatisfy(\.isFinite) {
-            throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
-        }
-        return y.count * 4
-    }
-
-    /// A Conv step placed in its Concat's output (`Step.place`): written into its channels there, that output taken
-    /// out of its slot meanwhile so that it is written in place (one reference), not copied. Returns its bytes.
-    func convolve(_ step: Step, _ arguments: Arguments, into place: (slot: Int, firstChannel: Int, channels: Int),
-                  input x: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?, on values: inout [AnyTensor?]) throws -> Int {
-        var destination = values[place.slot]?.floatTensor
-        values[place.slot] = nil
-        try Operators.convolve(step.node, arguments, input: x, weight: weight, bias: bias, into: &destination,
-                               firstChannel: place.firstChannel, channels: place.channels)
-        values[place.slot] = destination.map(AnyTensor.float)
-        return (destination?.count ?? 0) * 4
     }
 
     /// The graph's outputs from the values after the last step.
