@@ -64,6 +64,11 @@ void wc_dot_rows(int rows, int k, const float *a, long lda, const float *x, floa
         }
     }
 #else
-    (void)rows; (void)k; (void)a; (void)lda; (void)x; (void)alpha; (void)beta; (void)y; (void)incy;
+    // Not taken elsewhere (`wc_dot_rows_runs`); a plain loop rather than nothing.
+    for (int r = 0; r < rows; r++) {
+        float sum = 0;
+        for (int i = 0; i < k; i++) sum += a[r * lda + i] * x[i];
+        y[r * incy] = beta == 0 ? alpha * sum : alpha * sum + beta * y[r * incy];
+    }
 #endif
 }
