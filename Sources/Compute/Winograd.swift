@@ -15,16 +15,25 @@ public enum Winograd {
 
     /// Whether a call gains. With few output tiles (batch 1, the last layers' 2×2 or 4×4 maps) the 16 GEMMs are
     /// matrix–vector products bound by reading the transformed weights, 16/9 the bytes of the kernels, so im2col + one
-    /// GEMM over the plain weights is faster. Under 64 input channels the 16 products are too shallow to repay the
-    /// transforms except over several maps of 32×32 or more: im2col was 1.2–1.8× faster at batch 1 and on 7×7 to 15×15
-    /// maps, Winograd 1.2–1.3× faster at batch 64 on 32×32 and 55×55 (docs/RESULTS.md, session 12).
+    /// GEMM over the plain weights is faster. Under 64 input channels the 16 products are shallow: they repay the
+    /// transforms from `shallowLeastTiles` tiles over the call's images.
     public static func pays(images: Int, outputHeight oh: Int, outputWidth ow: Int, inputChannels: Int) -> Bool {
         let tiles = ((oh + 1) / 2) * ((ow + 1) / 2)
         // On odd maps the last tiles compute outputs past the edge: on 3×3 maps 7 of 16 (64 → 256 channels, batch 64,
         // one thread: 2.3 ms through Winograd, 1.45 through im2col); 2×2 maps waste none (2.2 against 2.8 ms).
         guard images * tiles >= 16, Double(oh * ow) >= 0.6 * Double(4 * tiles) else { return false }
-        return inputChannels >= 64 || (images > 1 && oh * ow >= 32 * 32)
+        return inputChannels >= 64 || images * tiles >= shallowLeastTiles
     }
+
+    /// Under 64 input channels, the fewest tiles (2×2 outputs, over every image of the call) for which Winograd beats
+    /// the direct and weights-as-vectors kernels. One-layer models (3×3 + ReLU), batch 1, µs, least of 2 s, direct →
+    /// Winograd, one thread / two: 16 → 64 on 55×55 (784 tiles) 245 → 175 / 127 → 106; 32 → 128 on 27×27 (196)
+    /// 231 → 143 / 127 → 81; 16 → 64 on 21×21 (121) 40 → 31 / 26–28 → 24–32; on 15×15 (64) 19.5 → 16.3 / 12 → 13.6;
+    /// 32 → 128 on 7×7 (16) 17.0 → 20.4 / 11.4 → 14.9. Two threads at batch 8 (128 tiles) and 64 on 7×7 maps: 86 → 67,
+    /// 608–648 → 543–555; on 15×15 even. SqueezeNet 1.1 224 px at batch 1, two threads, 3 alternated rounds: 1,637–1,670
+    /// → 1,473–1,497 µs a pass. (Until session 38 only from batch 2 on maps of 32×32 or more: measured in session 12,
+    /// before the packed products, im2col was then 1.2–1.8× faster at batch 1.)
+    static let shallowLeastTiles = 100
 
     /// Weights transformed once, U[ξ][oc][ic] = (G·g·Gᵀ)[ξ] for every kernel g = W[oc, ic];
     /// an executor prepares them at load time for constant weights.
