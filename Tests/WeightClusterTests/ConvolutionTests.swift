@@ -60,6 +60,36 @@ import _TestSupport
         #expect(Winograd.pays(images: 8, outputHeight: 7, outputWidth: 7, inputChannels: 32))
     }
 
+    /// One image under 64 input channels splits over the workers by rows of tiles: the same bits as on one worker,
+    /// with a bias, a residual and a clamp, on maps whose last tile row and column hang over the edge, and into a
+    /// range of a wider tensor's channels.
+    @Test func winogradByTileRowsGivesTheSameBits() throws {
+        for (c, size, oc) in [(16, 21, 24), (32, 16, 40), (8, 31, 9)] {
+            let x = Tensor(shape: [1, c, size, size], scalars: Self.random(c * size * size, seed: 4))
+            let wt = Tensor(shape: [oc, c, 3, 3], scalars: Self.random(oc * c * 9, seed: 5))
+            let bias = Self.random(oc, seed: 6)
+            let residual = Tensor(shape: [1, oc, size, size], scalars: Self.random(oc * size * size, seed: 7))
+            let window = Window2D(kernel: (3, 3), pads: (1, 1, 1, 1))
+            let prepared = Winograd.PreparedWeights(wt)
+            prepared.packForProduct()
+            func run() throws -> (Tensor<Float>, Tensor<Float>) {
+                let own = try conv2d(x, weight: wt, bias: bias, window: window, activation: .clip(low: 0, high: 6), prepared: prepared,
+                                     residual: residual)
+                var wide = Tensor<Float>(shape: [1, oc + 3, size, size], scalars: [Float](repeating: -1, count: (oc + 3) * size * size))
+                try conv2d(x, weight: wt, bias: bias, window: window, prepared: prepared, into: &wide, firstChannel: 2)
+                return (own, wide)
+            }
+            let (one, oneWide) = try ComputeThreads.limited(to: 1) { try run() }
+            let (all, allWide) = try run()
+            let (same, sameWide) = (one.scalars == all.scalars, oneWide.scalars == allWide.scalars)
+            #expect(same, "c\(c) \(size)×\(size) oc\(oc)")
+            #expect(sameWide, "c\(c) \(size)×\(size) oc\(oc) into channels from 2")
+            let reference = Self.naive(x, wt, bias, window)
+            let expected = zip(reference.scalars, residual.scalars).map { min(max($0 + $1, 0), 6) }
+            #expect(TestSupport.maxAbsDifference(all.scalars, expected) < 1e-4)
+        }
+    }
+
     @Test(arguments: cases)
     func winogradMatchesDefinition(_ k: Case) throws {
         let x = Tensor(shape: [k.n, k.c, k.h, k.w], scalars: Self.random(k.n * k.c * k.h * k.w, seed: 1))
