@@ -1,4 +1,9 @@
 import Compute
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Testing
 
 /// `parallelChunks` covers every index exactly once, in contiguous ranges, whether it runs inline, one chunk per worker
@@ -21,6 +26,26 @@ import Testing
         }
         #expect(visits == [Int](repeating: 1, count: count))
         #expect(calls.reduce(0, +) <= max(1, min(count, 2 * ComputeThreads.count)))
+    }
+
+    /// The calling thread takes a region's pieces from the front and the helpers from the back, so what the caller ran
+    /// is always a run of first pieces (the same split in every region, whoever comes first).
+    @Test func theCallerRunsTheFirstPieces() {
+        let (pieces, rounds) = (6, 300)
+        let onCaller = UnsafeMutablePointer<Bool>.allocate(capacity: pieces * rounds)
+        defer { onCaller.deallocate() }
+        onCaller.initialize(repeating: false, count: pieces * rounds)
+        let (address, caller) = (Int(bitPattern: onCaller), pthread_self())
+        for round in 0..<rounds {
+            parallelPieces(pieces) { piece in
+                UnsafeMutablePointer<Bool>(bitPattern: address)![round * pieces + piece] = pthread_equal(pthread_self(), caller) != 0
+            }
+        }
+        let prefixes = (0..<rounds).filter { round in
+            let ran = (0..<pieces).map { onCaller[round * pieces + $0] }
+            return ran == ran.sorted { $0 && !$1 }
+        }
+        #expect(prefixes.count == rounds)
     }
 }
 
