@@ -28,12 +28,13 @@ public enum Winograd {
     /// Under 64 input channels, the fewest tiles (2×2 outputs, over every image of the call) for which Winograd beats
     /// the direct and weights-as-vectors kernels. One-layer models (3×3 + ReLU), batch 1, µs, least of 2 s, direct →
     /// Winograd, one thread / two: 16 → 64 on 55×55 (784 tiles) 245 → 175 / 127 → 106; 32 → 128 on 27×27 (196)
-    /// 231 → 143 / 127 → 81; 16 → 64 on 21×21 (121) 40 → 31 / 26–28 → 24–32; on 15×15 (64) 19.5 → 16.3 / 12 → 13.6;
-    /// 32 → 128 on 7×7 (16) 17.0 → 20.4 / 11.4 → 14.9. Two threads at batch 8 (128 tiles) and 64 on 7×7 maps: 86 → 67,
-    /// 608–648 → 543–555; on 15×15 even. SqueezeNet 1.1 224 px at batch 1, two threads, 3 alternated rounds: 1,637–1,670
-    /// → 1,473–1,497 µs a pass. (Until session 38 only from batch 2 on maps of 32×32 or more: measured in session 12,
-    /// before the packed products, im2col was then 1.2–1.8× faster at batch 1.)
-    static let shallowLeastTiles = 100
+    /// 231 → 143 / 127 → 81; 16 → 64 on 21×21 (121) 40 → 31 / 26–28 → 24–32; on 15×15 (64) 20 → 17 / 12.0 → 9.9 (two
+    /// threads by rows of tiles: `splitsByTileRows`); 32 → 128 on 7×7 (16) 17.0 → 20.4 / 11.4 → 14.9. On 7×7 maps, two
+    /// threads, batch 4 (64 tiles) even, batch 8 86 → 67, batch 64 608–648 → 543–555 (one thread at batch 4: 69–71 →
+    /// 59). Whole passes at batch 1, two threads, µs: SqueezeNet 1.1 224 px 1,637–1,670 → 1,473–1,497; 64 px (from 64
+    /// tiles rather than 100) 157–160 → 154–155. (Until session 38 only from batch 2 on maps of 32×32 or more: measured
+    /// in session 12, before the packed products, im2col was then 1.2–1.8× faster at batch 1.)
+    static let shallowLeastTiles = 64
 
     /// Weights transformed once, U[ξ][oc][ic] = (G·g·Gᵀ)[ξ] for every kernel g = W[oc, ic];
     /// an executor prepares them at load time for constant weights.
