@@ -187,10 +187,13 @@ public enum Winograd {
                                   min((512 + tilesPerImage - 1) / tilesPerImage, (1 << 20) / max(1, c * tilesPerImage))))
         let chunks = (n + perChunk - 1) / perChunk
         let prepared = prepared.forProduct()
-        if prepared.isPacked,
-           splitsByTileRows(images: n, inputChannels: c, outputChannels: oc, tileRows: th, workers: workersWanted) {
-            convolveByTileRows(input, weights: prepared, bias: bias, window: window, activation: activation,
-                               residual: residual, into: &output, firstChannel: firstChannel)
+        if prepared.isPacked, let split: OneImageSplit =
+            splitsByTileRows(images: n, inputChannels: c, outputChannels: oc, tileRows: th, workers: workersWanted)
+                ? .tileRows
+                : splitsByOutputChannels(images: n, inputChannels: c, outputChannels: oc, tiles: th * tw,
+                                         workers: workersWanted) ? .outputChannels : nil {
+            convolveOneImage(input, weights: prepared, bias: bias, window: window, activation: activation,
+                             residual: residual, into: &output, firstChannel: firstChannel, split: split)
             return
         }
         let u = prepared.u
@@ -245,7 +248,7 @@ public enum Winograd {
         }
     }
 
-    /// Whether one image's convolution splits over the workers by rows of tiles (`convolveByTileRows`): under 64 input
+    /// Whether one image's convolution splits over the workers by rows of tiles (`convolveOneImage`): under 64 input
     /// channels, where the transforms weigh most against the products, up to 2¹⁸ transformed weights (1 MB, read by
     /// every worker), and rows of tiles that split evenly or four or more a worker. Each worker then reads and writes
     /// only the rows of the maps its tiles cover, in one region, instead of three regions over the whole maps, the
@@ -261,24 +264,43 @@ public enum Winograd {
             && (tileRows % workers == 0 || tileRows >= 4 * workers)
     }
 
-    /// One image's convolution, its rows of tiles split evenly over the workers in one region: each transforms its
-    /// tiles' inputs, runs the 16 products on them and transforms their outputs, from and into the rows of the maps it
-    /// covers. The same sums in the same order as `convolve`'s other path (each tile's column of each product).
-    private static func convolveByTileRows(_ input: Tensor<Float>, weights prepared: PreparedWeights, bias: [Float]?,
-                                           window: Window2D, activation: Activation, residual: Tensor<Float>?,
-                                           into output: inout Tensor<Float>, firstChannel: Int) {
+    /// How one image's convolution splits over the workers in one region (`convolveOneImage`).
+    enum OneImageSplit { case tileRows, outputChannels }
+
+    /// Whether one image's convolution of 64 input channels or more splits over the workers by output channels
+    /// (`convolveOneImage`), at least two panels of eight a worker. Each worker transforms the whole input itself (a
+    /// small share of the work from 64 channels: the products are 16·OC multiply-adds per transformed value), runs the
+    /// 16 products for its channels and transforms their outputs, in one region; the other path's three regions pass
+    /// the transformed inputs and the products' sums from core to core. Only where the transformed input is small
+    /// (2¹⁶ floats): each worker writes all of it. One-layer model, 64 → 256 3×3 on 13×13 (SqueezeNet 1.1 224 px's
+    /// last layers), batch 1, two threads, least of 2 s: 82–84 → 71–72 µs. With any size, ResNet-18 224 px's 56×56 and
+    /// 28×28 layers lost 10–30% (each node's least over 2 rounds: 292–300 → 320–396, 262–267 → 294–297 µs).
+    static func splitsByOutputChannels(images: Int, inputChannels c: Int, outputChannels oc: Int, tiles: Int,
+                                       workers: Int) -> Bool {
+        images == 1 && workers > 1 && c >= 64 && oc >= 16 * workers && 16 * c * tiles <= 1 << 16
+    }
+
+    /// One image's convolution in one region, its rows of tiles or its output channels (panels of eight) split evenly
+    /// over the workers: each transforms the inputs of its tiles (all of them when split by channels), runs the 16
+    /// products on them for its output channels and transforms their outputs, into the rows and channels it covers. The
+    /// same sums in the same order as `convolve`'s other path (each tile's column of each product, each row of U).
+    private static func convolveOneImage(_ input: Tensor<Float>, weights prepared: PreparedWeights, bias: [Float]?,
+                                         window: Window2D, activation: Activation, residual: Tensor<Float>?,
+                                         into output: inout Tensor<Float>, firstChannel: Int, split: OneImageSplit) {
         let (c, h, w) = (input.shape[1], input.shape[2], input.shape[3])
-        let (oc, oh, ow, channels) = (prepared.outputChannels, output.shape[2], output.shape[3], output.shape[1])
+        let (oc, oh, ow) = (prepared.outputChannels, output.shape[2], output.shape[3])
         let (th, tw) = ((oh + 1) / 2, (ow + 1) / 2)
         let (pt, pl) = (window.pads.top, window.pads.left)
         let (low, high) = activation.bounds
-        let uStride = prepared.uStride
+        let (uStride, panels) = (prepared.uStride, (oc + 7) / 8)
         withAddresses(input, bias, residual, &output) { inAddress, biasAddress, residualAddress, outAddress in
             prepared.u.withUnsafeBufferPointer { uBuf in
                 let u = uBuf.baseAddress!
-                parallelChunks(th, evenly: true) { rows in
+                parallelChunks(split == .tileRows ? th : panels, evenly: true) { part in
+                    let rows = split == .tileRows ? part : 0..<th
+                    let outputs = split == .tileRows ? 0..<oc : part.lowerBound * 8..<min(oc, part.upperBound * 8)
                     let tiles = rows.count * tw
-                    let (vStride, mStride) = (paddedStride(c * tiles), paddedStride(oc * tiles))
+                    let (vStride, mStride) = (paddedStride(c * tiles), paddedStride(outputs.count * tiles))
                     let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * vStride)
                     let m = UnsafeMutablePointer<Float>.allocate(capacity: 16 * mStride)
                     defer { v.deallocate(); m.deallocate() }
@@ -289,16 +311,18 @@ public enum Winograd {
                         wc_winograd_input(x + ch * h * w, Int32(h), Int32(w), Int32(rows.count), Int32(tw), Int32(top),
                                           Int32(pl), v + ch * tiles, vStride)
                     }
+                    // Rows of each packed U[ξ] from output channel `outputs.lowerBound` (a panel's first row) on.
                     for xi in 0..<16 {
-                        wc_gemm_packed_per_point(Int32(oc), Int32(tiles), Int32(c), u + xi * uStride, v + xi * vStride,
-                                                 tiles, m + xi * mStride, tiles, nil)
+                        wc_gemm_packed_per_point(Int32(outputs.count), Int32(tiles), Int32(c),
+                                                 u + xi * uStride + outputs.lowerBound * c, v + xi * vStride, tiles,
+                                                 m + xi * mStride, tiles, nil)
                     }
                     let (skip, bias) = (2 * rows.lowerBound * ow, UnsafePointer<Float>(bitPattern: biasAddress))
                     let (out, residual) = (UnsafeMutablePointer<Float>(bitPattern: outAddress)!,
                                            UnsafePointer<Float>(bitPattern: residualAddress))
-                    for o in 0..<oc {
-                        wc_winograd_output(m + o * tiles, mStride, Int32(rows.count), Int32(tw), bias?[o] ?? 0,
-                                           residual.map { $0 + o * oh * ow + skip }, low, high,
+                    for o in outputs {
+                        wc_winograd_output(m + (o - outputs.lowerBound) * tiles, mStride, Int32(rows.count), Int32(tw),
+                                           bias?[o] ?? 0, residual.map { $0 + o * oh * ow + skip }, low, high,
                                            out + (firstChannel + o) * oh * ow + skip, Int32(oh - 2 * rows.lowerBound),
                                            Int32(ow))
                     }
