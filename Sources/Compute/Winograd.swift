@@ -187,11 +187,9 @@ public enum Winograd {
                                   min((512 + tilesPerImage - 1) / tilesPerImage, (1 << 20) / max(1, c * tilesPerImage))))
         let chunks = (n + perChunk - 1) / perChunk
         let prepared = prepared.forProduct()
-        if prepared.isPacked, let split: OneImageSplit =
-            splitsByTileRows(images: n, inputChannels: c, outputChannels: oc, tileRows: th, workers: workersWanted)
-                ? .tileRows
-                : splitsByOutputChannels(images: n, inputChannels: c, outputChannels: oc, tiles: th * tw,
-                                         workers: workersWanted) ? .outputChannels : nil {
+        if prepared.isPacked,
+           let split = oneImageSplit(images: n, inputChannels: c, outputChannels: oc, tileRows: th, tileColumns: tw,
+                                     workers: workersWanted) {
             convolveOneImage(input, weights: prepared, bias: bias, window: window, activation: activation,
                              residual: residual, into: &output, firstChannel: firstChannel, split: split)
             return
@@ -266,6 +264,17 @@ public enum Winograd {
 
     /// How one image's convolution splits over the workers in one region (`convolveOneImage`).
     enum OneImageSplit { case tileRows, outputChannels }
+
+    /// How a call splits over the workers in one region (`splitsByTileRows`, `splitsByOutputChannels`), or nil where
+    /// it takes the other path (transforms, then products, then transforms, each split on its own).
+    static func oneImageSplit(images: Int, inputChannels c: Int, outputChannels oc: Int, tileRows: Int, tileColumns: Int,
+                              workers: Int) -> OneImageSplit? {
+        if splitsByTileRows(images: images, inputChannels: c, outputChannels: oc, tileRows: tileRows, workers: workers) {
+            return .tileRows
+        }
+        return splitsByOutputChannels(images: images, inputChannels: c, outputChannels: oc,
+                                      tiles: tileRows * tileColumns, workers: workers) ? .outputChannels : nil
+    }
 
     /// Whether one image's convolution of 64 input channels or more splits over the workers by output channels
     /// (`convolveOneImage`), at least two panels of eight a worker. Each worker transforms the whole input itself (a
