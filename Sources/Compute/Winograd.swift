@@ -248,15 +248,15 @@ public enum Winograd {
 
     /// Whether one image's convolution splits over the workers by rows of tiles (`convolveOneImage`): under 64 input
     /// channels, where the transforms weigh most against the products, up to 2¹⁸ transformed weights (1 MB, read by
-    /// every worker), or on wide maps (`wideMapTiles`); and rows of tiles that split evenly or four or more a worker. Each worker then reads and writes
-    /// only the rows of the maps its tiles cover, in one region, instead of three regions over the whole maps, the
-    /// input transform on one worker. One-layer models (3×3 + ReLU), batch 1, two threads, µs, least of 2 s, the other
-    /// path → by rows of tiles: 16 → 64 on 55×55 102.5 → 98.3, 32 → 128 on 27×27 80.7 → 74.1, 16 → 64 on 21×21 23.4 →
-    /// 18.2; but 64 → 256 on 13×13 (seven rows of tiles) 82.6 → 87. In SqueezeNet 1.1 224 px (each node's least over 2
-    /// alternated rounds), its 27×27 layers 81.5 → 74.9 and 79.9 → 74.0; with the cores' round trip slow (~400 ns), the
-    /// whole pass 2,600–2,620 → 2,287–2,290. From 64 channels only on wide maps: ResNet-18 224 px's 28×28 layers (128
-    /// channels, 98 tiles a worker, 7 of 8 vectors' lanes used against 13 of 14 for 196) lost 8%, 271–279 → 293–296,
-    /// with the round trip fast.
+    /// every worker), or on wide maps (`wideMapTiles`); and rows of tiles that split evenly or four or more a worker.
+    /// Each worker then reads and writes only the rows of the maps its tiles cover, in one region, instead of three
+    /// regions over the whole maps, the input transform on one worker. One-layer models (3×3 + ReLU), batch 1, two
+    /// threads, µs, least of 2 s, the other path → by rows of tiles: 16 → 64 on 55×55 102.5 → 98.3, 32 → 128 on 27×27
+    /// 80.7 → 74.1, 16 → 64 on 21×21 23.4 → 18.2; but 64 → 256 on 13×13 (seven rows of tiles) 82.6 → 87. In SqueezeNet
+    /// 1.1 224 px (each node's least over 2 alternated rounds), its 27×27 layers 81.5 → 74.9 and 79.9 → 74.0; with the
+    /// cores' round trip slow (~400 ns), the whole pass 2,600–2,620 → 2,287–2,290. From 64 channels only on wide maps:
+    /// ResNet-18 224 px's 28×28 layers (128 channels, 98 tiles a worker, 7 of 8 vectors' lanes used against 13 of 14
+    /// for 196) lost 8%, 271–279 → 293–296, with the round trip fast.
     static func splitsByTileRows(images: Int, inputChannels c: Int, outputChannels oc: Int, tileRows: Int,
                                  tileColumns: Int, workers: Int) -> Bool {
         let shallow = c < 64 && 16 * oc * c <= 1 << 18
@@ -267,8 +267,8 @@ public enum Winograd {
     /// From 64 input channels, the fewest tiles a worker for which one image splits by rows of tiles all the same
     /// (`splitsByTileRows`): ResNet-18 224 px's 56×56 layers (392 a worker). There the other path's three regions pass
     /// 3.2 MB of transformed inputs and as much of sums between the cores, which costs most when the hypervisor has
-    /// placed the two vCPUs apart: its pass at batch 1, two threads, with the cores' round trip slow (390–450 ns),
-    /// 8,113–8,230 → 7,687–7,705 µs (with its 28×28 layers too, 98 tiles a worker, 7,671–7,776); with the round trip
+    /// placed the two vCPUs apart: its pass at batch 1, two threads, with the cores' round trip slow (400–451 ns),
+    /// 8,242–8,524 → 7,630–7,658 µs (with its 28×28 layers too, 98 tiles a worker, 7,671–7,776); with the round trip
     /// fast the four layers lost 3–4% each (292–311 → 305–330 µs) but the first after the max pool, 300 → 395.
     /// onnxruntime takes 7.9–8.0 ms in either state. Not on ResNet-18 64 px, VGG-16 or AlexNet (Fashion-MNIST), whose
     /// maps are 28×28 or smaller: splitting those by rows of tiles cost 4–7% with the round trip slow.
