@@ -87,12 +87,15 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                                 blas(false, false, ocg, cols, kdim, 1, a, kdim, b, ldb, 0, c, ldc)
                             }
                         }
-                        if count == 1, let packed, residual == nil {
-                            // One image, packed weights: the product stores each value with its bias and clamp
-                            // (no second pass over an output that may not fit in cache).
+                        if count == 1, let packed {
+                            // One image, packed weights: the product stores each value with its bias and clamp, or
+                            // each worker adds the bias and residual to its part and clamps it (no second pass over
+                            // the whole output on one thread, reading the other workers' parts from their caches).
                             let dst = out + first * outImage + channelOffset + g * ocg * ohw
+                            let offset = (first * oc + g * ocg) * ohw
                             packed.multiply(group: g, n: cols, b: b, ldb: ldb, c: dst, ldc: ohw, parallel: parallelGemm,
-                                            bias: bias == nil ? nil : biasBuf.baseAddress! + g * ocg, bounds: activation.bounds)
+                                            bias: bias == nil ? nil : biasBuf.baseAddress! + g * ocg, bounds: activation.bounds,
+                                            residual: UnsafePointer<Float>(bitPattern: residualAddress).map { $0 + offset })
                             continue
                         }
                         // The product [ocg, image, ohw], then scattered into NCHW with the bias, residual and

@@ -101,22 +101,36 @@ public final class PackedWeights: @unchecked Sendable {
 
     /// C = W_g·B for group `g`: B is depth×n (row stride ldb), C is (OC/group)×n (row stride ldc). With `bias`
     /// (that group's, one per row; nil adds 0) and `bounds`, each value then gets the bias and the clamp as it is
-    /// stored (`ConvolutionEpilogue` without a residual, rounded the same). With `parallel`, split over the workers:
-    /// by columns when there are many and B is large or the panels few (`sharedOperandFloats`), else by panels of eight
-    /// output channels.
+    /// stored (`ConvolutionEpilogue` without a residual, rounded the same). With `residual` (a matrix laid out as C,
+    /// row stride ldc) too, each worker's part gets bias + residual, then the clamp (`wc_conv_epilogue`), right after
+    /// its product: the same values as the scatter after the whole product gave, but in parallel and on the values
+    /// each core has just written. With `parallel`, split over the workers: by columns when there are many and B is
+    /// large or the panels few (`sharedOperandFloats`), else by panels of eight output channels.
     @usableFromInline
     func multiply(group g: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                  parallel: Bool, bias: UnsafePointer<Float>? = nil, bounds: (low: Float, high: Float)? = nil) {
+                  parallel: Bool, bias: UnsafePointer<Float>? = nil, bounds: (low: Float, high: Float)? = nil,
+                  residual: UnsafePointer<Float>? = nil) {
         let rows = outputChannels / group, depth = self.depth
         let workers = parallel && rows * n * depth >= PackedWeights.splitMultiplyAdds ? ComputeThreads.count : 1
         let (aAddress, bAddress, cAddress) = (Int(bitPattern: storage + g * groupStride), Int(bitPattern: b), Int(bitPattern: c))
+        let residualAddress = residual.map { Int(bitPattern: $0) }
         // Rows [first, first + count) of columns [column, column + columns); rows start at a panel.
         func product(_ first: Int, _ count: Int, _ column: Int, _ columns: Int) {
+            let c = UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc + column
+            if let residualAddress {
+                wc_gemm_packed(Int32(count), Int32(columns), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
+                               UnsafePointer<Float>(bitPattern: bAddress)! + column, ldb, c, ldc, nil)
+                let r = UnsafePointer<Float>(bitPattern: residualAddress)! + first * ldc + column
+                for row in 0..<count {
+                    wc_conv_epilogue(c + row * ldc, c + row * ldc, columns, bias?[first + row] ?? 0, r + row * ldc,
+                                     bounds?.low ?? -.infinity, bounds?.high ?? .infinity)
+                }
+                return
+            }
             var e = wc_epilogue(bias: bias.map { $0 + first }, low: bounds?.low ?? 0, high: bounds?.high ?? 0)
             withUnsafePointer(to: &e) { e in
                 wc_gemm_packed(Int32(count), Int32(columns), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
-                               UnsafePointer<Float>(bitPattern: bAddress)! + column, ldb,
-                               UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc + column, ldc, bounds == nil ? nil : e)
+                               UnsafePointer<Float>(bitPattern: bAddress)! + column, ldb, c, ldc, bounds == nil ? nil : e)
             }
         }
         let panels = (rows + 7) / 8

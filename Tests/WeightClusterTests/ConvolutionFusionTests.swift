@@ -213,6 +213,27 @@ import _TestSupport
         }
     }
 
+    /// One image's 1×1 product large enough to split over the workers, by columns (5 panels) and by panels (12): each
+    /// worker adds the bias and residual to its own part and clamps it, the same bits as the plain product + Add + Clip,
+    /// and as on one worker.
+    @Test(arguments: [40, 96])
+    func splitProductAddsResidualThenClamp(_ oc: Int) throws {
+        let (c, h) = (64, 14)
+        let x = Tensor(shape: [1, c, h, h], scalars: ConvolutionTests.random(c * h * h, seed: 25))
+        let wt = Tensor(shape: [oc, c, 1, 1], scalars: ConvolutionTests.random(oc * c, seed: 26))
+        let bias = ConvolutionTests.random(oc, seed: 27)
+        let residual = Tensor(shape: [1, oc, h, h], scalars: ConvolutionTests.random(oc * h * h, seed: 28))
+        let window = Window2D(kernel: (1, 1)), activation = Activation.clip(low: -1, high: 0.5)
+        let plain = try conv2d(x, weight: wt, bias: bias, window: window)
+        let fused = try conv2d(x, weight: wt, bias: bias, window: window, activation: activation, residual: residual)
+        let (low, high) = activation.bounds
+        #expect(fused.scalars == zip(plain.scalars, residual.scalars).map { min(max($0 + $1, low), high) })
+        let one = try ComputeThreads.limited(to: 1) {
+            try conv2d(x, weight: wt, bias: bias, window: window, activation: activation, residual: residual)
+        }
+        #expect(one.scalars.map(\.bitPattern) == fused.scalars.map(\.bitPattern))
+    }
+
     @Test func residualOfAnotherShapeIsRefused() throws {
         let x = Tensor<Float>(zeros: [1, 2, 4, 4]), wt = Tensor<Float>(zeros: [3, 2, 1, 1])
         #expect(throws: ComputeError.self) {
