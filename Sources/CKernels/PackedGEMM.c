@@ -3,6 +3,7 @@
 // with the weights as vectors instead (Vectors16.c).
 #include "Dispatch.h"
 #include "Vectors16.h"
+#include <stdint.h>
 #include <stdlib.h>
 
 // FEW_PANELS: up to this many panels of A, B is read in place however wide (one thread, useful GFLOP/s, best of five
@@ -14,7 +15,31 @@
 // runs, 256 → 48: 24×144·144×3136 63.6 → 69.8, 16×64·64×3025 66.4 → 73.3, 32×128·128×729 70.8 → 76.6, 24×144·144×784
 // 69.6 → 75.1, 8×96·96×3136 67.6 → 72.9, 32×192·192×784 69.7 → 74.8; narrower, about even: 16×64·64×225 76.8 → 74.4,
 // 32×192·192×196 84.1 → 85.9; 40 and 56 within a few percent of 48).
-enum { MR = 8, KC = 256, KC_IN_PLACE = 48, IN_PLACE_WIDE = 512, CHUNK = 16384, FEW_PANELS = 4, NARROW_GROUP = 4 };
+// SPREAD_PANELS: with AVX-512, up to this many panels B is read in place too where the block's rows spread over
+// L1's sets (`spreads_in_l1`).
+enum { MR = 8, KC = 256, KC_IN_PLACE = 48, IN_PLACE_WIDE = 512, CHUNK = 16384, FEW_PANELS = 4, SPREAD_PANELS = 12,
+       NARROW_GROUP = 4 };
+
+// Whether `rows` rows of `width` floats from `b`, `ldb` floats apart, put at most L1_LINES_PER_SET cache lines on any
+// of L1's L1_SETS sets (64-byte lines; 48 KB of 12 ways on Zen 5 and recent Intel cores, 32 KB of 8 on older ones), so
+// that a block of B read in place stays in L1 while each panel of A sweeps it. With 196 columns (a 14×14 map at batch
+// 1: rows 784 bytes apart) a block of 256 rows of 32 floats puts at most 11 lines on a set; with 256 or 64 columns
+// (rows a multiple of 256 bytes apart) it piles 16 to 64 on a few sets, and the copy is quicker. One image's 1×1 layers with
+// 5 to 12 panels on 14×14 maps, two threads (each worker 6 panels of 576 → 96) / one: 576 → 96 50 → 44.5–48 / 87 → 83
+// µs (one-layer models, least of 2 s, alternated rounds). Whole models, batches alternated in one process, least /
+// median µs: MobileNetV2 224 px at batch 1 1,765 / 1,858 → 1,748 / 1,843, SqueezeNet 1.1 224 px 1,456 / 1,551 →
+// 1,440 / 1,544; EfficientNet-Lite0, and MobileNetV2 and SqueezeNet 1.1 at batch 64, even. Without the check (every
+// product of up to 12 panels in place) MobileNetV2 64 px at batch 64 (256 and 64 columns) ran 4–6% slower.
+enum { L1_SETS = 64, L1_LINES_PER_SET = 12 };
+static int spreads_in_l1(const float *b, long ldb, int rows, int width) {
+    unsigned char lines[L1_SETS] = {0};
+    for (int r = 0; r < rows; r++) {
+        const uintptr_t first = (uintptr_t)(b + (long)r * ldb) >> 6, last = (uintptr_t)(b + (long)r * ldb + width - 1) >> 6;
+        for (uintptr_t line = first; line <= last; line++)
+            if (++lines[line % L1_SETS] > L1_LINES_PER_SET) return 0;
+    }
+    return 1;
+}
 #ifndef PREFETCH
 #define PREFETCH 1024
 #endif
@@ -315,15 +340,17 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             memcpy(tailB + (size_t)kk * L, b + kk * ldb + whole, sizeof(float) * tail);                           \
             memset(tailB + (size_t)kk * L + tail, 0, sizeof(float) * (L - tail));                                 \
         }                                                                                                         \
-        if (m <= FEW_PANELS * MR && n > 4 * L && (L < 16 ? ldb % 1024 != 0 : 1)) {                                \
-            /* Few panels of A (a 1×1 layer into few channels): B read in place, each block of its columns swept   */ \
-            /* by every panel while it is in L1 — a copy of B would cost more than the few products that reuse it. */ \
+        const int inPlaceSpan = n >= IN_PLACE_WIDE ? KC_IN_PLACE : KC;                                            \
+        if (n > 4 * L && (m <= FEW_PANELS * MR ? (L < 16 ? ldb % 1024 != 0 : 1)                                 \
+                          : L == 16 && m <= SPREAD_PANELS * MR && spreads_in_l1(b, ldb, k < inPlaceSpan ? k : inPlaceSpan, NV * L))) { \
+            /* Few panels of A (a 1×1 layer into few channels; up to SPREAD_PANELS where B's rows spread over L1): */ \
+            /* B read in place, each block of its columns swept by every panel while it is in L1 — a copy of B     */ \
+            /* would cost more than the few products that reuse it.                                                */ \
             /* Not on AVX2 when B's rows are a multiple of 4 KB apart: they then share L1's sets, and the block,    */ \
             /* read twice per panel there, does not stay (one thread, 24×1024·1024×96 40 → 69 GFLOP/s copied,      */ \
             /* 16×4096·4096×32 29 → 59; OpenBLAS 71–74 and 56–60).                                                  */ \
-            const int span = n >= IN_PLACE_WIDE ? KC_IN_PLACE : KC;                                               \
-            for (int kb = 0; kb < k; kb += span) {                                                                \
-                const int kc = k - kb < span ? k - kb : span;                                                     \
+            for (int kb = 0; kb < k; kb += inPlaceSpan) {                                                         \
+                const int kc = k - kb < inPlaceSpan ? k - kb : inPlaceSpan;                                       \
                 for (int n0 = 0, n1; n0 < whole; n0 = n1) {                                                       \
                     n1 = n0 + NAME##_width(whole - n0);                                                           \
                     for (int p = 0; p < m; p += MR)                                                               \

@@ -7,7 +7,7 @@ import _TestSupport
 
 /// The packed-weight product (Sources/CKernels) against the definition, for every variant this processor runs, over
 /// shapes that reach each of its paths: few columns (down the rows, up to ten; 8, 4, 2 and 1 at a time), one and two
-/// vectors, a remainder, wide products (copied blocks of B, or B in place under five panels of rows), depths past one
+/// vectors, a remainder, wide products (copied blocks of B, or B in place under five panels of rows, or thirteen where its rows spread over L1), depths past one
 /// block of 256, row counts that are not a multiple of 8, and padded leading dimensions, with and without the epilogue
 /// (bias, clamp); and convolutions on packed weights against BLAS.
 @Suite struct PackedProductTests {
@@ -29,6 +29,10 @@ import _TestSupport
                         Case(m: 40, n: 112, k: 300), Case(m: 40, n: 112, k: 600),
                         // B in place and wide (512 columns or more): blocks of 48 rows of B, the last one shallower.
                         Case(m: 20, n: 530, k: 100),
+                        // AVX-512, B in place under 13 panels where its rows spread over L1's sets (`spreads_in_l1`):
+                        // a 14×14 map's 576 → 96 product (three blocks of depth, the last shallower), and 9 panels over
+                        // rows 103 floats apart; rows 256 floats apart (ldb = n + 3) pile on a few sets and are copied.
+                        Case(m: 96, n: 196, k: 576), Case(m: 70, n: 100, k: 300), Case(m: 96, n: 253, k: 100),
                         // A block of A over L2 (520 rows × 256 of its columns): B's columns in chunks kept in L2, each
                         // panel once per chunk (two chunks and a tail down the rows), then a shallow block of depth.
                         Case(m: 520, n: 203, k: 257),
