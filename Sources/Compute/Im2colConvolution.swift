@@ -87,12 +87,14 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                                 blas(false, false, ocg, cols, kdim, 1, a, kdim, b, ldb, 0, c, ldc)
                             }
                         }
+                        // Where this group's outputs go in NCHW (`dst`), and their index there (`offset`: the
+                        // residual's, which has the output's own channels).
+                        let dst = out + first * outImage + channelOffset + g * ocg * ohw
+                        let offset = (first * oc + g * ocg) * ohw
                         if count == 1, let packed {
                             // One image, packed weights: the product stores each value with its bias and clamp, or
                             // each worker adds the bias and residual to its part and clamps it (no second pass over
                             // the whole output on one thread, reading the other workers' parts from their caches).
-                            let dst = out + first * outImage + channelOffset + g * ocg * ohw
-                            let offset = (first * oc + g * ocg) * ohw
                             packed.multiply(group: g, n: cols, b: b, ldb: ldb, c: dst, ldc: ohw, parallel: parallelGemm,
                                             bias: bias == nil ? nil : biasBuf.baseAddress! + g * ocg, bounds: activation.bounds,
                                             residual: UnsafePointer<Float>(bitPattern: residualAddress).map { $0 + offset })
@@ -100,8 +102,6 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
                         }
                         // The product [ocg, image, ohw], then scattered into NCHW with the bias, residual and
                         // activation. One image's product rows are its output channels' planes, so it lands in place.
-                        let offset = (first * oc + g * ocg) * ohw
-                        let dst = out + first * outImage + channelOffset + g * ocg * ohw
                         let product = count == 1 ? dst : tmp
                         gemm(product, cols)
                         epilogue.scatter(product, columns: cols, images: count, channels: ocg, planeSize: ohw, to: dst,

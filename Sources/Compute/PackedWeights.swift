@@ -117,20 +117,18 @@ public final class PackedWeights: @unchecked Sendable {
         // Rows [first, first + count) of columns [column, column + columns); rows start at a panel.
         func product(_ first: Int, _ count: Int, _ column: Int, _ columns: Int) {
             let c = UnsafeMutablePointer<Float>(bitPattern: cAddress)! + first * ldc + column
-            if let residualAddress {
-                wc_gemm_packed(Int32(count), Int32(columns), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
-                               UnsafePointer<Float>(bitPattern: bAddress)! + column, ldb, c, ldc, nil)
-                let r = UnsafePointer<Float>(bitPattern: residualAddress)! + first * ldc + column
-                for row in 0..<count {
-                    wc_conv_epilogue(c + row * ldc, c + row * ldc, columns, bias?[first + row] ?? 0, r + row * ldc,
-                                     bounds?.low ?? -.infinity, bounds?.high ?? .infinity)
-                }
-                return
-            }
+            // With a residual the product stores the plain sums; the part's rows then get bias + residual and the clamp.
             var e = wc_epilogue(bias: bias.map { $0 + first }, low: bounds?.low ?? 0, high: bounds?.high ?? 0)
             withUnsafePointer(to: &e) { e in
                 wc_gemm_packed(Int32(count), Int32(columns), Int32(depth), UnsafePointer<Float>(bitPattern: aAddress)! + first * depth,
-                               UnsafePointer<Float>(bitPattern: bAddress)! + column, ldb, c, ldc, bounds == nil ? nil : e)
+                               UnsafePointer<Float>(bitPattern: bAddress)! + column, ldb, c, ldc,
+                               bounds == nil || residualAddress != nil ? nil : e)
+            }
+            guard let residualAddress else { return }
+            let r = UnsafePointer<Float>(bitPattern: residualAddress)! + first * ldc + column
+            for row in 0..<count {
+                wc_conv_epilogue(c + row * ldc, c + row * ldc, columns, bias?[first + row] ?? 0, r + row * ldc,
+                                 bounds?.low ?? -.infinity, bounds?.high ?? .infinity)
             }
         }
         let panels = (rows + 7) / 8
