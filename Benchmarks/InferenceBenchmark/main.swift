@@ -2,7 +2,7 @@
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
 //                                              [--profile-runs N]
-//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|parallelPasses=false|chooseWorkers=false]
+//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false]
 // --seconds S times batches until S seconds have passed (at least three, after two warm-up batches: onnxruntime's
 // second batch at batch 64 on 224 px maps is still 15–30% slower than its third) instead of a fixed count, and prints
 // the least and the median batch's seconds too; --throughput-only skips the per-operator profile and
@@ -74,14 +74,18 @@ if let alternative = arguments.take("--alternate") {
         case ("passBytes", let value?) where Int(value) != nil: other.passBytes = Int(value)!
         case ("parallelPasses", let value?) where Bool(value) != nil: other.parallelPasses = Bool(value)!
         case ("chooseWorkers", let value?) where Bool(value) != nil: other.chooseWorkers = Bool(value)!
+        case ("expandInBands", let value?) where Bool(value) != nil: other.expandInBands = Bool(value)!
         default:
-            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, parallelPasses=true|false or chooseWorkers=true|false, not \(setting)\n".utf8))
+            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, parallelPasses=true|false, chooseWorkers=true|false or expandInBands=true|false, not \(setting)\n".utf8))
             exit(2)
         }
     }
     let executors = [executor, try Executor(graph: graph, options: other)]
     var times: [[Double]] = [[], []]
     for e in executors { for _ in 0..<2 { _ = try e(input) } }
+    // How far apart the two executors' outputs are (0 where the settings give the same values).
+    let outputs = try executors.map { try $0(input).scalars }
+    result["largest_difference"] = zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max() ?? 0
     let start = DispatchTime.now().uptimeNanoseconds
     while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < (minimumSeconds ?? 10) {
         for (i, e) in executors.enumerated() { times[i].append(try seconds { _ = try e(input) }) }

@@ -49,6 +49,12 @@ final class Step: Sendable {
     /// 1, least of 3 alternated runs: a chain of 100 tiny convolutions, one thread, 84.5 → 41.8 µs a pass (onnxruntime
     /// 60); two threads, images/s, MobileNetV2 64 px 3,557 → 3,947, SqueezeNet 1.1 64 px 5,993 → 6,437.
     let convolution: ConvolutionOperands?
+    /// The steps right before this one that it runs with in bands of rows (`Executor.bandedBlocks`): a depthwise Conv
+    /// has its 1×1 expansion here, a 1×1 projection the expansion and the depthwise Conv. Where `ExpandedDepthwise`
+    /// does not apply to a call's shapes, they run first, each as it would have.
+    let bandedWith: [Step]
+    /// A step that a later one runs (`bandedWith`): nothing to do in its own place.
+    let absorbed: Bool
 
     /// The slots and constants of a Conv step (`convolution`); a class, so that a step reads it with one retain.
     final class ConvolutionOperands: Sendable {
@@ -64,7 +70,8 @@ final class Step: Sendable {
 
     init(node: Node, kernel: Operators.Kernel?, sources: [Source], freed: [Int], outputs: [Int?],
          prepared: Winograd.PreparedWeights?, preparedOnTheFly: Bool, packed: PackedWeights?, shared: SharedColumnProduct?,
-         layer: LayerAttributes?, place: (slot: Int, firstChannel: Int, channels: Int)? = nil, assembled: Bool = false) {
+         layer: LayerAttributes?, place: (slot: Int, firstChannel: Int, channels: Int)? = nil, assembled: Bool = false,
+         bandedWith: [Step] = [], absorbed: Bool = false) {
         self.node = node
         self.kernel = kernel
         self.sources = sources
@@ -77,7 +84,16 @@ final class Step: Sendable {
         self.layer = layer
         self.place = place
         self.assembled = assembled
+        self.bandedWith = bandedWith
+        self.absorbed = absorbed
         convolution = Step.convolutionOperands(node: node, kernel: kernel, sources: sources, layer: layer)
+    }
+
+    /// This step with `bandedWith` and `absorbed` set.
+    func with(bandedWith: [Step] = [], absorbed: Bool = false) -> Step {
+        Step(node: node, kernel: kernel, sources: sources, freed: freed, outputs: outputs, prepared: prepared,
+             preparedOnTheFly: preparedOnTheFly, packed: packed, shared: shared, layer: layer, place: place,
+             assembled: assembled, bandedWith: bandedWith, absorbed: absorbed)
     }
 
     private static func convolutionOperands(node: Node, kernel: Operators.Kernel?, sources: [Source], layer: LayerAttributes?)
@@ -129,6 +145,54 @@ extension Executor {
         return y.count * 4
     }
 
+    /// A step with the steps it absorbed (`bandedWith`) run together in bands of rows (`ExpandedDepthwise`): the output
+    /// stored in its slot, and the bytes of the expanded map it stands for returned (for `passPlan`, so that passes
+    /// keep the sizes measured best: sized by the bands' bytes, MobileNetV2 and EfficientNet-Lite0 at 224 px and batch
+    /// 64 ran 1–3% slower). Nil, having done nothing, where that path does not apply to these shapes.
+    func runInBands(_ step: Step, on values: inout [AnyTensor?], checkingFinite: Bool) throws -> Int? {
+        let expansion = step.bandedWith[0], depthwise = step.bandedWith.count > 1 ? step.bandedWith[1] : step
+        let projection = step.bandedWith.count > 1 ? step : nil
+        guard let e = expansion.convolution, let d = depthwise.convolution, let x = values[e.input]?.floatTensor, x.rank == 4,
+              let packed = expansion.packed, let el = expansion.layer, let dl = depthwise.layer,
+              packed.matches(e.weight.shape, group: 1), e.weight.shape[1] == x.shape[1] else { return nil }
+        let opset = graph.opsetVersion
+        let (n, c, k) = (x.shape[0], e.weight.shape[0], d.weight.shape[2])
+        guard (try? el.window.window(input: x.shape, kernel: (1, 1),
+                                     args: Arguments(node: expansion.node, values: [], opset: opset, layer: el)))?.isPointwise == true,
+              let window = try? dl.window.window(input: [n, c, x.shape[2], x.shape[3]], kernel: (k, d.weight.shape[3]),
+                                                 args: Arguments(node: depthwise.node, values: [], opset: opset, layer: dl)),
+              (try? window.validate()) != nil, let size = window.outputSize(h: x.shape[2], w: x.shape[3]),
+              ExpandedDepthwise.applies(inputShape: x.shape, expandedChannels: c, window: window) else { return nil }
+        var projecting: ExpandedDepthwise.Projection?
+        if let projection, let p = projection.convolution {
+            guard let pl = projection.layer, let weights = projection.packed, weights.matches(p.weight.shape, group: 1),
+                  (try? pl.window.window(input: [n, c, size.h, size.w], kernel: (1, 1),
+                                         args: Arguments(node: projection.node, values: [], opset: opset, layer: pl)))?
+                      .isPointwise == true else { return nil }
+            var residual: Tensor<Float>?
+            if let slot = p.residual {
+                guard let r = values[slot]?.floatTensor, r.shape == [n, p.weight.shape[0], size.h, size.w] else { return nil }
+                residual = r
+            }
+            projecting = .init(weights: weights, bias: p.bias, activation: pl.activation, residual: residual)
+        }
+        let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
+        for absorbed in step.bandedWith { for index in absorbed.freed { values[index] = nil } }
+        for index in step.freed { values[index] = nil }
+        let y = ExpandedDepthwise.convolve(x, expand: packed, expandBias: e.bias, expandActivation: el.activation,
+                                           weight: d.weight, bias: d.bias, window: window, activation: dl.activation,
+                                           projection: projecting)
+        if let start {
+            record(since: start, op: "Conv",
+                   node: "\(step.node.displayName) (Conv, in bands with the \(step.bandedWith.count) before it)")
+        }
+        if let index = step.outputs.first ?? nil { values[index] = .float(y) }
+        if checkingFinite, !y.scalars.allSatisfy(\.isFinite) {
+            throw ExecutionError.nonFinite(node: step.node.displayName, op: step.node.opType)
+        }
+        return max(y.count, n * c * x.shape[2] * x.shape[3]) * 4
+    }
+
     /// A Conv step placed in its Concat's output (`Step.place`): written into its channels there, that output taken
     /// out of its slot meanwhile so that it is written in place (one reference), not copied. Returns its bytes.
     func convolve(_ step: Step, _ arguments: Arguments, into place: (slot: Int, firstChannel: Int, channels: Int),
@@ -145,7 +209,8 @@ extension Executor {
     /// each graph output is found, and how many slots a pass holds. A name is read, in this order, from a deferred
     /// weight, from a graph input or an earlier node's output, then from the constants.
     static func steps(_ plan: [Node], graph: Graph, constants: [String: AnyTensor], prepared: [Int: Winograd.PreparedWeights],
-                      preparedOnTheFly: Set<Int>, packed: [Int: PackedWeights], products: [Int: SharedColumnProduct])
+                      preparedOnTheFly: Set<Int>, packed: [Int: PackedWeights], products: [Int: SharedColumnProduct],
+                      expandInBands: Bool = true)
         -> (steps: [Step], inputSlots: [Int], outputSources: [Step.Source], slotCount: Int) {
         var slotOf: [String: Int] = [:]
         func slot(_ name: String) -> Int {
@@ -186,6 +251,11 @@ extension Executor {
                               shared: products[index], layer: LayerAttributes(node, opset: graph.opsetVersion),
                               place: place, assembled: inPlace.concats.contains(index)))
         }
+        for (index, count) in expandInBands ? bandedBlocks(steps, plan: plan, graphOutputs: graphOutputs) : [] {
+            let last = index + count - 1
+            steps[last] = steps[last].with(bandedWith: Array(steps[index..<last]))
+            for i in index..<last { steps[i] = steps[i].with(absorbed: true) }
+        }
         let outputSources: [Step.Source] = graph.outputs.map { output in
             if let s = slotOf[output.name] { return .value(s) }
             if let value = constants[output.name] { return .constant(value) }
@@ -196,6 +266,47 @@ extension Executor {
 }
 
 extension Executor {
+    /// The steps that begin a block run in bands of rows (`ExpandedDepthwise`), and how many steps it has: a 1×1 Conv
+    /// (one group, packed weight, no fused Add, an activation its product's store applies) whose output only the next
+    /// step reads, a depthwise Conv with no fused Add; then, where the depthwise output is read only by the step after
+    /// it, a 1×1 Conv of the same kind (a fused Add allowed), the block's projection. The expanded map (and the
+    /// depthwise one) are then never stored whole.
+    static func bandedBlocks(_ steps: [Step], plan: [Node], graphOutputs: Set<String>) -> [(index: Int, count: Int)] {
+        var readers: [String: Int] = [:]
+        for node in plan { for input in node.inputs where !input.isEmpty { readers[input, default: 0] += 1 } }
+        /// Whether `step`'s output is read by `next` alone, and is not a graph output.
+        func feedsOnly(_ step: Step, _ next: Step.ConvolutionOperands) -> Bool {
+            guard let value = step.node.outputs.first, step.outputs.first ?? nil == next.input else { return false }
+            return !graphOutputs.contains(value) && readers[value] == 1
+        }
+        /// Whether `step` is a 1×1 Conv on packed weights that the bands can run.
+        func pointwise(_ step: Step, residual: Bool) -> Bool {
+            guard let o = step.convolution, let layer = step.layer, step.packed != nil, step.place == nil, layer.group == 1,
+                  residual || o.residual == nil, !layer.activation.isPointwiseAfterPass, o.weight.rank == 4 else { return false }
+            return o.weight.shape[2] == 1 && o.weight.shape[3] == 1
+        }
+        var blocks: [(index: Int, count: Int)] = []
+        var index = 0
+        while index + 1 < steps.count {
+            let (e, d) = (steps[index], steps[index + 1])
+            guard pointwise(e, residual: false), let dO = d.convolution, let dl = d.layer, d.place == nil,
+                  dO.residual == nil, !dl.activation.isPointwiseAfterPass,
+                  isDepthwise(weightShape: dO.weight.shape, group: dl.group), dO.weight.shape[0] == e.convolution!.weight.shape[0],
+                  feedsOnly(e, dO) else {
+                index += 1
+                continue
+            }
+            var count = 2
+            if index + 2 < steps.count, let pO = steps[index + 2].convolution, pointwise(steps[index + 2], residual: true),
+               pO.weight.shape[1] == dO.weight.shape[0], feedsOnly(d, pO) {
+                count = 3
+            }
+            blocks.append((index, count))
+            index += count
+        }
+        return blocks
+    }
+
     /// The Concats over channels whose every input is a Conv's output read by nothing else (not a graph output, no
     /// fused Add, one group): each of those Convs writes into its range of the Concat's output instead of a tensor of
     /// its own, which the Concat would then copy (SqueezeNet's fire modules: a 1×1 and a 3×3 expand layer side by

@@ -22,7 +22,7 @@ public final class Executor: Sendable {
     /// The passes measured so far, by the inputs' per-image shapes (`runInPasses`).
     let passPlans = Mutex<[[[Int]]: PassPlan]>([:])
     /// Whether single passes run on one worker or all (`Options.chooseWorkers`).
-    let workerChoice = Mutex(WorkerChoice())
+    let workerChoice: Mutex<WorkerChoice>
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
     /// name (expanding deferred weights counts as "(expand weights)"). Safe to set and read while other threads run
     /// the executor: the flag is atomic and the sums are kept under a lock.
@@ -73,6 +73,11 @@ public final class Executor: Sendable {
         /// thread alone, and run them the quicker way (`WorkerChoice`): how fast cores hand work to each other varies
         /// with where the host places them.
         public var chooseWorkers = true
+        /// Run each block of a 1×1 Conv, the depthwise Conv that alone reads it and the 1×1 Conv that alone reads that
+        /// (`Executor.bandedBlocks`) in bands of rows where `ExpandedDepthwise` applies: neither intermediate map is
+        /// stored whole, and at batch 1 each core keeps its rows through the block. Single passes take the bands or not
+        /// by timing both (`WorkerChoice`) where `chooseWorkers` is set.
+        public var expandInBands = true
         public init() {}
     }
 
@@ -131,7 +136,8 @@ public final class Executor: Sendable {
         self.constants = constants
         (steps, inputSlots, outputSources, slotCount) = Executor.steps(
             remaining, graph: graph, constants: constants, prepared: prepared, preparedOnTheFly: preparedOnTheFly,
-            packed: packed, products: products)
+            packed: packed, products: products, expandInBands: options.expandInBands)
+        workerChoice = Mutex(WorkerChoice(settings: steps.contains { !$0.bandedWith.isEmpty } ? [.banded, .split, .one] : [.split, .one]))
         self.batchSeparable = Executor.batchSeparable(
             plan: remaining, isConstant: { constants[$0] != nil || graph.deferredWeights[$0] != nil },
             constantShape: { constants[$0]?.shape ?? graph.deferredWeights[$0]?.shape }, graphOutputs: graph.outputs.map(\.name))
@@ -164,12 +170,15 @@ public final class Executor: Sendable {
         guard options.chooseWorkers, ComputeThreads.count > 1, !profiling else {
             return try runPass(feeds, checkingFinite: checkingFinite)
         }
-        // One pass: split over the workers or on this thread alone, whichever is quicker here now (`WorkerChoice`).
-        let one = workerChoice.withLock { $0.next() }
+        // One pass: split over the workers (with blocks in bands or not) or on this thread alone, whichever is
+        // quicker here now (`WorkerChoice`).
+        let setting = workerChoice.withLock { $0.next() }
         let start = DispatchTime.now().uptimeNanoseconds
-        let outputs = try ComputeThreads.limited(to: one ? 1 : 0) { try runPass(feeds, checkingFinite: checkingFinite) }
+        let outputs = try ComputeThreads.limited(to: setting == .one ? 1 : 0) {
+            try runPass(feeds, inBands: setting != .split, checkingFinite: checkingFinite)
+        }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        workerChoice.withLock { $0.record(one: one, seconds: seconds) }
+        workerChoice.withLock { $0.record(setting, seconds: seconds) }
         return outputs
     }
 
@@ -190,7 +199,7 @@ public final class Executor: Sendable {
     }
 
     /// Adds the seconds since `start` (a `DispatchTime` uptime) to the profile.
-    private func record(since start: UInt64, op: String, node: String) {
+    func record(since start: UInt64, op: String, node: String) {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         profiles.withLock {
             $0.byOp[op, default: 0] += seconds
@@ -200,9 +209,10 @@ public final class Executor: Sendable {
 
     /// One pass of the plan over `feeds` (already checked). Values live in an array by slot (`Step`); each is released
     /// right after its last reader has read it.
-    func runPass(_ feeds: [String: AnyTensor], checkingFinite: Bool) throws -> [String: AnyTensor] {
+    /// With `inBands` false, the blocks that would run in bands of rows (`Step.bandedWith`) run node by node.
+    func runPass(_ feeds: [String: AnyTensor], inBands: Bool = true, checkingFinite: Bool) throws -> [String: AnyTensor] {
         var values = initialValues(feeds)
-        try runSteps(steps.indices, on: &values, checkingFinite: checkingFinite)
+        try runSteps(steps.indices, on: &values, inBands: inBands, checkingFinite: checkingFinite)
         return try graphOutputs(values)
     }
 
@@ -215,82 +225,96 @@ public final class Executor: Sendable {
 
     /// Runs `steps[range]` on `values` (by slot). After each step, `done` (when given) gets the bytes of the largest
     /// value the step computed and `values` as they then stand.
-    func runSteps(_ range: Range<Int>, on values: inout [AnyTensor?], checkingFinite: Bool,
+    func runSteps(_ range: Range<Int>, on values: inout [AnyTensor?], inBands: Bool = true, checkingFinite: Bool,
                   done: ((Int, [AnyTensor?]) -> Void)? = nil) throws {
         for step in steps[range] {
             var largest = 0
             defer { done?(largest, values) }
-            let node = step.node
-            if step.assembled, let index = step.outputs[0], let value = values[index] {
-                // A Concat its Convs have written: its inputs were never stored. Profiled at its (nil) cost, so that
-                // the profile still names it.
-                if profiling { record(since: DispatchTime.now().uptimeNanoseconds, node: node) }
-                for index in step.freed { values[index] = nil }
-                if checkingFinite, !(value.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) {
-                    throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
-                }
-                continue
-            }
-            if let operands = step.convolution, let x = values[operands.input]?.floatTensor {
-                let residual = operands.residual.flatMap { values[$0]?.floatTensor }
-                if operands.residual == nil || residual != nil {
-                    for index in step.freed { values[index] = nil }
-                    largest = try runConvolution(step, operands, input: x, residual: residual, on: &values,
-                                                 checkingFinite: checkingFinite)
-                    continue
-                }
-            }
-            var inputs: [AnyTensor?] = []
-            inputs.reserveCapacity(step.sources.count)
-            var prepared = step.prepared
-            for (slot, source) in step.sources.enumerated() {
-                switch source {
-                case .omitted: inputs.append(nil)
-                case .constant(let value): inputs.append(value)
-                case .value(let index):
-                    guard let value = values[index] else {
-                        throw ExecutionError.missingValue(node: node.displayName, value: node.inputs[slot])
-                    }
-                    inputs.append(value)
-                case .missing(let name): throw ExecutionError.missingValue(node: node.displayName, value: name)
-                case .deferred(let deferred):
-                    // Expanded for this node only; freed when the node is done.
-                    let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
-                    if slot == 1 && step.preparedOnTheFly, let x = inputs.first??.floatTensor,
-                       Executor.winogradPays(node, input: x.shape, weightShape: deferred.shape, opset: graph.opsetVersion) {
-                        // Expanded a few output channels at a time straight into the Winograd form; the convolution
-                        // reads only the weight's shape then, so its placeholder is never written (nor resident).
-                        let s = deferred.shape
-                        prepared = Winograd.PreparedWeights(outputChannels: s[0], inputChannels: s[1], rows: deferred.expandRows)
-                        inputs.append(.float(Tensor(shape: s, unsafeUninitialized: { _ in })))
-                    } else {
-                        inputs.append(.float(deferred.expanded()))
-                    }
-                    if let start { record(since: start, op: "(expand weights)", node: "(expand weights)") }
-                }
-            }
-            // Free intermediates whose last reader is this node (the local copies keep them alive until done).
+            if !step.absorbed { largest = try run(step, on: &values, inBands: inBands, checkingFinite: checkingFinite) }
+        }
+    }
+
+    /// Runs one step (an absorbed one as it would run on its own) on `values`, with the steps it absorbed in bands of
+    /// rows where `inBands` and their shapes allow (`runInBands`); returns the bytes of the largest value it computed.
+    func run(_ step: Step, on values: inout [AnyTensor?], inBands: Bool = true, checkingFinite: Bool) throws -> Int {
+        var largest = 0
+        let node = step.node
+        if step.assembled, let index = step.outputs[0], let value = values[index] {
+            // A Concat its Convs have written: its inputs were never stored. Profiled at its (nil) cost, so that
+            // the profile still names it.
+            if profiling { record(since: DispatchTime.now().uptimeNanoseconds, node: node) }
             for index in step.freed { values[index] = nil }
-            let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
-            let arguments = Arguments(node: node, values: inputs, opset: graph.opsetVersion, prepared: prepared,
-                                      packed: step.packed, shared: step.shared, layer: step.layer)
-            if let place = step.place {
-                largest = try convolve(step, arguments, into: place, input: try arguments.float(0), weight: try arguments.float(1),
-                                       bias: arguments.has(2) ? try arguments.float(2).scalars : nil, on: &values)
-                if let start { record(since: start, node: node) }
-                continue
-            }
-            let outputs = try Operators.evaluate(node, kernel: step.kernel, arguments: arguments)
-            if let start { record(since: start, node: node) }
-            for (index, value) in zip(step.outputs, outputs) {
-                guard let index else { continue }
-                values[index] = value
-                largest = max(largest, value.count * 4)
-            }
-            if checkingFinite, outputs.contains(where: { !($0.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) }) {
+            if checkingFinite, !(value.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) {
                 throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
             }
+            return 0
         }
+        if !step.bandedWith.isEmpty {
+            if inBands, let bytes = try runInBands(step, on: &values, checkingFinite: checkingFinite) { return bytes }
+            // Apart: the steps it absorbed first, as they would have run.
+            for absorbed in step.bandedWith {
+                largest = max(largest, try run(absorbed, on: &values, checkingFinite: checkingFinite))
+            }
+        }
+        if let operands = step.convolution, let x = values[operands.input]?.floatTensor {
+            let residual = operands.residual.flatMap { values[$0]?.floatTensor }
+            if operands.residual == nil || residual != nil {
+                for index in step.freed { values[index] = nil }
+                return max(largest, try runConvolution(step, operands, input: x, residual: residual, on: &values,
+                                                       checkingFinite: checkingFinite))
+            }
+        }
+        var inputs: [AnyTensor?] = []
+        inputs.reserveCapacity(step.sources.count)
+        var prepared = step.prepared
+        for (slot, source) in step.sources.enumerated() {
+            switch source {
+            case .omitted: inputs.append(nil)
+            case .constant(let value): inputs.append(value)
+            case .value(let index):
+                guard let value = values[index] else {
+                    throw ExecutionError.missingValue(node: node.displayName, value: node.inputs[slot])
+                }
+                inputs.append(value)
+            case .missing(let name): throw ExecutionError.missingValue(node: node.displayName, value: name)
+            case .deferred(let deferred):
+                // Expanded for this node only; freed when the node is done.
+                let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
+                if slot == 1 && step.preparedOnTheFly, let x = inputs.first??.floatTensor,
+                   Executor.winogradPays(node, input: x.shape, weightShape: deferred.shape, opset: graph.opsetVersion) {
+                    // Expanded a few output channels at a time straight into the Winograd form; the convolution
+                    // reads only the weight's shape then, so its placeholder is never written (nor resident).
+                    let s = deferred.shape
+                    prepared = Winograd.PreparedWeights(outputChannels: s[0], inputChannels: s[1], rows: deferred.expandRows)
+                    inputs.append(.float(Tensor(shape: s, unsafeUninitialized: { _ in })))
+                } else {
+                    inputs.append(.float(deferred.expanded()))
+                }
+                if let start { record(since: start, op: "(expand weights)", node: "(expand weights)") }
+            }
+        }
+        // Free intermediates whose last reader is this node (the local copies keep them alive until done).
+        for index in step.freed { values[index] = nil }
+        let start = profiling ? DispatchTime.now().uptimeNanoseconds : nil
+        let arguments = Arguments(node: node, values: inputs, opset: graph.opsetVersion, prepared: prepared,
+                                  packed: step.packed, shared: step.shared, layer: step.layer)
+        if let place = step.place {
+            largest = try convolve(step, arguments, into: place, input: try arguments.float(0), weight: try arguments.float(1),
+                                   bias: arguments.has(2) ? try arguments.float(2).scalars : nil, on: &values)
+            if let start { record(since: start, node: node) }
+            return largest
+        }
+        let outputs = try Operators.evaluate(node, kernel: step.kernel, arguments: arguments)
+        if let start { record(since: start, node: node) }
+        for (index, value) in zip(step.outputs, outputs) {
+            guard let index else { continue }
+            values[index] = value
+            largest = max(largest, value.count * 4)
+        }
+        if checkingFinite, outputs.contains(where: { !($0.floatTensor?.scalars.allSatisfy(\.isFinite) ?? true) }) {
+            throw ExecutionError.nonFinite(node: node.displayName, op: node.opType)
+        }
+        return largest
     }
 
     /// The graph's outputs from the values after the last step.

@@ -17,49 +17,85 @@ import Synchronization
 /// halted. Timing that pass made every trial of two threads look as slow as one: SqueezeNet 1.1 64 px at batch 1
 /// stayed on one thread at 252 µs a pass while two ran it in 172. So the warm-up alternates in pairs, and a trial is
 /// two passes, the second one timed.
+///
+/// Where the plan has blocks that run in bands of rows (`Executor.bandedBlocks`), splitting them so is a third setting,
+/// judged the same way: with the round trip slow the bands ran MobileNetV2 224 px at batch 1 7–14% faster (each core
+/// keeps its rows from the expansion through the projection), with it fast 1–3% slower (the rows under both halves'
+/// windows are expanded twice).
 struct WorkerChoice {
-    static let warmUp = 12, kept = 4, shortestInterval = 16, longestInterval = 1024
+    /// How a single pass runs: each node split over the workers, the same with blocks in bands, or on one thread.
+    enum Setting: Sendable, Equatable { case split, banded, one }
+
+    static let warmUpPairs = 3, kept = 4, shortestInterval = 16, longestInterval = 1024
     static let margin = 0.97
 
-    /// The last `kept` times of each setting: [0] all workers, [1] one.
-    private var times: [[Double]] = [[], []]
+    /// The settings judged; the first is preferred on a tie, and `.one` must be quicker by `margin`.
+    let settings: [Setting]
+    /// Passes alternating in pairs before the first choice: `warmUpPairs` pairs of each setting.
+    var warmUp: Int { 2 * Self.warmUpPairs * settings.count }
+    /// The last `kept` times of each setting, by its index in `settings`.
+    private var times: [[Double]]
     private var passes = 0
     private var interval = shortestInterval
     private var sinceTrial = 0
+    /// Trials so far (they take the settings not chosen in turn).
+    private var trials = 0
     /// The setting of the last pass (nil before the first).
-    private var last: Bool?
+    private var last: Setting?
     /// A trial's first, untimed pass has run.
     private var trialStarted = false
-    /// The setting chosen (true: one worker) once warmed up.
-    private(set) var one = false
+    /// The setting chosen once warmed up.
+    private(set) var chosen: Setting
 
-    /// Whether the next pass runs on one worker.
-    func next() -> Bool {
-        if passes < Self.warmUp { return passes / 2 % 2 == 1 }
-        return trialStarted || sinceTrial + 1 >= interval ? !one : one
+    init(settings: [Setting] = [.split, .one]) {
+        precondition(!settings.isEmpty, "WorkerChoice: no settings")
+        self.settings = settings
+        times = Array(repeating: [], count: settings.count)
+        chosen = settings[0]
+    }
+
+    /// Whether the setting chosen is one worker.
+    var one: Bool { chosen == .one }
+
+    /// The setting of the next pass.
+    func next() -> Setting {
+        if passes < warmUp { return settings[passes / 2 % settings.count] }
+        guard trialStarted || sinceTrial + 1 >= interval else { return chosen }
+        let others = settings.filter { $0 != chosen }
+        return others.isEmpty ? chosen : others[trials % others.count]
+    }
+
+    /// The setting whose last passes were the quickest (`.one` by `margin`).
+    private var quickest: Setting {
+        var best = 0, bestTime = Double.infinity
+        for (i, t) in times.enumerated() {
+            let time = (t.min() ?? .infinity) / (settings[i] == .one ? Self.margin : 1)
+            if time < bestTime { (best, bestTime) = (i, time) }
+        }
+        return settings[best]
     }
 
     /// Records the time of a pass run as `next` said.
-    mutating func record(one single: Bool, seconds: Double) {
-        let warm = passes >= Self.warmUp  // a pass after the warm-up
-        let timed = last == single
+    mutating func record(_ setting: Setting, seconds: Double) {
+        let warm = passes >= warmUp  // a pass after the warm-up
+        let timed = last == setting
         passes += 1
-        last = single
-        if timed {
-            times[single ? 1 : 0].append(seconds)
-            if times[single ? 1 : 0].count > Self.kept { times[single ? 1 : 0].removeFirst() }
+        last = setting
+        if timed, let i = settings.firstIndex(of: setting) {
+            times[i].append(seconds)
+            if times[i].count > Self.kept { times[i].removeFirst() }
         }
-        let least = times.map { $0.min() ?? .infinity }
-        let chosen = least[1] < Self.margin * least[0]
         guard warm else {
-            if passes == Self.warmUp { one = chosen }
+            if passes == warmUp { chosen = quickest }
             return
         }
-        guard single != one else { sinceTrial += 1; return }
+        guard setting != chosen else { sinceTrial += 1; return }
         guard timed else { trialStarted = true; return }
         trialStarted = false
         sinceTrial = 0
-        interval = chosen == one ? min(2 * interval, Self.longestInterval) : Self.shortestInterval
-        one = chosen
+        trials += 1
+        let best = quickest
+        interval = best == chosen ? min(2 * interval, Self.longestInterval) : Self.shortestInterval
+        chosen = best
     }
 }

@@ -5,23 +5,23 @@ import _TestSupport
 
 /// Single passes on one worker or all, whichever the timings favour (`WorkerChoice`), with the same outputs either way.
 @Suite struct WorkerChoiceTests {
-    /// Feeds `choice` passes whose times come from `time(one)`; returns the settings it asked for.
+    /// Feeds `choice` passes whose times come from `time(one)`; returns whether each asked for one worker.
     static func run(_ choice: inout WorkerChoice, passes: Int, time: (Bool) -> Double) -> [Bool] {
         (0..<passes).map { _ in
-            let one = choice.next()
-            choice.record(one: one, seconds: time(one))
-            return one
+            let setting = choice.next()
+            choice.record(setting, seconds: time(setting == .one))
+            return setting == .one
         }
     }
 
     @Test func warmUpAlternatesInPairsThenKeepsTheQuicker() {
         var choice = WorkerChoice()
-        let asked = Self.run(&choice, passes: WorkerChoice.warmUp) { $0 ? 1.0 : 2.0 }
-        #expect(asked == (0..<WorkerChoice.warmUp).map { $0 / 2 % 2 == 1 })
+        let asked = Self.run(&choice, passes: WorkerChoice().warmUp) { $0 ? 1.0 : 2.0 }
+        #expect(asked == (0..<WorkerChoice().warmUp).map { $0 / 2 % 2 == 1 })
         #expect(choice.one)
         // All workers quicker, but by less than the margin asks of one worker: all.
         var close = WorkerChoice()
-        _ = Self.run(&close, passes: WorkerChoice.warmUp) { $0 ? 0.99 : 1.0 }
+        _ = Self.run(&close, passes: WorkerChoice().warmUp) { $0 ? 0.99 : 1.0 }
         #expect(!close.one)
     }
 
@@ -29,7 +29,7 @@ import _TestSupport
     /// host changes (one worker becomes the slower), the next trial flips the choice.
     @Test func trialsGrowApartAndFollowTheHost() {
         var choice = WorkerChoice()
-        _ = Self.run(&choice, passes: WorkerChoice.warmUp) { $0 ? 1.0 : 2.0 }
+        _ = Self.run(&choice, passes: WorkerChoice().warmUp) { $0 ? 1.0 : 2.0 }
         let first = Self.run(&choice, passes: 2 * WorkerChoice.shortestInterval) { $0 ? 1.0 : 2.0 }
         let trials = first.indices.filter { !first[$0] }
         // Two passes, then 32 until the next trial.
@@ -46,12 +46,42 @@ import _TestSupport
     @Test func theFirstPassAfterAChangeIsNotTimed() {
         var choice = WorkerChoice()
         var last: Bool?
-        let asked = Self.run(&choice, passes: WorkerChoice.warmUp + 4 * WorkerChoice.shortestInterval) { single in
+        let asked = Self.run(&choice, passes: WorkerChoice().warmUp + 4 * WorkerChoice.shortestInterval) { single in
             defer { last = single }
             return single ? 1.0 : last == false ? 0.7 : 5.0  // split passes after one on one thread: slow
         }
         #expect(!choice.one)
         #expect(asked.suffix(WorkerChoice.shortestInterval).filter { $0 }.count <= 2)
+    }
+
+    /// With blocks in bands a third setting: the warm-up takes each in pairs, the quickest is chosen (one worker only
+    /// when quicker by the margin), trials take the other two in turn, and a host that changes moves the choice.
+    @Test func threeSettingsTakeTurnsAndTheQuickestIsKept() {
+        var choice = WorkerChoice(settings: [.banded, .split, .one])
+        let cost: [WorkerChoice.Setting: Double] = [.banded: 1.0, .split: 0.9, .one: 0.89]
+        var asked: [WorkerChoice.Setting] = []
+        for _ in 0..<choice.warmUp {
+            let setting = choice.next()
+            asked.append(setting)
+            choice.record(setting, seconds: cost[setting]!)
+        }
+        #expect(asked == [.banded, .banded, .split, .split, .one, .one, .banded, .banded, .split, .split, .one, .one,
+                          .banded, .banded, .split, .split, .one, .one])
+        #expect(choice.chosen == .split)
+        var tried: [WorkerChoice.Setting] = []
+        for _ in 0..<4 * WorkerChoice.shortestInterval {
+            let setting = choice.next()
+            if setting != choice.chosen { tried.append(setting) }
+            choice.record(setting, seconds: cost[setting]!)
+        }
+        #expect(tried.contains(.banded) && tried.contains(.one))
+        #expect(choice.chosen == .split)
+        // The host changes: the bands now take half the time.
+        for _ in 0..<8 * WorkerChoice.shortestInterval + 64 * WorkerChoice.kept {
+            let setting = choice.next()
+            choice.record(setting, seconds: setting == .banded ? 0.5 : cost[setting]!)
+        }
+        #expect(choice.chosen == .banded)
     }
 
     /// A small convolutional graph gives the same bits on one worker as on all (the kernels split outputs, never a
@@ -67,6 +97,6 @@ import _TestSupport
         #expect(one.scalars.map(\.bitPattern) == all.scalars.map(\.bitPattern))
         #expect(ComputeThreads.limited(to: 1) { ComputeThreads.count } == 1)
         let choosing = try Executor(graph: graph)
-        for _ in 0..<2 * WorkerChoice.warmUp { #expect(try choosing(x).scalars.map(\.bitPattern) == all.scalars.map(\.bitPattern)) }
+        for _ in 0..<2 * WorkerChoice().warmUp { #expect(try choosing(x).scalars.map(\.bitPattern) == all.scalars.map(\.bitPattern)) }
     }
 }
