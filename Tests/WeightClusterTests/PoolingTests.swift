@@ -28,8 +28,8 @@ import _TestSupport
         Case(h: 30, w: 50, k: 3, stride: 3, dilation: 1, pads: (1, 0, 1, 1)),
         // SqueezeNet's second pool at 64 px, 15×15 to 7×7: with AVX2 separable, two rows at a time (not across planes).
         Case(h: 15, w: 15, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
-        // SqueezeNet's last pool at 64 px: 7×7 to 3×3; 9×9 to 4×4 (AVX-512: sixteen outputs, one whole transpose
-        // back) and 5×5 to 2×2, across planes.
+        // SqueezeNet's last pool at 64 px: 7×7 to 3×3; 9×9 to 4×4 and 5×5 to 2×2: across planes with AVX2, each row
+        // one vector with AVX-512 (as the 15×15 above and the 14×14 and 10×8 below).
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         Case(h: 9, w: 9, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         Case(h: 5, w: 5, k: 3, stride: 2, dilation: 1, pads: (1, 1, 0, 0)),
