@@ -10,8 +10,8 @@ import Glibc
 /// rows under both halves' windows are expanded by both).
 ///
 /// Measured (MobileNetV2 and EfficientNet-Lite0 at 224 px, batch 1, both ways alternated batch by batch in one
-/// process): in the host's state where two threads run whole passes ~1.6× slower, 7–14% faster (MobileNetV2
-/// 2,653–2,703 → 2,288–2,443 µs, EfficientNet-Lite0 3,011–3,106 → 2,770–2,949); otherwise even on one thread
+/// process): in the host's state where two threads run whole passes ~1.6× slower, 8–14% faster (MobileNetV2
+/// 2,653–2,696 → 2,288–2,349 µs, EfficientNet-Lite0 3,011–3,072 → 2,755–2,837); otherwise even on one thread
 /// (3,270–3,286 → 3,263–3,267) and 1–3% slower on two (1,646–1,726 → 1,667–1,740): the rows expanded twice. Bands of
 /// 256 KB to 1.5 MB ran within 3% of each other: the gain is the cores keeping their rows, not the cache. Batch 64
 /// (passes side by side, one image's bands on each thread) even. `WorkerChoice` takes the bands or not by timing both.

@@ -19,7 +19,7 @@ import Synchronization
 /// two passes, the second one timed.
 ///
 /// Where the plan has blocks that run in bands of rows (`Executor.bandedBlocks`), splitting them so is a third setting,
-/// judged the same way: with the round trip slow the bands ran MobileNetV2 224 px at batch 1 7–14% faster (each core
+/// judged the same way: in the host's slow state the bands ran MobileNetV2 224 px at batch 1 8–14% faster (each core
 /// keeps its rows from the expansion through the projection), with it fast 1–3% slower (the rows under both halves'
 /// windows are expanded twice).
 struct WorkerChoice {
