@@ -27,13 +27,16 @@ public enum ExpandedDepthwise {
     /// the bands gained (EfficientNet-Lite0 8–10% slower with them there); from 1 MB instead of 512 KB (leaving out
     /// 28×28 maps) MobileNetV2 ran 1–3% slower.
     public static func applies(inputShape: [Int], expandedChannels: Int, window: Window2D) -> Bool {
-        guard wc_kernels_isa() == Int32(WC_ISA_AVX512), inputShape.count == 4, expandedChannels > 0 else { return false }
+        guard runsHere, inputShape.count == 4, expandedChannels > 0 else { return false }
         let (k, s) = (window.kernel, window.strides)
         guard k.h == k.w, k.h == 3 || k.h == 5, s.h == s.w, s.h == 1 || s.h == 2, window.dilations == (1, 1),
               !window.ceilMode, let size = window.outputSize(h: inputShape[2], w: inputShape[3]), size.w >= 16,
               let bytes = checkedElementCount(expandedChannels, inputShape[2], inputShape[3], 4) else { return false }
         return bytes >= smallestExpansion
     }
+
+    /// Whether this processor's kernels take the bands at all (AVX-512): where not, the executor marks no blocks.
+    public static var runsHere: Bool { wc_kernels_isa() == Int32(WC_ISA_AVX512) }
 
     /// Expanded maps from this many bytes an image run in bands (`applies`).
     public static let smallestExpansion = 512 << 10

@@ -251,7 +251,8 @@ extension Executor {
                               shared: products[index], layer: LayerAttributes(node, opset: graph.opsetVersion),
                               place: place, assembled: inPlace.concats.contains(index)))
         }
-        for (index, count) in expandInBands ? bandedBlocks(steps, plan: plan, graphOutputs: graphOutputs) : [] {
+        let banding = expandInBands && ExpandedDepthwise.runsHere
+        for (index, count) in banding ? bandedBlocks(steps, plan: plan, graphOutputs: graphOutputs) : [] {
             let last = index + count - 1
             steps[last] = steps[last].with(bandedWith: Array(steps[index..<last]))
             for i in index..<last { steps[i] = steps[i].with(absorbed: true) }
