@@ -201,6 +201,8 @@ import _TestSupport
         // 96 on 3×3 maps at batch 1 (each worker's 48 channels: one group of 32, then two panels four outputs at a time).
         (n: 2, c: 12, h: 7, w: 7, oc: 64, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         (n: 1, c: 20, h: 3, w: 3, oc: 96, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        // Rows of nine at batch 1 (AVX-512: the weights as vectors, nine outputs a block, a row a tile).
+        (n: 1, c: 16, h: 9, w: 9, oc: 40, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
     ])
     func directConvolutionMatchesIm2col(_ t: (n: Int, c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, d: Int,
                                               pads: (Int, Int, Int, Int))) throws {

@@ -36,11 +36,13 @@ import _TestSupport
                         // A block of A over L2 (520 rows × 256 of its columns): B's columns in chunks kept in L2, each
                         // panel once per chunk (two chunks and a tail down the rows), then a shallow block of depth.
                         Case(m: 520, n: 203, k: 257),
-                        // AVX-512, 4 to 31 columns: the weights as vectors (`wc_gemm_vectors`), blocks of 4 to 8
+                        // AVX-512, 4 to 31 columns: the weights as vectors (`wc_gemm_vectors`), blocks of 4 to 9
                         // columns, the last one back over the one before it; rows in groups as even as whole vectors
                         // make them (`group_width`): 121 in 64 + 57 (the last ending in nine rows, two panels), 100 in
-                        // 64 + 36 (ending in four, one panel), 50 in 32 + 18; one and two tiles.
-                        Case(m: 121, n: 4, k: 33), Case(m: 100, n: 9, k: 70), Case(m: 50, n: 7, k: 300),
+                        // 48 + 48 + 4 (nine columns a block: three vectors, then one panel), 40 in one group of two
+                        // vectors and a panel (two tiles of nine), 50 in 32 + 18; one and two tiles.
+                        Case(m: 121, n: 4, k: 33), Case(m: 100, n: 9, k: 70), Case(m: 40, n: 18, k: 33),
+                        Case(m: 50, n: 7, k: 300),
                         Case(m: 30, n: 6, k: 257), Case(m: 57, n: 31, k: 20), Case(m: 16, n: 25, k: 3),
                         // A last tile narrower than a block (19 columns: three blocks of five, then one of the last five).
                         Case(m: 40, n: 19, k: 50), Case(m: 24, n: 17, k: 10)]
