@@ -21,6 +21,11 @@ import _TestSupport
         // uneven padding.
         Case(n: 2, c: 3, h: 17, w: 29, oc: 4, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 2, h: 16, w: 31, oc: 3, pads: (2, 0, 1, 2)),
+        // Rows of up to 8 tiles (AVX-512: sixteen consecutive tiles a vector over several rows of them): 7 a row, so
+        // that vectors begin and end within rows; one a row, 20 rows over two vectors; 8 a row, two rows a vector.
+        Case(n: 2, c: 4, h: 13, w: 13, oc: 3, pads: (1, 1, 1, 1)),
+        Case(n: 1, c: 3, h: 40, w: 3, oc: 2, pads: (0, 1, 1, 0)),
+        Case(n: 1, c: 2, h: 11, w: 16, oc: 2, pads: (1, 1, 1, 1)),
     ]
 
     static func random(_ count: Int, seed: UInt64) -> [Float] {
