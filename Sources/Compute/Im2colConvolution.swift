@@ -6,8 +6,14 @@ import CKernels
 /// The output plane size from which a 1×1 convolution runs one GEMM per image on the NCHW buffer instead of
 /// gathering several images' columns first: through BLAS, which packs the weights again on every call (measured on
 /// MobileNetV2 at 64 px, batch 64: 26% faster overall); on packed weights, from one vector of columns (no copy in, no
-/// scatter out: the 1×1 layers of MobileNetV2 at 64 px, batch 64, 6–8% faster over five alternating rounds).
-@usableFromInline let pointwiseInPlaceColumns = (blas: 1024, packed: 16)
+/// scatter out: the 1×1 layers of MobileNetV2 at 64 px, batch 64, 6–8% faster over five alternating rounds); and from
+/// 9 where the product takes the weights as vectors (AVX-512, `wc_gemm_vectors`: a 3×3 map's nine outputs one block).
+/// SqueezeNet 1.1 64 px's 1×1 layers on 3×3 maps, batch 16, one thread: 512 → 64 as a one-layer model 54.4–54.9 →
+/// 38.7–38.8 µs (least of 2 s, 2 alternated rounds); in the model, nodes' least over 3 rounds, its four squeeze layers
+/// 24–55 → 16–39, expand layers 19–30 → 17–26; the model at batch 64, two threads, 7,002–7,196 → 6,818–6,944 µs.
+/// (With blocks of five outputs, two a 3×3 map, the model had been even to 4% slower.) On 2×2 maps, where the weights
+/// are larger, each image reading them again lost (MobileNetV2 64 px at batch 64, 3–9%).
+@usableFromInline let pointwiseInPlaceColumns = (blas: 1024, packed: 16, vectors: 9)
 
 /// The output plane size from which a convolution on packed weights (no residual) multiplies one image at a time
 /// rather than several images' columns gathered: the product then stores each value in place with its bias and clamp,
@@ -37,7 +43,8 @@ func im2colConv2d(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Float]?,
     // (on packed weights, unless the maps have `im2colOneImageColumns` outputs).
     // Chunks are then made up to half as large where that evens the workers' shares (13 chunks of 5 images on 2 cores:
     // 7 and 6; 16 of 4: 8 and 8).
-    let inPlace = isPointwise && ohw >= (packed == nil ? pointwiseInPlaceColumns.blas : pointwiseInPlaceColumns.packed)
+    let inPlace = isPointwise && (ohw >= (packed == nil ? pointwiseInPlaceColumns.blas : pointwiseInPlaceColumns.packed)
+        || packed != nil && ohw >= pointwiseInPlaceColumns.vectors && wc_gemm_vectors(Int32(ocg), Int32(ohw), Int32(kdim)) != 0)
     let oneImage = inPlace || packed != nil && residual == nil && ohw >= im2colOneImageColumns
     let widest = oneImage ? 1 : max(1, min(n, min((1024 + ohw - 1) / ohw, (1 << 22) / max(1, kdim * ohw))))
     let workers = ComputeThreads.count
