@@ -130,6 +130,12 @@ import _TestSupport
         Case(n: 1, c: 35, h: 7, w: 7, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
         Case(n: 1, c: 17, h: 2, w: 2, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 18, h: 9, w: 10, k: 5, stride: 1, dilation: 1, pads: (1, 3, 2, 0)),
+        // Outputs of 2×2 under 3×3 taps, channels a multiple of four (AVX-512: four planes a vector along the
+        // flattened plane): inputs of 2×2 (three images), of 4×4 at stride 2 (four loads a group of planes), of 3×3
+        // with uneven padding (three loads).
+        Case(n: 3, c: 12, h: 2, w: 2, k: 3, stride: 1, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 2, c: 8, h: 4, w: 4, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(n: 1, c: 8, h: 3, w: 3, k: 3, stride: 1, dilation: 1, pads: (0, 1, 0, 1)),
     ]
 
     @Test(arguments: depthwiseCases)
