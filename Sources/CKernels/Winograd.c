@@ -69,6 +69,14 @@ static inline __mmask16 inside(long s, int w) {
 // 62.9–64.7 ms; ResNet-18 64 px at batch 1 1,156–1,175 → 1,090–1,104 µs.
 enum { FLAT_TILES = 8 };
 
+// The run of a vector's tiles (from tile t0, `lanes` of them) that starts at tile a: tiles [a, return value) of row
+// *ty of tiles, from its column *tx.
+static inline int row_run(int a, int t0, int lanes, int tw, int *ty, int *tx) {
+    *ty = a / tw;
+    *tx = a % tw;
+    return (*ty + 1) * tw < t0 + lanes ? (*ty + 1) * tw : t0 + lanes;
+}
+
 AVX512 static void input_flat_avx512(const float *plane, int h, int w, int th, int tw, int pt, int pl, float *v,
                                      long stride) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -79,8 +87,8 @@ AVX512 static void input_flat_avx512(const float *plane, int h, int w, int th, i
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++) d[i][j] = _mm512_setzero_ps();
         // Each run of the vector's tiles within one row of tiles: tiles [a, b) of row ty, lanes from a − t0.
-        for (int a = t0; a < t0 + lanes;) {
-            const int ty = a / tw, tx = a % tw, b = (ty + 1) * tw < t0 + lanes ? (ty + 1) * tw : t0 + lanes;
+        for (int a = t0, b, ty, tx; a < t0 + lanes; a = b) {
+            b = row_run(a, t0, lanes, tw, &ty, &tx);
             const __mmask16 run = (__mmask16)(((1u << (b - t0)) - 1) & ~((1u << (a - t0)) - 1));
             // Lane l's patch column j is column base + 2(l − (a − t0)) + j.
             const long base = 2L * tx - pl;
@@ -95,7 +103,6 @@ AVX512 static void input_flat_avx512(const float *plane, int h, int w, int th, i
                     d[i][j] = _mm512_mask_mov_ps(d[i][j], run, _mm512_permutex2var_ps(p0, from, p1));
                 }
             }
-            a = b;
         }
         float *o = v + t0;
         const __mmask16 keep = (__mmask16)((1u << lanes) - 1);
@@ -161,8 +168,8 @@ AVX512 static void output_flat_avx512(const float *m, long stride, int th, int t
         const __m512 low[2] = {_mm512_permutex2var_ps(t00, first, t01), _mm512_permutex2var_ps(t10, first, t11)};
         const __m512 high[2] = {_mm512_permutex2var_ps(t00, second, t01), _mm512_permutex2var_ps(t10, second, t11)};
         // Each run of the vector's tiles within one row of tiles: tiles [a, b) of row ty.
-        for (int a = t0; a < t0 + lanes;) {
-            const int ty = a / tw, tx = a % tw, b = (ty + 1) * tw < t0 + lanes ? (ty + 1) * tw : t0 + lanes;
+        for (int a = t0, b, ty, tx; a < t0 + lanes; a = b) {
+            b = row_run(a, t0, lanes, tw, &ty, &tx);
             const int columns = ow - 2 * tx < 2 * (b - a) ? ow - 2 * tx : 2 * (b - a);
             const __mmask16 mask = (__mmask16)((1u << columns) - 1);
             const __m512i from = _mm512_add_epi32(iota, _mm512_set1_epi32(2 * (a - t0)));
@@ -172,7 +179,6 @@ AVX512 static void output_flat_avx512(const float *m, long stride, int th, int t
                 if (residual) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, residual + at));
                 _mm512_mask_storeu_ps(out + at, mask, wc_clamp512(x, lowv, highv));
             }
-            a = b;
         }
     }
 }
