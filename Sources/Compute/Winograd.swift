@@ -16,25 +16,25 @@ public enum Winograd {
     /// Whether a call gains. With few output tiles (batch 1, the last layers' 2×2 or 4×4 maps) the 16 GEMMs are
     /// matrix–vector products bound by reading the transformed weights, 16/9 the bytes of the kernels, so im2col + one
     /// GEMM over the plain weights is faster. Under 64 input channels the 16 products are shallow: they repay the
-    /// transforms from `shallowLeastTiles` tiles over the call's images.
+    /// transforms from `shallowLeastTileChannels` tiles × input channels over the call's images.
     public static func pays(images: Int, outputHeight oh: Int, outputWidth ow: Int, inputChannels: Int) -> Bool {
         let tiles = ((oh + 1) / 2) * ((ow + 1) / 2)
         // On odd maps the last tiles compute outputs past the edge: on 3×3 maps 7 of 16 (64 → 256 channels, batch 64,
         // one thread: 2.3 ms through Winograd, 1.45 through im2col); 2×2 maps waste none (2.2 against 2.8 ms).
         guard images * tiles >= 16, Double(oh * ow) >= 0.6 * Double(4 * tiles) else { return false }
-        return inputChannels >= 64 || images * tiles >= shallowLeastTiles
+        return inputChannels >= 64 || images * tiles * inputChannels >= shallowLeastTileChannels
     }
 
-    /// Under 64 input channels, the fewest tiles (2×2 outputs, over every image of the call) for which Winograd beats
-    /// the direct and weights-as-vectors kernels. One-layer models (3×3 + ReLU), batch 1, µs, least of 2 s, direct →
-    /// Winograd, one thread / two: 16 → 64 on 55×55 (784 tiles) 245 → 175 / 127 → 106; 32 → 128 on 27×27 (196)
-    /// 231 → 143 / 127 → 81; 16 → 64 on 21×21 (121) 40 → 31 / 26–28 → 24–32; on 15×15 (64) 20 → 17 / 12.0 → 9.9 (two
-    /// threads by rows of tiles: `splitsByTileRows`); 32 → 128 on 7×7 (16) 17.0 → 20.4 / 11.4 → 14.9. On 7×7 maps, two
-    /// threads, batch 4 (64 tiles) even, batch 8 86 → 67, batch 64 608–648 → 543–555 (one thread at batch 4: 69–71 →
-    /// 59). Whole passes at batch 1, two threads, µs: SqueezeNet 1.1 224 px 1,637–1,670 → 1,473–1,497; 64 px (from 64
-    /// tiles rather than 100) 157–160 → 154–155. (Until session 38 only from batch 2 on maps of 32×32 or more: measured
-    /// in session 12, before the packed products, im2col was then 1.2–1.8× faster at batch 1.)
-    static let shallowLeastTiles = 64
+    /// Under 64 input channels, the fewest tiles (2×2 outputs, over every image of the call) times input channels for
+    /// which Winograd beats the direct and weights-as-vectors kernels: the transforms cost per tile and channel, the
+    /// products' gain grows with both. One-layer models (3×3 + ReLU), batch 1, one thread, µs, least of 2 s, direct →
+    /// Winograd (session 42): 32 → 128 on 7×7 (16 tiles, 512) 16.8–17.5 → 18.9–19.4, at batch 2 (1,024) 37.2–37.5 →
+    /// 28.4–28.6, batch 3 70–73 → 40–42; 16 → 64 on 11×11 (36 tiles, 576) 12.7 → 13.4–13.6; 32 → 128 on 9×9 (25
+    /// tiles, 800) 26.3–26.6 → 25.6–25.7; 16 → 64 on 13×13 (49 tiles, 784) 16.3–16.4 → 14.5–14.8; 48 → 96 on 9×9
+    /// (1,200) 30.1–31.0 → 25.9–26.6; 48 → 192 on 13×13 (2,352; SqueezeNet 1.1 224 px's fire 9 and 10) 123–125 →
+    /// 79–80, two threads 66 → 51 (onnxruntime, one thread: 112). Until session 42 from 64 tiles whatever the
+    /// channels (session 38: 16 → 64 on 55×55 245 → 175, 32 → 128 on 27×27 231 → 143, 16 → 64 on 15×15 20 → 17).
+    static let shallowLeastTileChannels = 768
 
     /// Weights transformed once, U[ξ][oc][ic] = (G·g·Gᵀ)[ξ] for every kernel g = W[oc, ic];
     /// an executor prepares them at load time for constant weights.

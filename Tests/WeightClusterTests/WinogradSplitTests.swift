@@ -6,14 +6,17 @@ import _TestSupport
 /// (`Winograd.oneImageSplit`): each split gives the same bits as one worker.
 @Suite struct WinogradSplitTests {
     /// Where a call takes Winograd: 64 input channels or more on maps that waste few tiles; fewer channels from
-    /// `shallowLeastTiles` tiles over the call's images (SqueezeNet 1.1's 16 → 64 layers on 55×55 and 15×15 maps at batch 1).
+    /// `shallowLeastTileChannels` tiles × input channels over the call's images (SqueezeNet 1.1's 16 → 64 layers on 55×55
+    /// and 15×15 maps and its 48 → 192 layers on 13×13 at batch 1).
     @Test func winogradPaysByChannelsAndTiles() {
         #expect(Winograd.pays(images: 1, outputHeight: 13, outputWidth: 13, inputChannels: 64))
         #expect(!Winograd.pays(images: 64, outputHeight: 3, outputWidth: 3, inputChannels: 64))
         #expect(Winograd.pays(images: 1, outputHeight: 55, outputWidth: 55, inputChannels: 16))
         #expect(Winograd.pays(images: 1, outputHeight: 27, outputWidth: 27, inputChannels: 32))
         #expect(Winograd.pays(images: 1, outputHeight: 15, outputWidth: 15, inputChannels: 16))
-        #expect(!Winograd.pays(images: 1, outputHeight: 13, outputWidth: 13, inputChannels: 16))
+        #expect(Winograd.pays(images: 1, outputHeight: 13, outputWidth: 13, inputChannels: 16))
+        #expect(Winograd.pays(images: 1, outputHeight: 13, outputWidth: 13, inputChannels: 48))
+        #expect(!Winograd.pays(images: 1, outputHeight: 11, outputWidth: 11, inputChannels: 16))
         #expect(!Winograd.pays(images: 1, outputHeight: 7, outputWidth: 7, inputChannels: 32))
         #expect(Winograd.pays(images: 4, outputHeight: 7, outputWidth: 7, inputChannels: 32))
     }
