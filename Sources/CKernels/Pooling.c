@@ -672,6 +672,104 @@ pool3s2_narrow(const float *plane, int h, int w, const wc_window *win, float *ou
     return pool3s2(1, plane, h, w, win, out, oh, ow);
 }
 
+// `pool3s2` on small planes whose outputs fit one vector (SqueezeNet 1.1 64 px's 7×7 → 3×3): the plane taken as it
+// lies in memory, rows end to end. Each used input row's horizontal maxima go to lanes of one of two vectors (rows in
+// order, as many as fit 16 lanes whose inputs lie within 32 floats of the group's first: two loads, then each tap one
+// permute of them); then each output's three rows' maxima are one permute each of those two vectors. A tap outside the
+// plane takes another tap of the same window, which leaves each maximum as the −∞ a border gives would (the operand
+// order is `pool3s2`'s, so the same bits; NaN: the caller's exact rule, as there). 7×7 → 3×3: 9 permutes a plane
+// against 21 (one per tap and row) in `pool3s2_narrow`. One layer on 256 channels, batch 16, one thread, least of 2 s,
+// alternated rounds: 36.8–37.8 → 27.8–29.3 µs; in SqueezeNet 1.1 64 px at batch 16, one thread (node least of 20
+// profiled passes) 37.5 → 29.8.
+typedef struct {
+    int base[2], groups;            // each group's first input (its loads: 32 floats from there)
+    __m512i tap[2][3];              // group g, tap t: each lane's input, within the group's 32 floats
+    __m512i row[3];                 // output lane, window row r: its row maxima's lane in the two groups (16 + lane: B)
+    __mmask16 outputs;
+} flat3s2;
+
+// Whether the plane's maxima fit two groups (and then their tables in `f`).
+__attribute__((target("avx512f"))) static int flat3s2_plan(int h, int w, const wc_window *win, int oh, int ow, flat3s2 *f) {
+    if (oh * ow > 16 || ow > 16) return 0;
+    int lane_of[64][16];  // (input row, output column) → lane in the two groups (0–31)
+    int used[64] = {0};
+    if (h > 64) return 0;
+    for (int oy = 0; oy < oh; oy++)
+        for (int r = 0; r < 3; r++) {
+            const int y = 2 * oy - win->pad_top + r;
+            if (y >= 0 && y < h) used[y] = 1;
+        }
+    int taps[2][3][16], g = -1, lanes = 0, first = 0;
+    for (int y = 0; y < h; y++) {
+        if (!used[y]) continue;
+        // The row's inputs: columns [lo, hi) under its outputs' windows, clipped to the row.
+        int lo = -win->pad_left, hi = 2 * (ow - 1) - win->pad_left + 3;
+        if (lo < 0) lo = 0;
+        if (hi > w) hi = w;
+        if (g < 0 || lanes + ow > 16 || y * w + hi - first > 32) {
+            if (++g == 2) return 0;
+            lanes = 0;
+            first = f->base[g] = y * w + lo;
+        }
+        for (int ox = 0; ox < ow; ox++) {
+            int column[3], inside = -1;
+            for (int t = 0; t < 3; t++) {
+                column[t] = 2 * ox - win->pad_left + t;
+                if (column[t] >= 0 && column[t] < w && inside < 0) inside = column[t];
+            }
+            if (inside < 0) return 0;
+            for (int t = 0; t < 3; t++) {
+                const int c = column[t] >= 0 && column[t] < w ? column[t] : inside;
+                taps[g][t][lanes] = y * w + c - first;
+            }
+            lane_of[y][ox] = 16 * g + lanes++;
+        }
+        for (int t = 0; t < 3; t++)
+            for (int l = lanes; l < 16; l++) taps[g][t][l] = 0;
+    }
+    if (g < 0) return 0;
+    f->groups = g + 1;
+    for (int gg = 0; gg < f->groups; gg++)
+        for (int t = 0; t < 3; t++) f->tap[gg][t] = _mm512_loadu_si512(taps[gg][t]);
+    int rows[3][16] = {{0}};
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            int inside = -1;
+            for (int r = 0; r < 3 && inside < 0; r++) {
+                const int y = 2 * oy - win->pad_top + r;
+                if (y >= 0 && y < h) inside = y;
+            }
+            if (inside < 0) return 0;
+            for (int r = 0; r < 3; r++) {
+                const int y = 2 * oy - win->pad_top + r;
+                rows[r][oy * ow + ox] = lane_of[y >= 0 && y < h ? y : inside][ox];
+            }
+        }
+    for (int r = 0; r < 3; r++) f->row[r] = _mm512_loadu_si512(rows[r]);
+    f->outputs = wc_first_lanes(oh * ow);
+    return 1;
+}
+
+// One plane by `f`; `size` its floats (the loads stop there). Returns whether an input it read was NaN.
+__attribute__((target("avx512f"))) static inline int pool3s2_flat(const float *plane, long size, const flat3s2 *f,
+                                                                   float *out) {
+    __m512 maxima[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, sum = _mm512_setzero_ps();
+    for (int g = 0; g < f->groups; g++) {
+        const long b = f->base[g];
+        const __m512 a = _mm512_maskz_loadu_ps(wc_first_lanes((int)(size - b)), plane + b);
+        const __m512 c = _mm512_maskz_loadu_ps(wc_first_lanes((int)(size - b - 16)), plane + b + 16);
+        sum = _mm512_add_ps(sum, _mm512_add_ps(a, c));
+        const __m512 e = _mm512_permutex2var_ps(a, f->tap[g][0], c), o = _mm512_permutex2var_ps(a, f->tap[g][1], c);
+        const __m512 n = _mm512_permutex2var_ps(a, f->tap[g][2], c);
+        maxima[g] = _mm512_max_ps(n, _mm512_max_ps(o, e));
+    }
+    const __m512 top = _mm512_permutex2var_ps(maxima[0], f->row[0], maxima[1]);
+    const __m512 middle = _mm512_permutex2var_ps(maxima[0], f->row[1], maxima[1]);
+    const __m512 bottom = _mm512_permutex2var_ps(maxima[0], f->row[2], maxima[1]);
+    _mm512_mask_storeu_ps(out, f->outputs, _mm512_max_ps(bottom, _mm512_max_ps(middle, top)));
+    return _mm512_cmp_ps_mask(sum, sum, _CMP_UNORD_Q) != 0;
+}
+
 __attribute__((target("avx512f")))
 static void maxpool_direct_avx512(const float *input, long count, int h, int w, const wc_window *win, float *output,
                                   int oh, int ow) {
@@ -679,6 +777,8 @@ static void maxpool_direct_avx512(const float *input, long count, int h, int w, 
     const long in_plane = (long)h * w, out_plane = (long)oh * ow;
     const int three_by_three_stride2 = win->kh == 3 && win->kw == 3 && win->sh == 2 && win->sw == 2 && win->dh == 1;
     const int narrow = narrow3s2_runs(win, w, ow);
+    flat3s2 flat;
+    const int flat_runs = narrow && flat3s2_plan(h, w, win, oh, ow, &flat);
     // Planes of up to PREFETCH_PLANE floats: each plane asks for the lines PREFETCH_PLANE floats past its own.
     const long ahead = in_plane <= PREFETCH_PLANE ? PREFETCH_PLANE : 0;
     for (long p = 0; p < count; p++) {
@@ -686,6 +786,10 @@ static void maxpool_direct_avx512(const float *input, long count, int h, int w, 
         float *out = output + p * out_plane;
         for (long at = ahead; ahead && at < ahead + in_plane && at < (count - p) * in_plane; at += 16)
             _mm_prefetch((const char *)(plane + at), _MM_HINT_T0);
+        if (flat_runs) {
+            if (pool3s2_flat(plane, in_plane, &flat, out)) direct_plane(2, 3, plane, h, w, win, out, oh, ow, column, 1);
+            continue;
+        }
         if (three_by_three_stride2) {
             if (narrow ? pool3s2_narrow(plane, h, w, win, out, oh, ow)
                                     : pool3s2_plane(plane, h, w, win, out, oh, ow))

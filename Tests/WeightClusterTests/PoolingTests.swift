@@ -33,6 +33,10 @@ import _TestSupport
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         Case(h: 9, w: 9, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         Case(h: 5, w: 5, k: 3, stride: 2, dilation: 1, pads: (1, 1, 0, 0)),
+        // With AVX-512 the plane as it lies (`pool3s2_flat`): 7×7 above in two groups of rows; 6×6 padded on every
+        // side (taps and rows over the border, two groups); 4×4 to 1×1 (one group, one output).
+        Case(h: 6, w: 6, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(h: 4, w: 4, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
         // SqueezeNet's last pool at 224 px, 27×27 to 13×13: the separable kernel's partial vectors on both passes.
         Case(h: 27, w: 27, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // ResNet's pool (3×3, stride 2, padding 1): a first row cut by the padding, then pairs of rows that share one,
