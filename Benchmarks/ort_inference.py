@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """onnxruntime CPU-provider throughput on random input, printed as JSON (the baseline of bench-inference.sh).
    ort_inference.py MODEL BATCH ITERATIONS THREADS [MIN_SECONDS]
-With MIN_SECONDS, batches are timed until that much time has passed (at least three, after two warm-up batches: the
-second batch at batch 64 on 224 px maps ran 15-30% slower than the third), and the quickest batch's seconds are
-printed too."""
+With MIN_SECONDS, batches are timed until that much time has passed (at least three, after warm-up batches: two, the
+second batch at batch 64 on 224 px maps ran 15-30% slower than the third, and more until WARM_UP_SECONDS have passed,
+as wc-inference-bench does), and the quickest batch's seconds are printed too."""
 import json, resource, sys, time
 import numpy as np
 import onnxruntime as ort
@@ -17,8 +17,11 @@ shape = [batch if not isinstance(d, int) or i == 0 else d for i, d in enumerate(
 x = np.random.RandomState(0).uniform(-1, 1, shape).astype(np.float32)
 if len(sys.argv) > 5:
     minimum = float(sys.argv[5])
-    for _ in range(2):
+    WARM_UP_SECONDS = 0.25
+    warm_up_start, warm_ups = time.perf_counter(), 0
+    while warm_ups < 2 or time.perf_counter() - warm_up_start < WARM_UP_SECONDS:
         session.run(None, {inp.name: x})
+        warm_ups += 1
     iterations, seconds, least = 0, 0.0, float("inf")
     while iterations < 3 or seconds < minimum:
         start = time.perf_counter()

@@ -3,8 +3,10 @@
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
 //                                              [--profile-runs N]
 //                                              [--threads N] [--alternate winograd=always|never|passBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false]
-// --seconds S times batches until S seconds have passed (at least three, after two warm-up batches: onnxruntime's
-// second batch at batch 64 on 224 px maps is still 15–30% slower than its third) instead of a fixed count, and prints
+// --seconds S times batches until S seconds have passed (at least three, after warm-up batches: two, and more until
+// `warmUpSeconds` have passed, as Benchmarks/ort_inference.py does: onnxruntime's second batch at batch 64 on 224 px
+// maps is still 15–30% slower than its third, and ours at batch 1 on two threads ran at one thread's speed for their
+// first 30–80 ms, the second core not yet up to speed) instead of a fixed count, and prints
 // the least and the median batch's seconds too; --throughput-only skips the per-operator profile and
 // the sgemm table (Scripts/bench-architectures.sh);
 // --top N lists the N slowest nodes (12 by default); --profile-runs N profiles N batches and keeps each node's least
@@ -98,8 +100,17 @@ if let alternative = arguments.take("--alternate") {
     print(String(decoding: data, as: UTF8.self))
     exit(0)
 }
+/// The least warm-up before timed batches (`--seconds`): from process start our batches at batch 1 on two threads ran
+/// at one thread's speed for 30–80 ms (SqueezeNet 1.1 224 px: the first 20–30 batches 2.7–3.3 ms, then 1.4–1.6;
+/// the same with the worker choice off; 100 ms of arithmetic on both threads first made them quick from the fourth
+/// batch), while onnxruntime, whose session takes longer to create, started at its steady speed.
+let warmUpSeconds = 0.25
 if let minimumSeconds {
-    for _ in 0..<2 { _ = try executor(input) }
+    let warmUpStart = DispatchTime.now().uptimeNanoseconds
+    for i in 0... {
+        guard i < 2 || Double(DispatchTime.now().uptimeNanoseconds - warmUpStart) / 1e9 < warmUpSeconds else { break }
+        _ = try executor(input)
+    }
     var times: [Double] = [], elapsed = 0.0
     while times.count < 3 || elapsed < minimumSeconds {
         times.append(try seconds { _ = try executor(input) })
