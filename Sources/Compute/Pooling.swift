@@ -111,6 +111,14 @@ public func globalAveragePool(_ input: Tensor<Float>) throws -> Tensor<Float> {
     input.scalars.withUnsafeBufferPointer { src in
         out.withUnsafeMutableBufferPointer { dst in
             let (src, dstAddress) = (src.baseAddress!, Int(bitPattern: dst.baseAddress))
+            // With AVX-512 sixteen planes a vector (`wc_global_average`), in groups of 32 planes.
+            if wc_global_average_runs() != 0 {
+                parallelChunks((planes + 31) / 32, minimumChunk: max(1, (1 << 14) / max(1, 32 * size))) { groups in
+                    let first = groups.lowerBound * 32, count = min(planes, groups.upperBound * 32) - first
+                    wc_global_average(src + first * size, count, size, UnsafeMutablePointer<Float>(bitPattern: dstAddress)! + first)
+                }
+                return
+            }
             // Each plane summed in order, as one chain; eight planes at a time, so that eight chains run side by side.
             parallelChunks((planes + 7) / 8, minimumChunk: max(1, (1 << 14) / max(1, 8 * size))) { groups in
                 let dst = UnsafeMutablePointer<Float>(bitPattern: dstAddress)!

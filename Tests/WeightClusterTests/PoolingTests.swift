@@ -53,7 +53,8 @@ import _TestSupport
     ]
 
     /// Global average pool, bit for bit against each plane summed in order then divided: whole groups of eight planes
-    /// and a partial one (26 planes), planes of 9 and 50 values, and a batch large enough to split over the workers.
+    /// and a partial one (26 planes; with AVX-512 a group of sixteen and a partial second), planes of 9 and 50 values
+    /// (a partial block of sixteen values), and a batch large enough to split over the workers.
     @Test(arguments: [(2, 13, 3, 3), (2, 13, 5, 10), (64, 40, 3, 3)])
     func globalAveragePoolMatchesDefinition(_ shape: (Int, Int, Int, Int)) throws {
         let (n, c, h, w) = shape

@@ -133,6 +133,11 @@ void wc_maxpool_planes(const float *input, long count, int h, int w, const wc_wi
                        int ow);
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow);
+/// Global average pooling of `planes` planes of `size` values each (one after another) into one value each: the plane's
+/// values summed in order from 0, then divided by `size` (AVX-512 only: `wc_global_average_runs`; sixteen planes a
+/// vector, each lane one plane's sum).
+int wc_global_average_runs(void);
+void wc_global_average(const float *input, long planes, long size, float *output);
 
 /// The row kernels: depthwise convolution and max pooling of one h×w plane (`window`: any strides, dilations and
 /// padding) into oh×ow outputs, from a bordered copy in `scratch` that they make (wc_depthwise_rows_scratch_count(…) and
