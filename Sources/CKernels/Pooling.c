@@ -702,10 +702,9 @@ typedef struct {
 
 // Whether the plane's maxima fit two groups (and then their tables in `f`).
 __attribute__((target("avx512f"))) static int flat3s2_plan(int h, int w, const wc_window *win, int oh, int ow, flat3s2 *f) {
-    if (oh * ow > 16 || ow > 16) return 0;
+    if (oh * ow > 16 || h > 64) return 0;
     int lane_of[64][16];  // (input row, output column) → lane in the two groups (0–31)
     int used[64] = {0};
-    if (h > 64) return 0;
     for (int oy = 0; oy < oh; oy++)
         for (int r = 0; r < 3; r++) {
             const int y = 2 * oy - win->pad_top + r;
@@ -896,10 +895,8 @@ int wc_global_average_runs(void) {
 // The sums of planes [first, first + count) (count ≤ 16) after the values [p0, p0 + n) of each, added to `sum` in order.
 __attribute__((target("avx512f"))) static inline __m512 add_block16(const float *input, long size, int count, long p0,
                                                                     int n, __m512 sum) {
-    const __mmask16 m = wc_first_lanes(n);
     __m512 r[16];
-    for (int i = 0; i < 16; i++) r[i] = i < count ? _mm512_maskz_loadu_ps(m, input + i * size + p0) : _mm512_setzero_ps();
-    transpose16(r);
+    load_transposed16(input, count, size, p0, n, r);
     for (int j = 0; j < n; j++) sum = _mm512_add_ps(sum, r[j]);
     return sum;
 }

@@ -138,6 +138,16 @@ __attribute__((target("avx2"))) static inline void transpose_out_avx2(const floa
     }
 }
 
+// Values [p0, p0 + n) (n ≤ 16) of up to sixteen planes of `pixels` values each, one after another, as r[j]: value
+// p0 + j of every plane, lane i plane i (lanes past `count` hold 0).
+__attribute__((target("avx512f"))) static inline void load_transposed16(const float *planes, int count, long pixels,
+                                                                        long p0, int n, __m512 r[16]) {
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    for (int i = 0; i < 16; i++)
+        r[i] = i < count ? _mm512_maskz_loadu_ps(m, planes + (size_t)i * pixels + p0) : _mm512_setzero_ps();
+    transpose16(r);
+}
+
 // transpose_in and transpose_out for up to sixteen planes through 16 × 16 transposes in registers (AVX-512): planes
 // to x (sixteen floats a pixel, lane i plane i; lanes past `count` hold 0), and y (sixteen floats an output) back to
 // the first `count` planes.
@@ -145,11 +155,8 @@ __attribute__((target("avx512f"))) static inline void transpose_in16(const float
                                                                      float *x) {
     for (int p0 = 0; p0 < pixels; p0 += 16) {
         const int n = pixels - p0 < 16 ? pixels - p0 : 16;
-        const __mmask16 m = (__mmask16)((1u << n) - 1);
         __m512 r[16];
-        for (int i = 0; i < 16; i++)
-            r[i] = i < count ? _mm512_maskz_loadu_ps(m, planes + (size_t)i * pixels + p0) : _mm512_setzero_ps();
-        transpose16(r);
+        load_transposed16(planes, count, pixels, p0, n, r);
         for (int j = 0; j < n; j++) _mm512_store_ps(x + (size_t)(p0 + j) * 16, r[j]);
     }
 }
