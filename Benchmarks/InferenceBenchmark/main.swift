@@ -2,7 +2,7 @@
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
 //                                              [--profile-runs N]
-//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false]
+//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|stageBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false]
 // --seconds S times batches until S seconds have passed (at least three, after warm-up batches: two, and more until
 // `warmUpSeconds` have passed, as Benchmarks/ort_inference.py does: onnxruntime's second batch at batch 64 on 224 px
 // maps is still 15–30% slower than its third, and ours at batch 1 on two threads ran at one thread's speed for their
@@ -65,7 +65,7 @@ let inputShape = graph.inputs[0].shape!.enumerated().map { i, d -> Int in
 }
 let input = Tensor<Float>(shape: inputShape, scalars: (0..<inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
 if let alternative = arguments.take("--alternate") {
-    // The same model under other options (winograd=always|never, passBytes=N, parallelPasses=true|false), batches alternated with the default
+    // The same model under other options (winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false), batches alternated with the default
     // executor's in this one process, so that both see the same states of a shared host.
     var other = options
     for setting in alternative.split(separator: ",") {
@@ -74,11 +74,12 @@ if let alternative = arguments.take("--alternate") {
         case ("winograd", "always"): other.winograd = .always
         case ("winograd", "never"): other.winograd = .never
         case ("passBytes", let value?) where Int(value) != nil: other.passBytes = Int(value)!
+        case ("stageBytes", let value?) where Int(value) != nil: other.stageBytes = Int(value)!
         case ("parallelPasses", let value?) where Bool(value) != nil: other.parallelPasses = Bool(value)!
         case ("chooseWorkers", let value?) where Bool(value) != nil: other.chooseWorkers = Bool(value)!
         case ("expandInBands", let value?) where Bool(value) != nil: other.expandInBands = Bool(value)!
         default:
-            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, parallelPasses=true|false, chooseWorkers=true|false or expandInBands=true|false, not \(setting)\n".utf8))
+            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false, chooseWorkers=true|false or expandInBands=true|false, not \(setting)\n".utf8))
             exit(2)
         }
     }

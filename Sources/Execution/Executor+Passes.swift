@@ -145,12 +145,8 @@ extension Executor {
             let size = min(max(1, plan.size / workers), (n + workers - 1) / workers)
             ranges = Self.passRanges(images: n, atMost: size, workers: 1)
             // Each pass in two stages where its early layers' maps need fewer images at a time than its later layers'
-            // weights: the early ones within half the bytes. Batch 64, two threads, images/s, processes alternated:
-            // SqueezeNet 1.1 64 px 7,334–7,400 → 8,050–8,167, AlexNet FMNIST 1,230–1,243 → 1,314–1,327, VGG-16 FMNIST
-            // 959–985 → 977–1,023, ResNet-18 224 px 167–168 → 168–175; MobileNetV2 and EfficientNet-Lite0 even. (Passes
-            // of half the bytes throughout gained as much on SqueezeNet but cost MobileNetV2 64 px 5%: its later
-            // layers' weights, most of its 14 MB, read again by each pass.)
-            stages = plan.stages(images: size, within: options.passBytes / (2 * workers), end: tail)
+            // weights (`Options.stageBytes`).
+            stages = plan.stages(images: size, within: options.stageBytes, end: tail)
         } else {
             tail = plan.tail(images: n, within: options.passBytes)
             ranges = Self.passRanges(images: n, atMost: plan.size, workers: workers)

@@ -38,6 +38,7 @@ import _TestSupport
     static func run(_ graph: Graph, passBytes: Int, images: Int, parallelPasses: Bool = true) throws -> (Tensor<Float>, Executor) {
         var options = Executor.Options()
         options.passBytes = passBytes
+        options.stageBytes = passBytes / 4  // stages on these small maps too
         options.parallelPasses = parallelPasses
         let executor = try Executor(graph: graph, options: options)
         let x = Tensor(shape: [images, 3, 9, 9], scalars: ConvolutionTests.random(images * 3 * 81, seed: 46))
