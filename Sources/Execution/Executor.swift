@@ -65,12 +65,13 @@ public final class Executor: Sendable {
         /// Side by side (`parallelPasses`), each pass runs its early steps in sub-passes of as many images as keep their
         /// largest intermediate within this many bytes, about a core's L2 and a half, up to the step from which every
         /// value for the whole pass fits in it (`PassPlan.stages`); the later steps, whose maps are small and whose
-        /// weights are most of the model's, then run once over the pass. Batch 64, two threads, images/s, alternated
-        /// runs, 4 MB (until session 43: passBytes / (2 · workers)) → 1.5 MB, AVX-512 host with 1 MB of L2 a core:
-        /// SqueezeNet 1.1 64 px 8,083–8,262 → 8,771–8,880, ResNet-18 64 px 1,420–1,513 → 1,677–1,831, 224 px 138–143
-        /// → 151–159, VGG-16 (Fashion-MNIST) 929–930 → 1,062–1,073, AlexNet 1,307–1,310 → 1,504–1,515; MobileNetV2,
-        /// EfficientNet-Lite0 and SqueezeNet 1.1 224 px within 2%. 2 MB gained less (SqueezeNet 64 px 8,103–8,457,
-        /// VGG-16 997–1,007), 1.25 MB lost SqueezeNet 224 px its stages (545–593 against 580–617).
+        /// weights are most of the model's, then run once over the pass; 0 runs each pass in one stage. Batch 64, two
+        /// threads, images/s, alternated runs, 4 MB (until session 43: passBytes / (2 · workers)) → 1.5 MB, AVX-512 host
+        /// with 1 MB of L2 a core: SqueezeNet 1.1 64 px 8,083–8,262 → 8,771–8,880, ResNet-18 64 px 1,420–1,513 →
+        /// 1,677–1,831, 224 px 138–143 → 151–159, VGG-16 (Fashion-MNIST) 929–930 → 1,062–1,073, AlexNet 1,307–1,310 →
+        /// 1,504–1,515; MobileNetV2, EfficientNet-Lite0 and SqueezeNet 1.1 224 px within 2%. 2 MB gained less
+        /// (SqueezeNet 64 px 8,103–8,457, VGG-16 997–1,051), 1.25 MB lost SqueezeNet 224 px its stages (545–593 against
+        /// 580–617).
         public var stageBytes = 3 << 19
         /// Run those passes side by side, each on one thread (`runInPasses`), instead of one after another with every
         /// node split over the threads: no thread then waits for another at the end of each node (AVX2 host, two
