@@ -34,7 +34,8 @@ extension Executor {
         /// 1,677–1,831, 224 px 138–143 → 151–159, VGG-16 (Fashion-MNIST) 929–930 → 1,062–1,073, AlexNet 1,307–1,310 →
         /// 1,504–1,515; MobileNetV2, EfficientNet-Lite0 and SqueezeNet 1.1 224 px within 2%. 2 MB gained less
         /// (SqueezeNet 64 px 8,103–8,457, VGG-16 997–1,051), 1.25 MB lost SqueezeNet 224 px its stages (545–593 against
-        /// 580–617).
+        /// 580–617). Two stages rather than smaller passes throughout: those cost MobileNetV2 64 px 5% (session 35), its
+        /// later layers' weights, most of its 14 MB, read again by each pass.
         public var stageBytes = 3 << 19
         /// Run those passes side by side, each on one thread (`runInPasses`), instead of one after another with every
         /// node split over the threads: no thread then waits for another at the end of each node (AVX2 host, two
