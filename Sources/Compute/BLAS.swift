@@ -40,7 +40,8 @@ func matrixVectorProduct(
     b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     // A dot product per row of a matrix stored by rows against a contiguous vector (a fully-connected layer at batch
-    // 1): `wc_dot_rows` on AVX-512, four rows at a time. Batch 1, least of 3 alternated runs: AlexNet (FMNIST, two
+    // 1): `wc_dot_rows` on AVX-512 and AVX2, four rows at a time (on AVX2, Zen 3, two threads, least batch: AlexNet
+    // 4.67–4.85 → 4.28–4.40 ms, VGG-16 5.06–5.42 → 4.96–5.32; and a row's sum no longer depends on the split). Batch 1, least of 3 alternated runs: AlexNet (FMNIST, two
     // 4096 × 4096 layers from memory) one thread 225 → 245 images/s; MobileNetV2 224 px's 1280 → 1000 classifier,
     // node least over 4 rounds, 93.0 → 86.9 µs on one thread, 50.0 → 47.5 on two. (C harness, 4096 × 4096 from memory,
     // one thread, µs: sgemv 1,953–1,994, four rows 1,693–1,738, one row 2,061–2,108 with rows 48 bytes past a 64-byte

@@ -53,7 +53,7 @@ void wc_gemm_rows_isa(int isa, int m, int n, int k, const float *a, long lda, co
                       long ldc, const wc_epilogue *epilogue);
 /// y[r·incy] = alpha·(row r of A · x) + beta·y[r·incy] for rows 0..<rows of A (k values each, row stride lda) and x
 /// (k contiguous values); y is not read where beta is 0. Each row's sum in one order whatever the rows (so rows split
-/// over threads give the same values). AVX-512 only (`wc_dot_rows_runs`); runs on the calling thread.
+/// over threads give the same values). AVX-512 and AVX2 (`wc_dot_rows_runs`); runs on the calling thread.
 int wc_dot_rows_runs(void);
 void wc_dot_rows(int rows, int k, const float *a, long lda, const float *x, float alpha, float beta, float *y,
                  long incy);
