@@ -15,7 +15,8 @@ swift test 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # Passed: the run's own count ("Test run with N tests in M suites …") less the failed ones; the per-test lines are the
 # fallback only (swift test's console dropped about 50 of its 239 "✔ Test … passed" lines from a piped run once).
-failed=$(grep -cE '^✘ Test .* failed after' "$log" || true)
+# (The run's own closing line, "✘ Test run with N tests … failed after", is not a test.)
+failed=$(grep -E '^✘ Test .* failed after' "$log" | grep -cv '^✘ Test run with' || true)
 total=$(grep -oE 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -oE '[0-9]+' || true)
 if [ -n "$total" ]; then passed=$((total > failed ? total - failed : 0)); else passed=$(grep -cE '^✔ Test .*passed' "$log" || true); fi
 rm -f "$log"

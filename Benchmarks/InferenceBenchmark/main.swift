@@ -12,7 +12,7 @@
 // --top N lists the N slowest nodes (12 by default); --profile-runs N profiles N batches and keeps each node's least
 // time (and each op type's); --threads N runs on N threads (all cores by default); --alternate SETTINGS times the
 // default executor and one with SETTINGS changed, batch by batch in turn (for S seconds, 10 by default), and prints
-// each one's least, first-quartile and median batch seconds.
+// each one's least, first-quartile, median, 90th-percentile and mean batch seconds.
 import _BenchmarkSupport
 import Clustering
 import Compute
@@ -95,7 +95,8 @@ if let alternative = arguments.take("--alternate") {
     }
     for (i, label) in ["default", alternative].enumerated() {
         let t = times[i].sorted()
-        result[label] = ["least": t[0], "quartile": t[t.count / 4], "median": t[t.count / 2], "batches": t.count]
+        result[label] = ["least": t[0], "quartile": t[t.count / 4], "median": t[t.count / 2], "batches": t.count,
+                         "mean": t.reduce(0, +) / Double(t.count), "ninetieth": t[t.count * 9 / 10]]
     }
     let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
