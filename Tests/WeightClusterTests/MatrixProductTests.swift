@@ -1,3 +1,4 @@
+import CKernels
 import Compute
 import Testing
 import _TestSupport
@@ -35,9 +36,10 @@ import _TestSupport
                         }
                     }
                 }
-                if m * n * k >= 1 << 16, transB, !transA {
-                    // Dot products of rows as stored (`wc_dot_rows`), split over the workers or not: each row's sum in
-                    // one order, so the same bits.
+                if m * n * k >= 1 << 16, transB, !transA, wc_dot_rows_runs() != 0 {
+                    // Dot products of rows as stored (`wc_dot_rows`, AVX-512 and AVX2), split over the workers or not:
+                    // each row's sum in one order, so the same bits. (Elsewhere OpenBLAS's sgemv, whose sums depend on
+                    // the split.)
                     var alone = [Float](repeating: .nan, count: m * ldc)
                     if beta != 0 { alone = start }
                     a.withUnsafeBufferPointer { pa in
