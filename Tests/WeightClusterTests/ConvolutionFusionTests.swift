@@ -237,7 +237,9 @@ import _TestSupport
         let one = try ComputeThreads.limited(to: 1) {
             try conv2d(x, weight: wt, bias: bias, window: window, activation: activation, residual: residual)
         }
-        #expect(one.scalars.map(\.bitPattern) == fused.scalars.map(\.bitPattern))
+        // The same bits on one worker where our own product kernels run; the generic ones go to BLAS, whose sums
+        // depend on the shape of each worker's part.
+        #expect(ExpandedDepthwiseTests.agree(one, fused))
     }
 
     @Test func residualOfAnotherShapeIsRefused() throws {
