@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Training throughput: our engine against PyTorch on the CPU (Debian's python3-torch), the same model (VGG-16 by
 # default; any graph of Conv/Relu/Clip/Add/MaxPool/GlobalAveragePool/Flatten/Gemm, e.g. the MobileNetV2-style
-# .build/models/small-mobilenetv2-fmnist.onnx of Scripts/train_small_nets.py), batch 64, SGD with Nesterov momentum,
-# in one run; prints images/s of each, the ratio and peak RSS.
+# .build/models/small-mobilenetv2-fmnist.onnx of Scripts/train_small_nets.py, made on first use), batch 64, SGD with
+# Nesterov momentum, in one run; prints images/s of each, the ratio and peak RSS.
 #   Scripts/bench-training.sh [MODEL] [--steps N] [--avx512]
 # --avx512 sets OPENBLAS_CORETYPE=SkylakeX (and unsets OPENBLAS_L2_SIZE) for this run: OpenBLAS's AVX-512 kernels.
 # (Left to itself, OpenBLAS 0.3.21 takes this machine's processor for a Prescott and runs SSE3 kernels.)
@@ -17,9 +17,17 @@ while [ $# -gt 0 ]; do
     *) model=$1; shift ;;
   esac
 done
-[ -f "$model" ] || { echo "error: model not found: $model" >&2; exit 1; }
-if ! /usr/bin/python3 -c "import torch, onnx" 2>/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-onnx >/dev/null
+mobilenetv2=.build/models/small-mobilenetv2-fmnist.onnx
+[ -f "$model" ] || [ "$model" = "$mobilenetv2" ] || { echo "error: model not found: $model" >&2; exit 1; }
+if ! /usr/bin/python3 -c "import torch, onnx, numpy" 2>/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-onnx python3-numpy >/dev/null
+fi
+if [ ! -f "$model" ]; then
+  # The MobileNetV2-style net, made here on first use (one epoch: the speed does not depend on its accuracy); it needs
+  # Fashion-MNIST (Debian's dataset-fashion-mnist, which Scripts/setup.sh installs).
+  [ -d /usr/share/datasets/fashion-mnist ] || Scripts/setup.sh >/dev/null
+  echo "making $model (Scripts/train_small_nets.py --arch mobilenetv2 --epochs 1)"
+  /usr/bin/python3 Scripts/train_small_nets.py --arch mobilenetv2 --epochs 1 --out "$model" >/dev/null
 fi
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}"
 swift build -c release --product wc-train-bench >/dev/null
