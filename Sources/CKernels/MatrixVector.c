@@ -50,38 +50,42 @@ __attribute__((target("avx2,fma"))) static inline float sum16_avx2(__m256 low, _
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
+// One row's sums over the next sixteen values from `p` (x's as vl, vh) into its two halves; the last group of
+// fewer than sixteen through masks, the lanes past k read as zeros.
+__attribute__((target("avx2,fma"))) static inline void madd16(const float *p, __m256 vl, __m256 vh, __m256 *l,
+                                                             __m256 *h) {
+    *l = _mm256_fmadd_ps(_mm256_loadu_ps(p), vl, *l);
+    *h = _mm256_fmadd_ps(_mm256_loadu_ps(p + 8), vh, *h);
+}
+__attribute__((target("avx2,fma"))) static inline void madd16_masked(const float *p, __m256 vl, __m256 vh,
+                                                                    __m256i low, __m256i high, __m256 *l, __m256 *h) {
+    *l = _mm256_fmadd_ps(_mm256_maskload_ps(p, low), vl, *l);
+    *h = _mm256_fmadd_ps(_mm256_maskload_ps(p + 8, high), vh, *h);
+}
+
 __attribute__((target("avx2,fma"))) static void rows_avx2(int rows, int k, const float *a, long lda, const float *x,
                                                          float *sums) {
     const int whole = k - k % 16, rest = k % 16;
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i maskLow = _mm256_cmpgt_epi32(_mm256_set1_epi32(rest), lane);
-    const __m256i maskHigh = _mm256_cmpgt_epi32(_mm256_set1_epi32(rest - 8), lane);
+    const __m256i low = _mm256_cmpgt_epi32(_mm256_set1_epi32(rest), lane);
+    const __m256i high = _mm256_cmpgt_epi32(_mm256_set1_epi32(rest - 8), lane);
+    const __m256 tl = _mm256_maskload_ps(x + whole, low), th = _mm256_maskload_ps(x + whole + 8, high);
     int r = 0;
     for (; r + 4 <= rows; r += 4) {
         const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
         __m256 l0 = _mm256_setzero_ps(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0, h3 = l0;
         for (int i = 0; i < whole; i += 16) {
             const __m256 vl = _mm256_loadu_ps(x + i), vh = _mm256_loadu_ps(x + i + 8);
-            l0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), vl, l0);
-            h0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i + 8), vh, h0);
-            l1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i), vl, l1);
-            h1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i + 8), vh, h1);
-            l2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i), vl, l2);
-            h2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i + 8), vh, h2);
-            l3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i), vl, l3);
-            h3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i + 8), vh, h3);
+            madd16(a0 + i, vl, vh, &l0, &h0);
+            madd16(a1 + i, vl, vh, &l1, &h1);
+            madd16(a2 + i, vl, vh, &l2, &h2);
+            madd16(a3 + i, vl, vh, &l3, &h3);
         }
         if (rest) {
-            const float *xl = x + whole, *xh = xl + 8;
-            const __m256 vl = _mm256_maskload_ps(xl, maskLow), vh = _mm256_maskload_ps(xh, maskHigh);
-            l0 = _mm256_fmadd_ps(_mm256_maskload_ps(a0 + whole, maskLow), vl, l0);
-            h0 = _mm256_fmadd_ps(_mm256_maskload_ps(a0 + whole + 8, maskHigh), vh, h0);
-            l1 = _mm256_fmadd_ps(_mm256_maskload_ps(a1 + whole, maskLow), vl, l1);
-            h1 = _mm256_fmadd_ps(_mm256_maskload_ps(a1 + whole + 8, maskHigh), vh, h1);
-            l2 = _mm256_fmadd_ps(_mm256_maskload_ps(a2 + whole, maskLow), vl, l2);
-            h2 = _mm256_fmadd_ps(_mm256_maskload_ps(a2 + whole + 8, maskHigh), vh, h2);
-            l3 = _mm256_fmadd_ps(_mm256_maskload_ps(a3 + whole, maskLow), vl, l3);
-            h3 = _mm256_fmadd_ps(_mm256_maskload_ps(a3 + whole + 8, maskHigh), vh, h3);
+            madd16_masked(a0 + whole, tl, th, low, high, &l0, &h0);
+            madd16_masked(a1 + whole, tl, th, low, high, &l1, &h1);
+            madd16_masked(a2 + whole, tl, th, low, high, &l2, &h2);
+            madd16_masked(a3 + whole, tl, th, low, high, &l3, &h3);
         }
         sums[r] = sum16_avx2(l0, h0);
         sums[r + 1] = sum16_avx2(l1, h1);
@@ -91,15 +95,8 @@ __attribute__((target("avx2,fma"))) static void rows_avx2(int rows, int k, const
     for (; r < rows; r++) {
         const float *a0 = a + r * lda;
         __m256 l0 = _mm256_setzero_ps(), h0 = l0;
-        for (int i = 0; i < whole; i += 16) {
-            l0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), _mm256_loadu_ps(x + i), l0);
-            h0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i + 8), _mm256_loadu_ps(x + i + 8), h0);
-        }
-        if (rest) {
-            l0 = _mm256_fmadd_ps(_mm256_maskload_ps(a0 + whole, maskLow), _mm256_maskload_ps(x + whole, maskLow), l0);
-            h0 = _mm256_fmadd_ps(_mm256_maskload_ps(a0 + whole + 8, maskHigh),
-                                 _mm256_maskload_ps(x + whole + 8, maskHigh), h0);
-        }
+        for (int i = 0; i < whole; i += 16) madd16(a0 + i, _mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i + 8), &l0, &h0);
+        if (rest) madd16_masked(a0 + whole, tl, th, low, high, &l0, &h0);
         sums[r] = sum16_avx2(l0, h0);
     }
 }
@@ -107,7 +104,7 @@ __attribute__((target("avx2,fma"))) static void rows_avx2(int rows, int k, const
 
 int wc_dot_rows_runs(void) {
 #if defined(__x86_64__)
-    return wc_kernels_isa() == WC_ISA_AVX512 || wc_kernels_isa() == WC_ISA_AVX2;
+    return wc_kernels_isa() != WC_ISA_GENERIC;
 #else
     return 0;
 #endif

@@ -40,12 +40,13 @@ func matrixVectorProduct(
     b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     // A dot product per row of a matrix stored by rows against a contiguous vector (a fully-connected layer at batch
-    // 1): `wc_dot_rows` on AVX-512 and AVX2, four rows at a time (on AVX2, Zen 3, two threads, least batch: AlexNet
-    // 4.67–4.85 → 4.28–4.40 ms, VGG-16 5.06–5.42 → 4.96–5.32; and a row's sum no longer depends on the split). Batch 1, least of 3 alternated runs: AlexNet (FMNIST, two
-    // 4096 × 4096 layers from memory) one thread 225 → 245 images/s; MobileNetV2 224 px's 1280 → 1000 classifier,
-    // node least over 4 rounds, 93.0 → 86.9 µs on one thread, 50.0 → 47.5 on two. (C harness, 4096 × 4096 from memory,
+    // 1): `wc_dot_rows` on AVX-512 and AVX2, four rows at a time, each row's sum in one order however the rows are
+    // split (sgemv's is not). Batch 1, least of 3 alternated runs, sgemv → `wc_dot_rows`: on AVX-512, AlexNet (FMNIST,
+    // two 4096 × 4096 layers from memory) one thread 225 → 245 images/s; MobileNetV2 224 px's 1280 → 1000 classifier,
+    // node least over 4 rounds, 93.0 → 86.9 µs on one thread, 50.0 → 47.5 on two (C harness, 4096 × 4096 from memory,
     // one thread, µs: sgemv 1,953–1,994, four rows 1,693–1,738, one row 2,061–2,108 with rows 48 bytes past a 64-byte
-    // boundary, as a Swift array's are, and 1,479–1,526 on aligned rows.)
+    // boundary, as a Swift array's are, and 1,479–1,526 on aligned rows); on AVX2 (Zen 3), two threads, least batch,
+    // AlexNet 4.67–4.85 → 4.28–4.40 ms, VGG-16 5.06–5.42 → 4.96–5.32.
     if m == 1, transB, !transA || lda == 1, wc_dot_rows_runs() != 0 {
         wc_dot_rows(Int32(n), Int32(k), b, ldb, a, alpha, beta, c, 1)
         return
