@@ -2,11 +2,13 @@ import Compute
 import Testing
 import _TestSupport
 
-/// Max pooling's fast paths (straight from the input with AVX-512 at strides 1 and 2 along the rows, windows up to 4 wide;
-/// separable at strides 1 and 2 on AVX-512 and AVX2; along rows over a −∞-bordered copy kept as its stride phases, eight
-/// rows at a time; the plain 2×2 loop; sixteen planes at a time for small outputs, eight with AVX2; planes 8 to 16 wide
-/// in registers with AVX2) against the definition, two NaNs included (for the plain 2×2 loop in a window's second cell, which Swift's `max`
-/// alone would drop). 38 planes: two whole groups of sixteen and a partial one (AVX2: four of eight and six).
+/// Max pooling's fast paths (straight from the input with AVX-512 at strides 1 and 2 along the rows, windows up to 4
+/// wide, and with AVX2 for 3×3 windows at stride 2 — group by group on planes up to 2,048 values, 30×75 whole;
+/// separable at strides 1 and 2 on AVX-512 and AVX2; along rows over a −∞-bordered copy kept as its stride phases,
+/// eight rows at a time; the plain 2×2 loop; sixteen planes at a time for small outputs, eight with AVX2; planes 8 to
+/// 16 wide in registers with AVX2) against the definition, two NaNs included (for the plain 2×2 loop in a window's
+/// second cell, which Swift's `max` alone would drop). 38 planes: two whole groups of sixteen and a partial one (AVX2:
+/// four of eight and six).
 @Suite struct PoolingTests {
     struct Case: Sendable, CustomStringConvertible {
         var h, w, k, stride, dilation: Int
@@ -26,10 +28,10 @@ import _TestSupport
         Case(h: 9, w: 75, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // Along rows at stride 3 (three phases), uneven padding, a last group of two rows.
         Case(h: 30, w: 50, k: 3, stride: 3, dilation: 1, pads: (1, 0, 1, 1)),
-        // SqueezeNet's second pool at 64 px, 15×15 to 7×7: with AVX2 separable, two rows at a time (not across planes).
+        // SqueezeNet's second pool at 64 px, 15×15 to 7×7.
         Case(h: 15, w: 15, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
-        // SqueezeNet's last pool at 64 px: 7×7 to 3×3; 9×9 to 4×4 and 5×5 to 2×2: across planes with AVX2, each row
-        // one vector with AVX-512 (as the 15×15 above and the 14×14 and 10×8 below).
+        // SqueezeNet's last pool at 64 px: 7×7 to 3×3; 9×9 to 4×4 and 5×5 to 2×2: each row one vector with AVX-512
+        // (as the 15×15 above and the 14×14 and 10×8 below), one partial group with AVX2.
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         Case(h: 9, w: 9, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         Case(h: 5, w: 5, k: 3, stride: 2, dilation: 1, pads: (1, 1, 0, 0)),
@@ -37,14 +39,18 @@ import _TestSupport
         // side (taps and rows over the border, two groups); 4×4 to 1×1 (one group, one output).
         Case(h: 6, w: 6, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(h: 4, w: 4, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
-        // SqueezeNet's last pool at 224 px, 27×27 to 13×13: the separable kernel's partial vectors on both passes.
+        // SqueezeNet's last pool at 224 px, 27×27 to 13×13: a whole group and a partial one with AVX2.
         Case(h: 27, w: 27, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // ResNet's pool (3×3, stride 2, padding 1): a first row cut by the padding, then pairs of rows that share one,
         // an odd count of rows and a partial vector on each row.
         Case(h: 20, w: 19, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        // A plane over 2,048 values at 3×3 stride 2 (AVX2: all groups of a row at once, four whole and a partial one);
+        // outputs over 256 wide (AVX2: the separable kernel, two output rows at a time).
+        Case(h: 30, w: 75, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
+        Case(h: 7, w: 521, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
         // Planes 8 to 16 wide into at most 8 outputs a row (AVX2: each plane in registers, its rows' first and last
-        // eight columns): MobileNet-style 14 → 7 at padding 1, 16 → 8 (two whole vectors, eight outputs), dilation 2,
-        // an 8-wide window over padding on both sides, 8 wide (the two vectors the same).
+        // eight columns; 3×3 at stride 2 aside): MobileNet-style 14 → 7 at padding 1, 16 → 8 (two whole vectors, eight
+        // outputs), dilation 2, an 8-wide window over padding on both sides, 8 wide (the two vectors the same).
         Case(h: 14, w: 14, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(h: 16, w: 16, k: 2, stride: 2, dilation: 1, pads: (0, 0, 0, 0)),
         Case(h: 11, w: 12, k: 3, stride: 1, dilation: 2, pads: (0, 0, 0, 0)),
