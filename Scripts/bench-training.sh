@@ -2,7 +2,9 @@
 # Training throughput: our engine against PyTorch on the CPU (Debian's python3-torch), the same model (VGG-16 by
 # default; any graph of Conv/Relu/Clip/Add/MaxPool/GlobalAveragePool/Flatten/Gemm, e.g. the MobileNetV2-style
 # .build/models/small-mobilenetv2-fmnist.onnx of Scripts/train_small_nets.py, made on first use), batch 64, SGD with
-# Nesterov momentum, in one run; prints images/s of each, the ratio and peak RSS.
+# Nesterov momentum, in one run: three rounds that alternate a fresh process of each engine, as
+# Scripts/bench-architectures.sh does (a shared host moves single runs by tens of percent); prints each round, then
+# each engine's best round (images/s), the ratio of those and peak RSS.
 #   Scripts/bench-training.sh [MODEL] [--steps N] [--avx512]
 # --avx512 sets OPENBLAS_CORETYPE=SkylakeX (and unsets OPENBLAS_L2_SIZE) for this run: OpenBLAS's AVX-512 kernels.
 # (Left to itself, OpenBLAS 0.3.21 takes this machine's processor for a Prescott and runs SSE3 kernels.)
@@ -31,12 +33,23 @@ if [ ! -f "$model" ]; then
 fi
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}"
 swift build -c release --product wc-train-bench >/dev/null
-ours=$(.build/release/wc-train-bench "$model" --steps "$steps" --batch 64)
-theirs=$(/usr/bin/python3 Benchmarks/torch_training.py "$model" "$steps" 64)
-/usr/bin/python3 - "$ours" "$theirs" <<'PY'
+rounds=()
+for round in 1 2 3; do
+  rounds+=("$(.build/release/wc-train-bench "$model" --steps "$steps" --batch 64)")
+  rounds+=("$(/usr/bin/python3 Benchmarks/torch_training.py "$model" "$steps" 64)")
+done
+/usr/bin/python3 - "${rounds[@]}" <<'PY'
 import json, sys
-ours, theirs = (json.loads(a) for a in sys.argv[1:3])
+runs = [json.loads(a) for a in sys.argv[1:]]
+def line(r):
+    return (f"{r['engine']:>16}: {r['images_per_second']:7.1f} images/s ({r['steps']} steps of {r['batch']}, "
+            f"{r['seconds']:.2f} s, {r['threads']} threads), peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
+for i in range(0, len(runs), 2):
+    print(f"round {i // 2 + 1}: ours {runs[i]['images_per_second']:.1f}, PyTorch {runs[i + 1]['images_per_second']:.1f} images/s")
+ours = max(runs[0::2], key=lambda r: r['images_per_second'])
+theirs = max(runs[1::2], key=lambda r: r['images_per_second'])
+print("best round of each:")
 for r in (ours, theirs):
-    print(f"{r['engine']:>16}: {r['images_per_second']:7.1f} images/s ({r['steps']} steps of {r['batch']}, {r['seconds']:.2f} s, {r['threads']} threads), peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
+    print(line(r))
 print(f"ratio (ours / PyTorch): {ours['images_per_second'] / theirs['images_per_second']:.2f}")
 PY
