@@ -5,6 +5,7 @@
 #include "Dispatch.h"
 #include "RowCopy.h"
 #include "Transpose.h"
+#include <stdint.h>
 #include <string.h>
 
 // Along the rows of a plane, from its −∞-bordered copy (RowCopy.h), eight output rows at a time, a vector of each.
@@ -870,20 +871,21 @@ __attribute__((target("avx2"))) static inline row3s2 row3s2_at(int s, int w) {
     return r;
 }
 
-// A load of the eight values from p: plain where every lane lies inside the row, else masked, −∞ outside it.
-__attribute__((target("avx2"), always_inline)) static inline __m256 load_or_lowest(const float *p, __m256i inside,
+// A load of the eight values at address p: plain where every lane lies inside the row, else masked, −∞ outside it
+// (addresses as integers: at the row's ends they may lie outside the plane, where no lane is read).
+__attribute__((target("avx2"), always_inline)) static inline __m256 load_or_lowest(uintptr_t p, __m256i inside,
                                                                                   int whole) {
-    if (whole) return _mm256_loadu_ps(p);
-    return _mm256_blendv_ps(_mm256_set1_ps(-__builtin_inff()), _mm256_maskload_ps(p, inside),
+    if (whole) return _mm256_loadu_ps((const float *)p);
+    return _mm256_blendv_ps(_mm256_set1_ps(-__builtin_inff()), _mm256_maskload_ps((const float *)p, inside),
                             _mm256_castsi256_ps(inside));
 }
 
 // One input row's maxima of taps 0, 1, 2 under a group's eight outputs (lane order 0 1 4 5 2 3 6 7), from p = the
-// column under the group's first output's tap 0.
-__attribute__((target("avx2"), always_inline)) static inline __m256 row_maxima8(const float *p, const row3s2 *r,
+// address of the column under the group's first output's tap 0.
+__attribute__((target("avx2"), always_inline)) static inline __m256 row_maxima8(uintptr_t p, const row3s2 *r,
                                                                                int exact, __m256 *sum) {
-    const __m256 a = load_or_lowest(p, r->a, r->whole), b = load_or_lowest(p + 8, r->b, r->whole);
-    const __m256 a2 = load_or_lowest(p + 2, r->a2, r->whole), b2 = load_or_lowest(p + 10, r->b2, r->whole);
+    const __m256 a = load_or_lowest(p, r->a, r->whole), b = load_or_lowest(p + 32, r->b, r->whole);
+    const __m256 a2 = load_or_lowest(p + 8, r->a2, r->whole), b2 = load_or_lowest(p + 40, r->b2, r->whole);
     const __m256 e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xdd);
     const __m256 n = _mm256_shuffle_ps(a2, b2, 0x88);
     if (exact) return max_or_nan8(max_or_nan8(e, o), n);
@@ -902,10 +904,12 @@ __attribute__((target("avx2"), always_inline)) static inline int pool3s2_avx2_gr
     const int g1 = single ? g0 + 1 : (ow + 7) / 8;
     const __m256 lowest = _mm256_set1_ps(-__builtin_inff());
     __m256 sum = _mm256_setzero_ps(), top[POOL3S2_GROUPS];
-    const float *base = plane - win->pad_left;
+    const uintptr_t base = (uintptr_t)plane - sizeof(float) * (uintptr_t)win->pad_left;
     const row3s2 first = r[g0];  // a single group's masks as a local (kept in registers)
 #define ROW(y, g)                                                                                                     \
-    ((y) >= 0 && (y) < h ? row_maxima8(base + (long)(y) * w + 16 * (g), single ? &first : &r[g], exact, &sum) : lowest)
+    ((y) >= 0 && (y) < h ? row_maxima8(base + sizeof(float) * (uintptr_t)((long)(y) * w + 16 * (g)),                  \
+                                       single ? &first : &r[g], exact, &sum)                                          \
+                         : lowest)
     int y = -win->pad_top;
     for (int g = g0; g < g1; g++) top[g - g0] = ROW(y, g);
     for (int oy = 0; oy < oh; oy++, out += ow, y += 2) {
