@@ -247,12 +247,7 @@ static void small_stride2_avx2(const float *plane, int h, int w, const wc_window
     // its odd ones SMALL_PITCH further.
     float *split = scratch + S2_ZEROS;
     __m256i inside[3];
-    for (int j = 0; j < 3; j++) {
-        const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(8 * j - win->pad_left),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        inside[j] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), at),
-                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(w), at));
-    }
+    for (int j = 0; j < 3; j++) inside[j] = wc_lanes_inside8(8 * j - win->pad_left, w);
     for (int r = 0; r < rows; r++) {
         const int y = r - win->pad_top;
         __m256 v[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -320,12 +315,7 @@ static void rows_stride2_avx2(const float *plane, int h, int w, const wc_window 
         // before the plane).
         float *strip = scratch + S2_ZEROS + (size_t)edges * h * S2_PITCH;
         __m256i inside[3];
-        for (int j = 0; j < 3; j++) {
-            const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(s + 8 * j), lanes);
-            inside[j] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), at),
-                                            _mm256_cmpgt_epi32(_mm256_set1_epi32(w), at));
-        }
+        for (int j = 0; j < 3; j++) inside[j] = wc_lanes_inside8(s + 8 * j, w);
         for (int y = 0; y < h; y++) {
             const uintptr_t from = (uintptr_t)(plane + (long)y * w) + sizeof(float) * (uintptr_t)(intptr_t)s;
             for (int j = 0; j < 3; j++)

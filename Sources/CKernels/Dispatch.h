@@ -42,6 +42,12 @@ __attribute__((target("avx512f"))) static inline __m512 wc_clamp512(__m512 x, __
     x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(low, x, _CMP_GE_OQ), low);
     return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(high, x, _CMP_LT_OQ), high);
 }
+// The lanes l whose column first + l lies in [0, w), all bits set (AVX2's masked loads' lanes inside a row).
+__attribute__((target("avx2"))) static inline __m256i wc_lanes_inside8(int first, int w) {
+    const __m256i c = _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), c),
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32(w), c));
+}
 // Lanes [from, to) of y to out + from (AVX2): shifted down to lane 0, then stored 4, 2 and 1 at a time — a masked
 // store (vmaskmovps) is microcoded on AMD Zen, many times slower.
 __attribute__((target("avx2"))) static inline void wc_store_lanes8(float *out, __m256 y, int from, int to) {

@@ -857,17 +857,8 @@ typedef struct {
 } row3s2;
 
 __attribute__((target("avx2"))) static inline row3s2 row3s2_at(int s, int w) {
-    row3s2 r;
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const int from[4] = {s, s + 8, s + 2, s + 10};
-    __m256i m[4];
-    for (int i = 0; i < 4; i++) {
-        const __m256i c = _mm256_add_epi32(lane, _mm256_set1_epi32(from[i]));
-        m[i] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), c),
-                                   _mm256_cmpgt_epi32(_mm256_set1_epi32(w), c));
-    }
-    r.a = m[0], r.b = m[1], r.a2 = m[2], r.b2 = m[3];
-    r.whole = s >= 0 && s + 18 <= w;
+    const row3s2 r = {wc_lanes_inside8(s, w), wc_lanes_inside8(s + 8, w), wc_lanes_inside8(s + 2, w),
+                      wc_lanes_inside8(s + 10, w), s >= 0 && s + 18 <= w};
     return r;
 }
 
