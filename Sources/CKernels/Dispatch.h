@@ -29,6 +29,10 @@ static inline float wc_clamp(float x, float low, float high) {
         VEC_CLAMP_LOW(IVEC, x, low);                                                                              \
         VEC_CLAMP_HIGH(IVEC, x, high);                                                                            \
     } while (0)
+// Makes the compiler compute vector x by this point (an empty asm that takes and gives it in a register). Before a loop
+// that stores only a block's first `rows` rows, Clang sank each row's chain of multiply-adds into that row's branch,
+// so that the chains ran one after another, each waiting out its own latency, instead of side by side.
+#define WC_KEEP(x) __asm__ volatile("" : "+v"(x))
 // The taps [lo, hi) of one axis that land inside the input for output position o, and the input position of tap 0.
 static inline void tap_span(int o, int kernel, int stride, int dilation, int pad, int size, int *lo, int *hi,
                             int *start) {
