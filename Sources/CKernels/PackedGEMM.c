@@ -8,7 +8,8 @@
 
 // FEW_PANELS: up to this many panels of A, B is read in place however wide (one thread, useful GFLOP/s, best of five
 // alternated runs: 16×32·32×12544 60 → 91, 24×144·144×3136 99 → 123, 32×192·192×784 110 → 140; 64 rows gained 7%).
-// NARROW_GROUP: panels taken together by the narrow kernels (up to four at once) for the last columns of a narrow B.
+// NARROW_GROUP: panels taken together by the narrow kernels (up to four at once) for the last columns of a narrow B;
+// TAIL_GROUP: the same for a wide B's last columns, after each group's last block of B.
 // KC_IN_PLACE: the columns of A (rows of B) a block of B read in place spans when B has IN_PLACE_WIDE columns or more.
 // The block's rows lie a whole row of B apart, often few of L1's sets between them (3,136 floats: every 16th row on the
 // same set), and the block, swept by each panel, must stay in L1 (one thread, useful GFLOP/s, best of five alternated
@@ -18,7 +19,7 @@
 // SPREAD_PANELS: with AVX-512, up to this many panels B is read in place too where the block's rows spread over
 // L1's sets (`spreads_in_l1`).
 enum { MR = 8, KC = 256, KC_IN_PLACE = 48, IN_PLACE_WIDE = 512, CHUNK = 16384, FEW_PANELS = 4, SPREAD_PANELS = 12,
-       NARROW_GROUP = 4 };
+       NARROW_GROUP = 4, TAIL_GROUP = 8 };
 
 // Whether `rows` rows of `width` floats from `b`, `ldb` floats apart, put at most L1_LINES_PER_SET cache lines on any
 // of L1's L1_SETS sets (64-byte lines; 48 KB of 12 ways on Zen 5 and recent Intel cores, 32 KB of 8 on older ones), so
@@ -46,6 +47,12 @@ static int spreads_in_l1(const float *b, long ldb, int rows, int width) {
 
 // The epilogue of one value: + bias, then clamped as Swift's min(max(x, low), high) does (a NaN stays NaN).
 static inline float finish(float x, float bias, const wc_epilogue *e) { return wc_clamp(x + bias, e->low, e->high); }
+// The epilogue of C's rows from row0 on (its bias from there).
+static inline wc_epilogue epilogue_from(const wc_epilogue *e, int row0) {
+    wc_epilogue rows = *e;
+    if (rows.bias) rows.bias += row0;
+    return rows;
+}
 
 // A block of A (its rows × KC columns) over L2_FLOATS floats does not stay in L2 (512 KB a core on AMD EPYC) while the
 // blocks of B sweep it: there B's columns go CHUNK_B floats at a time (in L2), each panel of A read once per chunk.
@@ -180,9 +187,16 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 
 // Few columns (batch 1 on maps up to 3×3): vectors run down panels' rows instead, one accumulator per column of B,
 // all n columns at once (a kernel for each n, so that A streams once and every accumulator stays in a register); a
-// vector PV holds PW panels' eight rows (AVX-512: two panels in one 16-lane vector, else one in 8 lanes), and under 5
-// columns twice as many panels go together, for enough independent sums to hide the latency of each multiply-add.
-// Each C value is the same sum, in the same order, as in the blocks above.
+// vector PV holds PW panels' eight rows (AVX-512: two panels in one 16-lane vector, else one in 8 lanes), and with
+// fewer columns more panels go together (eight vectors for one column, four for two, two for three or four), for
+// enough independent sums to hide the latency of each multiply-add. A block of kc columns of A (`stride` floats a row
+// of the panels) may add to C's sums (`accumulate`): a wide B's last few columns go so with each group of panels'
+// blocks (below), while that group's block of A is in cache, instead of in a sweep of their own that read A again from
+// L3 (one thread, C harness, µs, before → after: 1280×320·320×49 464–477 → 454–457, 48 columns 425–445;
+// 512×4608·4608×49 3,100 → 2,880; MobileNetV2 224 px at batch 1, its 1×1 layers on 7×7 maps, least of ten rounds,
+// 320 → 1280 502 → 457, 160 → 960 185–190 → 168, 960 → 320 369 → 353). The next panels are asked for ahead only from
+// three columns: with one or two (a matrix-vector product) it was slower (1000×512·512×1 45 → 32, ·512×2 48 → 33–41;
+// nine columns 115 → 120 without). Each C value is the same sum, in the same order, as in the blocks above.
 #define LOAD_PANELS_1(av, first, second) memcpy(&(av), (first), sizeof(rows8))
 #define LOAD_PANELS_2(av, first, second)                                                                          \
     do {                                                                                                          \
@@ -192,20 +206,25 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         (av) = __builtin_shufflevector(lo_, hi_, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);           \
     } while (0)
 #define DEFINE_NARROW(NAME, ATTR, PV, PW, NN)                                                                     \
-    ATTR static void NAME(int m, int k, const float *packed, const float *b, long ldb, float *c, long ldc,        \
-                          const wc_epilogue *e) {                                                                 \
-        enum { PN = NN <= 4 ? 2 : 1, PANELS = PN * PW };                                                          \
+    ATTR static void NAME(int m, int k, long stride, const float *packed, const float *b, long ldb, float *c,     \
+                          long ldc, int accumulate, const wc_epilogue *e) {                                       \
+        enum { PN = NN == 1 ? 8 / PW : NN == 2 ? 4 / PW : NN <= 4 ? 2 : 1, PANELS = PN * PW };                   \
         for (int p = 0; p < m; p += PANELS * MR) {                                                                \
             const float *a[PANELS];                                                                               \
             PV acc[PN][NN];                                                                                       \
             /* Panels past the last run the first again; they are not stored. */                                  \
-            for (int q = 0; q < PANELS; q++) a[q] = packed + (size_t)(p + q * MR < m ? p + q * MR : p) * k;       \
+            for (int q = 0; q < PANELS; q++) a[q] = packed + (size_t)(p + q * MR < m ? p + q * MR : p) * stride;  \
             for (int q = 0; q < PN; q++)                                                                          \
                 for (int j = 0; j < NN; j++) acc[q][j] = (PV){0};                                                 \
+            /* Accumulating: each sum starts from C (its rows within m). */                                      \
+            for (int q = 0; accumulate && q < PN; q++)                                                            \
+                for (int j = 0; j < NN; j++)                                                                      \
+                    for (int l = 0; l < PW * MR && p + q * PW * MR + l < m; l++)                                  \
+                        acc[q][j][l] = c[(p + q * PW * MR + l) * ldc + j];                                        \
             for (int kk = 0; kk < k; kk++) {                                                                      \
                 PV av[PN];                                                                                        \
                 for (int q = 0; q < PN; q++) {                                                                    \
-                    if (!(kk & 1))                                                                                \
+                    if (NN > 2 && !(kk & 1))                                                                      \
                         for (int h = 0; h < PW; h++) __builtin_prefetch(a[q * PW + h] + kk * MR + PREFETCH);      \
                     LOAD_PANELS_##PW(av[q], a[q * PW] + (size_t)kk * MR, a[q * PW + PW - 1] + (size_t)kk * MR);   \
                 }                                                                                                 \
@@ -223,7 +242,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             }                                                                                                     \
         }                                                                                                         \
     }
-#define NARROW_CASE(NAME, NN) case NN: NAME##_narrow##NN(m, k, packed, b, ldb, c, ldc, e); return;
+#define NARROW_CASE(NAME, NN) case NN: NAME##_narrow##NN(m, k, stride, packed, b, ldb, c, ldc, accumulate, e); return;
 #define DEFINE_NARROWS_TO_3(NAME, ATTR, PV, PW)                                                                   \
     DEFINE_NARROW(NAME##_narrow1, ATTR, PV, PW, 1)                                                                \
     DEFINE_NARROW(NAME##_narrow2, ATTR, PV, PW, 2)                                                                \
@@ -246,8 +265,8 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
 #define DEFINE_NARROWS(NAME, ATTR, UPTO, PV, PW) DEFINE_NARROWS_UPTO(NAME, ATTR, UPTO, PV, PW)
 #define DEFINE_NARROWS_UPTO(NAME, ATTR, UPTO, PV, PW)                                                             \
     DEFINE_NARROWS_TO_##UPTO(NAME, ATTR, PV, PW)                                                                  \
-    ATTR static void NAME##_narrow(int m, int n, int k, const float *packed, const float *b, long ldb, float *c,  \
-                                   long ldc, const wc_epilogue *e) {                                              \
+    ATTR static void NAME##_narrow(int m, int n, int k, long stride, const float *packed, const float *b,         \
+                                   long ldb, float *c, long ldc, int accumulate, const wc_epilogue *e) {          \
         switch (n) { CASES_TO_##UPTO(NAME) }                                                                      \
     }
 
@@ -322,16 +341,15 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                           const wc_epilogue *e) {                                                                 \
         /* Few columns: down the panel's rows (a zero-padded vector block would leave L − n of each vector's   */ \
         /* lanes idle: 7 of 16 on a 3×3 map).                                                                    */ \
-        if (n <= NARROW_##L) { NAME##_narrow(m, n, k, packed, b, ldb, c, ldc, e); return; }                       \
+        if (n <= NARROW_##L) { NAME##_narrow(m, n, k, k, packed, b, ldb, c, ldc, 0, e); return; }                 \
         int whole = n / L * L, tail = n - whole;                                                                  \
         /* A few columns past the last whole vector (one on 7×7, 15×15 and 31×31 maps at batch 1): down the      */ \
         /* rows too, not in a zero-padded vector (15 of its 16 lanes idle, and a copy of those columns of B).    */ \
-        /* With a narrow B (below) they go with each group of panels while those are in cache; else in a sweep   */ \
-        /* of their own over A.                                                                                  */ \
+        /* They go with each group of panels while those are in cache (below); with few panels in a sweep of     */ \
+        /* their own over A, which is small.                                                                     */ \
         int narrowTail = 0;                                                                                       \
         if (tail && tail <= NARROW_##L) {                                                                         \
-            if (n <= 4 * L) narrowTail = tail;                                                                    \
-            else NAME##_narrow(m, tail, k, packed, b + whole, ldb, c + whole, ldc, e);                            \
+            narrowTail = tail;                                                                                    \
             tail = 0;                                                                                             \
         }                                                                                                         \
         float *tailB = tail ? malloc(sizeof(float) * L * (size_t)k) : NULL;                                       \
@@ -359,6 +377,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                 }                                                                                                 \
                 for (int p = 0; tail && p < m; p += MR) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e); \
             }                                                                                                     \
+            if (narrowTail) NAME##_narrow(m, narrowTail, k, k, packed, b + whole, ldb, c + whole, ldc, 0, e);     \
             free(tailB);                                                                                          \
             return;                                                                                               \
         }                                                                                                         \
@@ -374,13 +393,9 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                         if (tail) NAME##_tail(m, k, kb, kc, packed, tailB, tail, c + whole, ldc, p, e);           \
                     }                                                                                             \
                 if (narrowTail) {                                                                                 \
-                    wc_epilogue group;                                                                            \
-                    if (e) {                                                                                      \
-                        group = *e;                                                                               \
-                        if (e->bias) group.bias = e->bias + p0;                                                   \
-                    }                                                                                             \
-                    NAME##_narrow(p1 - p0, narrowTail, k, packed + (size_t)p0 * k, b + whole, ldb,                \
-                                  c + (long)p0 * ldc + whole, ldc, e ? &group : NULL);                            \
+                    const wc_epilogue group = e ? epilogue_from(e, p0) : (wc_epilogue){0};                        \
+                    NAME##_narrow(p1 - p0, narrowTail, k, k, packed + (size_t)p0 * k, b + whole, ldb,             \
+                                  c + (long)p0 * ldc + whole, ldc, 0, e ? &group : NULL);                         \
                 }                                                                                                 \
             }                                                                                                     \
             free(tailB);                                                                                          \
@@ -420,6 +435,14 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
                         width = NAME##_width(end - n0);                                                           \
                         NAME##_block(width, kc, a, src, width, c + p * ldc + n0, ldc, rows, accumulate, last, p, 0); \
                         src += kc * width;                                                                        \
+                    }                                                                                             \
+                    /* The narrow tail of each TAIL_GROUP panels after the last chunk, their block of A in cache. */  \
+                    if (narrowTail && end == whole && (p + MR >= m || (p / MR + 1) % TAIL_GROUP == 0)) {           \
+                        const int p0 = p / (TAIL_GROUP * MR) * (TAIL_GROUP * MR), p1 = p + MR < m ? p + MR : m;     \
+                        const wc_epilogue group = last ? epilogue_from(last, p0) : (wc_epilogue){0};              \
+                        NAME##_narrow(p1 - p0, narrowTail, kc, k, packed + (size_t)p0 * k + (size_t)kb * MR,      \
+                                      b + kb * ldb + whole, ldb, c + (long)p0 * ldc + whole, ldc, accumulate,     \
+                                      last ? &group : NULL);                                                      \
                     }                                                                                             \
                 }                                                                                                 \
             }                                                                                                     \

@@ -19,8 +19,9 @@ import _TestSupport
     static let cases = [Case(m: 1, n: 1, k: 1), Case(m: 8, n: 4, k: 9), Case(m: 13, n: 15, k: 300), Case(m: 17, n: 16, k: 27),
                         Case(m: 24, n: 33, k: 5), Case(m: 9, n: 70, k: 257), Case(m: 40, n: 200, k: 64), Case(m: 3, n: 9, k: 600),
                         Case(m: 20, n: 93, k: 40), Case(m: 19, n: 10, k: 300),
-                        // A narrow B with a few columns past its whole vectors, taken down the rows with each group of
-                        // four panels: two groups and a partial one, across two blocks of depth.
+                        // A few columns past B's whole vectors, taken down the rows with each group of panels: a
+                        // narrow B (AVX-512), groups of four panels, two and a partial one; a wide one (AVX2), after each
+                        // group of eight panels' blocks, one and a partial one, across two blocks of depth (accumulating).
                         Case(m: 70, n: 49, k: 300), Case(m: 45, n: 21, k: 40),
                         // Runs of columns that end three vectors before their end, taken in one three-vector block: B in
                         // place under few panels, a narrow B with a tail down the rows, and copied blocks of B (shallow,
