@@ -117,6 +117,13 @@ import _TestSupport
         Case(n: 2, c: 2, h: 11, w: 56, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 3, h: 10, w: 16, k: 3, stride: 2, dilation: 1, pads: (0, 0, 1, 1)),
         Case(n: 2, c: 2, h: 7, w: 56, k: 3, stride: 2, dilation: 1, pads: (1, 0, 1, 1)),
+        // 5×5 at stride 2 with left padding 2 or 1 (TensorFlow's "same"), outputs half the input's width and 16 or more
+        // wide: on AVX2 without the bordered copy, four rows a block (two and a partial one; one), both ends of a row,
+        // an interior vector and a last one overlapping by 4 lanes, top padding 1 and 2.
+        Case(n: 2, c: 3, h: 22, w: 56, k: 5, stride: 2, dilation: 1, pads: (2, 2, 1, 1)),
+        Case(n: 1, c: 2, h: 9, w: 32, k: 5, stride: 2, dilation: 1, pads: (1, 2, 2, 1)),
+        Case(n: 2, c: 3, h: 21, w: 56, k: 5, stride: 2, dilation: 1, pads: (1, 1, 2, 2)),
+        Case(n: 1, c: 2, h: 8, w: 32, k: 5, stride: 2, dilation: 1, pads: (2, 1, 1, 3)),
         // ... and 6 or 7 outputs wide at left padding 1 (one vector a row, the values past the row masked off); 5
         // and 4 wide stay across channels.
         Case(n: 2, c: 3, h: 14, w: 14, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
