@@ -492,6 +492,29 @@ d3s2_vectors(int edge, int pad, const float *row, int ox, int w, __m256 x[3]) {
     }
 }
 
+// The first `rows` of a stride-2 block's `n` rows of sums (lanes in the order 0 1 4 5 2 3 6 7) at outputs
+// [ox, ox + 8): put in order, + residual, clamped, lanes [from, to) stored.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+s2_store(const __m256 *acc, int n, int rows, int ox, int from, int to, int ow, float *out, const float *residual,
+         __m256 lo, __m256 hi) {
+    for (int r = 0; r < n && r < rows; r++) {
+        __m256 y = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc[r]), 0xd8));
+        if (residual && to == 8) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * ow + ox));
+        else if (residual) {
+            float part[8] = {0};
+            memcpy(part, residual + (long)r * ow + ox, sizeof(float) * (size_t)to);
+            y = _mm256_add_ps(y, _mm256_loadu_ps(part));
+        }
+        wc_store_lanes8(out + (long)r * ow + ox, wc_clamp256(y, lo, hi), from, to);
+    }
+}
+
+// in[i] = input row first + i for i < count, or `zeros` (a row of zeros) where that row lies above or below the plane.
+static inline __attribute__((always_inline)) void input_rows(const float *plane, int h, int w, const float *zeros,
+                                                              int first, int count, const float **in) {
+    for (int i = 0; i < count; i++) in[i] = first + i >= 0 && first + i < h ? plane + (long)(first + i) * w : zeros;
+}
+
 // D3S2_ROWS output rows from oy0 (the first `rows` stored) at outputs [ox, ox + 8), lanes [from, to) stored; in[i] is
 // input row 2·oy0 − pad_top + i.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
@@ -510,17 +533,7 @@ d3s2_block(int edge, int pad, const float *const in[2 * D3S2_ROWS + 1], int ox, 
         }
     }
     for (int r = 0; r < D3S2_ROWS; r++) WC_KEEP(acc[r]);
-    for (int r = 0; r < D3S2_ROWS; r++) {
-        if (r >= rows) break;
-        __m256 y = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc[r]), 0xd8));
-        if (residual && to == 8) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * ow + ox));
-        else if (residual) {
-            float part[8] = {0};
-            memcpy(part, residual + (long)r * ow + ox, sizeof(float) * (size_t)to);
-            y = _mm256_add_ps(y, _mm256_loadu_ps(part));
-        }
-        wc_store_lanes8(out + (long)r * ow + ox, wc_clamp256(y, lo, hi), from, to);
-    }
+    s2_store(acc, D3S2_ROWS, rows, ox, from, to, ow, out, residual, lo, hi);
 }
 
 // Both kernels above over a plane (S the stride); `zeros`: w floats of scratch, the rows above and below the plane.
@@ -535,10 +548,7 @@ rows_3x3(int S, const float *plane, int h, int w, const wc_window *win, const fl
     for (int oy0 = 0; oy0 < oh; oy0 += block) {
         const int rows = oh - oy0 < block ? oh - oy0 : block;
         const float *in[D3_ROWS + 2 > 2 * D3S2_ROWS + 1 ? D3_ROWS + 2 : 2 * D3S2_ROWS + 1];
-        for (int i = 0; i < S * (block - 1) + 3; i++) {
-            const int y = S * oy0 - win->pad_top + i;
-            in[i] = y >= 0 && y < h ? plane + (long)y * w : zeros;
-        }
+        input_rows(plane, h, w, zeros, S * oy0 - win->pad_top, S * (block - 1) + 3, in);
         float *o = out + (long)oy0 * ow;
         const float *res = residual ? residual + (long)oy0 * ow : NULL;
         // The first vector, the inside ones, then one over the last eight outputs storing those not yet stored.
@@ -569,19 +579,17 @@ __attribute__((target("avx2,fma"))) static void rows_3x3_avx2(const float *plane
     else rows_3x3(2, plane, h, w, win, taps, bias, out, oh, ow, residual, low, high, zeros);
 }
 
-#endif
-
 // ---- 5×5 at stride 2 along the rows, AVX2, without the copy ------------------------------------------------------
 //
 // 5×5 stride-2 layers with left padding 2 (PyTorch's) or 1 (TensorFlow's "same", EfficientNet-Lite0's 56 → 28 once
 // its Pad is folded in) onto outputs half the input's width and 16 or more wide (narrower ones take
 // `rows_stride2_avx2`): as in the 3×3 kernel above, each input row's inputs under eight outputs for taps kj = 0 … 4
 // are the even or odd values of sixteen consecutive ones from columns 2·ox − 2, 2·ox and 2·ox + 2 (an in-lane shuffle
-// of two loads each), in the lane order 0 1 4 5 2 3 6 7; four output rows a block (eleven
-// input rows), the 25 taps read as operands, the loops unrolled in full (rolled, Clang kept the rows' tests at run
-// time). Columns −2 and −1 under the first vector and w and w + 1 under the last come in as zeros through a permute
-// of a vector inside the row, and a row above or below the plane is a row of zeros: each output is bias, then fma(input, tap,
-// sum) for every tap in row-major order, 0 over the border — the bordered copy's sums, bit for bit. C harness, one
+// of two loads each), in the lane order 0 1 4 5 2 3 6 7; four output rows a block (eleven input rows), the 25 taps
+// read as operands, the loops unrolled in full (rolled, Clang kept the rows' tests at run time). Columns −2 and −1
+// under the first vector and w and w + 1 under the last come in as zeros through a permute of a vector inside the
+// row, and a row above or below the plane is a row of zeros: each output is bias, then fma(input, tap, sum) for every
+// tap in row-major order, 0 over the border — the bordered copy's sums, bit for bit. C harness, one
 // thread, ns a plane, bordered copy → this kernel (two / three / four rows a block): 56 → 28 1,714 → 1,599 / 1,412 /
 // 1,292 (at left padding 1, 144 planes: 2,696 → 1,735); 32 → 16 591 → 378 (four rows); 112 → 56 4,553 → 4,283.
 // EfficientNet-Lite0's 56 → 28 on 144 channels, node least: batch 1, one thread, 257 → 201 µs; batch 16, two threads,
@@ -620,8 +628,8 @@ d5s2_vectors(int edge, int pad, const float *row, int ox, __m256 x[5]) {
     }
 }
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-d5s2_block(int edge, int pad, const float *const in[2 * D5S2_ROWS + 3], int ox, int from, int ow, const float *taps, __m256 b,
-           float *out, const float *residual, int rows, __m256 lo, __m256 hi) {
+d5s2_block(int edge, int pad, const float *const in[2 * D5S2_ROWS + 3], int ox, int from, int ow, const float *taps,
+           __m256 b, float *out, const float *residual, int rows, __m256 lo, __m256 hi) {
     __m256 acc[D5S2_ROWS];
     for (int r = 0; r < D5S2_ROWS; r++) acc[r] = b;
     _Pragma("clang loop unroll(full)") for (int i = 0; i < 2 * D5S2_ROWS + 3; i++) {
@@ -630,16 +638,22 @@ d5s2_block(int edge, int pad, const float *const in[2 * D5S2_ROWS + 3], int ox, 
         _Pragma("clang loop unroll(full)") for (int r = 0; r < D5S2_ROWS; r++) {
             const int ki = i - 2 * r;
             if (ki < 0 || ki > 4) continue;
-            _Pragma("clang loop unroll(full)") for (int kj = 0; kj < 5; kj++) acc[r] = _mm256_fmadd_ps(x[kj], _mm256_broadcast_ss(taps + 5 * ki + kj), acc[r]);
+            _Pragma("clang loop unroll(full)") for (int kj = 0; kj < 5; kj++)
+                acc[r] = _mm256_fmadd_ps(x[kj], _mm256_broadcast_ss(taps + 5 * ki + kj), acc[r]);
         }
     }
     for (int r = 0; r < D5S2_ROWS; r++) WC_KEEP(acc[r]);
-    for (int r = 0; r < D5S2_ROWS; r++) {
-        if (r >= rows) break;
-        __m256 y = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc[r]), 0xd8));
-        if (residual) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * ow + ox));
-        wc_store_lanes8(out + (long)r * ow + ox, wc_clamp256(y, lo, hi), from, 8);
-    }
+    s2_store(acc, D5S2_ROWS, rows, ox, from, 8, ow, out, residual, lo, hi);
+}
+// A block of rows: the first vector, the inside ones, then one over the last eight outputs storing those not yet
+// stored (`pad` a constant where the caller passes one).
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+d5s2_rows(int pad, const float *const in[2 * D5S2_ROWS + 3], int ow, const float *taps, __m256 b, float *out,
+          const float *residual, int rows, __m256 lo, __m256 hi) {
+    d5s2_block(1, pad, in, 0, 0, ow, taps, b, out, residual, rows, lo, hi);
+    int ox = 8;
+    for (; ox < ow - 8; ox += 8) d5s2_block(0, pad, in, ox, 0, ow, taps, b, out, residual, rows, lo, hi);
+    d5s2_block(2, pad, in, ow - 8, ox - (ow - 8), ow, taps, b, out, residual, rows, lo, hi);
 }
 static int rows_5x5s2_runs(int w, const wc_window *win, int ow) {
     return wc_kernels_isa() == WC_ISA_AVX2 && win->kh == 5 && win->kw == 5 && win->dh == 1 && win->dw == 1 &&
@@ -654,24 +668,15 @@ __attribute__((target("avx2,fma"))) static void rows_5x5s2_avx2(const float *pla
     for (int oy0 = 0; oy0 < oh; oy0 += D5S2_ROWS) {
         const int rows = oh - oy0 < D5S2_ROWS ? oh - oy0 : D5S2_ROWS;
         const float *in[2 * D5S2_ROWS + 3];
-        for (int i = 0; i < 2 * D5S2_ROWS + 3; i++) {
-            const int y = 2 * oy0 - win->pad_top + i;
-            in[i] = y >= 0 && y < h ? plane + (long)y * w : zeros;
-        }
+        input_rows(plane, h, w, zeros, 2 * oy0 - win->pad_top, 2 * D5S2_ROWS + 3, in);
         float *o = out + (long)oy0 * ow;
         const float *res = residual ? residual + (long)oy0 * ow : NULL;
-        int ox = 8;
-        if (win->pad_left == 2) {
-            d5s2_block(1, 2, in, 0, 0, ow, taps, b, o, res, rows, lo, hi);
-            for (; ox < ow - 8; ox += 8) d5s2_block(0, 2, in, ox, 0, ow, taps, b, o, res, rows, lo, hi);
-            d5s2_block(2, 2, in, ow - 8, ox - (ow - 8), ow, taps, b, o, res, rows, lo, hi);
-        } else {
-            d5s2_block(1, 1, in, 0, 0, ow, taps, b, o, res, rows, lo, hi);
-            for (; ox < ow - 8; ox += 8) d5s2_block(0, 1, in, ox, 0, ow, taps, b, o, res, rows, lo, hi);
-            d5s2_block(2, 1, in, ow - 8, ox - (ow - 8), ow, taps, b, o, res, rows, lo, hi);
-        }
+        if (win->pad_left == 2) d5s2_rows(2, in, ow, taps, b, o, res, rows, lo, hi);
+        else d5s2_rows(1, in, ow, taps, b, o, res, rows, lo, hi);
     }
 }
+
+#endif
 
 // ---- 3×3 and 5×5 at strides 1 and 2 along the rows, AVX-512, without the copy ----------------------------------
 //
