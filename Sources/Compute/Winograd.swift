@@ -16,14 +16,29 @@ public enum Winograd {
     /// Whether a call gains. With few output tiles (batch 1, the last layers' 2×2 or 4×4 maps) the 16 GEMMs are
     /// matrix–vector products bound by reading the transformed weights, 16/9 the bytes of the kernels, so im2col + one
     /// GEMM over the plain weights is faster. Under 64 input channels the 16 products are shallow: they repay the
-    /// transforms from `shallowLeastTileChannels` tiles × input channels over the call's images.
+    /// transforms from `shallowLeastTileChannels` tiles × input channels over the call's images (AVX2:
+    /// `avx2ShallowLeast`).
     public static func pays(images: Int, outputHeight oh: Int, outputWidth ow: Int, inputChannels: Int) -> Bool {
         let tiles = ((oh + 1) / 2) * ((ow + 1) / 2)
         // On odd maps the last tiles compute outputs past the edge: on 3×3 maps 7 of 16 (64 → 256 channels, batch 64,
         // one thread: 2.3 ms through Winograd, 1.45 through im2col); 2×2 maps waste none (2.2 against 2.8 ms).
         guard images * tiles >= 16, Double(oh * ow) >= 0.6 * Double(4 * tiles) else { return false }
-        return inputChannels >= 64 || images * tiles * inputChannels >= shallowLeastTileChannels
+        guard inputChannels < 64 else { return true }
+        if wc_kernels_isa() == Int32(WC_ISA_AVX2) { return tiles * inputChannels * inputChannels >= avx2ShallowLeast }
+        return images * tiles * inputChannels >= shallowLeastTileChannels
     }
+
+    /// With AVX2, under 64 input channels, the least tiles of one image (whatever the batch) times the input channels
+    /// squared for which Winograd beats the weights-as-vectors kernel (about 83 GFLOP/s here): the products' depth is
+    /// the channels, and the transforms' share falls with both. One-layer models (3×3 + Clip), one thread, µs an image,
+    /// least of 1 s, Winograd / direct at batch 1 and 8 (session 47, AVX2 host): below, 16 → 64 on 11×11 (36 tiles,
+    /// 9,216) 29.4 / 29.5 and 40.1 / 28.2, on 13×13 (12,544) 52 / 40 and 50 / 38, on 15×15 (SqueezeNet 1.1 64 px's
+    /// fire 3 and 4, 16,384) 53.2 / 50.5 and 51.7 / 49.5, on 19×19 (25,600) 107 / 81 and 102 / 80, on 23×23 (36,864)
+    /// 132 / 117 and 132 / 116; 32 → 128 on 7×7 (fire 6 and 7, 16,384) 45.4 / 45.1 and 47.3 / 44.4, on 9×9 (25,600)
+    /// 77 / 69 and 73 / 68, on 11×11 (36,864) 117 / 104 and 103 / 101; above, 32 → 128 on 13×13 (50,176) 134 / 142 and
+    /// 133 / 141, on 15×15 (65,536) 152 / 186 and 145 / 185, 16 → 64 on 31×31 (65,536) 192 / 209 and 191 / 213, 48 →
+    /// 96 on 9×9 (57,600) 80 / 79 and 76 / 79, 48 → 192 on 13×13 250 / 317.
+    static let avx2ShallowLeast = 40_000
 
     /// Under 64 input channels, the fewest tiles (2×2 outputs, over every image of the call) times input channels for
     /// which Winograd beats the direct and weights-as-vectors kernels: the transforms cost per tile and channel, the

@@ -1,4 +1,5 @@
 @testable import Compute
+import CKernels
 import Testing
 import _TestSupport
 
@@ -7,18 +8,23 @@ import _TestSupport
 @Suite struct WinogradSplitTests {
     /// Where a call takes Winograd: 64 input channels or more on maps that waste few tiles; fewer channels from
     /// `shallowLeastTileChannels` tiles × input channels over the call's images (SqueezeNet 1.1's 16 → 64 layers on 55×55
-    /// and 15×15 maps and its 48 → 192 layers on 13×13 at batch 1).
+    /// and 15×15 maps and its 48 → 192 layers on 13×13 at batch 1), with AVX2 from `avx2ShallowLeast` tiles of one
+    /// image × input channels² whatever the batch (SqueezeNet 1.1 64 px's 15×15 and 7×7 layers then take the
+    /// weights-as-vectors kernel).
     @Test func winogradPaysByChannelsAndTiles() {
         #expect(Winograd.pays(images: 1, outputHeight: 13, outputWidth: 13, inputChannels: 64))
         #expect(!Winograd.pays(images: 64, outputHeight: 3, outputWidth: 3, inputChannels: 64))
         #expect(Winograd.pays(images: 1, outputHeight: 55, outputWidth: 55, inputChannels: 16))
         #expect(Winograd.pays(images: 1, outputHeight: 27, outputWidth: 27, inputChannels: 32))
-        #expect(Winograd.pays(images: 1, outputHeight: 15, outputWidth: 15, inputChannels: 16))
-        #expect(Winograd.pays(images: 1, outputHeight: 13, outputWidth: 13, inputChannels: 16))
         #expect(Winograd.pays(images: 1, outputHeight: 13, outputWidth: 13, inputChannels: 48))
         #expect(!Winograd.pays(images: 1, outputHeight: 11, outputWidth: 11, inputChannels: 16))
         #expect(!Winograd.pays(images: 1, outputHeight: 7, outputWidth: 7, inputChannels: 32))
-        #expect(Winograd.pays(images: 4, outputHeight: 7, outputWidth: 7, inputChannels: 32))
+        let avx2 = wc_kernels_isa() == Int32(WC_ISA_AVX2)
+        #expect(Winograd.pays(images: 1, outputHeight: 15, outputWidth: 15, inputChannels: 16) == !avx2)
+        #expect(Winograd.pays(images: 1, outputHeight: 13, outputWidth: 13, inputChannels: 16) == !avx2)
+        #expect(Winograd.pays(images: 4, outputHeight: 7, outputWidth: 7, inputChannels: 32) == !avx2)
+        #expect(Winograd.pays(images: 64, outputHeight: 15, outputWidth: 15, inputChannels: 16) == !avx2)
+        #expect(Winograd.pays(images: 1, outputHeight: 15, outputWidth: 15, inputChannels: 32))
     }
 
     /// One image splits over the workers by rows of tiles (under 64 input channels, or on wide maps) or by output
