@@ -332,15 +332,31 @@ DEFINE_DIRECT_BLOCK8(direct8_block3, 3)
 DEFINE_DIRECT_BLOCK8(direct8_block2, 2)
 DEFINE_DIRECT_BLOCK8(direct8_block1, 1)
 
-// The assembly loops' frame: twelve sums zeroed, then for kk in [0, k) (rax) the (channel, tap)'s offset in r10.
-#define SUMS_LOOP_HEAD                                                                                            \
-    "vxorps %%ymm0, %%ymm0, %%ymm0\n\t vxorps %%ymm1, %%ymm1, %%ymm1\n\t vxorps %%ymm2, %%ymm2, %%ymm2\n\t"        \
-    "vxorps %%ymm3, %%ymm3, %%ymm3\n\t vxorps %%ymm4, %%ymm4, %%ymm4\n\t vxorps %%ymm5, %%ymm5, %%ymm5\n\t"        \
-    "vxorps %%ymm6, %%ymm6, %%ymm6\n\t vxorps %%ymm7, %%ymm7, %%ymm7\n\t vxorps %%ymm8, %%ymm8, %%ymm8\n\t"        \
-    "vxorps %%ymm9, %%ymm9, %%ymm9\n\t vxorps %%ymm10, %%ymm10, %%ymm10\n\t vxorps %%ymm11, %%ymm11, %%ymm11\n\t"  \
-    "xorl %%eax, %%eax\n\t testq %[k], %[k]\n\t jle 2f\n\t .p2align 4\n"                                           \
-    "1:\n\t movslq (%[offsets],%%rax,4), %%r10\n\t"
-#define SUMS_LOOP_TAIL "incq %%rax\n\t cmpq %[k], %%rax\n\t jl 1b\n 2:\n\t"
+// Which of a block's (channel, tap) pairs it sums, in order: for each of `channels` channels, `run` taps, then `skip`
+// taps passed over (the weights and offsets given start at the first channel's first tap summed). All of k is one
+// channel of k taps; a block whose outputs all lie in the first or last rows of a padded map skips the window's rows
+// that read only the zero border (`reach` in `direct_vectors`).
+typedef struct {
+    long channels, run, skip;
+} sweep;
+
+// The assembly loops' frame: twelve sums zeroed, then for each channel (r11) its run of taps (rax), each (channel,
+// tap)'s offset read into r10. TILE(X) lists the twelve sums' places in the tile and their registers.
+#define SUM_STORE(at, r) "vmovups %%ymm" #r ", " #at "(%[acc])\n\t"
+#define SUM_ZERO(at, r) "vxorps %%ymm" #r ", %%ymm" #r ", %%ymm" #r "\n\t"
+#define SUMS_LOOP_HEAD(TILE)                                                                                      \
+    TILE(SUM_ZERO)                                                                                                \
+    "movq %[channels], %%r11\n"                                                                                  \
+    "5:\n\t movq %[run], %%rax\n\t .p2align 4\n"                                                                  \
+    "1:\n\t movslq (%[offsets]), %%r10\n\t"
+// SKIP_A: the other weight pointers to move past the skipped taps with %[a].
+#define SUMS_LOOP_TAIL(SKIP_A)                                                                                    \
+    "addq $4, %[offsets]\n\t decq %%rax\n\t jnz 1b\n\t"                                                           \
+    "addq %[skip_a], %[a]\n\t" SKIP_A "addq %[skip_o], %[offsets]\n\t decq %%r11\n\t jnz 5b\n\t"
+
+// Output j, panel p's sums at acc + j·TILE_WIDTH + p·8: four outputs × three panels, three outputs × four panels.
+#define TILE3(X) X(0, 0) X(32, 1) X(64, 2) X(128, 3) X(160, 4) X(192, 5) X(256, 6) X(288, 7) X(320, 8) X(384, 9) X(416, 10) X(448, 11)
+#define TILE34(X) X(0, 0) X(32, 1) X(64, 2) X(96, 3) X(128, 4) X(160, 5) X(192, 6) X(224, 7) X(256, 8) X(288, 9) X(320, 10) X(352, 11)
 
 // AVX2, the weights as vectors: a block of four outputs (any four of one image's plane, in order, each with its own place
 // in the copy) × NP panels (8·NP channels). For each (channel, tap) the NP panels' eight weights are one aligned load
@@ -353,11 +369,12 @@ DEFINE_DIRECT_BLOCK8(direct8_block1, 1)
 // Three panels in assembly, with the twelve sums, the three weight vectors and the broadcast in the sixteen registers:
 // Clang's allocation of the same loop in C moved the sums between registers and spilled two of them on every
 // (channel, tap) (33–42 GFLOP/s against 55–75 here).
-__attribute__((target("avx2,fma"))) static inline void vector_sums3(long k, const float *a, long panel_bytes,
+__attribute__((target("avx2,fma"))) static inline void vector_sums3(sweep s, const float *a, long panel_bytes,
                                                                     const float *const in[4], const int *offsets,
                                                                     float *acc) {
+    const long skip_a = s.skip * PANEL * (long)sizeof(float), skip_o = s.skip * (long)sizeof(int);
     __asm__ volatile(
-        SUMS_LOOP_HEAD
+        SUMS_LOOP_HEAD(TILE3)
         "vmovups (%[a]), %%ymm12\n\t"
         "vmovups (%[a],%[pb],1), %%ymm13\n\t"
         "vmovups (%[a],%[pb],2), %%ymm14\n\t"
@@ -370,41 +387,41 @@ __attribute__((target("avx2,fma"))) static inline void vector_sums3(long k, cons
         "vbroadcastss (%[i3],%%r10,4), %%ymm15\n\t"
         "vfmadd231ps %%ymm12, %%ymm15, %%ymm9\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm10\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
         "addq $32, %[a]\n\t"
-        SUMS_LOOP_TAIL
-        "vmovups %%ymm0, (%[acc])\n\t vmovups %%ymm1, 32(%[acc])\n\t vmovups %%ymm2, 64(%[acc])\n\t"
-        "vmovups %%ymm3, 128(%[acc])\n\t vmovups %%ymm4, 160(%[acc])\n\t vmovups %%ymm5, 192(%[acc])\n\t"
-        "vmovups %%ymm6, 256(%[acc])\n\t vmovups %%ymm7, 288(%[acc])\n\t vmovups %%ymm8, 320(%[acc])\n\t"
-        "vmovups %%ymm9, 384(%[acc])\n\t vmovups %%ymm10, 416(%[acc])\n\t vmovups %%ymm11, 448(%[acc])\n\t"
-        : [a] "+r"(a)
-        : [k] "r"(k), [pb] "r"(panel_bytes), [offsets] "r"(offsets), [i0] "r"(in[0]), [i1] "r"(in[1]),
+        SUMS_LOOP_TAIL("")
+        TILE3(SUM_STORE)
+        : [a] "+r"(a), [offsets] "+r"(offsets)
+        : [channels] "rm"(s.channels), [run] "rm"(s.run), [skip_a] "rm"(skip_a), [skip_o] "rm"(skip_o),
+          [pb] "r"(panel_bytes), [i0] "r"(in[0]), [i1] "r"(in[1]),
           [i2] "r"(in[2]), [i3] "r"(in[3]), [acc] "r"(acc)
-        : "rax", "r10", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
+        : "rax", "r10", "r11", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
           "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15");
 }
 
 // The same sums for NP ≤ 2 panels in C (8 + 2 + 1 registers: Clang keeps them).
 #define DEFINE_VECTOR_SUMS(NAME, NP)                                                                              \
-    __attribute__((target("avx2,fma"))) static inline void NAME(long k, const float *a, long panel_bytes,         \
+    __attribute__((target("avx2,fma"))) static inline void NAME(sweep sw, const float *a, long panel_bytes,       \
                                                                 const float *const in[4], const int *offsets,     \
-                                                                float *acc) {                                     \
+                                                                float *acc) {                           \
         __m256 s[4][NP];                                                                                          \
         for (int j = 0; j < 4; j++)                                                                               \
-            for (int p = 0; p < NP; p++) s[j][p] = _mm256_setzero_ps();                                           \
+            for (int p = 0; p < NP; p++)                                                                          \
+                s[j][p] = _mm256_setzero_ps();                                                                    \
         const float *in0 = in[0], *in1 = in[1], *in2 = in[2], *in3 = in[3];                                       \
         const long step = panel_bytes / (long)sizeof(float);                                                      \
-        for (long kk = 0; kk < k; kk++, a += PANEL) {                                                             \
-            const int at = offsets[kk];                                                                           \
-            __m256 wv[NP];                                                                                        \
-            for (int p = 0; p < NP; p++) wv[p] = _mm256_loadu_ps(a + p * step);                                   \
-            __m256 x = _mm256_broadcast_ss(in0 + at);                                                             \
-            for (int p = 0; p < NP; p++) s[0][p] = _mm256_fmadd_ps(x, wv[p], s[0][p]);                            \
-            x = _mm256_broadcast_ss(in1 + at);                                                                    \
-            for (int p = 0; p < NP; p++) s[1][p] = _mm256_fmadd_ps(x, wv[p], s[1][p]);                            \
-            x = _mm256_broadcast_ss(in2 + at);                                                                    \
-            for (int p = 0; p < NP; p++) s[2][p] = _mm256_fmadd_ps(x, wv[p], s[2][p]);                            \
-            x = _mm256_broadcast_ss(in3 + at);                                                                    \
-            for (int p = 0; p < NP; p++) s[3][p] = _mm256_fmadd_ps(x, wv[p], s[3][p]);                            \
-        }                                                                                                         \
+        for (long ch = 0; ch < sw.channels; ch++, a += sw.skip * PANEL, offsets += sw.skip)                       \
+            for (long t = 0; t < sw.run; t++, a += PANEL, offsets++) {                                            \
+                const int at = *offsets;                                                                          \
+                __m256 wv[NP];                                                                                    \
+                for (int p = 0; p < NP; p++) wv[p] = _mm256_loadu_ps(a + p * step);                               \
+                __m256 x = _mm256_broadcast_ss(in0 + at);                                                         \
+                for (int p = 0; p < NP; p++) s[0][p] = _mm256_fmadd_ps(x, wv[p], s[0][p]);                        \
+                x = _mm256_broadcast_ss(in1 + at);                                                                \
+                for (int p = 0; p < NP; p++) s[1][p] = _mm256_fmadd_ps(x, wv[p], s[1][p]);                        \
+                x = _mm256_broadcast_ss(in2 + at);                                                                \
+                for (int p = 0; p < NP; p++) s[2][p] = _mm256_fmadd_ps(x, wv[p], s[2][p]);                        \
+                x = _mm256_broadcast_ss(in3 + at);                                                                \
+                for (int p = 0; p < NP; p++) s[3][p] = _mm256_fmadd_ps(x, wv[p], s[3][p]);                        \
+            }                                                                                                     \
         for (int j = 0; j < 4; j++)                                                                               \
             for (int p = 0; p < NP; p++) _mm256_storeu_ps(acc + j * TILE_WIDTH + p * PANEL, s[j][p]);             \
     }
@@ -415,12 +432,13 @@ DEFINE_VECTOR_SUMS(vector_sums1, 1)
 // broadcasts and the four panels' weights loaded one after another into the same register, 7 loads for 12
 // multiply-adds. Layers whose channels are a multiple of 32 but not of 24 (64, 128, 160, 320, 1280) run on it
 // without a remainder of one or two panels (four or eight sums in flight: half the rate or less).
-__attribute__((target("avx2,fma"))) static inline void vector_sums34(long k, const float *a, long panel_bytes,
+__attribute__((target("avx2,fma"))) static inline void vector_sums34(sweep s, const float *a, long panel_bytes,
                                                                      const float *const in[3], const int *offsets,
                                                                      float *acc) {
     const float *a3 = a + 3 * panel_bytes / (long)sizeof(float);
+    const long skip_a = s.skip * PANEL * (long)sizeof(float), skip_o = s.skip * (long)sizeof(int);
     __asm__ volatile(
-        SUMS_LOOP_HEAD
+        SUMS_LOOP_HEAD(TILE34)
         "vbroadcastss (%[i0],%%r10,4), %%ymm12\n\t"
         "vbroadcastss (%[i1],%%r10,4), %%ymm13\n\t"
         "vbroadcastss (%[i2],%%r10,4), %%ymm14\n\t"
@@ -434,14 +452,13 @@ __attribute__((target("avx2,fma"))) static inline void vector_sums34(long k, con
         "vfmadd231ps %%ymm15, %%ymm12, %%ymm3\n\t vfmadd231ps %%ymm15, %%ymm13, %%ymm7\n\t vfmadd231ps %%ymm15, %%ymm14, %%ymm11\n\t"
         "addq $32, %[a]\n\t"
         "addq $32, %[a3]\n\t"
-        SUMS_LOOP_TAIL
-        "vmovups %%ymm0, (%[acc])\n\t vmovups %%ymm1, 32(%[acc])\n\t vmovups %%ymm2, 64(%[acc])\n\t vmovups %%ymm3, 96(%[acc])\n\t"
-        "vmovups %%ymm4, 128(%[acc])\n\t vmovups %%ymm5, 160(%[acc])\n\t vmovups %%ymm6, 192(%[acc])\n\t vmovups %%ymm7, 224(%[acc])\n\t"
-        "vmovups %%ymm8, 256(%[acc])\n\t vmovups %%ymm9, 288(%[acc])\n\t vmovups %%ymm10, 320(%[acc])\n\t vmovups %%ymm11, 352(%[acc])\n\t"
-        : [a] "+r"(a), [a3] "+r"(a3)
-        : [k] "r"(k), [pb] "r"(panel_bytes), [offsets] "r"(offsets), [i0] "r"(in[0]), [i1] "r"(in[1]),
+        SUMS_LOOP_TAIL("addq %[skip_a], %[a3]\n\t")
+        TILE34(SUM_STORE)
+        : [a] "+r"(a), [a3] "+r"(a3), [offsets] "+r"(offsets)
+        : [channels] "rm"(s.channels), [run] "rm"(s.run), [skip_a] "rm"(skip_a), [skip_o] "rm"(skip_o),
+          [pb] "r"(panel_bytes), [i0] "r"(in[0]), [i1] "r"(in[1]),
           [i2] "r"(in[2]), [acc] "r"(acc)
-        : "rax", "r10", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
+        : "rax", "r10", "r11", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
           "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15");
 }
 
@@ -538,9 +555,10 @@ __attribute__((target("avx2,fma"))) static void vectors_few(const float *base, l
             }
             if (valid == 4 && ++ox == ow) { ox = 0; oy++; }
             const float *ap = a + (long)p * k;
-            if (channels > 2 * PANEL) vector_sums3(k, ap, panel_bytes, in, offsets, acc);
-            else if (channels > PANEL) vector_sums2(k, ap, panel_bytes, in, offsets, acc);
-            else vector_sums1(k, ap, panel_bytes, in, offsets, acc);
+            const sweep all = {1, k, 0};
+            if (channels > 2 * PANEL) vector_sums3(all, ap, panel_bytes, in, offsets, acc);
+            else if (channels > PANEL) vector_sums2(all, ap, panel_bytes, in, offsets, acc);
+            else vector_sums1(all, ap, panel_bytes, in, offsets, acc);
             for (int pp = 0; pp * PANEL < channels; pp++) {
                 const long op = (p + pp * PANEL) * plane + q;
                 store_transposed4(out + op, residual ? residual + op : NULL, plane, channels - pp * PANEL, valid,
@@ -572,9 +590,10 @@ static double group_cost(int count, long n, int width, int block) {
 // TILE outputs' sums is kept channels last and then stored a panel and eight outputs at a time (`store_tile`): the
 // block-by-block transposes and 4-wide stores before took 6–12% of the time.
 __attribute__((target("avx2,fma"))) static void vectors_plane(const float *base, long row_step, int ow, long plane,
-                                                              long q0, long q1, int k, const float *a,
-                                                              const int *offsets, int count, const float *bias,
-                                                              const float *residual, float low, float high, float *out) {
+                                                              long q0, long q1, int k, int taps, const int *reach,
+                                                              const float *a, const int *offsets, int count,
+                                                              const float *bias, const float *residual, float low,
+                                                              float high, float *out) {
     const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
     const long panel_bytes = (long)k * PANEL * (long)sizeof(float);
     if (q1 - q0 < PANEL) {
@@ -593,15 +612,25 @@ __attribute__((target("avx2,fma"))) static void vectors_plane(const float *base,
             int oy = (int)(t0 / ow), ox = (int)(t0 % ow);
             for (int j0 = 0; j0 < n; j0 += block) {
                 const float *in[4];
+                // The taps of each channel that any of the block's outputs reads inside the image.
+                int from = taps, to = 0;
                 for (int j = 0; j < block; j++) {
                     in[j] = base + oy * row_step + ox;
+                    if (reach) {
+                        from = reach[2 * oy] < from ? reach[2 * oy] : from;
+                        to = reach[2 * oy + 1] > to ? reach[2 * oy + 1] : to;
+                    }
                     if (j0 + j + 1 < n && ++ox == ow) { ox = 0; oy++; }
                 }
+                const int all = !reach || (from == 0 && to == taps) || from >= to;
+                const sweep sw = all ? (sweep){1, k, 0} : (sweep){k / taps, to - from, taps - (to - from)};
+                const float *ak = all ? ap : ap + (long)from * PANEL;
+                const int *ok = all ? offsets : offsets + from;
                 float *acc = tile + j0 * TILE_WIDTH;
-                if (channels == 32) vector_sums34(k, ap, panel_bytes, in, offsets, acc);
-                else if (channels > 2 * PANEL) vector_sums3(k, ap, panel_bytes, in, offsets, acc);
-                else if (channels > PANEL) vector_sums2(k, ap, panel_bytes, in, offsets, acc);
-                else vector_sums1(k, ap, panel_bytes, in, offsets, acc);
+                if (channels == 32) vector_sums34(sw, ak, panel_bytes, in, ok, acc);
+                else if (channels > 2 * PANEL) vector_sums3(sw, ak, panel_bytes, in, ok, acc);
+                else if (channels > PANEL) vector_sums2(sw, ak, panel_bytes, in, ok, acc);
+                else vector_sums1(sw, ak, panel_bytes, in, ok, acc);
             }
             store_tile(tile, n, channels, bias ? bias + p : NULL, residual ? residual + p * plane + t0 : NULL, plane,
                        lo, hi, out + p * plane + t0);
@@ -613,10 +642,27 @@ __attribute__((target("avx2,fma"))) static void vectors_plane(const float *base,
 // Output rows [first_row, first_row + rows) of every image of the copy, for channels [first, first + count), the
 // panels' weights read from L1 (or L2) by every block of outputs (AVX-512: Vectors16.c).
 static void direct_vectors(
-    layout l, const wc_window *win, int images, int oh, int ow, const float *padded, int k, const int *offsets,
+    layout l, const wc_window *win, int images, int h, int oh, int ow, const float *padded, int k, const int *offsets,
     const float *packed, int first, int count, int first_row, int rows, const float *bias, const float *residual,
     long image_stride, float low, float high, float *out) {
     const long plane = (long)oh * ow, row_step = (long)win->sh * l.phases * l.width;
+    // For each output row, the taps [reach[2·oy], reach[2·oy + 1]) of a channel's kh·kw in the window's rows that lie
+    // inside the image (the others read the copy's zero border, and their products add nothing: a sum that starts at
+    // +0 never becomes −0, so it is the same bits without them).
+    int *reach = NULL;
+    if (wc_kernels_isa() != WC_ISA_AVX512 && (win->pad_top > 0 || l.rows > win->pad_top + h)) {
+        reach = malloc(sizeof(int) * 2 * (size_t)oh);
+        if (!reach) abort();
+        for (int oy = 0; oy < oh; oy++) {
+            int first = win->kh, last = -1;
+            for (int ky = 0; ky < win->kh; ky++) {
+                const int y = oy * win->sh + ky * win->dh - win->pad_top;
+                if (y >= 0 && y < h) { first = ky < first ? ky : first; last = ky; }
+            }
+            reach[2 * oy] = first * win->kw;
+            reach[2 * oy + 1] = (last + 1) * win->kw;
+        }
+    }
     for (int g = 0; g < images; g++) {
         const long o = g * image_stride + first * plane;
         if (wc_kernels_isa() == WC_ISA_AVX512)
@@ -625,9 +671,10 @@ static void direct_vectors(
                                residual ? residual + o : NULL, low, high, out + o);
         else
             vectors_plane(padded + (long)g * l.segment, row_step, ow, plane, (long)first_row * ow,
-                          (long)(first_row + rows) * ow, k, packed + (long)first * k, offsets, count,
+                          (long)(first_row + rows) * ow, k, win->kh * win->kw, reach, packed + (long)first * k, offsets, count,
                           bias ? bias + first : NULL, residual ? residual + o : NULL, low, high, out + o);
     }
+    free(reach);
 }
 
 void wc_conv_pointwise_vectors(const float *input, long in_image, int images, int c, long plane, const float *packed,
@@ -642,7 +689,7 @@ void wc_conv_pointwise_vectors(const float *input, long in_image, int images, in
     for (int ch = 0; ch < c; ch++) offsets[ch] = (int)(ch * plane);
     for (int i = 0; i < images; i++) {
         const long o = i * out_image + first * plane;
-        vectors_plane(input + i * in_image, 0, (int)plane, plane, 0, plane, c, packed + (long)first * c, offsets, count,
+        vectors_plane(input + i * in_image, 0, (int)plane, plane, 0, plane, c, 1, NULL, packed + (long)first * c, offsets, count,
                       bias ? bias + first : NULL, residual ? residual + o : NULL, low, high, out + o);
     }
     if (offsets != stack) free(offsets);
@@ -685,7 +732,7 @@ DEFINE_DIRECT(direct_avx2, __attribute__((target("avx2,fma"))), __m256, _mm256_s
               direct8_block1)
 #endif
 
-void wc_conv_direct(const float *padded, int images, int c, int w, const wc_window *win, int oh, int ow,
+void wc_conv_direct(const float *padded, int images, int c, int h, int w, const wc_window *win, int oh, int ow,
                     const float *packed, int first, int count, int first_row, int rows, const float *bias,
                     const float *residual, long image_stride, float low, float high, int vectors, float *out) {
 #if defined(__x86_64__)
@@ -696,7 +743,7 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
     plan_offsets(l, c, win, offsets);
     if (vectors) {
         // Any four outputs make a block: no runs to plan.
-        direct_vectors(l, win, images, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
+        direct_vectors(l, win, images, h, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
                             residual, image_stride, low, high, out);
         free(offsets);
         return;
@@ -712,7 +759,7 @@ void wc_conv_direct(const float *padded, int images, int c, int w, const wc_wind
     free(offsets);
     free(runs);
 #else
-    (void)padded; (void)images; (void)c; (void)w; (void)win; (void)oh; (void)ow; (void)packed; (void)first;
+    (void)padded; (void)images; (void)c; (void)h; (void)w; (void)win; (void)oh; (void)ow; (void)packed; (void)first;
     (void)count; (void)first_row; (void)rows; (void)bias; (void)residual; (void)image_stride; (void)low; (void)high; (void)vectors; (void)out;
     abort();
 #endif

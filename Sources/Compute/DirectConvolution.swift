@@ -126,7 +126,7 @@ enum DirectConvolution {
             }
             let run = { (first: Int, count: Int, copy: UnsafePointer<Float>, from: Int, channels: Int, row: Int, rows: Int) in
                 var shape = shape
-                wc_conv_direct(copy, Int32(count), Int32(c), Int32(w), &shape, Int32(oh), Int32(ow),
+                wc_conv_direct(copy, Int32(count), Int32(c), Int32(h), Int32(w), &shape, Int32(oh), Int32(ow),
                                packed.panels(group: 0), Int32(from), Int32(channels), Int32(row), Int32(rows),
                                UnsafePointer(bitPattern: biasAddress),
                                UnsafePointer<Float>(bitPattern: residualAddress).map { $0 + first * outImage }, outImage,

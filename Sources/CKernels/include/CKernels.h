@@ -90,8 +90,9 @@ typedef struct {
 /// first_row + rows) of output channels [first, first + count) (first a multiple of 8) of those images into `out` (image g's
 /// [channels, oh, ow] planes at out + g·out_image_stride; `residual`, or NULL, the same), from the weights in `packed`
 /// (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in order of fused
-/// multiply-adds, as `wc_gemm_packed` sums an im2col matrix, then + bias (0 when NULL), + residual, then
-/// min(max(x, low), high) as Swift rounds it. Only where `wc_conv_direct_runs`: the AVX-512 or AVX2 variant is chosen
+/// multiply-adds, as `wc_gemm_packed` sums an im2col matrix (with AVX2's weights as vectors, less the rows of taps
+/// that read only the top or bottom border: their products are zeros, which leave the sum's bits as they are for finite
+/// weights), then + bias (0 when NULL), + residual, then min(max(x, low), high) as Swift rounds it. Only where `wc_conv_direct_runs`: the AVX-512 or AVX2 variant is chosen
 /// and the horizontal stride is 1 or 2.
 int wc_conv_direct_runs(const wc_window *window);
 /// Whether `wc_conv_direct` should sum a layer of `oc` channels of k = c·kh·kw weights each, on oh×ow outputs, with
@@ -113,7 +114,7 @@ size_t wc_conv_padded_count(int c, int w, const wc_window *window, int oh, int o
 int wc_conv_padded_rows(const wc_window *window, int oh);
 void wc_conv_pad(const float *image, long image_stride, int images, int c, int h, int w, const wc_window *window,
                  int oh, int ow, int first_row, int rows, float *padded);
-void wc_conv_direct(const float *padded, int images, int c, int w, const wc_window *window, int oh, int ow,
+void wc_conv_direct(const float *padded, int images, int c, int h, int w, const wc_window *window, int oh, int ow,
                     const float *packed, int first, int count, int first_row, int rows, const float *bias,
                     const float *residual, long out_image_stride, float low, float high, int vectors, float *out);
 
