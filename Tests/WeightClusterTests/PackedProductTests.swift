@@ -7,7 +7,7 @@ import _TestSupport
 
 /// The packed-weight product (Sources/CKernels) against the definition, for every variant this processor runs, over
 /// shapes that reach each of its paths: few columns (down the rows, up to ten; 8, 4, 2 and 1 at a time), one and two
-/// vectors, a remainder, wide products (copied blocks of B, or B in place under five panels of rows, or thirteen where its rows spread over L1), depths past one
+/// vectors, a remainder, three columns a block (AVX2: 3, 6 or 9 columns), wide products (copied blocks of B, or B in place under five panels of rows, or thirteen where its rows spread over L1), depths past one
 /// block of 256, row counts that are not a multiple of 8, and padded leading dimensions, with and without the epilogue
 /// (bias, clamp); and convolutions on packed weights against BLAS.
 @Suite struct PackedProductTests {
@@ -46,7 +46,11 @@ import _TestSupport
                         Case(m: 50, n: 7, k: 300),
                         Case(m: 30, n: 6, k: 257), Case(m: 57, n: 31, k: 20), Case(m: 16, n: 25, k: 3),
                         // A last tile narrower than a block (19 columns: three blocks of five, then one of the last five).
-                        Case(m: 40, n: 19, k: 50), Case(m: 24, n: 17, k: 10)]
+                        Case(m: 40, n: 19, k: 50), Case(m: 24, n: 17, k: 10),
+                        // AVX2, three, six or nine columns: groups of four panels, three columns a block, 128 columns
+                        // of A at a time (two whole, then 44; one, then one column), the rows past the last group of
+                        // four panels on the narrow kernel (with the epilogue's bias from their first row).
+                        Case(m: 70, n: 6, k: 300), Case(m: 33, n: 3, k: 129), Case(m: 64, n: 9, k: 128)]
 
     @Test(arguments: cases)
     func productMatchesDefinition(_ size: Case) {
