@@ -1,6 +1,7 @@
 // Packed-weight matrix product: one microkernel written once over GCC/Clang vector types and compiled for three
 // instruction sets (baseline, AVX2+FMA, AVX-512), the best chosen at run time; on AVX-512, products of 4 to 31 columns
-// with the weights as vectors instead (Vectors16.c).
+// with the weights as vectors instead (Vectors16.c), on AVX2 products of 3, 6 or 9 columns four panels × three columns
+// a block (`thirds_avx2`).
 #include "Dispatch.h"
 #include "Vectors16.h"
 #include <stdint.h>
@@ -564,9 +565,9 @@ DEFINE_GEMM(gemm_avx512, __attribute__((target("avx512f,fma"))), vec16, ivec16, 
 // loads of A and three broadcasts of B for twelve multiply-adds (the narrow kernel: one load of A and nine broadcasts for
 // nine). Each group of four panels goes THIRDS_KC columns of A at a time (16 KB of it, in L1 for the second and third
 // columns' blocks), each block's sums kept in `sums` between them. The same sums, in the same order, as the narrow
-// kernel's. C harness, one thread, A from L3, µs, narrow → here: 1000×512·512×9 121 → 105–113, 256×576·576×9 32.0 →
-// 28.7–29.1, 192×432·432×9 18.8 → 16.1, 64×512·512×9 7.2 → 6.5. Returns the rows done (a multiple of 32); the rest go
-// to the narrow kernel.
+// kernel's. C harness, one thread, A from L3, µs, narrow → here: 192×432·432×9 17.8–18.3 → 16.2–16.7, 64×512·512×9
+// 7.2 → 6.5, 256×576·576×9 32.0 → 29.9, 1000×512·512×9 117–122 → 114–121 (bound by reading A from L3). Returns the
+// rows done (a multiple of 32); the rest go to the narrow kernel.
 enum { THIRDS_KC = 128 };
 __attribute__((target("avx2,fma"))) static int thirds_avx2(int m, int n, int k, const float *packed, const float *b,
                                                             long ldb, float *c, long ldc, const wc_epilogue *e) {
