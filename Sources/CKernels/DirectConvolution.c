@@ -401,11 +401,10 @@ __attribute__((target("avx2,fma"))) static inline void vector_sums3(sweep s, con
 #define DEFINE_VECTOR_SUMS(NAME, NP)                                                                              \
     __attribute__((target("avx2,fma"))) static inline void NAME(sweep sw, const float *a, long panel_bytes,       \
                                                                 const float *const in[4], const int *offsets,     \
-                                                                float *acc) {                           \
+                                                                float *acc) {                                     \
         __m256 s[4][NP];                                                                                          \
         for (int j = 0; j < 4; j++)                                                                               \
-            for (int p = 0; p < NP; p++)                                                                          \
-                s[j][p] = _mm256_setzero_ps();                                                                    \
+            for (int p = 0; p < NP; p++) s[j][p] = _mm256_setzero_ps();                                           \
         const float *in0 = in[0], *in1 = in[1], *in2 = in[2], *in3 = in[3];                                       \
         const long step = panel_bytes / (long)sizeof(float);                                                      \
         for (long ch = 0; ch < sw.channels; ch++, a += sw.skip * PANEL, offsets += sw.skip)                       \
@@ -583,8 +582,9 @@ static double group_cost(int count, long n, int width, int block) {
 }
 
 // Outputs [q0, q1) of one image's plane (rows ow wide) for `count` channels from the panels at `a`: output (oy, ox)
-// reads its inputs from base + oy·row_step + ox + offsets[kk]. `out` and `residual` point at the image's first of
-// these channels. Channels go 24 at a time (four outputs × three panels a block) or 32 at a time (three outputs × four
+// reads its inputs from base + oy·row_step + ox + offsets[kk]; with `reach` (else NULL), output row oy's window reads
+// the image only with taps [reach[2·oy], reach[2·oy + 1]) of each channel's `taps`, and a block sums the taps any of its
+// outputs reads (`sweep`). `out` and `residual` point at the image's first of these channels. Channels go 24 at a time (four outputs × three panels a block) or 32 at a time (three outputs × four
 // panels), whichever takes fewer blocks (`group_cost`: 128 channels are four groups of 32, not five of 24 and one
 // panel; 3×3 maps are three blocks of three outputs, not three of four); the rest in groups of 24 or fewer. A tile of
 // TILE outputs' sums is kept channels last and then stored a panel and eight outputs at a time (`store_tile`): the

@@ -92,8 +92,9 @@ typedef struct {
 /// (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in order of fused
 /// multiply-adds, as `wc_gemm_packed` sums an im2col matrix (with AVX2's weights as vectors, less the rows of taps
 /// that read only the top or bottom border: their products are zeros, which leave the sum's bits as they are for finite
-/// weights), then + bias (0 when NULL), + residual, then min(max(x, low), high) as Swift rounds it. Only where `wc_conv_direct_runs`: the AVX-512 or AVX2 variant is chosen
-/// and the horizontal stride is 1 or 2.
+/// weights), then + bias (0 when NULL), + residual, then min(max(x, low), high) as Swift rounds it. Only where
+/// `wc_conv_direct_runs`: the AVX-512 or AVX2 variant is chosen and the horizontal stride is 1 or 2. `h` is the
+/// images' height (the rows of the copy past pad_top + h are the bottom border).
 int wc_conv_direct_runs(const wc_window *window);
 /// Whether `wc_conv_direct` should sum a layer of `oc` channels of k = c·kh·kw weights each, on oh×ow outputs, with
 /// the weights as vectors (`vectors`: AVX2; AVX-512 for one image's rows of 4 outputs or more, up to 1 MB of weights).
