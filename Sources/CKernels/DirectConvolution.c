@@ -67,7 +67,24 @@ int wc_conv_direct_runs(const wc_window *win) {
 enum { VECTORS_LEAST_K = 100, VECTORS_WEIGHT_BYTES = 256 << 10, VECTORS_LEAST_OUTPUTS = 256 };
 enum { VECTORS16_LEAST_K = 64, VECTORS16_MOST_WEIGHTS = 256 << 10 };
 
-int wc_conv_direct_vectors(int k, int oc, int oh, int ow) {
+// With AVX2, maps of up to VECTORS_ACROSS_OUTPUTS outputs take their images VECTORS_ACROSS_IMAGES at a time (or an even
+// share of the batch under that) into one copy, where a block's outputs at one position of several images sum only the
+// taps that read the images (`vectors_plane`): on 3×3 maps with a border of one, 49 of every 81 products. There the
+// weights are read once for the copy's images, so beyond VECTORS_WEIGHT_BYTES they need VECTORS_ACROSS_LEAST outputs a
+// copy. Against one image a copy (or, past 256 KB of weights, im2col's product), each node's least over 3 alternated
+// rounds, SqueezeNet 1.1 64 px at batch 64, µs: one thread, 3×3 maps 1,268 → 849, 1,258 → 843, 2,179 → 1,461,
+// 2,191 → 1,525, 7×7 maps 2,936 → 2,496, 2,952 → 2,543; two threads 632 → 435, 624 → 432, 1,082 → 750, 1,076 → 775,
+// 1,417 → 1,269, 1,378 → 1,296 (whole batch 19.5 → 18.4 ms). 15×15 maps (225 outputs) gained 2–4% on one thread and
+// lost 1.4% on two; copies of 24 images split unevenly over two workers, of 6 fell under VECTORS_ACROSS_LEAST.
+enum { VECTORS_ACROSS_OUTPUTS = 64, VECTORS_ACROSS_IMAGES = 12, VECTORS_ACROSS_LEAST = 64 };
+
+int wc_conv_vectors_images(int oh, int ow, int batch) {
+    if (wc_kernels_isa() != WC_ISA_AVX2 || (long)oh * ow > VECTORS_ACROSS_OUTPUTS || batch <= 1) return 1;
+    const int copies = (batch + VECTORS_ACROSS_IMAGES - 1) / VECTORS_ACROSS_IMAGES;
+    return (batch + copies - 1) / copies;
+}
+
+int wc_conv_direct_vectors(int k, int oc, int oh, int ow, int images) {
     const long weight_bytes = (long)k * oc * (long)sizeof(float);
     // AVX-512 (Vectors16.c; at batch 1 where the vectors of outputs would leave lanes idle: DirectConvolution.swift):
     // rows of 4 outputs or more, from VECTORS16_LEAST_K weights per output, up to VECTORS16_MOST_WEIGHTS of them (more
@@ -78,8 +95,10 @@ int wc_conv_direct_vectors(int k, int oc, int oh, int ow) {
     // 131, 134 → 127, 75 → 68.
     if (wc_kernels_isa() == WC_ISA_AVX512)
         return ow >= 4 && k >= VECTORS16_LEAST_K && (long)k * oc <= VECTORS16_MOST_WEIGHTS && oh > 0;
+    const long outputs = (long)oh * ow;
     return wc_kernels_isa() == WC_ISA_AVX2 && k >= VECTORS_LEAST_K
-        && (weight_bytes <= VECTORS_WEIGHT_BYTES || (long)oh * ow >= VECTORS_LEAST_OUTPUTS);
+        && (weight_bytes <= VECTORS_WEIGHT_BYTES || outputs >= VECTORS_LEAST_OUTPUTS
+            || (images > 1 && images * outputs >= VECTORS_ACROSS_LEAST));
 }
 
 size_t wc_conv_padded_count(int c, int w, const wc_window *win, int oh, int ow, int images) {
@@ -332,49 +351,67 @@ DEFINE_DIRECT_BLOCK8(direct8_block3, 3)
 DEFINE_DIRECT_BLOCK8(direct8_block2, 2)
 DEFINE_DIRECT_BLOCK8(direct8_block1, 1)
 
-// Which of a block's (channel, tap) pairs it sums, in order: for each of `channels` channels, `run` taps, then `skip`
-// taps passed over (the weights and offsets given start at the first channel's first tap summed). All of k is one
-// channel of k taps; a block whose outputs all lie in the first or last rows of a padded map skips the window's rows
-// that read only the zero border (`reach` in `direct_vectors`).
+// Which of a block's (channel, tap) pairs it sums, in order: for each of `channels` channels, `rows` runs of `run`
+// taps, each followed by `gap` taps passed over, then `skip` more (the weights and offsets given start at the first
+// channel's first tap summed). All of k is one channel, one run of k taps. A block sums the rectangle of the window's
+// taps that any of its outputs reads inside the image (`block_sweep`): the others read the copy's zero border.
 typedef struct {
-    long channels, run, skip;
+    long channels, rows, run, gap, skip;  // the assembly reads them at offsets 0, 8, 16, 24, 32
 } sweep;
 
-// The assembly loops' frame: twelve sums zeroed, then for each channel (r11) its run of taps (rax), each (channel,
-// tap)'s offset read into r10. TILE(X) lists the twelve sums' places in the tile and their registers.
-#define SUM_STORE(at, r) "vmovups %%ymm" #r ", " #at "(%[acc])\n\t"
-#define SUM_ZERO(at, r) "vxorps %%ymm" #r ", %%ymm" #r ", %%ymm" #r "\n\t"
-#define SUMS_LOOP_HEAD(TILE)                                                                                      \
-    TILE(SUM_ZERO)                                                                                                \
-    "movq %[channels], %%r11\n"                                                                                  \
-    "5:\n\t movq %[run], %%rax\n\t .p2align 4\n"                                                                  \
+// The assembly loops' frame: twelve sums zeroed (with `more`, read from acc[j]: output j's, a panel apart), then for
+// each channel (r11) its runs (r9) of taps (rax), each (channel, tap)'s offset read into r10; then the sums stored at
+// acc[j].
+#define LOAD3(j, r0, r1, r2)                                                                                      \
+    "movq " #j "(%[acc]), %%r10\n\t vmovups (%%r10), %%ymm" #r0 "\n\t vmovups 32(%%r10), %%ymm" #r1 "\n\t"         \
+    "vmovups 64(%%r10), %%ymm" #r2 "\n\t"
+#define LOAD4(j, r0, r1, r2, r3) LOAD3(j, r0, r1, r2) "vmovups 96(%%r10), %%ymm" #r3 "\n\t"
+#define SUMS_ZERO                                                                                                 \
+    "vxorps %%ymm0, %%ymm0, %%ymm0\n\t vxorps %%ymm1, %%ymm1, %%ymm1\n\t vxorps %%ymm2, %%ymm2, %%ymm2\n\t"        \
+    "vxorps %%ymm3, %%ymm3, %%ymm3\n\t vxorps %%ymm4, %%ymm4, %%ymm4\n\t vxorps %%ymm5, %%ymm5, %%ymm5\n\t"        \
+    "vxorps %%ymm6, %%ymm6, %%ymm6\n\t vxorps %%ymm7, %%ymm7, %%ymm7\n\t vxorps %%ymm8, %%ymm8, %%ymm8\n\t"        \
+    "vxorps %%ymm9, %%ymm9, %%ymm9\n\t vxorps %%ymm10, %%ymm10, %%ymm10\n\t vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+#define SUMS_LOOP_HEAD(LOADS)                                                                                     \
+    "cmpq $0, %[more]\n\t je 7f\n\t" LOADS "jmp 8f\n"                                                           \
+    "7:\n\t" SUMS_ZERO                                                                                          \
+    "8:\n\t movq (%[sw]), %%r11\n"                                                                               \
+    "5:\n\t movq 8(%[sw]), %%r9\n"                                                                               \
+    "6:\n\t movq 16(%[sw]), %%rax\n\t .p2align 4\n"                                                              \
     "1:\n\t movslq (%[offsets]), %%r10\n\t"
-// SKIP_A: the other weight pointers to move past the skipped taps with %[a].
-#define SUMS_LOOP_TAIL(SKIP_A)                                                                                    \
+// The taps passed over after a run (FIELD 24: gap) or a channel (32: skip), in r10: 4 bytes each in the offsets, then
+// 32 in the weights (%[a], and MORE_A's other pointer).
+#define SUMS_PASS(FIELD, MORE_A)                                                                                  \
+    "movq " #FIELD "(%[sw]), %%r10\n\t shlq $2, %%r10\n\t addq %%r10, %[offsets]\n\t shlq $3, %%r10\n\t"          \
+    "addq %%r10, %[a]\n\t" MORE_A
+#define SUMS_LOOP_TAIL(MORE_A)                                                                                    \
     "addq $4, %[offsets]\n\t decq %%rax\n\t jnz 1b\n\t"                                                           \
-    "addq %[skip_a], %[a]\n\t" SKIP_A "addq %[skip_o], %[offsets]\n\t decq %%r11\n\t jnz 5b\n\t"
+    SUMS_PASS(24, MORE_A) "decq %%r9\n\t jnz 6b\n\t"                                                              \
+    SUMS_PASS(32, MORE_A) "decq %%r11\n\t jnz 5b\n\t"
+#define NO_MORE_A ""
+#define MORE_A3 "addq %%r10, %[a3]\n\t"
+#define SUMS_OPERANDS(s) [sw] "r"(s), [more] "rm"(more)
+// Output j's sums (registers r0…) at acc[j], a panel (8 floats) apart.
+#define STORE3(j, r0, r1, r2)                                                                                     \
+    "movq " #j "(%[acc]), %%r10\n\t vmovups %%ymm" #r0 ", (%%r10)\n\t vmovups %%ymm" #r1 ", 32(%%r10)\n\t"         \
+    "vmovups %%ymm" #r2 ", 64(%%r10)\n\t"
+#define STORE4(j, r0, r1, r2, r3) STORE3(j, r0, r1, r2) "vmovups %%ymm" #r3 ", 96(%%r10)\n\t"
 
-// Output j, panel p's sums at acc + j·TILE_WIDTH + p·8: four outputs × three panels, three outputs × four panels.
-#define TILE3(X) X(0, 0) X(32, 1) X(64, 2) X(128, 3) X(160, 4) X(192, 5) X(256, 6) X(288, 7) X(320, 8) X(384, 9) X(416, 10) X(448, 11)
-#define TILE34(X) X(0, 0) X(32, 1) X(64, 2) X(96, 3) X(128, 4) X(160, 5) X(192, 6) X(224, 7) X(256, 8) X(288, 9) X(320, 10) X(352, 11)
-
-// AVX2, the weights as vectors: a block of four outputs (any four of one image's plane, in order, each with its own place
-// in the copy) × NP panels (8·NP channels). For each (channel, tap) the NP panels' eight weights are one aligned load
-// each and each output's input one broadcast: 4 + NP loads for 4·NP multiply-adds, none across a cache line (the
-// input-vector block above loads each input vector unaligned and broadcasts each weight: 11 loads for 12). The sums
-// go to a row of the tile per output (output j, panel p at acc + j·TILE_WIDTH + p·8), from which `store_tile` (or,
+// AVX2, the weights as vectors: a block of four outputs (any four, each with its own place in the copy) × NP panels
+// (8·NP channels). For each (channel, tap) the NP panels' eight weights are one aligned load each and each output's
+// input one broadcast: 4 + NP loads for 4·NP multiply-adds, none across a cache line (the input-vector block above
+// loads each input vector unaligned and broadcasts each weight: 11 loads for 12). The sums go to a row of the tile per
+// output (output j, panel p at acc[j] + p·8; with `more`, they add to the sums there), from which `store_tile` (or,
 // on fewer than eight outputs, `store_transposed4`) adds the bias and residual, clamps and stores them: the same sums
 // in the same order as the im2col product's, so the same bits.
 //
 // Three panels in assembly, with the twelve sums, the three weight vectors and the broadcast in the sixteen registers:
 // Clang's allocation of the same loop in C moved the sums between registers and spilled two of them on every
 // (channel, tap) (33–42 GFLOP/s against 55–75 here).
-__attribute__((target("avx2,fma"))) static inline void vector_sums3(sweep s, const float *a, long panel_bytes,
+__attribute__((target("avx2,fma"))) static inline void vector_sums3(const sweep *s, const float *a, long panel_bytes,
                                                                     const float *const in[4], const int *offsets,
-                                                                    float *acc) {
-    const long skip_a = s.skip * PANEL * (long)sizeof(float), skip_o = s.skip * (long)sizeof(int);
+                                                                    float *const acc[4], long more) {
     __asm__ volatile(
-        SUMS_LOOP_HEAD(TILE3)
+        SUMS_LOOP_HEAD(LOAD3(0, 0, 1, 2) LOAD3(8, 3, 4, 5) LOAD3(16, 6, 7, 8) LOAD3(24, 9, 10, 11))
         "vmovups (%[a]), %%ymm12\n\t"
         "vmovups (%[a],%[pb],1), %%ymm13\n\t"
         "vmovups (%[a],%[pb],2), %%ymm14\n\t"
@@ -387,28 +424,28 @@ __attribute__((target("avx2,fma"))) static inline void vector_sums3(sweep s, con
         "vbroadcastss (%[i3],%%r10,4), %%ymm15\n\t"
         "vfmadd231ps %%ymm12, %%ymm15, %%ymm9\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm10\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
         "addq $32, %[a]\n\t"
-        SUMS_LOOP_TAIL("")
-        TILE3(SUM_STORE)
+        SUMS_LOOP_TAIL(NO_MORE_A)
+        STORE3(0, 0, 1, 2) STORE3(8, 3, 4, 5) STORE3(16, 6, 7, 8) STORE3(24, 9, 10, 11)
         : [a] "+r"(a), [offsets] "+r"(offsets)
-        : [channels] "rm"(s.channels), [run] "rm"(s.run), [skip_a] "rm"(skip_a), [skip_o] "rm"(skip_o),
-          [pb] "r"(panel_bytes), [i0] "r"(in[0]), [i1] "r"(in[1]),
-          [i2] "r"(in[2]), [i3] "r"(in[3]), [acc] "r"(acc)
-        : "rax", "r10", "r11", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
+        : SUMS_OPERANDS(s), [pb] "r"(panel_bytes), [i0] "r"(in[0]), [i1] "r"(in[1]), [i2] "r"(in[2]), [i3] "r"(in[3]),
+          [acc] "r"(acc)
+        : "rax", "r9", "r10", "r11", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
           "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15");
 }
 
 // The same sums for NP ≤ 2 panels in C (8 + 2 + 1 registers: Clang keeps them).
 #define DEFINE_VECTOR_SUMS(NAME, NP)                                                                              \
-    __attribute__((target("avx2,fma"))) static inline void NAME(sweep sw, const float *a, long panel_bytes,       \
+    __attribute__((target("avx2,fma"))) static inline void NAME(const sweep *sw, const float *a, long panel_bytes,       \
                                                                 const float *const in[4], const int *offsets,     \
-                                                                float *acc) {                                     \
+                                                                float *const acc[4], long more) {                 \
         __m256 s[4][NP];                                                                                          \
         for (int j = 0; j < 4; j++)                                                                               \
-            for (int p = 0; p < NP; p++) s[j][p] = _mm256_setzero_ps();                                           \
+            for (int p = 0; p < NP; p++) s[j][p] = more ? _mm256_loadu_ps(acc[j] + p * PANEL) : _mm256_setzero_ps(); \
         const float *in0 = in[0], *in1 = in[1], *in2 = in[2], *in3 = in[3];                                       \
         const long step = panel_bytes / (long)sizeof(float);                                                      \
-        for (long ch = 0; ch < sw.channels; ch++, a += sw.skip * PANEL, offsets += sw.skip)                       \
-            for (long t = 0; t < sw.run; t++, a += PANEL, offsets++) {                                            \
+        for (long ch = 0; ch < sw->channels; ch++, a += sw->skip * PANEL, offsets += sw->skip)                    \
+            for (long r = 0; r < sw->rows; r++, a += sw->gap * PANEL, offsets += sw->gap)                         \
+            for (long t = 0; t < sw->run; t++, a += PANEL, offsets++) {                                           \
                 const int at = *offsets;                                                                          \
                 __m256 wv[NP];                                                                                    \
                 for (int p = 0; p < NP; p++) wv[p] = _mm256_loadu_ps(a + p * step);                               \
@@ -422,7 +459,7 @@ __attribute__((target("avx2,fma"))) static inline void vector_sums3(sweep s, con
                 for (int p = 0; p < NP; p++) s[3][p] = _mm256_fmadd_ps(x, wv[p], s[3][p]);                        \
             }                                                                                                     \
         for (int j = 0; j < 4; j++)                                                                               \
-            for (int p = 0; p < NP; p++) _mm256_storeu_ps(acc + j * TILE_WIDTH + p * PANEL, s[j][p]);             \
+            for (int p = 0; p < NP; p++) _mm256_storeu_ps(acc[j] + p * PANEL, s[j][p]);                          \
     }
 DEFINE_VECTOR_SUMS(vector_sums2, 2)
 DEFINE_VECTOR_SUMS(vector_sums1, 1)
@@ -431,13 +468,12 @@ DEFINE_VECTOR_SUMS(vector_sums1, 1)
 // broadcasts and the four panels' weights loaded one after another into the same register, 7 loads for 12
 // multiply-adds. Layers whose channels are a multiple of 32 but not of 24 (64, 128, 160, 320, 1280) run on it
 // without a remainder of one or two panels (four or eight sums in flight: half the rate or less).
-__attribute__((target("avx2,fma"))) static inline void vector_sums34(sweep s, const float *a, long panel_bytes,
+__attribute__((target("avx2,fma"))) static inline void vector_sums34(const sweep *s, const float *a, long panel_bytes,
                                                                      const float *const in[3], const int *offsets,
-                                                                     float *acc) {
+                                                                     float *const acc[3], long more) {
     const float *a3 = a + 3 * panel_bytes / (long)sizeof(float);
-    const long skip_a = s.skip * PANEL * (long)sizeof(float), skip_o = s.skip * (long)sizeof(int);
     __asm__ volatile(
-        SUMS_LOOP_HEAD(TILE34)
+        SUMS_LOOP_HEAD(LOAD4(0, 0, 1, 2, 3) LOAD4(8, 4, 5, 6, 7) LOAD4(16, 8, 9, 10, 11))
         "vbroadcastss (%[i0],%%r10,4), %%ymm12\n\t"
         "vbroadcastss (%[i1],%%r10,4), %%ymm13\n\t"
         "vbroadcastss (%[i2],%%r10,4), %%ymm14\n\t"
@@ -451,13 +487,11 @@ __attribute__((target("avx2,fma"))) static inline void vector_sums34(sweep s, co
         "vfmadd231ps %%ymm15, %%ymm12, %%ymm3\n\t vfmadd231ps %%ymm15, %%ymm13, %%ymm7\n\t vfmadd231ps %%ymm15, %%ymm14, %%ymm11\n\t"
         "addq $32, %[a]\n\t"
         "addq $32, %[a3]\n\t"
-        SUMS_LOOP_TAIL("addq %[skip_a], %[a3]\n\t")
-        TILE34(SUM_STORE)
+        SUMS_LOOP_TAIL(MORE_A3)
+        STORE4(0, 0, 1, 2, 3) STORE4(8, 4, 5, 6, 7) STORE4(16, 8, 9, 10, 11)
         : [a] "+r"(a), [a3] "+r"(a3), [offsets] "+r"(offsets)
-        : [channels] "rm"(s.channels), [run] "rm"(s.run), [skip_a] "rm"(skip_a), [skip_o] "rm"(skip_o),
-          [pb] "r"(panel_bytes), [i0] "r"(in[0]), [i1] "r"(in[1]),
-          [i2] "r"(in[2]), [acc] "r"(acc)
-        : "rax", "r10", "r11", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
+        : SUMS_OPERANDS(s), [pb] "r"(panel_bytes), [i0] "r"(in[0]), [i1] "r"(in[1]), [i2] "r"(in[2]), [acc] "r"(acc)
+        : "rax", "r9", "r10", "r11", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9",
           "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15");
 }
 
@@ -554,10 +588,11 @@ __attribute__((target("avx2,fma"))) static void vectors_few(const float *base, l
             }
             if (valid == 4 && ++ox == ow) { ox = 0; oy++; }
             const float *ap = a + (long)p * k;
-            const sweep all = {1, k, 0};
-            if (channels > 2 * PANEL) vector_sums3(all, ap, panel_bytes, in, offsets, acc);
-            else if (channels > PANEL) vector_sums2(all, ap, panel_bytes, in, offsets, acc);
-            else vector_sums1(all, ap, panel_bytes, in, offsets, acc);
+            const sweep all = {1, 1, k, 0, 0};
+            float *const sums[4] = {acc, acc + TILE_WIDTH, acc + 2 * TILE_WIDTH, acc + 3 * TILE_WIDTH};
+            if (channels > 2 * PANEL) vector_sums3(&all, ap, panel_bytes, in, offsets, sums, 0);
+            else if (channels > PANEL) vector_sums2(&all, ap, panel_bytes, in, offsets, sums, 0);
+            else vector_sums1(&all, ap, panel_bytes, in, offsets, sums, 0);
             for (int pp = 0; pp * PANEL < channels; pp++) {
                 const long op = (p + pp * PANEL) * plane + q;
                 store_transposed4(out + op, residual ? residual + op : NULL, plane, channels - pp * PANEL, valid,
@@ -581,59 +616,163 @@ static double group_cost(int count, long n, int width, int block) {
     return cost;
 }
 
-// Outputs [q0, q1) of one image's plane (rows ow wide) for `count` channels from the panels at `a`: output (oy, ox)
-// reads its inputs from base + oy·row_step + ox + offsets[kk]; with `reach` (else NULL), output row oy's window reads
-// the image only with taps [reach[2·oy], reach[2·oy + 1]) of each channel's `taps`, and a block sums the taps any of its
-// outputs reads (`sweep`). `out` and `residual` point at the image's first of these channels. Channels go 24 at a time (four outputs × three panels a block) or 32 at a time (three outputs × four
-// panels), whichever takes fewer blocks (`group_cost`: 128 channels are four groups of 32, not five of 24 and one
-// panel; 3×3 maps are three blocks of three outputs, not three of four); the rest in groups of 24 or fewer. A tile of
-// TILE outputs' sums is kept channels last and then stored a panel and eight outputs at a time (`store_tile`): the
-// block-by-block transposes and 4-wide stores before took 6–12% of the time.
-__attribute__((target("avx2,fma"))) static void vectors_plane(const float *base, long row_step, int ow, long plane,
-                                                              long q0, long q1, int k, int taps, const int *reach,
-                                                              const float *a, const int *offsets, int count,
-                                                              const float *bias, const float *residual, float low,
+// For each output row, the window's rows [rows[2·oy], rows[2·oy + 1]) that read the image (the others read the
+// copy's zero border); the same for each output column in `cols`.
+typedef struct {
+    int kh, kw;
+    int *rows, *cols;
+} reach;
+
+// The taps a block sums: the rectangle of window rows and columns that any of its outputs reads inside the image,
+// [y0, y1) × [x0, x1), starting `*from` taps into each channel's kh·kw. The products left out are zeros, and a sum
+// that starts at +0 never becomes −0, so the sums keep the bits they have over all of k.
+static inline sweep block_sweep(int k, const reach *r, int y0, int y1, int x0, int x1, int *from) {
+    const int taps = r->kh * r->kw;
+    *from = 0;
+    if (y0 >= y1 || x0 >= x1 || (y0 == 0 && y1 == r->kh && x0 == 0 && x1 == r->kw)) return (sweep){1, 1, k, 0, 0};
+    *from = y0 * r->kw + x0;
+    if (x0 == 0 && x1 == r->kw) return (sweep){k / taps, 1, (y1 - y0) * r->kw, 0, taps - (y1 - y0) * r->kw};
+    return (sweep){k / taps, y1 - y0, x1 - x0, r->kw - (x1 - x0), (r->kh - (y1 - y0)) * r->kw};
+}
+
+// With several images, a tile holds TILE_POSITIONS positions of up to TILE_IMAGES images (a multiple of 3 and 4, so
+// that no block mixes two positions): image g's sums from row g·TILE_POSITIONS on.
+enum { TILE_POSITIONS = 8, TILE_IMAGES = 12, TILE_SLOTS = TILE_POSITIONS * TILE_IMAGES };
+// With several images, a pass over a tile's blocks sums the input channels whose weights (for one group of output
+// channels) take up to VECTORS_PASS_BYTES, the sums kept in the tile between passes: each pass's weights are then read
+// from L1 by every block of the tile (up to 32), not from L2 by each. C harness, one thread, 11 images, least of 3 × 300
+// runs, µs, one pass / passes of 32, 24, 16 KB: 64 → 256 on 3×3 maps 291 / 258 / 242 / 236, 48 → 192 on 3×3 166 / 150 /
+// 138 / 136, 32 → 128 on 7×7 567 / 420 / 415 / 409 (the first without the taps left out either). One image's tile of
+// 24 outputs gained nothing by them (64 → 256 on 13×13 534 → 543).
+enum { VECTORS_PASS_BYTES = 16 << 10 };
+
+// One block of a tile: its outputs' inputs and rows of the tile, and the taps it sums (from `from` on in each channel).
+typedef struct {
+    const float *in[4];
+    float *acc[4];
+    sweep sw;
+    int from;
+} vector_block;
+
+// A tile's blocks: positions [t0, t0 + n) of images [g0, g0 + gs), taken position by position across the images,
+// `block` outputs a block (a block past the last output sums that output again into the unused row); returns their
+// count.
+static int plan_blocks(const float *base, long image_in, int g0, int gs, long row_step, int ow, long t0, int n,
+                       int per, int block, int k, const reach *r, float *tile, float *unused, vector_block *blocks) {
+    const int outputs = n * gs;
+    int oy = (int)(t0 / ow), ox = (int)(t0 % ow), g = 0, count = 0;
+    // The position's input in image g0 and its row of the tile; the next output's.
+    const float *at = base + (long)g0 * image_in + oy * row_step + ox, *in = at;
+    float *slot = tile, *acc = tile;
+    const long slot_step = (long)per * TILE_WIDTH;
+    // The position's window rows and columns inside the image (all columns without r->cols).
+    int ry0 = 0, ry1 = 0, rx0 = 0, rx1 = r ? r->kw : 0;
+    if (r) ry0 = r->rows[2 * oy], ry1 = r->rows[2 * oy + 1];
+    if (r && r->cols) rx0 = r->cols[2 * ox], rx1 = r->cols[2 * ox + 1];
+    for (int j0 = 0; j0 < outputs; j0 += block) {
+        vector_block *v = &blocks[count++];
+        int y0 = ry0, y1 = ry1, x0 = rx0, x1 = rx1;
+        for (int j = 0; j < block; j++) {
+            if (j0 + j >= outputs) {
+                v->in[j] = v->in[j - 1];
+                v->acc[j] = unused;
+                continue;
+            }
+            v->in[j] = in, v->acc[j] = acc;
+            if (++g < gs) {
+                in += image_in, acc += slot_step;
+                continue;
+            }
+            // The next position (if there is one): its rows and columns join the block's if it has an output there.
+            g = 0, at++, slot += TILE_WIDTH, in = at, acc = slot;
+            const int more = j0 + j + 1 < outputs;
+            if (++ox == ow) {
+                ox = 0, oy++, at += row_step - ow, in = at;
+                if (r && more) ry0 = r->rows[2 * oy], ry1 = r->rows[2 * oy + 1];
+            }
+            if (r && r->cols && more) rx0 = r->cols[2 * ox], rx1 = r->cols[2 * ox + 1];
+            if (j + 1 < block && more)
+                y0 = ry0 < y0 ? ry0 : y0, y1 = ry1 > y1 ? ry1 : y1, x0 = rx0 < x0 ? rx0 : x0, x1 = rx1 > x1 ? rx1 : x1;
+        }
+        v->from = 0;
+        v->sw = r ? block_sweep(k, r, y0, y1, x0, x1, &v->from) : (sweep){1, 1, k, 0, 0};
+    }
+    return count;
+}
+
+// Outputs [q0, q1) of the planes (rows ow wide) of `images` images side by side in the copy, for `count` channels from
+// the panels at `a`: image g's output (oy, ox) reads its inputs from base + g·image_in + oy·row_step + ox +
+// offsets[kk] and goes to out + g·image_out (`residual` the same); `out` and `residual` point at the first image's
+// first of these channels. With `r` (else NULL), a block sums only the taps its outputs read inside the image
+// (`block_sweep`).
+//
+// Channels go 24 at a time (four outputs × three panels a block) or 32 at a time (three outputs × four panels),
+// whichever takes fewer blocks (`group_cost`: 128 channels are four groups of 32, not five of 24 and one panel; 3×3 maps
+// are three blocks of three outputs, not three of four); the rest in groups of 24 or fewer. Outputs go a tile at a
+// time: TILE positions of one image, or with several images TILE_POSITIONS of each of up to TILE_IMAGES, the blocks
+// then taken position by position across the images (one position's outputs in every image read the same taps: on
+// small maps, where the border's share is large, each block sums only its own). A tile's sums are kept channels last
+// and then stored a panel and eight outputs at a time (`store_tile`): the block-by-block transposes and 4-wide stores
+// before took 6–12% of the time.
+__attribute__((target("avx2,fma"))) static void vectors_plane(const float *base, long image_in, int images,
+                                                              long row_step, int ow, long plane, long q0, long q1,
+                                                              int k, const reach *r, const float *a,
+                                                              const int *offsets, int count, const float *bias,
+                                                              const float *residual, long image_out, float low,
                                                               float high, float *out) {
     const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
     const long panel_bytes = (long)k * PANEL * (long)sizeof(float);
-    if (q1 - q0 < PANEL) {
+    if (images == 1 && q1 - q0 < PANEL) {
         // Fewer outputs than a transpose takes (1×1 layers on 2×2 maps): each block's sums transposed as they are.
         vectors_few(base, row_step, ow, plane, q0, q1, k, a, offsets, count, bias, residual, lo, hi, out);
         return;
     }
-    const int wide = group_cost(count, q1 - q0, 32, 3) < group_cost(count, q1 - q0, 3 * PANEL, 4);
-    float tile[TILE * TILE_WIDTH] __attribute__((aligned(32))) = {0};
+    const int per = images == 1 ? TILE : TILE_POSITIONS;  // positions a tile takes of each image
+    const int wide = group_cost(count, (q1 - q0) * images, 32, 3) < group_cost(count, (q1 - q0) * images, 3 * PANEL, 4);
+    const int taps = r ? r->kh * r->kw : 1, depth = k / taps;
+    // With the rows read past the last output by store_tile's transposes of eight, and the unused outputs' row; zeroed
+    // as far as a tile reaches, so that no transpose reads a value never written.
+    float tile[(TILE_SLOTS + PANEL + 1) * TILE_WIDTH] __attribute__((aligned(32)));
+    float *const unused = tile + (TILE_SLOTS + PANEL) * TILE_WIDTH;
+    memset(tile, 0, sizeof(float) * TILE_WIDTH * (size_t)((images < TILE_IMAGES ? images : TILE_IMAGES) * per + PANEL));
+    vector_block blocks[TILE_SLOTS / 3 + 1];
     for (int p = 0; p < count; ) {
         const int channels = wide && count - p >= 32 ? 32 : count - p < 3 * PANEL ? count - p : 3 * PANEL;
         const int block = channels == 32 ? 3 : 4;
         const float *ap = a + (long)p * k;
-        for (long t0 = q0; t0 < q1; t0 += TILE) {
-            const int n = q1 - t0 < TILE ? (int)(q1 - t0) : TILE;
-            int oy = (int)(t0 / ow), ox = (int)(t0 % ow);
-            for (int j0 = 0; j0 < n; j0 += block) {
-                const float *in[4];
-                // The taps of each channel that any of the block's outputs reads inside the image.
-                int from = taps, to = 0;
-                for (int j = 0; j < block; j++) {
-                    in[j] = base + oy * row_step + ox;
-                    if (reach) {
-                        from = reach[2 * oy] < from ? reach[2 * oy] : from;
-                        to = reach[2 * oy + 1] > to ? reach[2 * oy + 1] : to;
+        // Input channels a pass over the tile's blocks takes (several images): their weights for these output channels
+        // in L1.
+        const long most = images == 1 ? depth : VECTORS_PASS_BYTES / ((long)taps * channels * (long)sizeof(float));
+        const int passes = most > 0 ? (int)((depth + most - 1) / most) : depth, pass = (depth + passes - 1) / passes;
+        for (int g0 = 0; g0 < images; g0 += TILE_IMAGES) {
+            const int gs = images - g0 < TILE_IMAGES ? images - g0 : TILE_IMAGES;
+            for (long t0 = q0; t0 < q1; t0 += per) {
+                const int n = q1 - t0 < per ? (int)(q1 - t0) : per;
+                const int count_blocks = plan_blocks(base, image_in, g0, gs, row_step, ow, t0, n, per, block, k, r,
+                                                     tile, unused, blocks);
+                for (int c0 = 0; c0 < depth; c0 += pass) {
+                    const int cs = depth - c0 < pass ? depth - c0 : pass;
+                    for (int b = 0; b < count_blocks; b++) {
+                        const vector_block *v = &blocks[b];
+                        sweep sw = v->sw;
+                        if (sw.gap == 0 && sw.skip == 0) sw.run = (long)cs * taps;  // all taps: one run
+                        else sw.channels = cs;
+                        const long at = (long)c0 * taps + v->from;
+                        const float *ak = ap + at * PANEL;
+                        const int *ok = offsets + at;
+                        if (channels == 32) vector_sums34(&sw, ak, panel_bytes, v->in, ok, v->acc, c0 > 0);
+                        else if (channels > 2 * PANEL) vector_sums3(&sw, ak, panel_bytes, v->in, ok, v->acc, c0 > 0);
+                        else if (channels > PANEL) vector_sums2(&sw, ak, panel_bytes, v->in, ok, v->acc, c0 > 0);
+                        else vector_sums1(&sw, ak, panel_bytes, v->in, ok, v->acc, c0 > 0);
                     }
-                    if (j0 + j + 1 < n && ++ox == ow) { ox = 0; oy++; }
                 }
-                const int all = !reach || (from == 0 && to == taps) || from >= to;
-                const sweep sw = all ? (sweep){1, k, 0} : (sweep){k / taps, to - from, taps - (to - from)};
-                const float *ak = all ? ap : ap + (long)from * PANEL;
-                const int *ok = all ? offsets : offsets + from;
-                float *acc = tile + j0 * TILE_WIDTH;
-                if (channels == 32) vector_sums34(sw, ak, panel_bytes, in, ok, acc);
-                else if (channels > 2 * PANEL) vector_sums3(sw, ak, panel_bytes, in, ok, acc);
-                else if (channels > PANEL) vector_sums2(sw, ak, panel_bytes, in, ok, acc);
-                else vector_sums1(sw, ak, panel_bytes, in, ok, acc);
+                for (int gg = 0; gg < gs; gg++) {
+                    const long o = (long)(g0 + gg) * image_out + p * plane + t0;
+                    float *rows = tile + (long)gg * per * TILE_WIDTH;
+                    store_tile(rows, n, channels, bias ? bias + p : NULL, residual ? residual + o : NULL, plane, lo,
+                               hi, out + o);
+                }
             }
-            store_tile(tile, n, channels, bias ? bias + p : NULL, residual ? residual + p * plane + t0 : NULL, plane,
-                       lo, hi, out + p * plane + t0);
         }
         p += channels;
     }
@@ -642,39 +781,40 @@ __attribute__((target("avx2,fma"))) static void vectors_plane(const float *base,
 // Output rows [first_row, first_row + rows) of every image of the copy, for channels [first, first + count), the
 // panels' weights read from L1 (or L2) by every block of outputs (AVX-512: Vectors16.c).
 static void direct_vectors(
-    layout l, const wc_window *win, int images, int h, int oh, int ow, const float *padded, int k, const int *offsets,
-    const float *packed, int first, int count, int first_row, int rows, const float *bias, const float *residual,
-    long image_stride, float low, float high, float *out) {
+    layout l, const wc_window *win, int images, int h, int w, int oh, int ow, const float *padded, int k,
+    const int *offsets, const float *packed, int first, int count, int first_row, int rows, const float *bias,
+    const float *residual, long image_stride, float low, float high, float *out) {
     const long plane = (long)oh * ow, row_step = (long)win->sh * l.phases * l.width;
-    // For each output row, the taps [reach[2·oy], reach[2·oy + 1]) of a channel's kh·kw in the window's rows that lie
-    // inside the image (the others read the copy's zero border, and their products add nothing: a sum that starts at
-    // +0 never becomes −0, so it is the same bits without them).
-    int *reach = NULL;
-    if (wc_kernels_isa() != WC_ISA_AVX512 && (win->pad_top > 0 || l.rows > win->pad_top + h)) {
-        reach = malloc(sizeof(int) * 2 * (size_t)oh);
-        if (!reach) abort();
-        for (int oy = 0; oy < oh; oy++) {
-            int first = win->kh, last = -1;
-            for (int ky = 0; ky < win->kh; ky++) {
-                const int y = oy * win->sh + ky * win->dh - win->pad_top;
-                if (y >= 0 && y < h) { first = ky < first ? ky : first; last = ky; }
-            }
-            reach[2 * oy] = first * win->kw;
-            reach[2 * oy + 1] = (last + 1) * win->kw;
-        }
-    }
-    for (int g = 0; g < images; g++) {
-        const long o = g * image_stride + first * plane;
-        if (wc_kernels_isa() == WC_ISA_AVX512)
+    if (wc_kernels_isa() == WC_ISA_AVX512) {
+        for (int g = 0; g < images; g++) {
+            const long o = g * image_stride + first * plane;
             wc_vectors16_plane(padded + (long)g * l.segment, row_step, ow, plane, first_row, rows, k,
                                packed + (long)first * k, offsets, count, bias ? bias + first : NULL,
                                residual ? residual + o : NULL, low, high, out + o);
-        else
-            vectors_plane(padded + (long)g * l.segment, row_step, ow, plane, (long)first_row * ow,
-                          (long)(first_row + rows) * ow, k, win->kh * win->kw, reach, packed + (long)first * k, offsets, count,
-                          bias ? bias + first : NULL, residual ? residual + o : NULL, low, high, out + o);
+        }
+        return;
     }
-    free(reach);
+    // For each output row and column, the window's rows and columns inside the image (the columns only with several
+    // images: one image's blocks of consecutive outputs seldom lie all in one edge column).
+    reach r = {win->kh, win->kw, malloc(sizeof(int) * 2 * ((size_t)oh + (size_t)ow)), NULL};
+    if (!r.rows) abort();
+    r.cols = r.rows + 2 * oh;
+    for (int o = 0; o < oh + ow; o++) {
+        const int across = o >= oh, at = across ? o - oh : o, size = across ? w : h;
+        const int taps = across ? win->kw : win->kh, step = across ? win->sw : win->sh;
+        const int dilation = across ? win->dw : win->dh, pad = across ? win->pad_left : win->pad_top;
+        int lo = taps, hi = 0;
+        for (int t = 0; t < taps; t++) {
+            const int y = at * step + t * dilation - pad;
+            if (y >= 0 && y < size) { lo = t < lo ? t : lo; hi = t + 1; }
+        }
+        r.rows[2 * o] = lo, r.rows[2 * o + 1] = hi;
+    }
+    if (images == 1) r.cols = NULL;
+    vectors_plane(padded, l.segment, images, row_step, ow, plane, (long)first_row * ow, (long)(first_row + rows) * ow,
+                  k, &r, packed + (long)first * k, offsets, count, bias ? bias + first : NULL,
+                  residual ? residual + first * plane : NULL, image_stride, low, high, out + first * plane);
+    free(r.rows);
 }
 
 void wc_conv_pointwise_vectors(const float *input, long in_image, int images, int c, long plane, const float *packed,
@@ -689,8 +829,9 @@ void wc_conv_pointwise_vectors(const float *input, long in_image, int images, in
     for (int ch = 0; ch < c; ch++) offsets[ch] = (int)(ch * plane);
     for (int i = 0; i < images; i++) {
         const long o = i * out_image + first * plane;
-        vectors_plane(input + i * in_image, 0, (int)plane, plane, 0, plane, c, 1, NULL, packed + (long)first * c, offsets, count,
-                      bias ? bias + first : NULL, residual ? residual + o : NULL, low, high, out + o);
+        vectors_plane(input + i * in_image, 0, 1, 0, (int)plane, plane, 0, plane, c, NULL, packed + (long)first * c,
+                      offsets, count, bias ? bias + first : NULL, residual ? residual + o : NULL, 0, low, high,
+                      out + o);
     }
     if (offsets != stack) free(offsets);
 #else
@@ -743,8 +884,8 @@ void wc_conv_direct(const float *padded, int images, int c, int h, int w, const 
     plan_offsets(l, c, win, offsets);
     if (vectors) {
         // Any four outputs make a block: no runs to plan.
-        direct_vectors(l, win, images, h, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
-                            residual, image_stride, low, high, out);
+        direct_vectors(l, win, images, h, w, oh, ow, padded, k, offsets, packed, first, count, first_row, rows, bias,
+                       residual, image_stride, low, high, out);
         free(offsets);
         return;
     }

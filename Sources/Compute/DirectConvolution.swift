@@ -51,8 +51,10 @@ enum DirectConvolution {
         if wc_kernels_isa() == Int32(WC_ISA_AVX2) {
             if weightsAsVectors(batch: inputShape[0], inputWidth: inputShape[3], inputChannels: inputShape[1],
                                 weightShape: weightShape, window: window, outputSize: outputSize) {
+                let images = imagesPerCopy(batch: inputShape[0], w: inputShape[3], window: window, outputSize: outputSize,
+                                           vectors: true)
                 return wc_conv_padded_count(Int32(inputShape[1]), Int32(inputShape[3]), &shape, Int32(outputSize.h),
-                                            Int32(outputSize.w), 1) < Int(Int32.max)
+                                            Int32(outputSize.w), Int32(images)) < Int(Int32.max)
             }
             let stem = inputShape[1] <= avx2StemChannels && outputSize.h * outputSize.w <= avx2StemOutputs
             guard stem || inputShape[0] == 1 && inputShape[1] <= avx2MostChannels else { return false }
@@ -81,8 +83,9 @@ enum DirectConvolution {
     /// their lanes idle or more (`vectorsBelowUseful`), from 64 weights per output and up to 1 MB of them.
     static func weightsAsVectors(batch n: Int, inputWidth w: Int, inputChannels c: Int, weightShape: [Int],
                                  window: Window2D, outputSize: (h: Int, w: Int)) -> Bool {
+        let images = wc_conv_vectors_images(Int32(clamping: outputSize.h), Int32(clamping: outputSize.w), Int32(clamping: n))
         guard wc_conv_direct_vectors(Int32(clamping: c * weightShape[2] * weightShape[3]), Int32(clamping: weightShape[0]),
-                                     Int32(clamping: outputSize.h), Int32(clamping: outputSize.w)) != 0 else { return false }
+                                     Int32(clamping: outputSize.h), Int32(clamping: outputSize.w), images) != 0 else { return false }
         guard wc_kernels_isa() == Int32(WC_ISA_AVX512) else { return true }
         var shape = wc_window(window)
         return n == 1 && wc_conv_direct_useful(Int32(clamping: w), &shape, Int32(clamping: outputSize.h),
@@ -90,8 +93,11 @@ enum DirectConvolution {
     }
 
     static func imagesPerCopy(batch n: Int, w: Int, window: Window2D, outputSize: (h: Int, w: Int), vectors: Bool) -> Int {
-        // The weights as vectors leave no lane idle: one image a copy.
-        if vectors { return 1 }
+        // The weights as vectors leave no lane idle: one image a copy, but on small maps with AVX2, where a block's
+        // outputs at one position of several images sum only the taps that read the images (`wc_conv_vectors_images`).
+        if vectors {
+            return Int(wc_conv_vectors_images(Int32(clamping: outputSize.h), Int32(clamping: outputSize.w), Int32(clamping: n)))
+        }
         var shape = wc_window(window)
         return Int(wc_conv_direct_images(Int32(w), &shape, Int32(outputSize.h), Int32(outputSize.w), Int32(min(n, 64))))
     }

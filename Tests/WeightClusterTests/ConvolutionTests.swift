@@ -208,6 +208,14 @@ import _TestSupport
         (n: 1, c: 20, h: 3, w: 3, oc: 96, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         // Rows of nine at batch 1 (AVX-512: the weights as vectors, nine outputs a block, a row a tile).
         (n: 1, c: 16, h: 9, w: 9, oc: 40, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        // AVX2, small maps, several images a copy, each block at one position across them summing only the taps inside
+        // the image: 13 images (copies of 7 and 6: blocks of three that span two positions) in two passes of the input
+        // channels (20 of them × 9 taps × 32 channels past 16 KB), 70 channels; 12 images at stride 2 with uneven
+        // padding; a 5×5 window on 5×5 maps (rows and columns of taps left out); dilation 2.
+        (n: 13, c: 20, h: 3, w: 3, oc: 70, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        (n: 12, c: 12, h: 8, w: 7, oc: 24, k: (3, 3), s: 2, d: 1, pads: (1, 0, 1, 1)),
+        (n: 5, c: 8, h: 5, w: 5, oc: 16, k: (5, 5), s: 1, d: 1, pads: (2, 2, 2, 2)),
+        (n: 4, c: 12, h: 6, w: 6, oc: 40, k: (3, 3), s: 1, d: 2, pads: (2, 2, 2, 2)),
     ])
     func directConvolutionMatchesIm2col(_ t: (n: Int, c: Int, h: Int, w: Int, oc: Int, k: (Int, Int), s: Int, d: Int,
                                               pads: (Int, Int, Int, Int))) throws {
@@ -241,6 +249,10 @@ import _TestSupport
                                                              weightShape: wt.shape, window: window, outputSize: (oh, ow))
             #expect(vectors == (t.c * t.k.0 * t.k.1 >= 100))
             #expect(applies == (stem || t.n == 1 && t.c <= DirectConvolution.avx2MostChannels || vectors))
+            // Up to 12 images a copy on maps of up to 64 outputs, the batch split evenly.
+            let copies = (t.n + 11) / 12
+            #expect(DirectConvolution.imagesPerCopy(batch: t.n, w: t.w, window: window, outputSize: (oh, ow), vectors: true)
+                    == (oh * ow <= 64 ? (t.n + copies - 1) / copies : 1))
         }
         for (bias, activation, withResidual) in [(Self.random(t.oc, seed: 24), Activation.relu, false),
                                                  (nil, .none, false), (Self.random(t.oc, seed: 25), .clip(low: 0, high: 0.5), true)] {

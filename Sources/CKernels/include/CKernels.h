@@ -90,15 +90,19 @@ typedef struct {
 /// first_row + rows) of output channels [first, first + count) (first a multiple of 8) of those images into `out` (image g's
 /// [channels, oh, ow] planes at out + g·out_image_stride; `residual`, or NULL, the same), from the weights in `packed`
 /// (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in order of fused
-/// multiply-adds, as `wc_gemm_packed` sums an im2col matrix (with AVX2's weights as vectors, less the rows of taps
-/// that read only the top or bottom border: their products are zeros, which leave the sum's bits as they are for finite
+/// multiply-adds, as `wc_gemm_packed` sums an im2col matrix (with AVX2's weights as vectors, less the rows and columns
+/// of taps that read only the border: their products are zeros, which leave the sum's bits as they are for finite
 /// weights), then + bias (0 when NULL), + residual, then min(max(x, low), high) as Swift rounds it. Only where
 /// `wc_conv_direct_runs`: the AVX-512 or AVX2 variant is chosen and the horizontal stride is 1 or 2. `h` is the
 /// images' height (the rows of the copy past pad_top + h are the bottom border).
 int wc_conv_direct_runs(const wc_window *window);
 /// Whether `wc_conv_direct` should sum a layer of `oc` channels of k = c·kh·kw weights each, on oh×ow outputs, with
-/// the weights as vectors (`vectors`: AVX2; AVX-512 for one image's rows of 4 outputs or more, up to 1 MB of weights).
-int wc_conv_direct_vectors(int k, int oc, int oh, int ow);
+/// the weights as vectors (`vectors`: AVX2; AVX-512 for one image's rows of 4 outputs or more, up to 1 MB of weights),
+/// its copies holding `images` images each (`wc_conv_vectors_images`).
+int wc_conv_direct_vectors(int k, int oc, int oh, int ow, int images);
+/// The images a copy holds when the weights are vectors, for a batch of `batch`: several on small maps with AVX2 (a
+/// block then takes one position of several images, and sums only the taps that read them), else one.
+int wc_conv_vectors_images(int oh, int ow, int batch);
 /// A 1×1 convolution (stride 1, no padding) of `images` images with the weights as vectors (AVX2 only): output
 /// channels [first, first + count) (first a multiple of 8) of the c input planes of `plane` values at input + i·in_image
 /// for image i, into out + i·out_image (the image's channel 0; `residual`, or NULL, the same), from the wc_pack_rows
