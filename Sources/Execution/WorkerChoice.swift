@@ -15,8 +15,11 @@ import Synchronization
 /// Only a pass that follows a pass of the same setting is timed: after a pass on one thread the helpers have gone to
 /// sleep (the pool's spin is 200 µs) and the next split pass starts by waking them, a vCPU the hypervisor may have
 /// halted. Timing that pass made every trial of two threads look as slow as one: SqueezeNet 1.1 64 px at batch 1
-/// stayed on one thread at 252 µs a pass while two ran it in 172. So the warm-up alternates in pairs, and a trial is
-/// two passes, the second one timed.
+/// stayed on one thread at 252 µs a pass while two ran it in 172. So the warm-up alternates in runs of `run` passes,
+/// and a trial is `run` passes, all but the first timed. With runs of two (the second pass timed), the second pass
+/// was often still slow on the core just woken, and the choice stayed on one thread for whole runs: SqueezeNet 1.1
+/// 64 px at batch 1 on two threads, fresh processes of 2 s alternated, least µs a pass: 597–606 in four runs of five
+/// (one thread's rate), against 363–369 in three of five with runs of four (onnxruntime 338–342 in the same minutes).
 ///
 /// Where the plan has blocks that run in bands of rows (`Executor.bandedBlocks`), splitting them so is a third setting,
 /// judged the same way: in the host's slow state the bands ran MobileNetV2 224 px at batch 1 8–14% faster (each core
@@ -26,13 +29,13 @@ struct WorkerChoice {
     /// How a single pass runs: each node split over the workers, the same with blocks in bands, or on one thread.
     enum Setting: Sendable, Equatable { case split, banded, one }
 
-    static let warmUpPairs = 3, kept = 4, shortestInterval = 16, longestInterval = 1024
+    static let warmUpRuns = 3, run = 4, kept = 4, shortestInterval = 16, longestInterval = 1024
     static let margin = 0.97
 
     /// The settings judged; the first is preferred on a tie, and `.one` must be quicker by `margin`.
     let settings: [Setting]
-    /// Passes alternating in pairs before the first choice: `warmUpPairs` pairs of each setting.
-    var warmUp: Int { 2 * Self.warmUpPairs * settings.count }
+    /// Passes alternating in runs of `run` before the first choice: `warmUpRuns` runs of each setting.
+    var warmUp: Int { Self.run * Self.warmUpRuns * settings.count }
     /// The last `kept` times of each setting, by its index in `settings`.
     private var times: [[Double]]
     private var passes = 0
@@ -42,8 +45,8 @@ struct WorkerChoice {
     private var trials = 0
     /// The setting of the last pass (nil before the first).
     private var last: Setting?
-    /// A trial's first, untimed pass has run.
-    private var trialStarted = false
+    /// Passes of the current trial so far (a trial is `run` passes of one setting not chosen).
+    private var trialPasses = 0
     /// The setting chosen once warmed up.
     private(set) var chosen: Setting
 
@@ -59,8 +62,8 @@ struct WorkerChoice {
 
     /// The setting of the next pass.
     func next() -> Setting {
-        if passes < warmUp { return settings[passes / 2 % settings.count] }
-        guard trialStarted || sinceTrial + 1 >= interval else { return chosen }
+        if passes < warmUp { return settings[passes / Self.run % settings.count] }
+        guard trialPasses > 0 || sinceTrial + 1 >= interval else { return chosen }
         let others = settings.filter { $0 != chosen }
         return others.isEmpty ? chosen : others[trials % others.count]
     }
@@ -90,8 +93,9 @@ struct WorkerChoice {
             return
         }
         guard setting != chosen else { sinceTrial += 1; return }
-        guard timed else { trialStarted = true; return }
-        trialStarted = false
+        trialPasses += 1
+        guard trialPasses == Self.run else { return }
+        trialPasses = 0
         sinceTrial = 0
         trials += 1
         let best = quickest

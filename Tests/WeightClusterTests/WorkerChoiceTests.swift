@@ -14,10 +14,10 @@ import _TestSupport
         }
     }
 
-    @Test func warmUpAlternatesInPairsThenKeepsTheQuicker() {
+    @Test func warmUpAlternatesInRunsThenKeepsTheQuicker() {
         var choice = WorkerChoice()
         let asked = Self.run(&choice, passes: WorkerChoice().warmUp) { $0 ? 1.0 : 2.0 }
-        #expect(asked == (0..<WorkerChoice().warmUp).map { $0 / 2 % 2 == 1 })
+        #expect(asked == (0..<WorkerChoice().warmUp).map { $0 / WorkerChoice.run % 2 == 1 })
         #expect(choice.one)
         // All workers quicker, but by less than the margin asks of one worker: all.
         var close = WorkerChoice()
@@ -32,8 +32,8 @@ import _TestSupport
         _ = Self.run(&choice, passes: WorkerChoice().warmUp) { $0 ? 1.0 : 2.0 }
         let first = Self.run(&choice, passes: 2 * WorkerChoice.shortestInterval) { $0 ? 1.0 : 2.0 }
         let trials = first.indices.filter { !first[$0] }
-        // Two passes, then 32 until the next trial.
-        #expect(trials == [WorkerChoice.shortestInterval - 1, WorkerChoice.shortestInterval])
+        // A run of passes, then 32 until the next trial.
+        #expect(trials == Array(WorkerChoice.shortestInterval - 1 ..< WorkerChoice.shortestInterval - 1 + WorkerChoice.run))
         #expect(choice.one)
         // The host changes: all workers now take half the time. Within the next trials the choice flips.
         let later = Self.run(&choice, passes: 4 * WorkerChoice.shortestInterval + WorkerChoice.kept * 64) { $0 ? 1.0 : 0.5 }
@@ -51,10 +51,10 @@ import _TestSupport
             return single ? 1.0 : last == false ? 0.7 : 5.0  // split passes after one on one thread: slow
         }
         #expect(!choice.one)
-        #expect(asked.suffix(WorkerChoice.shortestInterval).filter { $0 }.count <= 2)
+        #expect(asked.suffix(WorkerChoice.shortestInterval).filter { $0 }.count <= WorkerChoice.run)
     }
 
-    /// With blocks in bands a third setting: the warm-up takes each in pairs, the quickest is chosen (one worker only
+    /// With blocks in bands a third setting: the warm-up takes each in runs, the quickest is chosen (one worker only
     /// when quicker by the margin), trials take the other two in turn, and a host that changes moves the choice.
     @Test func threeSettingsTakeTurnsAndTheQuickestIsKept() {
         var choice = WorkerChoice(settings: [.banded, .split, .one])
@@ -65,8 +65,8 @@ import _TestSupport
             asked.append(setting)
             choice.record(setting, seconds: cost[setting]!)
         }
-        #expect(asked == [.banded, .banded, .split, .split, .one, .one, .banded, .banded, .split, .split, .one, .one,
-                          .banded, .banded, .split, .split, .one, .one])
+        let runs: [WorkerChoice.Setting] = [.banded, .split, .one, .banded, .split, .one, .banded, .split, .one]
+        #expect(asked == runs.flatMap { Array(repeating: $0, count: WorkerChoice.run) })
         #expect(choice.chosen == .split)
         var tried: [WorkerChoice.Setting] = []
         for _ in 0..<4 * WorkerChoice.shortestInterval {
