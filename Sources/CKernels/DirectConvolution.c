@@ -8,8 +8,10 @@
 // The copy holds a group of images side by side: row Y of every image in one row, image g's bordered columns from
 // g·S on, where S leaves each image's right border as the next one's left border. The outputs of one row of every
 // image in the group are then consecutive there, S apart, so a 16-lane vector of outputs spans several images on
-// small maps (7×7 maps, S = 8: two images' 14 outputs in 16 lanes) instead of one row's few outputs. For a stride of 2 each
-// row is kept as its even and odd columns, so the inputs under consecutive outputs are consecutive there too.
+// small maps (7×7 maps, S = 8: two images' 14 outputs in 16 lanes) instead of one row's few outputs (with AVX2's
+// weights as vectors on small maps, a block takes one position of several images of the copy instead: `vectors_plane`).
+// For a stride of 2 each row is kept as its even and odd columns, so the inputs under consecutive outputs are
+// consecutive there too.
 #include "Dispatch.h"
 #include "Transpose.h"
 #include "Vectors16.h"

@@ -77,10 +77,11 @@ enum DirectConvolution {
     /// vectors at batch 1 (`weightsAsVectors`).
     static let vectorsBelowUseful = 0.9
 
-    /// Whether the kernel takes the weights as vectors (`wc_conv_direct_vectors`), one image a copy, every lane an
-    /// output: with AVX2 at any batch, from 100 weights per output where they fit in half of L2 or the maps have 256
-    /// outputs; with AVX-512 at batch 1, on rows of 4 outputs or more whose vectors of outputs would leave a tenth of
-    /// their lanes idle or more (`vectorsBelowUseful`), from 64 weights per output and up to 1 MB of them.
+    /// Whether the kernel takes the weights as vectors (`wc_conv_direct_vectors`), every lane an output: with AVX2 at
+    /// any batch, from 100 weights per output where they fit in half of L2 or the maps have 256 outputs, or a copy of
+    /// several images on small maps (`imagesPerCopy`) has 64; with AVX-512 at batch 1, on rows of 4 outputs or more
+    /// whose vectors of outputs would leave a tenth of their lanes idle or more (`vectorsBelowUseful`), from 64
+    /// weights per output and up to 1 MB of them.
     static func weightsAsVectors(batch n: Int, inputWidth w: Int, inputChannels c: Int, weightShape: [Int],
                                  window: Window2D, outputSize: (h: Int, w: Int)) -> Bool {
         let images = wc_conv_vectors_images(Int32(clamping: outputSize.h), Int32(clamping: outputSize.w), Int32(clamping: n))
