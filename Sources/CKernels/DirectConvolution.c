@@ -15,6 +15,7 @@
 #include "Dispatch.h"
 #include "Transpose.h"
 #include "Vectors16.h"
+#include <stddef.h>
 #include <stdlib.h>
 
 enum { PANEL = 8, GROUP_BYTES = 16 << 10 };
@@ -360,6 +361,7 @@ DEFINE_DIRECT_BLOCK8(direct8_block1, 1)
 typedef struct {
     long channels, rows, run, gap, skip;  // the assembly reads them at offsets 0, 8, 16, 24, 32
 } sweep;
+_Static_assert(sizeof(long) == 8 && offsetof(sweep, skip) == 32, "the sums' assembly reads the fields by offset");
 
 // The assembly loops' frame: twelve sums zeroed (with `more`, read from acc[j]: output j's, a panel apart), then for
 // each channel (r11) its runs (r9) of taps (rax), each (channel, tap)'s offset read into r10; then the sums stored at
@@ -625,16 +627,17 @@ typedef struct {
     int *rows, *cols;
 } reach;
 
-// The taps a block sums: the rectangle of window rows and columns that any of its outputs reads inside the image,
-// [y0, y1) × [x0, x1), starting `*from` taps into each channel's kh·kw. The products left out are zeros, and a sum
-// that starts at +0 never becomes −0, so the sums keep the bits they have over all of k.
-static inline sweep block_sweep(int k, const reach *r, int y0, int y1, int x0, int x1, int *from) {
+// The taps a block sums in each channel: the rectangle of window rows and columns that any of its outputs reads
+// inside the image, [y0, y1) × [x0, x1), starting `*from` taps into the channel's kh·kw (the caller sets how many
+// channels: `vectors_plane`'s passes). The products left out are zeros, and a sum that starts at +0 never becomes −0,
+// so the sums keep the bits they have over all of k. All the taps (no gap, no skip) run on into the next channel's.
+static inline sweep block_sweep(const reach *r, int y0, int y1, int x0, int x1, int *from) {
     const int taps = r->kh * r->kw;
     *from = 0;
-    if (y0 >= y1 || x0 >= x1 || (y0 == 0 && y1 == r->kh && x0 == 0 && x1 == r->kw)) return (sweep){1, 1, k, 0, 0};
+    if (y0 >= y1 || x0 >= x1 || (y0 == 0 && y1 == r->kh && x0 == 0 && x1 == r->kw)) return (sweep){1, 1, taps, 0, 0};
     *from = y0 * r->kw + x0;
-    if (x0 == 0 && x1 == r->kw) return (sweep){k / taps, 1, (y1 - y0) * r->kw, 0, taps - (y1 - y0) * r->kw};
-    return (sweep){k / taps, y1 - y0, x1 - x0, r->kw - (x1 - x0), (r->kh - (y1 - y0)) * r->kw};
+    if (x0 == 0 && x1 == r->kw) return (sweep){1, 1, (y1 - y0) * r->kw, 0, taps - (y1 - y0) * r->kw};
+    return (sweep){1, y1 - y0, x1 - x0, r->kw - (x1 - x0), (r->kh - (y1 - y0)) * r->kw};
 }
 
 // With several images, a tile holds TILE_POSITIONS positions of up to TILE_IMAGES images (a multiple of 3 and 4, so
@@ -660,7 +663,7 @@ typedef struct {
 // `block` outputs a block (a block past the last output sums that output again into the unused row); returns their
 // count.
 static int plan_blocks(const float *base, long image_in, int g0, int gs, long row_step, int ow, long t0, int n,
-                       int per, int block, int k, const reach *r, float *tile, float *unused, vector_block *blocks) {
+                       int per, int block, const reach *r, float *tile, float *unused, vector_block *blocks) {
     const int outputs = n * gs;
     int oy = (int)(t0 / ow), ox = (int)(t0 % ow), g = 0, count = 0;
     // The position's input in image g0 and its row of the tile; the next output's.
@@ -697,7 +700,7 @@ static int plan_blocks(const float *base, long image_in, int g0, int gs, long ro
                 y0 = ry0 < y0 ? ry0 : y0, y1 = ry1 > y1 ? ry1 : y1, x0 = rx0 < x0 ? rx0 : x0, x1 = rx1 > x1 ? rx1 : x1;
         }
         v->from = 0;
-        v->sw = r ? block_sweep(k, r, y0, y1, x0, x1, &v->from) : (sweep){1, 1, k, 0, 0};
+        v->sw = r ? block_sweep(r, y0, y1, x0, x1, &v->from) : (sweep){1, 1, 1, 0, 0};
     }
     return count;
 }
@@ -750,7 +753,7 @@ __attribute__((target("avx2,fma"))) static void vectors_plane(const float *base,
             const int gs = images - g0 < TILE_IMAGES ? images - g0 : TILE_IMAGES;
             for (long t0 = q0; t0 < q1; t0 += per) {
                 const int n = q1 - t0 < per ? (int)(q1 - t0) : per;
-                const int count_blocks = plan_blocks(base, image_in, g0, gs, row_step, ow, t0, n, per, block, k, r,
+                const int count_blocks = plan_blocks(base, image_in, g0, gs, row_step, ow, t0, n, per, block, r,
                                                      tile, unused, blocks);
                 for (int c0 = 0; c0 < depth; c0 += pass) {
                     const int cs = depth - c0 < pass ? depth - c0 : pass;
