@@ -178,6 +178,9 @@ typedef struct {
     // Lanes [from, to) as a mask (AVX-512). Not a char type: a store of an output then cannot change it, so the block
     // keeps it in a register instead of reading it again after every store.
     unsigned short mask[MAX_PIECES];
+    // One piece from lane 0 whose lanes past `to` fall on outputs of the same plane that a later run of this call
+    // stores (the next rows' first outputs): the whole vector may be stored (AVX2), those lanes written over later.
+    int spills;
 } run;
 
 // offsets[kk]: where (channel, ki, kj)'s input under the group's first output sits in the copy.
@@ -212,12 +215,21 @@ static int plan_runs(layout l, const wc_window *win, int ow, int images, int fir
                 r->mask[r->pieces] = (unsigned short)(((1u << (to - i0)) - 1) & ~((1u << (from - i0)) - 1));
                 r->out[r->pieces++] = g * image_stride + (long)oy * ow + i0 - (long)g * seg;
             }
+            // Lane 0 is output oy·ow + i0 − g·seg of image g's plane; the rows this call computes end at
+            // (first_row + rows)·ow. Runs go row by row, and a block stores its runs in order, so the outputs under
+            // the lanes past `to` are stored again by a later run (or a later vector of the same block).
+            const int g = i0 / seg;
+            r->spills = r->pieces == 1 && r->from[0] == 0
+                && (long)oy * ow + i0 - (long)g * seg + lanes_per_vector <= (long)(first_row + rows) * ow;
         }
     return count_runs;
 }
 
-// Whether a run is one whole vector of one image's outputs.
-static inline int run_whole(const run *r, int lanes) { return r->pieces == 1 && r->from[0] == 0 && r->to[0] == lanes; }
+// Whether a run's vector may be stored whole: one whole vector of one image's outputs, or one whose lanes past its
+// outputs are stored again later (`spills`).
+static inline int run_whole(const run *r, int lanes) {
+    return r->pieces == 1 && r->from[0] == 0 && (r->to[0] == lanes || r->spills);
+}
 
 // out[at] = clamp(x + residual[at]) (without a residual, clamp(x)) in the lanes of m.
 __attribute__((target("avx512f"))) static inline void store_lanes16(float *out, const float *residual, long at,
@@ -287,6 +299,11 @@ DEFINE_DIRECT_BLOCK(direct_block1, 1)
 // four) even. MobileNetV2 64 px's stem at batch 64, two threads, least of 3 × 10 batches: 1,096 → 950 µs. Tried: the
 // test per run instead of per block (slower: the branch in the unrolled stores), and the whole runs planned before the
 // partial ones (31×31 even, 111×111 11% slower: the partial runs read their rows again).
+// A partial run is stored whole too where its lanes past the row fall on the next rows' outputs, which later runs store
+// again (`spills`): on rows of 31 outputs (SqueezeNet 1.1 64 px's stem) three blocks in four had held a partial run and
+// gone through the pieces' loop. C harness, one thread, GFLOP/s, three runs: 3 → 64 on 31×31, four images a copy each,
+// 58.0–58.1 → 66.9–67.2; on 111×111, one image, 65.1–65.8 → 66.1–66.9. The model at batch 64, two threads, four
+// alternated rounds: the stem profiled 2,484–2,936 → 2,315–2,660 µs, the least batch 17.6–17.9 → 17.2–17.5 ms.
 #define DEFINE_DIRECT_BLOCK8(NAME, NV)                                                                            \
     __attribute__((target("avx2,fma"))) static inline void NAME(                                                  \
         int k, const float *a, const float *padded, const int *offsets, const run *runs, float *out, long plane,  \

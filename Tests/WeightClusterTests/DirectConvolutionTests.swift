@@ -26,8 +26,9 @@ import Testing
         // A stem at batch 2 whose runs are all whole vectors (stored straight), 13 channels: a panel of five, its
         // first half stored straight, its second by the pieces' loop.
         (n: 2, c: 3, h: 32, w: 32, oc: 13, k: (3, 3), s: 2, d: 1, pads: (1, 1, 1, 1)),
-        // Rows of 31 outputs (SqueezeNet's stem: each row's fourth vector partial, three blocks in four stored by
-        // pieces), at batch 1 split by rows over the workers, at batch 2 an image per worker.
+        // Rows of 31 outputs (SqueezeNet's stem: each row's fourth vector partial, stored whole where the next row's
+        // vectors store its last lane again, by pieces on a worker's last row), at batch 1 split by rows over the
+        // workers, at batch 2 an image per worker.
         (n: 1, c: 3, h: 63, w: 63, oc: 16, k: (3, 3), s: 2, d: 1, pads: (0, 0, 0, 0)),
         (n: 2, c: 3, h: 64, w: 64, oc: 11, k: (3, 3), s: 2, d: 1, pads: (0, 0, 0, 0)),
         // A stem's three channels on outputs over `avx2StemOutputs` at batch 2: im2col with AVX2 (the stems above on
