@@ -111,7 +111,7 @@ public func globalAveragePool(_ input: Tensor<Float>) throws -> Tensor<Float> {
     input.scalars.withUnsafeBufferPointer { src in
         out.withUnsafeMutableBufferPointer { dst in
             let (src, dstAddress) = (src.baseAddress!, Int(bitPattern: dst.baseAddress))
-            // With AVX-512 sixteen planes a vector (`wc_global_average`), in groups of 32 planes.
+            // With AVX-512 or AVX2 sixteen or eight planes a vector (`wc_global_average`), in groups of 32 planes.
             if wc_global_average_runs() != 0 {
                 parallelChunks((planes + 31) / 32, minimumChunk: max(1, (1 << 14) / max(1, 32 * size))) { groups in
                     let first = groups.lowerBound * 32, count = min(planes, groups.upperBound * 32) - first

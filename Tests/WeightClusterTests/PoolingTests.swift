@@ -59,8 +59,9 @@ import _TestSupport
     ]
 
     /// Global average pool, bit for bit against each plane summed in order then divided: whole groups of eight planes
-    /// and a partial one (26 planes; with AVX-512 a group of sixteen and a partial second), planes of 9 and 50 values
-    /// (a partial block of sixteen values), and a batch large enough to split over the workers.
+    /// and a partial one (26 planes; with AVX-512 a group of sixteen and a partial second; with AVX2 a pair of eights,
+    /// then an eight and a two), planes of 9 and 50 values (a partial block of sixteen or eight values), and a batch
+    /// large enough to split over the workers.
     @Test(arguments: [(2, 13, 3, 3), (2, 13, 5, 10), (64, 40, 3, 3)])
     func globalAveragePoolMatchesDefinition(_ shape: (Int, Int, Int, Int)) throws {
         let (n, c, h, w) = shape

@@ -140,8 +140,8 @@ void wc_maxpool_planes(const float *input, long count, int h, int w, const wc_wi
 void wc_maxpool_across(const float *input, long count, int h, int w, const wc_window *window, float *output, int oh,
                        int ow);
 /// Global average pooling of `planes` planes of `size` values each (one after another) into one value each: the plane's
-/// values summed in order from 0, then divided by `size` (AVX-512 only: `wc_global_average_runs`; sixteen planes a
-/// vector, each lane one plane's sum).
+/// values summed in order from 0, then divided by `size` (AVX-512 and AVX2: `wc_global_average_runs`; sixteen or eight
+/// planes a vector, each lane one plane's sum).
 int wc_global_average_runs(void);
 void wc_global_average(const float *input, long planes, long size, float *output);
 
