@@ -35,6 +35,10 @@ import _TestSupport
         Case(h: 7, w: 7, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         Case(h: 9, w: 9, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         Case(h: 5, w: 5, k: 3, stride: 2, dilation: 1, pads: (1, 1, 0, 0)),
+        // AVX2, planes up to 8 wide without a top or left border, each row one vector (`pool3s2_rows_avx2`): 7×7 above,
+        // 8×8 and 6×6 to 4×4 and 3×3, whose last windows reach past the row (lanes made −∞).
+        Case(h: 8, w: 8, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
+        Case(h: 6, w: 6, k: 3, stride: 2, dilation: 1, pads: (0, 0, 0, 0), ceil: true),
         // With AVX-512 the plane as it lies (`pool3s2_flat`): 7×7 above in two groups of rows; 6×6 padded on every
         // side (taps and rows over the border, two groups); 4×4 to 1×1 (one group, one output).
         Case(h: 6, w: 6, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
