@@ -6,7 +6,8 @@
 // --seconds S times batches until S seconds have passed (at least three, after warm-up batches: two, and more until
 // `warmUpSeconds` have passed, as Benchmarks/ort_inference.py does: onnxruntime's second batch at batch 64 on 224 px
 // maps is still 15–30% slower than its third, and ours at batch 1 on two threads ran at one thread's speed for their
-// first 30–80 ms, the second core not yet up to speed) instead of a fixed count, and prints
+// first 30–80 ms, the second core not yet up to speed; and ours until the worker choice's warm-up is over) instead of
+// a fixed count, and prints
 // the least and the median batch's seconds too; --throughput-only skips the per-operator profile and
 // the sgemm table (Scripts/bench-architectures.sh);
 // --top N lists the N slowest nodes (12 by default); --profile-runs N profiles N batches and keeps each node's least
@@ -110,7 +111,11 @@ let warmUpSeconds = 0.25
 if let minimumSeconds {
     let warmUpStart = DispatchTime.now().uptimeNanoseconds
     for i in 0... {
-        guard i < 2 || Double(DispatchTime.now().uptimeNanoseconds - warmUpStart) / 1e9 < warmUpSeconds else { break }
+        // And past the worker choice's warm-up (`Executor.choosingWorkers`): its passes alternate the settings, one
+        // thread among them (24–36 passes; ResNet-18 224 px at batch 1 about 0.7 s, whose passes on one thread take
+        // twice as long), and the timed batches are the steady ones.
+        guard i < 2 || Double(DispatchTime.now().uptimeNanoseconds - warmUpStart) / 1e9 < warmUpSeconds
+                || executor.choosingWorkers else { break }
         _ = try executor(input)
     }
     var times: [Double] = [], elapsed = 0.0

@@ -23,6 +23,9 @@ public final class Executor: Sendable {
     let passPlans = Mutex<[[[Int]]: PassPlan]>([:])
     /// Whether single passes run on one worker or all (`Options.chooseWorkers`).
     let workerChoice: Mutex<WorkerChoice>
+    /// Whether single passes are still in the choice's warm-up, which alternates the settings (one thread among them):
+    /// a caller that times steady passes runs until it is over.
+    public var choosingWorkers: Bool { workerChoice.withLock { $0.warmingUp } }
     /// When set, `run` adds each node's wall time to `profile` under its op type and to `nodeProfile` under the node's
     /// name (expanding deferred weights counts as "(expand weights)"). Safe to set and read while other threads run
     /// the executor: the flag is atomic and the sums are kept under a lock.

@@ -10,7 +10,8 @@ import Synchronization
 /// (about 2,150, against 3,800 in the first state). So the first `warmUp` passes alternate between the two, and after
 /// that every `interval`-th pass tries the setting not chosen; each setting is judged by the least time of its last
 /// `kept` passes, and one thread is chosen only when it is the quicker by `margin`. The interval doubles (to at most
-/// `longestInterval`) each time a trial confirms the choice, and starts again at `shortestInterval` when it flips.
+/// `longestInterval`) each time a trial confirms the choice, and is at least what `trialBudget` affords for a setting
+/// that much slower; it starts again at `shortestInterval` when the choice flips.
 ///
 /// Only a pass that follows a pass of the same setting is timed: after a pass on one thread the helpers have gone to
 /// sleep (the pool's spin is 200 µs) and the next split pass starts by waking them, a vCPU the hypervisor may have
@@ -31,6 +32,15 @@ struct WorkerChoice {
 
     static let warmUpRuns = 3, run = 4, kept = 4, shortestInterval = 16, longestInterval = 1024
     static let margin = 0.97
+    /// The share of the passes' time that trials of a setting slower than the chosen one may cost: after a trial (and
+    /// the warm-up) the interval is at least the passes over which the trial's extra time is this share. A trial of one
+    /// thread where it takes 1.9 times as long as two (ResNet-18 224 px at batch 1) costs 3.6 passes' time: the next
+    /// trial comes 360 passes later, not 16 (with trials every 16, 32, 64 … passes, eight of the 90 passes of a 2 s run
+    /// could be trials); close settings (small models, where one thread can win) are still tried every 16 passes at
+    /// first. With the benchmark's warm-up past the choice's (`Executor.choosingWorkers`), two threads, batch 1, 2 s
+    /// runs of the two builds alternated, images/s: ResNet-18 224 px 44.5, 46.6, 46.7 → 53.7, 51.7, 47.0 (least batch
+    /// unchanged, 17.1–18.0 ms); MobileNetV2 224 px 164, 132, 165 → 194, 163, 144.
+    static let trialBudget = 0.01
 
     /// The settings judged; the first is preferred on a tie, and `.one` must be quicker by `margin`.
     let settings: [Setting]
@@ -89,7 +99,10 @@ struct WorkerChoice {
             if times[i].count > Self.kept { times[i].removeFirst() }
         }
         guard warm else {
-            if passes == warmUp { chosen = quickest }
+            if passes == warmUp {
+                chosen = quickest
+                interval = max(Self.shortestInterval, affordableInterval)
+            }
             return
         }
         guard setting != chosen else { sinceTrial += 1; return }
@@ -99,7 +112,20 @@ struct WorkerChoice {
         sinceTrial = 0
         trials += 1
         let best = quickest
-        interval = best == chosen ? min(2 * interval, Self.longestInterval) : Self.shortestInterval
+        interval = best == chosen ? max(min(2 * interval, Self.longestInterval), affordableInterval) : Self.shortestInterval
         chosen = best
+    }
+
+    /// Whether the warm-up has begun and not ended (a caller timing steady passes waits for it).
+    var warmingUp: Bool { passes > 0 && passes < warmUp }
+
+    /// The passes between trials over which a trial of the quickest setting not chosen costs `trialBudget` of the time
+    /// (at most `longestInterval`).
+    private var affordableInterval: Int {
+        guard let mine = settings.firstIndex(of: chosen), let chosenTime = times[mine].min(), chosenTime > 0 else { return 0 }
+        let others = times.indices.filter { $0 != mine }.compactMap { times[$0].min() }
+        guard let other = others.min() else { return 0 }
+        let extra = Double(Self.run) * max(0, other / chosenTime - 1) / Self.trialBudget
+        return Int(min(extra, Double(Self.longestInterval)).rounded(.up))
     }
 }

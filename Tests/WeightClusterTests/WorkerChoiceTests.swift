@@ -26,11 +26,12 @@ import _TestSupport
     }
 
     /// After the warm-up the other setting is tried every `interval` passes; confirmed, the interval doubles; when the
-    /// host changes (one worker becomes the slower), the next trial flips the choice.
+    /// host changes (one worker becomes the slower), the next trial flips the choice. Settings close in time (here 3.5%
+    /// apart) are tried from every 16 passes; a much slower one only as often as `trialBudget` affords.
     @Test func trialsGrowApartAndFollowTheHost() {
         var choice = WorkerChoice()
-        _ = Self.run(&choice, passes: WorkerChoice().warmUp) { $0 ? 1.0 : 2.0 }
-        let first = Self.run(&choice, passes: 2 * WorkerChoice.shortestInterval) { $0 ? 1.0 : 2.0 }
+        _ = Self.run(&choice, passes: WorkerChoice().warmUp) { $0 ? 1.0 : 1.035 }
+        let first = Self.run(&choice, passes: 2 * WorkerChoice.shortestInterval) { $0 ? 1.0 : 1.035 }
         let trials = first.indices.filter { !first[$0] }
         // A run of passes, then 32 until the next trial.
         #expect(trials == Array(WorkerChoice.shortestInterval - 1 ..< WorkerChoice.shortestInterval - 1 + WorkerChoice.run))
@@ -39,6 +40,21 @@ import _TestSupport
         let later = Self.run(&choice, passes: 4 * WorkerChoice.shortestInterval + WorkerChoice.kept * 64) { $0 ? 1.0 : 0.5 }
         #expect(!choice.one)
         #expect(later.last == false)
+    }
+
+    /// A setting twice as slow as the chosen one costs a run's extra time per trial: trials come at most
+    /// `trialBudget` of the time apart (run · (2 − 1) / 0.01 = 400 passes), and the host's change is still followed.
+    @Test func slowSettingsAreTriedRarely() {
+        var choice = WorkerChoice()
+        _ = Self.run(&choice, passes: WorkerChoice().warmUp) { $0 ? 2.0 : 1.0 }
+        #expect(!choice.one)
+        let steady = Self.run(&choice, passes: 3_000) { $0 ? 2.0 : 1.0 }
+        let extra = Double(steady.filter { $0 }.count)  // each pass on one worker costs one pass more
+        #expect(extra <= WorkerChoice.trialBudget * 3_000 + Double(WorkerChoice.run))
+        #expect(steady.prefix(399).allSatisfy { !$0 })
+        // One worker becomes the quicker: the next trial (within the longest interval) flips the choice.
+        _ = Self.run(&choice, passes: WorkerChoice.longestInterval + WorkerChoice.run) { $0 ? 0.4 : 1.0 }
+        #expect(choice.one)
     }
 
     /// The first pass after a change of setting is not timed: split passes that follow passes on one thread start by
