@@ -10,8 +10,8 @@ import Synchronization
 /// (about 2,150, against 3,800 in the first state). So the first `warmUp` passes alternate between the two, and after
 /// that every `interval`-th pass tries the setting not chosen; each setting is judged by the least time of its last
 /// `kept` passes, and one thread is chosen only when it is the quicker by `margin`. The interval doubles (to at most
-/// `longestInterval`) each time a trial confirms the choice, and is at least what `trialBudget` affords for a setting
-/// that much slower; it starts again at `shortestInterval` when the choice flips.
+/// `longestInterval`) each time a trial confirms the choice and starts again at `shortestInterval` when it flips; a
+/// trial also waits for as many passes as `trialBudget` affords for the setting it takes.
 ///
 /// Only a pass that follows a pass of the same setting is timed: after a pass on one thread the helpers have gone to
 /// sleep (the pool's spin is 200 µs) and the next split pass starts by waking them, a vCPU the hypervisor may have
@@ -32,8 +32,8 @@ struct WorkerChoice {
 
     static let warmUpRuns = 3, run = 4, kept = 4, shortestInterval = 16, longestInterval = 1024
     static let margin = 0.97
-    /// The share of the passes' time that trials of a setting slower than the chosen one may cost: after a trial (and
-    /// the warm-up) the interval is at least the passes over which the trial's extra time is this share. A trial of one
+    /// The share of the passes' time that trials of a setting slower than the chosen one may cost: after the warm-up
+    /// and each trial, the next trial waits at least the passes over which its extra time is this share. A trial of one
     /// thread where it takes 1.9 times as long as two (ResNet-18 224 px at batch 1) costs 3.6 passes' time: the next
     /// trial comes 360 passes later, not 16 (with trials every 16, 32, 64 … passes, eight of the 90 passes of a 2 s run
     /// could be trials); close settings (small models, where one thread can win) are still tried every 16 passes at
@@ -50,6 +50,9 @@ struct WorkerChoice {
     private var times: [[Double]]
     private var passes = 0
     private var interval = shortestInterval
+    /// The passes before the next trial that `trialBudget` affords for its setting (`affordableInterval`); the next
+    /// trial waits for the longer of this and `interval`.
+    private var afforded = 0
     private var sinceTrial = 0
     /// Trials so far (they take the settings not chosen in turn).
     private var trials = 0
@@ -73,7 +76,7 @@ struct WorkerChoice {
     /// The setting of the next pass.
     func next() -> Setting {
         if passes < warmUp { return settings[passes / Self.run % settings.count] }
-        guard trialPasses > 0 || sinceTrial + 1 >= interval else { return chosen }
+        guard trialPasses > 0 || sinceTrial + 1 >= max(interval, afforded) else { return chosen }
         let others = settings.filter { $0 != chosen }
         return others.isEmpty ? chosen : others[trials % others.count]
     }
@@ -101,7 +104,7 @@ struct WorkerChoice {
         guard warm else {
             if passes == warmUp {
                 chosen = quickest
-                interval = max(Self.shortestInterval, affordableInterval)
+                afforded = affordableInterval
             }
             return
         }
@@ -112,20 +115,23 @@ struct WorkerChoice {
         sinceTrial = 0
         trials += 1
         let best = quickest
-        interval = best == chosen ? max(min(2 * interval, Self.longestInterval), affordableInterval) : Self.shortestInterval
+        interval = best == chosen ? min(2 * interval, Self.longestInterval) : Self.shortestInterval
         chosen = best
+        afforded = affordableInterval
     }
 
     /// Whether the warm-up has begun and not ended (a caller timing steady passes waits for it).
     var warmingUp: Bool { passes > 0 && passes < warmUp }
 
-    /// The passes between trials over which a trial of the quickest setting not chosen costs `trialBudget` of the time
-    /// (at most `longestInterval`).
+    /// The passes before the next trial over which it costs `trialBudget` of the time (at most `longestInterval`): the
+    /// trials take the settings not chosen in turn, so with three settings one thread's trials, the slow ones, come
+    /// seldom while the two split settings, close in time, are still compared often.
     private var affordableInterval: Int {
-        guard let mine = settings.firstIndex(of: chosen), let chosenTime = times[mine].min(), chosenTime > 0 else { return 0 }
-        let others = times.indices.filter { $0 != mine }.compactMap { times[$0].min() }
-        guard let other = others.min() else { return 0 }
-        let extra = Double(Self.run) * max(0, other / chosenTime - 1) / Self.trialBudget
+        let others = settings.filter { $0 != chosen }
+        guard !others.isEmpty, let mine = settings.firstIndex(of: chosen), let chosenTime = times[mine].min(), chosenTime > 0,
+              let next = settings.firstIndex(of: others[trials % others.count]), let nextTime = times[next].min()
+        else { return 0 }
+        let extra = Double(Self.run) * max(0, nextTime / chosenTime - 1) / Self.trialBudget
         return Int(min(extra, Double(Self.longestInterval)).rounded(.up))
     }
 }
