@@ -77,6 +77,11 @@ struct WorkerChoice {
     func next() -> Setting {
         if passes < warmUp { return settings[passes / Self.run % settings.count] }
         guard trialPasses > 0 || sinceTrial + 1 >= max(interval, afforded) else { return chosen }
+        return trialSetting
+    }
+
+    /// The setting the next trial takes: the settings not chosen in turn (the chosen one when there is no other).
+    private var trialSetting: Setting {
         let others = settings.filter { $0 != chosen }
         return others.isEmpty ? chosen : others[trials % others.count]
     }
@@ -127,9 +132,8 @@ struct WorkerChoice {
     /// trials take the settings not chosen in turn, so with three settings one thread's trials, the slow ones, come
     /// seldom while the two split settings, close in time, are still compared often.
     private var affordableInterval: Int {
-        let others = settings.filter { $0 != chosen }
-        guard !others.isEmpty, let mine = settings.firstIndex(of: chosen), let chosenTime = times[mine].min(), chosenTime > 0,
-              let next = settings.firstIndex(of: others[trials % others.count]), let nextTime = times[next].min()
+        guard trialSetting != chosen, let mine = settings.firstIndex(of: chosen), let chosenTime = times[mine].min(),
+              chosenTime > 0, let next = settings.firstIndex(of: trialSetting), let nextTime = times[next].min()
         else { return 0 }
         let extra = Double(Self.run) * max(0, nextTime / chosenTime - 1) / Self.trialBudget
         return Int(min(extra, Double(Self.longestInterval)).rounded(.up))
