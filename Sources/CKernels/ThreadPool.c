@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -59,7 +60,11 @@ static inline uint64_t generation_of(uint64_t w) { return w >> (2 * PIECE_BITS);
 static inline long next_of(uint64_t w) { return (long)(w >> PIECE_BITS & MAX_PIECES); }
 static inline long end_of(uint64_t w) { return (long)(w & MAX_PIECES); }
 
-static struct {
+// The fields up to `workers` fill one cache line (aligned), which a helper reads when a region starts; unaligned (at 16
+// bytes into a line in one build), `first` and `workers` lay on a second line, one more transfer between the cores a
+// region. Two copies of the pool in one C harness, 400 rounds of 500 regions of two 2 µs pieces each, alternated:
+// aligned quicker in 347 and 369 of 400 rounds run second, 124 of 400 run first; about 35 ns a region (of 2.2–2.4 µs).
+static struct __attribute__((aligned(64))) {
     _Atomic uint64_t claim;   // see `word`; a new generation publishes the fields below
     atomic_long done;         // pieces of the current region that have finished
     atomic_int sleepers;      // helpers asleep (or about to be) on `wake`
@@ -73,6 +78,7 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+_Static_assert(offsetof(__typeof__(pool), workers) + sizeof(int) <= 64, "a region's fields fill one cache line");
 
 // Whether this thread is running a piece of a region (nested regions then run inline: `wc_pool_in_part`).
 static __thread int in_part;
