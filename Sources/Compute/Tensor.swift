@@ -9,6 +9,10 @@ public struct Tensor<Scalar: Sendable>: Sendable {
         self.scalars = scalars
     }
 
+    /// Inlinable, so that callers in other modules fill a concrete type's array (a memset for zeros): unspecialized,
+    /// each scalar went through a generic copy (about 3 ns each: the classifier's 1,000 outputs of MobileNetV2 64 px at
+    /// batch 1, `Tensor(zeros:)` in Gemm, 0.3% of a pass).
+    @inlinable
     public init(shape: [Int], repeating value: Scalar) {
         self.shape = shape
         self.scalars = Array(repeating: value, count: shape.reduce(1, *))
@@ -37,6 +41,7 @@ public struct Tensor<Scalar: Sendable>: Sendable {
 extension Tensor: Equatable where Scalar: Equatable {}
 
 extension Tensor where Scalar: Numeric {
+    @inlinable
     public init(zeros shape: [Int]) { self.init(shape: shape, repeating: 0) }
 }
 
