@@ -31,22 +31,11 @@ static inline void relax(void) { sched_yield(); }
 enum { MAX_HELPERS = 255 };
 // How long an idle helper spins before it sleeps on the condition variable.
 static const long spin_nanoseconds = 200000;
-
-// One turn of a wait on another core (`spins` from 1): a pause, and from the YIELD_AFTER-th turn on (about 13 µs in) a
-// yield every 64th, so that a thread on this core that needs it more (the other worker, where the host has put both on
-// one vCPU) gets it. A wait at the end of a node at batch 1 lasts a few microseconds; with a yield every 64th turn from
-// the first, each wait spent about 1 µs in every 2.6 in the system call (here a pause takes 25 ns, a sched_yield about
-// 1,000), seeing late that the other worker's piece had finished or the next region had started. Two threads, batch 1,
-// the same executor's batches alternated in one process between the old and this wait (three 3 s runs), mean µs:
-// MobileNetV2 64 px 974 → 959, 994 → 983 and 970 → 959; with a busy loop on the second vCPU 1,629 → 1,528 and
-// 1,586 → 1,554; both threads on one vCPU (taskset) 1,190 / 1,191 and 1,252 / 1,252. Never yielding gained no more
-// (652 → 645, 654 → 644, 783 → 771). SqueezeNet 1.1 64 px 553 → 542 and 709 → 694; MobileNetV2 224 px,
-// EfficientNet-Lite0 and SqueezeNet 1.1 224 px at batch 1 and SqueezeNet 1.1 64 px at batch 64 within 1%.
-enum { YIELD_AFTER = 512 };
-static inline void wait_turn(int spins) {
-    if ((spins & 63) || spins < YIELD_AFTER) relax();
-    else sched_yield();
-}
+// Waits pause and call sched_yield every 64th turn (a pause 25 ns here, a sched_yield about 1 µs). Pausing only for
+// the first 512 turns of each wait made batch-1 inference on two threads 1–2% quicker (MobileNetV2 64 px, the same
+// executor's batches alternated in one process) but training at batch 64 3–6% slower (wc-train-bench on the small
+// MobileNetV2, fresh processes alternated: the old waits quicker in 13 of 18 rounds): not kept (docs/RESULTS.md,
+// session 50).
 
 // The claim word: generation (24 bits) | next piece from the front (20 bits) | end of the pieces not yet taken from the
 // back (20 bits; the piece count when the region starts). A region of more pieces runs as several regions of at most
@@ -146,7 +135,7 @@ static void *helper_main(void *argument) {
         if (current == seen) {
             long deadline = now_nanoseconds() + spin_nanoseconds;
             for (int spins = 1; current == seen; spins++) {
-                wait_turn(spins);
+                if (spins & 63) relax(); else sched_yield();  // yield: a thread on this core may need it more
                 current = generation_of(atomic_load_explicit(&pool.claim, memory_order_acquire));
                 if (current == seen && (spins & 255) == 0 && now_nanoseconds() > deadline) {
                     pthread_mutex_lock(&pool.lock);
@@ -205,7 +194,7 @@ void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *conte
         }
         take_pieces(generation, 0);
         for (int spins = 1; atomic_load_explicit(&pool.done, memory_order_acquire) < count; spins++) {
-            wait_turn(spins);
+            if (spins & 63) relax(); else sched_yield();
         }
     }
     atomic_store(&pool.busy, 0);
