@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: set up, run `swift test`, then (when ../shared/models is present) check the reference
-# models' full 10,000-image top-1 in a release build. Ends with one line "tests: N passed, M failed".
+# The whole test suite: set up, run `swift test`, again on the generic kernels (x86-64 only), then (when
+# ../shared/models is present) check the reference models' full 10,000-image top-1 in a release build. Ends with one
+# line "tests: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh || exit 1
@@ -20,6 +21,21 @@ failed=$(grep -E '^✘ Test .* failed after' "$log" | grep -cv '^✘ Test run wi
 total=$(grep -oE 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -oE '[0-9]+' || true)
 if [ -n "$total" ]; then passed=$((total > failed ? total - failed : 0)); else passed=$(grep -cE '^✔ Test .*passed' "$log" || true); fi
 rm -f "$log"
+# The same suite on the generic kernels, which arm64 (Apple platforms, Linux on ARM) runs, and any x86-64 processor
+# without AVX2: the run above took this processor's AVX2 or AVX-512 ones (`WEIGHTCLUSTER_KERNELS`). It reuses the
+# debug build; it counts as one more test.
+if [ "$status" -eq 0 ] && [ "$(uname -m)" = x86_64 ]; then
+  generic=$(mktemp)
+  if WEIGHTCLUSTER_KERNELS=generic swift test --skip-build >"$generic" 2>&1; then
+    passed=$((passed + 1))
+    echo "generic kernels: $(grep -oE 'Test run with [0-9]+ tests? in [0-9]+ suites? passed' "$generic" | tail -1)"
+  else
+    grep -E '^✘' "$generic" | head -20
+    echo "generic kernels: the suite failed (above)"
+    failed=$((failed + 1)); status=1
+  fi
+  rm -f "$generic"
+fi
 if [ "$status" -eq 0 ] && [ -d ../shared/models ]; then
   if Scripts/check-reference-accuracy.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 fi
