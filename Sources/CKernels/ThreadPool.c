@@ -31,11 +31,6 @@ static inline void relax(void) { sched_yield(); }
 enum { MAX_HELPERS = 255 };
 // How long an idle helper spins before it sleeps on the condition variable.
 static const long spin_nanoseconds = 200000;
-// Waits pause and call sched_yield every 64th turn (a pause 25 ns here, a sched_yield about 1 µs). Pausing only for
-// the first 512 turns of each wait made batch-1 inference on two threads 1–2% quicker (MobileNetV2 64 px, the same
-// executor's batches alternated in one process) but training at batch 64 3–6% slower (wc-train-bench on the small
-// MobileNetV2, fresh processes alternated: the old waits quicker in 13 of 18 rounds): not kept (docs/RESULTS.md,
-// session 50).
 
 // The claim word: generation (24 bits) | next piece from the front (20 bits) | end of the pieces not yet taken from the
 // back (20 bits; the piece count when the region starts). A region of more pieces runs as several regions of at most
@@ -133,6 +128,11 @@ static void *helper_main(void *argument) {
     for (;;) {
         uint64_t current = generation_of(atomic_load_explicit(&pool.claim, memory_order_acquire));
         if (current == seen) {
+            // This wait and the caller's in `wc_pool_run_pieces` pause, and call sched_yield every 64th turn (a pause
+            // 25 ns here, a sched_yield about 1 µs). Pausing only for the first 512 turns of each wait made batch-1
+            // inference on two threads 1–2% quicker (MobileNetV2 64 px, the same executor's batches alternated in one
+            // process) but training at batch 64 3–6% slower (wc-train-bench on the small MobileNetV2, fresh processes
+            // alternated: the old waits quicker in 13 of 18 rounds): not kept (docs/RESULTS.md, session 50).
             long deadline = now_nanoseconds() + spin_nanoseconds;
             for (int spins = 1; current == seen; spins++) {
                 if (spins & 63) relax(); else sched_yield();  // yield: a thread on this core may need it more
