@@ -2,7 +2,7 @@
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
 //                                              [--profile-runs N]
-//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|stageBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false]
+//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|stageBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false|shareIdle=false]
 // --seconds S times batches until S seconds have passed (at least three, after warm-up batches: two, and more until
 // `warmUpSeconds` have passed, as Benchmarks/ort_inference.py does: onnxruntime's second batch at batch 64 on 224 px
 // maps is still 15–30% slower than its third, and ours at batch 1 on two threads ran at one thread's speed for their
@@ -69,6 +69,8 @@ if let alternative = arguments.take("--alternate") {
     // The same model under other options (winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false), batches alternated with the default
     // executor's in this one process, so that both see the same states of a shared host.
     var other = options
+    // The pool's sharing of idle workers (`wc_pool_share_idle`): process-wide, set before each of the other's batches.
+    var shareIdle = true
     for setting in alternative.split(separator: ",") {
         let parts = setting.split(separator: "=").map(String.init)
         switch (parts.first, parts.count == 2 ? parts[1] : nil) {
@@ -79,8 +81,9 @@ if let alternative = arguments.take("--alternate") {
         case ("parallelPasses", let value?) where Bool(value) != nil: other.parallelPasses = Bool(value)!
         case ("chooseWorkers", let value?) where Bool(value) != nil: other.chooseWorkers = Bool(value)!
         case ("expandInBands", let value?) where Bool(value) != nil: other.expandInBands = Bool(value)!
+        case ("shareIdle", let value?) where Bool(value) != nil: shareIdle = Bool(value)!
         default:
-            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false, chooseWorkers=true|false or expandInBands=true|false, not \(setting)\n".utf8))
+            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false, chooseWorkers=true|false, expandInBands=true|false or shareIdle=true|false, not \(setting)\n".utf8))
             exit(2)
         }
     }
@@ -88,11 +91,17 @@ if let alternative = arguments.take("--alternate") {
     var times: [[Double]] = [[], []]
     for e in executors { for _ in 0..<2 { _ = try e(input) } }
     // How far apart the two executors' outputs are (0 where the settings give the same values).
-    let outputs = try executors.map { try $0(input).scalars }
+    let outputs = try executors.enumerated().map { i, e in
+        ComputeThreads.shareIdleWorkers(i == 0 || shareIdle)
+        return try e(input).scalars
+    }
     result["largest_difference"] = zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max() ?? 0
     let start = DispatchTime.now().uptimeNanoseconds
     while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < (minimumSeconds ?? 10) {
-        for (i, e) in executors.enumerated() { times[i].append(try seconds { _ = try e(input) }) }
+        for (i, e) in executors.enumerated() {
+            ComputeThreads.shareIdleWorkers(i == 0 || shareIdle)
+            times[i].append(try seconds { _ = try e(input) })
+        }
     }
     for (i, label) in ["default", alternative].enumerated() {
         let t = times[i].sorted()

@@ -12,6 +12,7 @@
 // batch 1 775 → 3,027, EfficientNet-Lite0 at batch 1 59 → 222, ResNet-18 64 px at batch 64 893 → 965 (same run, the
 // busy loop pinned to the second core). On an idle host even (MobileNetV2 64 px: 3,305–3,380 → 3,428–3,452).
 
+#define _GNU_SOURCE
 #include "CKernels.h"
 
 #include <pthread.h>
@@ -44,30 +45,71 @@ static inline uint64_t generation_of(uint64_t w) { return w >> (2 * PIECE_BITS);
 static inline long next_of(uint64_t w) { return (long)(w >> PIECE_BITS & MAX_PIECES); }
 static inline long end_of(uint64_t w) { return (long)(w & MAX_PIECES); }
 
-// The fields up to `workers` fill one cache line (aligned), which a helper reads when a region starts; unaligned (at 16
+// A region's fields: they fill one cache line (aligned), which a helper reads when a region starts; unaligned (at 16
 // bytes into a line in one build), `first` and `workers` lay on a second line, one more transfer between the cores a
 // region. Two copies of the pool in one C harness, 400 rounds of 500 regions of two 2 µs pieces each, alternated:
 // aligned quicker in 347 and 369 of 400 rounds run second, 124 of 400 run first; about 35 ns a region (of 2.2–2.4 µs).
-static struct __attribute__((aligned(64))) {
+struct __attribute__((aligned(64))) region {
     _Atomic uint64_t claim;   // see `word`; a new generation publishes the fields below
     atomic_long done;         // pieces of the current region that have finished
-    atomic_int sleepers;      // helpers asleep (or about to be) on `wake`
-    atomic_int busy;          // a region is running: nested or concurrent calls run inline
-    int helpers;              // helper threads started (they live until the process exits)
     // The current region's; written only between regions (every piece of the last one finished).
     _Atomic(wc_pool_task) task;
     _Atomic(void *) context;
     atomic_long first;        // the region's piece 0 is the caller's piece `first`
     atomic_int workers;       // threads that may take part, the caller included
+    atomic_int cpu;           // the processor its publisher ran on (`help_inner`)
+};
+_Static_assert(sizeof(struct region) == 64, "a region's fields fill one cache line");
+
+static struct {
+    struct region outer;
+    atomic_int sleepers;      // helpers asleep (or about to be) on `wake`
+    atomic_int busy;          // a region is running: concurrent calls (and nested ones, but for `inner`) run inline
+    int helpers;              // helper threads started (they live until the process exits)
     pthread_mutex_t lock;
     pthread_cond_t wake;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
-_Static_assert(offsetof(__typeof__(pool), workers) + sizeof(int) <= 64, "a region's fields fill one cache line");
 
-// Whether this thread is running a piece of a region (nested regions then run inline: `wc_pool_in_part`).
+// A region started from inside a piece of the outer one, once another worker has finished its own outer pieces and
+// waits for the rest (`idle`): passes side by side, one per thread, where one thread runs slower than the other (its
+// core shared with another tenant) or got the larger pass; the idle worker then takes pieces of the running pass's
+// nodes instead of waiting for it. SqueezeNet 1.1 at 64 px, batch 64 (two passes of 32 images): on this AVX2 host one
+// thread's pass took 30–37 ms against the other's 19–27 for about 40 batches in a row. The same executor's batches
+// alternated in one process with and without, two threads, batch 64, mean ms over 12 and 10 s: SqueezeNet 1.1 64 px
+// 21.9 / 22.7 and 27.1 / 28.3, MobileNetV2 64 px 32.5 / 34.6 and 41.5 / 42.8, ResNet-18 64 px 98.0 / 101.1 and
+// 98.1 / 102.8, AlexNet 134.1 / 140.2 and 120.6 / 126.1, VGG-16 163.8 / 166.9 and 183.9 / 182.6; the 224 px nets
+// (passes of one or two images) and batch 1 even. A worker that took a piece and then lost its core to another process
+// holds the region up for the rest of its time slice: with a busy loop pinned to the second vCPU that made SqueezeNet
+// 1.1 64 px 47.1 ms a batch against 42.6 and MobileNetV2 64 px 87.4 against 63.0. So a region that waited for its
+// helper longer than 50 µs, and longer than its publisher's own pieces took, stops the sharing for 100 ms
+// (`blocked_until`; with it 45.5 / 45.3, 63.5 / 63.1, VGG-16 285.5 / 295.7 under the busy loop), and a worker does not
+// join a region published from its own processor.
+static struct region inner;
+static struct __attribute__((aligned(64))) {
+    atomic_int busy;          // a piece of the outer region holds `inner`
+    atomic_int idle;          // workers of the outer region with no outer piece left to take, waiting for it to end
+    atomic_long blocked_until;  // no sharing until then (`wc_pool_run_pieces`)
+} nested;
+static const long stall_nanoseconds = 50000, backoff_nanoseconds = 100000000;
+
+// Whether nested regions may use idle workers (`wc_pool_share_idle`).
+static atomic_int share_idle = 1;
+
+void wc_pool_share_idle(int on) { atomic_store(&share_idle, on); }
+
+// 0 outside any region; 1 running a piece of an outer region, 2 of an inner one, 3 of one run inline on the calling
+// thread alone (`wc_pool_in_part`).
 static __thread int in_part;
 
 int wc_pool_in_part(void) { return in_part; }
+
+static long now_nanoseconds(void);
+
+int wc_pool_idle_workers(void) {
+    if (in_part != 1 || !atomic_load_explicit(&share_idle, memory_order_relaxed)) return 0;
+    const int idle = atomic_load_explicit(&nested.idle, memory_order_acquire);
+    return idle > 0 && now_nanoseconds() >= atomic_load_explicit(&nested.blocked_until, memory_order_relaxed) ? idle : 0;
+}
 
 // The calling thread's limit on workers (0: none).
 static __thread int worker_limit;
@@ -80,37 +122,60 @@ int wc_pool_limit_workers(int workers) {
     return previous;
 }
 
-static void run_piece(wc_pool_task task, void *context, long piece) {
+static void run_piece(wc_pool_task task, void *context, long piece, int depth) {
     const int outer = in_part;
-    in_part = 1;
+    in_part = depth;
     task(context, (int)piece);
     in_part = outer;
 }
 
-// Claims and runs pieces of region `generation` until none is left (or a newer region is published). A claim succeeds
-// only while a piece is still untaken, so the region has not finished and its fields, read before the claim, are its.
-// The caller (worker 0) takes pieces from the front, the helpers from the back: with two workers the caller runs the
-// region's first pieces and the helper its last ones, the same split in every region, so that a layer split like the
-// one before it reads what the same core wrote (a 1×1 layer's output channels and the depthwise layer after it).
-// Taken as they came, either worker could win piece 0. MobileNetV2 224 px at batch 1, two threads, 3 alternated rounds,
-// least µs a pass: 1,748–1,756 → 1,717–1,737; 64 px, SqueezeNet 1.1 64 px and EfficientNet-Lite0 at batch 1 and the
-// 64 px nets at batch 64 within noise.
-static void take_pieces(uint64_t generation, int index) {
-    uint64_t w = atomic_load_explicit(&pool.claim, memory_order_acquire);
+// Claims and runs pieces of region `generation` of `r` until none is left (or a newer region is published). A claim
+// succeeds only while a piece is still untaken, so the region has not finished and its fields, read before the claim,
+// are its. The caller (worker 0) takes pieces from the front, the helpers from the back: with two workers the caller
+// runs the region's first pieces and the helper its last ones, the same split in every region, so that a layer split
+// like the one before it reads what the same core wrote (a 1×1 layer's output channels and the depthwise layer after
+// it). Taken as they came, either worker could win piece 0. MobileNetV2 224 px at batch 1, two threads, 3 alternated
+// rounds, least µs a pass: 1,748–1,756 → 1,717–1,737; 64 px, SqueezeNet 1.1 64 px and EfficientNet-Lite0 at batch 1
+// and the 64 px nets at batch 64 within noise. A worker of the outer region that finds no piece left to take counts
+// itself `idle` before it reports its last piece done (so that it is counted before the region can end).
+static void take_pieces(struct region *r, uint64_t generation, int index) {
+    const int depth = r == &pool.outer ? 1 : 2;
+    uint64_t w = atomic_load_explicit(&r->claim, memory_order_acquire);
     while (generation_of(w) == generation && next_of(w) < end_of(w)) {
-        const wc_pool_task task = atomic_load_explicit(&pool.task, memory_order_relaxed);
-        void *const context = atomic_load_explicit(&pool.context, memory_order_relaxed);
-        const long first = atomic_load_explicit(&pool.first, memory_order_relaxed);
-        if (index >= atomic_load_explicit(&pool.workers, memory_order_relaxed)) return;
+        const wc_pool_task task = atomic_load_explicit(&r->task, memory_order_relaxed);
+        void *const context = atomic_load_explicit(&r->context, memory_order_relaxed);
+        const long first = atomic_load_explicit(&r->first, memory_order_relaxed);
+        if (index >= atomic_load_explicit(&r->workers, memory_order_relaxed)) return;
         const long piece = index == 0 ? next_of(w) : end_of(w) - 1;
         const uint64_t claimed = index == 0 ? w + (1ull << PIECE_BITS) : w - 1;
-        if (!atomic_compare_exchange_weak_explicit(&pool.claim, &w, claimed, memory_order_acquire,
+        if (!atomic_compare_exchange_weak_explicit(&r->claim, &w, claimed, memory_order_acquire,
                                                    memory_order_acquire))
             continue;  // w holds the word as it is now
-        run_piece(task, context, first + piece);
-        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
-        w = atomic_load_explicit(&pool.claim, memory_order_acquire);
+        run_piece(task, context, first + piece, depth);
+        w = atomic_load_explicit(&r->claim, memory_order_acquire);
+        if (depth == 1 && (generation_of(w) != generation || next_of(w) >= end_of(w)))
+            atomic_fetch_add_explicit(&nested.idle, 1, memory_order_release);
+        atomic_fetch_add_explicit(&r->done, 1, memory_order_release);
     }
+}
+
+// The processor the calling thread runs on (-1 where the system does not say).
+static int current_cpu(void) {
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+}
+
+// Takes pieces of the inner region, if one is running with pieces left (as worker 1: from the back). Returns whether it
+// took part.
+static int help_inner(void) {
+    const uint64_t w = atomic_load_explicit(&inner.claim, memory_order_acquire);
+    if (next_of(w) >= end_of(w)) return 0;
+    if (current_cpu() == atomic_load_explicit(&inner.cpu, memory_order_relaxed)) return 0;
+    take_pieces(&inner, generation_of(w), 1);
+    return 1;
 }
 
 static long now_nanoseconds(void) {
@@ -126,7 +191,7 @@ static void *helper_main(void *argument) {
     const int index = (int)(long)argument;  // 1 ... helpers; the caller is worker 0
     uint64_t seen = start_generation[index];
     for (;;) {
-        uint64_t current = generation_of(atomic_load_explicit(&pool.claim, memory_order_acquire));
+        uint64_t current = generation_of(atomic_load_explicit(&pool.outer.claim, memory_order_acquire));
         if (current == seen) {
             // This wait and the caller's in `wc_pool_run_pieces` pause, and call sched_yield every 64th turn (a pause
             // 25 ns here, a sched_yield about 1 µs). Pausing only for the first 512 turns of each wait made batch-1
@@ -135,12 +200,13 @@ static void *helper_main(void *argument) {
             // alternated: the old waits quicker in 13 of 18 rounds): not kept (docs/RESULTS.md, session 50).
             long deadline = now_nanoseconds() + spin_nanoseconds;
             for (int spins = 1; current == seen; spins++) {
-                if (spins & 63) relax(); else sched_yield();  // yield: a thread on this core may need it more
-                current = generation_of(atomic_load_explicit(&pool.claim, memory_order_acquire));
+                if (help_inner()) deadline = now_nanoseconds() + spin_nanoseconds;
+                else if (spins & 63) relax(); else sched_yield();  // yield: a thread on this core may need it more
+                current = generation_of(atomic_load_explicit(&pool.outer.claim, memory_order_acquire));
                 if (current == seen && (spins & 255) == 0 && now_nanoseconds() > deadline) {
                     pthread_mutex_lock(&pool.lock);
                     atomic_fetch_add(&pool.sleepers, 1);
-                    while ((current = generation_of(atomic_load(&pool.claim))) == seen)
+                    while ((current = generation_of(atomic_load(&pool.outer.claim))) == seen)
                         pthread_cond_wait(&pool.wake, &pool.lock);
                     atomic_fetch_sub(&pool.sleepers, 1);
                     pthread_mutex_unlock(&pool.lock);
@@ -148,7 +214,7 @@ static void *helper_main(void *argument) {
             }
         }
         seen = current;
-        take_pieces(current, index);
+        take_pieces(&pool.outer, current, index);
     }
     return NULL;
 }
@@ -160,7 +226,8 @@ static int start_helpers(int wanted) {
         pthread_attr_t attributes;
         pthread_attr_init(&attributes);
         pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-        start_generation[pool.helpers + 1] = generation_of(atomic_load(&pool.claim));  // only the region holder changes it
+        // Only the region holder changes it.
+        start_generation[pool.helpers + 1] = generation_of(atomic_load(&pool.outer.claim));
         int failed = pthread_create(&thread, &attributes, helper_main, (void *)(long)(pool.helpers + 1));
         pthread_attr_destroy(&attributes);
         if (failed) break;
@@ -169,31 +236,63 @@ static int start_helpers(int wanted) {
     return pool.helpers;
 }
 
+// Publishes `count` pieces of `task` (from piece `first`) as the next region of `r`, for `workers` workers.
+static uint64_t publish(struct region *r, wc_pool_task task, void *context, long first, int workers, long count) {
+    atomic_store_explicit(&r->task, task, memory_order_relaxed);
+    atomic_store_explicit(&r->context, context, memory_order_relaxed);
+    atomic_store_explicit(&r->first, first, memory_order_relaxed);
+    atomic_store_explicit(&r->workers, workers, memory_order_relaxed);
+    atomic_store_explicit(&r->done, 0, memory_order_relaxed);
+    const uint64_t generation = (generation_of(atomic_load(&r->claim)) + 1) & ((1ull << (64 - 2 * PIECE_BITS)) - 1);
+    atomic_store(&r->claim, word(generation, 0, (uint64_t)count));  // sequentially consistent: publishes the fields
+    return generation;
+}
+
 void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context) {
     if (pieces <= 0) return;
     int expected = 0;
-    if (workers <= 1 || pieces == 1 || !atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
+    if (workers > 1 && pieces > 1 && wc_pool_idle_workers() > 0
+        && atomic_compare_exchange_strong(&nested.busy, &expected, 1)) {
+        // Inside a piece of the outer region, with a worker idle: a region of its own, which that worker joins.
+        for (long first = 0; first < pieces; first += MAX_PIECES) {
+            const long count = pieces - first < MAX_PIECES ? pieces - first : MAX_PIECES;
+            atomic_store_explicit(&inner.cpu, current_cpu(), memory_order_relaxed);
+            const long start = now_nanoseconds();
+            const uint64_t generation = publish(&inner, task, context, first, workers, count);
+            take_pieces(&inner, generation, 0);
+            const long own = now_nanoseconds();
+            for (int spins = 1; atomic_load_explicit(&inner.done, memory_order_acquire) < count; spins++) {
+                if (spins & 63) relax(); else sched_yield();
+            }
+            // A helper that took a piece and then lost its core (another process on it) held this region up: no
+            // sharing for a while.
+            const long end = now_nanoseconds();
+            if (end - own > stall_nanoseconds && end - own > own - start)
+                atomic_store_explicit(&nested.blocked_until, end + backoff_nanoseconds, memory_order_relaxed);
+        }
+        atomic_store(&nested.busy, 0);
+        return;
+    }
+    expected = 0;
+    if (workers <= 1 || pieces == 1 || in_part || !atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
         // One worker, one piece, or nested inside a region / another thread's region running: every piece here.
-        for (long p = 0; p < pieces; p++) run_piece(task, context, p);
+        for (long p = 0; p < pieces; p++) run_piece(task, context, p, in_part ? in_part : 3);
         return;
     }
     const int helpers = start_helpers(workers - 1);
     for (long first = 0; first < pieces; first += MAX_PIECES) {
         const long count = pieces - first < MAX_PIECES ? pieces - first : MAX_PIECES;
-        atomic_store_explicit(&pool.task, task, memory_order_relaxed);
-        atomic_store_explicit(&pool.context, context, memory_order_relaxed);
-        atomic_store_explicit(&pool.first, first, memory_order_relaxed);
-        atomic_store_explicit(&pool.workers, helpers + 1 < workers ? helpers + 1 : workers, memory_order_relaxed);
-        atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
-        const uint64_t generation = (generation_of(atomic_load(&pool.claim)) + 1) & ((1ull << (64 - 2 * PIECE_BITS)) - 1);
-        atomic_store(&pool.claim, word(generation, 0, (uint64_t)count));  // sequentially consistent: publishes the fields
+        atomic_store(&nested.idle, 0);
+        const uint64_t generation = publish(&pool.outer, task, context, first,
+                                            helpers + 1 < workers ? helpers + 1 : workers, count);
         if (atomic_load(&pool.sleepers) > 0) {
             pthread_mutex_lock(&pool.lock);
             pthread_cond_broadcast(&pool.wake);
             pthread_mutex_unlock(&pool.lock);
         }
-        take_pieces(generation, 0);
-        for (int spins = 1; atomic_load_explicit(&pool.done, memory_order_acquire) < count; spins++) {
+        take_pieces(&pool.outer, generation, 0);
+        for (int spins = 1; atomic_load_explicit(&pool.outer.done, memory_order_acquire) < count; spins++) {
+            if (help_inner()) continue;
             if (spins & 63) relax(); else sched_yield();
         }
     }

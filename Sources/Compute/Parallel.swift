@@ -11,14 +11,15 @@ public enum ComputeThreads {
     nonisolated(unsafe) private static var configured: Int = 0
 
     /// The worker count; the first read pins OpenBLAS to one thread per call, because the kernels
-    /// split work across cores themselves (two BLAS thread pools would fight over the same cores). 1 on a thread
-    /// running a part of a parallel region: the regions it starts run on it alone, so the work it calls is planned for
-    /// one thread (`parallelPieces`); at most the calling thread's limit where one is set (`limited`).
+    /// split work across cores themselves (two BLAS thread pools would fight over the same cores). On a thread
+    /// running a part of a parallel region, 1 plus the region's workers that have finished their parts and wait for it
+    /// to end (`wc_pool_idle_workers`: a region started there takes them; 1 while none has, and inside such a region),
+    /// so the work it calls is planned for the threads that will run it (`parallelPieces`); at most the calling
+    /// thread's limit where one is set (`limited`).
     public static var count: Int {
         if configured == 0 { configure(max(1, ProcessInfoCores.active)) }
-        if wc_pool_in_part() != 0 { return 1 }
-        let limit = Int(wc_pool_worker_limit())
-        return limit > 0 ? min(limit, configured) : configured
+        let limit = Int(wc_pool_worker_limit()), workers = limit > 0 ? min(limit, configured) : configured
+        return wc_pool_in_part() != 0 ? min(workers, 1 + Int(wc_pool_idle_workers())) : workers
     }
 
     /// Runs `body` with this thread's regions planned for at most `workers` workers (0: all).
@@ -27,6 +28,10 @@ public enum ComputeThreads {
         defer { wc_pool_limit_workers(previous) }
         return try body()
     }
+
+    /// Whether regions started inside a piece of another take the workers that have finished their pieces of it and
+    /// wait for it to end (`wc_pool_share_idle`; on by default). Process-wide.
+    public static func shareIdleWorkers(_ on: Bool) { wc_pool_share_idle(on ? 1 : 0) }
 
     public static func configure(_ threads: Int) {
         configured = max(1, threads)
@@ -63,8 +68,9 @@ public func parallelChunks(_ count: Int, minimumChunk: Int = 1, evenly: Bool = f
 }
 
 /// Runs `body(piece)` for every piece in 0..<count over the workers, each taking the next piece not yet taken, and
-/// returns when all have finished. Inside a piece `ComputeThreads.count` is 1: each piece is a whole job for one thread
-/// (a pass of a few images through a network), with no region inside it to wait on.
+/// returns when all have finished. Each piece is a whole job for one thread (a pass of a few images through a network):
+/// inside it `ComputeThreads.count` is 1 until another worker has no piece left to take, then counts that worker too,
+/// which takes part in the regions the piece starts from then on instead of waiting for it (`wc_pool_idle_workers`).
 public func parallelPieces(_ count: Int, _ body: (Int) -> Void) {
     guard count > 0 else { return }
     runPiecesOnPool(workers: min(ComputeThreads.count, count), pieces: count, body)

@@ -119,10 +119,13 @@ extension Executor {
     /// every call. If a pass fails, the whole batch runs in one pass, so that an error names the shapes the caller gave.
     ///
     /// With `Options.parallelPasses`, at least as many images as workers (two or more) and no deferred weights, the
-    /// passes run side by side, one per worker at a time, each on its thread alone (`parallelPieces`), of up to
+    /// passes run side by side, one per worker at a time, each on its thread (`parallelPieces`), of up to
     /// `size / workers` images so that as much data is in flight as in one pass of `size`, each in two stages where
     /// that keeps the early layers' maps in cache (`PassPlan.stages`); the head after the last map (`PassPlan.head`)
-    /// then runs once over the batch.
+    /// then runs once over the batch. A worker with no pass left to take joins the nodes of the passes still running
+    /// (`wc_pool_idle_workers`), which then split their work as at batch 1 (one batch with it and one without gave the
+    /// same values, largest difference 0, on each of the nine nets of `Scripts/bench-architectures.sh`), so the batch
+    /// no longer waits for the slower thread's whole pass (measured in `ThreadPool.c`).
     func runInPasses(_ feeds: [String: AnyTensor], images n: Int, checkingFinite: Bool) throws -> [String: AnyTensor] {
         if let outputs = try? passes(feeds, images: n, checkingFinite: checkingFinite) { return outputs }
         return try runPass(feeds, checkingFinite: checkingFinite)

@@ -1,9 +1,12 @@
 import Compute
+import Dispatch
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 import Testing
 
 /// `parallelChunks` covers every index exactly once, in contiguous ranges, whether it runs inline, one chunk per worker
@@ -49,9 +52,38 @@ import Testing
     }
 }
 
-/// Regions started inside a piece (they run inline) and from several threads at once (one holds the pool, the others
-/// run inline), many in a row: every index of every region once, whoever took it.
+/// Regions started inside a piece (inline, or with a worker that has no piece left) and from several threads at once
+/// (one holds the pool, the others run inline), many in a row: every index of every region once, whoever took it.
 @Suite struct ParallelRegionTests {
+    /// A worker with no piece left to take joins a region started inside a piece still running: that piece then plans
+    /// for two workers (`ComputeThreads.count`), its chunks run on both threads, each once. Tried until the helper took
+    /// the second piece while the caller finished the first (the caller may run both, or other tests hold the pool).
+    @Test func anIdleWorkerJoinsARegionStartedInsideAPiece() {
+        guard ComputeThreads.count >= 2 else { return }  // one core: no worker to share
+        var joined = false
+        for _ in 0..<100 where !joined {
+            let chunks = Mutex<[Range<Int>]>([]), threads = Mutex<Set<UInt>>([])
+            let planned = Mutex<Int>(0)
+            parallelPieces(2) { piece in
+                guard piece == 1 else { return }
+                let start = DispatchTime.now().uptimeNanoseconds
+                while ComputeThreads.count < 2 && DispatchTime.now().uptimeNanoseconds - start < 50_000_000 {}
+                planned.withLock { $0 = ComputeThreads.count }
+                parallelChunks(64) { range in
+                    chunks.withLock { $0.append(range) }
+                    threads.withLock { _ = $0.insert(UInt(bitPattern: Int(bitPattern: ObjectIdentifier(Thread.current)))) }
+                    usleep(300)
+                }
+            }
+            var covered = [Int](repeating: 0, count: 64)
+            for range in chunks.withLock({ $0 }) { for i in range { covered[i] += 1 } }
+            #expect(covered == [Int](repeating: 1, count: 64))
+            joined = threads.withLock { $0.count } > 1
+            if joined { #expect(planned.withLock { $0 } == 2) }
+        }
+        #expect(joined)
+    }
+
     @Test func nestedAndConcurrentRegionsCoverEveryIndex() async {
         let (outer, inner, rounds) = (5, 7, 200)
         let totals = await withTaskGroup(of: Int.self) { group in

@@ -238,11 +238,20 @@ void wc_winograd_output(const float *m, long stride, int th, int tw, float bias,
 /// helper threads (started on first use, kept for the life of the process), each taking the next piece not yet taken,
 /// so a slower worker takes fewer; returns when every piece has finished, without waiting for a helper that took none.
 /// Idle helpers spin for 0.2 ms before they sleep, so back-to-back regions start without a wake-up. A call made while
-/// another region runs (nested in a piece, or from another thread) runs all its pieces on the calling thread.
+/// another region runs (from another thread, or nested in a piece while every other worker still runs one, or inside
+/// such a nested region) runs all its pieces on the calling thread; one nested in a piece once another worker has none
+/// left to take runs as a region of its own, which that worker joins (`wc_pool_idle_workers`).
 typedef void (*wc_pool_task)(void *context, int piece);
 void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context);
-/// Whether the calling thread is running a piece of a region (any region it starts then runs inline, on it alone).
+/// Whether the calling thread is running a piece of a region (nonzero: 1 of a region of the pool, 2 of one started
+/// inside such a piece, 3 of one run on the calling thread alone).
 int wc_pool_in_part(void);
+/// Inside a piece of a region: how many of its workers have no piece left to take and wait for it to end (they take
+/// pieces of a region started from this piece); 0 elsewhere, inside a region started from a piece, and while
+/// `wc_pool_share_idle(0)` is in effect.
+int wc_pool_idle_workers(void);
+/// Whether regions started inside a piece take the idle workers (`wc_pool_idle_workers`); on by default.
+void wc_pool_share_idle(int on);
 /// The most workers the calling thread's regions are planned for (0: no limit; `ComputeThreads.count` reads it), and
 /// setting it; returns the previous limit.
 int wc_pool_worker_limit(void);
