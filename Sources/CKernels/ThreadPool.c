@@ -12,7 +12,6 @@
 // batch 1 775 → 3,027, EfficientNet-Lite0 at batch 1 59 → 222, ResNet-18 64 px at batch 64 893 → 965 (same run, the
 // busy loop pinned to the second core). On an idle host even (MobileNetV2 64 px: 3,305–3,380 → 3,428–3,452).
 
-#define _GNU_SOURCE
 #include "CKernels.h"
 
 #include <pthread.h>
@@ -57,7 +56,6 @@ struct __attribute__((aligned(64))) region {
     _Atomic(void *) context;
     atomic_long first;        // the region's piece 0 is the caller's piece `first`
     atomic_int workers;       // threads that may take part, the caller included
-    atomic_int cpu;           // the processor its publisher ran on (`help_inner`)
 };
 _Static_assert(sizeof(struct region) == 64, "a region's fields fill one cache line");
 
@@ -82,8 +80,7 @@ static struct {
 // holds the region up for the rest of its time slice: with a busy loop pinned to the second vCPU that made SqueezeNet
 // 1.1 64 px 47.1 ms a batch against 42.6 and MobileNetV2 64 px 87.4 against 63.0. So a region that waited for its
 // helper longer than 50 µs, and longer than its publisher's own pieces took, stops the sharing for 100 ms
-// (`blocked_until`; with it 45.5 / 45.3, 63.5 / 63.1, VGG-16 285.5 / 295.7 under the busy loop), and a worker does not
-// join a region published from its own processor.
+// (`blocked_until`; with it 45.5 / 45.3, 63.5 / 63.1, VGG-16 285.5 / 295.7 under the busy loop).
 static struct region inner;
 static struct __attribute__((aligned(64))) {
     atomic_int busy;          // a piece of the outer region holds `inner`
@@ -159,21 +156,11 @@ static void take_pieces(struct region *r, uint64_t generation, int index) {
     }
 }
 
-// The processor the calling thread runs on (-1 where the system does not say).
-static int current_cpu(void) {
-#if defined(__linux__)
-    return sched_getcpu();
-#else
-    return -1;
-#endif
-}
-
 // Takes pieces of the inner region, if one is running with pieces left (as worker 1: from the back). Returns whether it
 // took part.
 static int help_inner(void) {
     const uint64_t w = atomic_load_explicit(&inner.claim, memory_order_acquire);
     if (next_of(w) >= end_of(w)) return 0;
-    if (current_cpu() == atomic_load_explicit(&inner.cpu, memory_order_relaxed)) return 0;
     take_pieces(&inner, generation_of(w), 1);
     return 1;
 }
@@ -256,7 +243,6 @@ void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *conte
         // Inside a piece of the outer region, with a worker idle: a region of its own, which that worker joins.
         for (long first = 0; first < pieces; first += MAX_PIECES) {
             const long count = pieces - first < MAX_PIECES ? pieces - first : MAX_PIECES;
-            atomic_store_explicit(&inner.cpu, current_cpu(), memory_order_relaxed);
             const long start = now_nanoseconds();
             const uint64_t generation = publish(&inner, task, context, first, workers, count);
             take_pieces(&inner, generation, 0);

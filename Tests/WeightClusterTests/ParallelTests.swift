@@ -56,32 +56,42 @@ import Testing
 /// (one holds the pool, the others run inline), many in a row: every index of every region once, whoever took it.
 @Suite struct ParallelRegionTests {
     /// A worker with no piece left to take joins a region started inside a piece still running: that piece then plans
-    /// for two workers (`ComputeThreads.count`), its chunks run on both threads, each once. Tried until the helper took
-    /// the second piece while the caller finished the first (the caller may run both, or other tests hold the pool).
+    /// for two workers (`ComputeThreads.count`), and its chunks run on both threads, each once. An attempt counts where
+    /// the helper ran the second piece and saw the caller finish the first: other tests may hold the pool (every piece
+    /// then runs on one thread), the caller may take both pieces, or a stall may have paused the sharing.
     @Test func anIdleWorkerJoinsARegionStartedInsideAPiece() {
         guard ComputeThreads.count >= 2 else { return }  // one core: no worker to share
-        var joined = false
-        for _ in 0..<100 where !joined {
-            let chunks = Mutex<[Range<Int>]>([]), threads = Mutex<Set<UInt>>([])
-            let planned = Mutex<Int>(0)
+        var (idle, counted, joined) = (0, 0, false)
+        let start = DispatchTime.now().uptimeNanoseconds
+        while !joined && DispatchTime.now().uptimeNanoseconds - start < 30_000_000_000 {
+            let chunks = Mutex<[Range<Int>]>([]), threads = Mutex<Set<ObjectIdentifier>>([])
+            let pieceThreads = Mutex<Set<ObjectIdentifier>>([]), planned = Mutex<Int>(1)
+            let firstDone = Mutex(false), firstDoneSeen = Mutex(false)
             parallelPieces(2) { piece in
-                guard piece == 1 else { return }
-                let start = DispatchTime.now().uptimeNanoseconds
-                while ComputeThreads.count < 2 && DispatchTime.now().uptimeNanoseconds - start < 50_000_000 {}
+                pieceThreads.withLock { _ = $0.insert(ObjectIdentifier(Thread.current)) }
+                guard piece == 1 else { return firstDone.withLock { $0 = true } }
+                let wait = DispatchTime.now().uptimeNanoseconds
+                while ComputeThreads.count < 2 && DispatchTime.now().uptimeNanoseconds - wait < 20_000_000 {}
                 planned.withLock { $0 = ComputeThreads.count }
+                firstDoneSeen.withLock { $0 = firstDone.withLock { $0 } }
                 parallelChunks(64) { range in
                     chunks.withLock { $0.append(range) }
-                    threads.withLock { _ = $0.insert(UInt(bitPattern: Int(bitPattern: ObjectIdentifier(Thread.current)))) }
+                    threads.withLock { _ = $0.insert(ObjectIdentifier(Thread.current)) }
                     usleep(300)
                 }
             }
             var covered = [Int](repeating: 0, count: 64)
             for range in chunks.withLock({ $0 }) { for i in range { covered[i] += 1 } }
             #expect(covered == [Int](repeating: 1, count: 64))
+            // The caller finished the first piece while the helper ran the second: a worker was idle.
+            guard pieceThreads.withLock({ $0.count }) == 2, firstDoneSeen.withLock({ $0 }) else { continue }
+            idle += 1
+            guard planned.withLock({ $0 }) == 2 else { continue }
+            counted += 1
             joined = threads.withLock { $0.count } > 1
-            if joined { #expect(planned.withLock { $0 } == 2) }
         }
-        #expect(joined)
+        // Without the sharing, an idle worker is never counted (nor joins): 30 s of attempts, then this fails.
+        #expect(idle == 0 || joined, "\(idle) attempts with an idle worker, \(counted) counted it, none joined")
     }
 
     @Test func nestedAndConcurrentRegionsCoverEveryIndex() async {
