@@ -62,7 +62,7 @@ _Static_assert(sizeof(struct region) == 64, "a region's fields fill one cache li
 static struct {
     struct region outer;
     atomic_int sleepers;      // helpers asleep (or about to be) on `wake`
-    atomic_int busy;          // a region is running: concurrent calls (and nested ones, but for `inner`) run inline
+    atomic_int busy;          // a region is running: calls from other threads run inline
     int helpers;              // helper threads started (they live until the process exits)
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -235,6 +235,15 @@ static uint64_t publish(struct region *r, wc_pool_task task, void *context, long
     return generation;
 }
 
+// Waits until `count` pieces of `r`'s current region have finished; while the outer region's run on, takes pieces of the
+// inner one that they start.
+static void wait_for_pieces(struct region *r, long count) {
+    for (int spins = 1; atomic_load_explicit(&r->done, memory_order_acquire) < count; spins++) {
+        if (r == &pool.outer && help_inner()) continue;
+        if (spins & 63) relax(); else sched_yield();
+    }
+}
+
 void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context) {
     if (pieces <= 0) return;
     int expected = 0;
@@ -247,9 +256,7 @@ void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *conte
             const uint64_t generation = publish(&inner, task, context, first, workers, count);
             take_pieces(&inner, generation, 0);
             const long own = now_nanoseconds();
-            for (int spins = 1; atomic_load_explicit(&inner.done, memory_order_acquire) < count; spins++) {
-                if (spins & 63) relax(); else sched_yield();
-            }
+            wait_for_pieces(&inner, count);
             // A helper that took a piece and then lost its core (another process on it) held this region up: no
             // sharing for a while.
             const long end = now_nanoseconds();
@@ -277,10 +284,7 @@ void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *conte
             pthread_mutex_unlock(&pool.lock);
         }
         take_pieces(&pool.outer, generation, 0);
-        for (int spins = 1; atomic_load_explicit(&pool.outer.done, memory_order_acquire) < count; spins++) {
-            if (help_inner()) continue;
-            if (spins & 63) relax(); else sched_yield();
-        }
+        wait_for_pieces(&pool.outer, count);
     }
     atomic_store(&pool.busy, 0);
 }
