@@ -2,7 +2,7 @@
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
 //                                              [--profile-runs N]
-//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|stageBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false|shareIdle=false]
+//                                              [--threads N] [--alternate winograd=always|never|passBytes=N|stageBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false|shareIdle=false|splitBySpeed=false]
 // --seconds S times batches until S seconds have passed (at least three, after warm-up batches: two, and more until
 // `warmUpSeconds` have passed, as Benchmarks/ort_inference.py does: onnxruntime's second batch at batch 64 on 224 px
 // maps is still 15–30% slower than its third, and ours at batch 1 on two threads ran at one thread's speed for their
@@ -66,11 +66,13 @@ let inputShape = graph.inputs[0].shape!.enumerated().map { i, d -> Int in
 }
 let input = Tensor<Float>(shape: inputShape, scalars: (0..<inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
 if let alternative = arguments.take("--alternate") {
-    // The same model under other options (winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false), batches alternated with the default
+    // The same model under other options (winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false, …), batches alternated with the default
     // executor's in this one process, so that both see the same states of a shared host.
     var other = options
     // The pool's sharing of idle workers (`wc_pool_share_idle`): process-wide, set before each of the other's batches.
     var shareIdle = true
+    // Two-piece regions split by the cores' learnt speeds (`ComputeThreads.splitBySpeed`): process-wide, likewise.
+    var splitBySpeed = true
     for setting in alternative.split(separator: ",") {
         let parts = setting.split(separator: "=").map(String.init)
         switch (parts.first, parts.count == 2 ? parts[1] : nil) {
@@ -82,8 +84,9 @@ if let alternative = arguments.take("--alternate") {
         case ("chooseWorkers", let value?) where Bool(value) != nil: other.chooseWorkers = Bool(value)!
         case ("expandInBands", let value?) where Bool(value) != nil: other.expandInBands = Bool(value)!
         case ("shareIdle", let value?) where Bool(value) != nil: shareIdle = Bool(value)!
+        case ("splitBySpeed", let value?) where Bool(value) != nil: splitBySpeed = Bool(value)!
         default:
-            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false, chooseWorkers=true|false, expandInBands=true|false or shareIdle=true|false, not \(setting)\n".utf8))
+            FileHandle.standardError.write(Data("wc-inference-bench: --alternate takes winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false, chooseWorkers=true|false, expandInBands=true|false, shareIdle=true|false or splitBySpeed=true|false, not \(setting)\n".utf8))
             exit(2)
         }
     }
@@ -93,6 +96,7 @@ if let alternative = arguments.take("--alternate") {
     // How far apart the two executors' outputs are (0 where the settings give the same values).
     let outputs = try executors.enumerated().map { i, e in
         ComputeThreads.shareIdleWorkers(i == 0 || shareIdle)
+        ComputeThreads.splitBySpeed(i == 0 || splitBySpeed)
         return try e(input).scalars
     }
     result["largest_difference"] = zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max() ?? 0
@@ -100,6 +104,7 @@ if let alternative = arguments.take("--alternate") {
     while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < (minimumSeconds ?? 10) {
         for (i, e) in executors.enumerated() {
             ComputeThreads.shareIdleWorkers(i == 0 || shareIdle)
+            ComputeThreads.splitBySpeed(i == 0 || splitBySpeed)
             times[i].append(try seconds { _ = try e(input) })
         }
     }

@@ -126,6 +126,37 @@ static void run_piece(wc_pool_task task, void *context, long piece, int depth) {
     in_part = outer;
 }
 
+// A two-worker region of two pieces: the share of its work in the caller's piece (piece 0) that would have both
+// workers finish together (`wc_pool_caller_share`), learnt from each such region's two times. The two vCPUs of these
+// VMs run at different speeds for seconds at a time (another tenant on a core), and an even split then leaves the quicker
+// worker waiting: MobileNetV2 224 px at batch 1, two threads, the caller waited for the helper 5% of its own pieces'
+// time in the host's usual state and 16–32% in slow ones. With the shares learnt, the same executor's batches alternated
+// in one process with and without them (8–10 s, two threads, batch 1), mean µs: MobileNetV2 224 px 7,323 / 7,539 and
+// 6,011 / 6,099, EfficientNet-Lite0 8,652 / 8,946 and 7,678 / 7,849, SqueezeNet 1.1 64 px 589 / 607, 224 px 7,473 /
+// 7,748, MobileNetV2 64 px 1,132 / 1,149; least batches even (docs/RESULTS.md, session 54).
+static _Atomic double caller_share = 0.5;
+// The helper's time runs from the region's start to its piece's end, so a helper that starts late counts as slower.
+static atomic_long helper_finished;               // when a helper last finished a piece of the outer region (ns)
+static _Atomic uint64_t helper_finished_generation;  // that region's generation
+static atomic_int by_speed = 1;  // `wc_pool_split_by_speed`
+
+void wc_pool_split_by_speed(int on) { atomic_store(&by_speed, on); }
+
+double wc_pool_caller_share(void) {
+    return in_part || !atomic_load_explicit(&by_speed, memory_order_relaxed)
+        ? 0.5 : atomic_load_explicit(&caller_share, memory_order_relaxed);
+}
+
+// Moves the learnt share an eighth of the way towards the one that would have made this region's two pieces (`share`
+// of the work in the caller's) finish together, had each worker kept its speed; within [0.2, 0.8].
+static void learn_share(double share, long caller_nanoseconds, long helper_nanoseconds) {
+    if (caller_nanoseconds <= 0 || helper_nanoseconds <= 0) return;
+    const double caller = share / caller_nanoseconds, helper = (1 - share) / helper_nanoseconds;
+    double s = atomic_load_explicit(&caller_share, memory_order_relaxed);
+    s += (caller / (caller + helper) - s) / 8;
+    atomic_store_explicit(&caller_share, s < 0.2 ? 0.2 : s > 0.8 ? 0.8 : s, memory_order_relaxed);
+}
+
 // Claims and runs pieces of region `generation` of `r` until none is left (or a newer region is published). A claim
 // succeeds only while a piece is still untaken, so the region has not finished and its fields, read before the claim,
 // are its. The caller (worker 0) takes pieces from the front, the helpers from the back: with two workers the caller
@@ -134,26 +165,34 @@ static void run_piece(wc_pool_task task, void *context, long piece, int depth) {
 // it). Taken as they came, either worker could win piece 0. MobileNetV2 224 px at batch 1, two threads, 3 alternated
 // rounds, least µs a pass: 1,748–1,756 → 1,717–1,737; 64 px, SqueezeNet 1.1 64 px and EfficientNet-Lite0 at batch 1
 // and the 64 px nets at batch 64 within noise. A worker of the outer region that finds no piece left to take counts
-// itself `idle` before it reports its last piece done (so that it is counted before the region can end).
-static void take_pieces(struct region *r, uint64_t generation, int index) {
+// itself `idle` before it reports its last piece done (so that it is counted before the region can end). Returns how
+// many pieces it ran.
+static int take_pieces(struct region *r, uint64_t generation, int index) {
+    int taken = 0;
     const int depth = r == &pool.outer ? 1 : 2;
     uint64_t w = atomic_load_explicit(&r->claim, memory_order_acquire);
     while (generation_of(w) == generation && next_of(w) < end_of(w)) {
         const wc_pool_task task = atomic_load_explicit(&r->task, memory_order_relaxed);
         void *const context = atomic_load_explicit(&r->context, memory_order_relaxed);
         const long first = atomic_load_explicit(&r->first, memory_order_relaxed);
-        if (index >= atomic_load_explicit(&r->workers, memory_order_relaxed)) return;
+        if (index >= atomic_load_explicit(&r->workers, memory_order_relaxed)) return taken;
         const long piece = index == 0 ? next_of(w) : end_of(w) - 1;
         const uint64_t claimed = index == 0 ? w + (1ull << PIECE_BITS) : w - 1;
         if (!atomic_compare_exchange_weak_explicit(&r->claim, &w, claimed, memory_order_acquire,
                                                    memory_order_acquire))
             continue;  // w holds the word as it is now
         run_piece(task, context, first + piece, depth);
+        taken++;
+        if (depth == 1 && index > 0) {  // published by the release below
+            atomic_store_explicit(&helper_finished, now_nanoseconds(), memory_order_relaxed);
+            atomic_store_explicit(&helper_finished_generation, generation, memory_order_relaxed);
+        }
         w = atomic_load_explicit(&r->claim, memory_order_acquire);
         if (depth == 1 && (generation_of(w) != generation || next_of(w) >= end_of(w)))
             atomic_fetch_add_explicit(&nested.idle, 1, memory_order_release);
         atomic_fetch_add_explicit(&r->done, 1, memory_order_release);
     }
+    return taken;
 }
 
 // Takes pieces of the inner region, if one is running with pieces left (as worker 1: from the back). Returns whether it
@@ -244,7 +283,7 @@ static void wait_for_pieces(struct region *r, long count) {
     }
 }
 
-void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context) {
+void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context, double first_share) {
     if (pieces <= 0) return;
     int expected = 0;
     if (workers > 1 && pieces > 1 && wc_pool_idle_workers() > 0
@@ -283,8 +322,14 @@ void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *conte
             pthread_cond_broadcast(&pool.wake);
             pthread_mutex_unlock(&pool.lock);
         }
-        take_pieces(&pool.outer, generation, 0);
+        // Learnt from regions where the caller ran piece 0 and a helper piece 1.
+        const long start = first_share > 0 && count == 2 && workers == 2 ? now_nanoseconds() : 0;
+        const int taken = take_pieces(&pool.outer, generation, 0);
+        const long own = start ? now_nanoseconds() : 0;
         wait_for_pieces(&pool.outer, count);
+        if (start && taken == 1 && atomic_load_explicit(&by_speed, memory_order_relaxed)
+            && atomic_load_explicit(&helper_finished_generation, memory_order_relaxed) == generation)
+            learn_share(first_share, own - start, atomic_load_explicit(&helper_finished, memory_order_relaxed) - start);
     }
     atomic_store(&pool.busy, 0);
 }

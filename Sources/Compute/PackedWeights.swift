@@ -136,10 +136,18 @@ public final class PackedWeights: @unchecked Sendable {
             product(0, rows, 0, n)
         } else if n >= 64 * workers && (panels < 4 * workers || depth * n > PackedWeights.sharedOperandFloats) {
             // Columns in pieces of whole vectors, one per worker or two where each worker's share is 16 vectors or more
-            // (taken as workers come free): `evenPieces`.
+            // (taken as workers come free): `evenPieces`. One on each of two workers: split by their speeds.
             let pieces = PackedWeights.evenPieces(columns: n, workers: workers)
-            runPiecesOnPool(workers: min(workers, pieces.count), pieces: pieces.count) { piece in
-                product(0, rows, pieces.first(piece), pieces.width(piece))
+            if pieces.count == 2 && workers == 2 {
+                let vector = PackedWeights.vectorColumns
+                runInTwoPieces((n + vector - 1) / vector) { vectors in
+                    let first = vectors.lowerBound * vector
+                    product(0, rows, first, min(n, vectors.upperBound * vector) - first)
+                }
+            } else {
+                runPiecesOnPool(workers: min(workers, pieces.count), pieces: pieces.count) { piece in
+                    product(0, rows, pieces.first(piece), pieces.width(piece))
+                }
             }
         } else {
             // Panels of eight rows: each worker reads its own part of the weight, and all of B. One part per worker, so

@@ -33,6 +33,10 @@ public enum ComputeThreads {
     /// wait for it to end (`wc_pool_share_idle`; on by default). Process-wide.
     public static func shareIdleWorkers(_ on: Bool) { wc_pool_share_idle(on ? 1 : 0) }
 
+    /// Whether a region of two pieces on two workers is split by the speeds the pool has learnt for them
+    /// (`runInTwoPieces`; on by default) or evenly. Process-wide.
+    public static func splitBySpeed(_ on: Bool) { wc_pool_split_by_speed(on ? 1 : 0) }
+
     public static func configure(_ threads: Int) {
         configured = max(1, threads)
         #if !canImport(Accelerate)
@@ -50,7 +54,8 @@ enum ProcessInfoCores {
 /// on its core) takes fewer (AlexNet at batch 64, 4 alternating rounds: median 427 → 516 images/s; four chunks per
 /// worker gained more there, 548, but cost MobileNetV2 at batch 1 6%, each chunk allocating its own scratch).
 /// Runs inline when the work is too small to be worth a thread hop. With `evenly`, one chunk per worker: for bodies
-/// that pay a fixed cost per chunk (a copy of their inputs).
+/// that pay a fixed cost per chunk (a copy of their inputs). One chunk on each of two workers: split where the two are
+/// expected to finish together (`runInTwoPieces`).
 @inlinable
 public func parallelChunks(_ count: Int, minimumChunk: Int = 1, evenly: Bool = false, _ body: (Range<Int>) -> Void) {
     let workers = min(ComputeThreads.count, max(1, count / max(1, minimumChunk)))
@@ -59,6 +64,7 @@ public func parallelChunks(_ count: Int, minimumChunk: Int = 1, evenly: Bool = f
         return
     }
     let pieces = count >= 4 * workers && !evenly ? 2 * workers : workers
+    if pieces == 2 { return runInTwoPieces(count, body) }
     let chunk = (count + pieces - 1) / pieces
     runPiecesOnPool(workers: workers, pieces: pieces) { p in
         let start = p * chunk
@@ -76,16 +82,29 @@ public func parallelPieces(_ count: Int, _ body: (Int) -> Void) {
     runPiecesOnPool(workers: min(ComputeThreads.count, count), pieces: count, body)
 }
 
-/// Runs `part(p)` for p in 0..<pieces on `workers` threads of the pool (`wc_pool_run_pieces`), each taking the next
-/// piece not yet taken, and returns when all have finished.
+/// Runs `body(0..<split)` and `body(split..<count)` as a region of two pieces on two workers, the first as a rule on the
+/// calling thread (count ≥ 2, at least one item each), split where the two are expected to finish together: the two
+/// cores of a VM may run at different speeds for seconds at a time, and the pool learns their speeds from the times of
+/// such regions (`wc_pool_caller_share`).
 @usableFromInline
-func runPiecesOnPool(workers: Int, pieces: Int, _ part: (Int) -> Void) {
+func runInTwoPieces(_ count: Int, _ body: (Range<Int>) -> Void) {
+    let split = min(count - 1, max(1, Int((Double(count) * wc_pool_caller_share()).rounded())))
+    runPiecesOnPool(workers: 2, pieces: 2, firstShare: Double(split) / Double(count)) {
+        body($0 == 0 ? 0..<split : split..<count)
+    }
+}
+
+/// Runs `part(p)` for p in 0..<pieces on `workers` threads of the pool (`wc_pool_run_pieces`), each taking the next
+/// piece not yet taken, and returns when all have finished. `firstShare`: the share of the work in piece 0 of two, for
+/// the pool to learn from (0: not known).
+@usableFromInline
+func runPiecesOnPool(workers: Int, pieces: Int, firstShare: Double = 0, _ part: (Int) -> Void) {
     withoutActuallyEscaping(part) { part in
         var task = part
         withUnsafeMutablePointer(to: &task) { task in
             wc_pool_run_pieces(Int32(workers), pieces, { context, piece in
                 context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(piece))
-            }, task)
+            }, task, firstShare)
         }
     }
 }

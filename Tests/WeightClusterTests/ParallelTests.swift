@@ -1,3 +1,4 @@
+import CKernels
 import Compute
 import Dispatch
 import Foundation
@@ -49,6 +50,40 @@ import Testing
             return ran == ran.sorted { $0 && !$1 }
         }
         #expect(prefixes.count == rounds)
+    }
+
+    /// A region of two pieces on two workers is split where the two are expected to finish together: when the helper's
+    /// items take twice as long as the caller's, the caller's share grows from 0.5 towards two thirds, and every index
+    /// still runs once. Attempts go on until then (up to 30 s): while another test holds the pool the regions run
+    /// inline and teach nothing.
+    @Test func aSlowerHelperGetsTheSmallerPiece() {
+        guard ComputeThreads.count >= 2 else { return }  // one core: no helper
+        let caller = pthread_self()
+        func spin(_ nanoseconds: Int) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            while DispatchTime.now().uptimeNanoseconds - start < UInt64(nanoseconds) {}
+        }
+        var share = wc_pool_caller_share()
+        let start = DispatchTime.now().uptimeNanoseconds
+        while share < 0.6 && DispatchTime.now().uptimeNanoseconds - start < 30_000_000_000 {
+            ComputeThreads.limited(to: 2) {
+                parallelChunks(400, evenly: true) { range in
+                    spin(range.count * (pthread_equal(pthread_self(), caller) != 0 ? 1_000 : 2_000))
+                }
+            }
+            share = wc_pool_caller_share()
+        }
+        #expect(share >= 0.6 && share <= 0.8)
+        for count in [2, 3, 7, 400] {
+            let visits = Mutex([Int](repeating: 0, count: count))
+            ComputeThreads.limited(to: 2) {
+                parallelChunks(count, evenly: true) { range in visits.withLock { for i in range { $0[i] += 1 } } }
+            }
+            #expect(visits.withLock { $0 } == [Int](repeating: 1, count: count))
+        }
+        ComputeThreads.splitBySpeed(false)
+        #expect(wc_pool_caller_share() == 0.5)
+        ComputeThreads.splitBySpeed(true)
     }
 }
 

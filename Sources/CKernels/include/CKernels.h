@@ -241,8 +241,17 @@ void wc_winograd_output(const float *m, long stride, int th, int tw, float bias,
 /// another region runs (from another thread, or nested in a piece while every other worker still runs one, or inside
 /// such a nested region) runs all its pieces on the calling thread; one nested in a piece once another worker has none
 /// left to take runs as a region of its own, which that worker joins (`wc_pool_idle_workers`).
+/// `first_share`: for two pieces on two workers, the share of the work in piece 0 (which the calling thread runs; 0 where
+/// not known): the pool then learns from the two pieces' times how to split the next such region
+/// (`wc_pool_caller_share`).
 typedef void (*wc_pool_task)(void *context, int piece);
-void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context);
+void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *context, double first_share);
+/// The share of a two-piece region's work to give its first piece, the calling thread's, so that the two workers finish
+/// together, as learnt from the last such regions (0.5 to start with, within 0.2…0.8): the two cores may run at
+/// different speeds. 0.5 inside a piece of a region and while `wc_pool_split_by_speed(0)` is in effect.
+double wc_pool_caller_share(void);
+/// Whether two-piece regions are split by the learnt share, and teach it (on by default). Process-wide.
+void wc_pool_split_by_speed(int on);
 /// Whether the calling thread is running a piece of a region (nonzero: 1 of a region of the pool, 2 of one started
 /// inside such a piece, 3 of one run on the calling thread alone).
 int wc_pool_in_part(void);
