@@ -136,7 +136,8 @@ static void run_piece(wc_pool_task task, void *context, long piece, int depth) {
 // 7,748, MobileNetV2 64 px 1,132 / 1,149; least batches even (docs/RESULTS.md, session 54).
 static _Atomic double caller_share = 0.5;
 // The helper's time runs from the region's start to its piece's end, so a helper that starts late counts as slower.
-static atomic_long helper_finished;               // when a helper last finished a piece of the outer region (ns)
+static _Atomic uint64_t timed_generation;         // the outer region being timed so (`publish`; 0: none)
+static atomic_long helper_finished;               // when a helper finished its piece of that region (ns)
 static _Atomic uint64_t helper_finished_generation;  // that region's generation
 static atomic_int by_speed = 1;  // `wc_pool_split_by_speed`
 
@@ -183,7 +184,8 @@ static int take_pieces(struct region *r, uint64_t generation, int index) {
             continue;  // w holds the word as it is now
         run_piece(task, context, first + piece, depth);
         taken++;
-        if (depth == 1 && index > 0) {  // published by the release below
+        if (depth == 1 && index > 0 && atomic_load_explicit(&timed_generation, memory_order_relaxed) == generation) {
+            // Published by the release below.
             atomic_store_explicit(&helper_finished, now_nanoseconds(), memory_order_relaxed);
             atomic_store_explicit(&helper_finished_generation, generation, memory_order_relaxed);
         }
@@ -263,13 +265,16 @@ static int start_helpers(int wanted) {
 }
 
 // Publishes `count` pieces of `task` (from piece `first`) as the next region of `r`, for `workers` workers.
-static uint64_t publish(struct region *r, wc_pool_task task, void *context, long first, int workers, long count) {
+// With `timed`, a helper's piece of it reports when it finished (`learn_share`).
+static uint64_t publish(struct region *r, wc_pool_task task, void *context, long first, int workers, long count,
+                        int timed) {
     atomic_store_explicit(&r->task, task, memory_order_relaxed);
     atomic_store_explicit(&r->context, context, memory_order_relaxed);
     atomic_store_explicit(&r->first, first, memory_order_relaxed);
     atomic_store_explicit(&r->workers, workers, memory_order_relaxed);
     atomic_store_explicit(&r->done, 0, memory_order_relaxed);
     const uint64_t generation = (generation_of(atomic_load(&r->claim)) + 1) & ((1ull << (64 - 2 * PIECE_BITS)) - 1);
+    if (r == &pool.outer) atomic_store_explicit(&timed_generation, timed ? generation : 0, memory_order_relaxed);
     atomic_store(&r->claim, word(generation, 0, (uint64_t)count));  // sequentially consistent: publishes the fields
     return generation;
 }
@@ -292,7 +297,7 @@ void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *conte
         for (long first = 0; first < pieces; first += MAX_PIECES) {
             const long count = pieces - first < MAX_PIECES ? pieces - first : MAX_PIECES;
             const long start = now_nanoseconds();
-            const uint64_t generation = publish(&inner, task, context, first, workers, count);
+            const uint64_t generation = publish(&inner, task, context, first, workers, count, 0);
             take_pieces(&inner, generation, 0);
             const long own = now_nanoseconds();
             wait_for_pieces(&inner, count);
@@ -315,19 +320,21 @@ void wc_pool_run_pieces(int workers, long pieces, wc_pool_task task, void *conte
     for (long first = 0; first < pieces; first += MAX_PIECES) {
         const long count = pieces - first < MAX_PIECES ? pieces - first : MAX_PIECES;
         atomic_store(&nested.idle, 0);
+        // Timed to learn the caller's share from (`learn_share`) where the caller runs piece 0 and a helper piece 1.
+        const int timed = first_share > 0 && count == 2 && workers == 2
+                          && atomic_load_explicit(&by_speed, memory_order_relaxed);
+        const long start = timed ? now_nanoseconds() : 0;
         const uint64_t generation = publish(&pool.outer, task, context, first,
-                                            helpers + 1 < workers ? helpers + 1 : workers, count);
+                                            helpers + 1 < workers ? helpers + 1 : workers, count, timed);
         if (atomic_load(&pool.sleepers) > 0) {
             pthread_mutex_lock(&pool.lock);
             pthread_cond_broadcast(&pool.wake);
             pthread_mutex_unlock(&pool.lock);
         }
-        // Learnt from regions where the caller ran piece 0 and a helper piece 1.
-        const long start = first_share > 0 && count == 2 && workers == 2 ? now_nanoseconds() : 0;
         const int taken = take_pieces(&pool.outer, generation, 0);
-        const long own = start ? now_nanoseconds() : 0;
+        const long own = timed ? now_nanoseconds() : 0;
         wait_for_pieces(&pool.outer, count);
-        if (start && taken == 1 && atomic_load_explicit(&by_speed, memory_order_relaxed)
+        if (timed && taken == 1
             && atomic_load_explicit(&helper_finished_generation, memory_order_relaxed) == generation)
             learn_share(first_share, own - start, atomic_load_explicit(&helper_finished, memory_order_relaxed) - start);
     }
