@@ -55,6 +55,21 @@ static inline wc_epilogue epilogue_from(const wc_epilogue *e, int row0) {
     return rows;
 }
 
+// WHOLE_DEPTH_FLOATS, NARROW_BLOCKS: a product of up to NARROW_BLOCKS vector blocks of columns whose vector block of B
+// over all k rows (k × NV·L floats) is at most WHOLE_DEPTH_FLOATS (192 KB: in L2) takes A's columns in one block
+// instead of KC at a time. Inside a model A comes from memory (the other layers' weights and values have pushed it out
+// of L3): in KC pieces, one panel's length apart, its reads ran ahead of the prefetchers only within each 8 KB piece;
+// whole, the panels lie end to end and A streams as one run. B's block is then read from L2 rather than L1. C harness,
+// one thread, AVX2, µs, KC → whole, with L3 flushed before each call (64 MB read and written) / warm: 320×1152·1152×49
+// (EfficientNet-Lite0's last projection) 428 → 402 / 394 → 376, 192×1152·1152×49 273 → 244 / 238 → 228,
+// 160×960·960×49 205 → 180 / 165 → 160, 112×672·672×196 340 → 326 / 318 → 309, 96×576·576×196 258 → 245 / 236 → 229,
+// 1280×320·320×49 469 → 434 / 431 → 418; 80×480·480×196 even. In EfficientNet-Lite0 at batch 1 its projections had
+// run 6–15% behind onnxruntime's, and 9–11% behind the same layers alone in a one-layer model (weights in L3). Whole
+// models, one thread, batch 1, the sum of each node's least time over 2 alternated rounds, µs: MobileNetV2 224 px
+// 8,615 → 8,418 (its 7×7 projection 371 → 336), EfficientNet-Lite0 10,905 → 10,818, SqueezeNet 1.1 224 px 7,685 →
+// 7,612, ResNet-18 224 px 31,110 → 30,954; the 64 px models even (their products take other paths).
+enum { WHOLE_DEPTH_FLOATS = 48 << 10, NARROW_BLOCKS = 8 };
+
 // A block of A (its rows × KC columns) over L2_FLOATS floats does not stay in L2 (512 KB a core on AMD EPYC) while the
 // blocks of B sweep it: there B's columns go CHUNK_B floats at a time (in L2), each panel of A read once per chunk.
 enum { L2_FLOATS = 128 << 10, CHUNK_B = 48 << 10 };
@@ -411,9 +426,14 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         /* SqueezeNet 1.1 224 px's 512 → 1000 classifier on 13×13 at batch 64 73.1 → 66.1 ms, at batch 1 1,173 → */ \
         /* 1,027 µs; MobileNetV2 64 px at batch 64 its 320 → 1280 layer on 2×2 maps 1,779 → 1,588 µs. With two   */ \
         /* blocks (ResNet-18's layer 4 at batch 1, 7×7) it was slower (1,419 → 1,510 µs).                         */ \
+        /* Few columns (up to NARROW_BLOCKS vector blocks: one image's 14×14 and 7×7 maps) and a depth whose      */ \
+        /* vector block fits WHOLE_DEPTH_FLOATS: all of A's columns in one block (`depth`), so that each panel    */ \
+        /* of A and the next lie end to end and A streams from memory as one run, instead of KC-column pieces a   */ \
+        /* panel's length apart. See WHOLE_DEPTH_FLOATS.                                                           */ \
+        const int depth = whole <= NARROW_BLOCKS * NV * L && (long)k * NV * L <= WHOLE_DEPTH_FLOATS ? k : KC;      \
         float blockB[CHUNK];                                                                                      \
-        for (int kb = 0; kb < k; kb += KC) {                                                                      \
-            int kc = k - kb < KC ? k - kb : KC, accumulate = kb > 0;                                              \
+        for (int kb = 0; kb < k; kb += depth) {                                                                   \
+            int kc = k - kb < depth ? k - kb : depth, accumulate = kb > 0;                                        \
             const wc_epilogue *last = kb + kc == k ? e : NULL;                                                    \
             int span = kc <= 64 ? CHUNK / kc / (NV * L) * (NV * L) : NV * L;                                      \
             if (kc > 64 && (long)m * kc > L2_FLOATS && whole >= 3 * NV * L) {                                     \

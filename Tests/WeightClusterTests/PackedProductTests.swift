@@ -21,8 +21,10 @@ import _TestSupport
                         Case(m: 20, n: 93, k: 40), Case(m: 19, n: 10, k: 300),
                         // A few columns past B's whole vectors, taken down the rows with each group of panels: a
                         // narrow B (AVX-512), groups of four panels, two and a partial one; a wide one (AVX2), after each
-                        // group of eight panels' blocks, one and a partial one, across two blocks of depth (accumulating).
-                        Case(m: 70, n: 49, k: 300), Case(m: 45, n: 21, k: 40),
+                        // group of eight panels' blocks, one and a partial one, all 300 columns of A in one block (few
+                        // columns of B: `WHOLE_DEPTH_FLOATS`); deeper than that block may be (2,100 × 24 floats on AVX2),
+                        // across nine blocks of depth (accumulating).
+                        Case(m: 70, n: 49, k: 300), Case(m: 45, n: 21, k: 40), Case(m: 40, n: 49, k: 2100),
                         // Runs of columns that end three vectors before their end, taken in one three-vector block: B in
                         // place under few panels, a narrow B with a tail down the rows, and copied blocks of B (shallow,
                         // and deep across two blocks of depth, accumulating).
