@@ -426,10 +426,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
         /* SqueezeNet 1.1 224 px's 512 → 1000 classifier on 13×13 at batch 64 73.1 → 66.1 ms, at batch 1 1,173 → */ \
         /* 1,027 µs; MobileNetV2 64 px at batch 64 its 320 → 1280 layer on 2×2 maps 1,779 → 1,588 µs. With two   */ \
         /* blocks (ResNet-18's layer 4 at batch 1, 7×7) it was slower (1,419 → 1,510 µs).                         */ \
-        /* Few columns (up to NARROW_BLOCKS vector blocks: one image's 14×14 and 7×7 maps) and a depth whose      */ \
-        /* vector block fits WHOLE_DEPTH_FLOATS: all of A's columns in one block (`depth`), so that each panel    */ \
-        /* of A and the next lie end to end and A streams from memory as one run, instead of KC-column pieces a   */ \
-        /* panel's length apart. See WHOLE_DEPTH_FLOATS.                                                           */ \
+        /* A's columns KC at a time, or all in one block where B has few columns (WHOLE_DEPTH_FLOATS).           */ \
         const int depth = whole <= NARROW_BLOCKS * NV * L && (long)k * NV * L <= WHOLE_DEPTH_FLOATS ? k : KC;      \
         float blockB[CHUNK];                                                                                      \
         for (int kb = 0; kb < k; kb += depth) {                                                                   \
