@@ -30,9 +30,9 @@ def default_cuts(model):
     return list(last.values())
 
 
-def prefix(model_path, cut, path):
-    """The model from its input to `cut`, with a GlobalAveragePool after it, at `path`."""
-    onnx.utils.extract_model(model_path, path, [onnx.load(model_path).graph.input[0].name], [cut])
+def prefix(model_path, input_name, cut, path):
+    """The model from `input_name` to `cut`, with a GlobalAveragePool after it, at `path`."""
+    onnx.utils.extract_model(model_path, path, [input_name], [cut])
     m = onnx.load(path)
     m.graph.node.append(helper.make_node("GlobalAveragePool", [cut], ["module_costs_output"]))
     del m.graph.output[:]
@@ -81,7 +81,7 @@ def main():
         paths = []
         for i, cut in enumerate(cuts):
             paths.append(os.path.join(directory, f"p{i:03d}.onnx"))
-            prefix(inferred, cut, paths[-1])
+            prefix(inferred, model.graph.input[0].name, cut, paths[-1])
         best = {"ours": [float("inf")] * len(cuts), "onnxruntime": [float("inf")] * len(cuts)}
         for _ in range(args.rounds):
             for i, path in enumerate(paths):
