@@ -46,17 +46,20 @@ extension Winograd {
                                       tiles: tileRows * tileColumns, workers: workers) ? .outputChannels : nil
     }
 
-    /// Whether one image's convolution of 64 input channels or more splits over the workers by output channels
-    /// (`convolveOneImage`), at least two panels of eight a worker. Each worker transforms the whole input itself (a
-    /// small share of the work from 64 channels: the products are 16·OC multiply-adds per transformed value), runs the
-    /// 16 products for its channels and transforms their outputs, in one region; the other path's three regions pass
-    /// the transformed inputs and the products' sums from core to core. Only where the transformed input is small
-    /// (2¹⁶ floats): each worker writes all of it. One-layer model, 64 → 256 3×3 on 13×13 (SqueezeNet 1.1 224 px's
-    /// last layers), batch 1, two threads, least of 2 s: 82–84 → 71–72 µs. With any size, ResNet-18 224 px's 56×56 and
-    /// 28×28 layers lost 10–30% (each node's least over 2 rounds: 292–300 → 320–396, 262–267 → 294–297 µs).
+    /// Whether one image's convolution splits over the workers by output channels (`convolveOneImage`), where it does
+    /// not by rows of tiles, at least two panels of eight a worker. Each worker transforms the whole input itself (a
+    /// small share of the work: the products are 16·OC multiply-adds per transformed value), runs the 16 products for
+    /// its channels and transforms their outputs, in one region; the other path's three regions pass the transformed
+    /// inputs and the products' sums from core to core. Only where the transformed input is small (2¹⁶ floats): each
+    /// worker writes all of it. One-layer models (3×3 + ReLU), batch 1, two threads, least of 2 s: 64 → 256 on 13×13
+    /// (SqueezeNet 1.1 224 px's last layers) 82–84 → 71–72 µs; under 64 input channels too (session 57; alternated
+    /// processes, least µs): 48 → 192 on 13×13 (SqueezeNet 1.1 224 px's fire 9 and 10, seven rows of tiles) 170–171 →
+    /// 139 (one thread 255), 32 → 128 on 13×13 98–119 → 77, 48 → 96 on 9×9 59–61 → 51. With any size,
+    /// ResNet-18 224 px's 56×56 and 28×28 layers lost 10–30% (each node's least over 2 rounds: 292–300 → 320–396,
+    /// 262–267 → 294–297 µs).
     static func splitsByOutputChannels(images: Int, inputChannels c: Int, outputChannels oc: Int, tiles: Int,
                                        workers: Int) -> Bool {
-        images == 1 && workers > 1 && c >= 64 && oc >= 16 * workers && 16 * c * tiles <= 1 << 16
+        images == 1 && workers > 1 && oc >= 16 * workers && 16 * c * tiles <= 1 << 16
     }
 
     /// One image's convolution in one region, its rows of tiles or its output channels (panels of eight) split evenly
