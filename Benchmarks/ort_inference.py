@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """onnxruntime CPU-provider throughput on random input, printed as JSON (the baseline of bench-inference.sh).
-   ort_inference.py MODEL BATCH ITERATIONS THREADS [MIN_SECONDS]
+   ort_inference.py MODEL BATCH ITERATIONS THREADS [MIN_SECONDS [TIMES_FILE]]
 With MIN_SECONDS, batches are timed until that much time has passed (at least three, after warm-up batches: two, the
 second batch at batch 64 on 224 px maps ran 15-30% slower than the third, and more until WARM_UP_SECONDS have passed,
-as wc-inference-bench does), and the quickest batch's seconds are printed too."""
-import json, resource, sys, time
+as wc-inference-bench does), and the quickest batch's seconds are printed too; TIMES_FILE then gets each timed batch's
+microseconds, in order, one a line (as wc-inference-bench --times does)."""
+import json, os, resource, sys, time
 import numpy as np
 import onnxruntime as ort
 
@@ -22,14 +23,19 @@ if len(sys.argv) > 5:
     while warm_ups < 2 or time.perf_counter() - warm_up_start < WARM_UP_SECONDS:
         session.run(None, {inp.name: x})
         warm_ups += 1
-    iterations, seconds, least = 0, 0.0, float("inf")
+    iterations, seconds, least, times = 0, 0.0, float("inf"), []
     while iterations < 3 or seconds < minimum:
         start = time.perf_counter()
         session.run(None, {inp.name: x})
         elapsed = time.perf_counter() - start
         seconds += elapsed
         least = min(least, elapsed)
+        times.append(elapsed)
         iterations += 1
+    if len(sys.argv) > 6:
+        with open(sys.argv[6] + ".partial", "w") as f:
+            f.write("".join("%.1f\n" % (t * 1e6) for t in times))
+        os.replace(sys.argv[6] + ".partial", sys.argv[6])
 else:
     for _ in range(2):
         session.run(None, {inp.name: x})

@@ -1,7 +1,7 @@
 // Inference throughput and sgemm speed, printed as JSON for Scripts/bench-inference.sh.
 // Not a test: numbers are information, compared with a baseline measured in the same run.
 //   swift run -c release wc-inference-bench MODEL [--batch 64] [--iterations 10] [--seconds S] [--throughput-only] [--top N]
-//                                              [--profile-runs N]
+//                                              [--profile-runs N] [--times FILE]
 //                                              [--threads N] [--alternate winograd=always|never|passBytes=N|stageBytes=N|parallelPasses=false|chooseWorkers=false|expandInBands=false|shareIdle=false|splitBySpeed=false]
 // --seconds S times batches until S seconds have passed (at least three, after warm-up batches: two, and more until
 // `warmUpSeconds` have passed, as Benchmarks/ort_inference.py does: onnxruntime's second batch at batch 64 on 224 px
@@ -13,7 +13,8 @@
 // --top N lists the N slowest nodes (12 by default); --profile-runs N profiles N batches and keeps each node's least
 // time (and each op type's); --threads N runs on N threads (all cores by default); --alternate SETTINGS times the
 // default executor and one with SETTINGS changed, batch by batch in turn (for S seconds, 10 by default), and prints
-// each one's least, first-quartile, median, 90th-percentile and mean batch seconds.
+// each one's least, first-quartile, median, 90th-percentile and mean batch seconds; --times FILE (with --seconds)
+// writes each timed batch's µs, in order, one a line.
 import _BenchmarkSupport
 import Clustering
 import Compute
@@ -41,6 +42,7 @@ let iterations = arguments.take("--iterations", 10)
 let top = arguments.take("--top", 12)
 let profileRuns = arguments.take("--profile-runs", 1)
 let minimumSeconds = arguments.take("--seconds").flatMap(Double.init)
+let timesPath = arguments.take("--times")
 let throughputOnly = arguments.rest.contains("--throughput-only")
 if let threads = arguments.take("--threads").flatMap(Int.init) { ComputeThreads.configure(threads) }
 guard let modelPath = arguments.rest.first(where: { !$0.hasPrefix("--") }) else {
@@ -136,6 +138,11 @@ if let minimumSeconds {
     while times.count < 3 || elapsed < minimumSeconds {
         times.append(try seconds { _ = try executor(input) })
         elapsed += times[times.count - 1]
+    }
+    if let timesPath {
+        // In the order timed, one µs figure a line: whether slow batches come in stretches (docs/RESULTS.md, session 57).
+        try (times.map { String(format: "%.1f", $0 * 1e6) }.joined(separator: "\n") + "\n")
+            .write(toFile: timesPath, atomically: true, encoding: .utf8)
     }
     times.sort()
     result["images_per_second"] = Double(batch * times.count) / elapsed
