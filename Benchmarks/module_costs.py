@@ -11,12 +11,10 @@ Usage: module_costs.py MODEL BENCH [--threads N] [--batch N] [--rounds N] [--sec
 BENCH is our wc-inference-bench (swift build -c release --product wc-inference-bench). Run it in the benchmark
 scripts' venv (.build/real-models-venv: onnx and onnxruntime).
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile
 
-import numpy as np
 import onnx
 import onnx.utils
-import onnxruntime as ort
 from onnx import helper, TensorProto
 
 
@@ -47,20 +45,11 @@ def ours(bench, path, threads, batch, seconds):
 
 
 def theirs(path, threads, batch, seconds):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    inp = session.get_inputs()[0]
-    shape = [batch] + [d if isinstance(d, int) else batch for d in inp.shape[1:]]
-    x = np.random.RandomState(0).uniform(-1, 1, shape).astype(np.float32)
-    for _ in range(20):
-        session.run(None, {inp.name: x})
-    least, start = float("inf"), time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a = time.perf_counter()
-        session.run(None, {inp.name: x})
-        least = min(least, time.perf_counter() - a)
-    return least * 1e6
+    """onnxruntime's least batch, timed as the benchmark scripts time it (ort_inference.py, beside this file)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_inference.py")
+    out = subprocess.run([sys.executable, script, path, str(batch), "1", str(threads), str(seconds)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["batch_seconds_least"] * 1e6
 
 
 def main():

@@ -23,15 +23,12 @@ if len(sys.argv) > 5:
     while warm_ups < 2 or time.perf_counter() - warm_up_start < WARM_UP_SECONDS:
         session.run(None, {inp.name: x})
         warm_ups += 1
-    iterations, seconds, least, times = 0, 0.0, float("inf"), []
-    while iterations < 3 or seconds < minimum:
+    times = []
+    while len(times) < 3 or sum(times) < minimum:
         start = time.perf_counter()
         session.run(None, {inp.name: x})
-        elapsed = time.perf_counter() - start
-        seconds += elapsed
-        least = min(least, elapsed)
-        times.append(elapsed)
-        iterations += 1
+        times.append(time.perf_counter() - start)
+    iterations, seconds = len(times), sum(times)
     if len(sys.argv) > 6:
         with open(sys.argv[6] + ".partial", "w") as f:
             f.write("".join("%.1f\n" % (t * 1e6) for t in times))
@@ -46,5 +43,5 @@ else:
 result = {"images_per_second": batch * iterations / seconds, "seconds_per_batch": seconds / iterations,
           "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "onnxruntime": ort.__version__}
 if len(sys.argv) > 5:
-    result["batch_seconds_least"] = least
+    result["batch_seconds_least"] = min(times)
 print(json.dumps(result))

@@ -28,9 +28,9 @@ import _TestSupport
     }
 
     /// One image splits over the workers by rows of tiles (under 64 input channels, or on wide maps) or by output
-    /// channels (where the rows do not split, on small maps; 48 → 44 on 13×13 has seven rows of tiles): the same bits as on one worker, with a bias, a residual and a clamp, on maps
-    /// whose last tile row and column hang over the edge, with a last panel of output channels not full, and into a
-    /// range of a wider tensor's channels.
+    /// channels (where the rows do not split, on small maps; 48 → 44 on 13×13 has seven rows of tiles): the same bits
+    /// as on one worker, with a bias, a residual and a clamp, on maps whose last tile row and column hang over the
+    /// edge, with a last panel of output channels not full, and into a range of a wider tensor's channels.
     @Test func winogradOnOneImageGivesTheSameBits() throws {
         #expect(Winograd.splitsByTileRows(images: 1, inputChannels: 16, outputChannels: 24, tileRows: 11, tileColumns: 11,
                                           workers: 2))
