@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "_BenchmarkSupport", path: "Benchmarks/Support"),
         .executableTarget(name: "wc-inference-bench", dependencies: ["_BenchmarkSupport", "Clustering", "Compute", "Execution", "ONNXFormat", "PackedFormat"],
                           path: "Benchmarks/InferenceBenchmark"),
-        .executableTarget(name: "wc-kmeans-bench", dependencies: ["Clustering", "Datasets", "ModelGraph", "ONNXFormat"],
+        .executableTarget(name: "wc-kmeans-bench", dependencies: ["_BenchmarkSupport", "Clustering", "Datasets", "ModelGraph", "ONNXFormat"],
                           path: "Benchmarks/KMeansBenchmark"),
         .executableTarget(name: "wc-neuron-bench", dependencies: ["_BenchmarkSupport", "Compression", "Compute", "Execution", "ModelGraph", "ONNXFormat"],
                           path: "Benchmarks/NeuronBenchmark"),

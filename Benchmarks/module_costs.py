@@ -3,7 +3,7 @@
 onnxruntime's profiler adds a few microseconds to every node, too much for layers of 5-50 us. Instead the model is cut
 after each module (by default the last node of each group of nodes named /a/b/..., such as /features/features.6 in
 torchvision's exports), a GlobalAveragePool is appended to each prefix (so that onnxruntime's reorder out of its NCHWc
-layout is of 1x1 maps in every one), and both runtimes time every prefix: the least time of each over the rounds,
+layout is of 1x1 maps in every one; not after a classifier's output), and both runtimes time every prefix: the least time of each over the rounds,
 alternated. The difference between consecutive prefixes is that module's cost; onnxruntime's Python call is in every
 prefix and cancels.
 
@@ -29,9 +29,12 @@ def default_cuts(model):
 
 
 def prefix(model_path, input_name, cut, path):
-    """The model from `input_name` to `cut`, with a GlobalAveragePool after it, at `path`."""
+    """The model from `input_name` to `cut`, with a GlobalAveragePool after it where `cut` has spatial axes (not after
+    a classifier's N x classes output: the whole model as it is), at `path`."""
     onnx.utils.extract_model(model_path, path, [input_name], [cut])
     m = onnx.load(path)
+    if len(m.graph.output[0].type.tensor_type.shape.dim) < 3:
+        return
     m.graph.node.append(helper.make_node("GlobalAveragePool", [cut], ["module_costs_output"]))
     del m.graph.output[:]
     m.graph.output.append(helper.make_tensor_value_info("module_costs_output", TensorProto.FLOAT, None))

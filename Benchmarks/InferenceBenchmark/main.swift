@@ -54,12 +54,13 @@ var result: [String: Any] = ["model": modelPath, "batch": batch, "iterations": i
                             "kernels": PackedWeights.kernels]
 
 // 1. Inference throughput.
-let graph = PackedModelFile.isPacked(modelPath) ? try PackedModel.load(modelPath).graph : try ONNXModelFile.load(modelPath)
+let graph = orExit { PackedModelFile.isPacked(modelPath) ? try PackedModel.load(modelPath).graph : try ONNXModelFile.load(modelPath) }
+orExit { try ModelValidation.validate(graph) }  // operators, attributes and shapes, as the CLI checks them at load
 var options = Executor.Options()
 if ProcessInfo.processInfo.environment["WC_WINOGRAD"] == "never" { options.winograd = .never }
 if ProcessInfo.processInfo.environment["WC_WINOGRAD"] == "always" { options.winograd = .always }
 if let bytes = ProcessInfo.processInfo.environment["WC_PASS_BYTES"].flatMap(Int.init) { options.passBytes = bytes }
-let executor = try Executor(graph: graph, options: options)
+let executor = orExit { try Executor(graph: graph, options: options) }
 // Seeded: the system generator makes a syscall per value (4 s for a 64×3×224×224 batch).
 var generator = SeededGenerator(seed: 1)
 let inputShape = graph.inputs[0].shape!.enumerated().map { i, d -> Int in
@@ -92,7 +93,7 @@ if let alternative = arguments.take("--alternate") {
             exit(2)
         }
     }
-    let executors = [executor, try Executor(graph: graph, options: other)]
+    let executors = [executor, orExit { try Executor(graph: graph, options: other) }]
     var times: [[Double]] = [[], []]
     for e in executors { for _ in 0..<2 { _ = try e(input) } }
     // How far apart the two executors' outputs are (0 where the settings give the same values).

@@ -1,5 +1,6 @@
 // k-means on a model's real 3×3 kernel set, printed as JSON for Scripts/bench-kmeans.sh.
 //   swift run -c release wc-kmeans-bench MODEL K [--iterations 25] [--seed 0] [--tolerance 0] [--export kernels.npy]
+import _BenchmarkSupport
 import Clustering
 import Datasets
 import Dispatch
@@ -17,7 +18,7 @@ guard arguments.count >= 2, let k = Int(arguments[1]) else {
     FileHandle.standardError.write(Data("usage: wc-kmeans-bench MODEL K [--iterations N] [--seed S] [--tolerance T] [--export kernels.npy]\n".utf8))
     exit(2)
 }
-let graph = try ONNXModelFile.load(arguments[0])
+let graph = orExit { try ONNXModelFile.load(arguments[0]) }
 var kernels: [Float] = []
 for node in graph.nodes where node.opType == "Conv" {
     guard let w = graph.initializers[node.inputs[1]]?.floatTensor, w.rank == 4, w.shape[2] == 3, w.shape[3] == 3 else { continue }

@@ -23,7 +23,7 @@ let modelPath = arguments.rest.first ?? "../shared/models/alexnet-fmnist.onnx"
 // The layer as a one-node graph: x[batch, in] → Gemm(W, b, transB = 1) → Relu → y.
 var weight: Tensor<Float>, bias: Tensor<Float>, source: String
 if FileManager.default.fileExists(atPath: modelPath) {
-    let model = try ONNXModelFile.load(modelPath)
+    let model = orExit { try ONNXModelFile.load(modelPath) }
     guard let node = model.nodes.first(where: { $0.name == layerName && $0.opType == "Gemm" && $0.int("transB", default: 0) == 1 }),
           let w = model.initializers[node.inputs[1]]?.floatTensor, let b = model.initializers[node.inputs[2]]?.floatTensor else {
         FileHandle.standardError.write(Data("error: no Gemm (transB = 1) named \(layerName) in \(modelPath)\n".utf8))

@@ -23,3 +23,14 @@ public struct BenchmarkArguments {
 
     public mutating func take(_ name: String, _ fallback: Int) -> Int { take(name).flatMap(Int.init) ?? fallback }
 }
+
+/// `body`'s value, or its error as one line on standard error and exit status 1: for what a user's file decides (a
+/// model that does not load or prepare), which must not end in a crash report.
+@discardableResult
+public func orExit<T>(_ body: () throws -> T) -> T {
+    do { return try body() } catch {
+        let name = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "benchmark"
+        FileHandle.standardError.write(Data("\(name): error: \(error)\n".utf8))
+        exit(1)
+    }
+}

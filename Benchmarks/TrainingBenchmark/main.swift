@@ -16,7 +16,7 @@ var arguments = BenchmarkArguments()
 let steps = Int(arguments.take("--steps") ?? "") ?? 10
 let batch = Int(arguments.take("--batch") ?? "") ?? 64
 let path = arguments.rest.first ?? "../shared/models/vgg16-fmnist.onnx"
-let graph = try ONNXModelFile.load(path)
+let graph = orExit { try ONNXModelFile.load(path) }
 let shape = graph.inputs.first?.shape?.dropFirst().map { if case .fixed(let n) = $0 { n } else { 1 } } ?? [1, 32, 32]
 var state: UInt64 = 3
 let count = batch * (steps + 1)
@@ -29,9 +29,9 @@ config.batchSize = batch
 config.augment = false
 config.schedule = .constant
 config.stepsPerEpoch = 1
-_ = try Trainer(graph: graph, configuration: config).train(data)  // warm-up (allocations, BLAS)
+_ = try orExit { try Trainer(graph: graph, configuration: config) }.train(data)  // warm-up (allocations, BLAS)
 config.stepsPerEpoch = steps
-let trainer = try Trainer(graph: graph, configuration: config)
+let trainer = orExit { try Trainer(graph: graph, configuration: config) }
 trainer.engine.profiling = ProcessInfo.processInfo.environment["WC_PROFILE"] != nil
 let start = DispatchTime.now().uptimeNanoseconds
 let report = try trainer.train(data)
