@@ -1,6 +1,7 @@
 // Winograd F(2×2,3×3) transforms of one plane, 16 tiles at a time on AVX-512, 8 with AVX2 (a plain loop elsewhere).
 // Each value is the same sum, in the same order, as in the plain loop, so all give the same bits.
 #include "Dispatch.h"
+#include "Transpose.h"
 
 // Bᵀ·d·B of one 4×4 patch d (rows r0…r3, a row's values one apart); writes o[ξ·stride] for ξ in 0..<16.
 #define INPUT_TILE(T, d, o, stride)                                                                               \
@@ -350,4 +351,189 @@ void wc_winograd_output(const float *m, long stride, int th, int tw, float bias,
     }
 #endif
     output_generic(m, stride, th, tw, bias, residual, low, high, out, oh, ow);
+}
+
+// ---- One image's rows of tiles, the transforms and products together (AVX2) --------------------------------------
+//
+// For shallow layers (few input channels, small U) the three-step path passes every tile's 16 products for every
+// output channel through memory between its steps: 3.2 MB of sums for a 16 → 64 layer on 55×55, from L3 or, when
+// another tenant of the host takes the cache, from DRAM. Here each row of tiles is transformed (16 × C × row values,
+// in L1 or L2), then each block of four tiles × three panels of eight output channels runs its 16 products into a
+// 6 KB buffer, whose output transform is transposed (8 × 8) into the channels' rows and stored with the bias,
+// residual and clamp. Each product is the same chain of fused multiply-adds over the input channels in order, from
+// zero, as the packed product's, and the transforms are Winograd.c's, so the outputs are the three-step path's bits.
+// C harness (one thread, least µs, 16 → 64 on 55×55): 562–578 → 533–542 warm; with 8 MB read between calls 771 →
+// 566, with 64 MB 5,173 → 649.
+
+// Floats a block's products take: m[ξ][tile][24] for 16 ξ, four tiles, three panels.
+enum { ROWS_TILES = 4, ROWS_PANELS = 3, ROWS_BLOCK = ROWS_TILES * ROWS_PANELS * 8 };
+
+#if defined(__x86_64__)
+// The 16 products of one block of four tiles × three panels: m[ξ][t][p·8 + r] = Σ_ic U[ξ][p][ic][r] · V[ξ][ic][t]
+// (v: V[0][0] at the block's first tile, ξ `vs` bytes apart, ic `tw` bytes apart; u: U[0]'s first panel of the block,
+// ξ `us` bytes apart, panels `pb` apart). In assembly: the twelve sums, three weight vectors and the broadcast fill the
+// sixteen registers (as the direct convolution's `vector_sums3`).
+__attribute__((target("avx2,fma"))) static void rows_products3(const float *v, long vs, long tw, const float *u, long us,
+                                                                long pb, long c, float *m) {
+    __asm__ volatile(
+        "movq $16, %%r11\n"
+        "2:\n\t"
+        "vxorps %%ymm0, %%ymm0, %%ymm0\n\t vxorps %%ymm1, %%ymm1, %%ymm1\n\t vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vxorps %%ymm3, %%ymm3, %%ymm3\n\t vxorps %%ymm4, %%ymm4, %%ymm4\n\t vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
+        "vxorps %%ymm6, %%ymm6, %%ymm6\n\t vxorps %%ymm7, %%ymm7, %%ymm7\n\t vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
+        "vxorps %%ymm9, %%ymm9, %%ymm9\n\t vxorps %%ymm10, %%ymm10, %%ymm10\n\t vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+        "movq %[c], %%rax\n\t movq %[v], %%r10\n\t movq %[u], %%r9\n\t .p2align 4\n"
+        "1:\n\t"
+        "vmovups (%%r9), %%ymm12\n\t vmovups (%%r9,%[pb],1), %%ymm13\n\t vmovups (%%r9,%[pb],2), %%ymm14\n\t"
+        "vbroadcastss (%%r10), %%ymm15\n\t"
+        "vfmadd231ps %%ymm12, %%ymm15, %%ymm0\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm1\n\t"
+        "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\t"
+        "vbroadcastss 4(%%r10), %%ymm15\n\t"
+        "vfmadd231ps %%ymm12, %%ymm15, %%ymm3\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm4\n\t"
+        "vfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
+        "vbroadcastss 8(%%r10), %%ymm15\n\t"
+        "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"
+        "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\t"
+        "vbroadcastss 12(%%r10), %%ymm15\n\t"
+        "vfmadd231ps %%ymm12, %%ymm15, %%ymm9\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm10\n\t"
+        "vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
+        "addq $32, %%r9\n\t addq %[tw], %%r10\n\t decq %%rax\n\t jnz 1b\n\t"
+        "vmovaps %%ymm0, 0(%[m])\n\t vmovaps %%ymm1, 32(%[m])\n\t vmovaps %%ymm2, 64(%[m])\n\t"
+        "vmovaps %%ymm3, 96(%[m])\n\t vmovaps %%ymm4, 128(%[m])\n\t vmovaps %%ymm5, 160(%[m])\n\t"
+        "vmovaps %%ymm6, 192(%[m])\n\t vmovaps %%ymm7, 224(%[m])\n\t vmovaps %%ymm8, 256(%[m])\n\t"
+        "vmovaps %%ymm9, 288(%[m])\n\t vmovaps %%ymm10, 320(%[m])\n\t vmovaps %%ymm11, 352(%[m])\n\t"
+        "addq %[vs], %[v]\n\t addq %[us], %[u]\n\t addq $384, %[m]\n\t decq %%r11\n\t jnz 2b\n\t"
+        : [v] "+r"(v), [u] "+r"(u), [m] "+r"(m)
+        : [vs] "r"(vs), [tw] "r"(tw), [us] "r"(us), [pb] "r"(pb), [c] "r"(c)
+        : "rax", "r9", "r10", "r11", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7",
+          "ymm8", "ymm9", "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15");
+}
+
+// The same for NP ≤ 2 panels, in C (at most 8 + 2 + 1 registers; strides in floats).
+#define DEFINE_ROWS_PRODUCTS(NAME, NP)                                                                            \
+    __attribute__((target("avx2,fma"))) static void NAME(const float *v, long vs, long tw, const float *u, long us,   \
+                                                         long pb, long c, float *m) {                             \
+        for (int xi = 0; xi < 16; xi++, v += vs, u += us, m += ROWS_BLOCK) {                                      \
+            __m256 s[ROWS_TILES][NP];                                                                             \
+            for (int t = 0; t < ROWS_TILES; t++)                                                                  \
+                for (int p = 0; p < NP; p++) s[t][p] = _mm256_setzero_ps();                                       \
+            for (long ic = 0; ic < c; ic++) {                                                                     \
+                __m256 wv[NP];                                                                                    \
+                for (int p = 0; p < NP; p++) wv[p] = _mm256_loadu_ps(u + p * pb + ic * 8);                        \
+                for (int t = 0; t < ROWS_TILES; t++) {                                                            \
+                    const __m256 x = _mm256_broadcast_ss(v + ic * tw + t);                                        \
+                    for (int p = 0; p < NP; p++) s[t][p] = _mm256_fmadd_ps(wv[p], x, s[t][p]);                    \
+                }                                                                                                 \
+            }                                                                                                     \
+            for (int t = 0; t < ROWS_TILES; t++)                                                                  \
+                for (int p = 0; p < NP; p++) _mm256_store_ps(m + t * ROWS_PANELS * 8 + p * 8, s[t][p]);           \
+        }                                                                                                         \
+    }
+DEFINE_ROWS_PRODUCTS(rows_products2, 2)
+DEFINE_ROWS_PRODUCTS(rows_products1, 1)
+#endif
+
+size_t wc_winograd_rows_scratch_count(int c, int ow) {
+    const long tw4 = ((ow + 1) / 2 + ROWS_TILES - 1) / ROWS_TILES * ROWS_TILES;
+    return (size_t)(16 * (long)c * tw4);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void rows_avx2(const float *input, int c, int h, int w, int pt, int pl,
+                                                          const float *u, long u_stride, int first, int count,
+                                                          const float *bias, const float *residual, float low,
+                                                          float high, float *out, int oh, int ow, int r0, int r1,
+                                                          float *scratch) {
+    const int tw = (ow + 1) / 2, tw4 = (tw + ROWS_TILES - 1) / ROWS_TILES * ROWS_TILES;
+    const long vs = (long)c * tw4, plane = (long)oh * ow;
+    float *const v = scratch;
+    // The tiles past the row's last (a block's unused lanes): zeros, never stored.
+    for (long at = 0; at < 16 * vs; at += tw4) memset(v + at + tw, 0, sizeof(float) * (size_t)(tw4 - tw));
+    float m[16 * ROWS_BLOCK] __attribute__((aligned(32)));
+    const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    const int end = first + count, panels = (end + 7) / 8;
+    for (int r = r0; r < r1; r++) {
+        // Row r of tiles reads input rows from 2r − pt: that row is row 0 of a one-row call with 2r rows less padding.
+        for (int ch = 0; ch < c; ch++) wc_winograd_input(input + (long)ch * h * w, h, w, 1, tw, pt - 2 * r, pl, v + (long)ch * tw4, vs);
+        const int y0 = 2 * r, rows = oh - y0 < 2 ? oh - y0 : 2;
+        for (int t0 = 0; t0 < tw; t0 += ROWS_TILES) {
+            const int valid = ow - 2 * t0 < 8 ? ow - 2 * t0 : 8;
+            for (int p = first / 8; p < panels; p += ROWS_PANELS) {
+                const int np = panels - p < ROWS_PANELS ? panels - p : ROWS_PANELS;
+                const float *up = u + (long)p * 8 * c;
+                if (np == 3) rows_products3(v + t0, vs * 4, tw4 * 4, up, u_stride * 4, (long)c * 32, c, m);
+                else if (np == 2) rows_products2(v + t0, vs, tw4, up, u_stride, (long)c * 8, c, m);
+                else rows_products1(v + t0, vs, tw4, up, u_stride, (long)c * 8, c, m);
+                for (int j = 0; j < np; j++) {
+                    // row[y][x]: the eight channels of output (y0 + y, 2·t0 + x), then transposed to each channel's
+                    // eight outputs.
+                    __m256 row[2][8];
+                    for (int t = 0; t < ROWS_TILES; t++) {
+                        __m256 s[16];
+                        for (int xi = 0; xi < 16; xi++) s[xi] = _mm256_load_ps(m + xi * ROWS_BLOCK + t * ROWS_PANELS * 8 + j * 8);
+                        OUTPUT_TILE(__m256, s, t00, t01, t10, t11);
+                        row[0][2 * t] = t00, row[0][2 * t + 1] = t01, row[1][2 * t] = t10, row[1][2 * t + 1] = t11;
+                    }
+                    for (int y = 0; y < rows; y++) {
+                        transpose8(row[y]);
+                        for (int i = 0; i < 8 && (p + j) * 8 + i < end; i++) {
+                            const int o = (p + j) * 8 + i;
+                            const long at = o * plane + (long)(y0 + y) * ow + 2L * t0;
+                            __m256 x = _mm256_add_ps(row[y][i], _mm256_set1_ps(bias ? bias[o] : 0.0f));
+                            if (residual && valid == 8) {
+                                x = _mm256_add_ps(x, _mm256_loadu_ps(residual + at));
+                            } else if (residual) {
+                                float e[8] = {0};
+                                memcpy(e, residual + at, sizeof(float) * (size_t)valid);
+                                x = _mm256_add_ps(x, _mm256_loadu_ps(e));
+                            }
+                            wc_store_lanes8(out + at, wc_clamp256(x, lo, hi), 0, valid);  // as wc_clamp
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+
+// Without AVX2: the same sums one at a time (each product's chain over ic in order, Winograd.c's plain transforms).
+static void rows_generic(const float *input, int c, int h, int w, int pt, int pl, const float *u, long u_stride,
+                         int first, int count, const float *bias, const float *residual, float low, float high,
+                         float *out, int oh, int ow, int r0, int r1, float *scratch) {
+    const int tw = (ow + 1) / 2, tw4 = (tw + ROWS_TILES - 1) / ROWS_TILES * ROWS_TILES;
+    const long vs = (long)c * tw4;
+    for (int r = r0; r < r1; r++) {
+        for (int ch = 0; ch < c; ch++) input_generic(input + (long)ch * h * w, h, w, 1, tw, pt - 2 * r, pl, scratch + (long)ch * tw4, vs);
+        for (int o = first; o < first + count; o++)
+            for (int t = 0; t < tw; t++) {
+                float s[16];
+                for (int xi = 0; xi < 16; xi++) {
+                    const float *a = u + xi * u_stride + (long)(o / 8) * 8 * c + o % 8;
+                    float sum = 0.0f;
+                    for (int ic = 0; ic < c; ic++) sum = __builtin_fmaf(a[ic * 8], scratch[xi * vs + (long)ic * tw4 + t], sum);
+                    s[xi] = sum;
+                }
+                OUTPUT_TILE(float, s, t00, t01, t10, t11);
+                const float y[2][2] = {{t00, t01}, {t10, t11}};
+                for (int i = 0; i < 2 && 2 * r + i < oh; i++)
+                    for (int j = 0; j < 2 && 2 * t + j < ow; j++) {
+                        const long at = (long)o * oh * ow + (long)(2 * r + i) * ow + 2 * t + j;
+                        const float b = bias ? bias[o] : 0.0f;
+                        out[at] = wc_clamp(residual ? y[i][j] + b + residual[at] : y[i][j] + b, low, high);
+                    }
+            }
+    }
+}
+
+void wc_winograd_rows(const float *input, int c, int h, int w, int pt, int pl, const float *u, long u_stride,
+                      int first, int count, const float *bias, const float *residual, float low, float high,
+                      float *out, int oh, int ow, int r0, int r1, float *scratch) {
+#if defined(__x86_64__)
+    if (wc_kernels_isa() != WC_ISA_GENERIC) {
+        rows_avx2(input, c, h, w, pt, pl, u, u_stride, first, count, bias, residual, low, high, out, oh, ow, r0, r1, scratch);
+        return;
+    }
+#endif
+    rows_generic(input, c, h, w, pt, pl, u, u_stride, first, count, bias, residual, low, high, out, oh, ow, r0, r1, scratch);
 }

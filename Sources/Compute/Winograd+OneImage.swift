@@ -109,4 +109,42 @@ extension Winograd {
             }
         }
     }
+
+    /// Whether one image's call runs a row of tiles at a time, its transforms and 16 products together
+    /// (`wc_winograd_rows`), instead of passing every tile's products through memory between three steps: with AVX2,
+    /// under 64 input channels and up to 2¹⁸ transformed weights (1 MB), as `splitsByTileRows` takes shallow layers.
+    /// The same bits. One-layer models and SqueezeNet 1.1 at batch 1: docs/RESULTS.md, session 58.
+    static func runsInRows(images: Int, inputChannels c: Int, outputChannels oc: Int) -> Bool {
+        images == 1 && wc_kernels_isa() == Int32(WC_ISA_AVX2) && c <= 16
+    }
+
+    /// One image's convolution a row of tiles at a time (`wc_winograd_rows`), its rows of tiles or its output channels
+    /// (panels of eight) split evenly over the workers as `split` says.
+    static func convolveInRows(_ input: Tensor<Float>, weights prepared: PreparedWeights, bias: [Float]?,
+                               window: Window2D, activation: Activation, residual: Tensor<Float>?,
+                               into output: inout Tensor<Float>, firstChannel: Int, split: OneImageSplit) {
+        let (c, h, w) = (input.shape[1], input.shape[2], input.shape[3])
+        let (oc, oh, ow) = (prepared.outputChannels, output.shape[2], output.shape[3])
+        let th = (oh + 1) / 2
+        let (low, high) = activation.bounds
+        let (uStride, scratchCount) = (prepared.uStride, wc_winograd_rows_scratch_count(Int32(c), Int32(ow)))
+        withAddresses(input, bias, residual, &output) { inAddress, biasAddress, residualAddress, outAddress in
+            prepared.u.withUnsafeBufferPointer { u in
+                let u = u.baseAddress!
+                parallelChunks(split == .tileRows ? th : (oc + 7) / 8, evenly: true) { part in
+                    let rows = split == .tileRows ? part : 0..<th
+                    let outputs = split == .tileRows ? 0..<oc : part.lowerBound * 8..<min(oc, part.upperBound * 8)
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+                    defer { scratch.deallocate() }
+                    wc_winograd_rows(UnsafePointer<Float>(bitPattern: inAddress)!, Int32(c), Int32(h), Int32(w),
+                                     Int32(window.pads.top), Int32(window.pads.left), u, uStride,
+                                     Int32(outputs.lowerBound), Int32(outputs.count),
+                                     UnsafePointer<Float>(bitPattern: biasAddress),
+                                     UnsafePointer<Float>(bitPattern: residualAddress), low, high,
+                                     UnsafeMutablePointer<Float>(bitPattern: outAddress)! + firstChannel * oh * ow,
+                                     Int32(oh), Int32(ow), Int32(rows.lowerBound), Int32(rows.upperBound), scratch)
+                }
+            }
+        }
+    }
 }

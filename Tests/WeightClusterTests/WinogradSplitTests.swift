@@ -6,6 +6,15 @@ import _TestSupport
 /// Which calls take Winograd (`Winograd.pays`) and how one image's call splits over the workers
 /// (`Winograd.oneImageSplit`): each split gives the same bits as one worker.
 @Suite struct WinogradSplitTests {
+    /// A 3×3 layer's operands on one image: input [1, c, size, size], weight [oc, c, 3, 3], bias, and a residual of the
+    /// output's shape, from seeds `seed`…`seed` + 3.
+    static func operands(c: Int, size: Int, oc: Int, seed: UInt64) -> (Tensor<Float>, Tensor<Float>, [Float], Tensor<Float>) {
+        (Tensor(shape: [1, c, size, size], scalars: ConvolutionTests.random(c * size * size, seed: seed)),
+         Tensor(shape: [oc, c, 3, 3], scalars: ConvolutionTests.random(oc * c * 9, seed: seed + 1)),
+         ConvolutionTests.random(oc, seed: seed + 2),
+         Tensor(shape: [1, oc, size, size], scalars: ConvolutionTests.random(oc * size * size, seed: seed + 3)))
+    }
+
     /// Where a call takes Winograd: 64 input channels or more on maps that waste few tiles; fewer channels from
     /// `shallowLeastTileChannels` tiles × input channels over the call's images (SqueezeNet 1.1's 16 → 64 layers on 55×55
     /// and 15×15 maps and its 48 → 192 layers on 13×13 at batch 1), with AVX2 from `avx2ShallowLeast` tiles of one
@@ -42,10 +51,7 @@ import _TestSupport
         #expect(Winograd.oneImageSplit(images: 1, inputChannels: 48, outputChannels: 44, tileRows: 7, tileColumns: 7,
                                        workers: 2) == .outputChannels)
         for (c, size, oc) in [(16, 21, 24), (32, 16, 40), (8, 31, 9), (64, 9, 44), (96, 7, 40), (64, 55, 12), (48, 13, 44)] {
-            let x = Tensor(shape: [1, c, size, size], scalars: ConvolutionTests.random(c * size * size, seed: 4))
-            let wt = Tensor(shape: [oc, c, 3, 3], scalars: ConvolutionTests.random(oc * c * 9, seed: 5))
-            let bias = ConvolutionTests.random(oc, seed: 6)
-            let residual = Tensor(shape: [1, oc, size, size], scalars: ConvolutionTests.random(oc * size * size, seed: 7))
+            let (x, wt, bias, residual) = Self.operands(c: c, size: size, oc: oc, seed: 4)
             let window = Window2D(kernel: (3, 3), pads: (1, 1, 1, 1))
             let prepared = Winograd.PreparedWeights(wt)
             prepared.packForProduct()
@@ -66,6 +72,40 @@ import _TestSupport
             let reference = ConvolutionTests.naive(x, wt, bias, window)
             let expected = zip(reference.scalars, residual.scalars).map { min(max($0 + $1, 0), 6) }
             #expect(TestSupport.maxAbsDifference(all.scalars, expected) < 1e-4)
+        }
+    }
+
+    /// One image's shallow layers a row of tiles at a time (`Winograd.convolveInRows`, AVX2): the same bits as the
+    /// three-step paths, on one worker and split by rows of tiles or by output channels, with a bias, a residual and a
+    /// clamp, on maps whose last tile row and column hang over the edge (rows of tiles not a multiple of the four a
+    /// block takes), with last panels of output channels not full and blocks of one, two and three panels, and into a
+    /// range of a wider tensor's channels.
+    @Test func winogradInRowsOfTilesGivesTheSameBits() {
+        let avx2 = wc_kernels_isa() == Int32(WC_ISA_AVX2)
+        #expect(Winograd.runsInRows(images: 1, inputChannels: 16, outputChannels: 64) == avx2)
+        #expect(Winograd.runsInRows(images: 1, inputChannels: 3, outputChannels: 9) == avx2)
+        #expect(!Winograd.runsInRows(images: 1, inputChannels: 32, outputChannels: 128))
+        #expect(!Winograd.runsInRows(images: 2, inputChannels: 16, outputChannels: 64))
+        #expect(!Winograd.runsInRows(images: 1, inputChannels: 64, outputChannels: 64))
+        for (c, size, oc) in [(16, 21, 24), (3, 9, 9), (16, 55, 64), (8, 13, 40), (12, 13, 44), (5, 16, 16), (7, 30, 17)] {
+            let (x, wt, bias, residual) = Self.operands(c: c, size: size, oc: oc, seed: 8)
+            let window = Window2D(kernel: (3, 3), pads: (1, 1, 1, 1))
+            let prepared = Winograd.PreparedWeights(wt).forProduct()
+            #expect(prepared.isPacked || !avx2)  // as `convolve` takes the rows only on packed weights
+            func run(_ rows: Bool, into channels: Int? = nil) -> Tensor<Float> {
+                var out = Tensor<Float>(shape: [1, channels ?? oc, size, size],
+                                        scalars: [Float](repeating: -1, count: (channels ?? oc) * size * size))
+                Winograd.convolve(x, weights: prepared, bias: bias, window: window, activation: .clip(low: 0, high: 6),
+                                  residual: channels == nil ? residual : nil, into: &out, firstChannel: channels == nil ? 0 : 2,
+                                  rowsOfTiles: rows)
+                return out
+            }
+            let threePass = ComputeThreads.limited(to: 1) { run(false) }
+            for workers in [1, 2] {
+                let (rows, wide, wideThreePass) = ComputeThreads.limited(to: workers) { (run(true), run(true, into: oc + 3), run(false, into: oc + 3)) }
+                #expect(rows.scalars == threePass.scalars, "c\(c) \(size)×\(size) oc\(oc), \(workers) workers")
+                #expect(wide.scalars == wideThreePass.scalars, "c\(c) \(size)×\(size) oc\(oc), \(workers) workers, into channels from 2")
+            }
         }
     }
 }

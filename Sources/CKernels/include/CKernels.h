@@ -234,6 +234,17 @@ void wc_winograd_input(const float *plane, int h, int w, int th, int tw, int pt,
 void wc_winograd_output(const float *m, long stride, int th, int tw, float bias, const float *residual, float low,
                         float high, float *out, int oh, int ow);
 
+/// One image's Winograd convolution for rows of tiles [r0, r1) and output channels [first, first + count) (`first` a
+/// multiple of 8), the transforms and the 16 products a row of tiles at a time (AVX2 only: callers check the kernel
+/// set): input [c, h, w] with padding pt, pl; U[ξ] at u + ξ·u_stride in the wc_pack_rows form of [output channels, c];
+/// output channel o's plane at out + o·oh·ow (`residual`, or NULL, the same), with bias[o] (bias may be NULL), then
+/// clamped to [low, high]. The same bits as wc_winograd_input, wc_gemm_packed_per_point and wc_winograd_output.
+/// `scratch`: wc_winograd_rows_scratch_count(c, ow) floats.
+void wc_winograd_rows(const float *input, int c, int h, int w, int pt, int pl, const float *u, long u_stride,
+                      int first, int count, const float *bias, const float *residual, float low, float high,
+                      float *out, int oh, int ow, int r0, int r1, float *scratch);
+size_t wc_winograd_rows_scratch_count(int c, int ow);
+
 /// Runs task(context, piece) for every piece in 0..<pieces over `workers` threads: the calling thread and the pool's
 /// helper threads (started on first use, kept for the life of the process), each taking the next piece not yet taken,
 /// so a slower worker takes fewer; returns when every piece has finished, without waiting for a helper that took none.
