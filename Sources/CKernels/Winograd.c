@@ -355,28 +355,31 @@ void wc_winograd_output(const float *m, long stride, int th, int tw, float bias,
 
 // ---- One image's rows of tiles, the transforms and products together (AVX2) --------------------------------------
 //
-// For shallow layers (few input channels, small U) the three-step path passes every tile's 16 products for every
-// output channel through memory between its steps: 3.2 MB of sums for a 16 → 64 layer on 55×55, from L3 or, when
-// another tenant of the host takes the cache, from DRAM. Here each row of tiles is transformed (16 × C × row values,
-// in L1 or L2), then each block of four tiles × three panels of eight output channels runs its 16 products into a
-// 6 KB buffer, whose output transform is transposed (8 × 8) into the channels' rows and stored with the bias,
-// residual and clamp. Each product is the same chain of fused multiply-adds over the input channels in order, from
-// zero, as the packed product's, and the transforms are Winograd.c's, so the outputs are the three-step path's bits.
-// C harness (one thread, least µs, 16 → 64 on 55×55): 562–578 → 533–542 warm; with 8 MB read between calls 771 →
-// 566, with 64 MB 5,173 → 649.
+// For shallow layers (few input channels) the three-step path passes every tile's 16 products for every output channel
+// through memory between its steps: 3.2 MB of sums for a 16 → 64 layer on 55×55, from L3 or, when another tenant of
+// the host takes the cache, from DRAM. Here each row of tiles is transformed (16 × C × row values, in L1 or L2), then
+// for each group of three panels of eight output channels each ξ's products run over the row's blocks of four tiles
+// (that ξ's weights for the group, C · 24 floats, staying in L1) into the row's sums (16 × row × 24 floats, in L2),
+// whose output transforms are transposed (8 × 8) into the channels' rows and stored with the bias, residual and clamp.
+// Each product is the same chain of fused multiply-adds over the input channels in order, from zero, as the packed
+// product's, and the transforms are this file's, so the outputs are the three-step path's bits. C harness, one
+// thread, least µs of 400 alternated calls, three steps / rows: 16 → 64 on 55×55 573–588 / 516–542 (each block's
+// products over all 16 ξ at once instead, the weights from L2: 535–577); deeper layers lose, the products' share
+// larger and the packed product's output transform needing no transposes: 32 → 128 on 27×27 454–629 / 483–681, 48 →
+// 192 on 13×13 247–248 / 256–263, 64 → 256 on 13×13 400–452 / 422–520.
 
-// Floats a block's products take: m[ξ][tile][24] for 16 ξ, four tiles, three panels.
+// A block of tiles and one group of panels: four tiles × three panels of eight output channels (96 floats of sums a ξ).
 enum { ROWS_TILES = 4, ROWS_PANELS = 3, ROWS_BLOCK = ROWS_TILES * ROWS_PANELS * 8 };
 
 #if defined(__x86_64__)
-// The 16 products of one block of four tiles × three panels: m[ξ][t][p·8 + r] = Σ_ic U[ξ][p][ic][r] · V[ξ][ic][t]
-// (v: V[0][0] at the block's first tile, ξ `vs` bytes apart, ic `tw` bytes apart; u: U[0]'s first panel of the block,
-// ξ `us` bytes apart, panels `pb` apart). In assembly: the twelve sums, three weight vectors and the broadcast fill the
-// sixteen registers (as the direct convolution's `vector_sums3`).
-__attribute__((target("avx2,fma"))) static void rows_products3(const float *v, long vs, long tw, const float *u, long us,
-                                                                long pb, long c, float *m) {
+// One ξ's products for every block of four tiles of a row × three panels: m[b][t][p·8 + r] = Σ_ic U[p][ic][r] ·
+// V[ic][4b + t] (v: V at the row's first tile, ic `tw` bytes apart; u: the group's first panel, panels `pb` bytes apart;
+// m: 384 bytes a block). The group's weights for this ξ (c · 24 floats) stay in L1 over the row's blocks. In assembly:
+// the twelve sums, three weight vectors and the broadcast fill the sixteen registers (as the direct convolution's
+// `vector_sums3`).
+__attribute__((target("avx2,fma"))) static void rows_products3(const float *v, long tw, const float *u, long pb, long c,
+                                                                long blocks, float *m) {
     __asm__ volatile(
-        "movq $16, %%r11\n"
         "2:\n\t"
         "vxorps %%ymm0, %%ymm0, %%ymm0\n\t vxorps %%ymm1, %%ymm1, %%ymm1\n\t vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
         "vxorps %%ymm3, %%ymm3, %%ymm3\n\t vxorps %%ymm4, %%ymm4, %%ymm4\n\t vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
@@ -398,22 +401,22 @@ __attribute__((target("avx2,fma"))) static void rows_products3(const float *v, l
         "vfmadd231ps %%ymm12, %%ymm15, %%ymm9\n\t vfmadd231ps %%ymm13, %%ymm15, %%ymm10\n\t"
         "vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
         "addq $32, %%r9\n\t addq %[tw], %%r10\n\t decq %%rax\n\t jnz 1b\n\t"
-        "vmovaps %%ymm0, 0(%[m])\n\t vmovaps %%ymm1, 32(%[m])\n\t vmovaps %%ymm2, 64(%[m])\n\t"
-        "vmovaps %%ymm3, 96(%[m])\n\t vmovaps %%ymm4, 128(%[m])\n\t vmovaps %%ymm5, 160(%[m])\n\t"
-        "vmovaps %%ymm6, 192(%[m])\n\t vmovaps %%ymm7, 224(%[m])\n\t vmovaps %%ymm8, 256(%[m])\n\t"
-        "vmovaps %%ymm9, 288(%[m])\n\t vmovaps %%ymm10, 320(%[m])\n\t vmovaps %%ymm11, 352(%[m])\n\t"
-        "addq %[vs], %[v]\n\t addq %[us], %[u]\n\t addq $384, %[m]\n\t decq %%r11\n\t jnz 2b\n\t"
-        : [v] "+r"(v), [u] "+r"(u), [m] "+r"(m)
-        : [vs] "r"(vs), [tw] "r"(tw), [us] "r"(us), [pb] "r"(pb), [c] "r"(c)
-        : "rax", "r9", "r10", "r11", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7",
+        "vmovups %%ymm0, 0(%[m])\n\t vmovups %%ymm1, 32(%[m])\n\t vmovups %%ymm2, 64(%[m])\n\t"
+        "vmovups %%ymm3, 96(%[m])\n\t vmovups %%ymm4, 128(%[m])\n\t vmovups %%ymm5, 160(%[m])\n\t"
+        "vmovups %%ymm6, 192(%[m])\n\t vmovups %%ymm7, 224(%[m])\n\t vmovups %%ymm8, 256(%[m])\n\t"
+        "vmovups %%ymm9, 288(%[m])\n\t vmovups %%ymm10, 320(%[m])\n\t vmovups %%ymm11, 352(%[m])\n\t"
+        "addq $16, %[v]\n\t addq $384, %[m]\n\t decq %[blocks]\n\t jnz 2b\n\t"
+        : [v] "+r"(v), [m] "+r"(m), [blocks] "+r"(blocks)
+        : [tw] "r"(tw), [u] "r"(u), [pb] "r"(pb), [c] "r"(c)
+        : "rax", "r9", "r10", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7",
           "ymm8", "ymm9", "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15");
 }
 
 // The same for NP ≤ 2 panels, in C (at most 8 + 2 + 1 registers; strides in floats).
 #define DEFINE_ROWS_PRODUCTS(NAME, NP)                                                                            \
-    __attribute__((target("avx2,fma"))) static void NAME(const float *v, long vs, long tw, const float *u, long us,   \
-                                                         long pb, long c, float *m) {                             \
-        for (int xi = 0; xi < 16; xi++, v += vs, u += us, m += ROWS_BLOCK) {                                      \
+    __attribute__((target("avx2,fma"))) static void NAME(const float *v, long tw, const float *u, long pb, long c,    \
+                                                         long blocks, float *m) {                                 \
+        for (long b = 0; b < blocks; b++, v += ROWS_TILES, m += ROWS_BLOCK) {                                     \
             __m256 s[ROWS_TILES][NP];                                                                             \
             for (int t = 0; t < ROWS_TILES; t++)                                                                  \
                 for (int p = 0; p < NP; p++) s[t][p] = _mm256_setzero_ps();                                       \
@@ -426,7 +429,7 @@ __attribute__((target("avx2,fma"))) static void rows_products3(const float *v, l
                 }                                                                                                 \
             }                                                                                                     \
             for (int t = 0; t < ROWS_TILES; t++)                                                                  \
-                for (int p = 0; p < NP; p++) _mm256_store_ps(m + t * ROWS_PANELS * 8 + p * 8, s[t][p]);           \
+                for (int p = 0; p < NP; p++) _mm256_storeu_ps(m + t * ROWS_PANELS * 8 + p * 8, s[t][p]);          \
         }                                                                                                         \
     }
 DEFINE_ROWS_PRODUCTS(rows_products2, 2)
@@ -435,7 +438,7 @@ DEFINE_ROWS_PRODUCTS(rows_products1, 1)
 
 size_t wc_winograd_rows_scratch_count(int c, int ow) {
     const long tw4 = ((ow + 1) / 2 + ROWS_TILES - 1) / ROWS_TILES * ROWS_TILES;
-    return (size_t)(16 * (long)c * tw4);
+    return (size_t)(16 * (long)c * tw4 + 16 * tw4 * ROWS_PANELS * 8);
 }
 
 #if defined(__x86_64__)
@@ -449,28 +452,32 @@ __attribute__((target("avx2,fma"))) static void rows_avx2(const float *input, in
     float *const v = scratch;
     // The tiles past the row's last (a block's unused lanes): zeros, never stored.
     for (long at = 0; at < 16 * vs; at += tw4) memset(v + at + tw, 0, sizeof(float) * (size_t)(tw4 - tw));
-    float m[16 * ROWS_BLOCK] __attribute__((aligned(32)));
+    // The row's products for one group of panels: m[ξ][tile][24], ξ `ms` floats apart.
+    const long ms = (long)tw4 * ROWS_PANELS * 8;
+    float *const m = scratch + 16 * vs;
     const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
     const int end = first + count, panels = (end + 7) / 8;
     for (int r = r0; r < r1; r++) {
         // Row r of tiles reads input rows from 2r − pt: that row is row 0 of a one-row call with 2r rows less padding.
         for (int ch = 0; ch < c; ch++) wc_winograd_input(input + (long)ch * h * w, h, w, 1, tw, pt - 2 * r, pl, v + (long)ch * tw4, vs);
         const int y0 = 2 * r, rows = oh - y0 < 2 ? oh - y0 : 2;
-        for (int t0 = 0; t0 < tw; t0 += ROWS_TILES) {
-            const int valid = ow - 2 * t0 < 8 ? ow - 2 * t0 : 8;
-            for (int p = first / 8; p < panels; p += ROWS_PANELS) {
-                const int np = panels - p < ROWS_PANELS ? panels - p : ROWS_PANELS;
-                const float *up = u + (long)p * 8 * c;
-                if (np == 3) rows_products3(v + t0, vs * 4, tw4 * 4, up, u_stride * 4, (long)c * 32, c, m);
-                else if (np == 2) rows_products2(v + t0, vs, tw4, up, u_stride, (long)c * 8, c, m);
-                else rows_products1(v + t0, vs, tw4, up, u_stride, (long)c * 8, c, m);
+        for (int p = first / 8; p < panels; p += ROWS_PANELS) {
+            const int np = panels - p < ROWS_PANELS ? panels - p : ROWS_PANELS;
+            for (int xi = 0; xi < 16; xi++) {
+                const float *up = u + xi * u_stride + (long)p * 8 * c;
+                if (np == 3) rows_products3(v + xi * vs, tw4 * 4, up, (long)c * 32, c, tw4 / ROWS_TILES, m + xi * ms);
+                else if (np == 2) rows_products2(v + xi * vs, tw4, up, (long)c * 8, c, tw4 / ROWS_TILES, m + xi * ms);
+                else rows_products1(v + xi * vs, tw4, up, (long)c * 8, c, tw4 / ROWS_TILES, m + xi * ms);
+            }
+            for (int t0 = 0; t0 < tw; t0 += ROWS_TILES) {
+                const int valid = ow - 2 * t0 < 8 ? ow - 2 * t0 : 8;
                 for (int j = 0; j < np; j++) {
                     // row[y][x]: the eight channels of output (y0 + y, 2·t0 + x), then transposed to each channel's
                     // eight outputs.
                     __m256 row[2][8];
                     for (int t = 0; t < ROWS_TILES; t++) {
                         __m256 s[16];
-                        for (int xi = 0; xi < 16; xi++) s[xi] = _mm256_load_ps(m + xi * ROWS_BLOCK + t * ROWS_PANELS * 8 + j * 8);
+                        for (int xi = 0; xi < 16; xi++) s[xi] = _mm256_loadu_ps(m + xi * ms + (t0 + t) * ROWS_PANELS * 8 + j * 8);
                         OUTPUT_TILE(__m256, s, t00, t01, t10, t11);
                         row[0][2 * t] = t00, row[0][2 * t + 1] = t01, row[1][2 * t] = t10, row[1][2 * t + 1] = t11;
                     }

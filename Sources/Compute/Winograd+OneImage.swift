@@ -112,8 +112,9 @@ extension Winograd {
 
     /// Whether one image's call runs a row of tiles at a time, its transforms and 16 products together
     /// (`wc_winograd_rows`), instead of passing every tile's products through memory between three steps: with AVX2,
-    /// under 64 input channels and up to 2¹⁸ transformed weights (1 MB), as `splitsByTileRows` takes shallow layers.
-    /// The same bits. One-layer models and SqueezeNet 1.1 at batch 1: docs/RESULTS.md, session 58.
+    /// up to 16 input channels (deeper layers ran 2–10% slower so: Winograd.c). The same bits. SqueezeNet 1.1 224 px's
+    /// 16 → 64 layers on 55×55 at batch 1, two threads, each node's least over 100 profiled passes: 328–337 → 290–296
+    /// µs (onnxruntime's profiler: 294–295); one thread 613–646 → 583–600.
     static func runsInRows(images: Int, inputChannels c: Int, outputChannels oc: Int) -> Bool {
         images == 1 && wc_kernels_isa() == Int32(WC_ISA_AVX2) && c <= 16
     }
