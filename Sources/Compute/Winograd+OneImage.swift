@@ -115,7 +115,7 @@ extension Winograd {
     /// up to 16 input channels (deeper layers ran 2–10% slower so: Winograd.c). The same bits. SqueezeNet 1.1 224 px's
     /// 16 → 64 layers on 55×55 at batch 1, two threads, each node's least over 100 profiled passes: 328–337 → 290–296
     /// µs (onnxruntime's profiler: 294–295); one thread 613–646 → 583–600.
-    static func runsInRows(images: Int, inputChannels c: Int, outputChannels oc: Int) -> Bool {
+    static func runsInRows(images: Int, inputChannels c: Int) -> Bool {
         images == 1 && wc_kernels_isa() == Int32(WC_ISA_AVX2) && c <= 16
     }
 

@@ -204,7 +204,7 @@ public enum Winograd {
                                   min((512 + tilesPerImage - 1) / tilesPerImage, (1 << 20) / max(1, c * tilesPerImage))))
         let chunks = (n + perChunk - 1) / perChunk
         let prepared = prepared.forProduct()
-        if prepared.isPacked, rowsOfTiles, runsInRows(images: n, inputChannels: c, outputChannels: oc) {
+        if prepared.isPacked, rowsOfTiles, runsInRows(images: n, inputChannels: c) {
             let split = oneImageSplit(images: n, inputChannels: c, outputChannels: oc, tileRows: th, tileColumns: tw,
                                       workers: workersWanted) ?? .tileRows
             convolveInRows(input, weights: prepared, bias: bias, window: window, activation: activation,
