@@ -29,7 +29,7 @@ public struct BenchmarkArguments {
 @discardableResult
 public func orExit<T>(_ body: () throws -> T) -> T {
     do { return try body() } catch {
-        let name = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "benchmark"
+        let name = URL(fileURLWithPath: CommandLine.arguments.first ?? "benchmark").lastPathComponent
         FileHandle.standardError.write(Data("\(name): error: \(error)\n".utf8))
         exit(1)
     }

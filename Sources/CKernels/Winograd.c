@@ -373,12 +373,13 @@ enum { ROWS_TILES = 4, ROWS_PANELS = 3, ROWS_BLOCK = ROWS_TILES * ROWS_PANELS * 
 
 #if defined(__x86_64__)
 // One ξ's products for every block of four tiles of a row × three panels: m[b][t][p·8 + r] = Σ_ic U[p][ic][r] ·
-// V[ic][4b + t] (v: V at the row's first tile, ic `tw` bytes apart; u: the group's first panel, panels `pb` bytes apart;
-// m: 384 bytes a block). The group's weights for this ξ (c · 24 floats) stay in L1 over the row's blocks. In assembly:
+// V[ic][4b + t] (v: V at the row's first tile, ic `tw` floats apart; u: the group's first panel, panels `pb` floats
+// apart; m: ROWS_BLOCK floats a block). The group's weights for this ξ (c · 24 floats) stay in L1 over the row's blocks. In assembly:
 // the twelve sums, three weight vectors and the broadcast fill the sixteen registers (as the direct convolution's
 // `vector_sums3`).
 __attribute__((target("avx2,fma"))) static void rows_products3(const float *v, long tw, const float *u, long pb, long c,
                                                                 long blocks, float *m) {
+    const long tw_bytes = tw * (long)sizeof(float), pb_bytes = pb * (long)sizeof(float);
     __asm__ volatile(
         "2:\n\t"
         "vxorps %%ymm0, %%ymm0, %%ymm0\n\t vxorps %%ymm1, %%ymm1, %%ymm1\n\t vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
@@ -407,12 +408,12 @@ __attribute__((target("avx2,fma"))) static void rows_products3(const float *v, l
         "vmovups %%ymm9, 288(%[m])\n\t vmovups %%ymm10, 320(%[m])\n\t vmovups %%ymm11, 352(%[m])\n\t"
         "addq $16, %[v]\n\t addq $384, %[m]\n\t decq %[blocks]\n\t jnz 2b\n\t"
         : [v] "+r"(v), [m] "+r"(m), [blocks] "+r"(blocks)
-        : [tw] "r"(tw), [u] "r"(u), [pb] "r"(pb), [c] "r"(c)
+        : [tw] "r"(tw_bytes), [u] "r"(u), [pb] "r"(pb_bytes), [c] "r"(c)
         : "rax", "r9", "r10", "memory", "cc", "ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7",
           "ymm8", "ymm9", "ymm10", "ymm11", "ymm12", "ymm13", "ymm14", "ymm15");
 }
 
-// The same for NP ≤ 2 panels, in C (at most 8 + 2 + 1 registers; strides in floats).
+// The same for NP ≤ 2 panels, in C (at most 8 + 2 + 1 registers).
 #define DEFINE_ROWS_PRODUCTS(NAME, NP)                                                                            \
     __attribute__((target("avx2,fma"))) static void NAME(const float *v, long tw, const float *u, long pb, long c,    \
                                                          long blocks, float *m) {                                 \
@@ -465,9 +466,9 @@ __attribute__((target("avx2,fma"))) static void rows_avx2(const float *input, in
             const int np = panels - p < ROWS_PANELS ? panels - p : ROWS_PANELS;
             for (int xi = 0; xi < 16; xi++) {
                 const float *up = u + xi * u_stride + (long)p * 8 * c;
-                if (np == 3) rows_products3(v + xi * vs, tw4 * 4, up, (long)c * 32, c, tw4 / ROWS_TILES, m + xi * ms);
-                else if (np == 2) rows_products2(v + xi * vs, tw4, up, (long)c * 8, c, tw4 / ROWS_TILES, m + xi * ms);
-                else rows_products1(v + xi * vs, tw4, up, (long)c * 8, c, tw4 / ROWS_TILES, m + xi * ms);
+                void (*const products)(const float *, long, const float *, long, long, long, float *) =
+                    np == 3 ? rows_products3 : np == 2 ? rows_products2 : rows_products1;
+                products(v + xi * vs, tw4, up, (long)c * 8, c, tw4 / ROWS_TILES, m + xi * ms);
             }
             for (int t0 = 0; t0 < tw; t0 += ROWS_TILES) {
                 const int valid = ow - 2 * t0 < 8 ? ow - 2 * t0 : 8;
