@@ -403,6 +403,16 @@ enum { D3_ROWS = 4, D3S2_ROWS = 3 };
             x2 = _mm256_loadu_ps((row) + (ox) + 1);                                                               \
     } while (0)
 
+// The first `rows` rows of a stride-1 block's sums at columns [ox, ox + 8): + residual, clamped, lanes [from, 8) stored.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+s1_store(const __m256 *acc, int rows, int ox, int from, int w, float *out, const float *residual, __m256 lo, __m256 hi) {
+    for (int r = 0; r < rows; r++) {
+        __m256 y = acc[r];
+        if (residual) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * w + ox));
+        wc_store_lanes8(out + (long)r * w + ox, wc_clamp256(y, lo, hi), from, 8);
+    }
+}
+
 // D3_ROWS output rows from oy0 (the first `rows` stored) at columns [ox, ox + 8), lanes [from, 8) stored; in[i] is
 // input row oy0 − 1 + i.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
@@ -425,12 +435,7 @@ d3_block(int edge, const float *const in[D3_ROWS + 2], int ox, int from, int w, 
         }
     }
     for (int r = 0; r < D3_ROWS; r++) WC_KEEP(acc[r]);
-    for (int r = 0; r < D3_ROWS; r++) {
-        if (r >= rows) break;
-        __m256 y = acc[r];
-        if (residual) y = _mm256_add_ps(y, _mm256_loadu_ps(residual + (long)r * w + ox));
-        wc_store_lanes8(out + (long)r * w + ox, wc_clamp256(y, lo, hi), from, 8);
-    }
+    s1_store(acc, rows, ox, from, w, out, residual, lo, hi);
 }
 
 // ---- 3×3 at stride 2 along the rows, AVX2, without the copy ------------------------------------------------------
@@ -676,6 +681,105 @@ __attribute__((target("avx2,fma"))) static void rows_5x5s2_avx2(const float *pla
     }
 }
 
+
+// ---- 5×5 at stride 1 along the rows, AVX2, without the copy ------------------------------------------------------
+//
+// The 5×5 "same" layers (padding 2) on maps 12 or more wide: EfficientNet-Lite0's 28×28 and 14×14. Each input row's
+// five vectors under eight outputs (columns ox − 2 … ox + 2, loaded once) feed every output row of the block that reads
+// it; the 25 taps are read as operands. Inside a row those are five loads; at the row's ends the vector is shifted one
+// or two lanes with zeros coming in, and a row above or below the plane is a row of zeros, so each output is bias,
+// then fma(input, tap, sum) for all 25 taps in row-major order with 0 over the border — the bordered copy's sums, bit
+// for bit. A row not a whole number of vectors wide ends with a vector over its last eight outputs that stores only
+// those not stored yet, as in the 3×3 kernel. Seven output rows a block (seven chains of multiply-adds) where the
+// map's height makes that less work than four. One thread, C harness, planes in L2, µs a layer, bordered copy (28×28)
+// or flattened plane (14×14) → this kernel, bit-equal: 240 channels 28×28 269–273 → 212–227; 480 channels 14×14
+// 179–180 → 125; 672 channels 14×14 248 → 172–216; sixteen images' 672 planes (from L3) 4,019–4,026 → 2,835–2,899.
+// Four rows a block instead of seven: 28×28 226, 672 × 14×14 210; six 232 / 216; eight 245–277 / 190–217.
+// In EfficientNet-Lite0, batch 1, each node's least over 3 alternated rounds, µs, one thread / two: 28×28 283–288 →
+// 224–226 / 143.5 → 116.4 (onnxruntime 124 on two); 672 channels on 14×14 233–239 → 184–186 / 123.6–124.1 →
+// 95.4–96.4 (112); 480 channels 171–172 → 133 / 92.5 → 69.1 (83). Stride 2 (56 → 28, `rows_5x5s2_avx2`) did not gain
+// from more rows a block (five, six or seven: 193–216 against 200–220 µs).
+enum { D5_MAX_ROWS = 7 };
+// Input row `row`'s inputs under outputs [ox, ox + 8) for taps kj = 0 … 4: columns ox − 2 + kj. EDGE 1: the first
+// vector (columns −2 and −1 are zeros); EDGE 2: the last one, at ox = w − 8 (columns w and w + 1 are zeros).
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+d5_vectors(int edge, const float *row, int ox, __m256 x[5]) {
+    const __m256 zero = _mm256_setzero_ps();
+    x[2] = _mm256_loadu_ps(row + ox);
+    if (edge == 1) {
+        x[0] = _mm256_blend_ps(_mm256_permutevar8x32_ps(x[2], _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5)), zero, 0x03);
+        x[1] = _mm256_blend_ps(_mm256_permutevar8x32_ps(x[2], _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)), zero, 0x01);
+    } else {
+        x[0] = _mm256_loadu_ps(row + ox - 2);
+        x[1] = _mm256_loadu_ps(row + ox - 1);
+    }
+    if (edge == 2) {
+        x[3] = _mm256_blend_ps(_mm256_permutevar8x32_ps(x[2], _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7)), zero, 0x80);
+        x[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(x[2], _mm256_setr_epi32(2, 3, 4, 5, 6, 7, 7, 7)), zero, 0xc0);
+    } else {
+        x[3] = _mm256_loadu_ps(row + ox + 1);
+        x[4] = _mm256_loadu_ps(row + ox + 2);
+    }
+}
+// R output rows from oy0 (the first `rows` stored) at columns [ox, ox + 8), lanes [from, 8) stored; in[i] is input
+// row oy0 − 2 + i (R and `edge` constants).
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+d5_block(const int R, int edge, const float *const in[D5_MAX_ROWS + 4], int ox, int from, int w, const float *taps,
+         __m256 b, float *out, const float *residual, int rows, __m256 lo, __m256 hi) {
+    __m256 acc[D5_MAX_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = b;
+    _Pragma("clang loop unroll(full)") for (int i = 0; i < R + 4; i++) {
+        __m256 x[5];
+        d5_vectors(edge, in[i], ox, x);
+        // Input row i is tap row ki = i − r of output row r.
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < R; r++) {
+            const int ki = i - r;
+            if (ki < 0 || ki > 4) continue;
+            _Pragma("clang loop unroll(full)") for (int kj = 0; kj < 5; kj++)
+                acc[r] = _mm256_fmadd_ps(x[kj], _mm256_broadcast_ss(taps + 5 * ki + kj), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) WC_KEEP(acc[r]);
+    s1_store(acc, rows, ox, from, w, out, residual, lo, hi);
+}
+static int rows_5x5_runs(int h, int w, const wc_window *win, int oh, int ow) {
+    return wc_kernels_isa() == WC_ISA_AVX2 && win->kh == 5 && win->kw == 5 && win->dh == 1 && win->dw == 1 &&
+           win->sh == 1 && win->sw == 1 && win->pad_top == 2 && win->pad_left == 2 && oh == h && ow == w && w >= 12;
+}
+// The plane in blocks of R output rows (a constant).
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+rows_5x5(const int R, const float *plane, int h, int w, int pad_top, const float *taps, float bias, float *out,
+         const float *residual, float low, float high, const float *zeros) {
+    const __m256 b = _mm256_set1_ps(bias), lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    for (int oy0 = 0; oy0 < h; oy0 += R) {
+        const int rows = h - oy0 < R ? h - oy0 : R;
+        const float *in[D5_MAX_ROWS + 4];
+        input_rows(plane, h, w, zeros, oy0 - pad_top, R + 4, in);
+        float *o = out + (long)oy0 * w;
+        const float *res = residual ? residual + (long)oy0 * w : NULL;
+        // The first vector, inside ones (reading columns up to ox + 9 < w, the last of them moved left to stay
+        // inside: 17 wide takes 0, 7 and 9), then one over the last eight outputs; each stores outputs from `done`.
+        d5_block(R, 1, in, 0, 0, w, taps, b, o, res, rows, lo, hi);
+        int done = 8;
+        while (done < w - 8) {
+            const int ox = done < w - 10 ? done : w - 10;
+            d5_block(R, 0, in, ox, done - ox, w, taps, b, o, res, rows, lo, hi);
+            done = ox + 8;
+        }
+        d5_block(R, 2, in, w - 8, done - (w - 8), w, taps, b, o, res, rows, lo, hi);
+    }
+}
+__attribute__((target("avx2,fma"))) static void rows_5x5_avx2(const float *plane, int h, int w, const wc_window *win,
+                                                              const float *taps, float bias, float *out,
+                                                              const float *residual, float low, float high,
+                                                              float *zeros) {
+    memset(zeros, 0, sizeof(float) * (size_t)w);
+    // Seven rows a block where that takes less work, counted as 25 multiply-adds an output row and 5 vectors an input
+    // row, than four (the rows past the plane are summed too): 14 and 28 rows in 2 and 4 blocks of seven, 16 in 4 of four.
+    const int seven = (h + 6) / 7 * (25 * 7 + 5 * 11), four = (h + 3) / 4 * (25 * 4 + 5 * 8);
+    if (seven <= four) rows_5x5(7, plane, h, w, win->pad_top, taps, bias, out, residual, low, high, zeros);
+    else rows_5x5(4, plane, h, w, win->pad_top, taps, bias, out, residual, low, high, zeros);
+}
 #endif
 
 // ---- 3×3 and 5×5 at strides 1 and 2 along the rows, AVX-512, without the copy ----------------------------------
@@ -786,7 +890,7 @@ __attribute__((target("avx512f"))) static void uncopied_avx512(const float *plan
 
 int wc_depthwise_uncopied_runs(int h, int w, const wc_window *window, int oh, int ow) {
 #if defined(__x86_64__)
-    return rows_3x3_runs(h, w, window, oh, ow) || rows_5x5s2_runs(w, window, ow) ||
+    return rows_3x3_runs(h, w, window, oh, ow) || rows_5x5s2_runs(w, window, ow) || rows_5x5_runs(h, w, window, oh, ow) ||
            uncopied_avx512_runs(h, w, window, oh, ow);
 #else
     return 0;
@@ -817,6 +921,10 @@ void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window
     }
     if (stride2) {
         rows_stride2_avx2(plane, h, w, window, taps, bias, out, oh, ow, residual, low, high, scratch);
+        return;
+    }
+    if (rows_5x5_runs(h, w, window, oh, ow)) {
+        rows_5x5_avx2(plane, h, w, window, taps, bias, out, residual, low, high, scratch);
         return;
     }
     if (rows_5x5s2_runs(w, window, ow)) {

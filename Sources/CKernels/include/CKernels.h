@@ -159,9 +159,10 @@ void wc_depthwise_rows(const float *plane, int h, int w, const wc_window *window
 int wc_depthwise_stride2_runs(const wc_window *window, int ow);
 /// Whether wc_depthwise_rows runs one of its kernels without the bordered copy (no dilation): with AVX2 3×3 at stride 1
 /// with padding 1 on outputs as large as the input and 12 or more wide, or at stride 2 with left padding 0 or 1 on
-/// outputs half the input's width and 8 or more wide (6 or more at left padding 1), or 5×5 at stride 2 with left
-/// padding 1 or 2 on outputs half the input's width and 16 or more wide; with AVX-512 3×3 and 5×5 at
-/// strides 1 and 2, any padding, on planes of more than 64 values.
+/// outputs half the input's width and 8 or more wide (6 or more at left padding 1), 5×5 at stride 1 with padding 2 on
+/// outputs as large as the input and 12 or more wide, or 5×5 at stride 2 with left padding 1 or 2 on outputs half the
+/// input's width and 16 or more wide; with AVX-512 3×3 and 5×5 at strides 1 and 2, any padding, on planes of more
+/// than 64 values.
 int wc_depthwise_uncopied_runs(int h, int w, const wc_window *window, int oh, int ow);
 /// The scratch wc_depthwise_rows needs, zeros before its first call: the bordered copy (wc_row_copy_count), or at
 /// stride 2 with AVX2 the zeros and edge stretches of its kernel without the copy, whichever is larger.
