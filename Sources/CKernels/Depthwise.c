@@ -685,21 +685,40 @@ __attribute__((target("avx2,fma"))) static void rows_5x5s2_avx2(const float *pla
 // ---- 5×5 at stride 1 along the rows, AVX2, without the copy ------------------------------------------------------
 //
 // The 5×5 "same" layers (padding 2) on maps 12 or more wide: EfficientNet-Lite0's 28×28 and 14×14. Each input row's
-// five vectors under eight outputs (columns ox − 2 … ox + 2, loaded once) feed every output row of the block that reads
-// it; the 25 taps are read as operands. Inside a row those are five loads; at the row's ends the vector is shifted one
-// or two lanes with zeros coming in, and a row above or below the plane is a row of zeros, so each output is bias,
-// then fma(input, tap, sum) for all 25 taps in row-major order with 0 over the border — the bordered copy's sums, bit
-// for bit. A row not a whole number of vectors wide ends with a vector over its last eight outputs that stores only
-// those not stored yet, as in the 3×3 kernel. Seven output rows a block (seven chains of multiply-adds) where the
-// map's height makes that less work than four. One thread, C harness, planes in L2, µs a layer, bordered copy (28×28)
-// or flattened plane (14×14) → this kernel, bit-equal: 240 channels 28×28 269–273 → 212–227; 480 channels 14×14
-// 179–180 → 125; 672 channels 14×14 248 → 172–216; sixteen images' 672 planes (from L3) 4,019–4,026 → 2,835–2,899.
-// Four rows a block instead of seven: 28×28 226, 672 × 14×14 210; six 232 / 216; eight 245–277 / 190–217.
-// In EfficientNet-Lite0, batch 1, each node's least over 3 alternated rounds, µs, one thread / two: 28×28 283–288 →
-// 224–226 / 143.5 → 116.4 (onnxruntime 124 on two); 672 channels on 14×14 233–239 → 184–186 / 123.6–124.1 →
-// 95.4–96.4 (112); 480 channels 171–172 → 133 / 92.5 → 69.1 (83). Stride 2 (56 → 28, `rows_5x5s2_avx2`) did not gain
-// from more rows a block (five, six or seven: 193–216 against 200–220 µs).
-enum { D5_MAX_ROWS = 7 };
+// vector under eight outputs for tap column kj (columns ox − 2 + kj, loaded once) feeds every output row of the block
+// that reads it; the 25 taps are read as operands. Inside a row those are loads; at the row's ends the vector is
+// shifted one or two lanes with zeros coming in, and a row above or below the plane is a row of zeros, so each output
+// is bias, then fma(input, tap, sum) for all 25 taps in row-major order with 0 over the border — the bordered copy's
+// sums, bit for bit. A row not a whole number of vectors wide ends with a vector over its last eight outputs that
+// stores only those not stored yet, as in the 3×3 kernel. Rows 16 or more wide take two vectors at a time, four rows a
+// block (eight chains of multiply-adds, each tap read once for both); narrower ones one vector at a time, seven rows a
+// block where the map's height makes that less work than four. One thread, C harness, planes in L2, µs a layer,
+// bit-equal, bordered copy (28×28 and wider) or flattened plane (14×14) → one vector at a time → two: 240 channels
+// 28×28 269–273 → 212–227 → 182–197; 32 channels 56×56 96–115 → 84–112; 16 channels 112×112 194–207 → 159–164;
+// 480 channels 14×14 179–180 → 125 (two at a time, three rows a block: 121–122); 672 channels 14×14 248 → 172–216;
+// sixteen images' 672 planes (from L3) 4,019–4,026 → 2,835–2,899. One vector at a time with four rows a block instead
+// of seven: 28×28 226, 672 × 14×14 210; six 232 / 216; eight 245–277 / 190–217. In EfficientNet-Lite0 (one vector at
+// a time), batch 1, each node's least over 3 alternated rounds, µs, one thread / two: 28×28 283–288 → 224–226 /
+// 143.5 → 116.4 (onnxruntime 124 on two); 672 channels on 14×14 233–239 → 184–186 / 123.6–124.1 → 95.4–96.4 (112);
+// 480 channels 171–172 → 133 / 92.5 → 69.1 (83). Stride 2 (56 → 28, `rows_5x5s2_avx2`) did not gain from more rows a
+// block (five, six or seven: 193–216 against 200–220 µs).
+enum { D5_MAX_ROWS = 7, D5_PAIR_ROWS = 4 };
+// Input row `row`'s inputs under outputs [ox, ox + 8) for tap column kj: columns ox − 2 + kj. EDGE 1: the first vector
+// (columns −2 and −1 come in as zeros); EDGE 2: the last one, at ox = w − 8 (columns w and w + 1 likewise). `edge` and
+// kj constants.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) __m256
+d5_vector(int edge, const float *row, int ox, int kj) {
+    const __m256 zero = _mm256_setzero_ps(), x = _mm256_loadu_ps(row + ox);
+    if (edge == 1 && kj == 0)
+        return _mm256_blend_ps(_mm256_permutevar8x32_ps(x, _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5)), zero, 0x03);
+    if (edge == 1 && kj == 1)
+        return _mm256_blend_ps(_mm256_permutevar8x32_ps(x, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)), zero, 0x01);
+    if (edge == 2 && kj == 3)
+        return _mm256_blend_ps(_mm256_permutevar8x32_ps(x, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7)), zero, 0x80);
+    if (edge == 2 && kj == 4)
+        return _mm256_blend_ps(_mm256_permutevar8x32_ps(x, _mm256_setr_epi32(2, 3, 4, 5, 6, 7, 7, 7)), zero, 0xc0);
+    return kj == 2 ? x : _mm256_loadu_ps(row + ox - 2 + kj);
+}
 // Input row `row`'s inputs under outputs [ox, ox + 8) for taps kj = 0 … 4: columns ox − 2 + kj. EDGE 1: the first
 // vector (columns −2 and −1 are zeros); EDGE 2: the last one, at ox = w − 8 (columns w and w + 1 are zeros).
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
@@ -731,7 +750,8 @@ d5_block(const int R, int edge, const float *const in[D5_MAX_ROWS + 4], int ox, 
     _Pragma("clang loop unroll(full)") for (int i = 0; i < R + 4; i++) {
         __m256 x[5];
         d5_vectors(edge, in[i], ox, x);
-        // Input row i is tap row ki = i − r of output row r.
+        // Input row i is tap row ki = i − r of output row r; each row's 5 multiply-adds in turn (taking the five
+        // columns in turn instead, each over the rows, ran 480 channels of 14×14 in 125–142 µs against 122).
         _Pragma("clang loop unroll(full)") for (int r = 0; r < R; r++) {
             const int ki = i - r;
             if (ki < 0 || ki > 4) continue;
@@ -746,7 +766,32 @@ static int rows_5x5_runs(int h, int w, const wc_window *win, int oh, int ow) {
     return wc_kernels_isa() == WC_ISA_AVX2 && win->kh == 5 && win->kw == 5 && win->dh == 1 && win->dw == 1 &&
            win->sh == 1 && win->sw == 1 && win->pad_top == 2 && win->pad_left == 2 && oh == h && ow == w && w >= 12;
 }
-// The plane in blocks of R output rows (a constant).
+// Two vectors of outputs at once (columns oxa and oxb, edges ea and eb), R rows: each tap's broadcast serves both.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+d5_pair(const int R, int ea, int eb, const float *const in[D5_MAX_ROWS + 4], int oxa, int froma, int oxb, int fromb,
+        int w, const float *taps, __m256 b, float *out, const float *residual, int rows, __m256 lo, __m256 hi) {
+    __m256 acca[D5_PAIR_ROWS], accb[D5_PAIR_ROWS];
+    for (int r = 0; r < R; r++) acca[r] = accb[r] = b;
+    _Pragma("clang loop unroll(full)") for (int i = 0; i < R + 4; i++) {
+        _Pragma("clang loop unroll(full)") for (int kj = 0; kj < 5; kj++) {
+            const __m256 xa = d5_vector(ea, in[i], oxa, kj), xb = d5_vector(eb, in[i], oxb, kj);
+            _Pragma("clang loop unroll(full)") for (int r = 0; r < R; r++) {
+                const int ki = i - r;
+                if (ki < 0 || ki > 4) continue;
+                const __m256 t = _mm256_broadcast_ss(taps + 5 * ki + kj);
+                acca[r] = _mm256_fmadd_ps(xa, t, acca[r]);
+                accb[r] = _mm256_fmadd_ps(xb, t, accb[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) WC_KEEP(acca[r]);
+    for (int r = 0; r < R; r++) WC_KEEP(accb[r]);
+    s1_store(acca, rows, oxa, froma, w, out, residual, lo, hi);
+    s1_store(accb, rows, oxb, fromb, w, out, residual, lo, hi);
+}
+// The plane in blocks of R output rows (a constant), a row's vectors one at a time: the first (edge 1), inside ones
+// (reading columns up to ox + 9 < w, the last of them moved left to stay inside: 17 wide takes 0, 7 and 9), then one
+// over the last eight outputs; each stores the outputs not stored yet, from `done`.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
 rows_5x5(const int R, const float *plane, int h, int w, int pad_top, const float *taps, float bias, float *out,
          const float *residual, float low, float high, const float *zeros) {
@@ -757,8 +802,6 @@ rows_5x5(const int R, const float *plane, int h, int w, int pad_top, const float
         input_rows(plane, h, w, zeros, oy0 - pad_top, R + 4, in);
         float *o = out + (long)oy0 * w;
         const float *res = residual ? residual + (long)oy0 * w : NULL;
-        // The first vector, inside ones (reading columns up to ox + 9 < w, the last of them moved left to stay
-        // inside: 17 wide takes 0, 7 and 9), then one over the last eight outputs; each stores outputs from `done`.
         d5_block(R, 1, in, 0, 0, w, taps, b, o, res, rows, lo, hi);
         int done = 8;
         while (done < w - 8) {
@@ -769,13 +812,57 @@ rows_5x5(const int R, const float *plane, int h, int w, int pad_top, const float
         d5_block(R, 2, in, w - 8, done - (w - 8), w, taps, b, o, res, rows, lo, hi);
     }
 }
+// The same, 16 or more wide, four rows a block, the row's vectors two at a time (the first with the next, the inside
+// ones in pairs, the last with the one before or alone).
+__attribute__((target("avx2,fma"))) static void rows_5x5_paired(const float *plane, int h, int w, int pad_top,
+                                                                const float *taps, float bias, float *out,
+                                                                const float *residual, float low, float high,
+                                                                const float *zeros) {
+    const int R = D5_PAIR_ROWS;
+    const __m256 b = _mm256_set1_ps(bias), lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    for (int oy0 = 0; oy0 < h; oy0 += R) {
+        const int rows = h - oy0 < R ? h - oy0 : R;
+        const float *in[D5_MAX_ROWS + 4];
+        input_rows(plane, h, w, zeros, oy0 - pad_top, R + 4, in);
+        float *o = out + (long)oy0 * w;
+        const float *res = residual ? residual + (long)oy0 * w : NULL;
+        // The inside vectors from 8 as in `rows_5x5`: oxa, then oxb, each storing from where the one before ended.
+        int oxa = 8, oxb;
+        if (w - 8 <= 8) {
+            d5_pair(R, 1, 2, in, 0, 0, w - 8, 8 - (w - 8), w, taps, b, o, res, rows, lo, hi);
+            continue;
+        }
+        oxa = 8 < w - 10 ? 8 : w - 10;
+        d5_pair(R, 1, 0, in, 0, 0, oxa, 8 - oxa, w, taps, b, o, res, rows, lo, hi);
+        int done = oxa + 8;
+        while (done < w - 8) {
+            oxa = done < w - 10 ? done : w - 10;
+            const int froma = done - oxa;
+            done = oxa + 8;
+            if (done >= w - 8) {  // the last vector follows
+                d5_pair(R, 0, 2, in, oxa, froma, w - 8, done - (w - 8), w, taps, b, o, res, rows, lo, hi);
+                done = w;
+                break;
+            }
+            oxb = done < w - 10 ? done : w - 10;
+            d5_pair(R, 0, 0, in, oxa, froma, oxb, done - oxb, w, taps, b, o, res, rows, lo, hi);
+            done = oxb + 8;
+        }
+        if (done < w) d5_block(R, 2, in, w - 8, done - (w - 8), w, taps, b, o, res, rows, lo, hi);
+    }
+}
 __attribute__((target("avx2,fma"))) static void rows_5x5_avx2(const float *plane, int h, int w, const wc_window *win,
                                                               const float *taps, float bias, float *out,
                                                               const float *residual, float low, float high,
                                                               float *zeros) {
     memset(zeros, 0, sizeof(float) * (size_t)w);
-    // Seven rows a block where that takes less work, counted as 25 multiply-adds an output row and 5 vectors an input
-    // row, than four (the rows past the plane are summed too): 14 and 28 rows in 2 and 4 blocks of seven, 16 in 4 of four.
+    // Rows 16 or more wide, two vectors at a time (four rows a block: eight sums); narrower ones, one vector at a time,
+    // seven rows a block where that takes less work, counted as 25 multiply-adds an output row and 5 vectors an input
+    // row, than four (the rows past the plane are summed too): 14 rows in 2 blocks of seven, 12 in 3 of four.
+    if (w >= 16) {
+        rows_5x5_paired(plane, h, w, win->pad_top, taps, bias, out, residual, low, high, zeros);
+        return;
+    }
     const int seven = (h + 6) / 7 * (25 * 7 + 5 * 11), four = (h + 3) / 4 * (25 * 4 + 5 * 8);
     if (seven <= four) rows_5x5(7, plane, h, w, win->pad_top, taps, bias, out, residual, low, high, zeros);
     else rows_5x5(4, plane, h, w, win->pad_top, taps, bias, out, residual, low, high, zeros);

@@ -117,16 +117,20 @@ import _TestSupport
         Case(n: 2, c: 2, h: 11, w: 56, k: 3, stride: 2, dilation: 1, pads: (1, 1, 1, 1)),
         Case(n: 1, c: 3, h: 10, w: 16, k: 3, stride: 2, dilation: 1, pads: (0, 0, 1, 1)),
         Case(n: 2, c: 2, h: 7, w: 56, k: 3, stride: 2, dilation: 1, pads: (1, 0, 1, 1)),
-        // 5×5 "same" at stride 1, 12 or more wide: on AVX2 without the bordered copy, seven rows a block (28 and 14
-        // rows: whole blocks) or four (16, 9 and 1 rows: a partial last one), both ends of a row, interior vectors, a
-        // row of two vectors, a last vector overlapping the one before by 4, 2, 7 and 3 lanes, and inside vectors
-        // moved left so as not to read past the row (17 and 25 wide).
+        // 5×5 "same" at stride 1, 12 or more wide: on AVX2 without the bordered copy; under 16 wide one vector at a
+        // time, seven rows a block (14 rows) or four (1 row: a partial block); from 16 wide two vectors at a time, four
+        // rows a block: the first with an inside one or the last (16 wide), inside ones in pairs (48 and 41 wide), the
+        // last with the one before or alone (17 wide); a last vector overlapping the one before by 4, 2, 7 and 3
+        // lanes, and inside vectors moved left so as not to read past the row (17, 25 and 41 wide).
         Case(n: 1, c: 2, h: 28, w: 28, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
         Case(n: 2, c: 3, h: 14, w: 14, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
         Case(n: 1, c: 2, h: 16, w: 12, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
         Case(n: 2, c: 2, h: 9, w: 17, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
         Case(n: 1, c: 3, h: 1, w: 13, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
         Case(n: 1, c: 2, h: 5, w: 25, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
+        Case(n: 1, c: 2, h: 6, w: 48, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
+        Case(n: 2, c: 2, h: 5, w: 41, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
+        Case(n: 1, c: 2, h: 7, w: 16, k: 5, stride: 1, dilation: 1, pads: (2, 2, 2, 2)),
         // 5×5 at stride 2 with left padding 2 or 1 (TensorFlow's "same"), outputs half the input's width and 16 or more
         // wide: on AVX2 without the bordered copy, four rows a block (two and a partial one; one), both ends of a row,
         // an interior vector and a last one overlapping by 4 lanes, top padding 1 and 2.
