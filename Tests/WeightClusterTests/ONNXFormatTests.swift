@@ -20,7 +20,11 @@ enum ONNXFormatTestLoader {
         #expect(reloaded.initializers == graph.initializers)
         #expect(reloaded.opsetVersion == graph.opsetVersion)
         let input = try TestSupport.readFloat(Fixtures.path(name + ".input.npy"))
-        let a = try Executor(graph: graph)(input), b = try Executor(graph: reloaded)(input)
+        // On one worker: with the generic kernels a 1×1 stride-2 layer's last bits here depend on where the pool splits
+        // its work (session 59; the split follows the cores' measured speeds), which is not what this test is about.
+        let (a, b) = try ComputeThreads.limited(to: 1) {
+            (try Executor(graph: graph)(input), try Executor(graph: reloaded)(input))
+        }
         #expect(a == b)
         #expect(try ONNXModelFile.encode(reloaded) == data, "encoding is deterministic")
     }
