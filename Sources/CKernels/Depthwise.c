@@ -719,27 +719,14 @@ d5_vector(int edge, const float *row, int ox, int kj) {
         return _mm256_blend_ps(_mm256_permutevar8x32_ps(x, _mm256_setr_epi32(2, 3, 4, 5, 6, 7, 7, 7)), zero, 0xc0);
     return kj == 2 ? x : _mm256_loadu_ps(row + ox - 2 + kj);
 }
-// Input row `row`'s inputs under outputs [ox, ox + 8) for taps kj = 0 … 4: columns ox − 2 + kj. EDGE 1: the first
-// vector (columns −2 and −1 are zeros); EDGE 2: the last one, at ox = w − 8 (columns w and w + 1 are zeros).
+// The five of them, kj = 0 … 4.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
 d5_vectors(int edge, const float *row, int ox, __m256 x[5]) {
-    const __m256 zero = _mm256_setzero_ps();
-    x[2] = _mm256_loadu_ps(row + ox);
-    if (edge == 1) {
-        x[0] = _mm256_blend_ps(_mm256_permutevar8x32_ps(x[2], _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5)), zero, 0x03);
-        x[1] = _mm256_blend_ps(_mm256_permutevar8x32_ps(x[2], _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)), zero, 0x01);
-    } else {
-        x[0] = _mm256_loadu_ps(row + ox - 2);
-        x[1] = _mm256_loadu_ps(row + ox - 1);
-    }
-    if (edge == 2) {
-        x[3] = _mm256_blend_ps(_mm256_permutevar8x32_ps(x[2], _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7)), zero, 0x80);
-        x[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(x[2], _mm256_setr_epi32(2, 3, 4, 5, 6, 7, 7, 7)), zero, 0xc0);
-    } else {
-        x[3] = _mm256_loadu_ps(row + ox + 1);
-        x[4] = _mm256_loadu_ps(row + ox + 2);
-    }
+    for (int kj = 0; kj < 5; kj++) x[kj] = d5_vector(edge, row, ox, kj);
 }
+// The column of a row's inside vector once the outputs before `done` are stored: `done`, or w − 10 where that would
+// read past column w − 1 (17 wide takes 0, 7 and 9).
+static inline int d5_inside(int done, int w) { return done < w - 10 ? done : w - 10; }
 // R output rows from oy0 (the first `rows` stored) at columns [ox, ox + 8), lanes [from, 8) stored; in[i] is input
 // row oy0 − 2 + i (R and `edge` constants).
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
@@ -790,8 +777,7 @@ d5_pair(const int R, int ea, int eb, const float *const in[D5_MAX_ROWS + 4], int
     s1_store(accb, rows, oxb, fromb, w, out, residual, lo, hi);
 }
 // The plane in blocks of R output rows (a constant), a row's vectors one at a time: the first (edge 1), inside ones
-// (reading columns up to ox + 9 < w, the last of them moved left to stay inside: 17 wide takes 0, 7 and 9), then one
-// over the last eight outputs; each stores the outputs not stored yet, from `done`.
+// (`d5_inside`), then one over the last eight outputs; each stores the outputs not stored yet, from `done`.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
 rows_5x5(const int R, const float *plane, int h, int w, int pad_top, const float *taps, float bias, float *out,
          const float *residual, float low, float high, const float *zeros) {
@@ -805,7 +791,7 @@ rows_5x5(const int R, const float *plane, int h, int w, int pad_top, const float
         d5_block(R, 1, in, 0, 0, w, taps, b, o, res, rows, lo, hi);
         int done = 8;
         while (done < w - 8) {
-            const int ox = done < w - 10 ? done : w - 10;
+            const int ox = d5_inside(done, w);
             d5_block(R, 0, in, ox, done - ox, w, taps, b, o, res, rows, lo, hi);
             done = ox + 8;
         }
@@ -826,27 +812,25 @@ __attribute__((target("avx2,fma"))) static void rows_5x5_paired(const float *pla
         input_rows(plane, h, w, zeros, oy0 - pad_top, R + 4, in);
         float *o = out + (long)oy0 * w;
         const float *res = residual ? residual + (long)oy0 * w : NULL;
-        // The inside vectors from 8 as in `rows_5x5`: oxa, then oxb, each storing from where the one before ended.
-        int oxa = 8, oxb;
-        if (w - 8 <= 8) {
-            d5_pair(R, 1, 2, in, 0, 0, w - 8, 8 - (w - 8), w, taps, b, o, res, rows, lo, hi);
+        // `rows_5x5`'s vectors, each storing from where the one before ended.
+        if (w == 16) {
+            d5_pair(R, 1, 2, in, 0, 0, 8, 0, w, taps, b, o, res, rows, lo, hi);
             continue;
         }
-        oxa = 8 < w - 10 ? 8 : w - 10;
-        d5_pair(R, 1, 0, in, 0, 0, oxa, 8 - oxa, w, taps, b, o, res, rows, lo, hi);
-        int done = oxa + 8;
+        const int second = d5_inside(8, w);
+        d5_pair(R, 1, 0, in, 0, 0, second, 8 - second, w, taps, b, o, res, rows, lo, hi);
+        int done = second + 8;
         while (done < w - 8) {
-            oxa = done < w - 10 ? done : w - 10;
-            const int froma = done - oxa;
-            done = oxa + 8;
-            if (done >= w - 8) {  // the last vector follows
-                d5_pair(R, 0, 2, in, oxa, froma, w - 8, done - (w - 8), w, taps, b, o, res, rows, lo, hi);
+            const int ox = d5_inside(done, w), from = done - ox;
+            done = ox + 8;
+            if (done < w - 8) {  // another inside vector follows
+                const int next = d5_inside(done, w);
+                d5_pair(R, 0, 0, in, ox, from, next, done - next, w, taps, b, o, res, rows, lo, hi);
+                done = next + 8;
+            } else {  // the last one follows
+                d5_pair(R, 0, 2, in, ox, from, w - 8, done - (w - 8), w, taps, b, o, res, rows, lo, hi);
                 done = w;
-                break;
             }
-            oxb = done < w - 10 ? done : w - 10;
-            d5_pair(R, 0, 0, in, oxa, froma, oxb, done - oxb, w, taps, b, o, res, rows, lo, hi);
-            done = oxb + 8;
         }
         if (done < w) d5_block(R, 2, in, w - 8, done - (w - 8), w, taps, b, o, res, rows, lo, hi);
     }
@@ -977,8 +961,8 @@ __attribute__((target("avx512f"))) static void uncopied_avx512(const float *plan
 
 int wc_depthwise_uncopied_runs(int h, int w, const wc_window *window, int oh, int ow) {
 #if defined(__x86_64__)
-    return rows_3x3_runs(h, w, window, oh, ow) || rows_5x5s2_runs(w, window, ow) || rows_5x5_runs(h, w, window, oh, ow) ||
-           uncopied_avx512_runs(h, w, window, oh, ow);
+    return rows_3x3_runs(h, w, window, oh, ow) || rows_5x5s2_runs(w, window, ow) ||
+           rows_5x5_runs(h, w, window, oh, ow) || uncopied_avx512_runs(h, w, window, oh, ow);
 #else
     return 0;
 #endif
