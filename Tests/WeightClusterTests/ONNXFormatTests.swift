@@ -20,8 +20,9 @@ enum ONNXFormatTestLoader {
         #expect(reloaded.initializers == graph.initializers)
         #expect(reloaded.opsetVersion == graph.opsetVersion)
         let input = try TestSupport.readFloat(Fixtures.path(name + ".input.npy"))
-        // On one worker: with the generic kernels a 1×1 stride-2 layer's last bits here depend on where the pool splits
-        // its work (session 59; the split follows the cores' measured speeds), which is not what this test is about.
+        // On one worker: with the generic kernels the products go to OpenBLAS, whose sums for a column depend on how many
+        // columns the product has, and im2colConv2d takes one or two images a product by the workers it sees (session
+        // 59: 1 run in 6 differed in the last bit) — not what this test is about.
         let (a, b) = try ComputeThreads.limited(to: 1) {
             (try Executor(graph: graph)(input), try Executor(graph: reloaded)(input))
         }
