@@ -4,8 +4,8 @@ onnxruntime's profiler adds a few microseconds to every node, too much for layer
 after each module (by default the last node of each group of nodes named /a/b/..., such as /features/features.6 in
 torchvision's exports), a GlobalAveragePool is appended to each prefix (so that onnxruntime's reorder out of its NCHWc
 layout is of 1x1 maps in every one; not after a classifier's output), and both runtimes time every prefix: the least
-time of each over the rounds, alternated. The difference between consecutive prefixes is that module's cost; onnxruntime's Python call is in every
-prefix and cancels.
+time of each over the rounds, alternated. The difference between consecutive prefixes is that module's cost;
+onnxruntime's Python call is in every prefix and cancels.
 
 Usage: module_costs.py MODEL BENCH [--threads N] [--batch N] [--rounds N] [--seconds S] [--cut NAME ...]
 BENCH is our wc-inference-bench (swift build -c release --product wc-inference-bench). Run it in the benchmark

@@ -198,7 +198,7 @@ private func convolve(_ input: Tensor<Float>, weight: Tensor<Float>, bias: [Floa
         // bordered copy → without it: 56×56 187 → 119, 112 → 56 168 → 145, 56 → 28 95 → 53, 28 → 14 79 → 20, 14 → 7
         // 59 → 33, 28×28 57 → 41; EfficientNet-Lite0's 5×5 stride-2 layer onto 7×7 177 → 74, its 3×3 one onto 14×14
         // 99 → 24; the loops then unrolled in full: 56×56 112 → 93, 112 → 56 147 → 115). AVX2, 5×5 at stride 1 on
-        // 14×14, flattened → without the copy: EfficientNet-Lite0 at batch 1, two threads, 92.5–124 → 69–96 µs a layer
+        // 14×14, flattened → without the copy: EfficientNet-Lite0 at batch 1, two threads, 92.5–124 → 63–87 µs a layer
         // (Depthwise.c).
         var shape = wc_window(window)
         // One image on AVX-512, 5×5 onto outputs 5 to 8 wide (EfficientNet-Lite0's 7×7 maps and its stride-2 layer onto
