@@ -30,6 +30,9 @@ import _TestSupport
                         // and deep across two blocks of depth, accumulating).
                         Case(m: 24, n: 80, k: 50), Case(m: 33, n: 58, k: 20), Case(m: 40, n: 304, k: 64),
                         Case(m: 40, n: 112, k: 300), Case(m: 40, n: 112, k: 600),
+                        // AVX-512, copied and deep in one block of depth: the last three vectors (400 × 48 floats)
+                        // fill more than the 16,384-float block on the stack that two vectors' chunks fit.
+                        Case(m: 104, n: 80, k: 400),
                         // B in place and wide (512 columns or more): blocks of 48 rows of B, the last one shallower.
                         Case(m: 20, n: 530, k: 100),
                         // AVX-512, B in place under 13 panels where its rows spread over L1's sets (`spreads_in_l1`):
