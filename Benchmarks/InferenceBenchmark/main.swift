@@ -68,6 +68,9 @@ let inputShape = graph.inputs[0].shape!.enumerated().map { i, d -> Int in
     return batch
 }
 let input = Tensor<Float>(shape: inputShape, scalars: (0..<inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
+// A model that does not run on this input (a fixed batch of 1 asked for 2, dynamic sizes taken as the batch) ends with
+// the executor's one-line error, not a crash report.
+orExit { _ = try executor(input) }
 if let alternative = arguments.take("--alternate") {
     // The same model under other options (winograd=always|never, passBytes=N, stageBytes=N, parallelPasses=true|false, …), batches alternated with the default
     // executor's in this one process, so that both see the same states of a shared host.
