@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(name: "wc-train-bench", dependencies: ["_BenchmarkSupport", "Compute", "Datasets", "ModelGraph", "ONNXFormat", "Training"],
                           path: "Benchmarks/TrainingBenchmark"),
         // Fuzzing (Scripts/fuzz.sh): the entry points, and a driver that is a libFuzzer target or a mutation loop.
-        .target(name: "_FuzzSupport", dependencies: ["Compute", "Datasets", "Execution", "ModelGraph", "ONNXFormat", "PackedFormat"],
+        .target(name: "_FuzzSupport", dependencies: ["CKernels", "Compute", "Datasets", "Execution", "ModelGraph", "ONNXFormat", "PackedFormat"],
                 path: "Fuzz/Support"),
         .target(name: "_CFuzzer", path: "Fuzz/CFuzzer"),
         .executableTarget(name: "wc-fuzz", dependencies: ["_FuzzSupport", "_CFuzzer"], path: "Fuzz/Driver"),

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Fuzzes the ONNX loader + validation, the .npy and IDX readers, `run` on small graphs and the packed-file loader
-# (Fuzz/Support).
+# Fuzzes the ONNX loader + validation, the .npy and IDX readers, `run` on small graphs, the packed-file loader and the
+# packed-weight product on chosen shapes against BLAS (Fuzz/Support).
 #   Scripts/fuzz.sh [RUNS] [SECONDS] [TARGET…]   defaults: 1000000 executions or 600 s per target, whichever
-#                                                 comes first; targets onnx npy idx run packed
-# With libFuzzer (the Swift toolchain's, `-sanitize=fuzzer,address`: coverage-guided, AddressSanitizer on),
+#                                                 comes first; targets onnx npy idx run packed product
+# With libFuzzer (the Swift toolchain's, `-sanitize=fuzzer,address`: coverage-guided, AddressSanitizer on, the C kernels
+# instrumented too),
 # in .build-fuzz; if that build fails, the same targets run under wc-fuzz's seeded mutation loop instead
 # (no coverage guidance, no sanitizer) and the script says so. Seeds come from the committed fixtures; new
 # corpus entries go to .build-fuzz/corpus/TARGET, crashing inputs to .build-fuzz/findings/. Ends with
@@ -14,13 +15,14 @@ runs=${1:-1000000}
 seconds=${2:-600}
 shift $(( $# < 2 ? $# : 2 ))
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(onnx npy idx run packed)
+[ ${#targets[@]} -eq 0 ] && targets=(onnx npy idx run packed product)
 scratch=.build-fuzz
 fixtures=Tests/WeightClusterTests/Fixtures
 mode=libfuzzer
 mkdir -p $scratch
 if ! swift build --scratch-path $scratch --product wc-fuzz -c release \
-      -Xswiftc -sanitize=fuzzer,address -Xswiftc -DWC_LIBFUZZER -Xswiftc -use-ld=lld >$scratch/build.log 2>&1; then
+      -Xswiftc -sanitize=fuzzer,address -Xswiftc -DWC_LIBFUZZER -Xswiftc -use-ld=lld \
+      -Xcc -fsanitize=fuzzer-no-link,address >$scratch/build.log 2>&1; then
   echo "note: the libFuzzer build failed (see $scratch/build.log); using wc-fuzz's seeded mutation loop instead"
   mode=mutation
   swift build --scratch-path .build --product wc-fuzz -c release >/dev/null || exit 1
@@ -28,7 +30,7 @@ fi
 bin=$([ $mode = libfuzzer ] && echo $scratch/release/wc-fuzz || echo .build/release/wc-fuzz)
 # Seed folders, one per target.
 seeds=$scratch/seeds
-rm -rf "$seeds"; mkdir -p "$seeds"/{onnx,npy,idx,run,packed} $scratch/findings
+rm -rf "$seeds"; mkdir -p "$seeds"/{onnx,npy,idx,run,packed,product} $scratch/findings
 for f in $fixtures/ops/*.onnx $fixtures/hostile/m/*/model.onnx $fixtures/models/tiny_*opset13.onnx; do
   cp "$f" "$seeds/onnx/$(echo "$f" | tr / _)"
 done
@@ -42,6 +44,10 @@ idx = [b"\0\0\x08\x03" + struct.pack(">III", 2, 3, 3) + bytes(range(18)),
        b"\0\0\x08\x02" + struct.pack(">II", 2, 2) + b"\xff" * 4]
 for i, data in enumerate(idx):
     open(os.path.join(seeds, "idx", "seed%d" % i), "wb").write(data)
+# product: m − 1, n − 1, k − 1 (big-endian 16 bits each), flags (FuzzTarget.product; the same as its productSeeds).
+for i, (m, n, k, flags) in enumerate([(33, 80, 342, 16), (104, 80, 400, 1), (8, 4, 9, 0x23), (96, 196, 200, 0),
+                                      (121, 4, 33, 1), (70, 6, 300, 3)]):
+    open(os.path.join(seeds, "product", "seed%d" % i), "wb").write(struct.pack(">HHHB", m - 1, n - 1, k - 1, flags))
 for path in sorted(glob.glob(os.path.join(fixtures, "ops", "*.onnx"))):
     model = open(path, "rb").read()
     if len(model) < 65536:

@@ -2,7 +2,7 @@ import _FuzzSupport
 import Foundation
 
 // Built two ways (Scripts/fuzz.sh):
-//  - with `-Xswiftc -sanitize=fuzzer,address -Xswiftc -DWC_LIBFUZZER`: a libFuzzer target; WC_FUZZ_TARGET=onnx|npy|idx|run|packed
+//  - with `-Xswiftc -sanitize=fuzzer,address -Xswiftc -DWC_LIBFUZZER`: a libFuzzer target; WC_FUZZ_TARGET=onnx|npy|idx|run|packed|product
 //    picks the entry point, and libFuzzer's own flags (-runs, -max_total_time, corpus folders) apply;
 //  - plain: `wc-fuzz TARGET RUNS SEED FILE…`, a seeded mutation loop over the given seed files (no libFuzzer needed).
 
@@ -17,7 +17,8 @@ public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePoi
     FuzzTarget.prepare()
     let name = ProcessInfo.processInfo.environment["WC_FUZZ_TARGET"] ?? ""
     guard let target = FuzzTarget(rawValue: name) else {
-        FileHandle.standardError.write(Data("set WC_FUZZ_TARGET to one of: onnx, npy, idx, run, packed\n".utf8))
+        let names = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
+        FileHandle.standardError.write(Data("set WC_FUZZ_TARGET to one of: \(names)\n".utf8))
         return 2
     }
     selected = target
@@ -35,7 +36,8 @@ struct WCFuzz {
         let arguments = CommandLine.arguments.dropFirst()
         guard arguments.count >= 3, let target = FuzzTarget(rawValue: arguments.first!),
               let runs = Int(arguments.dropFirst().first!), let seed = UInt64(arguments.dropFirst(2).first!) else {
-            FileHandle.standardError.write(Data("usage: wc-fuzz onnx|npy|idx|run|packed RUNS SEED [SEED-FILE…]\n".utf8))
+            let names = FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")
+            FileHandle.standardError.write(Data("usage: wc-fuzz \(names) RUNS SEED [SEED-FILE…]\n".utf8))
             exit(2)
         }
         FuzzTarget.prepare()

@@ -1,3 +1,4 @@
+import CKernels
 import Compute
 import Datasets
 import Execution
@@ -22,6 +23,12 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// Packed model bytes → loader (as they are, and again with every checksum recomputed, so that mutations reach the
     /// section parsers) → when they load, every weight expanded and the codebook graph rebuilt.
     case packed
+    /// The first 7 bytes choose a product on packed weights (`wc_gemm_packed_isa`): rows m ≤ 256, columns n ≤ 768,
+    /// depth k ≤ 2,048 (at most 2²² multiply-adds), the epilogue or none, B's row stride padded
+    /// or rounded up to 256 floats (rows that pile on few of L1's sets take the copied path) and C's padded. Every
+    /// kernel set this processor runs computes it; a value off the BLAS product's, or a write into a row's padding,
+    /// traps. Under AddressSanitizer, a read or write past any buffer is a finding too.
+    case product
 
     /// Lowers the per-tensor cap for fuzzing (2²⁰ elements, 4 MiB of float32: a fuzzed model that is merely large
     /// would only slow the instrumented build) and makes the scratch folder.
@@ -75,6 +82,64 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 guard let model = try? PackedModel.decode(bytes) else { continue }
                 for weight in model.graph.deferredWeights.values { _ = weight.expanded() }
                 _ = try? model.codebookGraph()
+            }
+        case .product:
+            FuzzTarget.product(data)
+        }
+    }
+
+    /// Seeds for `product`: the shapes of `PackedProductTests` that reach the copied path's last three-vector chunk
+    /// deep in one block (33×342·342×80 with B's rows 256 floats apart, 104×400·400×80), and a few others.
+    public static let productSeeds: [Data] = {
+        let shapes: [(m: Int, n: Int, k: Int, flags: UInt8)] = [(33, 80, 342, 16), (104, 80, 400, 1), (8, 4, 9, 0x23),
+                                                                (96, 196, 200, 0), (121, 4, 33, 1), (70, 6, 300, 3)]
+        return shapes.map { shape in
+            let words = [shape.m - 1, shape.n - 1, shape.k - 1].flatMap { [UInt8($0 >> 8), UInt8($0 & 255)] }
+            return Data(words + [shape.flags])
+        }
+    }()
+
+    static func product(_ data: Data) {
+        let bytes = [UInt8](data.prefix(7))
+        guard bytes.count == 7 else { return }
+        let word = { (i: Int) in Int(bytes[i]) << 8 | Int(bytes[i + 1]) }
+        let (m, n, k, flags) = (1 + word(0) % 256, 1 + word(2) % 768, 1 + word(4) % 2048, Int(bytes[6]))
+        guard m * n * k <= 1 << 22 else { return }
+        let ldb = flags & 16 != 0 ? (n + 255) / 256 * 256 : n + (flags >> 1 & 7), ldc = n + (flags >> 5 & 3)
+        let value = { (i: Int) in Float(UInt(truncatingIfNeeded: i &* 2_654_435_761) % 2001) / 1000 - 1 }
+        let a = (0..<m * k).map(value), b = (0..<k * ldb).map { value($0 &+ 7) }, bias = (0..<m).map { value($0 &+ 3) }
+        var packed = [Float](repeating: 0, count: wc_packed_count(Int32(m), Int32(k)))
+        var reference = [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { a in
+            packed.withUnsafeMutableBufferPointer { wc_pack_rows(Int32(m), Int32(k), a.baseAddress!, k, $0.baseAddress!) }
+            b.withUnsafeBufferPointer { b in
+                reference.withUnsafeMutableBufferPointer {
+                    sgemm(m: m, n: n, k: k, a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: ldb, c: $0.baseAddress!, ldc: n)
+                }
+            }
+        }
+        let finishing = flags & 1 != 0, shape = "\(m)×\(k)·\(k)×\(n) (ldb \(ldb), ldc \(ldc))"
+        for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+            var c = [Float](repeating: .nan, count: m * ldc)
+            packed.withUnsafeBufferPointer { packed in
+                b.withUnsafeBufferPointer { b in
+                    bias.withUnsafeBufferPointer { bias in
+                        withUnsafePointer(to: wc_epilogue(bias: bias.baseAddress, low: -0.5, high: 0.7)) { epilogue in
+                            c.withUnsafeMutableBufferPointer { c in
+                                wc_gemm_packed_isa(isa, Int32(m), Int32(n), Int32(k), packed.baseAddress!, b.baseAddress!,
+                                                   ldb, c.baseAddress!, ldc, finishing ? epilogue : nil)
+                            }
+                        }
+                    }
+                }
+            }
+            for i in 0..<m {
+                for j in 0..<n {
+                    let sum = reference[i * n + j], want = finishing ? min(max(sum + bias[i], -0.5), 0.7) : sum
+                    precondition(abs(c[i * ldc + j] - want) <= 1e-5 * Float(k) + 1e-5,
+                                 "kernels \(isa): \(shape) at \(i),\(j): \(c[i * ldc + j]), not \(want)")
+                }
+                for j in n..<ldc { precondition(c[i * ldc + j].isNaN, "kernels \(isa): \(shape) wrote past row \(i)") }
             }
         }
     }
