@@ -35,6 +35,7 @@ for f in $fixtures/ops/*.onnx $fixtures/hostile/m/*/model.onnx $fixtures/models/
   cp "$f" "$seeds/onnx/$(echo "$f" | tr / _)"
 done
 for f in $fixtures/packed/*.wcm; do cp "$f" "$seeds/packed/$(basename "$f")"; done
+cp $fixtures/product/*.bin "$seeds/product/"
 for f in $fixtures/hostile/data/*.npy $fixtures/ops/*.input.npy; do cp "$f" "$seeds/npy/$(echo "$f" | tr / _)"; done
 python3 - "$seeds" "$fixtures" <<'PY'
 import glob, os, struct, sys
@@ -44,10 +45,6 @@ idx = [b"\0\0\x08\x03" + struct.pack(">III", 2, 3, 3) + bytes(range(18)),
        b"\0\0\x08\x02" + struct.pack(">II", 2, 2) + b"\xff" * 4]
 for i, data in enumerate(idx):
     open(os.path.join(seeds, "idx", "seed%d" % i), "wb").write(data)
-# product: m − 1, n − 1, k − 1 (big-endian 16 bits each), flags (FuzzTarget.product; the same as its productSeeds).
-for i, (m, n, k, flags) in enumerate([(33, 80, 342, 16), (104, 80, 400, 1), (8, 4, 9, 0x23), (96, 196, 200, 0),
-                                      (121, 4, 33, 1), (70, 6, 300, 3)]):
-    open(os.path.join(seeds, "product", "seed%d" % i), "wb").write(struct.pack(">HHHB", m - 1, n - 1, k - 1, flags))
 for path in sorted(glob.glob(os.path.join(fixtures, "ops", "*.onnx"))):
     model = open(path, "rb").read()
     if len(model) < 65536:

@@ -27,7 +27,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// depth k ≤ 2,048 (at most 2²² multiply-adds), the epilogue or none, B's row stride padded
     /// or rounded up to 256 floats (rows that pile on few of L1's sets take the copied path) and C's padded. Every
     /// kernel set this processor runs computes it; a value off the BLAS product's, or a write into a row's padding,
-    /// traps. Under AddressSanitizer, a read or write past any buffer is a finding too.
+    /// traps. Under AddressSanitizer, a read or write past any buffer is a finding too. Seeds: Fixtures/product, named
+    /// m×k×n (two reach the copied path's last three-vector chunk deep in one block, where AVX-512 once overflowed).
     case product
 
     /// Lowers the per-tensor cap for fuzzing (2²⁰ elements, 4 MiB of float32: a fuzzed model that is merely large
@@ -87,17 +88,6 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             FuzzTarget.product(data)
         }
     }
-
-    /// Seeds for `product`: the shapes of `PackedProductTests` that reach the copied path's last three-vector chunk
-    /// deep in one block (33×342·342×80 with B's rows 256 floats apart, 104×400·400×80), and a few others.
-    public static let productSeeds: [Data] = {
-        let shapes: [(m: Int, n: Int, k: Int, flags: UInt8)] = [(33, 80, 342, 16), (104, 80, 400, 1), (8, 4, 9, 0x23),
-                                                                (96, 196, 200, 0), (121, 4, 33, 1), (70, 6, 300, 3)]
-        return shapes.map { shape in
-            let words = [shape.m - 1, shape.n - 1, shape.k - 1].flatMap { [UInt8($0 >> 8), UInt8($0 & 255)] }
-            return Data(words + [shape.flags])
-        }
-    }()
 
     static func product(_ data: Data) {
         let bytes = [UInt8](data.prefix(7))

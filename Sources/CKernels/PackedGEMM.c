@@ -439,7 +439,7 @@ void wc_pack_rows(int m, int k, const float *a, long lda, float *packed) {
             }                                                                                                     \
             /* A chunk is span columns, or the last NT·L where those are more (AVX-512: 48 against 32).         */ \
             const int widest = span > NT * L ? span : NT * L;                                                     \
-            float *chunkB = widest * kc > CHUNK ? thread_buffer((size_t)(span + NT * L) * kc) : blockB;           \
+            float *chunkB = widest * kc > CHUNK ? thread_buffer((size_t)widest * kc) : blockB;                    \
             for (int nc = 0, end; nc < whole; nc = end) {                                                         \
                 end = whole - nc <= span || NAME##_width(whole - nc) > span ? whole : nc + span;                  \
                 float *dst = chunkB;                                                                              \

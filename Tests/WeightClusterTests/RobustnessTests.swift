@@ -145,7 +145,7 @@ import _FuzzSupport
             var d = Data([UInt8(model.count >> 8 & 0xff), UInt8(model.count & 0xff)]); d.append(model); d.append(Data(repeating: 0x41, count: 64)); return d
         }
         case .packed: files("packed", ".wcm")
-        case .product: FuzzTarget.productSeeds
+        case .product: files("product", ".bin")
         }
         var fuzzer = MutationFuzzer(seeds: seeds, seed: 15)
         for seed in seeds { target(seed) }
