@@ -13,11 +13,15 @@ extension Winograd {
     /// 1.1 224 px (each node's least over 2 alternated rounds), its 27×27 layers 81.5 → 74.9 and 79.9 → 74.0; with the
     /// cores' round trip slow (~400 ns), the whole pass 2,600–2,620 → 2,287–2,290. From 64 channels only on wide maps:
     /// ResNet-18 224 px's 28×28 layers (128 channels, 98 tiles a worker, 7 of 8 vectors' lanes used against 13 of 14
-    /// for 196) lost 8%, 271–279 → 293–296, with the round trip fast.
+    /// for 196) lost 8%, 271–279 → 293–296, with the round trip fast. On one worker too, a block of rows of tiles at a
+    /// time (`blockTileRows`), where the other path passes the whole map's transformed inputs and sums through memory:
+    /// the same one-layer models on one thread, least of 1 s, two alternated rounds, µs: 16 → 64 on 55×55 454–480 →
+    /// 321–323, 16 → 128 on 55×55 778–784 → 540–544, 64 → 64 on 56×56 1,145–1,241 → 931–960, 32 → 128 on 27×27 264–268
+    /// → 240–247, 48 → 192 on 13×13 even.
     static func splitsByTileRows(images: Int, inputChannels c: Int, outputChannels oc: Int, tileRows: Int,
                                  tileColumns: Int, workers: Int) -> Bool {
         let shallow = c < 64 && 16 * oc * c <= 1 << 18
-        guard images == 1, workers > 1, shallow || tileRows * tileColumns >= wideMapTiles * workers else { return false }
+        guard images == 1, shallow || tileRows * tileColumns >= wideMapTiles * workers else { return false }
         return tileRows % workers == 0 || tileRows >= 4 * workers
     }
 
@@ -79,36 +83,55 @@ extension Winograd {
             prepared.u.withUnsafeBufferPointer { uBuf in
                 let u = uBuf.baseAddress!
                 parallelChunks(split == .tileRows ? th : panels, evenly: true) { part in
-                    let rows = split == .tileRows ? part : 0..<th
+                    let all = split == .tileRows ? part : 0..<th
                     let outputs = split == .tileRows ? 0..<oc : part.lowerBound * 8..<min(oc, part.upperBound * 8)
-                    let tiles = rows.count * tw
-                    let (vStride, mStride) = (paddedStride(c * tiles), paddedStride(outputs.count * tiles))
-                    let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * vStride)
-                    let m = UnsafeMutablePointer<Float>.allocate(capacity: 16 * mStride)
+                    let step = blockTileRows(tileColumns: tw, inputChannels: c, outputChannels: outputs.count)
+                    // Buffers for the largest block; each block's 16 blocks of values `paddedStride` of its own tiles
+                    // apart, as `inputTransform` writes them.
+                    let most = min(all.count, step) * tw
+                    let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * paddedStride(c * most))
+                    let m = UnsafeMutablePointer<Float>.allocate(capacity: 16 * paddedStride(outputs.count * most))
                     defer { v.deallocate(); m.deallocate() }
-                    // Tile row r reads input rows from 2r − pt: the part's first row r0 is its row 0 with the top
-                    // padding 2·r0 rows less (negative past the first part).
-                    inputTransform(UnsafePointer<Float>(bitPattern: inAddress)!, c: c, h: h, w: w, first: 0, images: 1,
-                                   th: rows.count, tw: tw, pt: pt - 2 * rows.lowerBound, pl: pl, tiles: tiles, into: v)
-                    // Rows of each packed U[ξ] from output channel `outputs.lowerBound` (a panel's first row) on.
-                    for xi in 0..<16 {
-                        wc_gemm_packed_per_point(Int32(outputs.count), Int32(tiles), Int32(c),
-                                                 u + xi * uStride + outputs.lowerBound * c, v + xi * vStride, tiles,
-                                                 m + xi * mStride, tiles, nil)
-                    }
-                    let (skip, biases) = (2 * rows.lowerBound * ow, UnsafePointer<Float>(bitPattern: biasAddress))
-                    let (out, residual) = (UnsafeMutablePointer<Float>(bitPattern: outAddress)!,
-                                           UnsafePointer<Float>(bitPattern: residualAddress))
-                    for o in outputs {
-                        wc_winograd_output(m + (o - outputs.lowerBound) * tiles, mStride, Int32(rows.count), Int32(tw),
-                                           biases?[o] ?? 0, residual.map { $0 + o * oh * ow + skip }, low, high,
-                                           out + (firstChannel + o) * oh * ow + skip, Int32(oh - 2 * rows.lowerBound),
-                                           Int32(ow))
+                    for start in stride(from: all.lowerBound, to: all.upperBound, by: step) {
+                        let rows = start..<min(all.upperBound, start + step)
+                        let tiles = rows.count * tw
+                        let (vStride, mStride) = (paddedStride(c * tiles), paddedStride(outputs.count * tiles))
+                        // Tile row r reads input rows from 2r − pt: the part's first row r0 is its row 0 with the top
+                        // padding 2·r0 rows less (negative past the first part).
+                        inputTransform(UnsafePointer<Float>(bitPattern: inAddress)!, c: c, h: h, w: w, first: 0, images: 1,
+                                       th: rows.count, tw: tw, pt: pt - 2 * rows.lowerBound, pl: pl, tiles: tiles, into: v)
+                        // Rows of each packed U[ξ] from output channel `outputs.lowerBound` (a panel's first row) on.
+                        for xi in 0..<16 {
+                            wc_gemm_packed_per_point(Int32(outputs.count), Int32(tiles), Int32(c),
+                                                     u + xi * uStride + outputs.lowerBound * c, v + xi * vStride, tiles,
+                                                     m + xi * mStride, tiles, nil)
+                        }
+                        let (skip, biases) = (2 * rows.lowerBound * ow, UnsafePointer<Float>(bitPattern: biasAddress))
+                        let (out, residual) = (UnsafeMutablePointer<Float>(bitPattern: outAddress)!,
+                                               UnsafePointer<Float>(bitPattern: residualAddress))
+                        for o in outputs {
+                            wc_winograd_output(m + (o - outputs.lowerBound) * tiles, mStride, Int32(rows.count), Int32(tw),
+                                               biases?[o] ?? 0, residual.map { $0 + o * oh * ow + skip }, low, high,
+                                               out + (firstChannel + o) * oh * ow + skip, Int32(oh - 2 * rows.lowerBound),
+                                               Int32(ow))
+                        }
                     }
                 }
             }
         }
     }
+
+    /// The rows of tiles a worker's part takes at a time (`convolveOneImage`): as many as keep their transformed inputs
+    /// and the 16 products' sums, 16·(C + OC) floats a tile, within `blockFloats`. The whole part at once had its sums
+    /// leave L2 on wide maps (16 → 64 on 55×55: 1.6 MB a worker). One-layer models (3×3 + ReLU), batch 1, least of 1 s,
+    /// three alternated rounds, µs, AVX-512 host with 2 MB of L2 a core, two threads, whole part → blocks: 16 → 64 on
+    /// 55×55 202–210 → 165–171, 16 → 128 on 55×55 429–482 → 288–305, 64 → 64 on 56×56 493–512 → 469–489, 32 → 128 on
+    /// 27×27 even (136–171 → 136–137); blocks of 2¹⁷ floats or 3·2¹⁷ gained less (f. 55×55 16 → 64 170–175 and 177–182).
+    static func blockTileRows(tileColumns tw: Int, inputChannels c: Int, outputChannels oc: Int) -> Int {
+        max(1, blockFloats / (16 * (c + oc) * tw))
+    }
+
+    static let blockFloats = 1 << 18
 
     /// Whether one image's call runs a row of tiles at a time, its transforms and 16 products together
     /// (`wc_winograd_rows`), instead of passing every tile's products through memory between three steps: with AVX2,

@@ -187,11 +187,11 @@ public enum Winograd {
         }
     }
 
-    /// `input` convolved into `output` (its channels from `firstChannel`); with `rowsOfTiles` false, one image's call
-    /// does not take `convolveInRows` (for tests that compare its bits with the other paths').
+    /// `input` convolved into `output` (its channels from `firstChannel`); with `oneImagePaths` false, one image's call
+    /// takes the three-step path too, not `convolveInRows` or `convolveOneImage` (for tests that compare their bits).
     static func convolve(_ input: Tensor<Float>, weights prepared: PreparedWeights, bias: [Float]?, window: Window2D,
                          activation: Activation, residual: Tensor<Float>? = nil, into output: inout Tensor<Float>,
-                         firstChannel: Int = 0, rowsOfTiles: Bool = true) {
+                         firstChannel: Int = 0, oneImagePaths: Bool = true) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let oc = prepared.outputChannels
         let (oh, ow) = (output.shape[2], output.shape[3])
@@ -204,14 +204,14 @@ public enum Winograd {
                                   min((512 + tilesPerImage - 1) / tilesPerImage, (1 << 20) / max(1, c * tilesPerImage))))
         let chunks = (n + perChunk - 1) / perChunk
         let prepared = prepared.forProduct()
-        if prepared.isPacked, rowsOfTiles, runsInRows(images: n, inputChannels: c) {
+        if prepared.isPacked, oneImagePaths, runsInRows(images: n, inputChannels: c) {
             let split = oneImageSplit(images: n, inputChannels: c, outputChannels: oc, tileRows: th, tileColumns: tw,
                                       workers: workersWanted) ?? .tileRows
             convolveInRows(input, weights: prepared, bias: bias, window: window, activation: activation,
                            residual: residual, into: &output, firstChannel: firstChannel, split: split)
             return
         }
-        if prepared.isPacked,
+        if prepared.isPacked, oneImagePaths,
            let split = oneImageSplit(images: n, inputChannels: c, outputChannels: oc, tileRows: th, tileColumns: tw,
                                      workers: workersWanted) {
             convolveOneImage(input, weights: prepared, bias: bias, window: window, activation: activation,

@@ -36,10 +36,12 @@ import _TestSupport
         #expect(Winograd.pays(images: 1, outputHeight: 15, outputWidth: 15, inputChannels: 32))
     }
 
-    /// One image splits over the workers by rows of tiles (under 64 input channels, or on wide maps) or by output
-    /// channels (where the rows do not split, on small maps; 48 → 44 on 13×13 has seven rows of tiles): the same bits
-    /// as on one worker, with a bias, a residual and a clamp, on maps whose last tile row and column hang over the
-    /// edge, with a last panel of output channels not full, and into a range of a wider tensor's channels.
+    /// One image splits over the workers by rows of tiles (under 64 input channels, or on wide maps; on one worker
+    /// too, in blocks of rows of tiles) or by output channels (where the rows do not split, on small maps; 48 → 44 on
+    /// 13×13 has seven rows of tiles): the same bits as the three-step path, on one worker and on all, with a bias, a
+    /// residual and a clamp, on maps whose last tile row and column hang over the edge, with a last panel of output
+    /// channels not full, into a range of a wider tensor's channels, and in several blocks a worker (64 → 12 on 55×55:
+    /// 7 rows of tiles a block of 28; 16 → 64 on 51×51: 7 of 26, the last block 5 rows on one worker).
     @Test func winogradOnOneImageGivesTheSameBits() throws {
         #expect(Winograd.splitsByTileRows(images: 1, inputChannels: 16, outputChannels: 24, tileRows: 11, tileColumns: 11,
                                           workers: 2))
@@ -47,26 +49,37 @@ import _TestSupport
                                           workers: 2))
         #expect(!Winograd.splitsByTileRows(images: 1, inputChannels: 128, outputChannels: 128, tileRows: 14,
                                            tileColumns: 14, workers: 2))
+        #expect(Winograd.splitsByTileRows(images: 1, inputChannels: 16, outputChannels: 64, tileRows: 28, tileColumns: 28,
+                                          workers: 1))
+        #expect(!Winograd.splitsByTileRows(images: 2, inputChannels: 16, outputChannels: 64, tileRows: 28, tileColumns: 28,
+                                           workers: 1))
+        #expect(Winograd.blockTileRows(tileColumns: 26, inputChannels: 16, outputChannels: 64) == 7)
+        #expect(Winograd.blockTileRows(tileColumns: 28, inputChannels: 64, outputChannels: 12) == 7)
         #expect(Winograd.splitsByOutputChannels(images: 1, inputChannels: 64, outputChannels: 44, tiles: 25, workers: 2))
         #expect(Winograd.oneImageSplit(images: 1, inputChannels: 48, outputChannels: 44, tileRows: 7, tileColumns: 7,
                                        workers: 2) == .outputChannels)
-        for (c, size, oc) in [(16, 21, 24), (32, 16, 40), (8, 31, 9), (64, 9, 44), (96, 7, 40), (64, 55, 12), (48, 13, 44)] {
+        for (c, size, oc) in [(16, 21, 24), (32, 16, 40), (8, 31, 9), (64, 9, 44), (96, 7, 40), (64, 55, 12), (48, 13, 44),
+                              (16, 51, 64)] {
             let (x, wt, bias, residual) = Self.operands(c: c, size: size, oc: oc, seed: 4)
             let window = Window2D(kernel: (3, 3), pads: (1, 1, 1, 1))
             let prepared = Winograd.PreparedWeights(wt)
             prepared.packForProduct()
-            func run() throws -> (Tensor<Float>, Tensor<Float>) {
-                let own = try conv2d(x, weight: wt, bias: bias, window: window, activation: .clip(low: 0, high: 6), prepared: prepared,
-                                     residual: residual)
+            func run(_ oneImagePaths: Bool = true) -> (Tensor<Float>, Tensor<Float>) {
+                var own = Tensor<Float>(shape: [1, oc, size, size], scalars: [Float](repeating: -1, count: oc * size * size))
+                Winograd.convolve(x, weights: prepared, bias: bias, window: window, activation: .clip(low: 0, high: 6),
+                                  residual: residual, into: &own, oneImagePaths: oneImagePaths)
                 var wide = Tensor<Float>(shape: [1, oc + 3, size, size], scalars: [Float](repeating: -1, count: (oc + 3) * size * size))
-                try conv2d(x, weight: wt, bias: bias, window: window, prepared: prepared, into: &wide, firstChannel: 2)
+                Winograd.convolve(x, weights: prepared, bias: bias, window: window, activation: .none, into: &wide,
+                                  firstChannel: 2, oneImagePaths: oneImagePaths)
                 return (own, wide)
             }
-            let (one, oneWide) = try ComputeThreads.limited(to: 1) { try run() }
-            let (all, allWide) = try run()
-            let (same, sameWide) = (one.scalars == all.scalars, oneWide.scalars == allWide.scalars)
-            #expect(same, "c\(c) \(size)×\(size) oc\(oc)")
-            #expect(sameWide, "c\(c) \(size)×\(size) oc\(oc) into channels from 2")
+            let (threeSteps, threeStepsWide) = ComputeThreads.limited(to: 1) { run(false) }
+            for workers in [1, 2] {
+                let (own, wide) = ComputeThreads.limited(to: workers) { run() }
+                #expect(own.scalars == threeSteps.scalars, "c\(c) \(size)×\(size) oc\(oc), \(workers) workers")
+                #expect(wide.scalars == threeStepsWide.scalars, "c\(c) \(size)×\(size) oc\(oc), \(workers) workers, into channels from 2")
+            }
+            let all = ComputeThreads.limited(to: 2) { run().0 }
             // The naive loop only on the smaller maps (debug builds).
             guard size * size * c * oc < 1 << 20 else { continue }
             let reference = ConvolutionTests.naive(x, wt, bias, window)
@@ -97,7 +110,7 @@ import _TestSupport
                                         scalars: [Float](repeating: -1, count: (channels ?? oc) * size * size))
                 Winograd.convolve(x, weights: prepared, bias: bias, window: window, activation: .clip(low: 0, high: 6),
                                   residual: channels == nil ? residual : nil, into: &out, firstChannel: channels == nil ? 0 : 2,
-                                  rowsOfTiles: rows)
+                                  oneImagePaths: rows)
                 return out
             }
             let threePass = ComputeThreads.limited(to: 1) { run(false) }
