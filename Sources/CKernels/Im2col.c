@@ -183,12 +183,49 @@ DEFINE_IM2COL_ROWS(im2col_avx512, __attribute__((target("avx512f,bmi2"))), AVX51
         _mm512_mask_storeu_ps((dst) + p, lanes, v);                                                               \
     }
 DEFINE_IM2COL_PLANES(planes_avx512, __attribute__((target("avx512f"))), GATHER_PLANE)
+
+// Input planes of at most 32 values (ResNet-18 64 px's 4×4 and 2×2 maps), AVX-512: each plane loaded whole into two
+// registers, and every output of every tap taken from them by one permute per 16 outputs (lanes over padding zeroed),
+// the table's offsets being the permute's indices. With one image a channel's taps are one run of taps·ohw outputs,
+// else one permute per tap of each image. The value-by-value copy of 2×2 maps (`GATHER_PLANE`) had taken 3.4% of
+// ResNet-18 64 px's samples at batch 1 on two threads, all on the calling thread while the other waited.
+__attribute__((target("avx512f"))) static void planes_permute_avx512(
+    const float *input, int c, int h, int w, int first_image, int images, int first_channel, int channels, int taps,
+    const int *table, int ohw, float *col) {
+    const long cols = (long)images * ohw, plane = (long)h * w;
+    const __mmask16 low = (__mmask16)(plane >= 16 ? 0xffff : (1u << plane) - 1);
+    const __mmask16 high = (__mmask16)(plane <= 16 ? 0 : (1u << (plane - 16)) - 1);
+    const long run = images == 1 ? (long)taps * ohw : ohw;
+    for (int ch = 0; ch < channels; ch++)
+        for (int img = 0; img < images; img++) {
+            const float *src = input + ((long)(first_image + img) * c + first_channel + ch) * plane;
+            const __m512 a = _mm512_maskz_loadu_ps(low, src), b = _mm512_maskz_loadu_ps(high, src + 16);
+            for (int t = 0; t < (images == 1 ? 1 : taps); t++) {
+                const int *offsets = table + (long)t * ohw;
+                float *dst = col + ((long)ch * taps + t) * cols + (long)img * ohw;
+                for (long p = 0; p < run; p += 16) {
+                    const __mmask16 lanes = (__mmask16)(run - p >= 16 ? 0xffff : (1u << (run - p)) - 1);
+                    const __m512i at = _mm512_maskz_loadu_epi32(lanes, offsets + p);
+                    const __mmask16 live = _mm512_mask_cmpge_epi32_mask(lanes, at, _mm512_setzero_si512());
+                    _mm512_mask_storeu_ps(dst + p, lanes, _mm512_maskz_permutex2var_ps(live, a, at, b));
+                }
+            }
+        }
+}
 #endif
 
 void wc_im2col_isa(int isa, const float *input, int c, int h, int w, int first_image, int images, int first_channel,
                    int channels, const wc_window *window, int oh, int ow, float *col) {
     int *table = ow < 16 ? plane_table(window, h, w, oh, ow) : NULL;
     if (table) {
+#if defined(__x86_64__)
+        if (isa == WC_ISA_AVX512 && (long)h * w <= 32) {
+            planes_permute_avx512(input, c, h, w, first_image, images, first_channel, channels,
+                                  window->kh * window->kw, table, oh * ow, col);
+            free(table);
+            return;
+        }
+#endif
         DISPATCH_ISA(isa, planes, input, c, h, w, first_image, images, first_channel, channels, window->kh * window->kw,
                      table, oh * ow, col);
         free(table);

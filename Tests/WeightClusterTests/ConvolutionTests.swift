@@ -196,9 +196,10 @@ import _TestSupport
     /// im2col of every variant this processor runs, equal to the definition: strides 1 to 3 (2 is the AVX-512 kernel's
     /// two-load path), dilations, uneven padding wider than the kernel's reach, "same" padding (AVX2's masked loads at one
     /// shift per tap), rows of 16 outputs and more (copied row
-    /// by row), 2 to 15 (through the plane's table) and planes under 8 outputs, a channel range and an image range that
-    /// start past 0.
-    @Test(arguments: [(9, 37), (3, 4)])
+    /// by row), 2 to 15 (through the plane's table) and planes under 8 outputs, input planes of at most 32 values (AVX-512's
+    /// permutes: one or two registers, one image's taps as one run or several images' tap by tap), a channel range and
+    /// an image range that start past 0.
+    @Test(arguments: [(9, 37), (3, 4), (5, 6), (4, 8), (2, 2)])
     func im2colMatchesDefinitionOnEveryVariant(_ size: (Int, Int)) {
         let (n, c, h, w) = (3, 4, size.0, size.1)
         let x = Self.random(n * c * h * w, seed: 7)
@@ -208,7 +209,8 @@ import _TestSupport
                 let window = Window2D(kernel: (kh, kw), strides: (stride, stride), dilations: (dilation, dilation), pads: pads)
                 guard let (oh, ow) = window.outputSize(h: h, w: w) else { continue }
                 windows += 1
-                let (images, channels) = (2, 1..<4)
+                for images in 1...2 {
+                let channels = 1..<4
                 let cols = images * oh * ow
                 var expected = [Float](repeating: 0, count: channels.count * kh * kw * cols)
                 for (row, ch) in channels.enumerated() { for ki in 0..<kh { for kj in 0..<kw {
@@ -226,7 +228,8 @@ import _TestSupport
                     wc_im2col_isa(isa, x, Int32(c), Int32(h), Int32(w), 1, Int32(images), Int32(channels.lowerBound),
                                   Int32(channels.count), &shape, Int32(oh), Int32(ow), &col)
                     let wrong = col.indices.first { col[$0] != expected[$0] }
-                    #expect(wrong == nil, "\(String(cString: wc_kernels_name(isa))) \(window): first wrong value at \(wrong ?? 0)")
+                    #expect(wrong == nil, "\(String(cString: wc_kernels_name(isa))) \(window), \(images) images: first wrong value at \(wrong ?? 0)")
+                }
                 }
             } } }
         }
