@@ -24,11 +24,16 @@ enum { TILE = 24, TILE_WIDTH = 32 };
 
 // For each channel and each bordered row Y, `phases` (the stride sw) rows of `width` values; phase φ holds the row's
 // columns X ≡ φ (mod sw) at X / sw. `segment` is S / sw: how far apart the images' outputs are in a phase row.
+// `flat`: one image at stride 1 whose rows lie S apart (width = S), so that the outputs of consecutive rows follow one
+// another along the copy as the images of a group do along a row (`flat_pays`).
 typedef struct {
-    int rows, width, phases, segment;
+    int rows, width, phases, segment, flat;
 } layout;
 
-static layout layout_of(int w, const wc_window *win, int oh, int ow, int images) {
+// Outputs a vector holds: 16 on AVX-512, else 8 (AVX2).
+static int vector_lanes(void) { return wc_kernels_isa() == WC_ISA_AVX512 ? 16 : 8; }
+
+static layout layout_with(int w, const wc_window *win, int oh, int ow, int images, int flat) {
     layout l;
     const int s = win->sw;
     // The last output reads bordered column (ow − 1)·sw + (kw − 1)·dw: past the image's own columns it must read the
@@ -42,11 +47,37 @@ static layout layout_of(int w, const wc_window *win, int oh, int ow, int images)
     // Vectors of 16 outputs run past the last image's, and read at most (kw − 1)·dw / sw further.
     l.width = ((long)images * l.segment + 15) / 16 * 16 + (win->kw - 1) * win->dw / s + 1;
     l.width = (l.width + 15) / 16 * 16;
+    l.flat = flat;
+    if (flat) l.width = l.segment;
     return l;
 }
 
-// Outputs a vector holds: 16 on AVX-512, else 8 (AVX2).
-static int vector_lanes(void) { return wc_kernels_isa() == WC_ISA_AVX512 ? 16 : 8; }
+// The share of the output vectors' lanes that are outputs (every row's vectors apart, or along the flat rows).
+static double useful_of(layout l, int oh, int ow, int images) {
+    const int v = vector_lanes();
+    if (l.flat) return (double)oh * ow / (((long)(oh - 1) * l.segment + ow + v - 1) / v * v);
+    const long covered = (long)(images - 1) * l.segment + ow;
+    return (double)images * ow / ((covered + v - 1) / v * v);
+}
+
+// Whether one image's rows run flat (`layout`): AVX-512, strides of 1, from FLAT_LEAST_K weights an output, where that
+// leaves fewer lanes idle than vectors along each row. A vector then often holds the end of one row and the start of
+// the next, stored as two pieces. One-layer models (3×3 or 5×5 + ReLU), batch 1, two threads, least µs of 1 s,
+// alternated rounds, the weights as vectors → flat rows: 8 → 32 on 55×55 70 → 52–55, 32 → 64 5×5 on 28×28 276 → 259;
+// 16 → 64 on 55×55 (one thread) 445–448 → 358–360 (Winograd takes that layer: `Winograd.pays`); but 1 → 64 on 28×28 (9
+// weights an output, the direct kernel's rows) 10.8–10.9 → 11.9–12.0, its two pieces' stores per nine multiply-adds.
+enum { FLAT_LEAST_K = 64 };
+static int flat_pays(int c, int w, const wc_window *win, int oh, int ow, int images) {
+    if (images != 1 || win->sw != 1 || win->sh != 1 || wc_kernels_isa() != WC_ISA_AVX512
+        || (long)c * win->kh * win->kw < FLAT_LEAST_K || oh < 2)
+        return 0;
+    return useful_of(layout_with(w, win, oh, ow, 1, 1), oh, ow, 1)
+        > useful_of(layout_with(w, win, oh, ow, 1, 0), oh, ow, 1) + 0.02;
+}
+
+static layout layout_of(int c, int w, const wc_window *win, int oh, int ow, int images) {
+    return layout_with(w, win, oh, ow, images, flat_pays(c, w, win, oh, ow, images));
+}
 
 int wc_conv_direct_runs(const wc_window *win) {
 #if defined(__x86_64__)
@@ -105,26 +136,27 @@ int wc_conv_direct_vectors(int k, int oc, int oh, int ow, int images) {
 }
 
 size_t wc_conv_padded_count(int c, int w, const wc_window *win, int oh, int ow, int images) {
-    layout l = layout_of(w, win, oh, ow, images);
-    return (size_t)c * l.rows * l.phases * l.width;
+    layout l = layout_of(c, w, win, oh, ow, images);
+    // Flat rows: the last vectors read up to 15 + pad_left values past the last row.
+    return (size_t)c * l.rows * l.phases * l.width + (l.flat ? (size_t)(16 + win->pad_left + 15) / 16 * 16 : 0);
 }
 
-int wc_conv_padded_rows(const wc_window *win, int oh) { return layout_of(1, win, oh, 1, 1).rows; }
+int wc_conv_padded_rows(const wc_window *win, int oh) { return layout_with(1, win, oh, 1, 1, 0).rows; }
 
 // Positions of a phase row the output vectors cover: every image's segment, the last one only up to its outputs.
 static long covered(layout l, int ow, int images) { return (long)(images - 1) * l.segment + ow; }
 
-double wc_conv_direct_useful(int w, const wc_window *win, int oh, int ow, int images) {
-    const int l = vector_lanes();
-    const long lanes = (covered(layout_of(w, win, oh, ow, images), ow, images) + l - 1) / l * l;
-    return (double)images * ow / lanes;
+double wc_conv_direct_useful(int c, int w, const wc_window *win, int oh, int ow, int images) {
+    return useful_of(layout_of(c, w, win, oh, ow, images), oh, ow, images);
 }
 
+// Images side by side against one image's rows apart (not flat: a group is chosen as before).
 int wc_conv_direct_images(int w, const wc_window *win, int oh, int ow, int most) {
-    const int segment = layout_of(w, win, oh, ow, 1).segment, widest = (64 + segment - 1) / segment;
+    const int segment = layout_with(w, win, oh, ow, 1, 0).segment, widest = (64 + segment - 1) / segment;
     int best = 1;
     for (int g = 2; g <= widest && g <= most; g++)
-        if (wc_conv_direct_useful(w, win, oh, ow, g) > wc_conv_direct_useful(w, win, oh, ow, best)) best = g;
+        if (useful_of(layout_with(w, win, oh, ow, g, 0), oh, ow, g) > useful_of(layout_with(w, win, oh, ow, best, 0), oh, ow, best))
+            best = g;
     return best;
 }
 
@@ -151,10 +183,15 @@ DEFINE_PAD(pad_avx2, __attribute__((target("avx2"))), wc_row_phases_avx2)
 
 void wc_conv_pad(const float *image, long image_stride, int images, int c, int h, int w, const wc_window *win, int oh,
                  int ow, int first_row, int rows, float *padded) {
-    const layout l = layout_of(w, win, oh, ow, images);
+    const layout l = layout_of(c, w, win, oh, ow, images);
 #if defined(__x86_64__)
     if (wc_kernels_isa() == WC_ISA_AVX512) {
         pad_avx512(image, image_stride, images, c, h, w, win, l, first_row, rows, padded);
+        // Flat rows: the last row's right border is the left border of the row after it (the next channel's first
+        // row, the rows of another worker's part, or past the planes), which the outputs under it read: zeros.
+        if (l.flat)
+            for (int ch = 0; ch < c; ch++)
+                memset(padded + ((long)ch * l.rows + first_row + rows) * l.width, 0, sizeof(float) * win->pad_left);
         return;
     }
     if (wc_kernels_isa() == WC_ISA_AVX2) {
@@ -198,6 +235,14 @@ static void plan_offsets(layout l, int c, const wc_window *win, int *offsets) {
 // an output when i mod seg < ow), into runs; returns their count.
 static int plan_runs(layout l, const wc_window *win, int ow, int images, int first_row, int rows, long image_stride,
                      int lanes_per_vector, run *runs) {
+    if (l.flat) {
+        // The rows as images of one row each, S apart along row first_row of the copy: output j of row first_row + i
+        // at i·ow + j, as image i's would be. Stored by their pieces' masks (AVX-512), never whole (`spills`).
+        l.flat = 0;
+        const int count = plan_runs(l, win, ow, rows, first_row, 1, ow, lanes_per_vector, runs);
+        for (int i = 0; i < count; i++) runs[i].spills = 0;
+        return count;
+    }
     const int s = l.phases, seg = l.segment;
     int count_runs = 0;
     const int lanes = (int)covered(l, ow, images);
@@ -899,7 +944,7 @@ void wc_conv_direct(const float *padded, int images, int c, int h, int w, const 
                     const float *packed, int first, int count, int first_row, int rows, const float *bias,
                     const float *residual, long image_stride, float low, float high, int vectors, float *out) {
 #if defined(__x86_64__)
-    const layout l = layout_of(w, win, oh, ow, images);
+    const layout l = layout_of(c, w, win, oh, ow, images);
     const int k = c * win->kh * win->kw, lanes = vector_lanes();
     int *offsets = malloc(sizeof(int) * (size_t)k);
     if (!offsets) abort();
@@ -911,7 +956,9 @@ void wc_conv_direct(const float *padded, int images, int c, int h, int w, const 
         free(offsets);
         return;
     }
-    run *runs = malloc(sizeof(run) * (size_t)rows * ((covered(l, ow, images) + lanes - 1) / lanes));
+    const long planned = l.flat ? ((long)(rows - 1) * l.segment + ow + lanes - 1) / lanes
+                                : (long)rows * ((covered(l, ow, images) + lanes - 1) / lanes);
+    run *runs = malloc(sizeof(run) * (size_t)planned);
     if (!runs) abort();
     const int count_runs = plan_runs(l, win, ow, images, first_row, rows, image_stride, lanes, runs);
     const long plane = (long)oh * ow;

@@ -7,7 +7,8 @@ import CKernels
 /// im2col path over the same packed weights, so the two give the same bits.
 ///
 /// A copy holds several images side by side when their rows are short, so that a vector of outputs spans several
-/// images' rows (`wc_conv_direct_images`).
+/// images' rows (`wc_conv_direct_images`); a copy of one image at stride 1 on AVX-512 may lay its rows flat, S apart,
+/// so that a vector spans the end of one row and the start of the next (`flat_pays` in DirectConvolution.c).
 enum DirectConvolution {
     /// The least share of the vectors' lanes that must be outputs: below it im2col's product, which has no idle lanes,
     /// is faster (SqueezeNet 1.1's 3×3 layers on 3×3 maps, 12 of 16 lanes: 48 → 192 channels, batch 64, one thread,
@@ -62,7 +63,7 @@ enum DirectConvolution {
         let (w, oh, ow) = (Int32(inputShape[3]), Int32(outputSize.h), Int32(outputSize.w))
         let images = imagesPerCopy(batch: inputShape[0], w: inputShape[3], window: window, outputSize: outputSize,
                                    vectors: false)
-        return wc_conv_direct_useful(w, &shape, oh, ow, Int32(images)) >= leastUseful
+        return wc_conv_direct_useful(Int32(inputShape[1]), w, &shape, oh, ow, Int32(images)) >= leastUseful
             && wc_conv_padded_count(Int32(inputShape[1]), w, &shape, oh, ow, Int32(images)) < Int(Int32.max)
     }
 
@@ -89,7 +90,7 @@ enum DirectConvolution {
                                      Int32(clamping: outputSize.h), Int32(clamping: outputSize.w), images) != 0 else { return false }
         guard wc_kernels_isa() == Int32(WC_ISA_AVX512) else { return true }
         var shape = wc_window(window)
-        return n == 1 && wc_conv_direct_useful(Int32(clamping: w), &shape, Int32(clamping: outputSize.h),
+        return n == 1 && wc_conv_direct_useful(Int32(clamping: c), Int32(clamping: w), &shape, Int32(clamping: outputSize.h),
                                                Int32(clamping: outputSize.w), 1) < vectorsBelowUseful
     }
 

@@ -47,6 +47,11 @@ import Testing
         (n: 1, c: 20, h: 3, w: 3, oc: 96, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
         // Rows of nine at batch 1 (AVX-512: the weights as vectors, nine outputs a block, a row a tile).
         (n: 1, c: 16, h: 9, w: 9, oc: 40, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        // One image's rows flat (AVX-512, stride 1, 64 weights an output or more): 21 outputs a row, 22 apart, split by
+        // rows over the workers (vectors holding one row's end and the next row's start, the last ones reading past
+        // the worker's rows); 19 a row under a 5×5 window, 21 apart, the weights as vectors on the flat copy.
+        (n: 1, c: 8, h: 21, w: 21, oc: 19, k: (3, 3), s: 1, d: 1, pads: (1, 1, 1, 1)),
+        (n: 1, c: 4, h: 12, w: 19, oc: 16, k: (5, 5), s: 1, d: 1, pads: (2, 2, 2, 2)),
         // AVX2, small maps, several images a copy, each block at one position across them summing only the taps inside
         // the image: 13 images (copies of 7 and 6: blocks of three that span two positions) in two passes of the input
         // channels (20 of them × 9 taps × 32 channels past 16 KB), 70 channels; 12 images at stride 2 with uneven
@@ -74,10 +79,10 @@ import Testing
             var shape = wc_window(window)
             let images = DirectConvolution.imagesPerCopy(batch: t.n, w: t.w, window: window, outputSize: (oh, ow),
                                                          vectors: false)
-            let useful = wc_conv_direct_useful(Int32(t.w), &shape, Int32(oh), Int32(ow), Int32(images))
+            let useful = wc_conv_direct_useful(Int32(t.c), Int32(t.w), &shape, Int32(oh), Int32(ow), Int32(images))
             // At batch 1, rows of 4 outputs or more whose vectors of outputs would leave a tenth of their lanes idle,
             // from 64 weights per output: the weights as vectors (three cases).
-            let alone = wc_conv_direct_useful(Int32(t.w), &shape, Int32(oh), Int32(ow), 1)
+            let alone = wc_conv_direct_useful(Int32(t.c), Int32(t.w), &shape, Int32(oh), Int32(ow), 1)
             let vectors = t.n == 1 && ow >= 4 && t.c * t.k.0 * t.k.1 >= 64 && alone < DirectConvolution.vectorsBelowUseful
             #expect(vectors == DirectConvolution.weightsAsVectors(batch: t.n, inputWidth: t.w, inputChannels: t.c,
                                                                   weightShape: wt.shape, window: window, outputSize: (oh, ow)))

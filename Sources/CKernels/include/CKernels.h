@@ -111,9 +111,11 @@ int wc_conv_vectors_images(int oh, int ow, int batch);
 void wc_conv_pointwise_vectors(const float *input, long in_image, int images, int c, long plane, const float *packed,
                                int first, int count, const float *bias, const float *residual, long out_image,
                                float low, float high, float *out);
-/// The share of the output vectors' lanes that are outputs when a copy holds `images` images, and the number of
-/// images (at most `most`, and no more than fill 64 lanes of a row) with the largest share, the fewest of equals.
-double wc_conv_direct_useful(int w, const wc_window *window, int oh, int ow, int images);
+/// The share of the output vectors' lanes that are outputs when a copy holds `images` images of `c` channels (one
+/// image's rows run flat where that leaves fewer lanes idle: AVX-512, strides of 1, 64 weights an output or more), and
+/// the number of images (at most `most`, and no more than fill 64 lanes of a row) with the largest share side by side,
+/// the fewest of equals.
+double wc_conv_direct_useful(int c, int w, const wc_window *window, int oh, int ow, int images);
 int wc_conv_direct_images(int w, const wc_window *window, int oh, int ow, int most);
 size_t wc_conv_padded_count(int c, int w, const wc_window *window, int oh, int ow, int images);
 int wc_conv_padded_rows(const wc_window *window, int oh);
