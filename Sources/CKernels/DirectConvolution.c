@@ -155,7 +155,8 @@ int wc_conv_direct_images(int w, const wc_window *win, int oh, int ow, int most)
     const int segment = layout_with(w, win, oh, ow, 1, 0).segment, widest = (64 + segment - 1) / segment;
     int best = 1;
     for (int g = 2; g <= widest && g <= most; g++)
-        if (useful_of(layout_with(w, win, oh, ow, g, 0), oh, ow, g) > useful_of(layout_with(w, win, oh, ow, best, 0), oh, ow, best))
+        if (useful_of(layout_with(w, win, oh, ow, g, 0), oh, ow, g)
+            > useful_of(layout_with(w, win, oh, ow, best, 0), oh, ow, best))
             best = g;
     return best;
 }

@@ -98,22 +98,24 @@ extension Winograd {
                         let (vStride, mStride) = (paddedStride(c * tiles), paddedStride(outputs.count * tiles))
                         // Tile row r reads input rows from 2r − pt: the part's first row r0 is its row 0 with the top
                         // padding 2·r0 rows less (negative past the first part).
-                        inputTransform(UnsafePointer<Float>(bitPattern: inAddress)!, c: c, h: h, w: w, first: 0, images: 1,
-                                       th: rows.count, tw: tw, pt: pt - 2 * rows.lowerBound, pl: pl, tiles: tiles, into: v)
+                        inputTransform(UnsafePointer<Float>(bitPattern: inAddress)!, c: c, h: h, w: w, first: 0,
+                                       images: 1, th: rows.count, tw: tw, pt: pt - 2 * rows.lowerBound, pl: pl,
+                                       tiles: tiles, into: v)
                         // Rows of each packed U[ξ] from output channel `outputs.lowerBound` (a panel's first row) on.
                         for xi in 0..<16 {
                             wc_gemm_packed_per_point(Int32(outputs.count), Int32(tiles), Int32(c),
                                                      u + xi * uStride + outputs.lowerBound * c, v + xi * vStride, tiles,
                                                      m + xi * mStride, tiles, nil)
                         }
-                        let (skip, biases) = (2 * rows.lowerBound * ow, UnsafePointer<Float>(bitPattern: biasAddress))
+                        let skip = 2 * rows.lowerBound * ow
+                        let biases = UnsafePointer<Float>(bitPattern: biasAddress)
                         let (out, residual) = (UnsafeMutablePointer<Float>(bitPattern: outAddress)!,
                                                UnsafePointer<Float>(bitPattern: residualAddress))
                         for o in outputs {
-                            wc_winograd_output(m + (o - outputs.lowerBound) * tiles, mStride, Int32(rows.count), Int32(tw),
-                                               biases?[o] ?? 0, residual.map { $0 + o * oh * ow + skip }, low, high,
-                                               out + (firstChannel + o) * oh * ow + skip, Int32(oh - 2 * rows.lowerBound),
-                                               Int32(ow))
+                            wc_winograd_output(m + (o - outputs.lowerBound) * tiles, mStride, Int32(rows.count),
+                                               Int32(tw), biases?[o] ?? 0, residual.map { $0 + o * oh * ow + skip },
+                                               low, high, out + (firstChannel + o) * oh * ow + skip,
+                                               Int32(oh - 2 * rows.lowerBound), Int32(ow))
                         }
                     }
                 }
@@ -126,7 +128,8 @@ extension Winograd {
     /// leave L2 on wide maps (16 → 64 on 55×55: 1.6 MB a worker). One-layer models (3×3 + ReLU), batch 1, least of 1 s,
     /// three alternated rounds, µs, AVX-512 host with 2 MB of L2 a core, two threads, whole part → blocks: 16 → 64 on
     /// 55×55 202–210 → 165–171, 16 → 128 on 55×55 429–482 → 288–305, 64 → 64 on 56×56 493–512 → 469–489, 32 → 128 on
-    /// 27×27 even (136–171 → 136–137); blocks of 2¹⁷ floats or 3·2¹⁷ gained less (f. 55×55 16 → 64 170–175 and 177–182).
+    /// 27×27 even (136–171 → 136–137). Blocks of 2¹⁷ or 3·2¹⁷ floats gained less (16 → 64 on 55×55: 170–175 and
+    /// 177–182 µs).
     static func blockTileRows(tileColumns tw: Int, inputChannels c: Int, outputChannels oc: Int) -> Int {
         max(1, blockFloats / (16 * (c + oc) * tw))
     }
