@@ -61,7 +61,7 @@ static double useful_of(layout l, int oh, int ow, int images) {
 }
 
 // Whether one image's rows run flat (`layout`): AVX-512, strides of 1, from FLAT_LEAST_K weights an output, where that
-// leaves fewer lanes idle than vectors along each row. A vector then often holds the end of one row and the start of
+// makes at least 2% more of the lanes outputs than vectors along each row. A vector then often holds the end of one row and the start of
 // the next, stored as two pieces. One-layer models (3×3 or 5×5 + ReLU), batch 1, two threads, least µs of 1 s,
 // alternated rounds, the weights as vectors → flat rows: 8 → 32 on 55×55 70 → 52–55, 32 → 64 5×5 on 28×28 276 → 259;
 // 16 → 64 on 55×55 (one thread) 445–448 → 358–360 (Winograd takes that layer: `Winograd.pays`); but 1 → 64 on 28×28 (9

@@ -4,7 +4,8 @@
 // elsewhere, and for other strides, a plain loop. Shorter rows (the last layers' 2 to 15 wide maps, where a call per
 // row costs more than its copy): a table of each tap's input offset for every output of the plane, shared by every
 // channel and image, then one pass along the whole plane, on AVX-512 16 outputs at a time (masked loads where the
-// tap's inputs are consecutive, else masked gathers), on AVX2 masked loads of 8 where they are consecutive.
+// tap's inputs are consecutive, else masked gathers; input planes of at most 32 values by permutes from two registers),
+// on AVX2 masked loads of 8 where they are consecutive.
 #include "Dispatch.h"
 #include <stdlib.h>
 
@@ -168,8 +169,8 @@ DEFINE_IM2COL_PLANES(planes_avx2, __attribute__((target("avx2"))), SHIFTED_PLANE
 DEFINE_IM2COL_ROWS(im2col_avx512, __attribute__((target("avx512f,bmi2"))), AVX512_ROW)
 
 // 16 outputs at a time: the lanes whose offset is −1 are masked off the gather (0 in the register), or, for a tap
-// whose inputs are consecutive (`plane_table`'s shift), off a plain load. Planes of fewer than 8 outputs (2×2 maps)
-// are copied value by value, faster than a gather of a few lanes. The plain loads in place of gathers: SqueezeNet 1.1
+// whose inputs are consecutive (`plane_table`'s shift), off a plain load. Planes of fewer than 8 outputs are copied
+// value by value, faster than a gather of a few lanes (input planes of at most 32 values: `planes_permute_avx512`). The plain loads in place of gathers: SqueezeNet 1.1
 // at 64 px, batch 1, one thread, each node's least time over 2 alternated rounds, µs: its 3×3 layers on 7×7 maps
 // 22.6 → 18.8, on 3×3 maps 16.2 → 14.4 and 10.3 → 8.9.
 #define GATHER_PLANE(dst, src, offsets, count, shift)                                                             \

@@ -67,8 +67,8 @@ enum DirectConvolution {
             && wc_conv_padded_count(Int32(inputShape[1]), w, &shape, oh, ow, Int32(images)) < Int(Int32.max)
     }
 
-    /// A buffer for the bordered copy, on a cache line: its rows are whole vectors, so the loads under a window's first
-    /// column (and, at stride 2, its second) do not straddle two lines.
+    /// A buffer for the bordered copy, on a cache line: its rows are whole vectors (but for one image's flat rows, S
+    /// apart), so the loads under a window's first column (and, at stride 2, its second) do not straddle two lines.
     static func alignedCopy(_ count: Int) -> UnsafeMutablePointer<Float> {
         UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
             .assumingMemoryBound(to: Float.self)
@@ -115,7 +115,10 @@ enum DirectConvolution {
         let perCopy = imagesPerCopy(batch: n, w: w, window: window, outputSize: (oh, ow), vectors: vectors)
         let copies = (n + perCopy - 1) / perCopy
         var shape = wc_window(window)
-        let padded = wc_conv_padded_count(Int32(c), Int32(w), &shape, Int32(oh), Int32(ow), Int32(perCopy))
+        // A last copy of fewer images may take another layout (one image's rows flat): room for either.
+        let padded = max(wc_conv_padded_count(Int32(c), Int32(w), &shape, Int32(oh), Int32(ow), Int32(perCopy)),
+                         perCopy > 1 && n % perCopy == 1 ? wc_conv_padded_count(Int32(c), Int32(w), &shape, Int32(oh),
+                                                                                  Int32(ow), 1) : 0)
         let paddedRows = Int(wc_conv_padded_rows(&shape, Int32(oh)))
         let bounds = activation.bounds
         let panels = (oc + 7) / 8

@@ -68,8 +68,9 @@ extension Winograd {
 
     /// One image's convolution in one region, its rows of tiles or its output channels (panels of eight) split evenly
     /// over the workers: each transforms the inputs of its tiles (all of them when split by channels), runs the 16
-    /// products on them for its output channels and transforms their outputs, into the rows and channels it covers. The
-    /// same sums in the same order as `convolve`'s other path (each tile's column of each product, each row of U).
+    /// products on them for its output channels and transforms their outputs, into the rows and channels it covers, a
+    /// block of rows of tiles at a time (`blockTileRows`). The same sums in the same order as `convolve`'s other path
+    /// (each tile's column of each product, each row of U).
     static func convolveOneImage(_ input: Tensor<Float>, weights prepared: PreparedWeights, bias: [Float]?,
                                  window: Window2D, activation: Activation, residual: Tensor<Float>?,
                                  into output: inout Tensor<Float>, firstChannel: Int, split: OneImageSplit) {

@@ -197,9 +197,9 @@ import _TestSupport
     /// two-load path), dilations, uneven padding wider than the kernel's reach, "same" padding (AVX2's masked loads at one
     /// shift per tap), rows of 16 outputs and more (copied row
     /// by row), 2 to 15 (through the plane's table) and planes under 8 outputs, input planes of at most 32 values (AVX-512's
-    /// permutes: one or two registers, one image's taps as one run or several images' tap by tap), a channel range and
-    /// an image range that start past 0.
-    @Test(arguments: [(9, 37), (3, 4), (5, 6), (4, 8), (2, 2)])
+    /// permutes: one register or two, one image's taps as one run or several images' tap by tap; 49 values take the
+    /// masked loads and gathers), a channel range and an image range that start past 0.
+    @Test(arguments: [(9, 37), (3, 4), (5, 6), (4, 8), (4, 4), (2, 2), (7, 7)])
     func im2colMatchesDefinitionOnEveryVariant(_ size: (Int, Int)) {
         let (n, c, h, w) = (3, 4, size.0, size.1)
         let x = Self.random(n * c * h * w, seed: 7)
@@ -210,26 +210,26 @@ import _TestSupport
                 guard let (oh, ow) = window.outputSize(h: h, w: w) else { continue }
                 windows += 1
                 for images in 1...2 {
-                let channels = 1..<4
-                let cols = images * oh * ow
-                var expected = [Float](repeating: 0, count: channels.count * kh * kw * cols)
-                for (row, ch) in channels.enumerated() { for ki in 0..<kh { for kj in 0..<kw {
-                    for img in 0..<images { for oy in 0..<oh { for ox in 0..<ow {
-                        let iy = oy * stride + ki * dilation - pads.0, ix = ox * stride + kj * dilation - pads.1
-                        let inside = iy >= 0 && iy < h && ix >= 0 && ix < w
-                        expected[((row * kh + ki) * kw + kj) * cols + (img * oh + oy) * ow + ox] =
-                            inside ? x[(((1 + img) * c + ch) * h + iy) * w + ix] : 0
+                    let channels = 1..<4
+                    let cols = images * oh * ow
+                    var expected = [Float](repeating: 0, count: channels.count * kh * kw * cols)
+                    for (row, ch) in channels.enumerated() { for ki in 0..<kh { for kj in 0..<kw {
+                        for img in 0..<images { for oy in 0..<oh { for ox in 0..<ow {
+                            let iy = oy * stride + ki * dilation - pads.0, ix = ox * stride + kj * dilation - pads.1
+                            let inside = iy >= 0 && iy < h && ix >= 0 && ix < w
+                            expected[((row * kh + ki) * kw + kj) * cols + (img * oh + oy) * ow + ox] =
+                                inside ? x[(((1 + img) * c + ch) * h + iy) * w + ix] : 0
+                        } } }
                     } } }
-                } } }
-                var shape = wc_window(kh: Int32(kh), kw: Int32(kw), sh: Int32(stride), sw: Int32(stride), dh: Int32(dilation),
-                                      dw: Int32(dilation), pad_top: Int32(pads.0), pad_left: Int32(pads.1))
-                for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
-                    var col = [Float](repeating: .nan, count: expected.count)
-                    wc_im2col_isa(isa, x, Int32(c), Int32(h), Int32(w), 1, Int32(images), Int32(channels.lowerBound),
-                                  Int32(channels.count), &shape, Int32(oh), Int32(ow), &col)
-                    let wrong = col.indices.first { col[$0] != expected[$0] }
-                    #expect(wrong == nil, "\(String(cString: wc_kernels_name(isa))) \(window), \(images) images: first wrong value at \(wrong ?? 0)")
-                }
+                    var shape = wc_window(kh: Int32(kh), kw: Int32(kw), sh: Int32(stride), sw: Int32(stride), dh: Int32(dilation),
+                                          dw: Int32(dilation), pad_top: Int32(pads.0), pad_left: Int32(pads.1))
+                    for isa in [WC_ISA_GENERIC, WC_ISA_AVX2, WC_ISA_AVX512].map(Int32.init) where wc_kernels_supported(isa) != 0 {
+                        var col = [Float](repeating: .nan, count: expected.count)
+                        wc_im2col_isa(isa, x, Int32(c), Int32(h), Int32(w), 1, Int32(images), Int32(channels.lowerBound),
+                                      Int32(channels.count), &shape, Int32(oh), Int32(ow), &col)
+                        let wrong = col.indices.first { col[$0] != expected[$0] }
+                        #expect(wrong == nil, "\(String(cString: wc_kernels_name(isa))) \(window), \(images) images: first wrong value at \(wrong ?? 0)")
+                    }
                 }
             } } }
         }

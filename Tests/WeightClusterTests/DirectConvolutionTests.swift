@@ -72,16 +72,18 @@ import Testing
         let applies = DirectConvolution.applies(inputShape: x.shape, weightShape: wt.shape, window: window, group: 1,
                                                 outputSize: (oh, ow))
         if wc_kernels_isa() == Int32(WC_ISA_AVX512) {
-            // Every case whose vectors are mostly outputs (`leastUseful`); five cases written for AVX2's eight lanes
-            // (9×11, 7×5, 6×6, 10×10 and 3×3 outputs) leave too many of the sixteen idle, and take im2col, but for the
-            // two at batch 1 on rows of 5 and 6 (stride 2 with uneven padding; dilation 2), which take the weights as
-            // vectors (Vectors16.c), as the 7×7 stem at batch 1 does (rows of 13: two blocks of seven, one tile a row).
+            // Every case whose vectors are mostly outputs (`leastUseful`); four cases written for AVX2's eight lanes
+            // (7×5, 6×6, 10×10 and 3×3 outputs) leave too many of the sixteen idle, and take im2col, but for the two at
+            // batch 1 on rows of 5 and 6 (stride 2 with uneven padding; dilation 2), which take the weights as vectors
+            // (Vectors16.c), as the 7×7 stem at batch 1 does (rows of 13: two blocks of seven, one tile a row). The 9×11
+            // outputs at batch 3 (288 weights an output, one image a copy) take the direct kernel on flat rows (99 of
+            // 112 lanes).
             var shape = wc_window(window)
             let images = DirectConvolution.imagesPerCopy(batch: t.n, w: t.w, window: window, outputSize: (oh, ow),
                                                          vectors: false)
             let useful = wc_conv_direct_useful(Int32(t.c), Int32(t.w), &shape, Int32(oh), Int32(ow), Int32(images))
             // At batch 1, rows of 4 outputs or more whose vectors of outputs would leave a tenth of their lanes idle,
-            // from 64 weights per output: the weights as vectors (three cases).
+            // from 64 weights per output: the weights as vectors (five cases).
             let alone = wc_conv_direct_useful(Int32(t.c), Int32(t.w), &shape, Int32(oh), Int32(ow), 1)
             let vectors = t.n == 1 && ow >= 4 && t.c * t.k.0 * t.k.1 >= 64 && alone < DirectConvolution.vectorsBelowUseful
             #expect(vectors == DirectConvolution.weightsAsVectors(batch: t.n, inputWidth: t.w, inputChannels: t.c,
@@ -122,6 +124,23 @@ import Testing
             } } } }
             #expect(worst < 1e-4)
         }
+    }
+
+    /// One image's rows flat (AVX-512, stride 1, from 64 weights an output, where at least 2% more of the lanes are
+    /// outputs): 21 outputs a row 22 apart, 441 of 464 lanes instead of 21 of 32; a 5×5 window's rows of 19, 228 of
+    /// 256. Not under 64 weights an output (one channel under 3×3), at stride 2, or for a group of two images.
+    @Test func flatRowsWhereMoreLanesAreOutputs() {
+        guard wc_kernels_isa() == Int32(WC_ISA_AVX512) else { return }
+        func useful(c: Int, w: Int, k: Int, pad: Int, oh: Int, ow: Int, stride: Int = 1, images: Int = 1) -> Double {
+            var shape = wc_window(Window2D(kernel: (k, k), strides: (stride, stride), dilations: (1, 1),
+                                           pads: (pad, pad, pad, pad)))
+            return wc_conv_direct_useful(Int32(c), Int32(w), &shape, Int32(oh), Int32(ow), Int32(images))
+        }
+        #expect(useful(c: 8, w: 21, k: 3, pad: 1, oh: 21, ow: 21) == 441.0 / 464)
+        #expect(useful(c: 4, w: 19, k: 5, pad: 2, oh: 12, ow: 19) == 228.0 / 256)
+        #expect(useful(c: 1, w: 21, k: 3, pad: 1, oh: 21, ow: 21) == 21.0 / 32)
+        #expect(useful(c: 8, w: 42, k: 3, pad: 1, oh: 21, ow: 21, stride: 2) == 21.0 / 32)
+        #expect(useful(c: 8, w: 21, k: 3, pad: 1, oh: 21, ow: 21, images: 2) == 42.0 / 48)
     }
 
     /// 1×1 layers with the weights as vectors (AVX2): bit for bit the im2col path's outputs, with bias and ReLU, without

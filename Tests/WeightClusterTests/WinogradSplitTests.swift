@@ -4,7 +4,7 @@ import Testing
 import _TestSupport
 
 /// Which calls take Winograd (`Winograd.pays`) and how one image's call splits over the workers
-/// (`Winograd.oneImageSplit`): each split gives the same bits as one worker.
+/// (`Winograd.oneImageSplit`): each split gives the same bits as the three-step path.
 @Suite struct WinogradSplitTests {
     /// A 3×3 layer's operands on one image: input [1, c, size, size], weight [oc, c, 3, 3], bias, and a residual of the
     /// output's shape, from seeds `seed`…`seed` + 3.
@@ -41,7 +41,8 @@ import _TestSupport
     /// 13×13 has seven rows of tiles): the same bits as the three-step path, on one worker and on all, with a bias, a
     /// residual and a clamp, on maps whose last tile row and column hang over the edge, with a last panel of output
     /// channels not full, into a range of a wider tensor's channels, and in several blocks a worker (64 → 12 on 55×55:
-    /// 7 rows of tiles a block of 28; 16 → 64 on 51×51: 7 of 26, the last block 5 rows on one worker).
+    /// 7 rows of tiles a block of 28; 16 → 64 on 51×51: 7 of 26, the last block 5 rows on one worker; with AVX2 up
+    /// to 16 input channels take `convolveInRows` instead, tested below).
     @Test func winogradOnOneImageGivesTheSameBits() throws {
         #expect(Winograd.splitsByTileRows(images: 1, inputChannels: 16, outputChannels: 24, tileRows: 11, tileColumns: 11,
                                           workers: 2))

@@ -86,7 +86,9 @@ typedef struct {
 /// Direct convolution on packed weights (AVX-512 or AVX2): no im2col matrix and no product buffer. `wc_conv_pad` copies a group
 /// of `images` images (image g at image + g·image_stride: c planes of h×w) side by side inside zero borders into
 /// `padded` (wc_conv_padded_count floats; for a stride of 2 each row as its even and odd columns), its bordered rows
-/// [first_row, first_row + rows) of wc_conv_padded_rows; `wc_conv_direct` then computes output rows [first_row,
+/// [first_row, first_row + rows) of wc_conv_padded_rows (with one image's rows flat, also the left border of the row
+/// after them, which the last outputs' right taps read); `c` and `images` must be the same in wc_conv_padded_count,
+/// `wc_conv_pad` and `wc_conv_direct`, which choose the layout from them; `wc_conv_direct` then computes output rows [first_row,
 /// first_row + rows) of output channels [first, first + count) (first a multiple of 8) of those images into `out` (image g's
 /// [channels, oh, ow] planes at out + g·out_image_stride; `residual`, or NULL, the same), from the weights in `packed`
 /// (the wc_pack_rows form of [channels, c·kh·kw]). Each output is the sum over (channel, ki, kj) in order of fused
