@@ -52,12 +52,15 @@ static layout layout_with(int w, const wc_window *win, int oh, int ow, int image
     return l;
 }
 
+// Positions of a phase row the output vectors cover: every image's segment, the last one only up to its outputs (with
+// flat rows, every row's: `images` is then the rows).
+static long covered(layout l, int ow, int images) { return (long)(images - 1) * l.segment + ow; }
+
 // The share of the output vectors' lanes that are outputs (every row's vectors apart, or along the flat rows).
 static double useful_of(layout l, int oh, int ow, int images) {
     const int v = vector_lanes();
-    if (l.flat) return (double)oh * ow / (((long)(oh - 1) * l.segment + ow + v - 1) / v * v);
-    const long covered = (long)(images - 1) * l.segment + ow;
-    return (double)images * ow / ((covered + v - 1) / v * v);
+    const long lanes = (covered(l, ow, l.flat ? oh : images) + v - 1) / v * v;
+    return (double)(l.flat ? oh : images) * ow / lanes;
 }
 
 // Whether one image's rows run flat (`layout`): AVX-512, strides of 1, from FLAT_LEAST_K weights an output, where that
@@ -135,16 +138,19 @@ int wc_conv_direct_vectors(int k, int oc, int oh, int ow, int images) {
             || (images > 1 && images * outputs >= VECTORS_ACROSS_LEAST));
 }
 
-size_t wc_conv_padded_count(int c, int w, const wc_window *win, int oh, int ow, int images) {
+static size_t padded_count(int c, int w, const wc_window *win, int oh, int ow, int images) {
     layout l = layout_of(c, w, win, oh, ow, images);
     // Flat rows: the last vectors read up to 15 + pad_left values past the last row.
     return (size_t)c * l.rows * l.phases * l.width + (l.flat ? (size_t)(16 + win->pad_left + 15) / 16 * 16 : 0);
 }
 
-int wc_conv_padded_rows(const wc_window *win, int oh) { return layout_with(1, win, oh, 1, 1, 0).rows; }
+// Room for a copy of up to `images` images: a last copy of one image may take flat rows.
+size_t wc_conv_padded_count(int c, int w, const wc_window *win, int oh, int ow, int images) {
+    const size_t group = padded_count(c, w, win, oh, ow, images), one = padded_count(c, w, win, oh, ow, 1);
+    return group > one ? group : one;
+}
 
-// Positions of a phase row the output vectors cover: every image's segment, the last one only up to its outputs.
-static long covered(layout l, int ow, int images) { return (long)(images - 1) * l.segment + ow; }
+int wc_conv_padded_rows(const wc_window *win, int oh) { return layout_with(1, win, oh, 1, 1, 0).rows; }
 
 double wc_conv_direct_useful(int c, int w, const wc_window *win, int oh, int ow, int images) {
     return useful_of(layout_of(c, w, win, oh, ow, images), oh, ow, images);
@@ -957,7 +963,7 @@ void wc_conv_direct(const float *padded, int images, int c, int h, int w, const 
         free(offsets);
         return;
     }
-    const long planned = l.flat ? ((long)(rows - 1) * l.segment + ow + lanes - 1) / lanes
+    const long planned = l.flat ? (covered(l, ow, rows) + lanes - 1) / lanes
                                 : (long)rows * ((covered(l, ow, images) + lanes - 1) / lanes);
     run *runs = malloc(sizeof(run) * (size_t)planned);
     if (!runs) abort();

@@ -170,8 +170,8 @@ DEFINE_IM2COL_ROWS(im2col_avx512, __attribute__((target("avx512f,bmi2"))), AVX51
 
 // 16 outputs at a time: the lanes whose offset is −1 are masked off the gather (0 in the register), or, for a tap
 // whose inputs are consecutive (`plane_table`'s shift), off a plain load. Planes of fewer than 8 outputs are copied
-// value by value, faster than a gather of a few lanes (input planes of at most 32 values: `planes_permute_avx512`). The plain loads in place of gathers: SqueezeNet 1.1
-// at 64 px, batch 1, one thread, each node's least time over 2 alternated rounds, µs: its 3×3 layers on 7×7 maps
+// value by value, faster than a gather of a few lanes (input planes of at most 32 values: `planes_permute_avx512`).
+// The plain loads in place of gathers: SqueezeNet 1.1 at 64 px, batch 1, one thread, each node's least time over 2 alternated rounds, µs: its 3×3 layers on 7×7 maps
 // 22.6 → 18.8, on 3×3 maps 16.2 → 14.4 and 10.3 → 8.9.
 #define GATHER_PLANE(dst, src, offsets, count, shift)                                                             \
     if ((count) < 8) PLAIN_PLANE(dst, src, offsets, count, shift);                                                \

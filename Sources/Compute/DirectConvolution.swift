@@ -115,10 +115,7 @@ enum DirectConvolution {
         let perCopy = imagesPerCopy(batch: n, w: w, window: window, outputSize: (oh, ow), vectors: vectors)
         let copies = (n + perCopy - 1) / perCopy
         var shape = wc_window(window)
-        // A last copy of fewer images may take another layout (one image's rows flat): room for either.
-        let padded = max(wc_conv_padded_count(Int32(c), Int32(w), &shape, Int32(oh), Int32(ow), Int32(perCopy)),
-                         perCopy > 1 && n % perCopy == 1 ? wc_conv_padded_count(Int32(c), Int32(w), &shape, Int32(oh),
-                                                                                  Int32(ow), 1) : 0)
+        let padded = wc_conv_padded_count(Int32(c), Int32(w), &shape, Int32(oh), Int32(ow), Int32(perCopy))
         let paddedRows = Int(wc_conv_padded_rows(&shape, Int32(oh)))
         let bounds = activation.bounds
         let panels = (oc + 7) / 8

@@ -93,6 +93,9 @@ extension Winograd {
                     let v = UnsafeMutablePointer<Float>.allocate(capacity: 16 * paddedStride(c * most))
                     let m = UnsafeMutablePointer<Float>.allocate(capacity: 16 * paddedStride(outputs.count * most))
                     defer { v.deallocate(); m.deallocate() }
+                    let biases = UnsafePointer<Float>(bitPattern: biasAddress)
+                    let (out, residual) = (UnsafeMutablePointer<Float>(bitPattern: outAddress)!,
+                                           UnsafePointer<Float>(bitPattern: residualAddress))
                     for start in stride(from: all.lowerBound, to: all.upperBound, by: step) {
                         let rows = start..<min(all.upperBound, start + step)
                         let tiles = rows.count * tw
@@ -109,9 +112,6 @@ extension Winograd {
                                                      m + xi * mStride, tiles, nil)
                         }
                         let skip = 2 * rows.lowerBound * ow
-                        let biases = UnsafePointer<Float>(bitPattern: biasAddress)
-                        let (out, residual) = (UnsafeMutablePointer<Float>(bitPattern: outAddress)!,
-                                               UnsafePointer<Float>(bitPattern: residualAddress))
                         for o in outputs {
                             wc_winograd_output(m + (o - outputs.lowerBound) * tiles, mStride, Int32(rows.count),
                                                Int32(tw), biases?[o] ?? 0, residual.map { $0 + o * oh * ow + skip },

@@ -119,6 +119,7 @@ void wc_conv_pointwise_vectors(const float *input, long in_image, int images, in
 /// the fewest of equals.
 double wc_conv_direct_useful(int c, int w, const wc_window *window, int oh, int ow, int images);
 int wc_conv_direct_images(int w, const wc_window *window, int oh, int ow, int most);
+/// Floats for a copy of up to `images` images (a last copy of one image may lay its rows flat).
 size_t wc_conv_padded_count(int c, int w, const wc_window *window, int oh, int ow, int images);
 int wc_conv_padded_rows(const wc_window *window, int oh);
 void wc_conv_pad(const float *image, long image_stride, int images, int c, int h, int w, const wc_window *window,
